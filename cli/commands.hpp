@@ -1,0 +1,26 @@
+// The CLI's subcommands. Each registers its flags on the app and returns the action to run
+// once parsing succeeded; the CLI is glue: parse flags, call the library, print, write.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace wallsim::cli {
+
+using Action = std::function<void()>;
+
+/// Flags every subcommand shares (SPEC.md "Common flags").
+struct CommonFlags {
+  std::vector<std::string> sets;
+  std::string json;
+  bool quiet = false;
+  unsigned long long seed = 0;
+};
+
+void add_common_flags(CLI::App& cmd, CommonFlags& flags);
+
+void register_topo(CLI::App& app, Action& action);
+void register_presets(CLI::App& app, Action& action);
+
+}  // namespace wallsim::cli

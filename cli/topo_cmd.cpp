@@ -1,0 +1,150 @@
+// `wallsim topo TOPOLOGY`: build a fabric, print its metrics, export it.
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "core/error.hpp"
+#include "core/presets.hpp"
+#include "core/text.hpp"
+#include "topology/export.hpp"
+#include "topology/metrics.hpp"
+#include "topology/spec.hpp"
+
+namespace wallsim::cli {
+
+void add_common_flags(CLI::App& cmd, CommonFlags& f) {
+  cmd.add_option("--set", f.sets, "Override a key: --set KEY=VALUE (repeatable)");
+  cmd.add_option("--json", f.json, "Write the result as JSON to FILE ('-' for stdout)");
+  cmd.add_flag("--quiet", f.quiet, "Print nothing on success");
+  cmd.add_option("--seed", f.seed, "Random seed");
+}
+
+namespace {
+
+struct TopoFlags {
+  CommonFlags common;
+  std::string topology, links, graphml, dot;
+  std::vector<std::string> fail_links, fail_nodes, routes;
+  std::uint64_t flow_key = 0;
+};
+
+topology::NodeId find_node(const topology::Topology& t, const std::string& name,
+                           const std::string& flag) {
+  for (topology::NodeId v = 0; v < t.num_nodes(); ++v) {
+    if (t.node_name(v) == name) return v;
+  }
+  throw Error(flag, "no node named '" + name + "' (names look like " + t.node_name(0) + ")");
+}
+
+topology::NodeId endpoint_arg(const topology::Topology& t, const std::string& text,
+                              const std::string& flag) {
+  const std::string s(trim_blanks(text));
+  if (!s.empty() && s.find_first_not_of("0123456789") == std::string::npos) {
+    const unsigned long long v = std::stoull(s);
+    if (v >= t.num_endpoints()) {
+      throw Error(flag, "endpoint " + s + " does not exist (endpoints are 0.." +
+                            std::to_string(t.num_endpoints() - 1) + ")");
+    }
+    return static_cast<topology::NodeId>(v);
+  }
+  return find_node(t, s, flag);
+}
+
+void run(const TopoFlags& f) {
+  const Presets presets(default_data_dir());
+  topology::Topology t = topology::build_topology_argument(f.topology, f.common.sets, presets);
+  for (const auto& s : f.fail_links) {
+    Config c(YAML::Node(s), "--fail-link");
+    const long long id = c.as_int();
+    if (id < 0 || static_cast<std::size_t>(id) >= t.num_links()) {
+      throw Error("--fail-link", "link " + s + " does not exist (links are 0.." +
+                                     std::to_string(t.num_links() - 1) + ")");
+    }
+    t.fail_link(static_cast<topology::LinkId>(id));
+  }
+  for (const auto& s : f.fail_nodes) t.fail_node(find_node(t, s, "--fail-node"));
+
+  std::vector<std::pair<std::string, std::string>> route_rows;
+  nlohmann::json routes = nlohmann::json::array();
+  for (const auto& r : f.routes) {
+    const auto parts = split(r, ',');
+    if (parts.size() != 2) throw Error("--route", "'" + r + "' is not SRC,DST");
+    const auto src = endpoint_arg(t, parts[0], "--route");
+    const auto dst = endpoint_arg(t, parts[1], "--route");
+    const topology::Path p = t.route(src, dst, f.flow_key);
+    std::string text = t.node_name(src);
+    nlohmann::json links = nlohmann::json::array();
+    for (auto l : p) {
+      text += " -[" + std::to_string(l) + "]-> " + t.node_name(t.link_target(l));
+      links.push_back(l);
+    }
+    route_rows.emplace_back("route " + parts[0] + "," + parts[1], text);
+    routes.push_back({{"src", t.node_name(src)}, {"dst", t.node_name(dst)}, {"links", links},
+                      {"latency_s", t.path_latency(p).value()}});
+  }
+
+  const topology::Metrics m = topology::compute_metrics(t);
+  nlohmann::json j = topology::metrics_json(t, m);
+  if (!f.routes.empty()) j["routes"] = routes;
+
+  PendingFiles files;
+  auto render = [&](const std::string& path, auto&& fn) {
+    if (path.empty()) return;
+    std::ostringstream ss;
+    fn(ss);
+    files.add(path, ss.str());
+  };
+  render(f.links, [&](std::ostream& o) { topology::write_links_csv(t, o); });
+  render(f.graphml, [&](std::ostream& o) { topology::write_graphml(t, o); });
+  render(f.dot, [&](std::ostream& o) { topology::write_dot(t, o); });
+  render(f.common.json, [&](std::ostream& o) { o << j.dump(2) << '\n'; });
+
+  if (!f.common.quiet && f.common.json != "-") {
+    auto est = [&](const std::string& key) {
+      for (const auto& e : m.estimated) {
+        if (e == key) return std::string(" (estimated from a sample)");
+      }
+      return std::string();
+    };
+    std::vector<std::pair<std::string, std::string>> rows = {
+        {"topology", t.info().kind + " (routing: " + t.router_name() + ")"},
+        {"endpoints", std::to_string(m.endpoints)},
+        {"switches", std::to_string(m.switches)},
+        {"links", std::to_string(m.links) + " directed"},
+        {"diameter", std::to_string(m.diameter_hops) + " hops" + est("diameter_hops")},
+        {"average hops", format_number(m.avg_hops) + est("avg_hops")},
+        {"bisection", m.bisection ? to_string(*m.bisection) + " per direction (" +
+                                        m.bisection_method + ")"
+                                  : std::string("not computed (too large for max-flow)")},
+        {"path diversity", format_number(m.path_diversity) + " shortest paths per pair" +
+                               est("path_diversity")},
+    };
+    if (m.storage > 0) rows.insert(rows.begin() + 3, {"storage nodes", std::to_string(m.storage)});
+    rows.insert(rows.end(), route_rows.begin(), route_rows.end());
+    std::cout << key_value_table(rows);
+  }
+  files.write_all();
+}
+
+}  // namespace
+
+void register_topo(CLI::App& app, Action& action) {
+  auto f = std::make_shared<TopoFlags>();
+  CLI::App* cmd = app.add_subcommand("topo", "Build a topology and print its size, diameter, "
+                                             "bisection bandwidth and path diversity");
+  cmd->add_option("TOPOLOGY", f->topology,
+                  "A scenario file (its cluster) or a spec string KIND:key=value,...")
+      ->required();
+  add_common_flags(*cmd, f->common);
+  cmd->add_option("--links", f->links, "Write the directed links as CSV");
+  cmd->add_option("--graphml", f->graphml, "Write the graph as GraphML");
+  cmd->add_option("--dot", f->dot, "Write the graph as Graphviz DOT");
+  cmd->add_option("--fail-link", f->fail_links, "Fail a cable by one of its link ids (repeatable)");
+  cmd->add_option("--fail-node", f->fail_nodes, "Fail a node by name, e.g. spine3 (repeatable)");
+  cmd->add_option("--route", f->routes, "Print the route SRC,DST (endpoint numbers or names)");
+  cmd->add_option("--flow-key", f->flow_key, "Flow key hashed by ECMP for --route");
+  cmd->callback([f, &action] { action = [f] { run(*f); }; });
+}
+
+}  // namespace wallsim::cli

@@ -1,0 +1,85 @@
+// Typed, path-aware access to a YAML tree. Every read names the config path of the value, so a
+// bad value becomes `cluster.scale_up.bandwidth: '450 GB' is a size, not a bandwidth (...)`.
+// A scalar may also be written as `{value: X, source: "..."}`: presets cite a source beside
+// every number, and the reader takes the value.
+#pragma once
+
+#include <functional>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "core/units.hpp"
+
+namespace wallsim {
+
+/// A YAML node plus the dotted config path that leads to it.
+class Config {
+ public:
+  Config(YAML::Node node, std::string path);
+
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] const YAML::Node& yaml() const { return node_; }
+  [[nodiscard]] bool is_map() const;
+  [[nodiscard]] bool is_sequence() const;
+  /// True for a plain scalar and for a `{value: ..., source: ...}` mapping.
+  [[nodiscard]] bool is_scalar() const;
+
+  [[nodiscard]] bool has(std::string_view key) const;
+  /// The child at `key`; a missing key is an Error naming `path.key`.
+  [[nodiscard]] Config at(std::string_view key) const;
+  [[nodiscard]] std::optional<Config> find(std::string_view key) const;
+  /// Elements of a sequence, with paths `path[i]`.
+  [[nodiscard]] std::vector<Config> elements() const;
+  /// Keys of a mapping, in file order.
+  [[nodiscard]] std::vector<std::string> keys() const;
+  /// Errors on a key not in `allowed`, with a "did you mean" suggestion.
+  void allow_only(std::initializer_list<std::string_view> allowed) const;
+  void allow_only(const std::vector<std::string>& allowed) const;
+
+  [[nodiscard]] std::string as_string() const;
+  [[nodiscard]] double as_double() const;
+  /// A whole number; "16K" and "1.5T" style multipliers are accepted.
+  [[nodiscard]] long long as_int() const;
+  [[nodiscard]] double as_count() const;
+  [[nodiscard]] bool as_bool() const;
+  [[nodiscard]] Bytes as_bytes() const;
+  [[nodiscard]] Seconds as_seconds() const;
+  [[nodiscard]] Bandwidth as_bandwidth() const;
+  [[nodiscard]] FlopRate as_flop_rate() const;
+  [[nodiscard]] Watts as_watts() const;
+  [[nodiscard]] Joules as_joules() const;
+  [[nodiscard]] EnergyPerBit as_energy_per_bit() const;
+  [[nodiscard]] Frequency as_frequency() const;
+  /// The `source:` written beside a value, or "" when none.
+  [[nodiscard]] std::string source() const;
+
+  /// `at(key).as_X()` when present, else `fallback`.
+  template <class T, class Get>
+  T get_or(std::string_view key, T fallback, Get get) const {
+    auto c = find(key);
+    return c ? (c->*get)() : fallback;
+  }
+
+ private:
+  [[nodiscard]] std::string scalar_text() const;
+  YAML::Node node_;
+  std::string path_;
+};
+
+/// Parses YAML text; a syntax error is an Error naming `origin` and the line.
+YAML::Node parse_yaml(const std::string& text, const std::string& origin);
+
+/// Applies `--set KEY=VALUE`: KEY is a dotted path, VALUE is YAML (a scalar or a flow mapping).
+/// When a path steps into a scalar, `expand(path, scalar)` may return the mapping it names
+/// (a preset), which replaces it; otherwise the step is an Error naming the key.
+using PresetExpander =
+    std::function<std::optional<YAML::Node>(const std::string& path, const std::string& scalar)>;
+void apply_override(YAML::Node& root, std::string_view assignment, PresetExpander expand);
+
+}  // namespace wallsim

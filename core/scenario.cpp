@@ -1,0 +1,306 @@
+#include "core/scenario.hpp"
+
+#include "core/error.hpp"
+#include "core/io.hpp"
+
+namespace wallsim {
+namespace {
+
+/// Deep merge: keys of `over` replace or extend those of `base`; mappings merge recursively.
+YAML::Node merge(const YAML::Node& base, const YAML::Node& over) {
+  if (!base.IsMap() || !over.IsMap()) return YAML::Clone(over);
+  YAML::Node out = YAML::Clone(base);
+  for (const auto& kv : over) {
+    const std::string key = kv.first.as<std::string>();
+    YAML::Node existing = out[key];
+    if (existing && existing.IsMap() && kv.second.IsMap() && !kv.second["value"]) {
+      out[key] = merge(existing, kv.second);
+    } else {
+      out[key] = YAML::Clone(kv.second);
+    }
+  }
+  return out;
+}
+
+/// A section that may be a preset name, a mapping, or a mapping with `preset:` plus overrides.
+Config resolve(const Config& c, PresetKind kind, const Presets& presets) {
+  if (c.is_scalar()) {
+    return Config(presets.get(kind, c.as_string(), c.path()), c.path());
+  }
+  if (!c.is_map()) throw Error(c.path(), "expected a preset name or a mapping");
+  if (auto p = c.find("preset")) {
+    YAML::Node base = presets.get(kind, p->as_string(), p->path());
+    YAML::Node over = YAML::Clone(c.yaml());
+    over.remove("preset");
+    return Config(merge(base, over), c.path());
+  }
+  return c;
+}
+
+long long positive(const Config& c) {
+  const long long v = c.as_int();
+  if (v <= 0) throw Error(c.path(), "must be a positive whole number, not " + c.as_string());
+  return v;
+}
+
+int positive_int(const Config& c) {
+  const long long v = positive(c);
+  if (v > 1'000'000'000) throw Error(c.path(), "is too large: " + c.as_string());
+  return static_cast<int>(v);
+}
+
+int optional_int(const Config& c, std::string_view key, int fallback) {
+  auto f = c.find(key);
+  return f ? positive_int(*f) : fallback;
+}
+
+long long optional_ll(const Config& c, std::string_view key, long long fallback) {
+  auto f = c.find(key);
+  return f ? positive(*f) : fallback;
+}
+
+std::string one_of(const Config& c, std::initializer_list<std::string_view> allowed) {
+  const std::string v = c.as_string();
+  std::string list;
+  for (auto a : allowed) {
+    if (a == v) return v;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  throw Error(c.path(), "'" + v + "' is not one of " + list);
+}
+
+std::optional<YAML::Node> expand_for_set(const std::string& path, const std::string& scalar) {
+  if (path == "cluster" || path == "cluster.gpu" || path == "model" ||
+      path == "cluster.scale_up" || path == "cluster.scale_out") {
+    YAML::Node m(YAML::NodeType::Map);
+    m["preset"] = scalar;
+    return m;
+  }
+  return std::nullopt;
+}
+
+TrainingSpec parse_training(const Config& c) {
+  c.allow_only({"seq_len", "global_batch", "micro_batch", "precision"});
+  TrainingSpec t;
+  if (auto f = c.find("seq_len")) t.seq_len = positive(*f);
+  t.global_batch = positive(c.at("global_batch"));
+  t.micro_batch = optional_ll(c, "micro_batch", 1);
+  if (auto f = c.find("precision")) t.precision = one_of(*f, {"bf16", "fp16", "fp8"});
+  return t;
+}
+
+ParallelSpec parse_parallel(const Config& c) {
+  c.allow_only({"tp", "pp", "dp", "cp", "ep", "sp", "vpp", "schedule", "zero", "recompute",
+                "stage_layers"});
+  ParallelSpec p;
+  p.tp = optional_int(c, "tp", 1);
+  p.pp = optional_int(c, "pp", 1);
+  p.dp = optional_int(c, "dp", 0);
+  p.cp = optional_int(c, "cp", 1);
+  p.ep = optional_int(c, "ep", 1);
+  p.vpp = optional_int(c, "vpp", 1);
+  if (auto f = c.find("sp")) p.sp = f->as_bool();
+  if (auto f = c.find("schedule")) {
+    p.schedule = one_of(*f, {"gpipe", "1f1b", "interleaved", "zero-bubble"});
+  }
+  if (auto f = c.find("zero")) {
+    const long long z = f->as_int();
+    if (z < 0 || z > 3) throw Error(f->path(), "must be 0, 1, 2 or 3, not " + f->as_string());
+    p.zero = static_cast<int>(z);
+  }
+  if (auto f = c.find("recompute")) p.recompute = one_of(*f, {"none", "selective", "full"});
+  if (auto f = c.find("stage_layers")) {
+    for (const auto& e : f->elements()) p.stage_layers.push_back(positive_int(e));
+  }
+  return p;
+}
+
+RunSpec parse_run(const Config& c) {
+  c.allow_only({"tokens", "checkpoint", "failures"});
+  RunSpec r;
+  r.tokens = c.at("tokens").as_count();
+  if (auto ck = c.find("checkpoint")) {
+    ck->allow_only({"interval"});
+    if (auto iv = ck->find("interval"); iv && iv->as_string() != "auto") {
+      r.checkpoint_interval = iv->as_seconds();
+    }
+  }
+  if (auto f = c.find("failures")) {
+    f->allow_only({"rates"});
+    if (auto rates = f->find("rates")) r.failure_rates = rates->as_string();
+  }
+  return r;
+}
+
+}  // namespace
+
+LinkSpec parse_link(const Config& raw, const Presets& presets) {
+  Config c = resolve(raw, PresetKind::kLinks, presets);
+  LinkSpec l;
+  if (auto p = raw.is_map() ? raw.find("preset") : std::nullopt) l.preset = p->as_string();
+  if (raw.is_scalar()) l.preset = raw.as_string();
+  l.bandwidth = c.at("bandwidth").as_bandwidth();
+  if (l.bandwidth.value() <= 0.0) throw Error(c.path() + ".bandwidth", "must be positive");
+  if (auto f = c.find("latency")) l.latency = f->as_seconds();
+  if (auto f = c.find("energy")) l.energy = f->as_energy_per_bit();
+  return l;
+}
+
+GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
+  Config c = resolve(raw, PresetKind::kGpus, presets);
+  c.allow_only({"description", "notes", "kind", "bf16_dense", "fp8_dense", "memory",
+                "memory_bandwidth", "scale_up_bandwidth", "tdp", "idle_power", "base_clock",
+                "boost_clock", "memory_energy", "cores", "sram_per_core", "mesh",
+                "fabric_bandwidth"});
+  GpuSpec g;
+  g.name = raw.is_scalar() ? raw.as_string()
+                           : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
+  if (auto f = c.find("description")) g.description = f->as_string();
+  g.bf16_dense = c.at("bf16_dense").as_flop_rate();
+  if (auto f = c.find("fp8_dense")) g.fp8_dense = f->as_flop_rate();
+  g.memory = c.at("memory").as_bytes();
+  g.memory_bandwidth = c.at("memory_bandwidth").as_bandwidth();
+  if (auto f = c.find("scale_up_bandwidth")) g.scale_up_bandwidth = f->as_bandwidth();
+  g.tdp = c.at("tdp").as_watts();
+  if (auto f = c.find("idle_power")) g.idle_power = f->as_watts();
+  if (auto f = c.find("base_clock")) g.base_clock = f->as_frequency();
+  if (auto f = c.find("boost_clock")) g.boost_clock = f->as_frequency();
+  if (auto f = c.find("memory_energy")) g.memory_energy = f->as_energy_per_bit();
+  if (auto f = c.find("cores")) g.cores = positive(*f);
+  if (auto f = c.find("sram_per_core")) g.sram_per_core = f->as_bytes();
+  if (g.bf16_dense.value() <= 0.0) throw Error(c.path() + ".bf16_dense", "must be positive");
+  return g;
+}
+
+ModelSpec parse_model(const Config& raw, const Presets& presets) {
+  Config c = resolve(raw, PresetKind::kModels, presets);
+  c.allow_only({"description", "notes", "layers", "hidden", "heads", "kv_heads", "head_dim",
+                "ffn", "vocab", "activation", "tied_embeddings", "seq_len", "experts",
+                "shared_experts", "top_k", "moe_ffn", "dense_layers", "q_lora_rank",
+                "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+                "params"});
+  ModelSpec m;
+  m.name = raw.is_scalar() ? raw.as_string()
+                           : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
+  if (auto f = c.find("description")) m.description = f->as_string();
+  m.layers = positive_int(c.at("layers"));
+  m.hidden = positive(c.at("hidden"));
+  m.heads = positive_int(c.at("heads"));
+  m.kv_heads = optional_int(c, "kv_heads", m.heads);
+  m.head_dim = optional_ll(c, "head_dim", m.hidden / m.heads);
+  m.ffn = positive(c.at("ffn"));
+  m.vocab = positive(c.at("vocab"));
+  if (auto f = c.find("activation")) m.activation = one_of(*f, {"swiglu", "gelu"});
+  if (auto f = c.find("tied_embeddings")) m.tied_embeddings = f->as_bool();
+  if (auto f = c.find("seq_len")) m.seq_len = positive(*f);
+  if (auto f = c.find("experts")) m.experts = positive_int(*f);
+  if (auto f = c.find("shared_experts")) m.shared_experts = static_cast<int>(f->as_int());
+  if (auto f = c.find("top_k")) m.top_k = positive_int(*f);
+  if (auto f = c.find("moe_ffn")) m.moe_ffn = positive(*f);
+  if (auto f = c.find("dense_layers")) m.dense_layers = static_cast<int>(f->as_int());
+  if (auto f = c.find("q_lora_rank")) m.q_lora_rank = positive(*f);
+  if (auto f = c.find("kv_lora_rank")) m.kv_lora_rank = positive(*f);
+  if (auto f = c.find("qk_nope_head_dim")) m.qk_nope_head_dim = positive(*f);
+  if (auto f = c.find("qk_rope_head_dim")) m.qk_rope_head_dim = positive(*f);
+  if (auto f = c.find("v_head_dim")) m.v_head_dim = positive(*f);
+  if (auto f = c.find("params")) m.published_params = f->as_count();
+  if (m.heads % m.kv_heads != 0) {
+    throw Error(c.path() + ".kv_heads", std::to_string(m.kv_heads) + " does not divide heads " +
+                                            std::to_string(m.heads));
+  }
+  if (m.experts > 0) {
+    if (m.top_k <= 0 || m.top_k > m.experts) {
+      throw Error(c.path() + ".top_k", "must be between 1 and experts (" +
+                                           std::to_string(m.experts) + ")");
+    }
+    if (m.moe_ffn == 0) m.moe_ffn = m.ffn;
+  }
+  if (m.dense_layers > m.layers) {
+    throw Error(c.path() + ".dense_layers", "exceeds layers " + std::to_string(m.layers));
+  }
+  return m;
+}
+
+ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
+  Config c = resolve(raw, PresetKind::kClusters, presets);
+  c.allow_only({"description", "notes", "gpu", "nodes", "gpus_per_node", "scale_up",
+                "scale_out", "storage"});
+  ClusterSpec k;
+  k.name = raw.is_scalar() ? raw.as_string()
+                           : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
+  if (auto f = c.find("description")) k.description = f->as_string();
+  k.gpu = parse_gpu(c.at("gpu"), presets);
+  k.nodes = positive(c.at("nodes"));
+  k.gpus_per_node = positive_int(c.at("gpus_per_node"));
+  k.scale_up_domain = k.gpus_per_node;
+  if (auto su = c.find("scale_up")) {
+    Config s = resolve(*su, PresetKind::kLinks, presets);
+    s.allow_only({"description", "notes", "bandwidth", "latency", "energy", "domain"});
+    k.scale_up = parse_link(*su, presets);
+    if (auto d = s.find("domain")) k.scale_up_domain = positive_int(*d);
+    if (k.gpus() % k.scale_up_domain != 0) {
+      throw Error(s.path() + ".domain", std::to_string(k.scale_up_domain) +
+                                            " does not divide the cluster's " +
+                                            std::to_string(k.gpus()) + " GPUs");
+    }
+    if (k.scale_up_domain % k.gpus_per_node != 0) {
+      throw Error(s.path() + ".domain", "must be a multiple of gpus_per_node " +
+                                            std::to_string(k.gpus_per_node));
+    }
+  } else if (k.gpus_per_node > 1) {
+    if (k.gpu.scale_up_bandwidth.value() <= 0.0) {
+      throw Error(c.path() + ".scale_up", "missing, and the GPU gives no scale_up_bandwidth");
+    }
+    k.scale_up.bandwidth = k.gpu.scale_up_bandwidth;
+  }
+  if (auto so = c.find("scale_out")) {
+    Config s = resolve(*so, PresetKind::kLinks, presets);
+    ScaleOutSpec out;
+    out.topology = s.at("topology").as_string();
+    out.link = parse_link(*so, presets);
+    if (auto f = s.find("switch_latency")) out.switch_latency = f->as_seconds();
+    out.params = s;
+    k.scale_out = out;
+  } else if (k.nodes > 1) {
+    throw Error(c.path() + ".scale_out", "missing: a cluster of " + std::to_string(k.nodes) +
+                                             " nodes needs a scale-out fabric");
+  }
+  if (auto st = c.find("storage")) {
+    st->allow_only({"bandwidth", "nodes"});
+    StorageSpec s;
+    s.bandwidth = st->at("bandwidth").as_bandwidth();
+    s.nodes = optional_int(*st, "nodes", 1);
+    k.storage = s;
+  }
+  return k;
+}
+
+Scenario parse_scenario(const std::string& text, const std::string& origin,
+                        const std::vector<std::string>& overrides, const Presets& presets) {
+  YAML::Node root = parse_yaml(text, origin);
+  if (!root.IsMap()) throw Error(origin, "a scenario is a YAML mapping with a 'cluster:' key");
+  for (const auto& o : overrides) apply_override(root, o, expand_for_set);
+  Config c(root, "");
+  c.allow_only({"name", "description", "source", "notes", "cluster", "model", "training",
+                "parallel", "run"});
+  Scenario s;
+  if (auto f = c.find("name")) s.name = f->as_string();
+  if (auto f = c.find("description")) s.description = f->as_string();
+  if (auto f = c.find("source")) s.source = f->as_string();
+  s.cluster = parse_cluster(c.at("cluster"), presets);
+  if (auto f = c.find("model")) s.model = parse_model(*f, presets);
+  if (auto f = c.find("training")) s.training = parse_training(*f);
+  if (auto f = c.find("parallel")) s.parallel = parse_parallel(*f);
+  if (auto f = c.find("run")) s.run = parse_run(*f);
+  YAML::Emitter e;
+  e << root;
+  s.resolved_yaml = e.c_str();
+  return s;
+}
+
+Scenario load_scenario(const std::string& path, const std::vector<std::string>& overrides,
+                       const Presets& presets) {
+  return parse_scenario(read_text_file(path), path, overrides, presets);
+}
+
+}  // namespace wallsim

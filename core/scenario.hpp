@@ -1,0 +1,147 @@
+// The validated scenario: what a user asked wallsim to simulate. Loading resolves presets by
+// name (data/*.yaml) or takes inline mappings, applies `--set KEY=VALUE` overrides, rejects
+// unknown keys with a suggestion, and parses every unit. Family-specific fabric keys
+// (nodes_per_leaf, k, dims, ...) stay as a Config for the topology module to read and check.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/presets.hpp"
+#include "core/units.hpp"
+
+namespace wallsim {
+
+/// One link class: bandwidth per direction, latency, energy per bit.
+struct LinkSpec {
+  Bandwidth bandwidth;
+  Seconds latency;
+  EnergyPerBit energy;
+  std::string preset;  ///< the links.yaml preset it came from, or ""
+};
+
+/// An accelerator: a GPU or a wafer-scale engine.
+struct GpuSpec {
+  std::string name;  ///< preset key or "custom"
+  std::string description;
+  FlopRate bf16_dense;
+  FlopRate fp8_dense;   ///< 0 when the part has no FP8 tensor cores
+  Bytes memory;         ///< HBM (GPU) or on-chip SRAM (wafer)
+  Bandwidth memory_bandwidth;
+  Bandwidth scale_up_bandwidth;  ///< per GPU, per direction
+  Watts tdp;
+  Watts idle_power;              ///< 0 when not given
+  Frequency base_clock;
+  Frequency boost_clock;
+  EnergyPerBit memory_energy;    ///< 0 when not given
+  long long cores = 0;           ///< wafer-scale: compute cores on the wafer (0 for a GPU)
+  Bytes sram_per_core;           ///< wafer-scale: local memory per core
+};
+
+/// The fabric between scale-up domains. `params` holds the whole mapping for the topology
+/// module, which reads the family-specific keys and rejects unknown ones.
+struct ScaleOutSpec {
+  std::string topology;  ///< clos, fat-tree, dragonfly, torus, ...
+  LinkSpec link;
+  Seconds switch_latency;
+  Config params{YAML::Node(), "cluster.scale_out"};
+};
+
+struct StorageSpec {
+  Bandwidth bandwidth;  ///< aggregate, per direction
+  int nodes = 1;
+};
+
+struct ClusterSpec {
+  std::string name;
+  std::string description;
+  GpuSpec gpu;
+  long long nodes = 1;
+  int gpus_per_node = 1;
+  int scale_up_domain = 0;  ///< GPUs per scale-up (NVLink) domain; defaults to gpus_per_node
+  LinkSpec scale_up;
+  std::optional<ScaleOutSpec> scale_out;
+  std::optional<StorageSpec> storage;
+  [[nodiscard]] long long gpus() const { return nodes * gpus_per_node; }
+};
+
+/// A decoder-only transformer, dense or mixture-of-experts.
+struct ModelSpec {
+  std::string name;
+  std::string description;
+  int layers = 0;
+  long long hidden = 0;
+  int heads = 0;
+  int kv_heads = 0;           ///< = heads for MHA; fewer for GQA/MQA
+  long long head_dim = 0;     ///< defaults to hidden / heads
+  long long ffn = 0;          ///< dense MLP inner size
+  long long vocab = 0;
+  std::string activation = "swiglu";  ///< swiglu or gelu
+  bool tied_embeddings = false;
+  long long seq_len = 0;      ///< default training sequence length, 0 when not given
+  // Mixture of experts.
+  int experts = 0;            ///< routed experts per MoE layer; 0 = dense
+  int shared_experts = 0;
+  int top_k = 0;
+  long long moe_ffn = 0;      ///< inner size of one expert
+  int dense_layers = 0;       ///< leading layers that stay dense (DeepSeek-V3: 3)
+  // Multi-head latent attention (DeepSeek-V2/V3); all 0 for standard attention.
+  long long q_lora_rank = 0;
+  long long kv_lora_rank = 0;
+  long long qk_nope_head_dim = 0;
+  long long qk_rope_head_dim = 0;
+  long long v_head_dim = 0;
+  double published_params = 0.0;  ///< parameter count stated by the source, for checks
+};
+
+struct TrainingSpec {
+  long long seq_len = 0;
+  long long global_batch = 0;  ///< sequences per step
+  long long micro_batch = 1;
+  std::string precision = "bf16";
+};
+
+struct ParallelSpec {
+  int tp = 1, pp = 1, dp = 0, cp = 1, ep = 1;  ///< dp = 0: derived from the GPU count
+  bool sp = false;
+  int vpp = 1;
+  std::string schedule = "1f1b";
+  int zero = 0;
+  std::string recompute = "none";
+  std::vector<int> stage_layers;
+};
+
+struct RunSpec {
+  double tokens = 0.0;
+  std::optional<Seconds> checkpoint_interval;  ///< nullopt = auto
+  std::string failure_rates;                   ///< failures.yaml preset
+};
+
+struct Scenario {
+  std::string name;
+  std::string description;
+  std::string source;
+  ClusterSpec cluster;
+  std::optional<ModelSpec> model;
+  std::optional<TrainingSpec> training;
+  std::optional<ParallelSpec> parallel;
+  std::optional<RunSpec> run;
+  std::string resolved_yaml;  ///< the scenario after presets and overrides, for output files
+};
+
+/// Loads a scenario file; `overrides` are `--set` assignments applied in order.
+Scenario load_scenario(const std::string& path, const std::vector<std::string>& overrides,
+                       const Presets& presets);
+/// The same from YAML text (`origin` names it in errors).
+Scenario parse_scenario(const std::string& text, const std::string& origin,
+                        const std::vector<std::string>& overrides, const Presets& presets);
+
+/// Parsers of one section each, usable on their own (e.g. `cluster:` of a topology spec).
+ClusterSpec parse_cluster(const Config& c, const Presets& presets);
+GpuSpec parse_gpu(const Config& c, const Presets& presets);
+LinkSpec parse_link(const Config& c, const Presets& presets);
+ModelSpec parse_model(const Config& c, const Presets& presets);
+
+}  // namespace wallsim

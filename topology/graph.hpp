@@ -1,0 +1,151 @@
+// A built fabric: a Boost.Graph compressed-sparse-row graph of endpoints (GPUs, wafer cores),
+// switches and storage nodes, joined by directed links. A physical cable is two directed links
+// (full duplex: the directions never share bandwidth), so every link has a reverse.
+// Endpoints are nodes 0..N-1 in the builder's natural order; link ids are CSR edge indices.
+// Builders (fat_tree.cpp, ...) return a Topology; link models never know the family.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/graph/compressed_sparse_row_graph.hpp>
+
+#include "core/units.hpp"
+
+namespace wallsim::topology {
+
+using NodeId = std::uint32_t;
+using LinkId = std::uint32_t;
+using Path = std::vector<LinkId>;  ///< directed link ids from source to destination
+
+enum class NodeKind : std::uint8_t { kEndpoint, kSwitch, kStorage };
+enum class LinkClass : std::uint8_t { kScaleUp, kScaleOut, kWafer, kInterWafer, kStorage };
+
+std::string_view to_string(NodeKind k);
+std::string_view to_string(LinkClass c);
+
+struct Node {
+  NodeKind kind = NodeKind::kEndpoint;
+  bool transit = false;     ///< may forward traffic (a switch, or a router-endpoint in a torus)
+  std::uint8_t tier = 0;    ///< index into the topology's tier labels ("gpu", "leaf", ...)
+  std::uint32_t index = 0;  ///< number within its tier; the name is label + index
+};
+
+struct Link {
+  Bandwidth bandwidth;  ///< per direction
+  Seconds latency;      ///< cable latency plus the latency of the switch it leaves
+  EnergyPerBit energy;
+  LinkClass cls = LinkClass::kScaleOut;
+};
+
+using Graph = boost::compressed_sparse_row_graph<boost::bidirectionalS, Node, Link,
+                                                 boost::no_property, std::uint32_t, std::uint32_t>;
+
+class Router;
+
+/// Facts a builder knows about its family that make metrics exact and fast.
+struct FamilyInfo {
+  std::string kind;  ///< "fat-tree", "torus", ...
+  std::string spec;  ///< the parameters, as a spec string
+  /// Endpoint orbits under the graph's automorphisms: (representative, orbit size). When
+  /// given, metrics run one BFS per representative and stay exact.
+  std::vector<std::pair<NodeId, double>> orbits;
+  /// Bisection bandwidth (one direction) when the family has a closed form.
+  std::optional<Bandwidth> bisection;
+  /// Grid dimensions and wrap, for the exact closed-form hop metrics of torus and mesh.
+  std::vector<int> grid_dims;
+  bool grid_wrap = false;
+  /// The endpoint split max-flow uses for bisection (1 = second half); empty = natural halves.
+  std::vector<std::uint8_t> bisection_side;
+};
+
+class Topology {
+ public:
+  [[nodiscard]] const Graph& graph() const { return g_; }
+  [[nodiscard]] std::size_t num_nodes() const { return num_vertices(g_); }
+  [[nodiscard]] std::size_t num_links() const { return link_src_.size(); }
+  [[nodiscard]] std::size_t num_endpoints() const { return endpoints_; }
+  [[nodiscard]] std::size_t num_switches() const { return switches_; }
+  [[nodiscard]] std::size_t num_storage() const { return num_nodes() - endpoints_ - switches_; }
+
+  [[nodiscard]] const Node& node(NodeId n) const { return g_[n]; }
+  [[nodiscard]] const Link& link(LinkId l) const { return g_[edge(l)]; }
+  [[nodiscard]] NodeId link_source(LinkId l) const { return link_src_[l]; }
+  [[nodiscard]] NodeId link_target(LinkId l) const { return target(edge(l), g_); }
+  [[nodiscard]] LinkId reverse(LinkId l) const { return reverse_[l]; }
+  [[nodiscard]] Graph::edge_descriptor edge(LinkId l) const { return {link_src_[l], l}; }
+  [[nodiscard]] std::string node_name(NodeId n) const;
+  [[nodiscard]] const FamilyInfo& info() const { return info_; }
+  [[nodiscard]] const std::vector<std::string>& tier_labels() const { return tiers_; }
+
+  /// Marks a cable failed (both directions). Routes avoid it from then on.
+  void fail_link(LinkId l);
+  /// Marks a node failed: no route starts, ends or passes through it.
+  void fail_node(NodeId n);
+  [[nodiscard]] bool link_alive(LinkId l) const { return failed_link_.empty() || !failed_link_[l]; }
+  [[nodiscard]] bool node_alive(NodeId n) const { return failed_node_.empty() || !failed_node_[n]; }
+  [[nodiscard]] bool has_failures() const { return !failed_link_.empty() || !failed_node_.empty(); }
+
+  /// The route of one flow: the family's router (ECMP by `flow_key`, dimension order, ...);
+  /// around failures the shortest surviving paths, spread by the same hash. Throws
+  /// wallsim::Error when failures disconnect the pair.
+  [[nodiscard]] Path route(NodeId src, NodeId dst, std::uint64_t flow_key = 0) const;
+  /// As route(), for adaptive families (UGAL) given the current load of each link in bytes.
+  [[nodiscard]] Path route(NodeId src, NodeId dst, std::uint64_t flow_key,
+                           const std::vector<double>& link_load) const;
+  /// Every shortest surviving path (at most `limit`), in link-id order.
+  [[nodiscard]] std::vector<Path> shortest_paths(NodeId src, NodeId dst, std::size_t limit) const;
+
+  /// Sum of link latencies along a path.
+  [[nodiscard]] Seconds path_latency(const Path& p) const;
+  /// Smallest bandwidth along a path.
+  [[nodiscard]] Bandwidth path_bandwidth(const Path& p) const;
+  /// Installs the family router (builders call this once link ids are final).
+  void set_router(std::shared_ptr<const Router> r) { router_ = std::move(r); }
+  /// Name of the family router ("ecmp-fat-tree", "dimension-order", ...).
+  [[nodiscard]] std::string router_name() const;
+
+ private:
+  friend class TopologyBuilder;
+  Topology() = default;
+  Graph g_;
+  std::vector<NodeId> link_src_;
+  std::vector<LinkId> reverse_;
+  std::vector<std::string> tiers_;
+  std::size_t endpoints_ = 0;
+  std::size_t switches_ = 0;
+  FamilyInfo info_;
+  std::shared_ptr<const Router> router_;
+  std::vector<std::uint8_t> failed_link_;
+  std::vector<std::uint8_t> failed_node_;
+};
+
+/// Collects nodes and cables, then freezes them into a Topology. Endpoints must be added
+/// before any other node so that endpoint i is node i.
+class TopologyBuilder {
+ public:
+  /// A tier label ("gpu", "leaf"); returns its index for add_node.
+  std::uint8_t tier(std::string label);
+  /// A node; `latency` (a switch's forwarding latency) is added to every link leaving it.
+  NodeId add_node(NodeKind kind, std::uint8_t tier, std::uint32_t index, bool transit,
+                  Seconds latency = {});
+  /// Adds a cable as two directed links; returns the provisional id of u->v (v->u is id+1).
+  std::uint32_t add_cable(NodeId u, NodeId v, const Link& props);
+  [[nodiscard]] std::size_t num_nodes() const { return nodes_.size(); }
+
+  /// Freezes the graph. `final_id` (if given) receives provisional id -> link id.
+  Topology finish(FamilyInfo info, std::shared_ptr<const Router> router,
+                  std::vector<LinkId>* final_id = nullptr);
+
+ private:
+  std::vector<Node> nodes_;
+  std::vector<Seconds> node_latency_;
+  std::vector<std::string> tiers_;
+  std::vector<std::pair<NodeId, NodeId>> edges_;
+  std::vector<Link> props_;
+};
+
+}  // namespace wallsim::topology

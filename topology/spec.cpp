@@ -1,0 +1,263 @@
+#include "topology/spec.hpp"
+
+#include <filesystem>
+
+#include "core/error.hpp"
+#include "core/text.hpp"
+#include "topology/families.hpp"
+
+namespace wallsim::topology {
+namespace {
+
+int as_small_int(const Config& c) {
+  const long long v = c.as_int();
+  if (v < 0 || v > 2'000'000'000) throw Error(c.path(), "'" + c.as_string() + "' is out of range");
+  return static_cast<int>(v);
+}
+
+LinkParams link_params(const Config& c, const std::string& prefix, const LinkParams* fallback) {
+  LinkParams l;
+  const std::string bw = prefix + "bandwidth", lat = prefix + "latency", en = prefix + "energy";
+  if (auto f = c.find(bw)) l.bandwidth = f->as_bandwidth();
+  else if (fallback != nullptr) l.bandwidth = fallback->bandwidth;
+  else (void)c.at(bw);  // throws: required
+  if (l.bandwidth.value() <= 0.0) throw Error(c.path() + "." + bw, "must be positive");
+  if (auto f = c.find(lat)) l.latency = f->as_seconds();
+  else if (fallback != nullptr) l.latency = fallback->latency;
+  if (auto f = c.find(en)) l.energy = f->as_energy_per_bit();
+  else if (fallback != nullptr) l.energy = fallback->energy;
+  return l;
+}
+
+Seconds opt_seconds(const Config& c, std::string_view key) {
+  auto f = c.find(key);
+  return f ? f->as_seconds() : Seconds{};
+}
+
+std::vector<int> parse_dims(const Config& c) {
+  std::vector<int> dims;
+  for (const auto& part : split(c.as_string(), 'x')) {
+    Config one(YAML::Node(part), c.path());
+    const int d = as_small_int(one);
+    if (d < 1) throw Error(c.path(), "every dimension must be at least 1 in '" + c.as_string() + "'");
+    dims.push_back(d);
+  }
+  return dims;
+}
+
+const std::vector<std::string> kCommon = {"topology", "bandwidth", "latency", "energy"};
+
+std::vector<std::string> with_common(std::initializer_list<std::string> extra) {
+  std::vector<std::string> keys = kCommon;
+  keys.insert(keys.end(), extra);
+  return keys;
+}
+
+}  // namespace
+
+const std::vector<std::string>& topology_kinds() {
+  static const std::vector<std::string> kinds = {"ring",  "switch",    "fully-connected",
+                                                 "fat-tree", "clos",   "dragonfly",
+                                                 "torus", "wafer-mesh"};
+  return kinds;
+}
+
+YAML::Node spec_to_yaml(const std::string& spec) {
+  YAML::Node m(YAML::NodeType::Map);
+  const auto colon = spec.find(':');
+  const std::string kind(trim_blanks(spec.substr(0, colon)));
+  m["topology"] = kind;
+  if (colon == std::string::npos) return m;
+  const std::string rest = spec.substr(colon + 1);
+  if (trim_blanks(rest).empty()) return m;
+  for (const auto& item : split(rest, ',')) {
+    const auto eq = item.find('=');
+    const std::string key(trim_blanks(item.substr(0, eq)));
+    if (eq == std::string::npos || key.empty()) {
+      throw Error(kind, "'" + item + "' is not key=value (spec strings read KIND:key=value,...)");
+    }
+    if (m[key]) throw Error(kind + "." + key, "given twice");
+    m[key] = std::string(trim_blanks(item.substr(eq + 1)));
+  }
+  return m;
+}
+
+Topology build_from_config(const Config& c) {
+  const std::string kind = c.at("topology").as_string();
+  if (kind == "ring") {
+    c.allow_only(with_common({"n"}));
+    return build_ring({.n = as_small_int(c.at("n")), .link = link_params(c, "", nullptr)});
+  }
+  if (kind == "switch") {
+    c.allow_only(with_common({"n", "switch_latency"}));
+    return build_switch({.n = as_small_int(c.at("n")), .link = link_params(c, "", nullptr),
+                         .switch_latency = opt_seconds(c, "switch_latency")});
+  }
+  if (kind == "fully-connected") {
+    c.allow_only(with_common({"n"}));
+    return build_fully_connected({.n = as_small_int(c.at("n")), .link = link_params(c, "", nullptr)});
+  }
+  if (kind == "fat-tree") {
+    c.allow_only(with_common({"k", "endpoints", "radix", "levels", "oversubscription",
+                              "switch_latency"}));
+    FatTreeParams p;
+    p.link = link_params(c, "", nullptr);
+    p.switch_latency = opt_seconds(c, "switch_latency");
+    if (auto o = c.find("oversubscription")) p.oversubscription = o->as_double();
+    if (auto k = c.find("k")) {
+      if (c.has("radix")) throw Error(c.path() + ".radix", "give either k or radix, not both");
+      p.k = as_small_int(*k);
+      if (auto e = c.find("endpoints")) p.endpoints = e->as_int();
+      if (auto l = c.find("levels")) p.levels = as_small_int(*l);
+    } else {
+      if (!c.has("endpoints") || !c.has("radix")) {
+        throw Error(c.path() + ".k", "missing: give k, or endpoints and radix");
+      }
+      p.k = as_small_int(c.at("radix"));
+      p.endpoints = c.at("endpoints").as_int();
+      const long long h = p.k / 2;
+      if (auto l = c.find("levels")) p.levels = as_small_int(*l);
+      else p.levels = p.endpoints <= static_cast<long long>(p.k) * h ? 2 : 3;
+    }
+    return build_fat_tree(p);
+  }
+  if (kind == "clos") {
+    c.allow_only(with_common({"nodes", "gpus_per_node", "domain", "nodes_per_leaf", "spines",
+                              "scale_up_bandwidth", "scale_up_latency", "scale_up_energy",
+                              "switch_latency", "storage_bandwidth", "storage_nodes"}));
+    ClosParams p;
+    p.nodes = c.at("nodes").as_int();
+    p.gpus_per_node = as_small_int(c.at("gpus_per_node"));
+    if (auto f = c.find("domain")) p.domain = as_small_int(*f);
+    if (auto f = c.find("nodes_per_leaf")) p.nodes_per_leaf = as_small_int(*f);
+    if (auto f = c.find("spines")) p.spines = as_small_int(*f);
+    p.scale_out = link_params(c, "", nullptr);
+    p.scale_up = link_params(c, "scale_up_", nullptr);
+    p.switch_latency = opt_seconds(c, "switch_latency");
+    if (auto f = c.find("storage_bandwidth")) p.storage = f->as_bandwidth();
+    if (auto f = c.find("storage_nodes")) p.storage_nodes = as_small_int(*f);
+    return build_clos(p);
+  }
+  if (kind == "dragonfly") {
+    c.allow_only(with_common({"p", "a", "h", "g", "routing", "local_bandwidth", "local_latency",
+                              "local_energy", "global_bandwidth", "global_latency",
+                              "global_energy", "switch_latency"}));
+    DragonflyParams p;
+    p.p = as_small_int(c.at("p"));
+    p.a = as_small_int(c.at("a"));
+    p.h = as_small_int(c.at("h"));
+    p.g = c.has("g") ? as_small_int(c.at("g")) : p.a * p.h + 1;
+    if (auto f = c.find("routing")) p.routing = f->as_string();
+    p.terminal = link_params(c, "", nullptr);
+    p.local = link_params(c, "local_", &p.terminal);
+    p.global = link_params(c, "global_", &p.terminal);
+    p.switch_latency = opt_seconds(c, "switch_latency");
+    return build_dragonfly(p);
+  }
+  if (kind == "torus") {
+    c.allow_only(with_common({"dims", "wrap"}));
+    TorusParams p;
+    p.dims = parse_dims(c.at("dims"));
+    if (auto f = c.find("wrap")) p.wrap = f->as_bool();
+    p.link = link_params(c, "", nullptr);
+    return build_torus(p);
+  }
+  if (kind == "wafer-mesh") {
+    c.allow_only(with_common({"dims", "sram", "wafers", "inter_wafer_bandwidth",
+                              "inter_wafer_latency", "inter_wafer_energy"}));
+    WaferMeshParams p;
+    const auto dims = parse_dims(c.at("dims"));
+    if (dims.size() != 2) throw Error(c.path() + ".dims", "a wafer mesh has two dimensions, like 750x994");
+    p.x = dims[0];
+    p.y = dims[1];
+    p.link = link_params(c, "", nullptr);
+    if (auto f = c.find("sram")) p.sram = f->as_bytes();
+    if (auto f = c.find("wafers")) p.wafers = as_small_int(*f);
+    if (p.wafers > 1) p.inter_wafer = link_params(c, "inter_wafer_", nullptr);
+    return build_wafer_mesh(p);
+  }
+  throw Error(c.path().empty() ? "topology" : c.path() + ".topology",
+              "unknown topology '" + kind + "'" + did_you_mean(kind, topology_kinds()) +
+                  "; one of " + join(topology_kinds(), ", "));
+}
+
+Topology build_cluster(const ClusterSpec& k) {
+  const std::string path = "cluster.scale_out";
+  const std::string kind = k.scale_out ? k.scale_out->topology : "clos";
+  if (k.gpu.cores > 0) {
+    // A wafer-scale cluster: every "GPU" is a wafer of cores on a 2-D mesh.
+    if (!k.scale_out || kind != "wafer-mesh") {
+      throw Error(path + ".topology", "a wafer-scale GPU ('" + k.gpu.name + "') needs topology: wafer-mesh");
+    }
+    const Config& c = k.scale_out->params;
+    c.allow_only({"topology", "preset", "description", "notes", "bandwidth", "latency", "energy",
+                  "dims", "switch_latency"});
+    WaferMeshParams p;
+    const auto dims = parse_dims(c.at("dims"));
+    if (dims.size() != 2) throw Error(c.path() + ".dims", "a wafer mesh has two dimensions, like 750x994");
+    if (static_cast<long long>(dims[0]) * dims[1] > k.gpu.cores) {
+      throw Error(c.path() + ".dims", "has more cores than the wafer's " + std::to_string(k.gpu.cores));
+    }
+    p.x = dims[0];
+    p.y = dims[1];
+    p.wafers = static_cast<int>(k.gpus());
+    p.link = {k.scale_up.bandwidth, k.scale_up.latency, k.scale_up.energy};
+    p.inter_wafer = {k.scale_out->link.bandwidth, k.scale_out->link.latency, k.scale_out->link.energy};
+    p.sram = k.gpu.sram_per_core;
+    return build_wafer_mesh(p);
+  }
+  if (kind != "clos") {
+    throw Error(path + ".topology", "'" + kind +
+                                        "' is not a GPU-cluster fabric yet; clusters use 'clos' "
+                                        "(rail-optimized) or 'wafer-mesh'; try 'wallsim topo " +
+                                        kind + ":...' for the bare fabric");
+  }
+  ClosParams p;
+  p.nodes = k.nodes;
+  p.gpus_per_node = k.gpus_per_node;
+  p.domain = k.scale_up_domain;
+  p.scale_up = {k.scale_up.bandwidth, k.scale_up.latency, k.scale_up.energy};
+  if (k.scale_out) {
+    const Config& c = k.scale_out->params;
+    c.allow_only({"topology", "preset", "description", "notes", "bandwidth", "latency", "energy",
+                  "switch_latency", "nodes_per_leaf", "spines"});
+    p.scale_out = {k.scale_out->link.bandwidth, k.scale_out->link.latency, k.scale_out->link.energy};
+    p.switch_latency = k.scale_out->switch_latency;
+    if (auto f = c.find("nodes_per_leaf")) p.nodes_per_leaf = as_small_int(*f);
+    if (auto f = c.find("spines")) p.spines = as_small_int(*f);
+  }
+  if (k.storage) {
+    p.storage = k.storage->bandwidth;
+    p.storage_nodes = k.storage->nodes;
+  }
+  try {
+    return build_clos(p);
+  } catch (const Error& e) {
+    // Name the scenario key rather than the spec-string key.
+    std::string where = e.where();
+    if (where.rfind("clos.", 0) == 0) {
+      const std::string key = where.substr(5);
+      where = (key == "domain" ? "cluster.scale_up." : key == "nodes" || key == "gpus_per_node"
+                                                           ? "cluster."
+                                                           : path + ".") + key;
+    }
+    throw Error(where, e.message());
+  }
+}
+
+Topology build_topology_argument(const std::string& arg, const std::vector<std::string>& overrides,
+                                 const Presets& presets) {
+  const bool is_file = arg.ends_with(".yaml") || arg.ends_with(".yml") ||
+                       (arg.find(':') == std::string::npos && std::filesystem::exists(arg));
+  if (is_file) {
+    if (!std::filesystem::exists(arg)) throw Error(arg, "no such scenario file");
+    Scenario s = load_scenario(arg, overrides, presets);
+    return build_cluster(s.cluster);
+  }
+  YAML::Node root = spec_to_yaml(arg);
+  const std::string kind = root["topology"].as<std::string>();
+  for (const auto& o : overrides) apply_override(root, o, nullptr);
+  return build_from_config(Config(root, kind));
+}
+
+}  // namespace wallsim::topology

@@ -1,0 +1,30 @@
+// From what a user writes to a built Topology: spec strings (`fat-tree:k=4,bandwidth=400 Gb/s`,
+// SPEC.md's TOPOLOGY table), mappings with a `topology:` key, and a scenario's `cluster:`.
+#pragma once
+
+#include <string>
+
+#include "core/config.hpp"
+#include "core/presets.hpp"
+#include "core/scenario.hpp"
+#include "topology/graph.hpp"
+
+namespace wallsim::topology {
+
+/// The kinds a spec string may name.
+const std::vector<std::string>& topology_kinds();
+
+/// `KIND:key=value,...` as a mapping {topology: KIND, key: value, ...}.
+YAML::Node spec_to_yaml(const std::string& spec);
+
+/// Builds a family from a mapping with a `topology:` key (errors name `c.path()` keys).
+Topology build_from_config(const Config& c);
+
+/// Builds the fabric of a scenario's cluster (rail-optimized Clos, or wafer-scale mesh).
+Topology build_cluster(const ClusterSpec& cluster);
+
+/// TOPOLOGY argument of the CLI: a scenario file (its cluster) or a spec string.
+Topology build_topology_argument(const std::string& arg, const std::vector<std::string>& overrides,
+                                 const Presets& presets);
+
+}  // namespace wallsim::topology
