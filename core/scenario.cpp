@@ -156,7 +156,9 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   g.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
   if (auto f = c.find("description")) g.description = f->as_string();
-  g.bf16_dense = c.at("bf16_dense").as_flop_rate();
+  if (auto f = c.find("cores")) g.cores = positive(*f);
+  // A wafer-scale part may lack a published dense peak; a GPU may not.
+  if (g.cores == 0 || c.has("bf16_dense")) g.bf16_dense = c.at("bf16_dense").as_flop_rate();
   if (auto f = c.find("fp8_dense")) g.fp8_dense = f->as_flop_rate();
   g.memory = c.at("memory").as_bytes();
   g.memory_bandwidth = c.at("memory_bandwidth").as_bandwidth();
@@ -166,9 +168,10 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("base_clock")) g.base_clock = f->as_frequency();
   if (auto f = c.find("boost_clock")) g.boost_clock = f->as_frequency();
   if (auto f = c.find("memory_energy")) g.memory_energy = f->as_energy_per_bit();
-  if (auto f = c.find("cores")) g.cores = positive(*f);
   if (auto f = c.find("sram_per_core")) g.sram_per_core = f->as_bytes();
-  if (g.bf16_dense.value() <= 0.0) throw Error(c.path() + ".bf16_dense", "must be positive");
+  if (g.cores == 0 && g.bf16_dense.value() <= 0.0) {
+    throw Error(c.path() + ".bf16_dense", "must be positive");
+  }
   return g;
 }
 
@@ -261,9 +264,10 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     if (auto f = s.find("switch_latency")) out.switch_latency = f->as_seconds();
     out.params = s;
     k.scale_out = out;
-  } else if (k.nodes > 1) {
-    throw Error(c.path() + ".scale_out", "missing: a cluster of " + std::to_string(k.nodes) +
-                                             " nodes needs a scale-out fabric");
+  } else if (k.gpus() > k.scale_up_domain) {
+    throw Error(c.path() + ".scale_out", "missing: " + std::to_string(k.gpus()) +
+                                             " GPUs span more than one scale-up domain of " +
+                                             std::to_string(k.scale_up_domain));
   }
   if (auto st = c.find("storage")) {
     st->allow_only({"bandwidth", "nodes"});

@@ -159,7 +159,9 @@ Metrics compute_metrics(const Topology& t, const MetricsOptions& opt) {
       for (NodeId v = 0; v < n; ++v) sources.emplace_back(v, 1.0);
     } else {
       sampled = true;
-      const std::size_t k = std::min(opt.sample_sources, n);
+      // Fewer sources on huge graphs: about sample_visits node visits in all.
+      const std::size_t by_budget = std::max<std::size_t>(4, opt.sample_visits / t.num_nodes());
+      const std::size_t k = std::min({opt.sample_sources, by_budget, n});
       for (std::size_t i = 0; i < k; ++i) {
         sources.emplace_back(static_cast<NodeId>(i * n / k), static_cast<double>(n) / k);
       }

@@ -30,6 +30,7 @@ constexpr double kPathCountCap = 1e15;
 struct MetricsOptions {
   std::size_t exact_sources_limit = 4096;  ///< BFS from all endpoints up to this many
   std::size_t sample_sources = 64;
+  std::size_t sample_visits = 50'000'000;  ///< BFS work budget when sampling
   std::size_t maxflow_node_limit = 300000;
 };
 
