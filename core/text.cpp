@@ -21,6 +21,15 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 }
 
 std::string did_you_mean(std::string_view word, std::span<const std::string> candidates) {
+  // A name the word begins ("h100" of "h100-sxm") beats any edit-distance match.
+  const std::string* prefixed = nullptr;
+  for (const auto& c : candidates) {
+    if (!word.empty() && c.size() > word.size() && c.compare(0, word.size(), word) == 0 &&
+        (prefixed == nullptr || c.size() < prefixed->size())) {
+      prefixed = &c;
+    }
+  }
+  if (prefixed != nullptr) return " (did you mean '" + *prefixed + "'?)";
   const std::string* best = nullptr;
   size_t best_d = 0;
   for (const auto& c : candidates) {

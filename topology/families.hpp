@@ -11,26 +11,26 @@ namespace wallsim::topology {
 
 /// One link class as a builder uses it: per-direction bandwidth, latency, energy per bit.
 struct LinkParams {
-  Bandwidth bandwidth;
-  Seconds latency;
-  EnergyPerBit energy;
+  Bandwidth bandwidth{};
+  Seconds latency{};
+  EnergyPerBit energy{};
 };
 
 /// n endpoints in a bidirectional ring; endpoints forward (a ring of GPUs or TPUs).
 struct RingParams {
   int n = 0;
-  LinkParams link;
+  LinkParams link{};
 };
 /// n endpoints on one switch.
 struct SwitchParams {
   int n = 0;
-  LinkParams link;
-  Seconds switch_latency;
+  LinkParams link{};
+  Seconds switch_latency{};
 };
 /// n endpoints with a direct cable between every pair.
 struct FullyConnectedParams {
   int n = 0;
-  LinkParams link;
+  LinkParams link{};
 };
 /// Folded Clos of radix-k switches (Al-Fares et al., SIGCOMM 2008). With `endpoints` = 0 it
 /// is the k-ary three-level fat-tree: k pods of k/2 edge and k/2 aggregation switches,
@@ -41,8 +41,8 @@ struct FatTreeParams {
   long long endpoints = 0;  ///< 0: all k^3/4 (3 levels) or k^2/2 (2 levels)
   int levels = 3;
   double oversubscription = 1.0;
-  LinkParams link;
-  Seconds switch_latency;
+  LinkParams link{};
+  Seconds switch_latency{};
 };
 /// Rail-optimized GPU cluster: scale-up domains (NVSwitch / NVL72) of `domain` GPUs, and a
 /// leaf-spine scale-out where leaf (group, rail r) connects GPU r of `nodes_per_leaf` nodes.
@@ -52,10 +52,10 @@ struct ClosParams {
   int domain = 0;  ///< GPUs per scale-up domain; 0 = gpus_per_node
   int nodes_per_leaf = 0;
   int spines = 0;  ///< 0 = nodes_per_leaf (non-blocking when links match)
-  LinkParams scale_up;
-  LinkParams scale_out;
-  Seconds switch_latency;
-  Bandwidth storage;  ///< aggregate storage bandwidth; 0 = no storage node
+  LinkParams scale_up{};
+  LinkParams scale_out{};
+  Seconds switch_latency{};
+  Bandwidth storage{};  ///< aggregate storage bandwidth; 0 = no storage node
   int storage_nodes = 1;
 };
 /// Dragonfly (Kim et al., ISCA 2008): g groups of a routers, p endpoints per router, h global
@@ -64,23 +64,23 @@ struct ClosParams {
 struct DragonflyParams {
   int p = 0, a = 0, h = 0, g = 0;
   std::string routing = "minimal";  ///< minimal, valiant or ugal
-  LinkParams terminal, local, global;
-  Seconds switch_latency;
+  LinkParams terminal{}, local{}, global{};
+  Seconds switch_latency{};
 };
 /// k-dimensional torus (wrap) or mesh of router-endpoints; dimension 0 varies fastest.
 struct TorusParams {
-  std::vector<int> dims;
+  std::vector<int> dims{};
   bool wrap = true;
-  LinkParams link;
+  LinkParams link{};
 };
 /// Wafer-scale engine: an x-by-y mesh of cores per wafer (dimension-order routing); several
 /// wafers join through each wafer's west-edge I/O to one switch over inter-wafer links.
 struct WaferMeshParams {
   int x = 0, y = 0;
   int wafers = 1;
-  LinkParams link;        ///< per hop on the wafer
-  LinkParams inter_wafer; ///< wafer I/O to the switch
-  Bytes sram;             ///< per core
+  LinkParams link{};        ///< per hop on the wafer
+  LinkParams inter_wafer{}; ///< wafer I/O to the switch
+  Bytes sram{};             ///< per core
 };
 
 Topology build_ring(const RingParams& p);

@@ -1,0 +1,127 @@
+// Counts and diameters against closed forms.
+#include <catch2/catch.hpp>
+
+#include "core/error.hpp"
+#include "topology/metrics.hpp"
+#include "topology/spec.hpp"
+#include "topology_test_support.hpp"
+
+using namespace wallsim;
+using namespace wallsim::topology;
+using Catch::Matchers::StartsWith;
+
+TEST_CASE("topology::fat_tree k-ary counts and diameter", "[topology]") {
+  for (int k : {2, 4, 6, 8, 16}) {
+    INFO("k=" << k);
+    const Topology t = test::fat_tree(k);
+    // Al-Fares: k^3/4 hosts, 5k^2/4 switches; 3 cable layers of k^3/4 cables, two directions.
+    CHECK(t.num_endpoints() == static_cast<size_t>(k * k * k / 4));
+    CHECK(t.num_switches() == static_cast<size_t>(5 * k * k / 4));
+    CHECK(t.num_links() == static_cast<size_t>(2 * 3 * k * k * k / 4));
+    const Metrics m = compute_metrics(t);
+    // Host-edge-agg-core-agg-edge-host.
+    CHECK(m.diameter_hops == 6);
+  }
+  SECTION("two-level leaf-spine from endpoints and radix") {
+    const Topology t = build_from_config(Config(spec_to_yaml("fat-tree:endpoints=32,radix=8,bandwidth=400 Gb/s"), "fat-tree"));
+    // 32 endpoints, 4 down-ports per leaf: 8 leaves and 4 spines.
+    CHECK(t.num_endpoints() == 32);
+    CHECK(t.num_switches() == 12);
+    CHECK(compute_metrics(t).diameter_hops == 4);
+  }
+}
+
+TEST_CASE("topology::fat_tree k=4 average hops", "[topology]") {
+  // From one host: 1 host at 2 hops (same edge), 2 at 4 (same pod), 12 at 6: 82 / 15.
+  const Metrics m = compute_metrics(test::fat_tree(4));
+  CHECK(m.avg_hops == Approx(82.0 / 15.0));
+  // Equal-cost paths: 1, 2 and 4 respectively: (1 + 4 + 48) / 15.
+  CHECK(m.path_diversity == Approx(53.0 / 15.0));
+}
+
+TEST_CASE("topology::dragonfly counts and diameter", "[topology]") {
+  for (auto [p, a, h] : {std::tuple{2, 4, 2}, {1, 2, 1}, {3, 6, 3}}) {
+    const int g = a * h + 1;  // balanced: one global cable between every pair of groups
+    INFO("p=" << p << " a=" << a << " h=" << h);
+    const Topology t = test::dragonfly(p, a, h, g);
+    CHECK(t.num_endpoints() == static_cast<size_t>(p * a * g));
+    CHECK(t.num_switches() == static_cast<size_t>(a * g));
+    const size_t cables = p * a * g + g * a * (a - 1) / 2 + g * (g - 1) / 2;
+    CHECK(t.num_links() == 2 * cables);
+    // endpoint, router, local, global, local, router, endpoint: 5 links at most.
+    CHECK(compute_metrics(t).diameter_hops == 5);
+  }
+  SECTION("fewer groups: several global cables per pair") {
+    // a*h = 8 ports, g - 1 = 4 other groups: 2 cables to each.
+    const Topology t = test::dragonfly(1, 4, 2, 5);
+    const size_t cables = 20 + 5 * 6 + 2 * 5 * 4 / 2;
+    CHECK(t.num_links() == 2 * cables);
+  }
+  CHECK_THROWS_WITH(test::dragonfly(1, 2, 1, 4), StartsWith("dragonfly.g: 4 groups exceed a*h+1 = 3"));
+}
+
+TEST_CASE("topology::torus diameter is the sum of floor(d/2) with wrap, d-1 without", "[topology]") {
+  for (const auto& dims : std::vector<std::vector<int>>{{8}, {4, 4}, {4, 4, 4}, {3, 5, 2}, {6, 2, 3}}) {
+    int wrap_d = 0, mesh_d = 0, n = 1;
+    for (int d : dims) {
+      wrap_d += d / 2;
+      mesh_d += d - 1;
+      n *= d;
+    }
+    const Topology w = test::torus(dims, true);
+    CHECK(w.num_endpoints() == static_cast<size_t>(n));
+    CHECK(compute_metrics(w).diameter_hops == wrap_d);
+    CHECK(compute_metrics(test::torus(dims, false)).diameter_hops == mesh_d);
+  }
+}
+
+TEST_CASE("topology::clos rail-optimized counts", "[topology]") {
+  // 8 nodes x 8 GPUs, 4 nodes per leaf: 2 groups x 8 rails = 16 leaves, 4 spines, 8 NVSwitches.
+  const Topology t = test::clos(8, 8, 4, 4);
+  CHECK(t.num_endpoints() == 64);
+  CHECK(t.num_switches() == 8 + 16 + 4);
+  // Cables: 64 GPU-NVSwitch, 64 GPU-leaf, 16 x 4 leaf-spine.
+  CHECK(t.num_links() == 2 * (64 + 64 + 64));
+  CHECK(compute_metrics(t).diameter_hops == 4);
+  SECTION("NVL72: one scale-up domain across 18 trays") {
+    const Topology n = test::clos(18, 4, 18, 1, 72);
+    CHECK(n.num_endpoints() == 72);
+    CHECK(n.num_switches() == 1);
+    CHECK(compute_metrics(n).diameter_hops == 2);
+  }
+}
+
+TEST_CASE("topology::ring, switch and fully-connected", "[topology]") {
+  CHECK(compute_metrics(build_ring({.n = 7, .link = test::link()})).diameter_hops == 3);
+  CHECK(build_ring({.n = 2, .link = test::link()}).num_links() == 2);
+  const Topology s = build_switch({.n = 5, .link = test::link()});
+  CHECK(s.num_switches() == 1);
+  CHECK(compute_metrics(s).diameter_hops == 2);
+  const Topology f = build_fully_connected({.n = 5, .link = test::link()});
+  CHECK(f.num_links() == 20);
+  CHECK(compute_metrics(f).diameter_hops == 1);
+}
+
+TEST_CASE("topology::wafer_mesh", "[topology]") {
+  const Topology one = build_wafer_mesh({.x = 6, .y = 4, .link = test::link(4)});
+  CHECK(one.num_endpoints() == 24);
+  // Mesh: 2 * (5*4 + 6*3) directed links; diameter 5 + 3.
+  CHECK(one.num_links() == 2 * (5 * 4 + 6 * 3));
+  CHECK(compute_metrics(one).diameter_hops == 8);
+  const Topology two = build_wafer_mesh({.x = 6, .y = 4, .wafers = 2, .link = test::link(4),
+                                         .inter_wafer = test::link(150)});
+  CHECK(two.num_endpoints() == 48);
+  CHECK(two.num_switches() == 3);  // two I/O nodes and the switch
+}
+
+TEST_CASE("topology spec strings: bad input names the key", "[topology]") {
+  auto build = [](const std::string& s) { return build_from_config(Config(spec_to_yaml(s), spec_to_yaml(s)["topology"].as<std::string>())); };
+  CHECK_THROWS_WITH(build("fat-tree:k=5,bandwidth=1 GB/s"), StartsWith("fat-tree.k: must be an even number"));
+  CHECK_THROWS_WITH(build("fat-tree:k=4,bandwith=1 GB/s"), StartsWith("fat-tree.bandwith: unknown key (did you mean 'bandwidth'?)"));
+  CHECK_THROWS_WITH(build("fat-tree:k=4"), StartsWith("fat-tree.bandwidth: missing"));
+  CHECK_THROWS_WITH(build("torus:dims=4x0,bandwidth=1 GB/s"), StartsWith("torus.dims"));
+  CHECK_THROWS_WITH(build("clos:nodes=10,gpus_per_node=8,nodes_per_leaf=4,bandwidth=1 GB/s,scale_up_bandwidth=9 GB/s"),
+                    StartsWith("clos.nodes_per_leaf: 4 does not divide nodes 10"));
+  CHECK_THROWS_WITH(build("fat-tre:k=4"), StartsWith("fat-tre.topology: unknown topology 'fat-tre' (did you mean 'fat-tree'?)"));
+  CHECK_THROWS_WITH(build("ring:n"), StartsWith("ring: 'n' is not key=value"));
+}

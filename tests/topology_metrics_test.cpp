@@ -1,0 +1,106 @@
+// Bisection bandwidth against Boost max-flow, hop metrics against brute force.
+#include <catch2/catch.hpp>
+
+#include "topology/metrics.hpp"
+#include "topology/routing.hpp"
+#include "topology_test_support.hpp"
+
+using namespace wallsim;
+using namespace wallsim::topology;
+
+namespace {
+std::vector<std::uint8_t> split(const Topology& t) {
+  if (!t.info().bisection_side.empty()) return t.info().bisection_side;
+  std::vector<std::uint8_t> side(t.num_endpoints(), 0);
+  for (size_t i = t.num_endpoints() / 2; i < side.size(); ++i) side[i] = 1;
+  return side;
+}
+
+void check_closed_form_against_max_flow(const Topology& t) {
+  REQUIRE(t.info().bisection);
+  CHECK(t.info().bisection->value() == Approx(max_flow_cut(t, split(t)).value()).epsilon(1e-9));
+}
+}  // namespace
+
+TEST_CASE("topology bisection closed forms equal a Boost max-flow min-cut", "[topology][metrics]") {
+  SECTION("fat-tree: N/2 x bandwidth / oversubscription") {
+    for (int k : {4, 6, 8}) check_closed_form_against_max_flow(test::fat_tree(k));
+    check_closed_form_against_max_flow(test::fat_tree(4, 2.0));
+    check_closed_form_against_max_flow(test::fat_tree(8, 3.0));
+    // k=4: 16 hosts, 8 x 50 GB/s = 400 GB/s.
+    CHECK(test::fat_tree(4).info().bisection->value() == Approx(400e9));
+    CHECK(test::fat_tree(4, 2.0).info().bisection->value() == Approx(200e9));
+  }
+  SECTION("torus and mesh: 2 (wrap) or 1 cut planes across the cheapest even dimension") {
+    check_closed_form_against_max_flow(test::torus({4, 4}, true));
+    check_closed_form_against_max_flow(test::torus({4, 6, 2}, true));
+    check_closed_form_against_max_flow(test::torus({8}, true));
+    check_closed_form_against_max_flow(test::torus({4, 4, 4}, false));
+    check_closed_form_against_max_flow(test::torus({2, 2}, true));
+    // 4x4x4 torus: 2 x 16 links x 50 GB/s.
+    CHECK(test::torus({4, 4, 4}, true).info().bisection->value() == Approx(1.6e12));
+  }
+  SECTION("ring, switch, fully-connected") {
+    check_closed_form_against_max_flow(build_ring({.n = 6, .link = test::link()}));
+    check_closed_form_against_max_flow(build_ring({.n = 7, .link = test::link()}));
+    check_closed_form_against_max_flow(build_switch({.n = 7, .link = test::link()}));
+    check_closed_form_against_max_flow(build_fully_connected({.n = 6, .link = test::link()}));
+  }
+  SECTION("wafer mesh") {
+    check_closed_form_against_max_flow(build_wafer_mesh({.x = 6, .y = 4, .link = test::link(4)}));
+    check_closed_form_against_max_flow(build_wafer_mesh({.x = 3, .y = 4, .link = test::link(4)}));
+  }
+  SECTION("families without a closed form use max-flow") {
+    const Metrics m = compute_metrics(test::clos(8, 8, 4, 4));
+    CHECK(m.bisection_method == "max-flow");
+    // Non-blocking rail Clos: 32 GPUs on each side at 50 GB/s each.
+    CHECK(m.bisection->value() == Approx(32 * 50e9));
+    // Half the spines: the leaf uplinks halve the cut.
+    CHECK(compute_metrics(test::clos(8, 8, 4, 2)).bisection->value() == Approx(16 * 50e9));
+  }
+}
+
+TEST_CASE("topology hop metrics equal an all-pairs brute force", "[topology][metrics]") {
+  auto brute = [](const Topology& t) {
+    double sum = 0, pairs = 0;
+    std::uint32_t diam = 0;
+    for (NodeId d = 0; d < t.num_endpoints(); ++d) {
+      const auto dist = distances_to(t, d);
+      for (NodeId s = 0; s < t.num_endpoints(); ++s) {
+        if (s == d) continue;
+        sum += dist[s];
+        pairs += 1;
+        diam = std::max(diam, dist[s]);
+      }
+    }
+    return std::pair{sum / pairs, diam};
+  };
+  std::vector<Topology> cases;
+  cases.push_back(test::torus({3, 4, 5}, false));   // grid closed form
+  cases.push_back(test::torus({3, 4, 5}, true));    // one orbit
+  cases.push_back(test::torus({2, 6}, true));
+  cases.push_back(test::dragonfly(2, 4, 2, 9));     // group-shift orbits
+  cases.push_back(test::dragonfly(1, 4, 2, 5));
+  cases.push_back(test::clos(8, 8, 4, 4));
+  cases.push_back(test::clos(8, 4, 4, 2, 8));       // domains of two nodes: no orbits
+  cases.push_back(build_fat_tree({.k = 6, .endpoints = 40, .link = test::link()}));
+  cases.push_back(build_wafer_mesh({.x = 4, .y = 3, .wafers = 2, .link = test::link(4), .inter_wafer = test::link(150)}));
+  for (const auto& t : cases) {
+    INFO(t.info().kind << " with " << t.num_endpoints() << " endpoints");
+    const auto [avg, diam] = brute(t);
+    const Metrics m = compute_metrics(t);
+    CHECK(m.avg_hops == Approx(avg));
+    CHECK(m.diameter_hops == static_cast<int>(diam));
+    CHECK(m.estimated.empty());
+  }
+}
+
+TEST_CASE("topology metrics on a large fabric are sampled and say so", "[topology][metrics]") {
+  const Topology t = build_wafer_mesh({.x = 80, .y = 60, .link = test::link(4)});
+  MetricsOptions opt;
+  opt.exact_sources_limit = 1000;
+  const Metrics m = compute_metrics(t, opt);
+  // Hops stay exact through the grid closed form; only path diversity is sampled.
+  CHECK(m.diameter_hops == 79 + 59);
+  CHECK(m.estimated == std::vector<std::string>{"path_diversity"});
+}
