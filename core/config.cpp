@@ -18,6 +18,11 @@ std::string child_path(const std::string& base, std::string_view key) {
 
 }  // namespace
 
+std::string key_text(const YAML::Node& key, const std::string& path) {
+  if (!key.IsScalar()) throw Error(path, "a key must be a plain name, not a list or mapping");
+  return key.Scalar();
+}
+
 Config::Config(YAML::Node node, std::string path) : node_(std::move(node)), path_(std::move(path)) {}
 
 bool Config::is_map() const { return node_.IsMap() && !is_value_with_source(node_); }
@@ -58,7 +63,7 @@ std::vector<Config> Config::elements() const {
 std::vector<std::string> Config::keys() const {
   std::vector<std::string> out;
   if (!node_.IsMap()) return out;
-  for (const auto& kv : node_) out.push_back(kv.first.as<std::string>());
+  for (const auto& kv : node_) out.push_back(key_text(kv.first, path_));
   return out;
 }
 
@@ -69,7 +74,7 @@ void Config::allow_only(std::initializer_list<std::string_view> allowed) const {
 void Config::allow_only(const std::vector<std::string>& allowed) const {
   if (!node_.IsMap()) return;
   for (const auto& kv : node_) {
-    const std::string key = kv.first.as<std::string>();
+    const std::string key = key_text(kv.first, path_);
     bool ok = false;
     for (const auto& a : allowed) ok = ok || a == key;
     if (!ok) {

@@ -72,6 +72,9 @@ class Config {
   std::string path_;
 };
 
+/// The text of a mapping key; an Error naming `path` when the key is not a plain scalar.
+std::string key_text(const YAML::Node& key, const std::string& path);
+
 /// Parses YAML text; a syntax error is an Error naming `origin` and the line.
 YAML::Node parse_yaml(const std::string& text, const std::string& origin);
 

@@ -7,14 +7,14 @@ namespace wallsim {
 namespace {
 
 /// Deep merge: keys of `over` replace or extend those of `base`; mappings merge recursively.
-YAML::Node merge(const YAML::Node& base, const YAML::Node& over) {
+YAML::Node merge(const YAML::Node& base, const YAML::Node& over, const std::string& path) {
   if (!base.IsMap() || !over.IsMap()) return YAML::Clone(over);
   YAML::Node out = YAML::Clone(base);
   for (const auto& kv : over) {
-    const std::string key = kv.first.as<std::string>();
+    const std::string key = key_text(kv.first, path);
     YAML::Node existing = out[key];
     if (existing && existing.IsMap() && kv.second.IsMap() && !kv.second["value"]) {
-      out[key] = merge(existing, kv.second);
+      out[key] = merge(existing, kv.second, path + "." + key);
     } else {
       out[key] = YAML::Clone(kv.second);
     }
@@ -32,7 +32,7 @@ Config resolve(const Config& c, PresetKind kind, const Presets& presets) {
     YAML::Node base = presets.get(kind, p->as_string(), p->path());
     YAML::Node over = YAML::Clone(c.yaml());
     over.remove("preset");
-    return Config(merge(base, over), c.path());
+    return Config(merge(base, over, c.path()), c.path());
   }
   return c;
 }
@@ -131,6 +131,9 @@ RunSpec parse_run(const Config& c) {
   }
   return r;
 }
+
+Scenario parse_scenario_tree(const std::string& text, const std::string& origin,
+                             const std::vector<std::string>& overrides, const Presets& presets);
 
 }  // namespace
 
@@ -281,6 +284,17 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
 
 Scenario parse_scenario(const std::string& text, const std::string& origin,
                         const std::vector<std::string>& overrides, const Presets& presets) {
+  try {
+    return parse_scenario_tree(text, origin, overrides, presets);
+  } catch (const YAML::Exception& e) {
+    // A structure the typed readers did not foresee; still bad input, not an internal error.
+    throw Error(origin, "invalid scenario structure: " + e.msg);
+  }
+}
+
+namespace {
+Scenario parse_scenario_tree(const std::string& text, const std::string& origin,
+                             const std::vector<std::string>& overrides, const Presets& presets) {
   YAML::Node root = parse_yaml(text, origin);
   if (!root.IsMap()) throw Error(origin, "a scenario is a YAML mapping with a 'cluster:' key");
   for (const auto& o : overrides) apply_override(root, o, expand_for_set);
@@ -301,6 +315,7 @@ Scenario parse_scenario(const std::string& text, const std::string& origin,
   s.resolved_yaml = e.c_str();
   return s;
 }
+}  // namespace
 
 Scenario load_scenario(const std::string& path, const std::vector<std::string>& overrides,
                        const Presets& presets) {

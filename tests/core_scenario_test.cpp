@@ -105,6 +105,10 @@ TEST_CASE("core::scenario bad input names the key", "[core]") {
   SECTION("YAML syntax error names the line") {
     CHECK_THROWS_WITH(load("name: x\ncluster: [1,\n"), StartsWith("t.yaml:"));
   }
+  SECTION("a mapping used as a key (found by fuzz_scenario)") {
+    CHECK_THROWS_WITH(load("cluster: dgx-h100-su\ntraining: {seq_len: 8192, {interval: auto}}\n"),
+                      Equals("training: a key must be a plain name, not a list or mapping"));
+  }
   SECTION("every message is one line") {
     try {
       load(kBase, {"cluster.gpu=h100"});

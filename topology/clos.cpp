@@ -83,6 +83,7 @@ void remap(std::vector<LinkId>& v, const std::vector<LinkId>& f) {
 Topology build_clos(const ClosParams& p) {
   if (p.nodes < 1) throw Error("clos.nodes", "must be at least 1");
   if (p.gpus_per_node < 1) throw Error("clos.gpus_per_node", "must be at least 1");
+  check_size("clos.nodes", static_cast<long double>(p.nodes) * p.gpus_per_node);
   const int domain = p.domain == 0 ? p.gpus_per_node : p.domain;
   const long long gpus = p.nodes * p.gpus_per_node;
   if (domain % p.gpus_per_node != 0 || gpus % domain != 0) {

@@ -106,9 +106,11 @@ Topology build_dragonfly(const DragonflyParams& p) {
   for (auto [v, key] : {std::pair{p.p, "p"}, {p.a, "a"}, {p.h, "h"}, {p.g, "g"}}) {
     if (v < 1) throw Error(std::string("dragonfly.") + key, "must be at least 1");
   }
-  if (p.g > p.a * p.h + 1) {
+  check_size("dragonfly.p", static_cast<long double>(p.p + 1) * p.a * p.g);
+  check_size("dragonfly.a", static_cast<long double>(p.a) * p.a * p.g);  // local cables
+  if (static_cast<long long>(p.g) > static_cast<long long>(p.a) * p.h + 1) {
     throw Error("dragonfly.g", std::to_string(p.g) + " groups exceed a*h+1 = " +
-                                   std::to_string(p.a * p.h + 1) +
+                                   std::to_string(static_cast<long long>(p.a) * p.h + 1) +
                                    ": some groups would have no global link to each other");
   }
   DfTables t;

@@ -92,6 +92,11 @@ Topology build_dragonfly(const DragonflyParams& p);
 Topology build_torus(const TorusParams& p);
 Topology build_wafer_mesh(const WaferMeshParams& p);
 
+/// Largest fabric a builder accepts (nodes): beyond it memory, not wallsim, is the limit.
+constexpr long long kMaxNodes = 64'000'000;
+/// Throws wallsim::Error naming `key` when `nodes` exceeds kMaxNodes.
+void check_size(const char* key, long double nodes);
+
 /// A Link from builder params.
 Link make_link(const LinkParams& p, LinkClass cls);
 

@@ -68,6 +68,7 @@ Topology build_fat_tree(const FatTreeParams& p) {
   if (!(p.oversubscription >= 1.0)) {
     throw Error("fat-tree.oversubscription", "must be at least 1");
   }
+  check_size("fat-tree.k", static_cast<long double>(p.k) * p.k * p.k / 4);
   const long long k = p.k, h = k / 2;
   const long long max_n = p.levels == 3 ? k * k * k / 4 : k * k / 2;
   const long long n = p.endpoints == 0 ? max_n : p.endpoints;

@@ -9,9 +9,17 @@ Link make_link(const LinkParams& p, LinkClass cls) {
   return Link{p.bandwidth, p.latency, p.energy, cls};
 }
 
+void check_size(const char* key, long double nodes) {
+  if (nodes > static_cast<long double>(kMaxNodes)) {
+    throw Error(key, "gives " + format_number(static_cast<double>(nodes)) +
+                         " nodes, more than wallsim builds (" + std::to_string(kMaxNodes) + ")");
+  }
+}
+
 namespace {
 
 void require_n(int n, const char* kind, int min) {
+  check_size((std::string(kind) + ".n").c_str(), n);
   if (n < min) {
     throw Error(std::string(kind) + ".n", "needs at least " + std::to_string(min) +
                                               " endpoints, got " + std::to_string(n));
@@ -55,6 +63,7 @@ Topology build_switch(const SwitchParams& p) {
 
 Topology build_fully_connected(const FullyConnectedParams& p) {
   require_n(p.n, "fully-connected", 2);
+  check_size("fully-connected.n", static_cast<long double>(p.n) * p.n);
   TopologyBuilder b;
   const auto ep = b.tier("ep");
   for (int i = 0; i < p.n; ++i) b.add_node(NodeKind::kEndpoint, ep, i, false);

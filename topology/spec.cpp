@@ -146,7 +146,9 @@ Topology build_from_config(const Config& c) {
     p.p = as_small_int(c.at("p"));
     p.a = as_small_int(c.at("a"));
     p.h = as_small_int(c.at("h"));
-    p.g = c.has("g") ? as_small_int(c.at("g")) : p.a * p.h + 1;
+    const long long balanced = static_cast<long long>(p.a) * p.h + 1;
+    if (!c.has("g") && balanced > 1'000'000) throw Error(c.path() + ".g", "a*h+1 is too large");
+    p.g = c.has("g") ? as_small_int(c.at("g")) : static_cast<int>(balanced);
     if (auto f = c.find("routing")) p.routing = f->as_string();
     p.terminal = link_params(c, "", nullptr);
     p.local = link_params(c, "local_", &p.terminal);
