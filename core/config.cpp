@@ -120,16 +120,7 @@ bool Config::as_bool() const {
   throw Error(path_, "'" + s + "' is not true or false");
 }
 
-Bytes Config::as_bytes() const { return parse_bytes(scalar_text(), path_); }
-Seconds Config::as_seconds() const { return parse_seconds(scalar_text(), path_); }
-Bandwidth Config::as_bandwidth() const { return parse_bandwidth(scalar_text(), path_); }
-FlopRate Config::as_flop_rate() const { return parse_flop_rate(scalar_text(), path_); }
-Watts Config::as_watts() const { return parse_watts(scalar_text(), path_); }
-Joules Config::as_joules() const { return parse_joules(scalar_text(), path_); }
-EnergyPerBit Config::as_energy_per_bit() const {
-  return parse_energy_per_bit(scalar_text(), path_);
-}
-Frequency Config::as_frequency() const { return parse_frequency(scalar_text(), path_); }
+
 
 std::string Config::source() const {
   if (is_value_with_source(node_) && node_["source"]) return node_["source"].as<std::string>();

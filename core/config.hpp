@@ -43,31 +43,22 @@ class Config {
   void allow_only(const std::vector<std::string>& allowed) const;
 
   [[nodiscard]] std::string as_string() const;
+  /// The scalar's text, from a plain scalar or a `{value: ..., source: ...}` mapping.
+  [[nodiscard]] std::string scalar_text() const;
   [[nodiscard]] double as_double() const;
   /// A whole number; "16K" and "1.5T" style multipliers are accepted.
   [[nodiscard]] long long as_int() const;
   [[nodiscard]] double as_count() const;
   [[nodiscard]] bool as_bool() const;
-  [[nodiscard]] Bytes as_bytes() const;
-  [[nodiscard]] Seconds as_seconds() const;
-  [[nodiscard]] Bandwidth as_bandwidth() const;
-  [[nodiscard]] FlopRate as_flop_rate() const;
-  [[nodiscard]] Watts as_watts() const;
-  [[nodiscard]] Joules as_joules() const;
-  [[nodiscard]] EnergyPerBit as_energy_per_bit() const;
-  [[nodiscard]] Frequency as_frequency() const;
+  /// The value in unit type Q: as<Bandwidth>() reads "400 Gb/s".
+  template <class Q>
+  [[nodiscard]] Q as() const {
+    return parse<Q>(scalar_text(), path_);
+  }
   /// The `source:` written beside a value, or "" when none.
   [[nodiscard]] std::string source() const;
 
-  /// `at(key).as_X()` when present, else `fallback`.
-  template <class T, class Get>
-  T get_or(std::string_view key, T fallback, Get get) const {
-    auto c = find(key);
-    return c ? (c->*get)() : fallback;
-  }
-
  private:
-  [[nodiscard]] std::string scalar_text() const;
   YAML::Node node_;
   std::string path_;
 };

@@ -122,7 +122,7 @@ RunSpec parse_run(const Config& c) {
   if (auto ck = c.find("checkpoint")) {
     ck->allow_only({"interval"});
     if (auto iv = ck->find("interval"); iv && iv->as_string() != "auto") {
-      r.checkpoint_interval = iv->as_seconds();
+      r.checkpoint_interval = iv->as<Seconds>();
     }
   }
   if (auto f = c.find("failures")) {
@@ -142,10 +142,10 @@ LinkSpec parse_link(const Config& raw, const Presets& presets) {
   LinkSpec l;
   if (auto p = raw.is_map() ? raw.find("preset") : std::nullopt) l.preset = p->as_string();
   if (raw.is_scalar()) l.preset = raw.as_string();
-  l.bandwidth = c.at("bandwidth").as_bandwidth();
+  l.bandwidth = c.at("bandwidth").as<Bandwidth>();
   if (l.bandwidth.value() <= 0.0) throw Error(c.path() + ".bandwidth", "must be positive");
-  if (auto f = c.find("latency")) l.latency = f->as_seconds();
-  if (auto f = c.find("energy")) l.energy = f->as_energy_per_bit();
+  if (auto f = c.find("latency")) l.latency = f->as<Seconds>();
+  if (auto f = c.find("energy")) l.energy = f->as<EnergyPerBit>();
   return l;
 }
 
@@ -161,17 +161,17 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("description")) g.description = f->as_string();
   if (auto f = c.find("cores")) g.cores = positive(*f);
   // A wafer-scale part may lack a published dense peak; a GPU may not.
-  if (g.cores == 0 || c.has("bf16_dense")) g.bf16_dense = c.at("bf16_dense").as_flop_rate();
-  if (auto f = c.find("fp8_dense")) g.fp8_dense = f->as_flop_rate();
-  g.memory = c.at("memory").as_bytes();
-  g.memory_bandwidth = c.at("memory_bandwidth").as_bandwidth();
-  if (auto f = c.find("scale_up_bandwidth")) g.scale_up_bandwidth = f->as_bandwidth();
-  g.tdp = c.at("tdp").as_watts();
-  if (auto f = c.find("idle_power")) g.idle_power = f->as_watts();
-  if (auto f = c.find("base_clock")) g.base_clock = f->as_frequency();
-  if (auto f = c.find("boost_clock")) g.boost_clock = f->as_frequency();
-  if (auto f = c.find("memory_energy")) g.memory_energy = f->as_energy_per_bit();
-  if (auto f = c.find("sram_per_core")) g.sram_per_core = f->as_bytes();
+  if (g.cores == 0 || c.has("bf16_dense")) g.bf16_dense = c.at("bf16_dense").as<FlopRate>();
+  if (auto f = c.find("fp8_dense")) g.fp8_dense = f->as<FlopRate>();
+  g.memory = c.at("memory").as<Bytes>();
+  g.memory_bandwidth = c.at("memory_bandwidth").as<Bandwidth>();
+  if (auto f = c.find("scale_up_bandwidth")) g.scale_up_bandwidth = f->as<Bandwidth>();
+  g.tdp = c.at("tdp").as<Watts>();
+  if (auto f = c.find("idle_power")) g.idle_power = f->as<Watts>();
+  if (auto f = c.find("base_clock")) g.base_clock = f->as<Frequency>();
+  if (auto f = c.find("boost_clock")) g.boost_clock = f->as<Frequency>();
+  if (auto f = c.find("memory_energy")) g.memory_energy = f->as<EnergyPerBit>();
+  if (auto f = c.find("sram_per_core")) g.sram_per_core = f->as<Bytes>();
   if (g.cores == 0 && g.bf16_dense.value() <= 0.0) {
     throw Error(c.path() + ".bf16_dense", "must be positive");
   }
@@ -264,7 +264,7 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     ScaleOutSpec out;
     out.topology = s.at("topology").as_string();
     out.link = parse_link(*so, presets);
-    if (auto f = s.find("switch_latency")) out.switch_latency = f->as_seconds();
+    if (auto f = s.find("switch_latency")) out.switch_latency = f->as<Seconds>();
     out.params = s;
     k.scale_out = out;
   } else if (k.gpus() > k.scale_up_domain) {
@@ -275,7 +275,7 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
   if (auto st = c.find("storage")) {
     st->allow_only({"bandwidth", "nodes"});
     StorageSpec s;
-    s.bandwidth = st->at("bandwidth").as_bandwidth();
+    s.bandwidth = st->at("bandwidth").as<Bandwidth>();
     s.nodes = optional_int(*st, "nodes", 1);
     k.storage = s;
   }

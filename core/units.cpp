@@ -173,33 +173,6 @@ double parse_quantity(std::string_view text, Dimension want, std::string_view pa
   return number * it->second.factor;
 }
 
-Bytes parse_bytes(std::string_view t, std::string_view p, bool bare_ok) {
-  return Bytes::of(parse_quantity(t, Dimension::kBytes, p, bare_ok));
-}
-Seconds parse_seconds(std::string_view t, std::string_view p) {
-  return Seconds::of(parse_quantity(t, Dimension::kSeconds, p));
-}
-Bandwidth parse_bandwidth(std::string_view t, std::string_view p) {
-  return Bandwidth::of(parse_quantity(t, Dimension::kBandwidth, p));
-}
-Flops parse_flops(std::string_view t, std::string_view p) {
-  return Flops::of(parse_quantity(t, Dimension::kFlops, p));
-}
-FlopRate parse_flop_rate(std::string_view t, std::string_view p) {
-  return FlopRate::of(parse_quantity(t, Dimension::kFlopRate, p));
-}
-Watts parse_watts(std::string_view t, std::string_view p) {
-  return Watts::of(parse_quantity(t, Dimension::kWatts, p));
-}
-Joules parse_joules(std::string_view t, std::string_view p) {
-  return Joules::of(parse_quantity(t, Dimension::kJoules, p));
-}
-EnergyPerBit parse_energy_per_bit(std::string_view t, std::string_view p) {
-  return EnergyPerBit::of(parse_quantity(t, Dimension::kEnergyPerBit, p));
-}
-Frequency parse_frequency(std::string_view t, std::string_view p) {
-  return Frequency::of(parse_quantity(t, Dimension::kFrequency, p));
-}
 double parse_count(std::string_view t, std::string_view p) {
   return parse_quantity(t, Dimension::kCount, p);
 }

@@ -110,15 +110,25 @@ std::string_view dimension_name(Dimension d);
 double parse_quantity(std::string_view text, Dimension want, std::string_view path,
                       bool bare_ok = false);
 
-Bytes parse_bytes(std::string_view text, std::string_view path, bool bare_ok = false);
-Seconds parse_seconds(std::string_view text, std::string_view path);
-Bandwidth parse_bandwidth(std::string_view text, std::string_view path);
-Flops parse_flops(std::string_view text, std::string_view path);
-FlopRate parse_flop_rate(std::string_view text, std::string_view path);
-Watts parse_watts(std::string_view text, std::string_view path);
-Joules parse_joules(std::string_view text, std::string_view path);
-EnergyPerBit parse_energy_per_bit(std::string_view text, std::string_view path);
-Frequency parse_frequency(std::string_view text, std::string_view path);
+/// The Dimension a unit type carries.
+template <class Q> struct DimensionOf;
+template <> struct DimensionOf<Bytes> { static constexpr Dimension value = Dimension::kBytes; };
+template <> struct DimensionOf<Seconds> { static constexpr Dimension value = Dimension::kSeconds; };
+template <> struct DimensionOf<Bandwidth> { static constexpr Dimension value = Dimension::kBandwidth; };
+template <> struct DimensionOf<Flops> { static constexpr Dimension value = Dimension::kFlops; };
+template <> struct DimensionOf<FlopRate> { static constexpr Dimension value = Dimension::kFlopRate; };
+template <> struct DimensionOf<Watts> { static constexpr Dimension value = Dimension::kWatts; };
+template <> struct DimensionOf<Joules> { static constexpr Dimension value = Dimension::kJoules; };
+template <> struct DimensionOf<EnergyPerBit> { static constexpr Dimension value = Dimension::kEnergyPerBit; };
+template <> struct DimensionOf<Frequency> { static constexpr Dimension value = Dimension::kFrequency; };
+
+/// parse<Bandwidth>("400 Gb/s", "cluster.scale_out.bandwidth"), and so on for every unit type.
+template <class Q>
+Q parse(std::string_view text, std::string_view path, bool bare_ok = false) {
+  return Q::of(parse_quantity(text, DimensionOf<Q>::value, path, bare_ok));
+}
+
+/// A plain count with an optional K/M/B/T multiplier ("1.5T" tokens, "70B" parameters).
 double parse_count(std::string_view text, std::string_view path);
 
 /// Human-readable forms with 4 significant digits: "80 GiB", "50 GB/s", "1.5 us", ...

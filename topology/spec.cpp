@@ -18,20 +18,20 @@ int as_small_int(const Config& c) {
 LinkParams link_params(const Config& c, const std::string& prefix, const LinkParams* fallback) {
   LinkParams l;
   const std::string bw = prefix + "bandwidth", lat = prefix + "latency", en = prefix + "energy";
-  if (auto f = c.find(bw)) l.bandwidth = f->as_bandwidth();
+  if (auto f = c.find(bw)) l.bandwidth = f->as<Bandwidth>();
   else if (fallback != nullptr) l.bandwidth = fallback->bandwidth;
   else (void)c.at(bw);  // throws: required
   if (l.bandwidth.value() <= 0.0) throw Error(c.path() + "." + bw, "must be positive");
-  if (auto f = c.find(lat)) l.latency = f->as_seconds();
+  if (auto f = c.find(lat)) l.latency = f->as<Seconds>();
   else if (fallback != nullptr) l.latency = fallback->latency;
-  if (auto f = c.find(en)) l.energy = f->as_energy_per_bit();
+  if (auto f = c.find(en)) l.energy = f->as<EnergyPerBit>();
   else if (fallback != nullptr) l.energy = fallback->energy;
   return l;
 }
 
 Seconds opt_seconds(const Config& c, std::string_view key) {
   auto f = c.find(key);
-  return f ? f->as_seconds() : Seconds{};
+  return f ? f->as<Seconds>() : Seconds{};
 }
 
 std::vector<int> parse_dims(const Config& c) {
@@ -134,7 +134,7 @@ Topology build_from_config(const Config& c) {
     p.scale_out = link_params(c, "", nullptr);
     p.scale_up = link_params(c, "scale_up_", nullptr);
     p.switch_latency = opt_seconds(c, "switch_latency");
-    if (auto f = c.find("storage_bandwidth")) p.storage = f->as_bandwidth();
+    if (auto f = c.find("storage_bandwidth")) p.storage = f->as<Bandwidth>();
     if (auto f = c.find("storage_nodes")) p.storage_nodes = as_small_int(*f);
     return build_clos(p);
   }
@@ -173,7 +173,7 @@ Topology build_from_config(const Config& c) {
     p.x = dims[0];
     p.y = dims[1];
     p.link = link_params(c, "", nullptr);
-    if (auto f = c.find("sram")) p.sram = f->as_bytes();
+    if (auto f = c.find("sram")) p.sram = f->as<Bytes>();
     if (auto f = c.find("wafers")) p.wafers = as_small_int(*f);
     if (p.wafers > 1) p.inter_wafer = link_params(c, "inter_wafer_", nullptr);
     return build_wafer_mesh(p);
