@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   wallsim::cli::Action action;
   wallsim::cli::register_topo(app, action);
   wallsim::cli::register_presets(app, action);
+  wallsim::cli::register_flows(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,240 @@
+#include "collectives/flow_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <queue>
+
+#include "core/error.hpp"
+
+namespace wallsim::collectives {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+struct FlowState {
+  double remaining = 0.0;  // bytes left at time `last`
+  double rate = 0.0;       // bytes/s per unit of multiplicity
+  double last = 0.0;
+  double weight = 1.0;
+  std::uint32_t version = 0;
+  bool active = false;
+};
+
+struct HeapEntry {
+  double key;
+  std::uint32_t id;
+  std::uint32_t version;
+  bool operator>(const HeapEntry& o) const { return key != o.key ? key > o.key : id > o.id; }
+};
+using MinHeap = std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::greater<>>;
+
+class Solver {
+ public:
+  Solver(const topology::Topology& t, const std::vector<Flow>& flows)
+      : topo_(t), flows_(flows), state_(flows.size()), slot_(flows.size()),
+        on_link_(t.num_links()), link_mark_(t.num_links(), 0), flow_mark_(flows.size(), 0),
+        cap_(t.num_links(), 0.0), wsum_(t.num_links(), 0.0), link_ver_(t.num_links(), 0),
+        finish_(flows.size(), Seconds::of(kInf)) {}
+
+  std::vector<Seconds> run(FlowStats* stats) {
+    const std::size_t n = flows_.size();
+    std::vector<double> activation(n);
+    std::vector<std::uint32_t> order(n);
+    for (std::size_t f = 0; f < n; ++f) {
+      const Flow& fl = flows_[f];
+      for (auto l : fl.path) {
+        if (l >= topo_.num_links()) throw Error("flow " + std::to_string(f), "link " + std::to_string(l) + " does not exist");
+      }
+      activation[f] = fl.start.value() + topo_.path_latency(fl.path).value();
+      order[f] = static_cast<std::uint32_t>(f);
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](auto a, auto b) { return activation[a] < activation[b]; });
+    std::size_t next = 0;
+    std::vector<topology::LinkId> changed;
+    while (next < n || !finish_heap_.empty()) {
+      drop_stale();
+      const double t_act = next < n ? activation[order[next]] : kInf;
+      const double t_fin = finish_heap_.empty() ? kInf : finish_heap_.top().key;
+      const double now = std::min(t_act, t_fin);
+      const double tol = kRelativePrecision * std::max(std::fabs(now), 1e-12);
+      changed.clear();
+      // Completions.
+      while (true) {
+        drop_stale();
+        if (finish_heap_.empty() || finish_heap_.top().key > now + tol) break;
+        const HeapEntry e = finish_heap_.top();
+        finish_heap_.pop();
+        finish_[e.id] = Seconds::of(e.key);
+        deactivate(e.id, changed);
+      }
+      // Activations.
+      while (next < n && activation[order[next]] <= now + tol) {
+        const std::uint32_t f = order[next++];
+        if (flows_[f].path.empty() || flows_[f].bytes.value() <= 0.0) {
+          finish_[f] = Seconds::of(activation[f]);
+          continue;
+        }
+        activate(f, now, changed);
+      }
+      if (!changed.empty()) {
+        recompute(changed, now);
+        ++stats_.events;
+      }
+    }
+    if (stats != nullptr) *stats = stats_;
+    return std::move(finish_);
+  }
+
+ private:
+  void drop_stale() {
+    while (!finish_heap_.empty() && finish_heap_.top().version != state_[finish_heap_.top().id].version) {
+      finish_heap_.pop();
+    }
+  }
+
+  void activate(std::uint32_t f, double now, std::vector<topology::LinkId>& changed) {
+    FlowState& s = state_[f];
+    s.active = true;
+    s.remaining = flows_[f].bytes.value();
+    s.last = now;
+    s.rate = 0.0;
+    s.weight = flows_[f].multiplicity;
+    const auto& path = flows_[f].path;
+    slot_[f].resize(path.size());
+    for (std::size_t i = 0; i < path.size(); ++i) {
+      auto& list = on_link_[path[i]];
+      slot_[f][i] = static_cast<std::uint32_t>(list.size());
+      list.push_back(f);
+      changed.push_back(path[i]);
+    }
+  }
+
+  void deactivate(std::uint32_t f, std::vector<topology::LinkId>& changed) {
+    FlowState& s = state_[f];
+    s.active = false;
+    ++s.version;
+    const auto& path = flows_[f].path;
+    for (std::size_t i = 0; i < path.size(); ++i) {
+      auto& list = on_link_[path[i]];
+      const std::uint32_t pos = slot_[f][i];
+      const std::uint32_t moved = list.back();
+      list[pos] = moved;
+      list.pop_back();
+      if (moved != f) {
+        // Fix the moved flow's slot for this link (a path may not repeat a link).
+        const auto& mp = flows_[moved].path;
+        for (std::size_t j = 0; j < mp.size(); ++j) {
+          if (mp[j] == path[i]) {
+            slot_[moved][j] = pos;
+            break;
+          }
+        }
+      }
+      changed.push_back(path[i]);
+    }
+  }
+
+  /// Max-min fair rates (progressive filling) for every flow connected to `seeds`.
+  void recompute(const std::vector<topology::LinkId>& seeds, double now) {
+    ++epoch_;
+    comp_links_.clear();
+    comp_flows_.clear();
+    for (auto l : seeds) {
+      if (link_mark_[l] != epoch_) {
+        link_mark_[l] = epoch_;
+        comp_links_.push_back(l);
+      }
+    }
+    for (std::size_t i = 0; i < comp_links_.size(); ++i) {
+      for (std::uint32_t f : on_link_[comp_links_[i]]) {
+        if (flow_mark_[f] == epoch_) continue;
+        flow_mark_[f] = epoch_;
+        comp_flows_.push_back(f);
+        for (auto l : flows_[f].path) {
+          if (link_mark_[l] != epoch_) {
+            link_mark_[l] = epoch_;
+            comp_links_.push_back(l);
+          }
+        }
+      }
+    }
+    // Bring the component's flows to `now` before their rates change.
+    for (std::uint32_t f : comp_flows_) {
+      FlowState& s = state_[f];
+      s.remaining = std::max(0.0, s.remaining - s.rate * (now - s.last));
+      s.last = now;
+      s.rate = -1.0;  // unfixed
+    }
+    MinHeap levels;
+    for (auto l : comp_links_) {
+      cap_[l] = topo_.link(l).bandwidth.value();
+      double w = 0.0;
+      for (std::uint32_t f : on_link_[l]) w += state_[f].weight;
+      wsum_[l] = w;
+      ++link_ver_[l];
+      if (w > 0.0) levels.push({cap_[l] / w, l, link_ver_[l]});
+    }
+    while (!levels.empty()) {
+      const HeapEntry e = levels.top();
+      levels.pop();
+      if (e.version != link_ver_[e.id]) continue;
+      const double level = e.key;
+      for (std::uint32_t f : on_link_[e.id]) {
+        FlowState& s = state_[f];
+        if (s.rate >= 0.0) continue;
+        s.rate = level;
+        ++stats_.rate_updates;
+        for (auto m : flows_[f].path) {
+          cap_[m] -= level * s.weight;
+          wsum_[m] -= s.weight;
+          ++link_ver_[m];
+          // Snap residues so that filling ends (one named relative precision).
+          if (wsum_[m] <= kRelativePrecision) {
+            wsum_[m] = 0.0;
+            continue;
+          }
+          const double c0 = topo_.link(m).bandwidth.value();
+          if (cap_[m] < kRelativePrecision * c0) cap_[m] = 0.0;
+          levels.push({cap_[m] / wsum_[m], m, link_ver_[m]});
+        }
+      }
+    }
+    for (std::uint32_t f : comp_flows_) {
+      FlowState& s = state_[f];
+      ++s.version;
+      const double done_in = s.remaining <= kRelativePrecision * flows_[f].bytes.value() ? 0.0
+                             : s.rate > 0.0 ? s.remaining / s.rate
+                                            : kInf;
+      if (done_in == kInf) {
+        throw Error("flow " + std::to_string(f), "gets no bandwidth (a link of zero capacity?)");
+      }
+      finish_heap_.push({now + done_in, f, s.version});
+    }
+  }
+
+  const topology::Topology& topo_;
+  const std::vector<Flow>& flows_;
+  std::vector<FlowState> state_;
+  std::vector<std::vector<std::uint32_t>> slot_;
+  std::vector<std::vector<std::uint32_t>> on_link_;
+  std::vector<std::uint32_t> link_mark_, flow_mark_;
+  std::vector<double> cap_, wsum_;
+  std::vector<std::uint32_t> link_ver_;
+  std::vector<Seconds> finish_;
+  std::vector<topology::LinkId> comp_links_;
+  std::vector<std::uint32_t> comp_flows_;
+  std::uint32_t epoch_ = 0;
+  MinHeap finish_heap_;
+  FlowStats stats_;
+};
+
+}  // namespace
+
+std::vector<Seconds> simulate_flows(const topology::Topology& t, const std::vector<Flow>& flows,
+                                    FlowStats* stats) {
+  return Solver(t, flows).run(stats);
+}
+
+}  // namespace wallsim::collectives

@@ -1,0 +1,40 @@
+// Flow-level network model (the reference semantics of SPEC.md): a flow first waits the sum
+// of its path's latencies, then moves its bytes at its max-min fair share of every link on
+// its path; shares are recomputed whenever any flow starts moving or ends. Links are full
+// duplex, so only flows in the same direction share a link.
+//
+// Why it is fast: rates are recomputed only for the flows connected (through shared links)
+// to the flows that started or ended; progressive filling uses a heap of link saturation
+// levels; projected finish times sit in a heap with lazy invalidation; and a flow may stand
+// for `multiplicity` identical flows on the same path (solved once, weighted).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "topology/graph.hpp"
+
+namespace wallsim::collectives {
+
+/// The one relative tolerance shared by the solver and its tests (SimGrid's
+/// sg_precision_workamount plays this role): residues below it are snapped to zero.
+constexpr double kRelativePrecision = 1e-9;
+
+struct Flow {
+  topology::Path path;     ///< directed link ids; empty = a local copy (finishes at start)
+  Bytes bytes;
+  Seconds start;
+  double multiplicity = 1.0;  ///< identical flows on the same path
+};
+
+struct FlowStats {
+  std::size_t events = 0;          ///< start/end batches processed
+  std::size_t rate_updates = 0;    ///< flow rates (re)computed
+};
+
+/// Finish time of every flow (same order as `flows`), from the topology's link bandwidths
+/// and latencies. Flows with zero bytes finish when their latency has elapsed.
+std::vector<Seconds> simulate_flows(const topology::Topology& t, const std::vector<Flow>& flows,
+                                    FlowStats* stats = nullptr);
+
+}  // namespace wallsim::collectives

@@ -1,0 +1,164 @@
+// The flow-level model against hand-computed cases and a brute-force max-min reference.
+#include <catch2/catch.hpp>
+
+#include <random>
+
+#include "collectives/flow_model.hpp"
+#include "topology_test_support.hpp"
+
+using namespace wallsim;
+using namespace wallsim::collectives;
+using namespace wallsim::topology;
+
+namespace {
+
+constexpr double B = 50e9;   // bytes/s of every test link (test::link() default)
+constexpr double L = 1e-6;   // latency of every test link
+
+Flow flow(const Topology& t, NodeId s, NodeId d, double bytes, double start = 0.0, double mult = 1.0) {
+  return Flow{t.route(s, d), Bytes::of(bytes), Seconds::of(start), mult};
+}
+
+/// Brute force: from scratch at every event, water-filling over all active flows, with each
+/// multiplicity-m flow expanded into m separate flows. Written independently of the solver.
+std::vector<double> reference(const Topology& t, const std::vector<Flow>& in) {
+  struct F { std::vector<LinkId> path; double rem, act; std::size_t origin; bool active = false, done = false; double finish = 0; };
+  std::vector<F> fs;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    for (int k = 0; k < static_cast<int>(in[i].multiplicity); ++k) {
+      fs.push_back({in[i].path, in[i].bytes.value(), in[i].start.value() + t.path_latency(in[i].path).value(), i});
+    }
+  }
+  double now = 0;
+  while (true) {
+    for (auto& f : fs) {
+      if (!f.active && !f.done && f.act <= now * (1 + 1e-12) + 1e-18) {
+        if (f.rem <= 0 || f.path.empty()) { f.done = true; f.finish = f.act; } else { f.active = true; }
+      }
+    }
+    std::vector<double> rate(fs.size(), -1);
+    std::vector<double> cap(t.num_links());
+    for (LinkId l = 0; l < t.num_links(); ++l) cap[l] = t.link(l).bandwidth.value();
+    while (true) {
+      std::vector<int> count(t.num_links(), 0);
+      for (std::size_t i = 0; i < fs.size(); ++i) {
+        if (fs[i].active && rate[i] < 0) for (auto l : fs[i].path) ++count[l];
+      }
+      double best = 1e300;
+      for (LinkId l = 0; l < t.num_links(); ++l) if (count[l] > 0) best = std::min(best, cap[l] / count[l]);
+      if (best == 1e300) break;
+      for (std::size_t i = 0; i < fs.size(); ++i) {
+        if (!fs[i].active || rate[i] >= 0) continue;
+        bool bottlenecked = false;
+        for (auto l : fs[i].path) bottlenecked |= count[l] > 0 && cap[l] / count[l] <= best * (1 + 1e-12);
+        if (bottlenecked) rate[i] = best;
+      }
+      for (std::size_t i = 0; i < fs.size(); ++i) {
+        if (fs[i].active && rate[i] == best) for (auto l : fs[i].path) cap[l] -= best;
+      }
+    }
+    double dt = 1e300;
+    for (std::size_t i = 0; i < fs.size(); ++i) {
+      if (fs[i].active) dt = std::min(dt, fs[i].rem / rate[i]);
+      else if (!fs[i].done) dt = std::min(dt, fs[i].act - now);
+    }
+    if (dt == 1e300) break;
+    now += dt;
+    for (std::size_t i = 0; i < fs.size(); ++i) {
+      if (!fs[i].active) continue;
+      fs[i].rem -= rate[i] * dt;
+      if (fs[i].rem <= 1e-9 * 1e-3 + 1e-12 * in[fs[i].origin].bytes.value()) { fs[i].active = false; fs[i].done = true; fs[i].finish = now; }
+    }
+  }
+  std::vector<double> out(in.size(), 0.0);
+  for (const auto& f : fs) out[f.origin] = std::max(out[f.origin], f.finish);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("collectives::flow_model hand-computed cases", "[collectives][flow]") {
+  const Topology line = test::torus({4}, false);  // 0 - 1 - 2 - 3, links of B and L
+  const double S = 1e9;
+  SECTION("single flow: latency, then bytes at full bandwidth") {
+    const auto f = simulate_flows(line, {flow(line, 0, 3, S)});
+    CHECK(f[0].value() == Approx(3 * L + S / B).epsilon(1e-12));
+  }
+  SECTION("two flows on one link share it equally") {
+    const auto f = simulate_flows(line, {flow(line, 0, 1, S), flow(line, 0, 1, S)});
+    CHECK(f[0].value() == Approx(L + 2 * S / B).epsilon(1e-12));
+    CHECK(f[1].value() == Approx(L + 2 * S / B).epsilon(1e-12));
+  }
+  SECTION("opposite directions do not share (full duplex)") {
+    const auto f = simulate_flows(line, {flow(line, 0, 1, S), flow(line, 1, 0, S)});
+    CHECK(f[0].value() == Approx(L + S / B).epsilon(1e-12));
+  }
+  SECTION("parking lot") {
+    // Short flows 0-1, 1-2, 2-3 start moving at L, the long flow 0-3 at 3L. Until 3L the short
+    // flows run alone (2LB each); then every link is shared: B/2 each. Short flows finish at
+    // 3L + 2(S - 2LB)/B = 2S/B - L; the long flow has S - 2LB done and finishes its last 2LB
+    // alone at B: 2S/B + L.
+    const auto f = simulate_flows(line, {flow(line, 0, 3, S), flow(line, 0, 1, S), flow(line, 1, 2, S),
+                                         flow(line, 2, 3, S)});
+    CHECK(f[1].value() == Approx(2 * S / B - L).epsilon(1e-12));
+    CHECK(f[2].value() == Approx(2 * S / B - L).epsilon(1e-12));
+    CHECK(f[0].value() == Approx(2 * S / B + L).epsilon(1e-12));
+  }
+  SECTION("staggered starts") {
+    // Flow b starts 10 ms after a on the same link. a alone until 10 ms + L: 0.5 GB done;
+    // then both at B/2: a's last 0.5 GB takes 20 ms (ends 30 ms + L); b then has 0.5 GB left
+    // alone at B: 10 ms more, ending at 40 ms + L.
+    const auto f = simulate_flows(line, {flow(line, 0, 1, S), flow(line, 0, 1, S, 0.01)});
+    CHECK(f[0].value() == Approx(0.03 + L).epsilon(1e-12));
+    CHECK(f[1].value() == Approx(0.04 + L).epsilon(1e-12));
+  }
+  SECTION("a flow group of multiplicity 3 takes 3 shares") {
+    // 4 flows share one link: B/4 each, all finish at L + 4S/B.
+    const auto f = simulate_flows(line, {flow(line, 0, 1, S, 0, 3.0), flow(line, 0, 1, S)});
+    CHECK(f[0].value() == Approx(L + 4 * S / B).epsilon(1e-12));
+    CHECK(f[1].value() == Approx(L + 4 * S / B).epsilon(1e-12));
+  }
+  SECTION("max-min, not proportional: a flow limited elsewhere leaves its share") {
+    // Fat-tree k=4 with 2:1 oversubscribed uplinks (25 GB/s): flow 0->15 is capped at 25 GB/s
+    // by its uplink; flow 0->1 shares only the host link with it and gets the other 25 GB/s.
+    const Topology ft = test::fat_tree(4, 2.0);
+    const auto f = simulate_flows(ft, {flow(ft, 0, 15, S), flow(ft, 0, 1, S)});
+    const double lat_far = 6 * L, lat_near = 2 * L;
+    // The near flow runs alone at B from 2L to 6L (4LB done); then both get B/2 on the host
+    // link, so the near one ends at 6L + 2(S - 4LB)/B = 2S/B - 2L. The far flow moves at B/2
+    // throughout (its uplink), ending at 6L + 2S/B.
+    CHECK(f[1].value() == Approx(2 * S / B - 2 * L).epsilon(1e-9));
+    CHECK(lat_near == 2 * L);
+    CHECK(f[0].value() == Approx(lat_far + S / (B / 2)).epsilon(1e-9));
+  }
+  SECTION("zero bytes and local copies finish when their latency has elapsed") {
+    const auto f = simulate_flows(line, {flow(line, 0, 2, 0.0, 0.5), Flow{{}, Bytes::of(5.0), Seconds::of(1.0), 1.0}});
+    CHECK(f[0].value() == Approx(0.5 + 2 * L));
+    CHECK(f[1].value() == Approx(1.0));
+  }
+}
+
+TEST_CASE("collectives::flow_model equals the brute-force reference on random cases",
+          "[collectives][flow]") {
+  std::mt19937_64 rng(2024);
+  for (int trial = 0; trial < 40; ++trial) {
+    const Topology t = trial % 2 ? test::fat_tree(4, 1.0 + trial % 3) : test::torus({3, 3}, trial % 4 == 0);
+    const auto n = static_cast<NodeId>(t.num_endpoints());
+    std::vector<Flow> flows;
+    const int count = 2 + static_cast<int>(rng() % 25);
+    for (int i = 0; i < count; ++i) {
+      const NodeId s = rng() % n;
+      NodeId d = rng() % n;
+      if (d == s) d = (d + 1) % n;
+      const double bytes = 1e6 * static_cast<double>(1 + rng() % 1000);
+      const double start = (rng() % 3 == 0) ? 0.0 : 1e-5 * static_cast<double>(rng() % 200);
+      flows.push_back(Flow{t.route(s, d, rng()), Bytes::of(bytes), Seconds::of(start), static_cast<double>(1 + rng() % 2)});
+    }
+    const auto got = simulate_flows(t, flows);
+    const auto want = reference(t, flows);
+    for (std::size_t i = 0; i < flows.size(); ++i) {
+      INFO("trial " << trial << " flow " << i);
+      CHECK(got[i].value() == Approx(want[i]).epsilon(1e-6));
+    }
+  }
+}
