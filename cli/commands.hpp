@@ -23,5 +23,6 @@ void add_common_flags(CLI::App& cmd, CommonFlags& flags);
 void register_topo(CLI::App& app, Action& action);
 void register_presets(CLI::App& app, Action& action);
 void register_flows(CLI::App& app, Action& action);
+void register_collective(CLI::App& app, Action& action);
 
 }  // namespace wallsim::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   wallsim::cli::register_topo(app, action);
   wallsim::cli::register_presets(app, action);
   wallsim::cli::register_flows(app, action);
+  wallsim::cli::register_collective(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -186,6 +186,7 @@ Topology build_clos(const ClosParams& p) {
 
   FamilyInfo info;
   info.kind = "clos";
+  info.domain_size = static_cast<std::size_t>(domain);
   if (domain == p.gpus_per_node) info.orbits = {{0, static_cast<double>(gpus)}};
   std::vector<LinkId> f;
   Topology topo = b.finish(std::move(info), nullptr, &f);

@@ -58,6 +58,8 @@ struct FamilyInfo {
   /// Grid dimensions and wrap, for the exact closed-form hop metrics of torus and mesh.
   std::vector<int> grid_dims;
   bool grid_wrap = false;
+  /// Endpoints per scale-up domain (NVSwitch, NVL72), numbered contiguously; 0 = none.
+  std::size_t domain_size = 0;
   /// The endpoint split max-flow uses for bisection (1 = second half); empty = natural halves.
   std::vector<std::uint8_t> bisection_side;
 };

@@ -1,0 +1,149 @@
+// `wallsim collective TOPOLOGY --op OP --bytes SIZE`: one collective timed and printed as
+// nccl-tests prints it (size, count, type, redop, time, algbw, busbw).
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "collectives/network_model.hpp"
+#include "core/error.hpp"
+#include "core/presets.hpp"
+#include "core/text.hpp"
+#include "topology/export.hpp"
+#include "topology/spec.hpp"
+
+namespace wallsim::cli {
+namespace {
+
+struct CollectiveFlags {
+  CommonFlags common;
+  std::string topology, op, bytes, sweep, group = "all", algo, network = "flow", csv;
+  std::string overhead = "0 us";
+};
+
+std::vector<topology::NodeId> parse_group(const std::string& text, std::size_t endpoints) {
+  std::vector<topology::NodeId> g;
+  if (text == "all") {
+    for (std::size_t i = 0; i < endpoints; ++i) g.push_back(static_cast<topology::NodeId>(i));
+    return g;
+  }
+  auto endpoint = [&](const std::string& s) {
+    const double v = parse_count(s, "--group");
+    if (v != static_cast<double>(static_cast<std::size_t>(v)) || v >= static_cast<double>(endpoints)) {
+      throw Error("--group", "endpoint " + s + " does not exist (endpoints are 0.." +
+                                 std::to_string(endpoints - 1) + ")");
+    }
+    return static_cast<topology::NodeId>(v);
+  };
+  for (const auto& part : split(text, ',')) {
+    const auto dash = part.find('-');
+    if (dash == std::string::npos) {
+      g.push_back(endpoint(part));
+      continue;
+    }
+    const auto a = endpoint(part.substr(0, dash)), b = endpoint(part.substr(dash + 1));
+    if (b < a) throw Error("--group", "range '" + part + "' runs backwards");
+    for (auto e = a; e <= b; ++e) g.push_back(e);
+  }
+  std::vector<topology::NodeId> sorted = g;
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
+    throw Error("--group", "names an endpoint twice");
+  }
+  return g;
+}
+
+std::vector<Bytes> sizes(const CollectiveFlags& f) {
+  if (!f.sweep.empty()) {
+    const auto colon = f.sweep.find(':');
+    if (colon == std::string::npos) throw Error("--sweep", "'" + f.sweep + "' is not MIN:MAX");
+    const Bytes lo = parse<Bytes>(f.sweep.substr(0, colon), "--sweep", true);
+    const Bytes hi = parse<Bytes>(f.sweep.substr(colon + 1), "--sweep", true);
+    if (lo.value() < 1.0 || hi < lo) throw Error("--sweep", "needs 1 <= MIN <= MAX");
+    std::vector<Bytes> out;
+    for (double b = lo.value(); b <= hi.value() * (1 + 1e-12); b *= 2) out.push_back(Bytes::of(b));
+    return out;
+  }
+  if (f.bytes.empty()) throw Error("--bytes", "missing: give --bytes SIZE or --sweep MIN:MAX");
+  const Bytes b = parse<Bytes>(f.bytes, "--bytes", true);
+  if (b.value() <= 0.0) throw Error("--bytes", "must be positive");
+  return {b};
+}
+
+void run(const CollectiveFlags& f) {
+  const Presets presets(default_data_dir());
+  const topology::Topology t = topology::build_topology_argument(f.topology, f.common.sets, presets);
+  const collectives::Op op = collectives::parse_op(f.op, "--op");
+  std::optional<collectives::Algo> algo;
+  if (!f.algo.empty()) algo = collectives::parse_algo(f.algo, "--algo");
+  const auto model = collectives::NetworkModel::build(f.network, "--network");
+  const auto group = parse_group(f.group, t.num_endpoints());
+  if (group.size() < 2) throw Error("--group", "a collective needs at least 2 endpoints");
+  const collectives::CostParams params{parse<Seconds>(f.overhead, "--overhead")};
+  const collectives::CollectiveOptions opt;
+  const bool reduces = op == collectives::Op::kAllReduce || op == collectives::Op::kReduce ||
+                       op == collectives::Op::kReduceScatter;
+  const bool per_rank = op == collectives::Op::kAllGather || op == collectives::Op::kReduceScatter;
+
+  std::ostringstream text, csv;
+  char line[256];
+  text << "# wallsim collective: " << to_string(op) << " on " << group.size() << " endpoints of "
+       << t.info().kind << ", network model " << model->name() << "\n";
+  std::snprintf(line, sizeof line, "#%12s %13s %9s %7s %11s %9s %9s  %s\n", "size", "count", "type",
+                "redop", "time", "algbw", "busbw", "algo");
+  text << line;
+  std::snprintf(line, sizeof line, "#%12s %13s %9s %7s %11s %9s %9s\n", "(B)", "(elements)", "", "",
+                "(us)", "(GB/s)", "(GB/s)");
+  text << line;
+  csv << "bytes,count,time_s,algbw_Bps,busbw_Bps,algo\n";
+  nlohmann::json rows = nlohmann::json::array();
+  for (const Bytes size : sizes(f)) {
+    const collectives::Schedule s = collectives::choose_schedule(t, op, group, size, opt, params, algo);
+    const double time = model->time(t, s, params).value();
+    const double algbw = size.value() / time;
+    const double busbw = algbw * collectives::busbw_factor(op, group.size());
+    const double count = size.value() / 4.0 / (per_rank ? static_cast<double>(group.size()) : 1.0);
+    std::snprintf(line, sizeof line, " %12.0f %13.0f %9s %7s %11.2f %9.2f %9.2f  %s\n", size.value(),
+                  count, "float", reduces ? "sum" : "none", time * 1e6, algbw / 1e9, busbw / 1e9,
+                  to_string(s.algo).c_str());
+    text << line;
+    csv << topology::exact_number(size.value()) << ',' << topology::exact_number(count) << ','
+        << topology::exact_number(time) << ',' << topology::exact_number(algbw) << ','
+        << topology::exact_number(busbw) << ',' << to_string(s.algo) << '\n';
+    rows.push_back({{"bytes", size.value()}, {"count", count}, {"time_s", time}, {"algbw_Bps", algbw},
+                    {"busbw_Bps", busbw}, {"algo", to_string(s.algo)}});
+  }
+  PendingFiles files;
+  if (!f.common.json.empty()) {
+    const nlohmann::json j = {{"op", to_string(op)}, {"ranks", group.size()},
+                              {"network", model->name()}, {"rows", rows}};
+    files.add(f.common.json, j.dump(2) + "\n");
+  }
+  if (!f.csv.empty()) files.add(f.csv, csv.str());
+  if (!f.common.quiet && f.common.json != "-" && f.csv != "-") std::cout << text.str();
+  files.write_all();
+}
+
+}  // namespace
+
+void register_collective(CLI::App& app, Action& action) {
+  auto f = std::make_shared<CollectiveFlags>();
+  CLI::App* cmd = app.add_subcommand("collective", "Time one collective, printed as nccl-tests prints it");
+  cmd->add_option("TOPOLOGY", f->topology, "A scenario file or a spec string")->required();
+  cmd->add_option("--op", f->op, "all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, reduce, send_recv")
+      ->required();
+  cmd->add_option("--bytes", f->bytes, "Buffer size as nccl-tests counts it, e.g. 1GiB");
+  cmd->add_option("--sweep", f->sweep, "MIN:MAX, doubling per row (nccl-tests -b MIN -e MAX -f 2)");
+  cmd->add_option("--group", f->group, "Endpoints in rank order: all, 0-7, 0,8,16 (default all)");
+  cmd->add_option("--algo", f->algo, "ring, tree, halving_doubling, hierarchical, direct, mesh2d (default: fastest)");
+  cmd->add_option("--network", f->network, "analytic or flow (default flow)");
+  cmd->add_option("--overhead", f->overhead, "Software overhead per message (default 0 us)");
+  cmd->add_option("--csv", f->csv, "Write the rows as CSV");
+  add_common_flags(*cmd, f->common);
+  cmd->callback([f, &action] { action = [f] { run(*f); }; });
+}
+
+}  // namespace wallsim::cli

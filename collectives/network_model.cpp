@@ -1,0 +1,144 @@
+#include "collectives/network_model.hpp"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "collectives/flow_model.hpp"
+#include "core/error.hpp"
+#include "topology/routing.hpp"
+
+namespace wallsim::collectives {
+namespace {
+
+using topology::NodeId;
+
+/// The lockstep expansion: at each step, the phase each schedule is in and how many times the
+/// combination repeats before any schedule moves on.
+template <class Fn>
+void for_each_step(std::span<const Schedule> ss, Fn&& fn) {
+  std::vector<std::size_t> phase(ss.size(), 0);
+  std::vector<double> left(ss.size(), 0.0);
+  for (std::size_t i = 0; i < ss.size(); ++i) left[i] = ss[i].phases.empty() ? 0.0 : ss[i].phases[0].repeat;
+  std::vector<const Phase*> now;
+  while (true) {
+    now.clear();
+    double count = 0.0;
+    for (std::size_t i = 0; i < ss.size(); ++i) {
+      if (phase[i] >= ss[i].phases.size()) continue;
+      now.push_back(&ss[i].phases[phase[i]]);
+      count = count == 0.0 ? left[i] : std::min(count, left[i]);
+    }
+    if (now.empty()) return;
+    fn(now, count);
+    for (std::size_t i = 0; i < ss.size(); ++i) {
+      if (phase[i] >= ss[i].phases.size()) continue;
+      left[i] -= count;
+      if (left[i] <= 0.0) {
+        ++phase[i];
+        if (phase[i] < ss[i].phases.size()) left[i] = ss[i].phases[phase[i]].repeat;
+      }
+    }
+  }
+}
+
+/// ECMP key of a transfer: its position in the step, so parallel messages spread.
+std::uint64_t key_of(std::size_t phase_no, std::size_t index) {
+  return (static_cast<std::uint64_t>(phase_no) << 32) | index;
+}
+
+class AnalyticModel final : public NetworkModel {
+  Seconds do_time(const topology::Topology& t, std::span<const Schedule> ss,
+                  const CostParams& p) const override {
+    double total = 0.0;
+    std::size_t step_no = 0;
+    std::unordered_map<NodeId, double> out, in;
+    for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
+      // Messages leaving (entering) one endpoint in a step share its injection (ejection).
+      out.clear();
+      in.clear();
+      for (const Phase* ph : phases) {
+        for (const auto& x : ph->transfers) {
+          if (x.src == x.dst) continue;
+          out[x.src] += x.bytes.value();
+          in[x.dst] += x.bytes.value();
+        }
+      }
+      double slowest = 0.0;
+      std::size_t index = 0;
+      for (const Phase* ph : phases) {
+        for (const auto& x : ph->transfers) {
+          ++index;
+          if (x.src == x.dst) continue;
+          const topology::Path path = t.route(x.src, x.dst, key_of(step_no, index));
+          const double bytes = std::max(out[x.src], in[x.dst]);
+          slowest = std::max(slowest, p.overhead.value() + t.path_latency(path).value() +
+                                          bytes / t.path_bandwidth(path).value());
+        }
+      }
+      total += count * slowest;
+      ++step_no;
+    });
+    return Seconds::of(total);
+  }
+  [[nodiscard]] std::string do_name() const override { return "analytic"; }
+};
+
+class FlowLevelModel final : public NetworkModel {
+  Seconds do_time(const topology::Topology& t, std::span<const Schedule> ss,
+                  const CostParams& p) const override {
+    double total = 0.0;
+    std::size_t step_no = 0;
+    std::vector<Flow> flows;
+    for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
+      flows.clear();
+      std::size_t index = 0;
+      for (const Phase* ph : phases) {
+        for (const auto& x : ph->transfers) {
+          ++index;
+          if (x.src == x.dst) continue;
+          flows.push_back(Flow{t.route(x.src, x.dst, key_of(step_no, index)), x.bytes, p.overhead, 1.0});
+        }
+      }
+      double makespan = 0.0;
+      for (const auto& f : simulate_flows(t, flows)) makespan = std::max(makespan, f.value());
+      total += count * makespan;
+      ++step_no;
+    });
+    return Seconds::of(total);
+  }
+  [[nodiscard]] std::string do_name() const override { return "flow"; }
+};
+
+}  // namespace
+
+std::unique_ptr<NetworkModel> NetworkModel::build(const std::string& name, const std::string& path) {
+  if (name == "analytic") return std::make_unique<AnalyticModel>();
+  if (name == "flow") return std::make_unique<FlowLevelModel>();
+  throw Error(path, "unknown network model '" + name + "'; one of analytic, flow");
+}
+
+Schedule choose_schedule(const topology::Topology& t, Op op, const std::vector<NodeId>& group,
+                         Bytes size, const CollectiveOptions& opt, const CostParams& p,
+                         std::optional<Algo> forced) {
+  const AnalyticModel analytic;
+  std::optional<Schedule> best;
+  double best_time = 0.0;
+  std::string reasons;
+  for (Algo a : forced ? std::vector<Algo>{*forced} : all_algos()) {
+    std::string why;
+    auto s = build_schedule(t, op, a, group, size, opt, &why);
+    if (!s) {
+      reasons += (reasons.empty() ? "" : "; ") + to_string(a) + ": " + why;
+      continue;
+    }
+    const double time = analytic.time(t, *s, p).value();
+    if (!best || time < best_time) {
+      best = std::move(s);
+      best_time = time;
+    }
+  }
+  if (!best) throw Error("--algo", "no algorithm runs " + to_string(op) + " here (" + reasons + ")");
+  return std::move(*best);
+}
+
+}  // namespace wallsim::collectives

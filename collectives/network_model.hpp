@@ -1,0 +1,47 @@
+// Network models behind one small interface (NVI, picked by name as SimGrid's
+// lmm::System::build): `analytic` (alpha-beta, no contention between messages) and `flow`
+// (max-min fair sharing of every link, flow_model.hpp). Both time a set of schedules run in
+// lockstep: step i of every schedule together, so that collectives sharing links slow each
+// other down under `flow` and do not under `analytic`.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+
+#include "collectives/schedule.hpp"
+
+namespace wallsim::collectives {
+
+struct CostParams {
+  Seconds overhead;  ///< software overhead per message, added to every step's messages
+};
+
+class NetworkModel {
+ public:
+  virtual ~NetworkModel() = default;
+  /// Time to run `schedules` together on `t`.
+  [[nodiscard]] Seconds time(const topology::Topology& t, std::span<const Schedule> schedules,
+                             const CostParams& p) const {
+    return do_time(t, schedules, p);
+  }
+  [[nodiscard]] Seconds time(const topology::Topology& t, const Schedule& s, const CostParams& p) const {
+    return do_time(t, std::span<const Schedule>(&s, 1), p);
+  }
+  [[nodiscard]] std::string name() const { return do_name(); }
+  /// "analytic" or "flow"; an Error naming `path` otherwise.
+  static std::unique_ptr<NetworkModel> build(const std::string& name, const std::string& path);
+
+ private:
+  virtual Seconds do_time(const topology::Topology& t, std::span<const Schedule> schedules,
+                          const CostParams& p) const = 0;
+  [[nodiscard]] virtual std::string do_name() const = 0;
+};
+
+/// The fastest valid algorithm for the case by the analytic model, as NCCL's tuner picks from
+/// its cost model; `forced` restricts the choice to one algorithm. An Error when none fits.
+Schedule choose_schedule(const topology::Topology& t, Op op, const std::vector<topology::NodeId>& group,
+                         Bytes size, const CollectiveOptions& opt, const CostParams& p,
+                         std::optional<Algo> forced);
+
+}  // namespace wallsim::collectives

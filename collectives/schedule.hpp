@@ -1,0 +1,60 @@
+// Collective algorithms as flow schedules. A schedule is a sequence of phases; a phase is a
+// set of concurrent transfers that all finish before the next phase starts (the step of
+// alpha-beta analyses), repeated `repeat` times (a ring's 2(n-1) identical steps are one
+// phase with repeat 2(n-1), solved once). Pipelined algorithms split the message into chunks
+// and count the pipeline's fill, steady and drain steps as repeats of one phase.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "topology/graph.hpp"
+
+namespace wallsim::collectives {
+
+enum class Op { kAllReduce, kAllGather, kReduceScatter, kAllToAll, kBroadcast, kReduce, kSendRecv };
+enum class Algo { kRing, kTree, kHalvingDoubling, kHierarchical, kDirect, kMesh2d };
+
+std::string to_string(Op op);
+std::string to_string(Algo a);
+/// Parses nccl-tests' names (all_reduce, ...); an Error naming `path` otherwise.
+Op parse_op(const std::string& s, const std::string& path);
+Algo parse_algo(const std::string& s, const std::string& path);
+std::vector<Algo> all_algos();
+
+/// nccl-tests' bus-bandwidth factor of an op on n ranks (2(n-1)/n for all_reduce, ...).
+double busbw_factor(Op op, std::size_t n);
+
+struct Transfer {
+  topology::NodeId src = 0, dst = 0;
+  Bytes bytes;
+};
+
+struct Phase {
+  std::vector<Transfer> transfers;
+  double repeat = 1.0;
+};
+
+struct Schedule {
+  Op op = Op::kAllReduce;
+  Algo algo = Algo::kRing;
+  std::size_t chunks = 1;  ///< pipeline chunks (tree, chain); 1 when not pipelined
+  std::vector<Phase> phases;
+};
+
+/// What the algorithm builders need to know beyond the group.
+struct CollectiveOptions {
+  Seconds alpha_hint = units::us(5);  ///< step latency used to pick the pipeline chunk count
+  Bandwidth beta_hint = units::gbyte_per_s(50);
+  std::size_t max_chunks = 1024;
+};
+
+/// The schedule of `op` with `algo` over `group` (endpoint ids, rank order) for a buffer of
+/// `size` bytes as nccl-tests counts it (the total array for all_gather, reduce_scatter and
+/// all_to_all). nullopt with `why_not` filled when the algorithm cannot run this case.
+std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo algo,
+                                       const std::vector<topology::NodeId>& group, Bytes size,
+                                       const CollectiveOptions& opt, std::string* why_not);
+
+}  // namespace wallsim::collectives

@@ -1,0 +1,175 @@
+// Collective algorithms against their closed forms, under both network models.
+#include <catch2/catch.hpp>
+
+#include <bit>
+
+#include "collectives/network_model.hpp"
+#include "core/error.hpp"
+#include "topology_test_support.hpp"
+
+using namespace wallsim;
+using namespace wallsim::collectives;
+using namespace wallsim::topology;
+using Catch::Matchers::Contains;
+
+namespace {
+constexpr double B = 50e9, l = 1e-6;  // link bandwidth and latency of the test fabrics
+const CostParams kNoOverhead{};
+const auto analytic = NetworkModel::build("analytic", "test");
+const auto flow = NetworkModel::build("flow", "test");
+
+std::vector<NodeId> first(std::size_t n) {
+  std::vector<NodeId> g(n);
+  for (std::size_t i = 0; i < n; ++i) g[i] = static_cast<NodeId>(i);
+  return g;
+}
+
+Schedule sched(const Topology& t, Op op, Algo a, std::size_t n, double bytes) {
+  std::string why;
+  auto s = build_schedule(t, op, a, first(n), Bytes::of(bytes), {}, &why);
+  INFO(why);
+  REQUIRE(s);
+  return *s;
+}
+
+Topology star(int n) { return build_switch({.n = n, .link = test::link()}); }
+
+/// Both models, one expectation (no contention in these cases).
+void check_both(const Topology& t, const Schedule& s, double want) {
+  CHECK(analytic->time(t, s, kNoOverhead).value() == Approx(want).epsilon(1e-9));
+  CHECK(flow->time(t, s, kNoOverhead).value() == Approx(want).epsilon(1e-9));
+}
+}  // namespace
+
+TEST_CASE("collectives ring all_reduce on one switch: 2(n-1) alpha + 2(n-1)/n S/B", "[collectives]") {
+  for (int n : {2, 3, 8, 16}) {
+    const Topology t = star(n);
+    const double S = 1 << 30, alpha = 2 * l;  // two links per message
+    INFO("n=" << n);
+    check_both(t, sched(t, Op::kAllReduce, Algo::kRing, n, S),
+               2 * (n - 1) * alpha + 2.0 * (n - 1) / n * S / B);
+    // busbw tends to the link bandwidth for large S.
+    const double time = flow->time(t, sched(t, Op::kAllReduce, Algo::kRing, n, 64.0 * (1 << 30)), kNoOverhead).value();
+    CHECK(64.0 * (1 << 30) / time * busbw_factor(Op::kAllReduce, n) == Approx(B).epsilon(1e-3));
+  }
+}
+
+TEST_CASE("collectives each algorithm's own closed form", "[collectives]") {
+  const int n = 8;
+  const Topology t = star(n);
+  const double S = 1 << 28, alpha = 2 * l;
+  SECTION("ring all_gather and reduce_scatter: (n-1)(alpha + S/(nB))") {
+    check_both(t, sched(t, Op::kAllGather, Algo::kRing, n, S), (n - 1) * (alpha + S / n / B));
+    check_both(t, sched(t, Op::kReduceScatter, Algo::kRing, n, S), (n - 1) * (alpha + S / n / B));
+  }
+  SECTION("halving-doubling all_reduce: 2 log2(n) alpha + 2(n-1)/n S/B") {
+    check_both(t, sched(t, Op::kAllReduce, Algo::kHalvingDoubling, n, S),
+               2 * 3 * alpha + 2.0 * (n - 1) / n * S / B);
+  }
+  SECTION("direct all_to_all: (n-1)(alpha + S/(nB))") {
+    check_both(t, sched(t, Op::kAllToAll, Algo::kDirect, n, S), (n - 1) * (alpha + S / n / B));
+  }
+  SECTION("send_recv: alpha + S/B") {
+    check_both(t, sched(t, Op::kSendRecv, Algo::kDirect, n, S), alpha + S / B);
+  }
+  SECTION("pipelined tree broadcast: (depth + C - 1)(alpha + 2 chunk / B)") {
+    // A node sends a chunk to each of its two children per step: they share its link.
+    const Schedule s = sched(t, Op::kBroadcast, Algo::kTree, n, S);
+    const double C = static_cast<double>(s.chunks);
+    CHECK(C > 1);
+    check_both(t, s, (3 + C - 1) * (alpha + 2 * (S / C) / B));
+  }
+  SECTION("pipelined chain (ring) broadcast: (n - 1 + C - 1)(alpha + chunk / B)") {
+    const Schedule s = sched(t, Op::kBroadcast, Algo::kRing, n, S);
+    const double C = static_cast<double>(s.chunks);
+    check_both(t, s, (n - 1 + C - 1) * (alpha + S / C / B));
+  }
+  SECTION("mesh2d on a 4x4 torus: rows, then columns, then rows") {
+    const Topology g = test::torus({4, 4}, true);
+    const double X = 4, Y = 4;  // one hop between ring neighbours (wrap)
+    const double want = (X - 1) * (l + S / X / B) + 2 * (Y - 1) * (l + S / (X * Y) / B) +
+                        (X - 1) * (l + S / X / B);
+    check_both(g, sched(g, Op::kAllReduce, Algo::kMesh2d, 16, S), want);
+  }
+  SECTION("hierarchical on a rail Clos: scale-up ring, rail ring, scale-up ring") {
+    // 4 nodes x 4 GPUs, one node per leaf: rail neighbours cross a spine (4 links, 4 l).
+    const Topology c = build_clos({.nodes = 4, .gpus_per_node = 4, .nodes_per_leaf = 1, .spines = 1,
+                                   .scale_up = test::link(450), .scale_out = test::link(50)});
+    const double m = 4, k = 4, Bu = 450e9;
+    const double want = 2 * (m - 1) * (2 * l + S / m / Bu) + 2 * (k - 1) * (4 * l + S / (m * k) / B);
+    CHECK(analytic->time(c, sched(c, Op::kAllReduce, Algo::kHierarchical, 16, S), kNoOverhead).value() ==
+          Approx(want).epsilon(1e-9));
+  }
+}
+
+TEST_CASE("collectives tree beats ring on small messages, ring beats tree on large", "[collectives]") {
+  const int n = 64;
+  const Topology t = star(n);
+  auto time = [&](Algo a, double S) { return analytic->time(t, sched(t, Op::kAllReduce, a, n, S), kNoOverhead).value(); };
+  CHECK(time(Algo::kTree, 1024) < time(Algo::kRing, 1024));
+  CHECK(time(Algo::kRing, 1 << 30) < time(Algo::kTree, 1 << 30));
+  // The tuner follows: tree (or halving-doubling) small, a bandwidth-optimal algorithm large.
+  const Schedule small = choose_schedule(t, Op::kAllReduce, first(n), Bytes::of(1024), {}, kNoOverhead, {});
+  CHECK(small.algo != Algo::kRing);
+}
+
+TEST_CASE("collectives all_to_all on an oversubscribed fat-tree slows by the oversubscription", "[collectives]") {
+  const double S = 1 << 28;
+  auto time = [&](double oversub) {
+    const Topology t = test::fat_tree(4, oversub);
+    return flow->time(t, sched(t, Op::kAllToAll, Algo::kDirect, 16, S), kNoOverhead).value();
+  };
+  const double ratio = time(2.0) / time(1.0);
+  // 12 of a rank's 15 blocks leave the pod; only intra-edge steps escape the slowdown.
+  CHECK(ratio > 1.6);
+  CHECK(ratio <= 2.0 + 1e-9);
+  // The analytic model sees the halved uplink bandwidth on the bottleneck too.
+  const Topology a = test::fat_tree(4, 1.0), b = test::fat_tree(4, 2.0);
+  CHECK(analytic->time(b, sched(b, Op::kAllToAll, Algo::kDirect, 16, S), kNoOverhead).value() >
+        1.9 * analytic->time(a, sched(a, Op::kAllToAll, Algo::kDirect, 16, S), kNoOverhead).value());
+}
+
+TEST_CASE("collectives two collectives sharing a link each get half", "[collectives]") {
+  // A line 0 - 1 - 2 - 3: send_recv 0->2 and 1->3 (and back) share the link 1->2.
+  const Topology t = test::torus({4}, false);
+  const double S = 1 << 30, alpha = 2 * l;
+  std::string why;
+  const auto a = *build_schedule(t, Op::kSendRecv, Algo::kDirect, {0, 2}, Bytes::of(S), {}, &why);
+  const auto b = *build_schedule(t, Op::kSendRecv, Algo::kDirect, {1, 3}, Bytes::of(S), {}, &why);
+  const std::vector<Schedule> both = {a, b};
+  // Alone: alpha + S/B. Together each gets half of link 1->2: alpha + 2S/B.
+  CHECK(flow->time(t, a, kNoOverhead).value() == Approx(alpha + S / B));
+  CHECK(flow->time(t, both, kNoOverhead).value() == Approx(alpha + 2 * S / B));
+  // The analytic model has no contention on links between endpoints.
+  CHECK(analytic->time(t, both, kNoOverhead).value() == Approx(alpha + S / B));
+  SECTION("messages from one endpoint in one step share its injection in both models") {
+    const Topology st = star(3);
+    const auto c = *build_schedule(st, Op::kSendRecv, Algo::kDirect, {0, 1}, Bytes::of(S), {}, &why);
+    const auto d = *build_schedule(st, Op::kSendRecv, Algo::kDirect, {0, 2}, Bytes::of(S), {}, &why);
+    const std::vector<Schedule> two = {c, d};
+    CHECK(flow->time(st, two, kNoOverhead).value() == Approx(alpha + 2 * S / B));
+    CHECK(analytic->time(st, two, kNoOverhead).value() == Approx(alpha + 2 * S / B));
+  }
+}
+
+TEST_CASE("collectives per-message overhead adds to every step", "[collectives]") {
+  const Topology t = star(4);
+  const double S = 1 << 20, alpha = 2 * l, o = 5e-6;
+  const Schedule s = sched(t, Op::kAllReduce, Algo::kRing, 4, S);
+  const CostParams p{Seconds::of(o)};
+  const double want = 6 * (o + alpha + S / 4 / B);
+  CHECK(analytic->time(t, s, p).value() == Approx(want));
+  CHECK(flow->time(t, s, p).value() == Approx(want));
+}
+
+TEST_CASE("collectives bad input", "[collectives]") {
+  CHECK_THROWS_WITH(parse_op("allreduce", "--op"), Contains("--op: unknown op 'allreduce' (did you mean 'all_reduce'?)"));
+  CHECK_THROWS_WITH(parse_algo("rings", "--algo"), Contains("--algo: unknown algorithm 'rings' (did you mean 'ring'?)"));
+  CHECK_THROWS_WITH(NetworkModel::build("fluid", "--network"), Contains("--network: unknown network model 'fluid'"));
+  const Topology t = star(6);
+  std::string why;
+  CHECK_FALSE(build_schedule(t, Op::kAllReduce, Algo::kHalvingDoubling, first(6), Bytes::of(8), {}, &why));
+  CHECK(why == "halving_doubling needs a power-of-two group");
+  CHECK_THROWS_WITH(choose_schedule(t, Op::kAllToAll, first(6), Bytes::of(8), {}, kNoOverhead, Algo::kRing),
+                    Contains("no algorithm runs all_to_all here"));
+}
