@@ -35,7 +35,9 @@ class Solver {
       : topo_(t), flows_(flows), state_(flows.size()), slot_(flows.size()),
         on_link_(t.num_links()), link_mark_(t.num_links(), 0), flow_mark_(flows.size(), 0),
         cap_(t.num_links(), 0.0), wsum_(t.num_links(), 0.0), link_ver_(t.num_links(), 0),
-        finish_(flows.size(), Seconds::of(kInf)) {}
+        bw_(t.num_links()), finish_(flows.size(), Seconds::of(kInf)) {
+    for (topology::LinkId l = 0; l < t.num_links(); ++l) bw_[l] = t.link(l).bandwidth.value();
+  }
 
   std::vector<Seconds> run(FlowStats* stats) {
     const std::size_t n = flows_.size();
@@ -167,39 +169,15 @@ class Solver {
       s.last = now;
       s.rate = -1.0;  // unfixed
     }
-    MinHeap levels;
-    for (auto l : comp_links_) {
-      cap_[l] = topo_.link(l).bandwidth.value();
-      double w = 0.0;
-      for (std::uint32_t f : on_link_[l]) w += state_[f].weight;
-      wsum_[l] = w;
-      ++link_ver_[l];
-      if (w > 0.0) levels.push({cap_[l] / w, l, link_ver_[l]});
-    }
-    while (!levels.empty()) {
-      const HeapEntry e = levels.top();
-      levels.pop();
-      if (e.version != link_ver_[e.id]) continue;
-      const double level = e.key;
-      for (std::uint32_t f : on_link_[e.id]) {
-        FlowState& s = state_[f];
-        if (s.rate >= 0.0) continue;
-        s.rate = level;
-        ++stats_.rate_updates;
-        for (auto m : flows_[f].path) {
-          cap_[m] -= level * s.weight;
-          wsum_[m] -= s.weight;
-          ++link_ver_[m];
-          // Snap residues so that filling ends (one named relative precision).
-          if (wsum_[m] <= kRelativePrecision) {
-            wsum_[m] = 0.0;
-            continue;
-          }
-          const double c0 = topo_.link(m).bandwidth.value();
-          if (cap_[m] < kRelativePrecision * c0) cap_[m] = 0.0;
-          levels.push({cap_[m] / wsum_[m], m, link_ver_[m]});
-        }
-      }
+    if (comp_flows_.size() == 1) {
+      // Alone on its links: the narrowest one sets the rate.
+      const std::uint32_t f = comp_flows_.front();
+      double r = kInf;
+      for (auto l : flows_[f].path) r = std::min(r, bw_[l]);
+      state_[f].rate = r / state_[f].weight;
+      ++stats_.rate_updates;
+    } else {
+      fill(comp_links_.size() <= kLinearFillLinks);
     }
     for (std::uint32_t f : comp_flows_) {
       FlowState& s = state_[f];
@@ -214,6 +192,68 @@ class Solver {
     }
   }
 
+  /// Progressive filling over the component: repeatedly saturate the link with the lowest
+  /// fair level and fix the rate of its unfixed flows. Small components scan for the minimum;
+  /// large ones keep the levels in a heap with lazy invalidation.
+  static constexpr std::size_t kLinearFillLinks = 48;
+  void fill(bool linear) {
+    levels_.clear();
+    for (auto l : comp_links_) {
+      cap_[l] = bw_[l];
+      double w = 0.0;
+      for (std::uint32_t f : on_link_[l]) w += state_[f].weight;
+      wsum_[l] = w;
+      ++link_ver_[l];
+      if (!linear && w > 0.0) push_level(l);
+    }
+    while (true) {
+      topology::LinkId best = 0;
+      double level = kInf;
+      if (linear) {
+        for (auto l : comp_links_) {
+          if (wsum_[l] > 0.0 && cap_[l] / wsum_[l] < level) {
+            level = cap_[l] / wsum_[l];
+            best = l;
+          }
+        }
+        if (level == kInf) break;
+      } else {
+        while (!levels_.empty() && levels_.front().version != link_ver_[levels_.front().id]) pop_level();
+        if (levels_.empty()) break;
+        best = levels_.front().id;
+        level = levels_.front().key;
+        pop_level();
+      }
+      for (std::uint32_t f : on_link_[best]) {
+        FlowState& s = state_[f];
+        if (s.rate >= 0.0) continue;
+        s.rate = level;
+        ++stats_.rate_updates;
+        for (auto m : flows_[f].path) {
+          cap_[m] -= level * s.weight;
+          wsum_[m] -= s.weight;
+          ++link_ver_[m];
+          // Snap residues so that filling ends (one named relative precision).
+          if (wsum_[m] <= kRelativePrecision) {
+            wsum_[m] = 0.0;
+            continue;
+          }
+          if (cap_[m] < kRelativePrecision * bw_[m]) cap_[m] = 0.0;
+          if (!linear) push_level(m);
+        }
+      }
+      wsum_[best] = 0.0;
+    }
+  }
+  void push_level(topology::LinkId l) {
+    levels_.push_back({cap_[l] / wsum_[l], l, link_ver_[l]});
+    std::push_heap(levels_.begin(), levels_.end(), std::greater<>());
+  }
+  void pop_level() {
+    std::pop_heap(levels_.begin(), levels_.end(), std::greater<>());
+    levels_.pop_back();
+  }
+
   const topology::Topology& topo_;
   const std::vector<Flow>& flows_;
   std::vector<FlowState> state_;
@@ -222,7 +262,9 @@ class Solver {
   std::vector<std::uint32_t> link_mark_, flow_mark_;
   std::vector<double> cap_, wsum_;
   std::vector<std::uint32_t> link_ver_;
+  std::vector<double> bw_;
   std::vector<Seconds> finish_;
+  std::vector<HeapEntry> levels_;  // storage of the filling heap, reused across recomputations
   std::vector<topology::LinkId> comp_links_;
   std::vector<std::uint32_t> comp_flows_;
   std::uint32_t epoch_ = 0;
