@@ -102,6 +102,7 @@ std::vector<double> simgrid_run(const Topology& t, const std::vector<Case>& case
 
 int main(int argc, char** argv) {
   const std::size_t n_flows = argc > 1 ? std::stoul(argv[1]) : 100000;
+  const double window = argc > 2 ? std::stod(argv[2]) : 0.1;  // starts spread over [0, window)
   const Topology t = build_fat_tree({.k = 16, .link = {units::gbit_per_s(400), units::us(1), {}},
                                      .switch_latency = units::ns(300)});
   std::mt19937_64 rng(12345);
@@ -111,9 +112,9 @@ int main(int argc, char** argv) {
     const NodeId s = static_cast<NodeId>(rng() % n);
     NodeId d = static_cast<NodeId>(rng() % n);
     if (d == s) d = (d + 1) % n;
-    // Whole bytes (SimGrid takes integer payloads), 10 kB .. 10 MB; starts over 0.1 s.
+    // Whole bytes (SimGrid takes integer payloads), 10 kB .. 10 MB; starts over the window.
     const double bytes = std::floor(1e4 + static_cast<double>(rng() % 10'000'000));
-    const double start = 1e-7 * static_cast<double>(rng() % 1'000'000);
+    const double start = window * 1e-6 * static_cast<double>(rng() % 1'000'000);
     cases.push_back({s, d, bytes, start});
   }
   // One route per pair (key 0), since SimGrid's routing keeps one route per host pair.
@@ -125,8 +126,9 @@ int main(int argc, char** argv) {
   collectives::FlowStats stats;
   const auto ours = collectives::simulate_flows(t, flows, &stats);
   const double ours_s = since(t0);
-  std::printf("%zu flows on a k=16 fat-tree (%zu endpoints): %zu events, %zu rate updates\n", n_flows,
-              t.num_endpoints(), stats.events, stats.rate_updates);
+  std::printf("%zu flows starting within %g s on a k=16 fat-tree (%zu endpoints): %zu events, %zu rate updates, "
+              "%zu links visited\n", n_flows, window, t.num_endpoints(), stats.events, stats.rate_updates,
+              stats.links_visited);
   std::printf("%-48s %10.3f s\n", "wallsim flow model", ours_s);
 #ifdef WALLSIM_HAVE_SIMGRID
   if (std::getenv("FLOW_BENCH_NO_SIMGRID") != nullptr) return 0;

@@ -101,8 +101,9 @@ void run(const CollectiveFlags& f) {
   csv << "bytes,count,time_s,algbw_Bps,busbw_Bps,algo\n";
   nlohmann::json rows = nlohmann::json::array();
   for (const Bytes size : sizes(f)) {
-    const collectives::Schedule s = collectives::choose_schedule(t, op, group, size, opt, params, algo);
-    const double time = model->time(t, s, params).value();
+    const auto choice = collectives::choose_schedule(t, op, group, size, opt, params, algo, *model);
+    const collectives::Schedule& s = choice.schedule;
+    const double time = choice.time.value();
     const double algbw = size.value() / time;
     const double busbw = algbw * collectives::busbw_factor(op, group.size());
     const double count = size.value() / 4.0 / (per_rank ? static_cast<double>(group.size()) : 1.0);

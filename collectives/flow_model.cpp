@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <queue>
+#include <span>
 
 #include "core/error.hpp"
 
@@ -15,6 +16,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 struct FlowState {
   double remaining = 0.0;  // bytes left at time `last`
   double rate = 0.0;       // bytes/s per unit of multiplicity
+  double previous = 0.0;   // rate before the current recomputation
   double last = 0.0;
   double weight = 1.0;
   std::uint32_t version = 0;
@@ -32,11 +34,20 @@ using MinHeap = std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::grea
 class Solver {
  public:
   Solver(const topology::Topology& t, const std::vector<Flow>& flows)
-      : topo_(t), flows_(flows), state_(flows.size()), slot_(flows.size()),
+      : topo_(t), flows_(flows), state_(flows.size()), begin_(flows.size() + 1, 0),
         on_link_(t.num_links()), link_mark_(t.num_links(), 0), flow_mark_(flows.size(), 0),
         cap_(t.num_links(), 0.0), wsum_(t.num_links(), 0.0), link_ver_(t.num_links(), 0),
-        bw_(t.num_links()), finish_(flows.size(), Seconds::of(kInf)) {
+        bw_(t.num_links()), finish_(flows.size(), Seconds::of(kInf)), touch_mark_(t.num_links(), 0) {
+    load_.assign(t.num_links(), 0.0);
     for (topology::LinkId l = 0; l < t.num_links(); ++l) bw_[l] = t.link(l).bandwidth.value();
+    // Paths in one array (cache-friendly), with each element's slot in its link's flow list.
+    for (std::size_t f = 0; f < flows.size(); ++f) begin_[f + 1] = begin_[f] + static_cast<std::uint32_t>(flows[f].path.size());
+    links_.reserve(begin_.back());
+    for (const auto& fl : flows) links_.insert(links_.end(), fl.path.begin(), fl.path.end());
+    slot_.assign(links_.size(), 0);
+  }
+  [[nodiscard]] std::span<const topology::LinkId> path(std::uint32_t f) const {
+    return {links_.data() + begin_[f], links_.data() + begin_[f + 1]};
   }
 
   std::vector<Seconds> run(FlowStats* stats) {
@@ -103,13 +114,13 @@ class Solver {
     s.last = now;
     s.rate = 0.0;
     s.weight = flows_[f].multiplicity;
-    const auto& path = flows_[f].path;
-    slot_[f].resize(path.size());
-    for (std::size_t i = 0; i < path.size(); ++i) {
-      auto& list = on_link_[path[i]];
-      slot_[f][i] = static_cast<std::uint32_t>(list.size());
+    const std::uint32_t b = begin_[f];
+    for (std::uint32_t i = b; i < begin_[f + 1]; ++i) {
+      auto& list = on_link_[links_[i]];
+      slot_[i] = static_cast<std::uint32_t>(list.size());
       list.push_back(f);
-      changed.push_back(path[i]);
+      load_[links_[i]] += s.weight;
+      changed.push_back(links_[i]);
     }
   }
 
@@ -117,24 +128,24 @@ class Solver {
     FlowState& s = state_[f];
     s.active = false;
     ++s.version;
-    const auto& path = flows_[f].path;
-    for (std::size_t i = 0; i < path.size(); ++i) {
-      auto& list = on_link_[path[i]];
-      const std::uint32_t pos = slot_[f][i];
+    for (std::uint32_t i = begin_[f]; i < begin_[f + 1]; ++i) {
+      const topology::LinkId l = links_[i];
+      auto& list = on_link_[l];
+      const std::uint32_t pos = slot_[i];
       const std::uint32_t moved = list.back();
+      load_[l] = list.size() == 1 ? 0.0 : load_[l] - s.weight;
       list[pos] = moved;
       list.pop_back();
       if (moved != f) {
         // Fix the moved flow's slot for this link (a path may not repeat a link).
-        const auto& mp = flows_[moved].path;
-        for (std::size_t j = 0; j < mp.size(); ++j) {
-          if (mp[j] == path[i]) {
-            slot_[moved][j] = pos;
+        for (std::uint32_t j = begin_[moved]; j < begin_[moved + 1]; ++j) {
+          if (links_[j] == l) {
+            slot_[j] = pos;
             break;
           }
         }
       }
-      changed.push_back(path[i]);
+      changed.push_back(l);
     }
   }
 
@@ -154,7 +165,7 @@ class Solver {
         if (flow_mark_[f] == epoch_) continue;
         flow_mark_[f] = epoch_;
         comp_flows_.push_back(f);
-        for (auto l : flows_[f].path) {
+        for (auto l : path(f)) {
           if (link_mark_[l] != epoch_) {
             link_mark_[l] = epoch_;
             comp_links_.push_back(l);
@@ -162,18 +173,20 @@ class Solver {
         }
       }
     }
+    stats_.links_visited += comp_links_.size();
     // Bring the component's flows to `now` before their rates change.
     for (std::uint32_t f : comp_flows_) {
       FlowState& s = state_[f];
       s.remaining = std::max(0.0, s.remaining - s.rate * (now - s.last));
       s.last = now;
+      s.previous = s.rate;
       s.rate = -1.0;  // unfixed
     }
     if (comp_flows_.size() == 1) {
       // Alone on its links: the narrowest one sets the rate.
       const std::uint32_t f = comp_flows_.front();
       double r = kInf;
-      for (auto l : flows_[f].path) r = std::min(r, bw_[l]);
+      for (auto l : path(f)) r = std::min(r, bw_[l]);
       state_[f].rate = r / state_[f].weight;
       ++stats_.rate_updates;
     } else {
@@ -181,6 +194,11 @@ class Solver {
     }
     for (std::uint32_t f : comp_flows_) {
       FlowState& s = state_[f];
+      // An unchanged rate keeps its projected finish: no new heap entry.
+      if (s.previous > 0.0 && std::fabs(s.rate - s.previous) <= kRelativePrecision * s.previous) {
+        s.rate = s.previous;
+        continue;
+      }
       ++s.version;
       const double done_in = s.remaining <= kRelativePrecision * flows_[f].bytes.value() ? 0.0
                              : s.rate > 0.0 ? s.remaining / s.rate
@@ -195,27 +213,36 @@ class Solver {
   /// Progressive filling over the component: repeatedly saturate the link with the lowest
   /// fair level and fix the rate of its unfixed flows. Small components scan for the minimum;
   /// large ones keep the levels in a heap with lazy invalidation.
-  static constexpr std::size_t kLinearFillLinks = 48;
+  static constexpr std::size_t kLinearFillLinks = 128;
   void fill(bool linear) {
     levels_.clear();
+    if (linear) open_.assign(comp_links_.begin(), comp_links_.end());
     for (auto l : comp_links_) {
       cap_[l] = bw_[l];
-      double w = 0.0;
-      for (std::uint32_t f : on_link_[l]) w += state_[f].weight;
-      wsum_[l] = w;
+      wsum_[l] = load_[l];
       ++link_ver_[l];
-      if (!linear && w > 0.0) push_level(l);
+      if (!linear && load_[l] > 0.0) push_level(l);
     }
     while (true) {
       topology::LinkId best = 0;
       double level = kInf;
       if (linear) {
-        for (auto l : comp_links_) {
-          if (wsum_[l] > 0.0 && cap_[l] / wsum_[l] < level) {
-            level = cap_[l] / wsum_[l];
+        // Scan the links still carrying unfixed flows, dropping resolved ones as we go;
+        // compare cap/w without dividing.
+        double best_cap = 0.0, best_w = 0.0;
+        std::size_t keep = 0;
+        for (std::size_t i = 0; i < open_.size(); ++i) {
+          const auto l = open_[i];
+          if (wsum_[l] <= 0.0) continue;
+          open_[keep++] = l;
+          if (best_w == 0.0 || cap_[l] * best_w < best_cap * wsum_[l]) {
+            best_cap = cap_[l];
+            best_w = wsum_[l];
             best = l;
           }
         }
+        open_.resize(keep);
+        if (best_w > 0.0) level = best_cap / best_w;
         if (level == kInf) break;
       } else {
         while (!levels_.empty() && levels_.front().version != link_ver_[levels_.front().id]) pop_level();
@@ -224,25 +251,35 @@ class Solver {
         level = levels_.front().key;
         pop_level();
       }
+      wsum_[best] = 0.0;
+      ++touch_epoch_;
+      touched_.clear();
       for (std::uint32_t f : on_link_[best]) {
         FlowState& s = state_[f];
         if (s.rate >= 0.0) continue;
         s.rate = level;
         ++stats_.rate_updates;
-        for (auto m : flows_[f].path) {
+        for (auto m : path(f)) {
+          if (m == best) continue;
           cap_[m] -= level * s.weight;
           wsum_[m] -= s.weight;
-          ++link_ver_[m];
-          // Snap residues so that filling ends (one named relative precision).
-          if (wsum_[m] <= kRelativePrecision) {
-            wsum_[m] = 0.0;
-            continue;
+          if (touch_mark_[m] != touch_epoch_) {
+            touch_mark_[m] = touch_epoch_;
+            touched_.push_back(m);
           }
-          if (cap_[m] < kRelativePrecision * bw_[m]) cap_[m] = 0.0;
-          if (!linear) push_level(m);
         }
       }
-      wsum_[best] = 0.0;
+      // Each link the fixed flows cross gets one new level, after all of them are fixed.
+      for (auto m : touched_) {
+        ++link_ver_[m];
+        // Snap residues so that filling ends (one named relative precision).
+        if (wsum_[m] <= kRelativePrecision) {
+          wsum_[m] = 0.0;
+          continue;
+        }
+        if (cap_[m] < kRelativePrecision * bw_[m]) cap_[m] = 0.0;
+        if (!linear) push_level(m);
+      }
     }
   }
   void push_level(topology::LinkId l) {
@@ -257,14 +294,21 @@ class Solver {
   const topology::Topology& topo_;
   const std::vector<Flow>& flows_;
   std::vector<FlowState> state_;
-  std::vector<std::vector<std::uint32_t>> slot_;
+  std::vector<std::uint32_t> begin_;          // flow f's path is links_[begin_[f], begin_[f+1])
+  std::vector<topology::LinkId> links_;
+  std::vector<std::uint32_t> slot_;           // position of each path element in its link's list
   std::vector<std::vector<std::uint32_t>> on_link_;
   std::vector<std::uint32_t> link_mark_, flow_mark_;
   std::vector<double> cap_, wsum_;
   std::vector<std::uint32_t> link_ver_;
   std::vector<double> bw_;
+  std::vector<double> load_;  // sum of the weights of the active flows on each link
   std::vector<Seconds> finish_;
   std::vector<HeapEntry> levels_;  // storage of the filling heap, reused across recomputations
+  std::vector<topology::LinkId> touched_;
+  std::vector<topology::LinkId> open_;  // links with unfixed flows during a linear fill
+  std::vector<std::uint32_t> touch_mark_;
+  std::uint32_t touch_epoch_ = 0;
   std::vector<topology::LinkId> comp_links_;
   std::vector<std::uint32_t> comp_flows_;
   std::uint32_t epoch_ = 0;

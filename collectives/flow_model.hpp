@@ -30,6 +30,7 @@ struct Flow {
 struct FlowStats {
   std::size_t events = 0;          ///< start/end batches processed
   std::size_t rate_updates = 0;    ///< flow rates (re)computed
+  std::size_t links_visited = 0;   ///< links in the recomputed components, summed
 };
 
 /// Finish time of every flow (same order as `flows`), from the topology's link bandwidths

@@ -1,7 +1,6 @@
 #include "collectives/network_model.hpp"
 
 #include <algorithm>
-#include <unordered_map>
 
 #include "collectives/flow_model.hpp"
 #include "core/error.hpp"
@@ -51,11 +50,15 @@ class AnalyticModel final : public NetworkModel {
                   const CostParams& p) const override {
     double total = 0.0;
     std::size_t step_no = 0;
-    std::unordered_map<NodeId, double> out, in;
+    std::vector<double> out(t.num_nodes(), 0.0), in(t.num_nodes(), 0.0);
     for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
       // Messages leaving (entering) one endpoint in a step share its injection (ejection).
-      out.clear();
-      in.clear();
+      for (const Phase* ph : phases) {
+        for (const auto& x : ph->transfers) {
+          out[x.src] = 0.0;
+          in[x.dst] = 0.0;
+        }
+      }
       for (const Phase* ph : phases) {
         for (const auto& x : ph->transfers) {
           if (x.src == x.dst) continue;
@@ -117,10 +120,9 @@ std::unique_ptr<NetworkModel> NetworkModel::build(const std::string& name, const
   throw Error(path, "unknown network model '" + name + "'; one of analytic, flow");
 }
 
-Schedule choose_schedule(const topology::Topology& t, Op op, const std::vector<NodeId>& group,
-                         Bytes size, const CollectiveOptions& opt, const CostParams& p,
-                         std::optional<Algo> forced) {
-  const AnalyticModel analytic;
+Choice choose_schedule(const topology::Topology& t, Op op, const std::vector<NodeId>& group,
+                       Bytes size, const CollectiveOptions& opt, const CostParams& p,
+                       std::optional<Algo> forced, const NetworkModel& model) {
   std::optional<Schedule> best;
   double best_time = 0.0;
   std::string reasons;
@@ -131,14 +133,14 @@ Schedule choose_schedule(const topology::Topology& t, Op op, const std::vector<N
       reasons += (reasons.empty() ? "" : "; ") + to_string(a) + ": " + why;
       continue;
     }
-    const double time = analytic.time(t, *s, p).value();
+    const double time = model.time(t, *s, p).value();
     if (!best || time < best_time) {
       best = std::move(s);
       best_time = time;
     }
   }
   if (!best) throw Error("--algo", "no algorithm runs " + to_string(op) + " here (" + reasons + ")");
-  return std::move(*best);
+  return Choice{std::move(*best), Seconds::of(best_time)};
 }
 
 }  // namespace wallsim::collectives

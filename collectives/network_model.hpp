@@ -38,10 +38,14 @@ class NetworkModel {
   [[nodiscard]] virtual std::string do_name() const = 0;
 };
 
-/// The fastest valid algorithm for the case by the analytic model, as NCCL's tuner picks from
-/// its cost model; `forced` restricts the choice to one algorithm. An Error when none fits.
-Schedule choose_schedule(const topology::Topology& t, Op op, const std::vector<topology::NodeId>& group,
-                         Bytes size, const CollectiveOptions& opt, const CostParams& p,
-                         std::optional<Algo> forced);
+/// The fastest valid algorithm for the case under `model` (as NCCL's tuner picks the fastest
+/// by its cost model); `forced` restricts the choice to one algorithm. An Error when none fits.
+struct Choice {
+  Schedule schedule;
+  Seconds time;
+};
+Choice choose_schedule(const topology::Topology& t, Op op, const std::vector<topology::NodeId>& group,
+                       Bytes size, const CollectiveOptions& opt, const CostParams& p,
+                       std::optional<Algo> forced, const NetworkModel& model);
 
 }  // namespace wallsim::collectives

@@ -109,8 +109,9 @@ TEST_CASE("collectives tree beats ring on small messages, ring beats tree on lar
   CHECK(time(Algo::kTree, 1024) < time(Algo::kRing, 1024));
   CHECK(time(Algo::kRing, 1 << 30) < time(Algo::kTree, 1 << 30));
   // The tuner follows: tree (or halving-doubling) small, a bandwidth-optimal algorithm large.
-  const Schedule small = choose_schedule(t, Op::kAllReduce, first(n), Bytes::of(1024), {}, kNoOverhead, {});
-  CHECK(small.algo != Algo::kRing);
+  const auto small = choose_schedule(t, Op::kAllReduce, first(n), Bytes::of(1024), {}, kNoOverhead, {}, *analytic);
+  CHECK(small.schedule.algo != Algo::kRing);
+  CHECK(small.time.value() <= time(Algo::kTree, 1024));
 }
 
 TEST_CASE("collectives all_to_all on an oversubscribed fat-tree slows by the oversubscription", "[collectives]") {
@@ -170,6 +171,6 @@ TEST_CASE("collectives bad input", "[collectives]") {
   std::string why;
   CHECK_FALSE(build_schedule(t, Op::kAllReduce, Algo::kHalvingDoubling, first(6), Bytes::of(8), {}, &why));
   CHECK(why == "halving_doubling needs a power-of-two group");
-  CHECK_THROWS_WITH(choose_schedule(t, Op::kAllToAll, first(6), Bytes::of(8), {}, kNoOverhead, Algo::kRing),
+  CHECK_THROWS_WITH(choose_schedule(t, Op::kAllToAll, first(6), Bytes::of(8), {}, kNoOverhead, Algo::kRing, *flow),
                     Contains("no algorithm runs all_to_all here"));
 }
