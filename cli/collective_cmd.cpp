@@ -20,6 +20,7 @@ namespace {
 
 struct CollectiveFlags {
   CommonFlags common;
+  FailureFlags failures;
   std::string topology, op, bytes, sweep, group = "all", algo, network = "flow", csv;
   std::string overhead = "0 us";
 };
@@ -74,8 +75,7 @@ std::vector<Bytes> sizes(const CollectiveFlags& f) {
 }
 
 void run(const CollectiveFlags& f) {
-  const Presets presets(default_data_dir());
-  const topology::Topology t = topology::build_topology_argument(f.topology, f.common.sets, presets);
+  const topology::Topology t = build_fabric(f.topology, f.common, f.failures);
   const collectives::Op op = collectives::parse_op(f.op, "--op");
   std::optional<collectives::Algo> algo;
   if (!f.algo.empty()) algo = collectives::parse_algo(f.algo, "--algo");
@@ -144,6 +144,7 @@ void register_collective(CLI::App& app, Action& action) {
   cmd->add_option("--overhead", f->overhead, "Software overhead per message (default 0 us)");
   cmd->add_option("--csv", f->csv, "Write the rows as CSV");
   add_common_flags(*cmd, f->common);
+  add_failure_flags(*cmd, f->failures);
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 

@@ -3,8 +3,14 @@
 #pragma once
 
 #include <functional>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
+
+namespace wallsim::topology {
+class Topology;
+}
 
 namespace wallsim::cli {
 
@@ -19,6 +25,17 @@ struct CommonFlags {
 };
 
 void add_common_flags(CLI::App& cmd, CommonFlags& flags);
+
+/// Cables and nodes to fail before a command uses the fabric (--fail-link, --fail-node).
+struct FailureFlags {
+  std::vector<std::string> links, nodes;
+};
+
+void add_failure_flags(CLI::App& cmd, FailureFlags& flags);
+
+/// Builds TOPOLOGY (a scenario file or a spec string) with the --set overrides and the failures.
+topology::Topology build_fabric(const std::string& topology, const CommonFlags& common,
+                                const FailureFlags& failures);
 
 void register_topo(CLI::App& app, Action& action);
 void register_presets(CLI::App& app, Action& action);

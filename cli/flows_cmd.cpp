@@ -16,12 +16,12 @@ namespace {
 
 struct FlowsFlags {
   CommonFlags common;
+  FailureFlags failures;
   std::string topology, flows, out;
 };
 
 void run(const FlowsFlags& f) {
-  const Presets presets(default_data_dir());
-  const topology::Topology t = topology::build_topology_argument(f.topology, f.common.sets, presets);
+  const topology::Topology t = build_fabric(f.topology, f.common, f.failures);
   const auto rows = collectives::parse_flows_csv(read_text_file(f.flows), f.flows, t);
   const auto flows = collectives::route_flows(t, rows);
   collectives::FlowStats stats;
@@ -51,6 +51,7 @@ void register_flows(CLI::App& app, Action& action) {
   cmd->add_option("--flows", f->flows, "CSV with id,src,dst,bytes,start_s")->required();
   cmd->add_option("--out", f->out, "Write id,...,finish_s,links here (default: standard output)");
   add_common_flags(*cmd, f->common);
+  add_failure_flags(*cmd, f->failures);
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 

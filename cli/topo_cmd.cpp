@@ -20,12 +20,18 @@ void add_common_flags(CLI::App& cmd, CommonFlags& f) {
   cmd.add_option("--seed", f.seed, "Random seed");
 }
 
+void add_failure_flags(CLI::App& cmd, FailureFlags& f) {
+  cmd.add_option("--fail-link", f.links, "Fail a cable by one of its link ids (repeatable)");
+  cmd.add_option("--fail-node", f.nodes, "Fail a node by name, e.g. spine3 (repeatable)");
+}
+
 namespace {
 
 struct TopoFlags {
   CommonFlags common;
   std::string topology, links, graphml, dot;
-  std::vector<std::string> fail_links, fail_nodes, routes;
+  FailureFlags failures;
+  std::vector<std::string> routes;
   std::uint64_t flow_key = 0;
 };
 
@@ -51,10 +57,13 @@ topology::NodeId endpoint_arg(const topology::Topology& t, const std::string& te
   return find_node(t, s, flag);
 }
 
-void run(const TopoFlags& f) {
+}  // namespace
+
+topology::Topology build_fabric(const std::string& topology, const CommonFlags& common,
+                                const FailureFlags& failures) {
   const Presets presets(default_data_dir());
-  topology::Topology t = topology::build_topology_argument(f.topology, f.common.sets, presets);
-  for (const auto& s : f.fail_links) {
+  topology::Topology t = topology::build_topology_argument(topology, common.sets, presets);
+  for (const auto& s : failures.links) {
     Config c(YAML::Node(s), "--fail-link");
     const long long id = c.as_int();
     if (id < 0 || static_cast<std::size_t>(id) >= t.num_links()) {
@@ -63,7 +72,14 @@ void run(const TopoFlags& f) {
     }
     t.fail_link(static_cast<topology::LinkId>(id));
   }
-  for (const auto& s : f.fail_nodes) t.fail_node(find_node(t, s, "--fail-node"));
+  for (const auto& s : failures.nodes) t.fail_node(find_node(t, s, "--fail-node"));
+  return t;
+}
+
+namespace {
+
+void run(const TopoFlags& f) {
+  const topology::Topology t = build_fabric(f.topology, f.common, f.failures);
 
   std::vector<std::pair<std::string, std::string>> route_rows;
   nlohmann::json routes = nlohmann::json::array();
@@ -140,8 +156,7 @@ void register_topo(CLI::App& app, Action& action) {
   cmd->add_option("--links", f->links, "Write the directed links as CSV");
   cmd->add_option("--graphml", f->graphml, "Write the graph as GraphML");
   cmd->add_option("--dot", f->dot, "Write the graph as Graphviz DOT");
-  cmd->add_option("--fail-link", f->fail_links, "Fail a cable by one of its link ids (repeatable)");
-  cmd->add_option("--fail-node", f->fail_nodes, "Fail a node by name, e.g. spine3 (repeatable)");
+  add_failure_flags(*cmd, f->failures);
   cmd->add_option("--route", f->routes, "Print the route SRC,DST (endpoint numbers or names)");
   cmd->add_option("--flow-key", f->flow_key, "Flow key hashed by ECMP for --route");
   cmd->callback([f, &action] { action = [f] { run(*f); }; });

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/text.hpp"
 #include "test_support.hpp"
 
 namespace fs = std::filesystem;
@@ -145,4 +146,81 @@ TEST_CASE("cli bad input: one line naming the key, exit 2, no output file", "[cl
             "no route from ep0 to ep4");
   check_bad("topo missing.yaml", "missing.yaml: no such scenario file");
   check_bad("topo", "TOPOLOGY is required");
+}
+
+TEST_CASE("cli collective prints nccl-tests rows that equal the closed form", "[cli][collectives]") {
+  // Ring all_reduce on 8 endpoints of one switch: 2(n-1) alpha + 2(n-1)/n S/B, where alpha is
+  // the two 1 us links of a path and B = 100 GB/s.
+  const std::string sw = "'switch:n=8,bandwidth=100 GB/s,latency=1 us'";
+  const Result r = run("collective " + sw + " --op all_reduce --bytes 1GiB --algo ring --network analytic");
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Contains("size") && Contains("count") && Contains("type") && Contains("redop") &&
+                        Contains("algbw") && Contains("busbw"));
+  const double s = 1073741824.0, expect_us = (2 * 7 * 2e-6 + 2.0 * 7 / 8 * s / 100e9) * 1e6;
+  std::ostringstream want;
+  want.setf(std::ios::fixed);
+  want.precision(2);
+  want << expect_us;
+  CHECK_THAT(r.out, Contains("1073741824") && Contains("268435456") && Contains(want.str()));
+
+  const fs::path json = scratch() / "coll.json", csv = scratch() / "coll.csv";
+  const Result sweep = run("collective " + sw + " --op all_gather --sweep 8B:8KiB --network flow --json '" +
+                           json.string() + "' --csv '" + csv.string() + "'");
+  REQUIRE(sweep.code == 0);
+  const auto j = nlohmann::json::parse(slurp(json));
+  REQUIRE(j["rows"].size() == 11);  // 8 B, 16 B, ..., 8 KiB
+  CHECK(j["rows"][0]["bytes"] == 8.0);
+  CHECK(j["rows"][10]["bytes"] == 8192.0);
+  for (const auto& row : j["rows"]) {
+    // busbw = algbw (n-1)/n for all_gather, as nccl-tests reports it.
+    CHECK(row["busbw_Bps"].get<double>() == Approx(row["algbw_Bps"].get<double>() * 7 / 8));
+    CHECK(row["time_s"].get<double>() > 0.0);
+  }
+  const std::string table = slurp(csv);
+  CHECK(std::count(table.begin(), table.end(), '\n') == 12);  // header + 11 rows
+}
+
+TEST_CASE("cli flows replays flows and writes finish times and paths", "[cli][collectives]") {
+  // Two flows out of ep0 share its 1 GB/s uplink: each moves 1 GB at 0.5 GB/s after 2 us of
+  // latency; the third starts at 1 s alone on other links.
+  const fs::path in = scratch() / "flows.csv", out = scratch() / "flows-out.csv";
+  std::ofstream(in) << "id,src,dst,bytes,start_s\na,0,1,1e9,0\nb,0,2,1e9,0\nc,3,2,5e8,3\n";
+  const Result r = run("flows 'switch:n=4,bandwidth=1 GB/s,latency=1 us' --flows '" + in.string() +
+                       "' --out '" + out.string() + "'");
+  REQUIRE(r.code == 0);
+  const auto lines = wallsim::split(slurp(out), '\n');
+  REQUIRE(lines.size() >= 4);
+  CHECK(lines[0] == "id,src,dst,bytes,start_s,finish_s,links");
+  auto finish = [&](std::size_t i) { return std::stod(wallsim::split(lines[i], ',')[5]); };
+  CHECK(finish(1) == Approx(2e-6 + 2.0).epsilon(1e-9));
+  CHECK(finish(2) == Approx(2e-6 + 2.0).epsilon(1e-9));
+  CHECK(finish(3) == Approx(3.0 + 2e-6 + 0.5).epsilon(1e-9));
+  CHECK(wallsim::split(wallsim::split(lines[1], ',')[6], ' ').size() == 2);  // ep0 -> switch -> ep1
+}
+
+TEST_CASE("cli collective and flows bad input", "[cli][collectives]") {
+  const fs::path json = scratch() / "never.json";
+  fs::remove(json);
+  auto check_bad = [&](const std::string& args, const std::string& message) {
+    const Result r = run(args + " --json '" + json.string() + "'");
+    INFO(args);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.err, Contains(message));
+    CHECK_FALSE(fs::exists(json));
+  };
+  const std::string sw = "collective 'switch:n=8,bandwidth=100 GB/s' ";
+  check_bad(sw + "--op allreduce --bytes 1", "--op: unknown op 'allreduce' (did you mean 'all_reduce'?)");
+  check_bad(sw + "--op all_reduce --bytes 1 --algo rings", "--algo: unknown algorithm 'rings' (did you mean 'ring'?)");
+  check_bad(sw + "--op all_reduce --bytes 1Gx", "--bytes: unknown unit 'Gx' in '1Gx'");
+  check_bad(sw + "--op all_reduce --bytes 1GiB --group 0,9", "--group: endpoint 9 does not exist");
+  check_bad(sw + "--op all_reduce --bytes 1GiB --algo mesh2d", "mesh2d needs a whole 2-D torus or mesh");
+
+  const fs::path bad = scratch() / "bad-flows.csv";
+  std::ofstream(bad) << "id,src,dst,bytes,start_s\na,0,1,100,0\nb,0,1,lots,0\n";
+  check_bad("flows 'switch:n=4,bandwidth=1 GB/s' --flows '" + bad.string() + "'",
+            bad.string() + ":3: bytes 'lots' is not a non-negative number");
+  const fs::path ok = scratch() / "cut-flows.csv";
+  std::ofstream(ok) << "id,src,dst,bytes,start_s\nx,0,4,100,0\n";
+  check_bad("flows 'fat-tree:k=4,bandwidth=1 GB/s' --fail-node edge0 --flows '" + ok.string() + "'",
+            "flow x: no route from ep0 to ep4");
 }
