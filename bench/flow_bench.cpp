@@ -6,13 +6,13 @@
 // Prints both wall times, their ratio (target >= 10x) and the largest relative difference of
 // finish times (target <= 1e-6). Without SimGrid installed it times wallsim alone.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <random>
 
+#include "bench/bench_support.hpp"
 #include "collectives/flow_model.hpp"
 #include "topology/families.hpp"
 
@@ -22,11 +22,9 @@
 
 using namespace wallsim;
 using namespace wallsim::topology;
-using Clock = std::chrono::steady_clock;
+using namespace wallsim::bench;
 
 namespace {
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 struct Case {
   NodeId src, dst;
   double bytes, start;
@@ -90,10 +88,10 @@ std::vector<double> simgrid_run(const Topology& t, const std::vector<Case>& case
       });
     }
   });
-  *setup_s = since(t0);
+  *setup_s = seconds_since(t0);
   const auto t1 = Clock::now();
   e.run();
-  *run_s = since(t1);
+  *run_s = seconds_since(t1);
   return finish;
 }
 #endif
@@ -125,7 +123,7 @@ int main(int argc, char** argv) {
   auto t0 = Clock::now();
   collectives::FlowStats stats;
   const auto ours = collectives::simulate_flows(t, flows, &stats);
-  const double ours_s = since(t0);
+  const double ours_s = seconds_since(t0);
   std::printf("%zu flows starting within %g s on a k=16 fat-tree (%zu endpoints): %zu events, %zu rate updates, "
               "%zu links visited\n", n_flows, window, t.num_endpoints(), stats.events, stats.rate_updates,
               stats.links_visited);

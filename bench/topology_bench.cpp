@@ -1,33 +1,16 @@
 // Issue 3 speed targets: build a k=64 fat-tree (65,536 endpoints, 5,120 switches) with its
 // metrics in under 3 s and 1 GiB; route 1,000,000 random pairs in under 3 s.
 // Prints each measured figure beside its target. Not a test: the machine is shared and noisy.
-#include <sys/resource.h>
-
-#include <chrono>
 #include <cstdio>
 #include <random>
 
+#include "bench/bench_support.hpp"
 #include "topology/families.hpp"
 #include "topology/metrics.hpp"
 
 using namespace wallsim;
 using namespace wallsim::topology;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / 1024.0;
-}
-void report(const char* what, double value, const char* unit, double target) {
-  std::printf("%-44s %10.3f %-4s target < %-6g %s\n", what, value, unit, target,
-              value < target ? "MET" : "MISSED");
-}
-}  // namespace
+using namespace wallsim::bench;
 
 int main() {
   const LinkParams link{units::gbit_per_s(400), units::us(1), {}};

@@ -51,6 +51,7 @@ class AnalyticModel final : public NetworkModel {
     double total = 0.0;
     std::size_t step_no = 0;
     std::vector<double> out(t.num_nodes(), 0.0), in(t.num_nodes(), 0.0);
+    topology::Path path;
     for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
       // Messages leaving (entering) one endpoint in a step share its injection (ejection).
       for (const Phase* ph : phases) {
@@ -72,10 +73,11 @@ class AnalyticModel final : public NetworkModel {
         for (const auto& x : ph->transfers) {
           ++index;
           if (x.src == x.dst) continue;
-          const topology::Path path = t.route(x.src, x.dst, key_of(step_no, index));
+          t.route_into(x.src, x.dst, key_of(step_no, index), path);
+          const auto cost = t.path_cost(path);
           const double bytes = std::max(out[x.src], in[x.dst]);
-          slowest = std::max(slowest, p.overhead.value() + t.path_latency(path).value() +
-                                          bytes / t.path_bandwidth(path).value());
+          slowest = std::max(slowest, p.overhead.value() + cost.latency.value() +
+                                          bytes / cost.bandwidth.value());
         }
       }
       total += count * slowest;
@@ -123,9 +125,14 @@ std::unique_ptr<NetworkModel> NetworkModel::build(const std::string& name, const
 Choice choose_schedule(const topology::Topology& t, Op op, const std::vector<NodeId>& group,
                        Bytes size, const CollectiveOptions& opt, const CostParams& p,
                        std::optional<Algo> forced, const NetworkModel& model) {
-  std::optional<Schedule> best;
-  double best_time = 0.0;
+  // Every valid algorithm costed by the analytic model, as NCCL's tuner costs them.
+  struct Candidate {
+    Schedule schedule;
+    double analytic;
+  };
+  std::vector<Candidate> candidates;
   std::string reasons;
+  const AnalyticModel analytic;
   for (Algo a : forced ? std::vector<Algo>{*forced} : all_algos()) {
     std::string why;
     auto s = build_schedule(t, op, a, group, size, opt, &why);
@@ -133,14 +140,32 @@ Choice choose_schedule(const topology::Topology& t, Op op, const std::vector<Nod
       reasons += (reasons.empty() ? "" : "; ") + to_string(a) + ": " + why;
       continue;
     }
-    const double time = model.time(t, *s, p).value();
-    if (!best || time < best_time) {
-      best = std::move(s);
+    const double time = analytic.time(t, *s, p).value();
+    candidates.push_back({std::move(*s), time});
+  }
+  if (candidates.empty()) {
+    throw Error("--algo", "no algorithm runs " + to_string(op) + " here (" + reasons + ")");
+  }
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.analytic < b.analytic; });
+  if (model.name() == analytic.name()) {
+    return Choice{std::move(candidates.front().schedule), Seconds::of(candidates.front().analytic)};
+  }
+  // Contention only slows messages down, so the analytic time is a lower bound of the flow
+  // time whenever a step's busiest endpoint link is its bottleneck (the common case; not when
+  // an endpoint's messages fan out to slower, disjoint links). Time candidates fastest-first
+  // and stop once the next one's bound cannot win.
+  std::size_t best = 0;
+  double best_time = 0.0;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    if (i > 0 && candidates[i].analytic >= best_time) break;
+    const double time = model.time(t, candidates[i].schedule, p).value();
+    if (i == 0 || time < best_time) {
+      best = i;
       best_time = time;
     }
   }
-  if (!best) throw Error("--algo", "no algorithm runs " + to_string(op) + " here (" + reasons + ")");
-  return Choice{std::move(*best), Seconds::of(best_time)};
+  return Choice{std::move(candidates[best].schedule), Seconds::of(best_time)};
 }
 
 }  // namespace wallsim::collectives

@@ -39,7 +39,9 @@ class NetworkModel {
 };
 
 /// The fastest valid algorithm for the case under `model` (as NCCL's tuner picks the fastest
-/// by its cost model); `forced` restricts the choice to one algorithm. An Error when none fits.
+/// by its cost model): candidates are ranked by the analytic model and timed under `model`
+/// fastest-first until the analytic bound of the next cannot beat the best found. `forced`
+/// restricts the choice to one algorithm. An Error when none fits.
 struct Choice {
   Schedule schedule;
   Seconds time;

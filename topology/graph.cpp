@@ -93,6 +93,11 @@ Topology TopologyBuilder::finish(FamilyInfo info, std::shared_ptr<const Router> 
       throw std::logic_error("Topology: CSR edge order differs from link ids");
     }
   }
+  t.link_cost_.resize(m);
+  for (std::size_t l = 0; l < m; ++l) {
+    const Link& k = t.link(static_cast<LinkId>(l));
+    t.link_cost_[l] = {k.latency.value(), k.bandwidth.value()};
+  }
   t.reverse_.resize(m);
   for (std::size_t p = 0; p < m; ++p) t.reverse_[to_final[p]] = to_final[p ^ 1u];
   t.tiers_ = tiers_;
@@ -153,26 +158,33 @@ Path Topology::route(NodeId src, NodeId dst, std::uint64_t flow_key) const {
 
 Path Topology::route(NodeId src, NodeId dst, std::uint64_t flow_key,
                      const std::vector<double>& link_load) const {
+  Path p;
+  route_into(src, dst, flow_key, link_load.empty() ? nullptr : &link_load, p);
+  return p;
+}
+
+void Topology::route_into(NodeId src, NodeId dst, std::uint64_t flow_key, Path& out) const {
+  route_into(src, dst, flow_key, nullptr, out);
+}
+
+void Topology::route_into(NodeId src, NodeId dst, std::uint64_t flow_key,
+                          const std::vector<double>* load, Path& p) const {
   if (src >= num_nodes() || dst >= num_nodes()) {
     throw Error("route", "node " + std::to_string(std::max(src, dst)) + " does not exist (" +
                              std::to_string(num_nodes()) + " nodes)");
   }
-  Path p;
-  if (src == dst) return p;
+  p.clear();
+  if (src == dst) return;
   if (!node_alive(src) || !node_alive(dst)) {
     throw Error("route", "no route from " + node_name(src) + " to " + node_name(dst) + ": " +
                              node_name(node_alive(src) ? dst : src) + " has failed");
   }
-  const std::vector<double>* load = link_load.empty() ? nullptr : &link_load;
-  if (router_ && router_->route(*this, src, dst, flow_key, load, p) && path_alive(*this, p)) {
-    return p;
-  }
+  if (router_ && router_->route(*this, src, dst, flow_key, load, p) && path_alive(*this, p)) return;
   const auto dist = distances_to(*this, dst);
   if (!ecmp_shortest_path(*this, dist, src, dst, flow_key, p)) {
     throw Error("route", "no route from " + node_name(src) + " to " + node_name(dst) +
                              ": the failed links and nodes disconnect them");
   }
-  return p;
 }
 
 std::vector<Path> Topology::shortest_paths(NodeId src, NodeId dst, std::size_t limit) const {
@@ -202,17 +214,18 @@ std::vector<Path> Topology::shortest_paths(NodeId src, NodeId dst, std::size_t l
   return out;
 }
 
-Seconds Topology::path_latency(const Path& p) const {
-  Seconds s;
-  for (LinkId l : p) s += link(l).latency;
-  return s;
-}
+Seconds Topology::path_latency(const Path& p) const { return path_cost(p).latency; }
 
-Bandwidth Topology::path_bandwidth(const Path& p) const {
-  if (p.empty()) return Bandwidth::of(0.0);
-  Bandwidth b = link(p.front()).bandwidth;
-  for (LinkId l : p) b = std::min(b, link(l).bandwidth);
-  return b;
+Bandwidth Topology::path_bandwidth(const Path& p) const { return path_cost(p).bandwidth; }
+
+Topology::PathCost Topology::path_cost(const Path& p) const {
+  if (p.empty()) return {};
+  double latency = 0.0, bandwidth = link_cost_[p.front()].bandwidth_Bps;
+  for (LinkId l : p) {
+    latency += link_cost_[l].latency_s;
+    bandwidth = std::min(bandwidth, link_cost_[l].bandwidth_Bps);
+  }
+  return {Seconds::of(latency), Bandwidth::of(bandwidth)};
 }
 
 std::string Topology::router_name() const {

@@ -101,10 +101,19 @@ class Topology {
   /// Every shortest surviving path (at most `limit`), in link-id order.
   [[nodiscard]] std::vector<Path> shortest_paths(NodeId src, NodeId dst, std::size_t limit) const;
 
+  /// As route(), into a caller's buffer (no allocation once it has grown): for hot loops.
+  void route_into(NodeId src, NodeId dst, std::uint64_t flow_key, Path& out) const;
+
   /// Sum of link latencies along a path.
   [[nodiscard]] Seconds path_latency(const Path& p) const;
   /// Smallest bandwidth along a path.
   [[nodiscard]] Bandwidth path_bandwidth(const Path& p) const;
+  struct PathCost {
+    Seconds latency;      ///< sum over the links
+    Bandwidth bandwidth;  ///< bottleneck (zero for an empty path)
+  };
+  /// Both at once, from a compact per-link table (what alpha-beta costing needs).
+  [[nodiscard]] PathCost path_cost(const Path& p) const;
   /// Installs the family router (builders call this once link ids are final).
   void set_router(std::shared_ptr<const Router> r) { router_ = std::move(r); }
   /// Name of the family router ("ecmp-fat-tree", "dimension-order", ...).
@@ -113,8 +122,14 @@ class Topology {
  private:
   friend class TopologyBuilder;
   Topology() = default;
+  void route_into(NodeId src, NodeId dst, std::uint64_t flow_key, const std::vector<double>* load,
+                  Path& out) const;
   Graph g_;
   std::vector<NodeId> link_src_;
+  struct LinkCost {
+    double latency_s, bandwidth_Bps;
+  };
+  std::vector<LinkCost> link_cost_;  ///< latency and bandwidth by link id, packed
   std::vector<LinkId> reverse_;
   std::vector<std::string> tiers_;
   std::size_t endpoints_ = 0;

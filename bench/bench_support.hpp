@@ -1,0 +1,29 @@
+// Timing and reporting shared by the benchmarks: each prints its figure beside its target.
+#pragma once
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+
+namespace wallsim::bench {
+
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+inline double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+/// One line: what was measured, the figure, its unit, the target (an upper bound) and verdict.
+inline void report(const char* what, double value, const char* unit, double target) {
+  std::printf("%-52s %10.4f %-4s target < %-6g %s\n", what, value, unit, target,
+              value < target ? "MET" : "MISSED");
+}
+
+}  // namespace wallsim::bench
