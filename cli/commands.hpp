@@ -41,5 +41,7 @@ void register_topo(CLI::App& app, Action& action);
 void register_presets(CLI::App& app, Action& action);
 void register_flows(CLI::App& app, Action& action);
 void register_collective(CLI::App& app, Action& action);
+void register_run(CLI::App& app, Action& action);
+void register_search(CLI::App& app, Action& action);
 
 }  // namespace wallsim::cli

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   wallsim::cli::register_presets(app, action);
   wallsim::cli::register_flows(app, action);
   wallsim::cli::register_collective(app, action);
+  wallsim::cli::register_run(app, action);
+  wallsim::cli::register_search(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -80,18 +80,22 @@ std::optional<YAML::Node> expand_for_set(const std::string& path, const std::str
 }
 
 TrainingSpec parse_training(const Config& c) {
-  c.allow_only({"seq_len", "global_batch", "micro_batch", "precision"});
+  c.allow_only({"seq_len", "global_batch", "micro_batch", "precision", "capacity_factor"});
   TrainingSpec t;
   if (auto f = c.find("seq_len")) t.seq_len = positive(*f);
   t.global_batch = positive(c.at("global_batch"));
   t.micro_batch = optional_ll(c, "micro_batch", 1);
   if (auto f = c.find("precision")) t.precision = one_of(*f, {"bf16", "fp16", "fp8"});
+  if (auto f = c.find("capacity_factor")) {
+    t.capacity_factor = f->as_double();
+    if (!(t.capacity_factor >= 1.0)) throw Error(f->path(), "must be at least 1");
+  }
   return t;
 }
 
 ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "sp", "vpp", "schedule", "zero", "recompute",
-                "stage_layers"});
+                "stage_layers", "order"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1);
   p.pp = optional_int(c, "pp", 1);
@@ -112,6 +116,7 @@ ParallelSpec parse_parallel(const Config& c) {
   if (auto f = c.find("stage_layers")) {
     for (const auto& e : f->elements()) p.stage_layers.push_back(positive_int(e));
   }
+  if (auto f = c.find("order")) p.order = f->as_string();
   return p;
 }
 
@@ -154,7 +159,8 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   c.allow_only({"description", "notes", "kind", "bf16_dense", "fp8_dense", "memory",
                 "memory_bandwidth", "scale_up_bandwidth", "tdp", "idle_power", "base_clock",
                 "boost_clock", "memory_energy", "cores", "sram_per_core", "mesh",
-                "fabric_bandwidth"});
+                "fabric_bandwidth", "gemm_efficiency", "attention_efficiency",
+                "memory_efficiency", "kernel_overhead", "dynamic_power"});
   GpuSpec g;
   g.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -172,6 +178,16 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("boost_clock")) g.boost_clock = f->as<Frequency>();
   if (auto f = c.find("memory_energy")) g.memory_energy = f->as<EnergyPerBit>();
   if (auto f = c.find("sram_per_core")) g.sram_per_core = f->as<Bytes>();
+  for (auto [key, field] : {std::pair{"gemm_efficiency", &g.gemm_efficiency},
+                            std::pair{"attention_efficiency", &g.attention_efficiency},
+                            std::pair{"memory_efficiency", &g.memory_efficiency}}) {
+    if (auto f = c.find(key)) {
+      *field = f->as_double();
+      if (!(*field > 0.0 && *field <= 1.0)) throw Error(f->path(), "must be in (0, 1]");
+    }
+  }
+  if (auto f = c.find("kernel_overhead")) g.kernel_overhead = f->as<Seconds>();
+  if (auto f = c.find("dynamic_power")) g.dynamic_power = f->as<Watts>();
   if (g.cores == 0 && g.bf16_dense.value() <= 0.0) {
     throw Error(c.path() + ".bf16_dense", "must be positive");
   }

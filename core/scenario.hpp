@@ -36,6 +36,12 @@ struct GpuSpec {
   Frequency base_clock;
   Frequency boost_clock;
   EnergyPerBit memory_energy;    ///< 0 when not given
+  // Achieved fractions of peak (roofline efficiencies) and kernel costs; 0 = not given.
+  double gemm_efficiency = 0.0;       ///< large dense GEMMs, fraction of the dense peak
+  double attention_efficiency = 0.0;  ///< fused (flash) attention, fraction of the dense peak
+  double memory_efficiency = 0.0;     ///< streaming kernels, fraction of HBM bandwidth
+  Seconds kernel_overhead;            ///< fixed cost per kernel (launch, tail)
+  Watts dynamic_power;                ///< full-load dynamic draw at boost clock; 0 = tdp - idle
   long long cores = 0;           ///< wafer-scale: compute cores on the wafer (0 for a GPU)
   Bytes sram_per_core;           ///< wafer-scale: local memory per core
 };
@@ -101,6 +107,7 @@ struct TrainingSpec {
   long long global_batch = 0;  ///< sequences per step
   long long micro_batch = 1;
   std::string precision = "bf16";
+  double capacity_factor = 1.0;  ///< MoE: expert capacity over the even share of tokens
 };
 
 struct ParallelSpec {
@@ -111,6 +118,7 @@ struct ParallelSpec {
   int zero = 0;
   std::string recompute = "none";
   std::vector<int> stage_layers;
+  std::string order = "tp-cp-ep-dp-pp";  ///< rank layout, fastest-varying first (Megatron)
 };
 
 struct RunSpec {

@@ -1,0 +1,178 @@
+// `wallsim run SCENARIO.yaml`: one training step, where its time, memory and energy go.
+// `wallsim search SCENARIO.yaml`: every valid plan of the scenario's cluster, ranked.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "core/error.hpp"
+#include "core/presets.hpp"
+#include "core/text.hpp"
+#include "engine/search.hpp"
+#include "topology/spec.hpp"
+
+namespace wallsim::cli {
+namespace {
+
+struct RunFlags {
+  CommonFlags common;
+  std::string scenario, network = "flow", power_cap, objective = "time";
+  std::size_t top = 10;
+};
+
+Watts power_cap(const RunFlags& f) {
+  return f.power_cap.empty() ? Watts{} : parse<Watts>(f.power_cap, "--power-cap");
+}
+
+std::string percent(double x) { return format_number(100.0 * x, 3) + " %"; }
+std::string gib(Bytes b) { return format_number(b.value() / (1024.0 * 1024 * 1024), 4) + " GiB"; }
+
+nlohmann::json summary_json(const engine::StepResult& r) {
+  return {{"step_time_s", r.step_time.value()},
+          {"tokens_per_s", r.tokens_per_s},
+          {"mfu", r.mfu},
+          {"hfu", r.hfu},
+          {"model_tflops_per_gpu", r.model_flops_per_gpu.value() / 1e12},
+          {"hardware_tflops_per_gpu", r.hardware_flops_per_gpu.value() / 1e12},
+          {"breakdown_s",
+           {{"compute", r.compute.value()}, {"exposed_comm", r.exposed_comm.value()},
+            {"bubble", r.bubble.value()}, {"other", r.other.value()}}},
+          {"memory", {{"peak_bytes_per_gpu", r.memory.total().value()}, {"fits", r.memory.fits()}}},
+          {"energy", {{"step_j", r.step_energy.value()}, {"per_token_j", r.energy_per_token_j}}},
+          {"power", {{"gpu_avg_w", r.gpu_avg_power.value()}, {"cluster_avg_w", r.cluster_avg_power.value()}}},
+          {"bytes_moved",
+           {{"hbm", r.hbm_bytes.value()}, {"scale_up", r.scale_up_bytes.value()},
+            {"scale_out", r.scale_out_bytes.value()}}}};
+}
+
+std::string plan_text(const parallelism::Plan& p) {
+  return "tp " + std::to_string(p.tp) + ", pp " + std::to_string(p.pp) + ", dp " + std::to_string(p.dp) +
+         ", cp " + std::to_string(p.cp) + ", ep " + std::to_string(p.ep) + (p.sp ? " (sp)" : "") +
+         ", vpp " + std::to_string(p.vpp) + ", mbs " + std::to_string(p.micro_batch) + ", zero " +
+         std::to_string(p.zero) + ", recompute " +
+         (p.recompute == parallelism::Recompute::kNone
+              ? "none"
+              : p.recompute == parallelism::Recompute::kSelective ? "selective" : "full") +
+         ", " + parallelism::to_string(p.schedule);
+}
+
+void run(const RunFlags& f) {
+  const Presets presets(default_data_dir());
+  const Scenario s = load_scenario(f.scenario, f.common.sets, presets);
+  const parallelism::Plan plan = parallelism::make_plan(s);
+  const engine::Memory mem = engine::memory_per_gpu(s, plan);
+  if (!mem.fits()) {
+    throw Error("parallel", "the plan does not fit: stage " + std::to_string(mem.stage) + " needs " + gib(mem.total()) +
+                                " per GPU (weights " + gib(mem.weights) + ", gradients " + gib(mem.gradients) +
+                                ", optimizer " + gib(mem.optimizer) + ", activations " + gib(mem.activations) +
+                                ", buffers " + gib(mem.buffers) + ") but " + s.cluster.gpu.name + " has " +
+                                gib(mem.capacity));
+  }
+  const topology::Topology t = topology::build_cluster(s.cluster);
+  const auto network = collectives::NetworkModel::build(f.network, "--network");
+  const engine::StepResult r = engine::simulate_step(s, plan, t, {network.get(), power_cap(f), nullptr});
+  PendingFiles files;
+  if (!f.common.json.empty()) files.add(f.common.json, summary_json(r).dump(2) + "\n");
+  if (!f.common.quiet && f.common.json != "-") {
+    const double st = r.step_time.value();
+    auto share = [&](Seconds x) { return to_string(x) + " (" + format_number(100.0 * x.value() / st, 3) + " %)"; };
+    std::cout << "wallsim run: " << (s.name.empty() ? f.scenario : s.name) << ", " << plan.gpus() << " x "
+              << s.cluster.gpu.name << ", network " << network->name() << "\n"
+              << "plan: " << plan_text(plan) << ", " << plan.micro_batches << " micro-batches\n"
+              << key_value_table({
+                     {"step time", to_string(r.step_time)},
+                     {"tokens/s", format_number(r.tokens_per_s, 4)},
+                     {"MFU / HFU", percent(r.mfu) + " / " + percent(r.hfu)},
+                     {"TFLOP/s per GPU", "model " + format_number(r.model_flops_per_gpu.value() / 1e12, 4) +
+                                             ", hardware " + format_number(r.hardware_flops_per_gpu.value() / 1e12, 4)},
+                     {"compute", share(r.compute)},
+                     {"exposed comm", share(r.exposed_comm)},
+                     {"bubble", share(r.bubble)},
+                     {"other (optimizer)", share(r.other)},
+                     {"memory per GPU", gib(r.memory.total()) + " of " + gib(r.memory.capacity) +
+                                            (r.memory.fits() ? " (fits)" : " (DOES NOT FIT)") + ": weights " +
+                                            gib(r.memory.weights) + ", grads " + gib(r.memory.gradients) +
+                                            ", optimizer " + gib(r.memory.optimizer) + ", activations " +
+                                            gib(r.memory.activations) + ", buffers " + gib(r.memory.buffers)},
+                     {"energy", to_string(r.step_energy) + " per step, " +
+                                    format_number(r.energy_per_token_j, 4) + " J per token"},
+                     {"power", to_string(r.gpu_avg_power) + " per GPU, " + to_string(r.cluster_avg_power) +
+                                   " cluster (clock " + to_string(r.clock) + ")"},
+                     {"bytes moved", "HBM " + to_string(r.hbm_bytes) + ", scale-up " + to_string(r.scale_up_bytes) +
+                                         ", scale-out " + to_string(r.scale_out_bytes)},
+                 });
+  }
+  files.write_all();
+}
+
+void search(const RunFlags& f) {
+  const Presets presets(default_data_dir());
+  const Scenario s = load_scenario(f.scenario, f.common.sets, presets);
+  if (f.objective != "time" && f.objective != "energy") {
+    throw Error("--objective", "'" + f.objective + "' is not one of time, energy");
+  }
+  const topology::Topology t = topology::build_cluster(s.cluster);
+  const auto network = collectives::NetworkModel::build(f.network, "--network");
+  const engine::SearchResult res = engine::search_plans(s, t, {network.get(), power_cap(f), nullptr}, f.objective == "energy");
+  nlohmann::json plans = nlohmann::json::array();
+  std::ostringstream text;
+  text << "wallsim search: " << (s.name.empty() ? f.scenario : s.name) << ": " << res.evaluated
+       << " plans enumerated, " << res.valid << " valid, " << res.dropped_memory
+       << " dropped (do not fit in memory), network " << network->name() << "\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "%4s  %-78s %10s %7s %10s %12s\n", "rank", "plan", "step", "MFU", "memory", "energy/token");
+  text << line;
+  for (std::size_t i = 0; i < res.plans.size() && i < f.top; ++i) {
+    const auto& [p, r] = res.plans[i];
+    std::snprintf(line, sizeof line, "%4zu  %-78s %10s %6.2f%% %10s %10.4g J\n", i + 1, plan_text(p).c_str(),
+                  to_string(r.step_time).c_str(), 100.0 * r.mfu, gib(r.memory.total()).c_str(), r.energy_per_token_j);
+    text << line;
+    nlohmann::json j = summary_json(r);
+    j["parallel"] = {{"tp", p.tp}, {"pp", p.pp}, {"dp", p.dp}, {"cp", p.cp}, {"ep", p.ep}, {"sp", p.sp},
+                     {"vpp", p.vpp}, {"micro_batch", p.micro_batch}, {"zero", p.zero},
+                     {"recompute", p.recompute == parallelism::Recompute::kNone ? "none"
+                                   : p.recompute == parallelism::Recompute::kSelective ? "selective" : "full"},
+                     {"schedule", parallelism::to_string(p.schedule)}};
+    plans.push_back(j);
+  }
+  PendingFiles files;
+  if (!f.common.json.empty()) {
+    const nlohmann::json j = {{"plans", plans}, {"evaluated", res.evaluated}, {"valid", res.valid},
+                              {"dropped_memory", res.dropped_memory}};
+    files.add(f.common.json, j.dump(2) + "\n");
+  }
+  if (!f.common.quiet && f.common.json != "-") std::cout << text.str();
+  files.write_all();
+}
+
+void add_step_flags(CLI::App& cmd, RunFlags& f) {
+  cmd.add_option("SCENARIO", f.scenario, "Scenario YAML file")->required();
+  cmd.add_option("--network", f.network, "analytic or flow (default flow)");
+  cmd.add_option("--power-cap", f.power_cap, "Cap each GPU's power, e.g. 500W (default: its TDP)");
+  add_common_flags(cmd, f.common);
+}
+
+}  // namespace
+
+void register_run(CLI::App& app, Action& action) {
+  auto f = std::make_shared<RunFlags>();
+  CLI::App* cmd = app.add_subcommand("run", "Simulate one training step: time, memory, energy");
+  add_step_flags(*cmd, *f);
+  cmd->callback([f, &action] { action = [f] { run(*f); }; });
+}
+
+void register_search(CLI::App& app, Action& action) {
+  auto f = std::make_shared<RunFlags>();
+  f->network = "analytic";
+  CLI::App* cmd = app.add_subcommand("search", "Rank every valid parallel plan of a scenario");
+  add_step_flags(*cmd, *f);
+  cmd->add_option("--top", f->top, "Plans to print (default 10)");
+  cmd->add_option("--objective", f->objective, "time or energy (default time)");
+  cmd->callback([f, &action] { action = [f] { search(*f); }; });
+}
+
+}  // namespace wallsim::cli

@@ -1,0 +1,93 @@
+#include "engine/search.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+
+namespace wallsim::engine {
+namespace {
+
+std::vector<int> divisors(long long n, long long cap) {
+  std::vector<int> d;
+  for (long long i = 1; i <= std::min(n, cap); ++i) {
+    if (n % i == 0) d.push_back(static_cast<int>(i));
+  }
+  return d;
+}
+
+std::vector<int> powers_of_two(long long cap) {
+  std::vector<int> v;
+  for (long long i = 1; i <= cap; i *= 2) v.push_back(static_cast<int>(i));
+  return v;
+}
+
+}  // namespace
+
+SearchResult search_plans(const Scenario& base, const topology::Topology& t, const StepOptions& o, bool by_energy) {
+  if (!base.model) throw Error("model", "missing: search needs a model");
+  const ModelSpec& m = *base.model;
+  const long long gpus = base.cluster.gpus();
+  SearchResult res;
+  StepOptions opts = o;
+  if (!opts.cache) opts.cache = make_comm_cache();
+  const long long domain = base.cluster.scale_up_domain;
+  const char* recomputes[] = {"none", "selective", "full"};
+  for (int tp : powers_of_two(std::min<long long>(domain, m.heads))) {
+    for (int cp : powers_of_two(16)) {
+      if (gpus % (static_cast<long long>(tp) * cp) != 0) continue;
+      for (int pp : divisors(gpus / (static_cast<long long>(tp) * cp), m.layers)) {
+        const long long dp = gpus / (static_cast<long long>(tp) * cp * pp);
+        for (int ep : m.experts > 0 ? divisors(m.experts, m.experts) : std::vector<int>{1}) {
+          for (int vpp : pp > 1 ? std::vector<int>{1, 2, 4} : std::vector<int>{1}) {
+            std::vector<std::string> schedules =
+                vpp > 1 ? std::vector<std::string>{"interleaved"}
+                        : (pp > 1 ? std::vector<std::string>{"1f1b", "gpipe", "zero-bubble"}
+                                  : std::vector<std::string>{"1f1b"});
+            for (const auto& schedule : schedules) {
+              for (int mbs : {1, 2, 4}) {
+                for (int zero = 0; zero <= 3; ++zero) {
+                  for (const char* rc : recomputes) {
+                    ++res.evaluated;
+                    Scenario s = base;
+                    ParallelSpec ps;
+                    ps.tp = tp;
+                    ps.pp = pp;
+                    ps.dp = static_cast<int>(dp);
+                    ps.cp = cp;
+                    ps.ep = ep;
+                    ps.sp = tp > 1;
+                    ps.vpp = vpp;
+                    ps.schedule = schedule;
+                    ps.zero = zero;
+                    ps.recompute = rc;
+                    if (base.parallel) ps.order = base.parallel->order;
+                    s.parallel = ps;
+                    s.training->micro_batch = mbs;
+                    parallelism::Plan plan;
+                    try {
+                      plan = parallelism::make_plan(s);
+                    } catch (const Error&) {
+                      continue;
+                    }
+                    ++res.valid;
+                    if (!memory_per_gpu(s, plan).fits()) {
+                      ++res.dropped_memory;
+                      continue;
+                    }
+                    res.plans.emplace_back(plan, simulate_step(s, plan, t, opts));
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  auto score = [&](const StepResult& r) { return by_energy ? r.energy_per_token_j : r.step_time.value(); };
+  std::stable_sort(res.plans.begin(), res.plans.end(),
+                   [&](const auto& a, const auto& b) { return score(a.second) < score(b.second); });
+  return res;
+}
+
+}  // namespace wallsim::engine

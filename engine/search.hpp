@@ -1,0 +1,24 @@
+// Plan search: every valid plan of a scenario's model on its cluster (tp, pp, dp, cp, ep,
+// vpp, micro_batch, zero, recompute, schedule), the ones that fit in memory simulated, ranked
+// by step time or by energy per token.
+#pragma once
+
+#include <utility>
+#include <vector>
+
+#include "engine/step.hpp"
+
+namespace wallsim::engine {
+
+struct SearchResult {
+  std::vector<std::pair<parallelism::Plan, StepResult>> plans;  ///< best first
+  std::size_t evaluated = 0;       ///< plans enumerated
+  std::size_t valid = 0;           ///< passed the plan rules
+  std::size_t dropped_memory = 0;  ///< valid but do not fit in memory
+};
+
+/// The plans of `s` (its parallel: section is ignored; training.global_batch is kept).
+SearchResult search_plans(const Scenario& s, const topology::Topology& t, const StepOptions& o,
+                          bool by_energy);
+
+}  // namespace wallsim::engine

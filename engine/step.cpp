@@ -1,0 +1,584 @@
+#include "engine/step.hpp"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+#include "core/error.hpp"
+#include "parallelism/layout.hpp"
+#include "parallelism/pipeline.hpp"
+
+namespace wallsim::engine {
+namespace {
+
+using parallelism::GroupKind;
+using parallelism::Kernel;
+using parallelism::KernelKind;
+using parallelism::Pass;
+using parallelism::Plan;
+using parallelism::Recompute;
+using collectives::Op;
+
+// Assumptions of the memory model, stated once. Mixed-precision Adam keeps bf16 weights and
+// gradients and fp32 master weights, momentum and variance: 2 + 2 + 12 bytes per parameter
+// (Rajbhandari et al., ZeRO, SC'20, Sec. 3.1, K = 12).
+constexpr double kWeightBytes = 2.0, kGradBytes = 2.0, kOptimizerBytes = 12.0;
+// [A] CUDA context, NCCL and framework buffers and allocator fragmentation per GPU; no
+// published figure read, a round number of the size commonly reported for PyTorch jobs.
+constexpr double kRuntimeReserveBytes = 2.0 * 1024 * 1024 * 1024;
+
+parallelism::Shard shard_of(const Plan& p) {
+  parallelism::Shard s;
+  s.micro_batch = p.micro_batch;
+  s.seq_len = p.seq_len;
+  s.tp = p.tp;
+  s.cp = p.cp;
+  s.ep = p.ep;
+  s.sp = p.sp;
+  s.capacity_factor = p.capacity_factor;
+  return s;
+}
+
+/// Parameters one GPU of `stage` holds (before ZeRO sharding), split dense / expert.
+std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage) {
+  const auto pc = parallelism::count_params(m);
+  double dense = 0, expert = 0;
+  for (int c = 0; c < p.vpp; ++c) {
+    const int first = p.first_layer(c, stage);
+    for (int i = first; i < first + p.layers_of(c, stage); ++i) {
+      if (parallelism::is_moe_layer(m, i)) {
+        dense += (pc.moe_layer - pc.moe_experts) / p.tp;
+        expert += pc.moe_experts / p.tp / p.ep;
+      } else {
+        dense += pc.dense_layer / p.tp;
+      }
+    }
+  }
+  if (stage == 0) dense += pc.embedding / p.tp;
+  if (stage == p.pp - 1) dense += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
+  return {dense, expert};
+}
+
+// ---------------------------------------------------------------- communication costs
+
+struct CommEntry {
+  Seconds time;
+  Bytes up, out;  ///< bytes one GPU sends, inside and outside its scale-up domain
+};
+
+}  // namespace
+
+class CommCache {
+ public:
+  std::map<std::tuple<int, std::size_t, std::size_t, double>, CommEntry> entries;
+};
+
+std::shared_ptr<CommCache> make_comm_cache() { return std::make_shared<CommCache>(); }
+
+namespace {
+
+std::size_t hash_groups(const std::vector<std::vector<topology::NodeId>>& groups) {
+  std::size_t h = groups.size();
+  for (const auto& g : groups) {
+    for (auto r : g) h = h * 1000003u ^ (r + 0x9e3779b9u + (h << 6) + (h >> 2));
+    h = h * 31u + g.size();
+  }
+  return h;
+}
+
+class CommCost {
+ public:
+  CommCost(const topology::Topology& t, const Plan& p, const collectives::NetworkModel& net, std::size_t domain,
+           CommCache& cache)
+      : t_(t), p_(p), net_(net), domain_(domain == 0 ? 1 : domain), cache_(cache) {}
+
+  /// Time of `op` over the groups of `kind` in `stage`, `bytes` as nccl-tests counts them.
+  Seconds collective(Op op, GroupKind kind, int stage, Bytes bytes) {
+    const auto key = std::make_tuple(static_cast<int>(kind), stage, static_cast<int>(op), bytes.value());
+    if (auto it = local_.find(key); it != local_.end()) return account(it->second);
+    const CommEntry e = cost(op, parallelism::groups_in_stage(p_, stage, kind), bytes);
+    local_[key] = e;
+    return account(e);
+  }
+
+  /// Point-to-point send of `bytes` from every rank of stage `from` to its peer in `to`.
+  Seconds p2p(int from, int to, Bytes bytes) {
+    const auto key = std::make_tuple(-1 - from, to, -1, bytes.value());
+    if (auto it = local_.find(key); it != local_.end()) return account(it->second);
+    std::vector<std::vector<topology::NodeId>> pairs;
+    for (const auto& g : parallelism::groups_in_stage(p_, from, GroupKind::kTp)) {
+      for (auto r : g) {
+        auto c = parallelism::coords_of(p_, r);
+        c.pp = to;
+        pairs.push_back({r, static_cast<topology::NodeId>(parallelism::rank_of(p_, c))});
+      }
+    }
+    const CommEntry e = cost(Op::kSendRecv, pairs, bytes);
+    local_[key] = e;
+    return account(e);
+  }
+
+  Bytes scale_up_bytes;   ///< per representative GPU, accumulated by every call
+  Bytes scale_out_bytes;
+
+ private:
+  Seconds account(const CommEntry& e) {
+    scale_up_bytes += e.up;
+    scale_out_bytes += e.out;
+    return e.time;
+  }
+  CommEntry cost(Op op, const std::vector<std::vector<topology::NodeId>>& groups, Bytes bytes) {
+    const auto key = std::make_tuple(static_cast<int>(op), hash_groups(groups), groups.front().front(), bytes.value());
+    if (auto it = cache_.entries.find(key); it != cache_.entries.end()) return it->second;
+    CommEntry e;
+    const auto& g0 = groups.front();
+    if (g0.size() >= 2) {
+      const auto analytic = collectives::NetworkModel::build("analytic", "network");
+      const auto choice = collectives::choose_schedule(t_, op, g0, bytes, {}, {}, std::nullopt, *analytic);
+      for (const auto& ph : choice.schedule.phases) {
+        for (const auto& x : ph.transfers) {
+          const bool inside = x.src / domain_ == x.dst / domain_;
+          (inside ? e.up : e.out) += x.bytes * ph.repeat;
+        }
+      }
+      e.up = e.up / static_cast<double>(g0.size());
+      e.out = e.out / static_cast<double>(g0.size());
+      bool local = true;  // every group inside one scale-up domain: groups never share links
+      for (const auto& g : groups) {
+        for (auto r : g) local = local && r / domain_ == g.front() / domain_;
+      }
+      if (net_.name() == "analytic") {
+        e.time = choice.time;
+      } else if (local || groups.size() == 1) {
+        e.time = net_.time(t_, choice.schedule, {});
+      } else {
+        std::vector<collectives::Schedule> all;
+        for (const auto& g : groups) {
+          auto s = collectives::build_schedule(t_, op, choice.schedule.algo, g, bytes, {}, nullptr);
+          if (s) all.push_back(std::move(*s));
+        }
+        e.time = net_.time(t_, all, {});
+      }
+    }
+    cache_.entries[key] = e;
+    return e;
+  }
+  const topology::Topology& t_;
+  const Plan& p_;
+  const collectives::NetworkModel& net_;
+  std::size_t domain_;
+  CommCache& cache_;
+  std::map<std::tuple<int, int, int, double>, CommEntry> local_;
+};
+
+// ---------------------------------------------------------------- the task graph
+
+enum class Wait { kPipeline, kComm };
+
+struct Dep {
+  int task;
+  double frac;  ///< ready at start + frac x duration of the task, plus `lag`
+  double lag;
+  Wait kind;
+};
+
+struct Task {
+  int stream;
+  double compute = 0, comm = 0;  ///< duration = compute + exposed communication inside it
+  bool optimizer = false;
+  std::vector<Dep> deps;
+  double start = 0, end = 0;
+  bool done = false;
+  [[nodiscard]] double duration() const { return compute + comm; }
+};
+
+struct StreamStats {
+  double compute = 0, comm = 0, bubble = 0, other = 0, end = 0;
+};
+
+/// Runs the tasks: each stream executes its tasks in order, each as soon as the stream is free
+/// and its dependencies are ready. Durations are known, so the event order is fixed by the
+/// dependencies; the loop advances any stream whose head is ready until all are done.
+std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const std::vector<std::vector<int>>& streams) {
+  std::vector<std::size_t> head(streams.size(), 0);
+  std::vector<StreamStats> stats(streams.size());
+  std::size_t remaining = tasks.size();
+  while (remaining > 0) {
+    bool progress = false;
+    for (std::size_t s = 0; s < streams.size(); ++s) {
+      while (head[s] < streams[s].size()) {
+        Task& k = tasks[streams[s][head[s]]];
+        double ready = stats[s].end;
+        Wait why = Wait::kPipeline;
+        bool ok = true;
+        for (const auto& d : k.deps) {
+          const Task& pre = tasks[d.task];
+          if (!pre.done) {
+            ok = false;
+            break;
+          }
+          const double at = pre.start + d.frac * (pre.end - pre.start) + d.lag;
+          if (at > ready) {
+            ready = at;
+            why = d.kind;
+          }
+        }
+        if (!ok) break;
+        const double gap = ready - stats[s].end;
+        (why == Wait::kComm ? stats[s].comm : stats[s].bubble) += gap;
+        k.start = ready;
+        k.end = ready + k.duration();
+        k.done = true;
+        (k.optimizer ? stats[s].other : stats[s].compute) += k.compute;
+        stats[s].comm += k.comm;
+        stats[s].end = k.end;
+        ++head[s];
+        --remaining;
+        progress = true;
+      }
+    }
+    if (!progress) throw std::logic_error("engine: the step program deadlocked (a dependency cycle)");
+  }
+  return stats;
+}
+
+}  // namespace
+
+Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
+  const ModelSpec& m = *sc.model;
+  Memory best;
+  best.capacity = sc.cluster.gpu.memory;
+  const auto shard = shard_of(p);
+  const bool dropout = parallelism::has_dropout(m);
+  const double dp_dense = static_cast<double>(p.dp) * p.cp;
+  const double dp_expert = dp_dense / p.ep;
+  for (int s = 0; s < p.pp; ++s) {
+    const auto [dense, expert] = stage_params(m, p, s);
+    Memory mem;
+    mem.capacity = best.capacity;
+    mem.stage = s;
+    const double wdiv_d = p.zero >= 3 ? dp_dense : 1.0, wdiv_e = p.zero >= 3 ? dp_expert : 1.0;
+    const double gdiv_d = p.zero >= 2 ? dp_dense : 1.0, gdiv_e = p.zero >= 2 ? dp_expert : 1.0;
+    const double odiv_d = p.zero >= 1 ? dp_dense : 1.0, odiv_e = p.zero >= 1 ? dp_expert : 1.0;
+    mem.weights = Bytes::of(kWeightBytes * (dense / wdiv_d + expert / wdiv_e));
+    mem.gradients = Bytes::of(kGradBytes * (dense / gdiv_d + expert / gdiv_e));
+    mem.optimizer = Bytes::of(kOptimizerBytes * (dense / odiv_d + expert / odiv_e));
+    // Activations: each micro-batch chunk in flight holds its layers' activations.
+    const int in_flight = parallelism::peak_in_flight(p.schedule, p.pp, p.vpp, static_cast<int>(p.micro_batches), s);
+    double per_chunk = 0.0;
+    for (int c = 0; c < p.vpp; ++c) {
+      double chunk = 0.0;
+      const int first = p.first_layer(c, s);
+      for (int i = first; i < first + p.layers_of(c, s); ++i) {
+        chunk += parallelism::layer_activation_bytes(m, i, shard, p.recompute, dropout).value();
+      }
+      per_chunk = std::max(per_chunk, chunk);
+    }
+    double act = in_flight * per_chunk;
+    const double tokens = static_cast<double>(p.micro_batch * p.seq_len) / p.cp;
+    if (s == p.pp - 1) act += 4.0 * tokens * static_cast<double>(m.vocab) / p.tp;  // fp32 logits
+    // One layer's full activations while it is recomputed, and the backward's working set.
+    if (p.recompute == Recompute::kFull) {
+      act += parallelism::layer_activation_bytes(m, std::max(0, m.layers - 1), shard, Recompute::kNone, dropout).value();
+    }
+    mem.activations = Bytes::of(act);
+    // Buffers: ZeRO-3 gathers one layer's weights at a time (two: the one in use and the
+    // prefetch); with bucketed gradient reduction one fp32 bucket staging copy of 40M
+    // parameters (Megatron's default bucket); plus the runtime reserve.
+    const auto pc = parallelism::count_params(m);
+    double buffers = kRuntimeReserveBytes + 4.0 * 40e6;
+    if (p.zero >= 3) buffers += 2.0 * kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp;
+    mem.buffers = Bytes::of(buffers);
+    if (s == 0 || mem.total().value() > best.total().value()) best = mem;
+  }
+  return best;
+}
+
+StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o) {
+  if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
+  const ModelSpec& m = *sc.model;
+  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.precision == "fp8");
+  const auto shard = shard_of(p);
+  const std::size_t domain = static_cast<std::size_t>(sc.cluster.scale_up_domain);
+  const std::shared_ptr<CommCache> cache = o.cache ? o.cache : make_comm_cache();
+  CommCost comm(t, p, *o.network, domain, *cache);
+  StepResult r;
+  r.memory = memory_per_gpu(sc, p);
+  r.clock = gpu.clock();
+
+  // Per-layer pass costs on one GPU (dense and MoE layers differ).
+  struct PassCost {
+    double fwd = 0, fwd_attention = 0, bwd_input = 0, bwd_weight = 0;  // compute
+    double flops = 0, attention_flops = 0, hbm = 0;
+  };
+  auto pass_cost = [&](const std::vector<Kernel>& ks) {
+    PassCost c;
+    for (const auto& k : ks) {
+      const double dt = gpu.time(k).value();
+      c.fwd += dt;
+      c.flops += k.flops.value() * (k.kind == KernelKind::kElementwise ? 0.0 : 1.0);
+      c.hbm += k.bytes.value();
+      if (k.kind == KernelKind::kAttention) {
+        c.fwd_attention += dt;
+        c.attention_flops += k.flops.value();
+        c.bwd_input += 2.0 * dt;
+      } else if (k.kind == KernelKind::kGemm) {
+        c.bwd_input += dt;   // data gradient
+        c.bwd_weight += dt;  // weight gradient
+      } else {
+        c.bwd_input += 2.0 * dt;
+      }
+    }
+    return c;
+  };
+  const double act_bytes = 2.0 * static_cast<double>(p.micro_batch * p.seq_len) / p.cp * static_cast<double>(m.hidden);
+
+  // Communication inside one layer's forward and backward on one GPU (exposed: Megatron runs
+  // TP and EP collectives on the compute stream's critical path).
+  auto layer_comm = [&](int layer, int stage, bool forward) {
+    double c = 0.0;
+    if (p.tp > 1) {
+      if (p.sp) {
+        c += 2.0 * comm.collective(Op::kAllGather, GroupKind::kTp, stage, Bytes::of(act_bytes)).value();
+        c += 2.0 * comm.collective(Op::kReduceScatter, GroupKind::kTp, stage, Bytes::of(act_bytes)).value();
+      } else {
+        c += 2.0 * comm.collective(Op::kAllReduce, GroupKind::kTp, stage, Bytes::of(act_bytes)).value();
+      }
+    }
+    if (p.ep > 1 && parallelism::is_moe_layer(m, layer)) {
+      // Dispatch and combine: each GPU sends its tokens' top_k copies (hidden-sized).
+      const double routed = act_bytes / (p.sp ? p.tp : 1) * m.top_k * p.capacity_factor;
+      c += 2.0 * comm.collective(Op::kAllToAll, GroupKind::kEp, stage, Bytes::of(routed)).value();
+    }
+    (void)forward;
+    return c;
+  };
+
+  std::map<std::pair<int, int>, PassCost> layer_costs;  // (moe?, head?) -> cost
+  auto cost_of_layer = [&](int i) -> const PassCost& {
+    const int key = parallelism::is_moe_layer(m, i) ? 1 : 0;
+    auto it = layer_costs.find({key, 0});
+    if (it == layer_costs.end()) it = layer_costs.emplace(std::make_pair(key, 0), pass_cost(parallelism::layer_forward(m, i, shard))).first;
+    return it->second;
+  };
+  const PassCost head = pass_cost(parallelism::head_forward(m, shard));
+
+  // CP: ring exchange of K/V blocks, overlapped with the attention of the block in hand.
+  const double kv_bytes = 2.0 * 2.0 * static_cast<double>(p.micro_batch * p.seq_len) / p.cp *
+                          static_cast<double>(m.kv_heads) * static_cast<double>(m.head_dim) / p.tp;
+
+  // Cost of one pass over chunk c of stage s.
+  struct ChunkCost {
+    double fwd = 0, fwd_comm = 0, bwd = 0, bwd_comm = 0, wgt = 0;
+    double flops_model = 0, flops_hw = 0, hbm = 0;
+  };
+  std::map<std::pair<int, int>, ChunkCost> chunk_costs;
+  auto chunk_cost = [&](int c, int s) {
+    auto it = chunk_costs.find({c, s});
+    if (it != chunk_costs.end()) return it->second;
+    ChunkCost cc;
+    const int first = p.first_layer(c, s);
+    for (int i = first; i < first + p.layers_of(c, s); ++i) {
+      const PassCost& lc = cost_of_layer(i);
+      const double fc = layer_comm(i, s, true), bc = layer_comm(i, s, false);
+      double cp_exposed = 0.0;
+      if (p.cp > 1) {
+        const double ring = comm.collective(Op::kAllGather, GroupKind::kCp, s, Bytes::of(kv_bytes * p.cp)).value();
+        cp_exposed = std::max(0.0, ring - lc.fwd_attention);
+      }
+      cc.fwd += lc.fwd;
+      cc.fwd_comm += fc + cp_exposed;
+      double recompute = 0.0, recompute_comm = 0.0, recompute_flops = 0.0;
+      if (p.recompute == Recompute::kSelective) {
+        recompute = lc.fwd_attention;
+        recompute_flops = lc.attention_flops;
+      } else if (p.recompute == Recompute::kFull) {
+        recompute = lc.fwd;
+        recompute_comm = fc + cp_exposed;
+        recompute_flops = lc.flops;
+      }
+      const bool split = p.schedule == parallelism::PipeSchedule::kZeroBubble;
+      cc.bwd += recompute + lc.bwd_input + (split ? 0.0 : lc.bwd_weight);
+      cc.wgt += split ? lc.bwd_weight : 0.0;
+      cc.bwd_comm += bc + recompute_comm + cp_exposed;
+      cc.flops_model += 3.0 * lc.flops;
+      cc.flops_hw += 3.0 * lc.flops + recompute_flops;
+      cc.hbm += 3.0 * lc.hbm + (recompute_flops > 0 ? lc.hbm : 0.0);
+    }
+    if (c == p.vpp - 1 && s == p.pp - 1) {
+      cc.fwd += head.fwd;
+      cc.bwd += head.bwd_input + head.bwd_weight;
+      cc.flops_model += 3.0 * head.flops;
+      cc.flops_hw += 3.0 * head.flops;
+      cc.hbm += 3.0 * head.hbm;
+    }
+    chunk_costs[{c, s}] = cc;
+    return cc;
+  };
+
+  // Build the tasks: per stage a compute stream (2s) and a data-parallel stream (2s + 1).
+  std::vector<Task> tasks;
+  std::vector<std::vector<int>> streams(2 * p.pp);
+  const int m_count = static_cast<int>(p.micro_batches);
+  const int v = p.vpp;
+  // Task ids of F and B per (virtual stage, micro-batch).
+  std::vector<std::vector<int>> f_id(p.pp * v, std::vector<int>(m_count, -1)), b_id = f_id, w_id = f_id;
+  std::vector<int> last_backward(p.pp * v, -1);
+  double flops_model = 0, flops_hw = 0, hbm = 0;
+  for (int s = 0; s < p.pp; ++s) {
+    for (const auto& op : parallelism::stage_order(p.schedule, p.pp, v, m_count, s)) {
+      const ChunkCost cc = chunk_cost(op.chunk, s);
+      Task k;
+      k.stream = 2 * s;
+      const int vs = op.chunk * p.pp + s;
+      if (op.pass == Pass::kForward) {
+        k.compute = cc.fwd;
+        k.comm = cc.fwd_comm;
+        flops_model += cc.flops_model;
+        flops_hw += cc.flops_hw;
+        hbm += cc.hbm;
+        f_id[vs][op.micro_batch] = static_cast<int>(tasks.size());
+      } else if (op.pass == Pass::kBackward) {
+        k.compute = cc.bwd;
+        k.comm = cc.bwd_comm;
+        b_id[vs][op.micro_batch] = static_cast<int>(tasks.size());
+        if (p.schedule != parallelism::PipeSchedule::kZeroBubble) last_backward[vs] = static_cast<int>(tasks.size());
+      } else {
+        k.compute = cc.wgt;
+        w_id[vs][op.micro_batch] = static_cast<int>(tasks.size());
+        last_backward[vs] = static_cast<int>(tasks.size());
+      }
+      streams[k.stream].push_back(static_cast<int>(tasks.size()));
+      tasks.push_back(std::move(k));
+    }
+  }
+  // Pipeline dependencies: activations forward, gradients backward, after a p2p send.
+  const double p2p_bytes = act_bytes / (p.sp ? p.tp : 1);
+  const int vstages = p.pp * v;
+  for (int vs = 0; vs < vstages; ++vs) {
+    const int s = vs % p.pp;
+    for (int j = 0; j < m_count; ++j) {
+      if (vs > 0) {
+        const int from = (vs - 1) % p.pp;
+        const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes)).value();
+        tasks[f_id[vs][j]].deps.push_back({f_id[vs - 1][j], 1.0, lag, Wait::kPipeline});
+      }
+      if (vs < vstages - 1) {
+        const int from = (vs + 1) % p.pp;
+        const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes)).value();
+        tasks[b_id[vs][j]].deps.push_back({b_id[vs + 1][j], 1.0, lag, Wait::kPipeline});
+      }
+    }
+  }
+  // Data parallelism: per-layer gradient buckets, ready as the last backward of their chunk
+  // sweeps through its layers (last layer first); reduce-scatter (ZeRO >= 1) or all-reduce.
+  const int dpcp = p.dp * p.cp;
+  std::vector<std::vector<int>> dp_tasks(p.pp);
+  if (dpcp > 1 || p.zero >= 1) {
+    for (int s = 0; s < p.pp; ++s) {
+      for (int c = v - 1; c >= 0; --c) {
+        const int vs = c * p.pp + s;
+        const int layers = p.layers_of(c, s);
+        const int first = p.first_layer(c, s);
+        for (int li = layers - 1; li >= 0; --li) {
+          const int i = first + li;
+          const auto pc = parallelism::count_params(m);
+          const bool moe = parallelism::is_moe_layer(m, i);
+          const double dense = (moe ? pc.moe_layer - pc.moe_experts : pc.dense_layer) / p.tp;
+          const double expert = moe ? pc.moe_experts / p.tp / p.ep : 0.0;
+          double t_comm = 0.0;
+          const Op op = p.zero >= 1 ? Op::kReduceScatter : Op::kAllReduce;
+          if (dpcp > 1) t_comm += comm.collective(op, GroupKind::kDpCp, s, Bytes::of(kGradBytes * dense)).value();
+          if (expert > 0 && dpcp / p.ep > 1) {
+            t_comm += comm.collective(op, GroupKind::kExpertDp, s, Bytes::of(kGradBytes * expert)).value();
+          }
+          Task k;
+          k.stream = 2 * s + 1;
+          k.comm = t_comm;
+          const double frac = static_cast<double>(layers - li) / layers;
+          k.deps.push_back({last_backward[vs], frac, 0.0, Wait::kComm});
+          dp_tasks[s].push_back(static_cast<int>(tasks.size()));
+          streams[k.stream].push_back(static_cast<int>(tasks.size()));
+          tasks.push_back(std::move(k));
+        }
+      }
+    }
+  }
+  // Optimizer (memory-bound Adam over this GPU's shard), then ZeRO's parameter all-gather.
+  for (int s = 0; s < p.pp; ++s) {
+    const auto [dense, expert] = stage_params(m, p, s);
+    const double shard_params = p.zero >= 1 ? dense / dpcp + expert / std::max(1, dpcp / p.ep) : dense + expert;
+    Task opt;
+    opt.stream = 2 * s;
+    opt.optimizer = true;
+    // Reads gradients, master weights and moments, writes weights and moments.
+    const Kernel adam{KernelKind::kElementwise, "adam", Flops::of(10.0 * shard_params),
+                      Bytes::of(shard_params * (kGradBytes + 2.0 * kOptimizerBytes + kWeightBytes))};
+    opt.compute = gpu.time(adam).value();
+    hbm += adam.bytes.value();
+    for (int d : dp_tasks[s]) opt.deps.push_back({d, 1.0, 0.0, Wait::kComm});
+    for (int vs = s; vs < vstages; vs += p.pp) opt.deps.push_back({last_backward[vs], 1.0, 0.0, Wait::kPipeline});
+    const int opt_id = static_cast<int>(tasks.size());
+    streams[opt.stream].push_back(opt_id);
+    tasks.push_back(std::move(opt));
+    if (p.zero >= 1 && dpcp > 1) {
+      Task ag;
+      ag.stream = 2 * s;  // the next step's forward needs the weights: on the critical path
+      ag.comm = comm.collective(Op::kAllGather, GroupKind::kDpCp, s, Bytes::of(kWeightBytes * dense)).value();
+      if (expert > 0 && dpcp / p.ep > 1) {
+        ag.comm += comm.collective(Op::kAllGather, GroupKind::kExpertDp, s, Bytes::of(kWeightBytes * expert)).value();
+      }
+      ag.deps.push_back({opt_id, 1.0, 0.0, Wait::kComm});
+      streams[ag.stream].push_back(static_cast<int>(tasks.size()));
+      tasks.push_back(std::move(ag));
+    }
+  }
+  const auto stats = run_tasks(tasks, streams);
+
+  double step = 0.0;
+  for (const auto& st : stats) step = std::max(step, st.end);
+  r.step_time = Seconds::of(step);
+  double compute = 0, exposed = 0, bubble = 0, other = 0, busy_total = 0;
+  for (int s = 0; s < p.pp; ++s) {
+    const auto& st = stats[2 * s];
+    const double dp_tail = std::max(0.0, stats[2 * s + 1].end - st.end);
+    compute += st.compute;
+    exposed += st.comm + dp_tail;
+    other += st.other;
+    bubble += st.bubble + std::max(0.0, step - std::max(st.end, stats[2 * s + 1].end));
+    busy_total += st.compute + st.other;
+    r.stage_busy.push_back(Seconds::of(st.compute));
+  }
+  r.compute = Seconds::of(compute / p.pp);
+  r.exposed_comm = Seconds::of(exposed / p.pp);
+  r.bubble = Seconds::of(bubble / p.pp);
+  r.other = Seconds::of(other / p.pp);
+
+  // Totals: the per-stage representative times every replica of its stage.
+  const double replicas = static_cast<double>(p.tp) * p.dp * p.cp;
+  const double gpus = static_cast<double>(p.gpus());
+  const double model_flops = flops_model * replicas, hw_flops = flops_hw * replicas;
+  const double tokens = static_cast<double>(p.global_batch * p.seq_len);
+  r.tokens_per_s = tokens / step;
+  r.model_flops_per_gpu = FlopRate::of(model_flops / gpus / step);
+  r.hardware_flops_per_gpu = FlopRate::of(hw_flops / gpus / step);
+  r.mfu = r.model_flops_per_gpu.value() / gpu.peak().value();
+  r.hfu = r.hardware_flops_per_gpu.value() / gpu.peak().value();
+  r.hbm_bytes = Bytes::of(hbm * replicas);
+  r.scale_up_bytes = comm.scale_up_bytes * replicas;
+  r.scale_out_bytes = comm.scale_out_bytes * replicas;
+  // Energy: static power over the step, dynamic power while computing, and bytes moved.
+  const double busy_gpu_s = busy_total * replicas;  // GPU-seconds of compute over the cluster
+  double energy = gpu.idle_power().value() * gpus * step +
+                  (gpu.busy_power() - gpu.idle_power()).value() * busy_gpu_s +
+                  r.hbm_bytes.value() * 8.0 * gpu.memory_energy().value() +
+                  r.scale_up_bytes.value() * 8.0 * sc.cluster.scale_up.energy.value();
+  if (sc.cluster.scale_out) energy += r.scale_out_bytes.value() * 8.0 * sc.cluster.scale_out->link.energy.value();
+  r.step_energy = Joules::of(energy);
+  r.energy_per_token_j = energy / tokens;
+  r.cluster_avg_power = Watts::of(energy / step);
+  r.gpu_avg_power = Watts::of(energy / step / gpus);
+  return r;
+}
+
+}  // namespace wallsim::engine

@@ -1,0 +1,65 @@
+// One training step, simulated. The step program of every pipeline stage (forward, backward
+// and weight passes in schedule order, TP/CP/EP communication inside them, PP sends between
+// stages, DP gradient buckets overlapped with the last backward, the optimizer and ZeRO's
+// parameter gathers) runs as a discrete-event simulation of tasks on per-stage streams
+// (compute, data-parallel communication) with dependencies and lags.
+//
+// Symmetry: ranks that differ only in their tp, cp or dp coordinate run the same program at
+// the same times on a symmetric fabric, so one representative per pipeline stage is simulated;
+// their communication is costed with every concurrent instance on the fabric (under the flow
+// model, groups that leave a scale-up domain are timed together so they contend for links).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "collectives/network_model.hpp"
+#include "core/scenario.hpp"
+#include "hardware/gpu_model.hpp"
+#include "parallelism/plan.hpp"
+#include "topology/graph.hpp"
+
+namespace wallsim::engine {
+
+/// Memory per GPU on the most loaded stage.
+struct Memory {
+  Bytes weights, gradients, optimizer, activations, buffers;
+  Bytes capacity;
+  int stage = 0;  ///< the most loaded stage
+  [[nodiscard]] Bytes total() const { return weights + gradients + optimizer + activations + buffers; }
+  [[nodiscard]] bool fits() const { return total().value() <= capacity.value(); }
+};
+Memory memory_per_gpu(const Scenario& s, const parallelism::Plan& p);
+
+struct StepResult {
+  Seconds step_time;
+  double tokens_per_s = 0, mfu = 0, hfu = 0;
+  FlopRate model_flops_per_gpu, hardware_flops_per_gpu;
+  Seconds compute, exposed_comm, bubble, other;  ///< per GPU, averaged over stages
+  Memory memory;
+  Joules step_energy;
+  double energy_per_token_j = 0;
+  Watts gpu_avg_power, cluster_avg_power;
+  Frequency clock;
+  Bytes hbm_bytes, scale_up_bytes, scale_out_bytes;  ///< per step, whole cluster
+  std::vector<Seconds> stage_busy;                   ///< compute per stage
+};
+
+/// Collective costs already computed, keyed by op, groups and size: shared by the plans of a
+/// search, whose plans repeat the same collectives over the same groups.
+class CommCache;
+std::shared_ptr<CommCache> make_comm_cache();
+
+struct StepOptions {
+  const collectives::NetworkModel* network = nullptr;
+  Watts power_cap;  ///< 0 = TDP
+  std::shared_ptr<CommCache> cache;  ///< null = a fresh one per step
+};
+
+/// Simulates one step of `p` on `t` (built from s.cluster). Throws Error for plans that do
+/// not fit in memory only when `require_fit`; the result says whether it fits.
+StepResult simulate_step(const Scenario& s, const parallelism::Plan& p, const topology::Topology& t,
+                         const StepOptions& o);
+
+}  // namespace wallsim::engine

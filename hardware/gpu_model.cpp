@@ -1,0 +1,49 @@
+#include "hardware/gpu_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace wallsim::hardware {
+
+GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8)
+    : spec_(spec), fp8_(fp8 && spec.fp8_dense.value() > 0.0), idle_(spec.idle_power) {
+  for (auto [key, v] : {std::pair{"gemm_efficiency", spec.gemm_efficiency},
+                        std::pair{"attention_efficiency", spec.attention_efficiency},
+                        std::pair{"memory_efficiency", spec.memory_efficiency}}) {
+    if (v <= 0.0) throw Error(std::string("cluster.gpu.") + key, "missing: the roofline needs it (see data/gpus.yaml)");
+  }
+  const Watts cap = power_cap.value() > 0.0 ? power_cap : spec.tdp;
+  dynamic_ = spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - idle_;
+  if (dynamic_.value() <= 0.0) throw Error("cluster.gpu.idle_power", "must be below tdp");
+  clock_ = spec.boost_clock;
+  if (spec.boost_clock.value() > 0.0) {
+    const double headroom = (cap - idle_).value() / dynamic_.value();
+    double r = headroom >= 1.0 ? 1.0 : std::cbrt(std::max(headroom, 0.0));
+    if (spec.base_clock.value() > 0.0) r = std::max(r, spec.base_clock.value() / spec.boost_clock.value());
+    ratio_ = r;
+    clock_ = Frequency::of(spec.boost_clock.value() * r);
+  } else if ((cap - idle_).value() < dynamic_.value()) {
+    throw Error("cluster.gpu.boost_clock", "missing: a power cap below the full-load draw needs the clocks");
+  }
+}
+
+Seconds GpuModel::time(const parallelism::Kernel& k) const {
+  using parallelism::KernelKind;
+  double peak = spec_.bf16_dense.value();
+  double eff = spec_.memory_efficiency;
+  if (k.kind == KernelKind::kGemm) {
+    eff = spec_.gemm_efficiency;
+    if (fp8_) peak = spec_.fp8_dense.value();
+  } else if (k.kind == KernelKind::kAttention) {
+    eff = spec_.attention_efficiency;
+  }
+  const double compute = k.kind == KernelKind::kElementwise ? 0.0 : k.flops.value() / (peak * eff * ratio_);
+  const double memory = k.bytes.value() / (spec_.memory_bandwidth.value() * spec_.memory_efficiency);
+  return Seconds::of(std::max(compute, memory)) + spec_.kernel_overhead;
+}
+
+Watts GpuModel::busy_power() const { return idle_ + dynamic_ * (ratio_ * ratio_ * ratio_); }
+
+}  // namespace wallsim::hardware

@@ -1,0 +1,41 @@
+// One accelerator's roofline and power. A kernel takes
+//   max(FLOPs / (peak x efficiency(kind) x f/f_boost), bytes / (HBM bandwidth x efficiency))
+//   + a fixed per-kernel overhead,
+// at the sustained clock f. Power is static + activity x dynamic x (f/f_boost)^3 (dynamic
+// power ∝ f·V² with the voltage scaling with the clock over the DVFS range); under a power
+// cap the sustained clock is the highest one whose full-load draw fits, floored at the base
+// clock. Energy adds bytes moved x energy per bit for HBM.
+#pragma once
+
+#include "core/scenario.hpp"
+#include "core/units.hpp"
+#include "parallelism/model_math.hpp"
+
+namespace wallsim::hardware {
+
+class GpuModel {
+ public:
+  /// `power_cap` 0 = the GPU's TDP. `fp8` runs GEMMs at the FP8 peak where the GPU has one.
+  GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8);
+
+  /// Time of one kernel at the sustained clock.
+  [[nodiscard]] Seconds time(const parallelism::Kernel& k) const;
+  /// Sustained clock under the power cap at full load.
+  [[nodiscard]] Frequency clock() const { return clock_; }
+  [[nodiscard]] double clock_ratio() const { return ratio_; }
+  /// Draw while computing at full load, and while idle.
+  [[nodiscard]] Watts busy_power() const;
+  [[nodiscard]] Watts idle_power() const { return idle_; }
+  [[nodiscard]] FlopRate peak() const { return spec_.bf16_dense; }
+  [[nodiscard]] EnergyPerBit memory_energy() const { return spec_.memory_energy; }
+  [[nodiscard]] const GpuSpec& spec() const { return spec_; }
+
+ private:
+  GpuSpec spec_;
+  bool fp8_;
+  Watts idle_, dynamic_;
+  Frequency clock_;
+  double ratio_ = 1.0;
+};
+
+}  // namespace wallsim::hardware

@@ -1,0 +1,102 @@
+#include "parallelism/layout.hpp"
+
+#include <set>
+
+namespace wallsim::parallelism {
+namespace {
+
+int size_of(const Plan& p, const std::string& dim) {
+  if (dim == "tp") return p.tp;
+  if (dim == "cp") return p.cp;
+  if (dim == "dp") return p.dp;
+  return p.pp;
+}
+int& field(Coords& c, const std::string& dim) {
+  if (dim == "tp") return c.tp;
+  if (dim == "cp") return c.cp;
+  if (dim == "dp") return c.dp;
+  return c.pp;
+}
+
+}  // namespace
+
+long long rank_of(const Plan& p, const Coords& c) {
+  long long r = 0, stride = 1;
+  Coords copy = c;
+  for (const auto& d : p.order) {
+    r += stride * field(copy, d);
+    stride *= size_of(p, d);
+  }
+  return r;
+}
+
+Coords coords_of(const Plan& p, long long rank) {
+  Coords c;
+  for (const auto& d : p.order) {
+    field(c, d) = static_cast<int>(rank % size_of(p, d));
+    rank /= size_of(p, d);
+  }
+  return c;
+}
+
+std::vector<topology::NodeId> group_of(const Plan& p, const Coords& c, GroupKind kind) {
+  std::vector<topology::NodeId> g;
+  auto add = [&](Coords x) { g.push_back(static_cast<topology::NodeId>(rank_of(p, x))); };
+  Coords x = c;
+  switch (kind) {
+    case GroupKind::kTp:
+      for (x.tp = 0; x.tp < p.tp; ++x.tp) add(x);
+      break;
+    case GroupKind::kCp:
+      for (x.cp = 0; x.cp < p.cp; ++x.cp) add(x);
+      break;
+    case GroupKind::kDp:
+      for (x.dp = 0; x.dp < p.dp; ++x.dp) add(x);
+      break;
+    case GroupKind::kDpCp:
+      for (x.dp = 0; x.dp < p.dp; ++x.dp) {
+        for (x.cp = 0; x.cp < p.cp; ++x.cp) add(x);
+      }
+      break;
+    case GroupKind::kEp:
+    case GroupKind::kExpertDp: {
+      // Flattened (cp, dp) index f = dp * cp + cp_index; EP groups are runs of `ep`.
+      const int f = c.dp * p.cp + c.cp;
+      const int base = f - f % p.ep;
+      if (kind == GroupKind::kEp) {
+        for (int i = base; i < base + p.ep; ++i) {
+          x.dp = i / p.cp;
+          x.cp = i % p.cp;
+          add(x);
+        }
+      } else {
+        for (int i = f % p.ep; i < p.dp * p.cp; i += p.ep) {
+          x.dp = i / p.cp;
+          x.cp = i % p.cp;
+          add(x);
+        }
+      }
+      break;
+    }
+  }
+  return g;
+}
+
+std::vector<std::vector<topology::NodeId>> groups_in_stage(const Plan& p, int stage, GroupKind kind) {
+  std::vector<std::vector<topology::NodeId>> out;
+  std::set<topology::NodeId> seen;
+  for (int d = 0; d < p.dp; ++d) {
+    for (int c = 0; c < p.cp; ++c) {
+      for (int t = 0; t < p.tp; ++t) {
+        const Coords x{t, c, d, stage};
+        if (seen.count(static_cast<topology::NodeId>(rank_of(p, x)))) continue;
+        auto g = group_of(p, x, kind);
+        seen.insert(g.begin(), g.end());
+        out.push_back(std::move(g));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace wallsim::parallelism

@@ -1,0 +1,29 @@
+// Rank layout: plan coordinates (tp, cp, dp, pp) <-> global rank, in the plan's order
+// (Megatron's tp fastest, then cp, dp, pp by default). Rank r runs on endpoint r, so with tp
+// fastest a TP group is consecutive GPUs and stays inside a node's scale-up domain when it fits.
+// Expert parallelism is carved out of the cp x dp ranks: EP group e holds `ep` consecutive
+// members of the flattened (cp, dp) index.
+#pragma once
+
+#include <vector>
+
+#include "parallelism/plan.hpp"
+#include "topology/graph.hpp"
+
+namespace wallsim::parallelism {
+
+struct Coords {
+  int tp = 0, cp = 0, dp = 0, pp = 0;
+};
+
+enum class GroupKind { kTp, kCp, kDp, kDpCp, kEp, kExpertDp };
+
+long long rank_of(const Plan& p, const Coords& c);
+Coords coords_of(const Plan& p, long long rank);
+
+/// The group of `kind` that contains the rank at `c`, in group-rank order.
+std::vector<topology::NodeId> group_of(const Plan& p, const Coords& c, GroupKind kind);
+/// Every group of `kind` among the ranks of pipeline stage `stage`.
+std::vector<std::vector<topology::NodeId>> groups_in_stage(const Plan& p, int stage, GroupKind kind);
+
+}  // namespace wallsim::parallelism

@@ -1,0 +1,199 @@
+#include "parallelism/model_math.hpp"
+
+#include "core/error.hpp"
+
+namespace wallsim::parallelism {
+namespace {
+
+bool is_mla(const ModelSpec& m) { return m.kv_lora_rank > 0; }
+
+/// Parameters of one attention block's projections.
+double attention_params(const ModelSpec& m) {
+  const double h = static_cast<double>(m.hidden), a = m.heads;
+  if (is_mla(m)) {
+    const double qk = static_cast<double>(m.qk_nope_head_dim + m.qk_rope_head_dim);
+    const double q = m.q_lora_rank > 0
+                         ? h * static_cast<double>(m.q_lora_rank) + static_cast<double>(m.q_lora_rank) +
+                               static_cast<double>(m.q_lora_rank) * a * qk
+                         : h * a * qk;
+    const double kv = h * static_cast<double>(m.kv_lora_rank + m.qk_rope_head_dim) +
+                      static_cast<double>(m.kv_lora_rank) +
+                      static_cast<double>(m.kv_lora_rank) * a *
+                          static_cast<double>(m.qk_nope_head_dim + m.v_head_dim);
+    const double o = a * static_cast<double>(m.v_head_dim) * h;
+    return q + kv + o;
+  }
+  const double d = static_cast<double>(m.head_dim), g = m.kv_heads;
+  return h * (a + 2.0 * g) * d + a * d * h;
+}
+
+/// Matrices in one MLP of inner size f: SwiGLU has gate, up and down; GELU up and down.
+double mlp_matrices(const ModelSpec& m) { return m.activation == "swiglu" ? 3.0 : 2.0; }
+
+double attention_core_flops_per_token(const ModelSpec& m, double context) {
+  // Scores (q.k) and values (p.v), causal: each query sees (context + 1) / 2 keys on average.
+  const double a = m.heads;
+  const double qk = is_mla(m) ? static_cast<double>(m.qk_nope_head_dim + m.qk_rope_head_dim)
+                              : static_cast<double>(m.head_dim);
+  const double v = is_mla(m) ? static_cast<double>(m.v_head_dim) : static_cast<double>(m.head_dim);
+  return 2.0 * a * (qk + v) * (context + 1.0) / 2.0;
+}
+
+}  // namespace
+
+bool is_moe_layer(const ModelSpec& m, int i) { return m.experts > 0 && i >= m.dense_layers; }
+
+bool has_dropout(const ModelSpec& m) { return m.activation == "gelu"; }
+
+ParamCount count_params(const ModelSpec& m) {
+  ParamCount p;
+  const double h = static_cast<double>(m.hidden), v = static_cast<double>(m.vocab);
+  p.embedding = v * h;
+  p.lm_head = m.tied_embeddings ? 0.0 : v * h;
+  const double norms = 2.0 * h;
+  const double attn = attention_params(m);
+  p.dense_layer = attn + mlp_matrices(m) * h * static_cast<double>(m.ffn) + norms;
+  const double expert = mlp_matrices(m) * h * static_cast<double>(m.moe_ffn);
+  p.moe_experts = m.experts * expert;
+  p.moe_layer = attn + (m.experts + m.shared_experts) * expert + h * m.experts + norms;
+  const int moe_layers = m.experts > 0 ? m.layers - m.dense_layers : 0;
+  const int dense_layers = m.layers - moe_layers;
+  p.total = p.embedding + p.lm_head + h + dense_layers * p.dense_layer + moe_layers * p.moe_layer;
+  p.active = p.total - moe_layers * (m.experts - m.top_k) * expert;
+  return p;
+}
+
+Recompute parse_recompute(const std::string& s) {
+  if (s == "none") return Recompute::kNone;
+  if (s == "selective") return Recompute::kSelective;
+  if (s == "full") return Recompute::kFull;
+  throw Error("parallel.recompute", "'" + s + "' is not one of none, selective, full");
+}
+
+std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
+  const double b = static_cast<double>(s.micro_batch);
+  const double seq = static_cast<double>(s.seq_len);
+  const double tokens = b * seq / s.cp;  // tokens of the micro-batch on this GPU
+  const double tp = s.tp, h = static_cast<double>(m.hidden), w = s.bytes_per_value;
+  const double norm_tokens = s.sp ? tokens / tp : tokens;  // SP shards norms and residuals
+  std::vector<Kernel> k;
+  auto gemm = [&](const char* name, double rows, double in, double out) {
+    // rows x in times in x out; reads weights and input, writes output.
+    k.push_back({KernelKind::kGemm, name, Flops::of(2.0 * rows * in * out),
+                 Bytes::of(w * (in * out + rows * in + rows * out))});
+  };
+  auto elementwise = [&](const char* name, double values_read, double values_written) {
+    k.push_back({KernelKind::kElementwise, name, Flops::of(values_read),
+                 Bytes::of(w * (values_read + values_written))});
+  };
+  elementwise("input norm", norm_tokens * h, norm_tokens * h);
+  const double a = m.heads / tp;
+  if (is_mla(m)) {
+    const double qk = static_cast<double>(m.qk_nope_head_dim + m.qk_rope_head_dim);
+    const double vd = static_cast<double>(m.v_head_dim);
+    if (m.q_lora_rank > 0) {
+      gemm("q down-projection", tokens, h, static_cast<double>(m.q_lora_rank));
+      gemm("q up-projection", tokens, static_cast<double>(m.q_lora_rank), a * qk);
+    } else {
+      gemm("q projection", tokens, h, a * qk);
+    }
+    gemm("kv down-projection", tokens, h, static_cast<double>(m.kv_lora_rank + m.qk_rope_head_dim));
+    gemm("kv up-projection", tokens, static_cast<double>(m.kv_lora_rank),
+         a * static_cast<double>(m.qk_nope_head_dim) + a * vd);
+    const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
+    k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
+                 Bytes::of(w * tokens * a * (2.0 * qk + 2.0 * vd))});
+    gemm("output projection", tokens, a * vd, h);
+  } else {
+    const double d = static_cast<double>(m.head_dim), g = m.kv_heads / tp;
+    gemm("qkv projection", tokens, h, (a + 2.0 * g) * d);
+    const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
+    k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
+                 Bytes::of(w * tokens * d * (2.0 * a + 2.0 * g))});
+    gemm("output projection", tokens, a * d, h);
+  }
+  elementwise("residual + post-attention norm", 2.0 * norm_tokens * h, norm_tokens * h);
+  auto mlp = [&](const char* up, const char* down, double rows, double f) {
+    gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f);
+    elementwise(m.activation == "swiglu" ? "swiglu" : "gelu", (mlp_matrices(m) - 1.0) * rows * f, rows * f);
+    gemm(down, rows, f, h);
+  };
+  if (is_moe_layer(m, i)) {
+    gemm("router", tokens, h, m.experts);
+    // Each GPU runs its experts on the tokens routed to them: top_k per token, padded to the
+    // capacity factor, spread evenly over the expert-parallel group.
+    const double routed = tokens * m.top_k * s.capacity_factor;
+    mlp("expert up/gate", "expert down", routed, static_cast<double>(m.moe_ffn) / tp);
+    if (m.shared_experts > 0) {
+      mlp("shared expert up/gate", "shared expert down", tokens,
+          static_cast<double>(m.moe_ffn) * m.shared_experts / tp);
+    }
+  } else {
+    mlp("mlp up/gate", "mlp down", tokens, static_cast<double>(m.ffn) / tp);
+  }
+  elementwise("residual", 2.0 * norm_tokens * h, norm_tokens * h);
+  return k;
+}
+
+std::vector<Kernel> head_forward(const ModelSpec& m, const Shard& s) {
+  const double tokens = static_cast<double>(s.micro_batch * s.seq_len) / s.cp;
+  const double h = static_cast<double>(m.hidden), v = static_cast<double>(m.vocab) / s.tp;
+  const double w = s.bytes_per_value;
+  return {{KernelKind::kElementwise, "final norm", Flops::of(tokens * h), Bytes::of(w * 2.0 * tokens * h)},
+          {KernelKind::kGemm, "lm head", Flops::of(2.0 * tokens * h * v),
+           Bytes::of(w * (h * v + tokens * h + tokens * v))},
+          {KernelKind::kElementwise, "cross entropy", Flops::of(3.0 * tokens * v),
+           Bytes::of(4.0 * 2.0 * tokens * v)}};
+}
+
+Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len) {
+  Shard s;
+  s.seq_len = seq_len;
+  double f = 0.0;
+  for (int i = 0; i < m.layers; ++i) {
+    for (const auto& k : layer_forward(m, i, s)) {
+      if (k.kind != KernelKind::kElementwise) f += k.flops.value();
+    }
+  }
+  for (const auto& k : head_forward(m, s)) {
+    if (k.kind != KernelKind::kElementwise) f += k.flops.value();
+  }
+  return Flops::of(f);
+}
+
+Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recompute r, bool dropout) {
+  // Korthikanti et al. Sec. 4.1, per layer, s*b*h units with 2-byte values and 1-byte masks:
+  // attention 11sbh + 5as^2b, MLP 19sbh, norms 4sbh (GPT: 34sbh + 5as^2b). Generalised:
+  // Q and K/V sized by heads and kv_heads, the MLP by its own inner size and matrices,
+  // dropout masks only where the model has dropout. Tensor parallelism shards what lies
+  // between the column- and row-parallel GEMMs; sequence parallelism shards the rest.
+  const double sb = static_cast<double>(s.micro_batch) * static_cast<double>(s.seq_len) / s.cp;
+  const double h = static_cast<double>(m.hidden), t = s.tp;
+  const double mask = dropout ? 1.0 : 0.0;
+  const double a = m.heads;
+  const double qd = is_mla(m) ? static_cast<double>(m.qk_nope_head_dim + m.qk_rope_head_dim) * a
+                              : static_cast<double>(m.head_dim) * a;
+  const double kvd = is_mla(m) ? qd + static_cast<double>(m.v_head_dim) * a
+                               : 2.0 * static_cast<double>(m.head_dim) * m.kv_heads;
+  const double vd = is_mla(m) ? static_cast<double>(m.v_head_dim) * a : static_cast<double>(m.head_dim) * a;
+  // Replicated across TP ranks unless SP: two norm inputs (4), the QKV and MLP inputs (2 + 2),
+  // two dropout masks (1 + 1).
+  const double replicated = sb * (4.0 * h + 2.0 * h + 2.0 * h + 2.0 * mask * h);
+  const double f = is_moe_layer(m, i) ? static_cast<double>(m.moe_ffn) * m.top_k * s.capacity_factor
+                                      : static_cast<double>(m.ffn);
+  const double mlp_inner = m.activation == "swiglu" ? 3.0 * 2.0 * f : 2.0 * 2.0 * f;
+  // Sharded by TP: Q, K, V (2 bytes each), the output projection's input, the MLP's inner
+  // activations.
+  const double sharded = sb * (2.0 * qd + 2.0 * kvd + 2.0 * vd + mlp_inner);
+  // The attention core: softmax output (2as^2b), and with dropout its mask and output (3as^2b).
+  const double core = sb * static_cast<double>(s.seq_len) * a * (2.0 + 3.0 * mask);
+  const double rep_div = s.sp ? t : 1.0;
+  switch (r) {
+    case Recompute::kFull: return Bytes::of(2.0 * sb * h / rep_div);
+    case Recompute::kSelective: return Bytes::of(replicated / rep_div + sharded / t);
+    case Recompute::kNone: return Bytes::of(replicated / rep_div + (sharded + core) / t);
+  }
+  return Bytes::of(0.0);
+}
+
+}  // namespace wallsim::parallelism

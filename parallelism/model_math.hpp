@@ -1,0 +1,73 @@
+// Model math for decoder-only transformers, dense or mixture-of-experts: parameter counts,
+// the work of one layer as a list of kernels (FLOPs and HBM bytes, sharded by the plan), and
+// activation memory as derived by Korthikanti et al., "Reducing Activation Recomputation in
+// Large Transformer Models" (MLSys'23), section 4, generalised to GQA/MLA, SwiGLU and no dropout.
+//
+// FLOP conventions: a GEMM of m x k by k x n is 2mkn; attention scores and values are counted
+// with causal masking (half of the square, what fused kernels compute); backward is twice the
+// forward (data and weight gradients); model FLOPs exclude recompute, hardware FLOPs include it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/scenario.hpp"
+#include "core/units.hpp"
+
+namespace wallsim::parallelism {
+
+/// Parameter counts (no biases; Llama-style RMSNorm has one vector per norm).
+struct ParamCount {
+  double total = 0;       ///< every parameter
+  double embedding = 0;   ///< input embedding table
+  double lm_head = 0;     ///< output projection (0 when tied)
+  double dense_layer = 0; ///< one dense layer
+  double moe_layer = 0;   ///< one MoE layer (all experts)
+  double moe_experts = 0; ///< the routed experts of one MoE layer
+  double active = 0;      ///< parameters one token passes through (MoE: top-k experts)
+};
+ParamCount count_params(const ModelSpec& m);
+
+/// Whether layer `i` (0-based) is a mixture-of-experts layer.
+bool is_moe_layer(const ModelSpec& m, int i);
+
+enum class KernelKind { kGemm, kAttention, kElementwise };
+
+/// One kernel as one GPU runs it.
+struct Kernel {
+  KernelKind kind;
+  std::string name;
+  Flops flops;
+  Bytes bytes;  ///< HBM traffic
+};
+
+/// How one layer is sharded and batched on one GPU.
+struct Shard {
+  long long micro_batch = 1;
+  long long seq_len = 0;
+  int tp = 1, cp = 1, ep = 1;
+  bool sp = false;
+  double bytes_per_value = 2.0;  ///< activations and weights as the GEMMs read them
+  double capacity_factor = 1.0;
+};
+
+/// The forward kernels of layer `i` on one GPU.
+std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s);
+/// The forward kernels of the LM head and loss (last stage) on one GPU.
+std::vector<Kernel> head_forward(const ModelSpec& m, const Shard& s);
+
+/// Forward FLOPs of the whole model for one sequence of `seq_len` tokens (model FLOPs: no
+/// recompute), summed over every GPU that shares it.
+Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len);
+
+enum class Recompute { kNone, kSelective, kFull };
+Recompute parse_recompute(const std::string& s);
+
+/// Activation bytes layer `i` keeps for backward, per micro-batch, on one GPU (Korthikanti
+/// Table 2 with their 2-byte activations and 1-byte dropout masks; `dropout` as GPT has it).
+Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recompute r, bool dropout);
+
+/// Dropout is part of the published GPT architectures (Megatron GPT); Llama and Mixtral have none.
+bool has_dropout(const ModelSpec& m);
+
+}  // namespace wallsim::parallelism

@@ -1,0 +1,172 @@
+#include "parallelism/plan.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.hpp"
+
+namespace wallsim::parallelism {
+namespace {
+
+std::string str(long long v) { return std::to_string(v); }
+
+PipeSchedule parse_schedule(const std::string& s, int vpp) {
+  if (s == "gpipe") return PipeSchedule::kGpipe;
+  if (s == "1f1b") return vpp > 1 ? PipeSchedule::kInterleaved : PipeSchedule::kOneFOneB;
+  if (s == "interleaved") return PipeSchedule::kInterleaved;
+  if (s == "zero-bubble") return PipeSchedule::kZeroBubble;
+  throw Error("parallel.schedule", "'" + s + "' is not one of gpipe, 1f1b, interleaved, zero-bubble");
+}
+
+}  // namespace
+
+std::string to_string(PipeSchedule s) {
+  switch (s) {
+    case PipeSchedule::kGpipe: return "gpipe";
+    case PipeSchedule::kOneFOneB: return "1f1b";
+    case PipeSchedule::kInterleaved: return "interleaved";
+    case PipeSchedule::kZeroBubble: return "zero-bubble";
+  }
+  return "?";
+}
+
+int Plan::first_layer(int chunk, int stage) const {
+  int first = 0;
+  for (int i = 0; i < chunk * pp + stage; ++i) first += chunk_layers[i];
+  return first;
+}
+
+std::vector<int> spread_layers(int layers, int parts) {
+  std::vector<int> v(parts, layers / parts);
+  // The extra layers go to the stages nearest the middle: the first and last stages, which
+  // also hold the embedding and the head, stay lighter (Llama 3: 126 layers on 16 stages).
+  std::vector<int> by_centre(parts);
+  std::iota(by_centre.begin(), by_centre.end(), 0);
+  const double centre = (parts - 1) / 2.0;
+  std::stable_sort(by_centre.begin(), by_centre.end(), [&](int a, int b) {
+    return std::abs(a - centre) < std::abs(b - centre);
+  });
+  for (int i = 0; i < layers % parts; ++i) ++v[by_centre[i]];
+  return v;
+}
+
+Plan make_plan(const Scenario& sc) {
+  if (!sc.model) throw Error("model", "missing: run needs a model");
+  if (!sc.training) throw Error("training", "missing: run needs training.global_batch");
+  const ModelSpec& m = *sc.model;
+  const TrainingSpec& t = *sc.training;
+  const ParallelSpec p = sc.parallel.value_or(ParallelSpec{});
+  const long long gpus = sc.cluster.gpus();
+  Plan plan;
+  plan.tp = p.tp;
+  plan.pp = p.pp;
+  plan.cp = p.cp;
+  plan.ep = p.ep;
+  plan.vpp = p.vpp;
+  plan.sp = p.sp && p.tp > 1;
+  plan.zero = p.zero;
+  plan.recompute = parse_recompute(p.recompute);
+  plan.schedule = parse_schedule(p.schedule, p.vpp);
+  plan.micro_batch = t.micro_batch;
+  plan.global_batch = t.global_batch;
+  plan.seq_len = t.seq_len > 0 ? t.seq_len : m.seq_len;
+  plan.precision = t.precision;
+  plan.capacity_factor = t.capacity_factor;
+  if (plan.seq_len <= 0) throw Error("training.seq_len", "missing, and the model gives none");
+
+  const long long tpppcp = static_cast<long long>(p.tp) * p.pp * p.cp;
+  if (gpus % tpppcp != 0) {
+    throw Error("parallel.tp", "tp·pp·cp = " + str(tpppcp) + " does not divide cluster.gpus " + str(gpus));
+  }
+  plan.dp = p.dp > 0 ? p.dp : static_cast<int>(gpus / tpppcp);
+  if (plan.gpus() != gpus) {
+    throw Error("parallel.dp", "tp·pp·dp·cp = " + str(plan.gpus()) + " but the cluster has " + str(gpus) + " GPUs");
+  }
+  if (m.heads % p.tp != 0) {
+    throw Error("parallel.tp", str(p.tp) + " does not divide model.heads " + str(m.heads));
+  }
+  if (m.kv_lora_rank == 0 && m.kv_heads % p.tp != 0) {
+    throw Error("parallel.tp", str(p.tp) + " does not divide model.kv_heads " + str(m.kv_heads) +
+                                   " (Megatron splits query groups across TP)");
+  }
+  if (p.ep > 1) {
+    if (m.experts == 0) throw Error("parallel.ep", str(p.ep) + " needs a mixture-of-experts model");
+    if (m.experts % p.ep != 0) {
+      throw Error("parallel.ep", str(p.ep) + " does not divide model.experts " + str(m.experts));
+    }
+    if ((static_cast<long long>(plan.dp) * p.cp) % p.ep != 0) {
+      throw Error("parallel.ep", str(p.ep) + " does not divide dp·cp = " + str(static_cast<long long>(plan.dp) * p.cp) +
+                                     " (expert parallelism is carved out of data and context parallelism)");
+    }
+  }
+  if (plan.seq_len % (2LL * p.cp) != 0 && p.cp > 1) {
+    throw Error("parallel.cp", "2·cp = " + str(2LL * p.cp) + " does not divide training.seq_len " +
+                                   str(plan.seq_len) + " (load-balanced causal context parallelism)");
+  }
+  const long long per_step = plan.micro_batch * plan.dp;
+  if (plan.global_batch % per_step != 0) {
+    throw Error("training.global_batch", str(plan.global_batch) + " is not a multiple of micro_batch·dp = " +
+                                             str(per_step));
+  }
+  plan.micro_batches = plan.global_batch / per_step;
+  if (p.pp > m.layers) throw Error("parallel.pp", str(p.pp) + " exceeds model.layers " + str(m.layers));
+  if (plan.schedule != PipeSchedule::kGpipe && p.pp > 1 && plan.micro_batches < p.pp) {
+    throw Error("training.global_batch", str(plan.micro_batches) + " micro-batches per pipeline are fewer than pp " +
+                                             str(p.pp) + " (1F1B needs at least one per stage)");
+  }
+  if (p.vpp > 1) {
+    if (plan.schedule != PipeSchedule::kInterleaved) {
+      throw Error("parallel.vpp", "vpp " + str(p.vpp) + " needs schedule interleaved");
+    }
+    if (p.pp < 2) throw Error("parallel.vpp", "interleaving needs pp of at least 2");
+    if (plan.micro_batches % p.pp != 0) {
+      throw Error("parallel.vpp", "interleaving needs micro-batches (" + str(plan.micro_batches) +
+                                      ") to be a multiple of pp " + str(p.pp));
+    }
+  } else if (plan.schedule == PipeSchedule::kInterleaved) {
+    throw Error("parallel.vpp", "schedule interleaved needs vpp of at least 2");
+  }
+  if (p.zero >= 2 && p.pp > 1) {
+    throw Error("parallel.zero", "ZeRO stage " + str(p.zero) +
+                                     " shards gradients, which pipeline parallelism (pp " + str(p.pp) +
+                                     ") accumulates across micro-batches; use zero 0 or 1 with pp > 1");
+  }
+  const int parts = p.pp * p.vpp;
+  if (!p.stage_layers.empty()) {
+    if (static_cast<int>(p.stage_layers.size()) != parts) {
+      throw Error("parallel.stage_layers", "lists " + str(static_cast<long long>(p.stage_layers.size())) +
+                                               " stages but pp·vpp = " + str(parts));
+    }
+    const int sum = std::accumulate(p.stage_layers.begin(), p.stage_layers.end(), 0);
+    if (sum != m.layers) {
+      throw Error("parallel.stage_layers", "sum to " + str(sum) + " but model.layers is " + str(m.layers));
+    }
+    plan.chunk_layers = p.stage_layers;
+  } else {
+    if (parts > m.layers) {
+      throw Error("parallel.vpp", "pp·vpp = " + str(parts) + " exceeds model.layers " + str(m.layers));
+    }
+    plan.chunk_layers = spread_layers(m.layers, parts);
+  }
+  // Rank order: a permutation of tp, cp, dp, pp; "ep" may appear and is ignored (it lives in cp x dp).
+  std::vector<std::string> order;
+  std::string cur;
+  for (char ch : p.order + "-") {
+    if (ch == '-') {
+      if (cur != "ep") order.push_back(cur);
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  std::vector<std::string> sorted = order, want = {"cp", "dp", "pp", "tp"};
+  std::sort(sorted.begin(), sorted.end());
+  if (sorted != want) {
+    throw Error("parallel.order", "'" + p.order + "' must order tp, cp, dp and pp (ep optional), e.g. tp-cp-ep-dp-pp");
+  }
+  std::copy(order.begin(), order.end(), plan.order.begin());
+  return plan;
+}
+
+}  // namespace wallsim::parallelism

@@ -1,0 +1,47 @@
+// A parallel plan, resolved and validated against the model and the cluster: the degrees
+// (tp, pp, dp, cp, ep), the batch split, ZeRO stage, recompute and pipeline schedule, and the
+// layers of each pipeline stage. The rules are Megatron-LM's; a violation is a wallsim::Error
+// naming the key.
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "core/scenario.hpp"
+#include "parallelism/model_math.hpp"
+
+namespace wallsim::parallelism {
+
+enum class PipeSchedule { kGpipe, kOneFOneB, kInterleaved, kZeroBubble };
+std::string to_string(PipeSchedule s);
+
+struct Plan {
+  int tp = 1, pp = 1, dp = 1, cp = 1, ep = 1, vpp = 1;
+  bool sp = false;
+  int zero = 0;
+  Recompute recompute = Recompute::kNone;
+  PipeSchedule schedule = PipeSchedule::kOneFOneB;
+  long long micro_batch = 1, global_batch = 1, seq_len = 0;
+  long long micro_batches = 1;  ///< per pipeline per step: global_batch / (micro_batch * dp)
+  std::string precision = "bf16";
+  double capacity_factor = 1.0;
+  /// Layers of each virtual stage, in model order: chunk c of stage s is entry c * pp + s.
+  std::vector<int> chunk_layers;
+  /// Rank layout, fastest-varying first: a permutation of tp, cp, dp, pp (ep lives in cp x dp).
+  std::array<std::string, 4> order = {"tp", "cp", "dp", "pp"};
+  [[nodiscard]] long long gpus() const { return static_cast<long long>(tp) * pp * dp * cp; }
+  /// The first layer of virtual stage (chunk, stage).
+  [[nodiscard]] int first_layer(int chunk, int stage) const;
+  [[nodiscard]] int layers_of(int chunk, int stage) const { return chunk_layers[chunk * pp + stage]; }
+};
+
+/// The plan of a scenario (its parallel: and training: sections), checked against its model
+/// and cluster. Errors name the key: "parallel.tp: 6 does not divide heads 64".
+Plan make_plan(const Scenario& s);
+
+/// Layers spread over `parts` as evenly as possible, the extra ones on the middle stages
+/// (Megatron's lighter first and last stages carry the embedding and the head).
+std::vector<int> spread_layers(int layers, int parts);
+
+}  // namespace wallsim::parallelism
