@@ -80,12 +80,14 @@ std::optional<YAML::Node> expand_for_set(const std::string& path, const std::str
 }
 
 TrainingSpec parse_training(const Config& c) {
-  c.allow_only({"seq_len", "global_batch", "micro_batch", "precision", "capacity_factor"});
+  c.allow_only({"seq_len", "global_batch", "micro_batch", "precision", "capacity_factor",
+                "flash_attention"});
   TrainingSpec t;
   if (auto f = c.find("seq_len")) t.seq_len = positive(*f);
   t.global_batch = positive(c.at("global_batch"));
   t.micro_batch = optional_ll(c, "micro_batch", 1);
   if (auto f = c.find("precision")) t.precision = one_of(*f, {"bf16", "fp16", "fp8"});
+  if (auto f = c.find("flash_attention")) t.flash_attention = f->as_bool();
   if (auto f = c.find("capacity_factor")) {
     t.capacity_factor = f->as_double();
     if (!(t.capacity_factor >= 1.0)) throw Error(f->path(), "must be at least 1");

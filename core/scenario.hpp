@@ -108,6 +108,7 @@ struct TrainingSpec {
   long long micro_batch = 1;
   std::string precision = "bf16";
   double capacity_factor = 1.0;  ///< MoE: expert capacity over the even share of tokens
+  bool flash_attention = true;   ///< fused attention: the s x s scores are never stored
 };
 
 struct ParallelSpec {

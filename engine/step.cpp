@@ -36,6 +36,7 @@ parallelism::Shard shard_of(const Plan& p) {
   s.ep = p.ep;
   s.sp = p.sp;
   s.capacity_factor = p.capacity_factor;
+  s.flash_attention = p.flash_attention;
   return s;
 }
 
@@ -405,6 +406,30 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       cc.flops_hw += 3.0 * lc.flops + recompute_flops;
       cc.hbm += 3.0 * lc.hbm + (recompute_flops > 0 ? lc.hbm : 0.0);
     }
+    // ZeRO-3 gathers each layer's weights before its forward and again before its backward;
+    // ZeRO-2 and 3 reduce-scatter gradients in every backward. Prefetched layer by layer, so
+    // only the first layer's share and whatever exceeds the compute is exposed.
+    if (p.zero >= 2 && p.dp * p.cp > 1) {
+      const int layers = p.layers_of(c, s);
+      double dense = 0, expert = 0;
+      const auto pc = parallelism::count_params(m);
+      for (int i = first; i < first + layers; ++i) {
+        const bool moe = parallelism::is_moe_layer(m, i);
+        dense += (moe ? pc.moe_layer - pc.moe_experts : pc.dense_layer) / p.tp;
+        expert += moe ? pc.moe_experts / p.tp / p.ep : 0.0;
+      }
+      auto over_dp = [&](Op op, double bytes_per_param) {
+        double x = comm.collective(op, GroupKind::kDpCp, s, Bytes::of(bytes_per_param * dense)).value();
+        if (expert > 0 && p.dp * p.cp / p.ep > 1) {
+          x += comm.collective(op, GroupKind::kExpertDp, s, Bytes::of(bytes_per_param * expert)).value();
+        }
+        return x;
+      };
+      const double gather = p.zero >= 3 ? over_dp(Op::kAllGather, kWeightBytes) : 0.0;
+      const double scatter = over_dp(Op::kReduceScatter, kGradBytes);
+      cc.fwd_comm += std::max(0.0, gather - cc.fwd) + gather / layers;
+      cc.bwd_comm += std::max(0.0, gather + scatter - cc.bwd) + (gather + scatter) / layers;
+    }
     if (c == p.vpp - 1 && s == p.pp - 1) {
       cc.fwd += head.fwd;
       cc.bwd += head.bwd_input + head.bwd_weight;
@@ -474,7 +499,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   // sweeps through its layers (last layer first); reduce-scatter (ZeRO >= 1) or all-reduce.
   const int dpcp = p.dp * p.cp;
   std::vector<std::vector<int>> dp_tasks(p.pp);
-  if (dpcp > 1 || p.zero >= 1) {
+  if (dpcp > 1 && p.zero < 2) {  // ZeRO-2/3 reduce-scatter inside every backward instead
     for (int s = 0; s < p.pp; ++s) {
       for (int c = v - 1; c >= 0; --c) {
         const int vs = c * p.pp + s;

@@ -185,8 +185,10 @@ Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recomput
   // Sharded by TP: Q, K, V (2 bytes each), the output projection's input, the MLP's inner
   // activations.
   const double sharded = sb * (2.0 * qd + 2.0 * kvd + 2.0 * vd + mlp_inner);
-  // The attention core: softmax output (2as^2b), and with dropout its mask and output (3as^2b).
-  const double core = sb * static_cast<double>(s.seq_len) * a * (2.0 + 3.0 * mask);
+  // The attention core: softmax output (2as^2b), and with dropout its mask and output (3as^2b);
+  // a fused (flash) kernel keeps only fp32 softmax statistics per query and head instead.
+  const double core = s.flash_attention ? sb * a * 4.0
+                                        : sb * static_cast<double>(s.seq_len) * a * (2.0 + 3.0 * mask);
   const double rep_div = s.sp ? t : 1.0;
   switch (r) {
     case Recompute::kFull: return Bytes::of(2.0 * sb * h / rep_div);

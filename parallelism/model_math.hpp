@@ -49,6 +49,7 @@ struct Shard {
   bool sp = false;
   double bytes_per_value = 2.0;  ///< activations and weights as the GEMMs read them
   double capacity_factor = 1.0;
+  bool flash_attention = true;  ///< scores never stored: only the output and softmax statistics
 };
 
 /// The forward kernels of layer `i` on one GPU.

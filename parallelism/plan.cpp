@@ -73,6 +73,7 @@ Plan make_plan(const Scenario& sc) {
   plan.seq_len = t.seq_len > 0 ? t.seq_len : m.seq_len;
   plan.precision = t.precision;
   plan.capacity_factor = t.capacity_factor;
+  plan.flash_attention = t.flash_attention;
   if (plan.seq_len <= 0) throw Error("training.seq_len", "missing, and the model gives none");
 
   const long long tpppcp = static_cast<long long>(p.tp) * p.pp * p.cp;

@@ -26,6 +26,7 @@ struct Plan {
   long long micro_batches = 1;  ///< per pipeline per step: global_batch / (micro_batch * dp)
   std::string precision = "bf16";
   double capacity_factor = 1.0;
+  bool flash_attention = true;
   /// Layers of each virtual stage, in model order: chunk c of stage s is entry c * pp + s.
   std::vector<int> chunk_layers;
   /// Rank layout, fastest-varying first: a permutation of tp, cp, dp, pp (ep lives in cp x dp).

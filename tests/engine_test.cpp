@@ -1,0 +1,107 @@
+// The step engine: pipeline bubbles, overlap, power cap, against closed forms.
+#include <catch2/catch.hpp>
+
+#include "collectives/network_model.hpp"
+#include "engine/search.hpp"
+#include "engine/step.hpp"
+#include "parallelism/model_math.hpp"
+#include "test_support.hpp"
+#include "topology/spec.hpp"
+
+using namespace wallsim;
+
+namespace {
+
+// Four GPUs on one very fast switch, a model whose head is negligible: stages are equal.
+std::string pipe_scenario(const std::string& parallel, long long batch) {
+  return "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, scale_up: {bandwidth: 1 PB/s, latency: 0 s}}\n"
+         "model: {layers: 8, hidden: 4096, heads: 32, kv_heads: 8, ffn: 14336, vocab: 8}\n"
+         "training: {seq_len: 4096, global_batch: " + std::to_string(batch) + "}\n" + parallel + "\n";
+}
+
+engine::StepResult run(const std::string& text, const char* network = "analytic", Watts cap = {}) {
+  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+  const auto plan = parallelism::make_plan(s);
+  const auto t = topology::build_cluster(s.cluster);
+  const auto net = collectives::NetworkModel::build(network, "network");
+  return engine::simulate_step(s, plan, t, {net.get(), cap, nullptr});
+}
+
+}  // namespace
+
+TEST_CASE("engine 1F1B bubble fraction is (p-1)/(m+p-1), GPipe the same, interleaving divides it by v", "[engine]") {
+  for (int m : {4, 8, 16}) {
+    const auto r = run(pipe_scenario("parallel: {pp: 4, schedule: 1f1b}", m));
+    const double frac = r.bubble.value() / (r.bubble.value() + r.compute.value());
+    INFO("m = " << m);
+    CHECK(frac == Approx(3.0 / (m + 3.0)).margin(0.005));
+    const auto g = run(pipe_scenario("parallel: {pp: 4, schedule: gpipe}", m));
+    CHECK(g.bubble.value() / (g.bubble.value() + g.compute.value()) == Approx(3.0 / (m + 3.0)).margin(0.005));
+  }
+  const auto plain = run(pipe_scenario("parallel: {pp: 4, schedule: 1f1b}", 8));
+  const auto inter = run(pipe_scenario("parallel: {pp: 4, vpp: 2, schedule: interleaved}", 8));
+  CHECK(inter.bubble.value() == Approx(plain.bubble.value() / 2).epsilon(0.03));
+  const auto zb = run(pipe_scenario("parallel: {pp: 4, schedule: zero-bubble}", 8));
+  // Deferred weight gradients fill part of the cool-down (ZB-H1's ideal is (p-1)(F+B-W)).
+  CHECK(zb.bubble.value() < 0.8 * plain.bubble.value());
+  CHECK(zb.compute.value() == Approx(plain.compute.value()).epsilon(1e-9));
+}
+
+TEST_CASE("engine uneven stages show in the bubble", "[engine]") {
+  const auto even = run(pipe_scenario("parallel: {pp: 4, stage_layers: [2, 2, 2, 2]}", 8));
+  const auto uneven = run(pipe_scenario("parallel: {pp: 4, stage_layers: [1, 3, 2, 2]}", 8));
+  // The 3-layer stage sets the pace: about 8 x 1.5 + 3 = 15 layer-passes of time against 11.
+  CHECK(uneven.step_time.value() > even.step_time.value() * 1.15);
+  CHECK(uneven.bubble.value() > even.bubble.value());
+}
+
+TEST_CASE("engine DP gradient reduction overlaps the last backward", "[engine]") {
+  // dp 4 on a slow switch: the whole gradient all-reduce takes longer than what stays exposed.
+  const std::string text =
+      "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, scale_up: {bandwidth: 20 GB/s, latency: 1 us}}\n"
+      "model: {layers: 8, hidden: 2048, heads: 16, kv_heads: 8, ffn: 8192, vocab: 8}\n"
+      "training: {seq_len: 4096, global_batch: 8}\nparallel: {dp: 4, zero: 0}\n";
+  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+  const auto r = run(text);
+  const auto t = topology::build_cluster(s.cluster);
+  const double params = parallelism::count_params(*s.model).total;
+  std::vector<topology::NodeId> g{0, 1, 2, 3};
+  const auto net = collectives::NetworkModel::build("analytic", "n");
+  double whole = 0;  // per-layer buckets, summed: all of the DP communication
+  const auto pc = parallelism::count_params(*s.model);
+  for (int i = 0; i < 8; ++i) {
+    whole += collectives::choose_schedule(t, collectives::Op::kAllReduce, g, Bytes::of(2.0 * pc.dense_layer), {}, {},
+                                          std::nullopt, *net).time.value();
+  }
+  (void)params;
+  CHECK(r.exposed_comm.value() > 0.0);
+  CHECK(r.exposed_comm.value() < 0.85 * whole);  // the rest hides under the last backward
+}
+
+TEST_CASE("engine a power cap lowers the clock and raises the step time", "[engine]") {
+  const std::string text = pipe_scenario("parallel: {pp: 4}", 8);
+  const auto free = run(text);
+  const auto capped = run(text, "analytic", Watts::of(400));
+  CHECK(capped.clock.value() < free.clock.value());
+  CHECK(capped.step_time.value() > free.step_time.value());
+  CHECK(capped.gpu_avg_power.value() < free.gpu_avg_power.value());
+}
+
+TEST_CASE("engine flow and analytic networks agree where nothing contends", "[engine]") {
+  const std::string text = pipe_scenario("parallel: {tp: 4}", 4);
+  CHECK(run(text, "flow").step_time.value() == Approx(run(text, "analytic").step_time.value()).epsilon(0.05));
+}
+
+TEST_CASE("engine search ranks valid plans and counts the ones that do not fit", "[engine]") {
+  const std::string text = pipe_scenario("parallel: {pp: 4}", 8);
+  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+  const auto t = topology::build_cluster(s.cluster);
+  const auto net = collectives::NetworkModel::build("analytic", "n");
+  const auto res = engine::search_plans(s, t, {net.get(), Watts{}, nullptr}, false);
+  REQUIRE(!res.plans.empty());
+  CHECK(res.valid <= res.evaluated);
+  CHECK(res.plans.size() + res.dropped_memory == res.valid);
+  for (std::size_t i = 1; i < res.plans.size(); ++i) {
+    CHECK(res.plans[i - 1].second.step_time.value() <= res.plans[i].second.step_time.value());
+  }
+}

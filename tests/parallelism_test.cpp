@@ -1,0 +1,137 @@
+// Model math, plan rules and pipeline schedules against published counts and closed forms.
+#include <catch2/catch.hpp>
+
+#include "core/error.hpp"
+#include "parallelism/layout.hpp"
+#include "parallelism/model_math.hpp"
+#include "parallelism/pipeline.hpp"
+#include "parallelism/plan.hpp"
+#include "test_support.hpp"
+
+using namespace wallsim;
+using namespace wallsim::parallelism;
+using Catch::Matchers::Contains;
+
+namespace {
+ModelSpec preset_model(const std::string& name) {
+  return parse_model(Config(YAML::Node(name), "model"), test::presets());
+}
+Scenario scenario(const std::string& extra, const std::vector<std::string>& sets = {}) {
+  const std::string text = "cluster: {gpu: h100-sxm, nodes: 128, gpus_per_node: 8,\n"
+                           "  scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 16}}\n"
+                           "model: llama3-70b\ntraining: {seq_len: 8192, global_batch: 512}\n" + extra;
+  return parse_scenario(text, "t.yaml", sets, test::presets());
+}
+}  // namespace
+
+TEST_CASE("parallelism::model_math parameter counts equal the published ones", "[parallelism]") {
+  SECTION("Llama 3 8B, hand-derived: 2Vh + L(h(a+2g)d + adh + 3hf + 2h) + h") {
+    // 2*128256*4096 + 32*(4096*48*128 + 4096*4096 + 3*4096*14336 + 8192) + 4096
+    CHECK(count_params(preset_model("llama3-8b")).total == 8'030'261'248.0);
+  }
+  SECTION("Llama 3 70B and 405B") {
+    CHECK(count_params(preset_model("llama3-70b")).total == 70'553'706'496.0);
+    CHECK(count_params(preset_model("llama3-405b")).total == 405'853'388'800.0);
+  }
+  SECTION("every model preset within 2% of the count its source states") {
+    for (const auto& name : {"gpt3-175b", "llama2-7b", "llama2-13b", "llama2-70b", "mixtral-8x7b",
+                             "mixtral-8x22b", "deepseek-v3"}) {
+      const ModelSpec m = preset_model(name);
+      INFO(name);
+      CHECK(count_params(m).total == Approx(m.published_params).epsilon(0.02));
+    }
+  }
+  SECTION("MoE active parameters: Mixtral 8x7B passes 2 of 8 experts, about 12.9B") {
+    CHECK(count_params(preset_model("mixtral-8x7b")).active == Approx(12.9e9).epsilon(0.01));
+  }
+}
+
+TEST_CASE("parallelism::model_math 6NT within the margin the attention and embedding explain", "[parallelism]") {
+  // Forward FLOPs per token = 2 (N - embedding) + causal attention 2 L a (2d) (s+1)/2, so
+  // 3x forward = 6N T - 6 V h T + attention. For Llama 3 70B at s = 8192:
+  const ModelSpec m = preset_model("llama3-70b");
+  const double s = 8192, n = count_params(m).total;
+  const double attention = 2.0 * 80 * 64 * 256 * (s + 1) / 2;  // per token, forward
+  const double expect = 2.0 * (n - 128256.0 * 8192 - 8192.0 * 161) + attention;  // norms do no GEMM
+  const double fwd = model_forward_flops_per_sequence(m, 8192).value() / s;
+  CHECK(fwd == Approx(expect).epsilon(1e-6));
+  CHECK(3.0 * fwd / (6.0 * n) == Approx(1.0).margin(0.07));  // stated margin: within 7% of 6N
+}
+
+TEST_CASE("parallelism::model_math activation memory equals Korthikanti et al.'s closed forms", "[parallelism]") {
+  // GPT-3 175B: MHA, 4h GELU MLP, dropout; no fused attention (the paper stores the scores).
+  ModelSpec m = preset_model("gpt3-175b");
+  const double s = 2048, b = 1, h = 12288, a = 96, t = 8;
+  Shard sh;
+  sh.seq_len = 2048;
+  sh.flash_attention = false;
+  const double sbh = s * b * h;
+  SECTION("no parallelism: sbh(34 + 5as/h)") {
+    CHECK(layer_activation_bytes(m, 0, sh, Recompute::kNone, true).value() == Approx(sbh * (34 + 5 * a * s / h)));
+  }
+  sh.tp = 8;
+  SECTION("tensor parallel: sbh(10 + 24/t + 5as/(ht))") {
+    CHECK(layer_activation_bytes(m, 0, sh, Recompute::kNone, true).value() ==
+          Approx(sbh * (10 + 24 / t + 5 * a * s / (h * t))));
+  }
+  SECTION("tensor + sequence parallel: sbh/t (34 + 5as/h)") {
+    sh.sp = true;
+    CHECK(layer_activation_bytes(m, 0, sh, Recompute::kNone, true).value() == Approx(sbh / t * (34 + 5 * a * s / h)));
+  }
+  SECTION("selective recompute + SP: 34 sbh/t") {
+    sh.sp = true;
+    CHECK(layer_activation_bytes(m, 0, sh, Recompute::kSelective, true).value() == Approx(34 * sbh / t));
+  }
+  SECTION("full recompute: 2sbh") {
+    CHECK(layer_activation_bytes(m, 0, sh, Recompute::kFull, true).value() == Approx(2 * sbh));
+  }
+}
+
+TEST_CASE("parallelism::plan invalid plans are rejected with the key named", "[parallelism]") {
+  auto bad = [](const std::string& extra, const std::string& message) {
+    INFO(extra);
+    CHECK_THROWS_WITH(make_plan(scenario(extra)), Contains(message));
+  };
+  bad("parallel: {tp: 6, pp: 1}", "parallel.tp: tp·pp·cp = 6 does not divide cluster.gpus 1024");
+  bad("parallel: {tp: 16, pp: 1}", "parallel.tp: 16 does not divide model.kv_heads 8");
+  bad("parallel: {tp: 8, pp: 4, ep: 2}", "parallel.ep: 2 needs a mixture-of-experts model");
+  bad("parallel: {tp: 8, pp: 4, dp: 16}", "parallel.dp: tp·pp·dp·cp = 512 but the cluster has 1024 GPUs");
+  CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 32}", {"training.global_batch=32"})),
+                    Contains("training.global_batch: 8 micro-batches per pipeline are fewer than pp 32"));
+  bad("parallel: {tp: 8, pp: 2, zero: 3}", "parallel.zero: ZeRO stage 3");
+  bad("parallel: {tp: 8, pp: 4, vpp: 2, schedule: gpipe}", "parallel.vpp: vpp 2 needs schedule interleaved");
+  bad("parallel: {tp: 8, pp: 4, stage_layers: [20, 20, 20, 19]}", "parallel.stage_layers: sum to 79");
+  bad("parallel: {tp: 8, pp: 4, order: tp-dp-pp}", "parallel.order");
+}
+
+TEST_CASE("parallelism::plan spreads uneven layers with lighter first and last stages", "[parallelism]") {
+  // Llama 3 405B: 126 layers on 16 stages, one fewer on the first and the last.
+  const auto v = spread_layers(126, 16);
+  CHECK(v.front() == 7);
+  CHECK(v.back() == 7);
+  for (std::size_t i = 1; i + 1 < v.size(); ++i) CHECK(v[i] == 8);
+}
+
+TEST_CASE("parallelism::layout Megatron order keeps TP groups on consecutive GPUs", "[parallelism]") {
+  const Plan p = make_plan(scenario("parallel: {tp: 8, pp: 4, dp: 32}"));
+  CHECK(group_of(p, {0, 0, 0, 0}, GroupKind::kTp) == std::vector<topology::NodeId>{0, 1, 2, 3, 4, 5, 6, 7});
+  const auto dp = group_of(p, {3, 0, 0, 1}, GroupKind::kDp);
+  CHECK(dp.size() == 32);
+  CHECK(dp[0] == 256 + 3);  // pp stride is tp*cp*dp = 256
+  CHECK(dp[1] == 256 + 8 + 3);
+  for (long long r : {0LL, 77LL, 1023LL}) CHECK(rank_of(p, coords_of(p, r)) == r);
+}
+
+TEST_CASE("parallelism::pipeline schedules run every pass once, 1F1B holds at most p-s micro-batches", "[parallelism]") {
+  for (auto sched : {PipeSchedule::kGpipe, PipeSchedule::kOneFOneB, PipeSchedule::kZeroBubble}) {
+    for (int s = 0; s < 4; ++s) {
+      const auto ops = stage_order(sched, 4, 1, 8, s);
+      CHECK(ops.size() == (sched == PipeSchedule::kZeroBubble ? 24u : 16u));
+    }
+  }
+  CHECK(stage_order(PipeSchedule::kInterleaved, 4, 2, 8, 0).size() == 32u);
+  for (int s = 0; s < 4; ++s) CHECK(peak_in_flight(PipeSchedule::kOneFOneB, 4, 1, 8, s) == 4 - s);
+  CHECK(peak_in_flight(PipeSchedule::kGpipe, 4, 1, 8, 0) == 8);
+  // Interleaved (Megatron): (p - s - 1) * 2 + (v - 1) * p warm-up forwards, plus one.
+  CHECK(peak_in_flight(PipeSchedule::kInterleaved, 4, 2, 8, 0) == 3 * 2 + 4 + 1);
+}
