@@ -224,3 +224,52 @@ TEST_CASE("cli collective and flows bad input", "[cli][collectives]") {
   check_bad("flows 'fat-tree:k=4,bandwidth=1 GB/s' --fail-node edge0 --flows '" + ok.string() + "'",
             "flow x: no route from ep0 to ep4");
 }
+
+TEST_CASE("cli run prints the summary and writes the SPEC JSON keys", "[cli][engine]") {
+  const std::string scenario = "'" + wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml") + "'";
+  const fs::path json = scratch() / "run.json";
+  const Result r = run("run " + scenario + " --network analytic --json '" + json.string() + "'");
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(slurp(json));
+  for (const char* key : {"step_time_s", "tokens_per_s", "mfu", "hfu", "model_tflops_per_gpu",
+                          "hardware_tflops_per_gpu", "breakdown_s", "memory", "energy", "power", "bytes_moved"}) {
+    INFO(key);
+    CHECK(j.contains(key));
+  }
+  for (const char* key : {"compute", "exposed_comm", "bubble", "other"}) CHECK(j["breakdown_s"].contains(key));
+  // The breakdown of a stage adds up to the step.
+  const auto& b = j["breakdown_s"];
+  CHECK(b["compute"].get<double>() + b["exposed_comm"].get<double>() + b["bubble"].get<double>() +
+            b["other"].get<double>() ==
+        Approx(j["step_time_s"].get<double>()).epsilon(1e-9));
+  CHECK(j["memory"]["fits"] == true);
+  CHECK(j["mfu"].get<double>() <= j["hfu"].get<double>());
+  const Result text = run("run " + scenario + " --network analytic");
+  CHECK_THAT(text.out, Contains("step time") && Contains("MFU / HFU") && Contains("memory per GPU"));
+}
+
+TEST_CASE("cli run bad input: a plan that does not fit says how much it needs", "[cli][engine]") {
+  const std::string scenario = "'" + wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml") + "'";
+  const fs::path json = scratch() / "never-run.json";
+  fs::remove(json);
+  const Result r = run("run " + scenario + " --set parallel.tp=1 --set parallel.pp=1 --set parallel.dp=1024 "
+                       "--set parallel.zero=0 --set training.global_batch=1024 --json '" + json.string() + "'");
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Contains("the plan does not fit") && Contains("GiB per GPU") && Contains("h100-sxm has"));
+  CHECK_FALSE(fs::exists(json));
+  const Result bad = run("run " + scenario + " --set parallel.tp=6");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Contains("parallel.tp"));
+}
+
+TEST_CASE("cli search ranks plans with the SPEC JSON keys", "[cli][engine]") {
+  const std::string scenario = "'" + wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml") + "'";
+  const fs::path json = scratch() / "search.json";
+  const Result r = run("search " + scenario + " --top 3 --json '" + json.string() + "'");
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(slurp(json));
+  CHECK(j["plans"].size() == 3);
+  CHECK(j["evaluated"].get<int>() >= j["valid"].get<int>());
+  CHECK(j["plans"][0].contains("parallel"));
+  CHECK(j["plans"][0]["step_time_s"].get<double>() <= j["plans"][1]["step_time_s"].get<double>());
+}
