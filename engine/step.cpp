@@ -253,6 +253,7 @@ Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
   const bool dropout = parallelism::has_dropout(m);
   const double dp_dense = static_cast<double>(p.dp) * p.cp;
   const double dp_expert = dp_dense / p.ep;
+  const auto pc = parallelism::count_params(m);
   for (int s = 0; s < p.pp; ++s) {
     const auto [dense, expert] = stage_params(m, p, s);
     Memory mem;
@@ -286,7 +287,6 @@ Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
     // Buffers: ZeRO-3 gathers one layer's weights at a time (two: the one in use and the
     // prefetch); with bucketed gradient reduction one fp32 bucket staging copy of 40M
     // parameters (Megatron's default bucket); plus the runtime reserve.
-    const auto pc = parallelism::count_params(m);
     double buffers = kRuntimeReserveBytes + 4.0 * 40e6;
     if (p.zero >= 3) buffers += 2.0 * kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp;
     mem.buffers = Bytes::of(buffers);
@@ -300,6 +300,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   const ModelSpec& m = *sc.model;
   const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.precision == "fp8");
   const auto shard = shard_of(p);
+  const auto pc = parallelism::count_params(m);
   const std::size_t domain = static_cast<std::size_t>(sc.cluster.scale_up_domain);
   const std::shared_ptr<CommCache> cache = o.cache ? o.cache : make_comm_cache();
   CommCost comm(t, p, *o.network, domain, *cache);
@@ -336,7 +337,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
 
   // Communication inside one layer's forward and backward on one GPU (exposed: Megatron runs
   // TP and EP collectives on the compute stream's critical path).
-  auto layer_comm = [&](int layer, int stage, bool forward) {
+  auto layer_comm = [&](int layer, int stage) {
     double c = 0.0;
     if (p.tp > 1) {
       if (p.sp) {
@@ -351,7 +352,6 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       const double routed = act_bytes / (p.sp ? p.tp : 1) * m.top_k * p.capacity_factor;
       c += 2.0 * comm.collective(Op::kAllToAll, GroupKind::kEp, stage, Bytes::of(routed)).value();
     }
-    (void)forward;
     return c;
   };
 
@@ -381,7 +381,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     const int first = p.first_layer(c, s);
     for (int i = first; i < first + p.layers_of(c, s); ++i) {
       const PassCost& lc = cost_of_layer(i);
-      const double fc = layer_comm(i, s, true), bc = layer_comm(i, s, false);
+      const double fc = layer_comm(i, s), bc = layer_comm(i, s);  // same collectives both ways
       double cp_exposed = 0.0;
       if (p.cp > 1) {
         const double ring = comm.collective(Op::kAllGather, GroupKind::kCp, s, Bytes::of(kv_bytes * p.cp)).value();
@@ -412,7 +412,6 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     if (p.zero >= 2 && p.dp * p.cp > 1) {
       const int layers = p.layers_of(c, s);
       double dense = 0, expert = 0;
-      const auto pc = parallelism::count_params(m);
       for (int i = first; i < first + layers; ++i) {
         const bool moe = parallelism::is_moe_layer(m, i);
         dense += (moe ? pc.moe_layer - pc.moe_experts : pc.dense_layer) / p.tp;
@@ -507,7 +506,6 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
         const int first = p.first_layer(c, s);
         for (int li = layers - 1; li >= 0; --li) {
           const int i = first + li;
-          const auto pc = parallelism::count_params(m);
           const bool moe = parallelism::is_moe_layer(m, i);
           const double dense = (moe ? pc.moe_layer - pc.moe_experts : pc.dense_layer) / p.tp;
           const double expert = moe ? pc.moe_experts / p.tp / p.ep : 0.0;

@@ -50,6 +50,19 @@ Result run(const std::string& args) {
   return r;
 }
 
+/// Bad input: exit code 2, the message on stderr (in one line when `one_line`), and the
+/// --json file never written.
+void check_bad_input(const std::string& args, const std::string& message, bool one_line) {
+  const fs::path json = scratch() / "never.json";
+  fs::remove(json);
+  const Result r = run(args + " --json '" + json.string() + "'");
+  INFO(args);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Contains(message));
+  if (one_line) CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK_FALSE(fs::exists(json));
+}
+
 }  // namespace
 
 TEST_CASE("cli topo prints the metrics of a spec string", "[cli]") {
@@ -123,15 +136,8 @@ TEST_CASE("cli presets lists presets with their sources", "[cli]") {
 }
 
 TEST_CASE("cli bad input: one line naming the key, exit 2, no output file", "[cli]") {
-  const fs::path json = scratch() / "never.json";
-  fs::remove(json);
-  auto check_bad = [&](const std::string& args, const std::string& message) {
-    const Result r = run(args + " --json '" + json.string() + "'");
-    INFO(args);
-    CHECK(r.code == 2);
-    CHECK_THAT(r.err, Contains(message));
-    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-    CHECK_FALSE(fs::exists(json));
+  auto check_bad = [](const std::string& args, const std::string& message) {
+    check_bad_input(args, message, true);
   };
   check_bad("topo 'fat-tree:k=4,bandwidth=400 Gbs'", "fat-tree.bandwidth: unknown unit 'Gbs'");
   check_bad("topo 'fat-tree:k=4,bandwidth=400 Gb/s,radix=8'", "fat-tree.radix: give either k or radix");
@@ -199,14 +205,8 @@ TEST_CASE("cli flows replays flows and writes finish times and paths", "[cli][co
 }
 
 TEST_CASE("cli collective and flows bad input", "[cli][collectives]") {
-  const fs::path json = scratch() / "never.json";
-  fs::remove(json);
-  auto check_bad = [&](const std::string& args, const std::string& message) {
-    const Result r = run(args + " --json '" + json.string() + "'");
-    INFO(args);
-    CHECK(r.code == 2);
-    CHECK_THAT(r.err, Contains(message));
-    CHECK_FALSE(fs::exists(json));
+  auto check_bad = [](const std::string& args, const std::string& message) {
+    check_bad_input(args, message, false);
   };
   const std::string sw = "collective 'switch:n=8,bandwidth=100 GB/s' ";
   check_bad(sw + "--op allreduce --bytes 1", "--op: unknown op 'allreduce' (did you mean 'all_reduce'?)");
