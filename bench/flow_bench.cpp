@@ -38,9 +38,11 @@ std::vector<double> simgrid_run(const Topology& t, const std::vector<Case>& case
                                 const std::vector<collectives::Flow>& flows, double* run_s,
                                 double* setup_s) {
   const auto t0 = Clock::now();
-  int argc = 1;
+  // SimGrid's own log says every configuration change and each sub-precision sleep: quiet it.
+  int argc = 2;
   char name[] = "flow_bench";
-  char* argv[] = {name, nullptr};
+  char quiet[] = "--log=root.thres:critical";
+  char* argv[] = {name, quiet, nullptr};
   sg4::Engine e(&argc, argv);
   for (const char* cfg : {"network/model:CM02", "network/crosstraffic:0", "network/latency-factor:1",
                           "network/bandwidth-factor:1", "network/weight-S:0", "network/TCP-gamma:1e300",

@@ -19,8 +19,9 @@ struct FlowState {
   double previous = 0.0;   // rate before the current recomputation
   double last = 0.0;
   double weight = 1.0;
+  double bytes = 0.0;      // the flow's size
   std::uint32_t version = 0;
-  bool active = false;
+  std::uint32_t mark = 0;  // epoch of the last component search that reached this flow
 };
 
 struct HeapEntry {
@@ -35,15 +36,28 @@ class Solver {
  public:
   Solver(const topology::Topology& t, const std::vector<Flow>& flows)
       : topo_(t), flows_(flows), state_(flows.size()), begin_(flows.size() + 1, 0),
-        on_link_(t.num_links()), link_mark_(t.num_links(), 0), flow_mark_(flows.size(), 0),
+        on_link_(t.num_links()), link_mark_(t.num_links(), 0),
         cap_(t.num_links(), 0.0), wsum_(t.num_links(), 0.0), link_ver_(t.num_links(), 0),
         bw_(t.num_links()), finish_(flows.size(), Seconds::of(kInf)), touch_mark_(t.num_links(), 0) {
     load_.assign(t.num_links(), 0.0);
     for (topology::LinkId l = 0; l < t.num_links(); ++l) bw_[l] = t.link(l).bandwidth.value();
-    // Paths in one array (cache-friendly), with each element's slot in its link's flow list.
-    for (std::size_t f = 0; f < flows.size(); ++f) begin_[f + 1] = begin_[f] + static_cast<std::uint32_t>(flows[f].path.size());
-    links_.reserve(begin_.back());
-    for (const auto& fl : flows) links_.insert(links_.end(), fl.path.begin(), fl.path.end());
+    // Paths in one array (cache-friendly), with each element's slot in its link's flow list;
+    // flows in activation order (start + path latency; ties by index) in one array too.
+    std::size_t total = 0;
+    for (const auto& fl : flows) total += fl.path.size();
+    links_.reserve(total);
+    agenda_.reserve(flows.size());
+    for (std::size_t f = 0; f < flows.size(); ++f) {
+      const Flow& fl = flows[f];
+      for (auto l : fl.path) {
+        if (l >= t.num_links()) throw Error("flow " + std::to_string(f), "link " + std::to_string(l) + " does not exist");
+      }
+      links_.insert(links_.end(), fl.path.begin(), fl.path.end());
+      begin_[f + 1] = static_cast<std::uint32_t>(links_.size());
+      agenda_.push_back({fl.start.value() + t.path_latency(fl.path).value(), static_cast<std::uint32_t>(f)});
+    }
+    std::sort(agenda_.begin(), agenda_.end(),
+              [](const Start& a, const Start& b) { return a.at != b.at ? a.at < b.at : a.id < b.id; });
     slot_.assign(links_.size(), 0);
   }
   [[nodiscard]] std::span<const topology::LinkId> path(std::uint32_t f) const {
@@ -51,24 +65,12 @@ class Solver {
   }
 
   std::vector<Seconds> run(FlowStats* stats) {
-    const std::size_t n = flows_.size();
-    std::vector<double> activation(n);
-    std::vector<std::uint32_t> order(n);
-    for (std::size_t f = 0; f < n; ++f) {
-      const Flow& fl = flows_[f];
-      for (auto l : fl.path) {
-        if (l >= topo_.num_links()) throw Error("flow " + std::to_string(f), "link " + std::to_string(l) + " does not exist");
-      }
-      activation[f] = fl.start.value() + topo_.path_latency(fl.path).value();
-      order[f] = static_cast<std::uint32_t>(f);
-    }
-    std::stable_sort(order.begin(), order.end(),
-                     [&](auto a, auto b) { return activation[a] < activation[b]; });
+    const std::size_t n = agenda_.size();
     std::size_t next = 0;
     std::vector<topology::LinkId> changed;
     while (next < n || !finish_heap_.empty()) {
       drop_stale();
-      const double t_act = next < n ? activation[order[next]] : kInf;
+      const double t_act = next < n ? agenda_[next].at : kInf;
       const double t_fin = finish_heap_.empty() ? kInf : finish_heap_.top().key;
       const double now = std::min(t_act, t_fin);
       const double tol = kRelativePrecision * std::max(std::fabs(now), 1e-12);
@@ -83,10 +85,10 @@ class Solver {
         deactivate(e.id, changed);
       }
       // Activations.
-      while (next < n && activation[order[next]] <= now + tol) {
-        const std::uint32_t f = order[next++];
-        if (flows_[f].path.empty() || flows_[f].bytes.value() <= 0.0) {
-          finish_[f] = Seconds::of(activation[f]);
+      while (next < n && agenda_[next].at <= now + tol) {
+        const auto [at, f] = agenda_[next++];
+        if (begin_[f] == begin_[f + 1] || flows_[f].bytes.value() <= 0.0) {
+          finish_[f] = Seconds::of(at);
           continue;
         }
         activate(f, now, changed);
@@ -109,8 +111,7 @@ class Solver {
 
   void activate(std::uint32_t f, double now, std::vector<topology::LinkId>& changed) {
     FlowState& s = state_[f];
-    s.active = true;
-    s.remaining = flows_[f].bytes.value();
+    s.remaining = s.bytes = flows_[f].bytes.value();
     s.last = now;
     s.rate = 0.0;
     s.weight = flows_[f].multiplicity;
@@ -126,7 +127,6 @@ class Solver {
 
   void deactivate(std::uint32_t f, std::vector<topology::LinkId>& changed) {
     FlowState& s = state_[f];
-    s.active = false;
     ++s.version;
     for (std::uint32_t i = begin_[f]; i < begin_[f + 1]; ++i) {
       const topology::LinkId l = links_[i];
@@ -162,8 +162,8 @@ class Solver {
     }
     for (std::size_t i = 0; i < comp_links_.size(); ++i) {
       for (std::uint32_t f : on_link_[comp_links_[i]]) {
-        if (flow_mark_[f] == epoch_) continue;
-        flow_mark_[f] = epoch_;
+        if (state_[f].mark == epoch_) continue;
+        state_[f].mark = epoch_;
         comp_flows_.push_back(f);
         for (auto l : path(f)) {
           if (link_mark_[l] != epoch_) {
@@ -174,11 +174,8 @@ class Solver {
       }
     }
     stats_.links_visited += comp_links_.size();
-    // Bring the component's flows to `now` before their rates change.
     for (std::uint32_t f : comp_flows_) {
       FlowState& s = state_[f];
-      s.remaining = std::max(0.0, s.remaining - s.rate * (now - s.last));
-      s.last = now;
       s.previous = s.rate;
       s.rate = -1.0;  // unfixed
     }
@@ -199,8 +196,11 @@ class Solver {
         s.rate = s.previous;
         continue;
       }
+      // The rate changes: bring the flow to `now` at its old rate first.
+      s.remaining = std::max(0.0, s.remaining - s.previous * (now - s.last));
+      s.last = now;
       ++s.version;
-      const double done_in = s.remaining <= kRelativePrecision * flows_[f].bytes.value() ? 0.0
+      const double done_in = s.remaining <= kRelativePrecision * s.bytes ? 0.0
                              : s.rate > 0.0 ? s.remaining / s.rate
                                             : kInf;
       if (done_in == kInf) {
@@ -210,76 +210,88 @@ class Solver {
     }
   }
 
-  /// Progressive filling over the component: repeatedly saturate the link with the lowest
-  /// fair level and fix the rate of its unfixed flows. Small components scan for the minimum;
-  /// large ones keep the levels in a heap with lazy invalidation.
-  static constexpr std::size_t kLinearFillLinks = 128;
+  /// Progressive filling over the component: repeatedly saturate the links with the lowest
+  /// fair level and fix the rate of their unfixed flows. Small components scan for the
+  /// minimum (all links tied at it are saturated in one round: fixing one leaves the others'
+  /// level unchanged); large ones keep the levels in a heap with lazy invalidation.
+  static constexpr std::size_t kLinearFillLinks = 1024;
   void fill(bool linear) {
     levels_.clear();
-    if (linear) open_.assign(comp_links_.begin(), comp_links_.end());
+    if (linear) open_.clear();
     for (auto l : comp_links_) {
       cap_[l] = bw_[l];
       wsum_[l] = load_[l];
       ++link_ver_[l];
-      if (!linear && load_[l] > 0.0) push_level(l);
-    }
-    while (true) {
-      topology::LinkId best = 0;
-      double level = kInf;
+      if (load_[l] <= 0.0) continue;
       if (linear) {
-        // Scan the links still carrying unfixed flows, dropping resolved ones as we go;
-        // compare cap/w without dividing.
-        double best_cap = 0.0, best_w = 0.0;
+        open_.push_back(l);
+      } else {
+        levels_.push_back({cap_[l] / wsum_[l], l, link_ver_[l]});
+      }
+    }
+    if (!linear) std::make_heap(levels_.begin(), levels_.end(), std::greater<>());
+    while (true) {
+      if (linear) {
+        // Scan the links still carrying unfixed flows, dropping resolved ones as we go.
+        double level = kInf;
         std::size_t keep = 0;
+        tied_.clear();
         for (std::size_t i = 0; i < open_.size(); ++i) {
           const auto l = open_[i];
           if (wsum_[l] <= 0.0) continue;
           open_[keep++] = l;
-          if (best_w == 0.0 || cap_[l] * best_w < best_cap * wsum_[l]) {
-            best_cap = cap_[l];
-            best_w = wsum_[l];
-            best = l;
+          const double x = cap_[l] / wsum_[l];
+          if (x < level) {
+            level = x;
+            tied_.clear();
           }
+          if (x == level) tied_.push_back(l);
         }
         open_.resize(keep);
-        if (best_w > 0.0) level = best_cap / best_w;
-        if (level == kInf) break;
+        if (tied_.empty()) break;
+        for (auto l : tied_) {
+          if (wsum_[l] > 0.0) saturate(l, level, false);
+        }
       } else {
         while (!levels_.empty() && levels_.front().version != link_ver_[levels_.front().id]) pop_level();
         if (levels_.empty()) break;
-        best = levels_.front().id;
-        level = levels_.front().key;
+        const auto best = levels_.front().id;
+        const double level = levels_.front().key;
         pop_level();
+        saturate(best, level, true);
       }
-      wsum_[best] = 0.0;
-      ++touch_epoch_;
-      touched_.clear();
-      for (std::uint32_t f : on_link_[best]) {
-        FlowState& s = state_[f];
-        if (s.rate >= 0.0) continue;
-        s.rate = level;
-        ++stats_.rate_updates;
-        for (auto m : path(f)) {
-          if (m == best) continue;
-          cap_[m] -= level * s.weight;
-          wsum_[m] -= s.weight;
-          if (touch_mark_[m] != touch_epoch_) {
-            touch_mark_[m] = touch_epoch_;
-            touched_.push_back(m);
-          }
+    }
+  }
+  /// Fixes every unfixed flow on `best` at `level` and updates the other links they cross.
+  void saturate(topology::LinkId best, double level, bool heap) {
+    wsum_[best] = 0.0;
+    ++touch_epoch_;
+    touched_.clear();
+    for (std::uint32_t f : on_link_[best]) {
+      FlowState& s = state_[f];
+      if (s.rate >= 0.0) continue;
+      s.rate = level;
+      ++stats_.rate_updates;
+      for (auto m : path(f)) {
+        if (m == best) continue;
+        cap_[m] -= level * s.weight;
+        wsum_[m] -= s.weight;
+        if (touch_mark_[m] != touch_epoch_) {
+          touch_mark_[m] = touch_epoch_;
+          touched_.push_back(m);
         }
       }
-      // Each link the fixed flows cross gets one new level, after all of them are fixed.
-      for (auto m : touched_) {
-        ++link_ver_[m];
-        // Snap residues so that filling ends (one named relative precision).
-        if (wsum_[m] <= kRelativePrecision) {
-          wsum_[m] = 0.0;
-          continue;
-        }
-        if (cap_[m] < kRelativePrecision * bw_[m]) cap_[m] = 0.0;
-        if (!linear) push_level(m);
+    }
+    // Each link the fixed flows cross gets one new level, after all of them are fixed.
+    for (auto m : touched_) {
+      ++link_ver_[m];
+      // Snap residues so that filling ends (one named relative precision).
+      if (wsum_[m] <= kRelativePrecision) {
+        wsum_[m] = 0.0;
+        continue;
       }
+      if (cap_[m] < kRelativePrecision * bw_[m]) cap_[m] = 0.0;
+      if (heap) push_level(m);
     }
   }
   void push_level(topology::LinkId l) {
@@ -298,7 +310,12 @@ class Solver {
   std::vector<topology::LinkId> links_;
   std::vector<std::uint32_t> slot_;           // position of each path element in its link's list
   std::vector<std::vector<std::uint32_t>> on_link_;
-  std::vector<std::uint32_t> link_mark_, flow_mark_;
+  std::vector<std::uint32_t> link_mark_;
+  struct Start {
+    double at;
+    std::uint32_t id;
+  };
+  std::vector<Start> agenda_;  // activations in time order
   std::vector<double> cap_, wsum_;
   std::vector<std::uint32_t> link_ver_;
   std::vector<double> bw_;
@@ -307,6 +324,7 @@ class Solver {
   std::vector<HeapEntry> levels_;  // storage of the filling heap, reused across recomputations
   std::vector<topology::LinkId> touched_;
   std::vector<topology::LinkId> open_;  // links with unfixed flows during a linear fill
+  std::vector<topology::LinkId> tied_;  // links at the lowest level in a linear fill round
   std::vector<std::uint32_t> touch_mark_;
   std::uint32_t touch_epoch_ = 0;
   std::vector<topology::LinkId> comp_links_;
