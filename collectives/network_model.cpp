@@ -73,8 +73,7 @@ class AnalyticModel final : public NetworkModel {
         for (const auto& x : ph->transfers) {
           ++index;
           if (x.src == x.dst) continue;
-          t.route_into(x.src, x.dst, key_of(step_no, index), path);
-          const auto cost = t.path_cost(path);
+          const auto cost = t.route_cost(x.src, x.dst, key_of(step_no, index), path);
           const double bytes = std::max(out[x.src], in[x.dst]);
           slowest = std::max(slowest, p.overhead.value() + cost.latency.value() +
                                           bytes / cost.bandwidth.value());

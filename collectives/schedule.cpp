@@ -33,12 +33,20 @@ E parse_name(const std::vector<std::pair<E, std::string>>& table, const std::str
                         "; one of " + join(names, ", "));
 }
 
+/// Every rank of `ring` sends `bytes` to its successor, appended to `p`.
+void append_ring(Phase& p, const Group& ring, Bytes bytes) {
+  const std::size_t n = ring.size();
+  if (n == 0) return;
+  p.transfers.reserve(p.transfers.size() + n);
+  for (std::size_t i = 0; i + 1 < n; ++i) p.transfers.push_back({ring[i], ring[i + 1], bytes});
+  p.transfers.push_back({ring[n - 1], ring[0], bytes});
+}
+
 /// One ring step: every rank sends `bytes` to its successor in `ring`.
 Phase ring_step(const Group& ring, Bytes bytes, double repeat) {
   Phase p;
   p.repeat = repeat;
-  const std::size_t n = ring.size();
-  for (std::size_t i = 0; i < n; ++i) p.transfers.push_back({ring[i], ring[(i + 1) % n], bytes});
+  append_ring(p, ring, bytes);
   return p;
 }
 
@@ -46,10 +54,10 @@ Phase ring_step(const Group& ring, Bytes bytes, double repeat) {
 Phase rings_step(const std::vector<Group>& rings, Bytes bytes, double repeat) {
   Phase p;
   p.repeat = repeat;
-  for (const auto& r : rings) {
-    const Phase one = ring_step(r, bytes, 1.0);
-    p.transfers.insert(p.transfers.end(), one.transfers.begin(), one.transfers.end());
-  }
+  std::size_t total = 0;
+  for (const auto& r : rings) total += r.size();
+  p.transfers.reserve(total);
+  for (const auto& r : rings) append_ring(p, r, bytes);
   return p;
 }
 
@@ -155,6 +163,7 @@ std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo 
         s.chunks = chunk_count(2.0 * depth, size / 2.0, opt);
         p.repeat = 2.0 * depth + static_cast<double>(s.chunks) - 1.0;
         const Bytes chunk = size / 2.0 / static_cast<double>(s.chunks);
+        p.transfers.reserve(2 * edges.size());
         for (const auto& [child, parent] : edges) {
           p.transfers.push_back({child, parent, chunk});
           p.transfers.push_back({parent, child, chunk});
@@ -178,6 +187,7 @@ std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo 
       }
       auto exchange = [&](std::size_t distance, Bytes bytes) {
         Phase p;
+        p.transfers.reserve(n);
         for (std::size_t r = 0; r < n; ++r) p.transfers.push_back({group[r], group[r ^ distance], bytes});
         s.phases.push_back(std::move(p));
       };
@@ -204,19 +214,18 @@ std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo 
         return fail("hierarchical runs all_reduce, all_gather and reduce_scatter");
       }
       // Group the ranks by domain, keeping rank order; every domain must hold m ranks.
-      std::vector<NodeId> domains;
+      std::vector<std::size_t> slot;  // domain id -> its index in `local`, + 1 (0: not seen)
       std::vector<Group> local;
       for (NodeId e : group) {
-        const NodeId d = static_cast<NodeId>(e / dom);
-        auto it = std::find(domains.begin(), domains.end(), d);
-        if (it == domains.end()) {
-          domains.push_back(d);
+        const std::size_t d = e / dom;
+        if (d >= slot.size()) slot.resize(d + 1, 0);
+        if (slot[d] == 0) {
           local.emplace_back();
-          it = domains.end() - 1;
+          slot[d] = local.size();
         }
-        local[static_cast<std::size_t>(it - domains.begin())].push_back(e);
+        local[slot[d] - 1].push_back(e);
       }
-      const std::size_t k = domains.size(), m = local.front().size();
+      const std::size_t k = local.size(), m = local.front().size();
       for (const auto& l : local) {
         if (l.size() != m) return fail("hierarchical needs the same number of ranks in every domain");
       }

@@ -148,3 +148,39 @@ TEST_CASE("topology dragonfly UGAL takes the Valiant path when the minimal one i
   CHECK(busy.size() > minimal.size());
   CHECK(valid_chain(t, src, dst, busy));
 }
+
+TEST_CASE("topology route cost without routing equals the cost of the route", "[topology][routing]") {
+  // Alpha-beta costing looks the cost up by the pair's first shared group (route_cost); it
+  // must equal the latency and bottleneck of the path the router gives, for any ECMP key.
+  auto check = [](const Topology& t) {
+    std::mt19937_64 rng(5);
+    const auto n = static_cast<NodeId>(t.num_endpoints());
+    Path scratch;
+    for (int i = 0; i < 2000; ++i) {
+      const NodeId s = rng() % n, d = rng() % n;
+      const std::uint64_t key = rng();
+      const auto expect = t.path_cost(t.route(s, d, key));
+      const auto got = t.route_cost(s, d, key, scratch);
+      INFO(s << " -> " << d);
+      CHECK(got.latency.value() == expect.latency.value());
+      CHECK(got.bandwidth.value() == expect.bandwidth.value());
+    }
+  };
+  SECTION("fat-trees, oversubscribed so that levels differ") {
+    check(test::fat_tree(8, 2.0));
+    check(build_fat_tree({.k = 8, .levels = 2, .oversubscription = 4.0, .link = test::link()}));
+    check(build_fat_tree({.k = 8, .endpoints = 70, .link = test::link()}));
+  }
+  SECTION("clos: NVLink domains, rails, spines; NVL72; one GPU per domain") {
+    check(test::clos(8, 8, 4, 4));
+    check(test::clos(36, 4, 18, 2, 72));
+    check(test::clos(8, 1, 4, 2));
+    check(test::clos(1, 8, 1, 1));
+  }
+  SECTION("after a failure the lookup gives way to the rerouted path") {
+    Topology t = build_fat_tree({.k = 4, .link = test::link()});
+    const Path before = t.route(0, 15, 7);
+    t.fail_link(before[2]);
+    check(t);
+  }
+}

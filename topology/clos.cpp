@@ -11,8 +11,8 @@ namespace {
 
 struct ClosTables {
   long long gpus = 0;
-  int gpn = 0, domain = 0, spines = 0;
-  long long nodes_per_leaf = 0;
+  int spines = 0;
+  std::vector<std::uint32_t> domain_of, leaf_of;  // per GPU: its scale-up domain and leaf
   std::vector<LinkId> gpu_nvs, nvs_gpu;    // per GPU
   std::vector<LinkId> gpu_leaf, leaf_gpu;  // per GPU (empty without scale-out)
   std::vector<LinkId> leaf_spine, spine_leaf;  // [leaf * spines + s]
@@ -20,15 +20,17 @@ struct ClosTables {
   std::vector<LinkId> spine_storage, storage_spine;  // [storage_index * spines + s]
 };
 
+/// Appends `links` to `out` (cleared by Router::route), reusing its storage.
+void set_path(Path& out, std::initializer_list<LinkId> links) {
+  for (LinkId l : links) out.push_back(l);
+}
+
 class ClosRouter final : public Router {
  public:
   explicit ClosRouter(ClosTables t) : t_(std::move(t)) {}
 
  private:
-  [[nodiscard]] long long leaf_of(long long gpu) const {
-    const long long node = gpu / t_.gpn;
-    return (node / t_.nodes_per_leaf) * t_.gpn + gpu % t_.gpn;
-  }
+  [[nodiscard]] long long leaf_of(NodeId gpu) const { return t_.leaf_of[gpu]; }
   [[nodiscard]] long long storage_index(NodeId n) const {
     for (std::size_t i = 0; i < t_.storage.size(); ++i) {
       if (t_.storage[i] == n) return static_cast<long long>(i);
@@ -38,8 +40,8 @@ class ClosRouter final : public Router {
   bool do_route(const Topology&, NodeId src, NodeId dst, std::uint64_t key,
                 const std::vector<double>*, Path& out) const override {
     const bool s_gpu = src < t_.gpus, d_gpu = dst < t_.gpus;
-    if (s_gpu && d_gpu && src / t_.domain == dst / t_.domain) {
-      out = {t_.gpu_nvs[src], t_.nvs_gpu[dst]};
+    if (s_gpu && d_gpu && t_.domain_of[src] == t_.domain_of[dst]) {
+      set_path(out, {t_.gpu_nvs[src], t_.nvs_gpu[dst]});
       return true;
     }
     if (t_.gpu_leaf.empty() || t_.spines == 0) return false;
@@ -47,25 +49,25 @@ class ClosRouter final : public Router {
     if (s_gpu && d_gpu) {
       const long long ls = leaf_of(src), lt = leaf_of(dst);
       if (ls == lt) {
-        out = {t_.gpu_leaf[src], t_.leaf_gpu[dst]};
+        set_path(out, {t_.gpu_leaf[src], t_.leaf_gpu[dst]});
       } else {
-        out = {t_.gpu_leaf[src], t_.leaf_spine[ls * t_.spines + s],
-               t_.spine_leaf[lt * t_.spines + s], t_.leaf_gpu[dst]};
+        set_path(out, {t_.gpu_leaf[src], t_.leaf_spine[ls * t_.spines + s],
+               t_.spine_leaf[lt * t_.spines + s], t_.leaf_gpu[dst]});
       }
       return true;
     }
     if (s_gpu) {
       const long long si = storage_index(dst);
       if (si < 0) return false;
-      out = {t_.gpu_leaf[src], t_.leaf_spine[leaf_of(src) * t_.spines + s],
-             t_.spine_storage[si * t_.spines + s]};
+      set_path(out, {t_.gpu_leaf[src], t_.leaf_spine[leaf_of(src) * t_.spines + s],
+             t_.spine_storage[si * t_.spines + s]});
       return true;
     }
     if (d_gpu) {
       const long long si = storage_index(src);
       if (si < 0) return false;
-      out = {t_.storage_spine[si * t_.spines + s], t_.spine_leaf[leaf_of(dst) * t_.spines + s],
-             t_.leaf_gpu[dst]};
+      set_path(out, {t_.storage_spine[si * t_.spines + s], t_.spine_leaf[leaf_of(dst) * t_.spines + s],
+             t_.leaf_gpu[dst]});
       return true;
     }
     return false;
@@ -120,10 +122,7 @@ Topology build_clos(const ClosParams& p) {
   }
   ClosTables t;
   t.gpus = gpus;
-  t.gpn = p.gpus_per_node;
-  t.domain = domain;
   t.spines = scale_out ? spines : 0;
-  t.nodes_per_leaf = npl;
   const bool storage = p.storage.value() > 0.0;
   const int storage_nodes = storage ? p.storage_nodes : 0;
   for (int i = 0; i < storage_nodes; ++i) {
@@ -134,6 +133,12 @@ Topology build_clos(const ClosParams& p) {
   const Link out = make_link(p.scale_out, LinkClass::kScaleOut);
   t.gpu_nvs.resize(gpus);
   t.nvs_gpu.resize(gpus);
+  t.domain_of.resize(gpus);
+  t.leaf_of.resize(gpus);
+  for (long long g = 0; g < gpus; ++g) {
+    t.domain_of[g] = static_cast<std::uint32_t>(g / domain);
+    t.leaf_of[g] = static_cast<std::uint32_t>((g / p.gpus_per_node / npl) * p.gpus_per_node + g % p.gpus_per_node);
+  }
   if (domain > 1) {
     for (long long g = 0; g < gpus; ++g) {
       const auto id = b.add_cable(static_cast<NodeId>(g), first_nvs + static_cast<NodeId>(g / domain), up);
@@ -145,8 +150,7 @@ Topology build_clos(const ClosParams& p) {
     t.gpu_leaf.resize(gpus);
     t.leaf_gpu.resize(gpus);
     for (long long g = 0; g < gpus; ++g) {
-      const long long leaf = (g / p.gpus_per_node / npl) * p.gpus_per_node + g % p.gpus_per_node;
-      const auto id = b.add_cable(static_cast<NodeId>(g), first_leaf + static_cast<NodeId>(leaf), out);
+      const auto id = b.add_cable(static_cast<NodeId>(g), first_leaf + t.leaf_of[g], out);
       t.gpu_leaf[g] = id;
       t.leaf_gpu[g] = id + 1;
     }
@@ -198,7 +202,13 @@ Topology build_clos(const ClosParams& p) {
                   &t.storage_spine}) {
     remap(*v, f);
   }
+  // GPU pairs in one scale-up domain cross GPU, NVSwitch, GPU; on one leaf GPU, leaf, GPU;
+  // otherwise GPU, leaf, spine, leaf, GPU. Every link of a kind has the same parameters and
+  // every spine the same latency, so each level has one cost whichever spine ECMP picks.
+  std::vector<std::vector<std::uint32_t>> levels{t.domain_of};
+  if (scale_out) levels.push_back(t.leaf_of);
   topo.set_router(std::make_shared<ClosRouter>(std::move(t)));
+  topo.set_cost_levels(std::move(levels));
   return topo;
 }
 

@@ -159,7 +159,16 @@ Topology build_fat_tree(const FatTreeParams& p) {
   remap(t.edge_down, final_id);
   remap(t.agg_up, final_id);
   remap(t.core_down, final_id);
+  // Hosts on one edge switch cross host, edge, host; in one pod host, edge, aggregation,
+  // edge, host; otherwise up to a core and down. Each tier's links and switches are alike,
+  // so each level has one cost whichever ECMP path is picked.
+  std::vector<std::vector<std::uint32_t>> levels(p.levels == 3 ? 2 : 1, std::vector<std::uint32_t>(n));
+  for (long long i = 0; i < n; ++i) {
+    levels[0][i] = static_cast<std::uint32_t>(i / h);
+    if (p.levels == 3) levels[1][i] = static_cast<std::uint32_t>(i / (h * h));
+  }
   topo.set_router(std::make_shared<FatTreeRouter>(std::move(t)));
+  topo.set_cost_levels(std::move(levels));
   return topo;
 }
 

@@ -228,6 +228,22 @@ Topology::PathCost Topology::path_cost(const Path& p) const {
   return {Seconds::of(latency), Bandwidth::of(bandwidth)};
 }
 
+void Topology::set_cost_levels(std::vector<std::vector<std::uint32_t>> levels) {
+  cost_levels_ = std::move(levels);
+  level_cost_.assign(cost_levels_.size() + 1, PathCost{});
+  // Endpoint 0 and the first endpoint at each level (a level no pair reaches is never asked).
+  std::vector<bool> seen(level_cost_.size(), false);
+  Path p;
+  for (NodeId e = 1; e < endpoints_; ++e) {
+    std::size_t i = 0;
+    while (i < cost_levels_.size() && cost_levels_[i][0] != cost_levels_[i][e]) ++i;
+    if (seen[i]) continue;
+    seen[i] = true;
+    route_into(0, e, 0, p);
+    level_cost_[i] = path_cost(p);
+  }
+}
+
 std::string Topology::router_name() const {
   return router_ ? std::string(router_->name()) : std::string("ecmp-shortest-path");
 }

@@ -114,6 +114,22 @@ class Topology {
   };
   /// Both at once, from a compact per-link table (what alpha-beta costing needs).
   [[nodiscard]] PathCost path_cost(const Path& p) const;
+  /// The cost of the route route_into() would give; on a healthy fabric with cost levels, a
+  /// table lookup with no routing (`scratch` holds the route otherwise).
+  [[nodiscard]] PathCost route_cost(NodeId src, NodeId dst, std::uint64_t flow_key, Path& scratch) const {
+    if (!level_cost_.empty() && src != dst && src < endpoints_ && dst < endpoints_ && !has_failures()) {
+      std::size_t i = 0;
+      while (i < cost_levels_.size() && cost_levels_[i][src] != cost_levels_[i][dst]) ++i;
+      return level_cost_[i];
+    }
+    route_into(src, dst, flow_key, scratch);
+    return path_cost(scratch);
+  }
+  /// Cost levels of the family (builders call this after set_router): per level, a group id
+  /// per endpoint, such that every route between two endpoints whose first shared group is
+  /// at level i (or who share none) has the same latency and bottleneck bandwidth whatever
+  /// the ECMP pick. One route per level is costed here.
+  void set_cost_levels(std::vector<std::vector<std::uint32_t>> levels);
   /// Installs the family router (builders call this once link ids are final).
   void set_router(std::shared_ptr<const Router> r) { router_ = std::move(r); }
   /// Name of the family router ("ecmp-fat-tree", "dimension-order", ...).
@@ -136,6 +152,8 @@ class Topology {
   std::size_t switches_ = 0;
   FamilyInfo info_;
   std::shared_ptr<const Router> router_;
+  std::vector<std::vector<std::uint32_t>> cost_levels_;  ///< see set_cost_levels
+  std::vector<PathCost> level_cost_;  ///< by first shared level; the last: none shared
   std::vector<std::uint8_t> failed_link_;
   std::vector<std::uint8_t> failed_node_;
 };
