@@ -162,7 +162,8 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
                 "memory_bandwidth", "scale_up_bandwidth", "tdp", "idle_power", "base_clock",
                 "boost_clock", "memory_energy", "cores", "sram_per_core", "mesh",
                 "fabric_bandwidth", "gemm_efficiency", "attention_efficiency",
-                "memory_efficiency", "kernel_overhead", "dynamic_power"});
+                "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile",
+                "attention_block"});
   GpuSpec g;
   g.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -190,6 +191,27 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   }
   if (auto f = c.find("kernel_overhead")) g.kernel_overhead = f->as<Seconds>();
   if (auto f = c.find("dynamic_power")) g.dynamic_power = f->as<Watts>();
+  if (auto f = c.find("sms")) g.sms = static_cast<int>(positive(*f));
+  if (auto f = c.find("attention_block")) g.attention_block = static_cast<int>(positive(*f));
+  if (auto f = c.find("gemm_tile")) {
+    // "256x128": rows x columns of the output tile one thread block computes.
+    const std::string v = f->as_string();
+    const auto x = v.find('x');
+    int r = 0, col = 0;
+    try {
+      std::size_t used_r = 0, used_c = 0;
+      if (x != std::string::npos) {
+        r = std::stoi(v.substr(0, x), &used_r);
+        col = std::stoi(v.substr(x + 1), &used_c);
+      }
+      if (x == std::string::npos || used_r != x || used_c != v.size() - x - 1) r = 0;
+    } catch (const std::exception&) {
+      r = 0;
+    }
+    if (r <= 0 || col <= 0) throw Error(f->path(), "'" + v + "' is not a tile like 256x128");
+    g.gemm_tile_rows = r;
+    g.gemm_tile_cols = col;
+  }
   if (g.cores == 0 && g.bf16_dense.value() <= 0.0) {
     throw Error(c.path() + ".bf16_dense", "must be positive");
   }

@@ -41,6 +41,10 @@ struct GpuSpec {
   double attention_efficiency = 0.0;  ///< fused (flash) attention, fraction of the dense peak
   double memory_efficiency = 0.0;     ///< streaming kernels, fraction of HBM bandwidth
   Seconds kernel_overhead;            ///< fixed cost per kernel (launch, tail)
+  // Shape effects (tile and wave quantization); 0 = not modelled.
+  int sms = 0;                        ///< streaming multiprocessors: thread blocks run in waves of this many
+  int gemm_tile_rows = 0, gemm_tile_cols = 0;  ///< output tile of one GEMM thread block
+  int attention_block = 0;            ///< query rows of one fused-attention thread block
   Watts dynamic_power;                ///< full-load dynamic draw at boost clock; 0 = tdp - idle
   long long cores = 0;           ///< wafer-scale: compute cores on the wafer (0 for a GPU)
   Bytes sram_per_core;           ///< wafer-scale: local memory per core

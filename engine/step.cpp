@@ -311,22 +311,24 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   // Per-layer pass costs on one GPU (dense and MoE layers differ).
   struct PassCost {
     double fwd = 0, fwd_attention = 0, bwd_input = 0, bwd_weight = 0;  // compute
-    double flops = 0, attention_flops = 0, hbm = 0;
+    double flops = 0, model_flops = 0, attention_flops = 0, hbm = 0;  // hardware and model FLOPs
   };
   auto pass_cost = [&](const std::vector<Kernel>& ks) {
     PassCost c;
     for (const auto& k : ks) {
       const double dt = gpu.time(k).value();
       c.fwd += dt;
-      c.flops += k.flops.value() * (k.kind == KernelKind::kElementwise ? 0.0 : 1.0);
+      const double counted = k.kind == KernelKind::kElementwise ? 0.0 : k.flops.value();
+      c.flops += counted;
+      c.model_flops += counted * k.useful;
       c.hbm += k.bytes.value();
       if (k.kind == KernelKind::kAttention) {
         c.fwd_attention += dt;
         c.attention_flops += k.flops.value();
         c.bwd_input += 2.0 * dt;
       } else if (k.kind == KernelKind::kGemm) {
-        c.bwd_input += dt;   // data gradient
-        c.bwd_weight += dt;  // weight gradient
+        c.bwd_input += gpu.time(parallelism::data_gradient(k)).value();
+        c.bwd_weight += gpu.time(parallelism::weight_gradient(k)).value();
       } else {
         c.bwd_input += 2.0 * dt;
       }
@@ -402,7 +404,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       cc.bwd += recompute + lc.bwd_input + (split ? 0.0 : lc.bwd_weight);
       cc.wgt += split ? lc.bwd_weight : 0.0;
       cc.bwd_comm += bc + recompute_comm + cp_exposed;
-      cc.flops_model += 3.0 * lc.flops;
+      cc.flops_model += 3.0 * lc.model_flops;
       cc.flops_hw += 3.0 * lc.flops + recompute_flops;
       cc.hbm += 3.0 * lc.hbm + (recompute_flops > 0 ? lc.hbm : 0.0);
     }
@@ -432,7 +434,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     if (c == p.vpp - 1 && s == p.pp - 1) {
       cc.fwd += head.fwd;
       cc.bwd += head.bwd_input + head.bwd_weight;
-      cc.flops_model += 3.0 * head.flops;
+      cc.flops_model += 3.0 * head.model_flops;
       cc.flops_hw += 3.0 * head.flops;
       cc.hbm += 3.0 * head.hbm;
     }

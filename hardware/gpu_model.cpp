@@ -29,6 +29,35 @@ GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8)
   }
 }
 
+namespace {
+/// Useful work over slots: `tiles` blocks of which `useful` worth of work is real, run in
+/// waves of `sms`.
+double wave_fill(double useful, double tiles, int sms) {
+  const double waves = std::ceil(tiles / sms);
+  return useful / (waves * sms);
+}
+}  // namespace
+
+double GpuModel::fill(const parallelism::Kernel& k) const {
+  using parallelism::KernelKind;
+  if (spec_.sms <= 0 || k.rows <= 0.0) return 1.0;
+  if (k.kind == KernelKind::kGemm && spec_.gemm_tile_rows > 0) {
+    // cuBLAS picks the tile orientation that suits the shape; take the better of the two.
+    double best = 0.0;
+    for (auto [tr, tc] : {std::pair{spec_.gemm_tile_rows, spec_.gemm_tile_cols},
+                          std::pair{spec_.gemm_tile_cols, spec_.gemm_tile_rows}}) {
+      const double tiles = std::ceil(k.rows / tr) * std::ceil(k.cols / tc) * k.batch;
+      best = std::max(best, wave_fill(k.rows * k.cols * k.batch / (tr * tc), tiles, spec_.sms));
+    }
+    return best;
+  }
+  if (k.kind == KernelKind::kAttention && spec_.attention_block > 0) {
+    const double tiles = std::ceil(k.rows / spec_.attention_block) * k.batch;
+    return wave_fill(k.rows * k.batch / spec_.attention_block, tiles, spec_.sms);
+  }
+  return 1.0;
+}
+
 Seconds GpuModel::time(const parallelism::Kernel& k) const {
   using parallelism::KernelKind;
   double peak = spec_.bf16_dense.value();
@@ -39,7 +68,7 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   } else if (k.kind == KernelKind::kAttention) {
     eff = spec_.attention_efficiency;
   }
-  const double compute = k.kind == KernelKind::kElementwise ? 0.0 : k.flops.value() / (peak * eff * ratio_);
+  const double compute = k.kind == KernelKind::kElementwise ? 0.0 : k.flops.value() / (peak * eff * fill(k) * ratio_);
   const double memory = k.bytes.value() / (spec_.memory_bandwidth.value() * spec_.memory_efficiency);
   return Seconds::of(std::max(compute, memory)) + spec_.kernel_overhead;
 }

@@ -1,7 +1,10 @@
 // One accelerator's roofline and power. A kernel takes
-//   max(FLOPs / (peak x efficiency(kind) x f/f_boost), bytes / (HBM bandwidth x efficiency))
+//   max(FLOPs / (peak x efficiency(kind) x fill(shape) x f/f_boost), bytes / (HBM bandwidth x efficiency))
 //   + a fixed per-kernel overhead,
-// at the sustained clock f. Power is static + activity x dynamic x (f/f_boost)^3 (dynamic
+// at the sustained clock f. fill(shape) is the fraction of the GPU's thread-block slots doing
+// useful work, after tile quantization (a GEMM's output is cut into whole tiles) and wave
+// quantization (tiles run in waves of one per SM), as NVIDIA's Matrix Multiplication
+// Background guide (DU-09799-001, ch. 3) describes; fused attention is cut into query blocks. Power is static + activity x dynamic x (f/f_boost)^3 (dynamic
 // power ∝ f·V² with the voltage scaling with the clock over the DVFS range); under a power
 // cap the sustained clock is the highest one whose full-load draw fits, floored at the base
 // clock. Energy adds bytes moved x energy per bit for HBM.
@@ -20,6 +23,8 @@ class GpuModel {
 
   /// Time of one kernel at the sustained clock.
   [[nodiscard]] Seconds time(const parallelism::Kernel& k) const;
+  /// Fraction of the thread-block slots a kernel's shape fills (1 without a shape or SM count).
+  [[nodiscard]] double fill(const parallelism::Kernel& k) const;
   /// Sustained clock under the power cap at full load.
   [[nodiscard]] Frequency clock() const { return clock_; }
   [[nodiscard]] double clock_ratio() const { return ratio_; }

@@ -41,6 +41,23 @@ double attention_core_flops_per_token(const ModelSpec& m, double context) {
 
 }  // namespace
 
+Kernel data_gradient(const Kernel& f) {
+  Kernel k = f;
+  k.name += " (data gradient)";
+  k.cols = f.depth;
+  k.depth = f.cols;
+  return k;
+}
+
+Kernel weight_gradient(const Kernel& f) {
+  Kernel k = f;
+  k.name += " (weight gradient)";
+  k.rows = f.depth;
+  k.cols = f.cols;
+  k.depth = f.rows;
+  return k;
+}
+
 bool is_moe_layer(const ModelSpec& m, int i) { return m.experts > 0 && i >= m.dense_layers; }
 
 bool has_dropout(const ModelSpec& m) { return m.activation == "gelu"; }
@@ -77,11 +94,16 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   const double tp = s.tp, h = static_cast<double>(m.hidden), w = s.bytes_per_value;
   const double norm_tokens = s.sp ? tokens / tp : tokens;  // SP shards norms and residuals
   std::vector<Kernel> k;
-  auto gemm = [&](const char* name, double rows, double in, double out) {
-    // rows x in times in x out; reads weights and input, writes output.
+  auto gemm = [&](const char* name, double rows, double in, double out, double groups = 1.0,
+                  double useful = 1.0) {
+    // rows x in times in x out; reads weights and input, writes output. `groups` GEMMs of
+    // rows / groups each (experts), run as one grouped kernel.
     k.push_back({KernelKind::kGemm, name, Flops::of(2.0 * rows * in * out),
-                 Bytes::of(w * (in * out + rows * in + rows * out))});
+                 Bytes::of(w * (groups * in * out + rows * in + rows * out)), rows / groups, out, in,
+                 groups, useful});
   };
+  // Fused attention runs one thread block per query block of each (sequence, head).
+  const double queries = seq / s.cp, sequence_heads = b * m.heads / tp;
   auto elementwise = [&](const char* name, double values_read, double values_written) {
     k.push_back({KernelKind::kElementwise, name, Flops::of(values_read),
                  Bytes::of(w * (values_read + values_written))});
@@ -102,28 +124,31 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
          a * static_cast<double>(m.qk_nope_head_dim) + a * vd);
     const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
     k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
-                 Bytes::of(w * tokens * a * (2.0 * qk + 2.0 * vd))});
+                 Bytes::of(w * tokens * a * (2.0 * qk + 2.0 * vd)), queries, vd, qk, sequence_heads});
     gemm("output projection", tokens, a * vd, h);
   } else {
     const double d = static_cast<double>(m.head_dim), g = m.kv_heads / tp;
     gemm("qkv projection", tokens, h, (a + 2.0 * g) * d);
     const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
     k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
-                 Bytes::of(w * tokens * d * (2.0 * a + 2.0 * g))});
+                 Bytes::of(w * tokens * d * (2.0 * a + 2.0 * g)), queries, d, d, sequence_heads});
     gemm("output projection", tokens, a * d, h);
   }
   elementwise("residual + post-attention norm", 2.0 * norm_tokens * h, norm_tokens * h);
-  auto mlp = [&](const char* up, const char* down, double rows, double f) {
-    gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f);
+  auto mlp = [&](const char* up, const char* down, double rows, double f, double groups = 1.0,
+                 double useful = 1.0) {
+    gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f, groups, useful);
     elementwise(m.activation == "swiglu" ? "swiglu" : "gelu", (mlp_matrices(m) - 1.0) * rows * f, rows * f);
-    gemm(down, rows, f, h);
+    gemm(down, rows, f, h, groups, useful);
   };
   if (is_moe_layer(m, i)) {
     gemm("router", tokens, h, m.experts);
     // Each GPU runs its experts on the tokens routed to them: top_k per token, padded to the
-    // capacity factor, spread evenly over the expert-parallel group.
+    // capacity factor (padding is hardware work, not model FLOPs), spread evenly over the
+    // expert-parallel group, as one grouped GEMM over its experts.
     const double routed = tokens * m.top_k * s.capacity_factor;
-    mlp("expert up/gate", "expert down", routed, static_cast<double>(m.moe_ffn) / tp);
+    mlp("expert up/gate", "expert down", routed, static_cast<double>(m.moe_ffn) / tp,
+        static_cast<double>(m.experts) / s.ep, 1.0 / s.capacity_factor);
     if (m.shared_experts > 0) {
       mlp("shared expert up/gate", "shared expert down", tokens,
           static_cast<double>(m.moe_ffn) * m.shared_experts / tp);
@@ -141,7 +166,7 @@ std::vector<Kernel> head_forward(const ModelSpec& m, const Shard& s) {
   const double w = s.bytes_per_value;
   return {{KernelKind::kElementwise, "final norm", Flops::of(tokens * h), Bytes::of(w * 2.0 * tokens * h)},
           {KernelKind::kGemm, "lm head", Flops::of(2.0 * tokens * h * v),
-           Bytes::of(w * (h * v + tokens * h + tokens * v))},
+           Bytes::of(w * (h * v + tokens * h + tokens * v)), tokens, v, h},
           {KernelKind::kElementwise, "cross entropy", Flops::of(3.0 * tokens * v),
            Bytes::of(4.0 * 2.0 * tokens * v)}};
 }
@@ -152,7 +177,7 @@ Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len) {
   double f = 0.0;
   for (int i = 0; i < m.layers; ++i) {
     for (const auto& k : layer_forward(m, i, s)) {
-      if (k.kind != KernelKind::kElementwise) f += k.flops.value();
+      if (k.kind != KernelKind::kElementwise) f += k.flops.value() * k.useful;
     }
   }
   for (const auto& k : head_forward(m, s)) {

@@ -33,13 +33,24 @@ bool is_moe_layer(const ModelSpec& m, int i);
 
 enum class KernelKind { kGemm, kAttention, kElementwise };
 
-/// One kernel as one GPU runs it.
+/// One kernel as one GPU runs it. Its shape, where known, sets how well it fills the GPU:
+/// a GEMM's output is `rows` x `cols` (reduction depth `depth`), `batch` independent ones
+/// (grouped experts); fused attention has `rows` queries per sequence and head, over `batch`
+/// sequence-heads. rows = 0: no shape.
 struct Kernel {
   KernelKind kind;
   std::string name;
   Flops flops;
   Bytes bytes;  ///< HBM traffic
+  double rows = 0, cols = 0, depth = 0, batch = 1;
+  double useful = 1.0;  ///< fraction of the FLOPs that are model FLOPs (capacity padding is not)
 };
+
+/// The backward GEMMs of a forward GEMM (rows x depth by depth x cols): the data gradient
+/// (rows x cols by cols x depth) and the weight gradient (depth x rows by rows x cols), each
+/// with the forward's FLOPs and bytes.
+Kernel data_gradient(const Kernel& forward);
+Kernel weight_gradient(const Kernel& forward);
 
 /// How one layer is sharded and batched on one GPU.
 struct Shard {

@@ -98,6 +98,14 @@ TEST_CASE("core::scenario bad input names the key", "[core]") {
     CHECK_THROWS_WITH(load(kBase, {"training={seq_len: 4096}"}),
                       Equals("training.global_batch: missing (required)"));
   }
+  SECTION("a GEMM tile that is not rows x columns") {
+    for (const char* tile : {"256", "256x", "x128", "256x128x2", "0x128", "ax128"}) {
+      INFO(tile);
+      CHECK_THROWS_WITH(load(kBase, {std::string("cluster.gpu={preset: h100-sxm, gemm_tile: ") + tile + "}"}),
+                        StartsWith("cluster.gpu.gemm_tile: '" + std::string(tile) + "' is not a tile like 256x128"));
+    }
+    CHECK_NOTHROW(load(kBase, {"cluster.gpu={preset: h100-sxm, gemm_tile: 128x64}"}));
+  }
   SECTION("not a number") {
     CHECK_THROWS_WITH(load(kBase, {"parallel.tp=eight"}), StartsWith("parallel.tp: 'eight' is not"));
     CHECK_THROWS_WITH(load(kBase, {"parallel.tp=0"}), StartsWith("parallel.tp: must be a positive"));

@@ -13,7 +13,8 @@ using namespace wallsim;
 
 namespace {
 
-// Four GPUs on one very fast switch, a model whose head is negligible: stages are equal.
+// Four GPUs on one very fast switch, a model whose head is small: stages are equal to ~1%
+// (the LM head's GEMM over 8 vocabulary columns still takes one whole wave of tiles).
 std::string pipe_scenario(const std::string& parallel, long long batch) {
   return "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, scale_up: {bandwidth: 1 PB/s, latency: 0 s}}\n"
          "model: {layers: 8, hidden: 4096, heads: 32, kv_heads: 8, ffn: 14336, vocab: 8}\n"
@@ -35,9 +36,9 @@ TEST_CASE("engine 1F1B bubble fraction is (p-1)/(m+p-1), GPipe the same, interle
     const auto r = run(pipe_scenario("parallel: {pp: 4, schedule: 1f1b}", m));
     const double frac = r.bubble.value() / (r.bubble.value() + r.compute.value());
     INFO("m = " << m);
-    CHECK(frac == Approx(3.0 / (m + 3.0)).margin(0.005));
+    CHECK(frac == Approx(3.0 / (m + 3.0)).margin(0.01));
     const auto g = run(pipe_scenario("parallel: {pp: 4, schedule: gpipe}", m));
-    CHECK(g.bubble.value() / (g.bubble.value() + g.compute.value()) == Approx(3.0 / (m + 3.0)).margin(0.005));
+    CHECK(g.bubble.value() / (g.bubble.value() + g.compute.value()) == Approx(3.0 / (m + 3.0)).margin(0.01));
   }
   const auto plain = run(pipe_scenario("parallel: {pp: 4, schedule: 1f1b}", 8));
   const auto inter = run(pipe_scenario("parallel: {pp: 4, vpp: 2, schedule: interleaved}", 8));
@@ -127,11 +128,14 @@ TEST_CASE("engine the A100 GEMM efficiency reproduces K22-6 (one 22B layer, TP 8
   sh.tp = 8;
   sh.sp = true;
   sh.flash_attention = false;
-  double fwd = 0, attention = 0, gemm = 0, other = 0;
+  double fwd = 0, attention = 0, gemm = 0, gemm_backward = 0, other = 0;
   for (const auto& k : parallelism::layer_forward(*s.model, 0, sh)) {
     const double dt = gpu.time(k).value();
     fwd += dt;
     (k.kind == parallelism::KernelKind::kGemm ? gemm : k.kind == parallelism::KernelKind::kAttention ? attention : other) += dt;
+    if (k.kind == parallelism::KernelKind::kGemm) {
+      gemm_backward += gpu.time(parallelism::data_gradient(k)).value() + gpu.time(parallelism::weight_gradient(k)).value();
+    }
   }
   // SP: two all-gathers and two reduce-scatters of the b s h activations per pass.
   std::vector<topology::NodeId> g{0, 1, 2, 3, 4, 5, 6, 7};
@@ -141,7 +145,7 @@ TEST_CASE("engine the A100 GEMM efficiency reproduces K22-6 (one 22B layer, TP 8
   };
   const double tp_comm = 2 * coll(collectives::Op::kAllGather) + 2 * coll(collectives::Op::kReduceScatter);
   const double forward = fwd + tp_comm;
-  const double backward = 2 * gemm + 2 * attention + 2 * other + attention + tp_comm;  // + recomputed attention
+  const double backward = gemm_backward + 2 * attention + 2 * other + attention + tp_comm;  // + recomputed attention
   (void)plan;
   INFO("gemm " << gemm << " attention " << attention << " other " << other << " tp " << tp_comm);
   CHECK(forward == Approx(7.2e-3).epsilon(0.05));

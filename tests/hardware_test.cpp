@@ -43,6 +43,44 @@ TEST_CASE("hardware roofline: compute-bound, memory-bound, per-kind efficiency",
   CHECK(f8.time({KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9)}).value() == Approx(5e-3 + 1e-6));
 }
 
+TEST_CASE("hardware tile and wave quantization by shape", "[hardware]") {
+  GpuSpec g = gpu();
+  g.sms = 108;
+  g.gemm_tile_rows = 256;
+  g.gemm_tile_cols = 128;
+  g.attention_block = 128;
+  const GpuModel m(g, Watts{}, false);
+  auto gemm = [](double rows, double cols, double batch = 1.0) {
+    return Kernel{KernelKind::kGemm, "g", Flops::of(2.0 * rows * cols * 4096 * batch), Bytes::of(1.0), rows, cols, 4096, batch};
+  };
+  // NVIDIA's example: 1792 x 1792 is 7 x 14 = 98 tiles of 256 x 128, one wave on 108 SMs.
+  CHECK(m.fill(gemm(1792, 1792)) == Approx(98.0 / 108.0));
+  // 109 whole tiles need two waves; a 257-row output pads to 2 tiles of rows (either way round).
+  CHECK(m.fill(gemm(256, 128, 109)) == Approx(109.0 / 216.0));
+  CHECK(m.fill(gemm(257, 128)) == Approx(257.0 * 128 / (256 * 128) / 108.0));
+  // Exactly 108 x k tiles fill every wave.
+  CHECK(m.fill(gemm(256 * 108, 128 * 3)) == Approx(1.0));
+  // Time scales as 1 / fill: 98/108 of the slots at work.
+  const Kernel k = gemm(1792, 1792);
+  CHECK(m.time(k).value() == Approx(k.flops.value() / (1000e12 * 0.8 * 98.0 / 108.0) + 1e-6));
+  // Attention: 4096 queries in blocks of 128 over 27 sequence-heads = 864 blocks = 8 waves.
+  const Kernel a{KernelKind::kAttention, "a", Flops::of(1e12), Bytes::of(1.0), 4096, 128, 128, 27};
+  CHECK(m.fill(a) == Approx(1.0));
+  const Kernel a2{KernelKind::kAttention, "a", Flops::of(1e12), Bytes::of(1.0), 4096, 128, 128, 28};
+  CHECK(m.fill(a2) == Approx(28.0 * 32 / (9.0 * 108)));
+  // No SM count: no quantization.
+  CHECK(GpuModel(gpu(), Watts{}, false).fill(gemm(257, 128)) == 1.0);
+  // Backward GEMMs transpose the shape: the weight gradient's output is depth x cols.
+  const Kernel w = parallelism::weight_gradient(gemm(100, 1792));
+  CHECK(w.rows == 4096);
+  CHECK(w.cols == 1792);
+  CHECK(w.depth == 100);
+  const Kernel d = parallelism::data_gradient(gemm(100, 1792));
+  CHECK(d.rows == 100);
+  CHECK(d.cols == 4096);
+  CHECK(d.flops.value() == gemm(100, 1792).flops.value());
+}
+
 TEST_CASE("hardware power cap lowers the clock as the cube root of the dynamic headroom", "[hardware]") {
   const GpuModel free(gpu(), Watts{}, false);
   CHECK(free.clock().value() == Approx(2e9));

@@ -58,6 +58,33 @@ TEST_CASE("parallelism::model_math 6NT within the margin the attention and embed
   CHECK(3.0 * fwd / (6.0 * n) == Approx(1.0).margin(0.07));  // stated margin: within 7% of 6N
 }
 
+TEST_CASE("parallelism::model_math MoE experts: capacity padding is hardware work, not model FLOPs", "[parallelism]") {
+  // Mixtral 8x22B (8 experts, top 2, SwiGLU moe_ffn 16384, h 6144), EP 4: each GPU runs a
+  // grouped GEMM over its 2 experts on tokens x top_k x capacity_factor rows.
+  const ModelSpec m = preset_model("mixtral-8x22b");
+  Shard s;
+  s.micro_batch = 1;
+  s.seq_len = 4096;
+  s.ep = 4;
+  auto expert_flops = [&](double cf, bool model) {
+    s.capacity_factor = cf;
+    double f = 0;
+    for (const auto& k : layer_forward(m, 0, s)) {
+      if (k.name.rfind("expert", 0) == 0) {
+        f += k.flops.value() * (model ? k.useful : 1.0);
+        CHECK(k.batch == 2.0);
+        CHECK(k.rows == Approx(4096.0 * 2 * cf / 2));
+      }
+    }
+    return f;
+  };
+  const double model_one = expert_flops(1.0, true);
+  // Up/gate (2 x h x f) and down (f x h) on 4096 x 2 routed rows: 2 x 8192 x 3 x 6144 x 16384.
+  CHECK(model_one == Approx(2.0 * 8192 * 3 * 6144 * 16384.0));
+  CHECK(expert_flops(1.25, true) == Approx(model_one));
+  CHECK(expert_flops(1.25, false) == Approx(1.25 * model_one));
+}
+
 TEST_CASE("parallelism::model_math activation memory equals Korthikanti et al.'s closed forms", "[parallelism]") {
   // GPT-3 175B: MHA, 4h GELU MLP, dropout; no fused attention (the paper stores the scores).
   ModelSpec m = preset_model("gpt3-175b");
