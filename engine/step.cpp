@@ -23,6 +23,9 @@ using collectives::Op;
 // gradients and fp32 master weights, momentum and variance: 2 + 2 + 12 bytes per parameter
 // (Rajbhandari et al., ZeRO, SC'20, Sec. 3.1, K = 12).
 constexpr double kWeightBytes = 2.0, kGradBytes = 2.0, kOptimizerBytes = 12.0;
+// [A] fp8 training (Transformer Engine's recipe) keeps the bf16 weights and adds an fp8 copy of
+// each weight the GPU holds, cast once per step: 1 byte per parameter.
+constexpr double kFp8WeightCopyBytes = 1.0;
 // [A] CUDA context, NCCL and framework buffers and allocator fragmentation per GPU; no
 // published figure read, a round number of the size commonly reported for PyTorch jobs.
 constexpr double kRuntimeReserveBytes = 2.0 * 1024 * 1024 * 1024;
@@ -37,6 +40,7 @@ parallelism::Shard shard_of(const Plan& p) {
   s.sp = p.sp;
   s.capacity_factor = p.capacity_factor;
   s.flash_attention = p.flash_attention;
+  s.gemm_input_bytes = p.precision == "fp8" ? 1.0 : s.bytes_per_value;
   return s;
 }
 
@@ -262,7 +266,8 @@ Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
     const double wdiv_d = p.zero >= 3 ? dp_dense : 1.0, wdiv_e = p.zero >= 3 ? dp_expert : 1.0;
     const double gdiv_d = p.zero >= 2 ? dp_dense : 1.0, gdiv_e = p.zero >= 2 ? dp_expert : 1.0;
     const double odiv_d = p.zero >= 1 ? dp_dense : 1.0, odiv_e = p.zero >= 1 ? dp_expert : 1.0;
-    mem.weights = Bytes::of(kWeightBytes * (dense / wdiv_d + expert / wdiv_e));
+    const double weight_bytes = kWeightBytes + (p.precision == "fp8" ? kFp8WeightCopyBytes : 0.0);
+    mem.weights = Bytes::of(weight_bytes * (dense / wdiv_d + expert / wdiv_e));
     mem.gradients = Bytes::of(kGradBytes * (dense / gdiv_d + expert / gdiv_e));
     mem.optimizer = Bytes::of(kOptimizerBytes * (dense / odiv_d + expert / odiv_e));
     // Activations: each micro-batch chunk in flight holds its layers' activations.

@@ -99,8 +99,8 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     // rows x in times in x out; reads weights and input, writes output. `groups` GEMMs of
     // rows / groups each (experts), run as one grouped kernel.
     k.push_back({KernelKind::kGemm, name, Flops::of(2.0 * rows * in * out),
-                 Bytes::of(w * (groups * in * out + rows * in + rows * out)), rows / groups, out, in,
-                 groups, useful});
+                 Bytes::of(s.gemm_input_bytes * (groups * in * out + rows * in) + w * rows * out),
+                 rows / groups, out, in, groups, useful});
   };
   // Fused attention runs one thread block per query block of each (sequence, head).
   const double queries = seq / s.cp, sequence_heads = b * m.heads / tp;
@@ -203,13 +203,18 @@ Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recomput
   const double vd = is_mla(m) ? static_cast<double>(m.v_head_dim) * a : static_cast<double>(m.head_dim) * a;
   // Replicated across TP ranks unless SP: two norm inputs (4), the QKV and MLP inputs (2 + 2),
   // two dropout masks (1 + 1).
-  const double replicated = sb * (4.0 * h + 2.0 * h + 2.0 * h + 2.0 * mask * h);
+  // With fp8 GEMMs the QKV, output-projection, MLP and down-projection inputs are kept in
+  // fp8 (gemm_input_bytes = 1) for the weight gradients.
+  const double g = s.gemm_input_bytes;
+  const double replicated = sb * (4.0 * h + g * h + g * h + 2.0 * mask * h);
   const double f = is_moe_layer(m, i) ? static_cast<double>(m.moe_ffn) * m.top_k * s.capacity_factor
                                       : static_cast<double>(m.ffn);
-  const double mlp_inner = m.activation == "swiglu" ? 3.0 * 2.0 * f : 2.0 * 2.0 * f;
+  // SwiGLU: gate and up outputs (2 bytes each) and the down projection's input; GELU: the up
+  // output and the down projection's input.
+  const double mlp_inner = m.activation == "swiglu" ? (2.0 * 2.0 + g) * f : (2.0 + g) * f;
   // Sharded by TP: Q, K, V (2 bytes each), the output projection's input, the MLP's inner
   // activations.
-  const double sharded = sb * (2.0 * qd + 2.0 * kvd + 2.0 * vd + mlp_inner);
+  const double sharded = sb * (2.0 * qd + 2.0 * kvd + g * vd + mlp_inner);
   // The attention core: softmax output (2as^2b), and with dropout its mask and output (3as^2b);
   // a fused (flash) kernel keeps only fp32 softmax statistics per query and head instead.
   const double core = s.flash_attention ? sb * a * 4.0

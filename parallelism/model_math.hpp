@@ -58,7 +58,10 @@ struct Shard {
   long long seq_len = 0;
   int tp = 1, cp = 1, ep = 1;
   bool sp = false;
-  double bytes_per_value = 2.0;  ///< activations and weights as the GEMMs read them
+  double bytes_per_value = 2.0;  ///< activations and weights, as stored and as element-wise kernels move them
+  /// GEMM inputs (weights and activations) as the GEMMs read them and as backward keeps the
+  /// activation ones: 1 with fp8 (Transformer Engine's recipe), else bytes_per_value.
+  double gemm_input_bytes = 2.0;
   double capacity_factor = 1.0;
   bool flash_attention = true;  ///< scores never stored: only the output and softmax statistics
 };

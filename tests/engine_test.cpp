@@ -151,3 +151,17 @@ TEST_CASE("engine the A100 GEMM efficiency reproduces K22-6 (one 22B layer, TP 8
   CHECK(forward == Approx(7.2e-3).epsilon(0.05));
   CHECK(backward == Approx(13.1e-3).epsilon(0.10));
 }
+
+TEST_CASE("engine fp8 adds an fp8 copy of the weights and shrinks the kept activations", "[engine]") {
+  auto memory = [](const char* precision) {
+    const Scenario s = parse_scenario(pipe_scenario("parallel: {tp: 4, sp: true, recompute: selective}", 4),
+                                      "t.yaml", {std::string("training.precision=") + precision}, test::presets());
+    return engine::memory_per_gpu(s, parallelism::make_plan(s));
+  };
+  const auto bf16 = memory("bf16"), fp8 = memory("fp8");
+  // bf16 weights are 2 bytes per parameter held; fp8 adds 1 more.
+  CHECK(fp8.weights.value() == Approx(1.5 * bf16.weights.value()));
+  CHECK(fp8.gradients.value() == Approx(bf16.gradients.value()));
+  CHECK(fp8.optimizer.value() == Approx(bf16.optimizer.value()));
+  CHECK(fp8.activations.value() < bf16.activations.value());
+}

@@ -112,6 +112,14 @@ TEST_CASE("parallelism::model_math activation memory equals Korthikanti et al.'s
   SECTION("full recompute: 2sbh") {
     CHECK(layer_activation_bytes(m, 0, sh, Recompute::kFull, true).value() == Approx(2 * sbh));
   }
+  SECTION("fp8 GEMM inputs: selective + SP keeps 27 sbh/t") {
+    // The QKV and MLP inputs (2 + 2), the output projection's input (2) and the MLP down
+    // projection's input (2 x 4h) drop to 1 byte per value: 34 - 1 - 1 - 1 - 4 = 27.
+    sh.sp = true;
+    sh.gemm_input_bytes = 1.0;
+    CHECK(layer_activation_bytes(m, 0, sh, Recompute::kSelective, true).value() == Approx(27 * sbh / t));
+    CHECK(layer_activation_bytes(m, 0, sh, Recompute::kFull, true).value() == Approx(2 * sbh / t));
+  }
 }
 
 TEST_CASE("parallelism::plan invalid plans are rejected with the key named", "[parallelism]") {
@@ -120,6 +128,8 @@ TEST_CASE("parallelism::plan invalid plans are rejected with the key named", "[p
     CHECK_THROWS_WITH(make_plan(scenario(extra)), Contains(message));
   };
   bad("parallel: {tp: 6, pp: 1}", "parallel.tp: tp·pp·cp = 6 does not divide cluster.gpus 1024");
+  CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 4}", {"cluster.gpu=a100-sxm-80gb", "training.precision=fp8"})),
+                    Contains("training.precision: fp8 needs FP8 tensor cores, and a100-sxm-80gb has none"));
   bad("parallel: {tp: 16, pp: 1}", "parallel.tp: 16 does not divide model.kv_heads 8");
   bad("parallel: {tp: 8, pp: 4, ep: 2}", "parallel.ep: 2 needs a mixture-of-experts model");
   bad("parallel: {tp: 8, pp: 4, dp: 16}", "parallel.dp: tp·pp·dp·cp = 512 but the cluster has 1024 GPUs");
