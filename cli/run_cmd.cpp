@@ -51,7 +51,7 @@ nlohmann::json summary_json(const engine::StepResult& r) {
 
 std::string plan_text(const parallelism::Plan& p) {
   return "tp " + std::to_string(p.tp) + ", pp " + std::to_string(p.pp) + ", dp " + std::to_string(p.dp) +
-         ", cp " + std::to_string(p.cp) + ", ep " + std::to_string(p.ep) + (p.sp ? " (sp)" : "") +
+         ", cp " + std::to_string(p.cp) + ", ep " + std::to_string(p.ep) + (p.etp != p.tp ? " (etp " + std::to_string(p.etp) + ")" : "") + (p.sp ? " (sp)" : "") +
          ", vpp " + std::to_string(p.vpp) + ", mbs " + std::to_string(p.micro_batch) + ", zero " +
          std::to_string(p.zero) + ", recompute " +
          (p.recompute == parallelism::Recompute::kNone

@@ -96,7 +96,7 @@ TrainingSpec parse_training(const Config& c) {
 }
 
 ParallelSpec parse_parallel(const Config& c) {
-  c.allow_only({"tp", "pp", "dp", "cp", "ep", "sp", "vpp", "schedule", "zero", "recompute",
+  c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
                 "stage_layers", "order"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1);
@@ -104,6 +104,7 @@ ParallelSpec parse_parallel(const Config& c) {
   p.dp = optional_int(c, "dp", 0);
   p.cp = optional_int(c, "cp", 1);
   p.ep = optional_int(c, "ep", 1);
+  p.etp = optional_int(c, "etp", 0);
   p.vpp = optional_int(c, "vpp", 1);
   if (auto f = c.find("sp")) p.sp = f->as_bool();
   if (auto f = c.find("schedule")) {

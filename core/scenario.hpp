@@ -117,6 +117,7 @@ struct TrainingSpec {
 
 struct ParallelSpec {
   int tp = 1, pp = 1, dp = 0, cp = 1, ep = 1;  ///< dp = 0: derived from the GPU count
+  int etp = 0;  ///< expert tensor parallelism (Megatron's --expert-tensor-parallel-size); 0 = tp
   bool sp = false;
   int vpp = 1;
   std::string schedule = "1f1b";

@@ -38,43 +38,47 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
       for (int pp : divisors(gpus / (static_cast<long long>(tp) * cp), m.layers)) {
         const long long dp = gpus / (static_cast<long long>(tp) * cp * pp);
         for (int ep : m.experts > 0 ? divisors(m.experts, m.experts) : std::vector<int>{1}) {
-          for (int vpp : pp > 1 ? std::vector<int>{1, 2, 4} : std::vector<int>{1}) {
-            std::vector<std::string> schedules =
-                vpp > 1 ? std::vector<std::string>{"interleaved"}
-                        : (pp > 1 ? std::vector<std::string>{"1f1b", "gpipe", "zero-bubble"}
-                                  : std::vector<std::string>{"1f1b"});
-            for (const auto& schedule : schedules) {
-              for (int mbs : {1, 2, 4}) {
-                for (int zero = 0; zero <= 3; ++zero) {
-                  for (const char* rc : recomputes) {
-                    ++res.evaluated;
-                    Scenario s = base;
-                    ParallelSpec ps;
-                    ps.tp = tp;
-                    ps.pp = pp;
-                    ps.dp = static_cast<int>(dp);
-                    ps.cp = cp;
-                    ps.ep = ep;
-                    ps.sp = tp > 1;
-                    ps.vpp = vpp;
-                    ps.schedule = schedule;
-                    ps.zero = zero;
-                    ps.recompute = rc;
-                    if (base.parallel) ps.order = base.parallel->order;
-                    s.parallel = ps;
-                    s.training->micro_batch = mbs;
-                    parallelism::Plan plan;
-                    try {
-                      plan = parallelism::make_plan(s);
-                    } catch (const Error&) {
-                      continue;
+          // Expert TP: as the attention's, or none (experts whole, EP folded across TP ranks).
+          for (int etp : ep > 1 && tp > 1 ? std::vector<int>{tp, 1} : std::vector<int>{tp}) {
+            for (int vpp : pp > 1 ? std::vector<int>{1, 2, 4} : std::vector<int>{1}) {
+              std::vector<std::string> schedules =
+                  vpp > 1 ? std::vector<std::string>{"interleaved"}
+                          : (pp > 1 ? std::vector<std::string>{"1f1b", "gpipe", "zero-bubble"}
+                                    : std::vector<std::string>{"1f1b"});
+              for (const auto& schedule : schedules) {
+                for (int mbs : {1, 2, 4}) {
+                  for (int zero = 0; zero <= 3; ++zero) {
+                    for (const char* rc : recomputes) {
+                      ++res.evaluated;
+                      Scenario s = base;
+                      ParallelSpec ps;
+                      ps.tp = tp;
+                      ps.pp = pp;
+                      ps.dp = static_cast<int>(dp);
+                      ps.cp = cp;
+                      ps.ep = ep;
+                      ps.etp = etp;
+                      ps.sp = tp > 1;
+                      ps.vpp = vpp;
+                      ps.schedule = schedule;
+                      ps.zero = zero;
+                      ps.recompute = rc;
+                      if (base.parallel) ps.order = base.parallel->order;
+                      s.parallel = ps;
+                      s.training->micro_batch = mbs;
+                      parallelism::Plan plan;
+                      try {
+                        plan = parallelism::make_plan(s);
+                      } catch (const Error&) {
+                        continue;
+                      }
+                      ++res.valid;
+                      if (!memory_per_gpu(s, plan).fits()) {
+                        ++res.dropped_memory;
+                        continue;
+                      }
+                      res.plans.emplace_back(plan, simulate_step(s, plan, t, opts));
                     }
-                    ++res.valid;
-                    if (!memory_per_gpu(s, plan).fits()) {
-                      ++res.dropped_memory;
-                      continue;
-                    }
-                    res.plans.emplace_back(plan, simulate_step(s, plan, t, opts));
                   }
                 }
               }

@@ -37,6 +37,7 @@ parallelism::Shard shard_of(const Plan& p) {
   s.tp = p.tp;
   s.cp = p.cp;
   s.ep = p.ep;
+  s.etp = p.etp;
   s.sp = p.sp;
   s.capacity_factor = p.capacity_factor;
   s.flash_attention = p.flash_attention;
@@ -53,7 +54,7 @@ std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int st
     for (int i = first; i < first + p.layers_of(c, stage); ++i) {
       if (parallelism::is_moe_layer(m, i)) {
         dense += (pc.moe_layer - pc.moe_experts) / p.tp;
-        expert += pc.moe_experts / p.tp / p.ep;
+        expert += pc.moe_experts / p.expert_shards();
       } else {
         dense += pc.dense_layer / p.tp;
       }
@@ -256,7 +257,7 @@ Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
   const auto shard = shard_of(p);
   const bool dropout = parallelism::has_dropout(m);
   const double dp_dense = static_cast<double>(p.dp) * p.cp;
-  const double dp_expert = dp_dense / p.ep;
+  const double dp_expert = p.expert_dp();
   const auto pc = parallelism::count_params(m);
   for (int s = 0; s < p.pp; ++s) {
     const auto [dense, expert] = stage_params(m, p, s);
@@ -422,11 +423,11 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       for (int i = first; i < first + layers; ++i) {
         const bool moe = parallelism::is_moe_layer(m, i);
         dense += (moe ? pc.moe_layer - pc.moe_experts : pc.dense_layer) / p.tp;
-        expert += moe ? pc.moe_experts / p.tp / p.ep : 0.0;
+        expert += moe ? pc.moe_experts / p.expert_shards() : 0.0;
       }
       auto over_dp = [&](Op op, double bytes_per_param) {
         double x = comm.collective(op, GroupKind::kDpCp, s, Bytes::of(bytes_per_param * dense)).value();
-        if (expert > 0 && p.dp * p.cp / p.ep > 1) {
+        if (expert > 0 && p.expert_dp() > 1) {
           x += comm.collective(op, GroupKind::kExpertDp, s, Bytes::of(bytes_per_param * expert)).value();
         }
         return x;
@@ -515,11 +516,11 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
           const int i = first + li;
           const bool moe = parallelism::is_moe_layer(m, i);
           const double dense = (moe ? pc.moe_layer - pc.moe_experts : pc.dense_layer) / p.tp;
-          const double expert = moe ? pc.moe_experts / p.tp / p.ep : 0.0;
+          const double expert = moe ? pc.moe_experts / p.expert_shards() : 0.0;
           double t_comm = 0.0;
           const Op op = p.zero >= 1 ? Op::kReduceScatter : Op::kAllReduce;
           if (dpcp > 1) t_comm += comm.collective(op, GroupKind::kDpCp, s, Bytes::of(kGradBytes * dense)).value();
-          if (expert > 0 && dpcp / p.ep > 1) {
+          if (expert > 0 && p.expert_dp() > 1) {
             t_comm += comm.collective(op, GroupKind::kExpertDp, s, Bytes::of(kGradBytes * expert)).value();
           }
           Task k;
@@ -537,7 +538,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   // Optimizer (memory-bound Adam over this GPU's shard), then ZeRO's parameter all-gather.
   for (int s = 0; s < p.pp; ++s) {
     const auto [dense, expert] = stage_params(m, p, s);
-    const double shard_params = p.zero >= 1 ? dense / dpcp + expert / std::max(1, dpcp / p.ep) : dense + expert;
+    const double shard_params = p.zero >= 1 ? dense / dpcp + expert / p.expert_dp() : dense + expert;
     Task opt;
     opt.stream = 2 * s;
     opt.optimizer = true;
@@ -555,7 +556,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       Task ag;
       ag.stream = 2 * s;  // the next step's forward needs the weights: on the critical path
       ag.comm = comm.collective(Op::kAllGather, GroupKind::kDpCp, s, Bytes::of(kWeightBytes * dense)).value();
-      if (expert > 0 && dpcp / p.ep > 1) {
+      if (expert > 0 && p.expert_dp() > 1) {
         ag.comm += comm.collective(Op::kAllGather, GroupKind::kExpertDp, s, Bytes::of(kWeightBytes * expert)).value();
       }
       ag.deps.push_back({opt_id, 1.0, 0.0, Wait::kComm});

@@ -60,22 +60,20 @@ std::vector<topology::NodeId> group_of(const Plan& p, const Coords& c, GroupKind
       break;
     case GroupKind::kEp:
     case GroupKind::kExpertDp: {
-      // Flattened (cp, dp) index f = dp * cp + cp_index; EP groups are runs of `ep`.
-      const int f = c.dp * p.cp + c.cp;
-      const int base = f - f % p.ep;
-      if (kind == GroupKind::kEp) {
-        for (int i = base; i < base + p.ep; ++i) {
-          x.dp = i / p.cp;
-          x.cp = i % p.cp;
-          add(x);
-        }
-      } else {
-        for (int i = f % p.ep; i < p.dp * p.cp; i += p.ep) {
-          x.dp = i / p.cp;
-          x.cp = i % p.cp;
-          add(x);
-        }
-      }
+      // MoE folding: the flattened index f = tp + tp_size (cp + cp_size dp) splits as
+      // etp fastest, then ep, then expert-dp. EP members are etp apart; expert-DP members
+      // etp x ep apart.
+      auto set = [&](int i) {
+        x.tp = i % p.tp;
+        x.cp = (i / p.tp) % p.cp;
+        x.dp = i / (p.tp * p.cp);
+        add(x);
+      };
+      const int f = c.tp + p.tp * (c.cp + p.cp * c.dp);
+      const int stride = kind == GroupKind::kEp ? p.etp : p.expert_shards();
+      const int span = kind == GroupKind::kEp ? p.expert_shards() : p.tp * p.cp * p.dp;
+      const int base = f - f % span + f % stride;
+      for (int i = base; i < f - f % span + span; i += stride) set(i);
       break;
     }
   }

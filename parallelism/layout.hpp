@@ -1,8 +1,9 @@
 // Rank layout: plan coordinates (tp, cp, dp, pp) <-> global rank, in the plan's order
 // (Megatron's tp fastest, then cp, dp, pp by default). Rank r runs on endpoint r, so with tp
 // fastest a TP group is consecutive GPUs and stays inside a node's scale-up domain when it fits.
-// Expert parallelism is carved out of the cp x dp ranks: EP group e holds `ep` consecutive
-// members of the flattened (cp, dp) index.
+// Expert layers fold the stage's tp x cp x dp ranks (flattened tp fastest) into etp x ep x
+// expert-dp, etp fastest, as Megatron's MoE parallel folding does; with etp = tp this is EP
+// carved out of cp x dp.
 #pragma once
 
 #include <vector>

@@ -146,8 +146,11 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     // Each GPU runs its experts on the tokens routed to them: top_k per token, padded to the
     // capacity factor (padding is hardware work, not model FLOPs), spread evenly over the
     // expert-parallel group, as one grouped GEMM over its experts.
-    const double routed = tokens * m.top_k * s.capacity_factor;
-    mlp("expert up/gate", "expert down", routed, static_cast<double>(m.moe_ffn) / tp,
+    // With expert TP below tp (MoE folding), each GPU runs etp/tp of the tokens' expert rows
+    // through whole-er experts (moe_ffn / etp): the same FLOPs, other shapes.
+    const double etp = s.etp > 0 ? s.etp : tp;
+    const double routed = tokens * m.top_k * s.capacity_factor * etp / tp;
+    mlp("expert up/gate", "expert down", routed, static_cast<double>(m.moe_ffn) / etp,
         static_cast<double>(m.experts) / s.ep, 1.0 / s.capacity_factor);
     if (m.shared_experts > 0) {
       mlp("shared expert up/gate", "shared expert down", tokens,

@@ -57,6 +57,7 @@ struct Shard {
   long long micro_batch = 1;
   long long seq_len = 0;
   int tp = 1, cp = 1, ep = 1;
+  int etp = 0;  ///< expert tensor parallelism; 0 = tp
   bool sp = false;
   double bytes_per_value = 2.0;  ///< activations and weights, as stored and as element-wise kernels move them
   /// GEMM inputs (weights and activations) as the GEMMs read them and as backward keeps the

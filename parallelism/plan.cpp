@@ -63,6 +63,7 @@ Plan make_plan(const Scenario& sc) {
   plan.pp = p.pp;
   plan.cp = p.cp;
   plan.ep = p.ep;
+  plan.etp = p.etp == 0 ? p.tp : p.etp;
   plan.vpp = p.vpp;
   plan.sp = p.sp && p.tp > 1;
   plan.zero = p.zero;
@@ -100,10 +101,12 @@ Plan make_plan(const Scenario& sc) {
     if (m.experts % p.ep != 0) {
       throw Error("parallel.ep", str(p.ep) + " does not divide model.experts " + str(m.experts));
     }
-    if ((static_cast<long long>(plan.dp) * p.cp) % p.ep != 0) {
-      throw Error("parallel.ep", str(p.ep) + " does not divide dp·cp = " + str(static_cast<long long>(plan.dp) * p.cp) +
-                                     " (expert parallelism is carved out of data and context parallelism)");
-    }
+  }
+  if (p.tp % plan.etp != 0) throw Error("parallel.etp", str(plan.etp) + " does not divide tp " + str(p.tp));
+  const long long folded = static_cast<long long>(p.tp) * p.cp * plan.dp;
+  if (folded % plan.expert_shards() != 0) {
+    throw Error("parallel.ep", "ep·etp = " + str(plan.expert_shards()) + " does not divide tp·cp·dp = " + str(folded) +
+                                   " (expert layers fold the same ranks as the attention)");
   }
   if (plan.seq_len % (2LL * p.cp) != 0 && p.cp > 1) {
     throw Error("parallel.cp", "2·cp = " + str(2LL * p.cp) + " does not divide training.seq_len " +

@@ -18,6 +18,9 @@ std::string to_string(PipeSchedule s);
 
 struct Plan {
   int tp = 1, pp = 1, dp = 1, cp = 1, ep = 1, vpp = 1;
+  /// Expert layers fold the tp x cp x dp ranks of a stage into etp x ep x expert-dp (Megatron's
+  /// MoE parallel folding): experts are split over ep, each expert's GEMMs over etp.
+  int etp = 1;
   bool sp = false;
   int zero = 0;
   Recompute recompute = Recompute::kNone;
@@ -32,6 +35,10 @@ struct Plan {
   /// Rank layout, fastest-varying first: a permutation of tp, cp, dp, pp (ep lives in cp x dp).
   std::array<std::string, 4> order = {"tp", "cp", "dp", "pp"};
   [[nodiscard]] long long gpus() const { return static_cast<long long>(tp) * pp * dp * cp; }
+  /// Ways each MoE layer's experts are split (ep x etp), and the data-parallel degree of
+  /// expert weights (the stage's tp x cp x dp ranks over that).
+  [[nodiscard]] int expert_shards() const { return ep * etp; }
+  [[nodiscard]] int expert_dp() const { return tp * cp * dp / expert_shards(); }
   /// The first layer of virtual stage (chunk, stage).
   [[nodiscard]] int first_layer(int chunk, int stage) const;
   [[nodiscard]] int layers_of(int chunk, int stage) const { return chunk_layers[chunk * pp + stage]; }

@@ -159,6 +159,60 @@ TEST_CASE("parallelism::layout Megatron order keeps TP groups on consecutive GPU
   for (long long r : {0LL, 77LL, 1023LL}) CHECK(rank_of(p, coords_of(p, r)) == r);
 }
 
+TEST_CASE("parallelism::layout expert layers fold tp x cp x dp into etp x ep x expert-dp", "[parallelism]") {
+  // Mixtral on 32 GPUs: 8 experts.
+  auto plan = [](const std::string& par) {
+    const std::string text = "cluster: {gpu: h100-sxm, nodes: 4, gpus_per_node: 8,\n"
+                             "  scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2}}\n"
+                             "model: mixtral-8x22b\ntraining: {seq_len: 4096, global_batch: 64}\n" + par;
+    return make_plan(parse_scenario(text, "t.yaml", {}, test::presets()));
+  };
+  using G = std::vector<topology::NodeId>;
+  SECTION("etp = tp (the default): EP is carved out of dp, members tp apart") {
+    const Plan p = plan("parallel: {tp: 4, pp: 1, ep: 2}");
+    CHECK(p.etp == 4);
+    CHECK(group_of(p, {1, 0, 0, 0}, GroupKind::kEp) == G{1, 5});
+    CHECK(group_of(p, {1, 0, 0, 0}, GroupKind::kExpertDp) == G{1, 9, 17, 25});
+    CHECK(p.expert_dp() == 4);
+  }
+  SECTION("etp = 1: EP spans the TP ranks") {
+    const Plan p = plan("parallel: {tp: 4, pp: 1, ep: 8, etp: 1}");
+    CHECK(group_of(p, {1, 0, 0, 0}, GroupKind::kEp) == G{0, 1, 2, 3, 4, 5, 6, 7});
+    CHECK(group_of(p, {1, 0, 2, 0}, GroupKind::kEp) == G{8, 9, 10, 11, 12, 13, 14, 15});
+    CHECK(group_of(p, {1, 0, 0, 0}, GroupKind::kExpertDp) == G{1, 9, 17, 25});
+  }
+  SECTION("etp = 2, ep = 2: EP members two apart") {
+    const Plan p = plan("parallel: {tp: 4, pp: 1, ep: 2, etp: 2}");
+    CHECK(group_of(p, {1, 0, 0, 0}, GroupKind::kEp) == G{1, 3});
+    CHECK(group_of(p, {1, 0, 0, 0}, GroupKind::kExpertDp) == G{1, 5, 9, 13, 17, 21, 25, 29});
+  }
+  SECTION("rules") {
+    CHECK_THROWS_WITH(plan("parallel: {tp: 4, pp: 1, ep: 8, etp: 3}"), Contains("parallel.etp: 3 does not divide tp 4"));
+    CHECK_THROWS_WITH(plan("parallel: {tp: 8, pp: 4, ep: 8, etp: 8}"),
+                      Contains("parallel.ep: ep·etp = 64 does not divide tp·cp·dp = 8"));
+  }
+  SECTION("the same expert FLOPs per GPU whatever the folding, other GEMM shapes") {
+    const ModelSpec m = preset_model("mixtral-8x22b");
+    Shard s;
+    s.seq_len = 4096;
+    s.tp = 4;
+    s.sp = true;
+    s.ep = 2;
+    auto expert = [&](int etp) {
+      s.etp = etp;
+      for (const auto& k : layer_forward(m, 0, s)) {
+        if (k.name == "expert down") return k;
+      }
+      FAIL("no expert kernel");
+      return Kernel{};
+    };
+    const Kernel a = expert(4), b = expert(1);
+    CHECK(a.flops.value() == Approx(b.flops.value()));
+    CHECK(b.rows == Approx(a.rows / 4));  // etp/tp of the rows
+    CHECK(b.depth == Approx(4 * a.depth));  // whole experts
+  }
+}
+
 TEST_CASE("parallelism::pipeline schedules run every pass once, 1F1B holds at most p-s micro-batches", "[parallelism]") {
   for (auto sched : {PipeSchedule::kGpipe, PipeSchedule::kOneFOneB, PipeSchedule::kZeroBubble}) {
     for (int s = 0; s < 4; ++s) {
