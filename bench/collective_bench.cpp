@@ -1,8 +1,10 @@
 // Issue 4 speed targets: all_reduce of 1 GiB across the 16,384 H100s of the bundled Llama 3
 // 405B scenario's rail-optimized clos, with the flow model in under 5 s and the analytic
-// model in under 10 ms. Each time includes the tuner trying every valid algorithm, as
+// model in under 10 ms (median of three runs). Each time includes the tuner trying every valid algorithm, as
 // `wallsim collective` does; the topology is built once beforehand (its time is printed).
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "bench/bench_support.hpp"
@@ -26,10 +28,18 @@ int main() {
   const Bytes size = Bytes::of(1024.0 * 1024 * 1024);
   for (const char* name : {"analytic", "flow"}) {
     const auto model = collectives::NetworkModel::build(name, "bench");
-    t0 = Clock::now();
-    const auto choice = collectives::choose_schedule(t, collectives::Op::kAllReduce, group, size, {}, {},
-                                                     std::nullopt, *model);
-    const double wall = seconds_since(t0);
+    // The analytic case takes milliseconds on a shared, noisy machine: the median of three runs.
+    const bool analytic = std::string(name) == "analytic";
+    std::vector<double> walls;
+    std::optional<collectives::Choice> chosen;
+    for (int run = 0; run < (analytic ? 3 : 1); ++run) {
+      t0 = Clock::now();
+      chosen = collectives::choose_schedule(t, collectives::Op::kAllReduce, group, size, {}, {}, std::nullopt, *model);
+      walls.push_back(seconds_since(t0));
+    }
+    std::sort(walls.begin(), walls.end());
+    const double wall = walls[walls.size() / 2];
+    const auto& choice = *chosen;
     std::printf("  %s model: tuner chose %s, all_reduce time %.3f ms, busbw %.1f GB/s\n", name,
                 collectives::to_string(choice.schedule.algo).c_str(), choice.time.value() * 1e3,
                 size.value() / choice.time.value() * collectives::busbw_factor(collectives::Op::kAllReduce, group.size()) / 1e9);
