@@ -173,4 +173,21 @@ void apply_override(YAML::Node& root, std::string_view assignment, PresetExpande
   chain.back()[parts.back()] = parsed;
 }
 
+int as_small_int(const Config& c) {
+  const long long v = c.as_int();
+  if (v < 0 || v > 2'000'000'000) throw Error(c.path(), "'" + c.as_string() + "' is out of range");
+  return static_cast<int>(v);
+}
+
+std::vector<int> parse_dims(const Config& c) {
+  std::vector<int> dims;
+  for (const auto& part : split(c.as_string(), 'x')) {
+    Config one(YAML::Node(part), c.path());
+    const int d = as_small_int(one);
+    if (d < 1) throw Error(c.path(), "every dimension must be at least 1 in '" + c.as_string() + "'");
+    dims.push_back(d);
+  }
+  return dims;
+}
+
 }  // namespace wallsim

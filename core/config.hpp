@@ -76,4 +76,9 @@ using PresetExpander =
     std::function<std::optional<YAML::Node>(const std::string& path, const std::string& scalar)>;
 void apply_override(YAML::Node& root, std::string_view assignment, PresetExpander expand);
 
+/// A whole number from 0 to 2e9 (counts and sizes); an Error naming the key otherwise.
+int as_small_int(const Config& c);
+/// Dimensions written "AxBxC", each at least 1 (torus and mesh dims, GEMM tiles).
+std::vector<int> parse_dims(const Config& c);
+
 }  // namespace wallsim

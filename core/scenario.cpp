@@ -196,22 +196,15 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("attention_block")) g.attention_block = static_cast<int>(positive(*f));
   if (auto f = c.find("gemm_tile")) {
     // "256x128": rows x columns of the output tile one thread block computes.
-    const std::string v = f->as_string();
-    const auto x = v.find('x');
-    int r = 0, col = 0;
+    std::vector<int> dims;
     try {
-      std::size_t used_r = 0, used_c = 0;
-      if (x != std::string::npos) {
-        r = std::stoi(v.substr(0, x), &used_r);
-        col = std::stoi(v.substr(x + 1), &used_c);
-      }
-      if (x == std::string::npos || used_r != x || used_c != v.size() - x - 1) r = 0;
-    } catch (const std::exception&) {
-      r = 0;
+      dims = parse_dims(*f);
+    } catch (const Error&) {
+      dims.clear();
     }
-    if (r <= 0 || col <= 0) throw Error(f->path(), "'" + v + "' is not a tile like 256x128");
-    g.gemm_tile_rows = r;
-    g.gemm_tile_cols = col;
+    if (dims.size() != 2) throw Error(f->path(), "'" + f->as_string() + "' is not a tile like 256x128");
+    g.gemm_tile_rows = dims[0];
+    g.gemm_tile_cols = dims[1];
   }
   if (g.cores == 0 && g.bf16_dense.value() <= 0.0) {
     throw Error(c.path() + ".bf16_dense", "must be positive");

@@ -41,7 +41,7 @@ parallelism::Shard shard_of(const Plan& p) {
   s.sp = p.sp;
   s.capacity_factor = p.capacity_factor;
   s.flash_attention = p.flash_attention;
-  s.gemm_input_bytes = p.precision == "fp8" ? 1.0 : s.bytes_per_value;
+  s.gemm_input_bytes = p.fp8() ? 1.0 : s.bytes_per_value;
   return s;
 }
 
@@ -267,7 +267,7 @@ Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
     const double wdiv_d = p.zero >= 3 ? dp_dense : 1.0, wdiv_e = p.zero >= 3 ? dp_expert : 1.0;
     const double gdiv_d = p.zero >= 2 ? dp_dense : 1.0, gdiv_e = p.zero >= 2 ? dp_expert : 1.0;
     const double odiv_d = p.zero >= 1 ? dp_dense : 1.0, odiv_e = p.zero >= 1 ? dp_expert : 1.0;
-    const double weight_bytes = kWeightBytes + (p.precision == "fp8" ? kFp8WeightCopyBytes : 0.0);
+    const double weight_bytes = kWeightBytes + (p.fp8() ? kFp8WeightCopyBytes : 0.0);
     mem.weights = Bytes::of(weight_bytes * (dense / wdiv_d + expert / wdiv_e));
     mem.gradients = Bytes::of(kGradBytes * (dense / gdiv_d + expert / gdiv_e));
     mem.optimizer = Bytes::of(kOptimizerBytes * (dense / odiv_d + expert / odiv_e));
@@ -304,7 +304,7 @@ Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
 StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o) {
   if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
   const ModelSpec& m = *sc.model;
-  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.precision == "fp8");
+  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8());
   const auto shard = shard_of(p);
   const auto pc = parallelism::count_params(m);
   const std::size_t domain = static_cast<std::size_t>(sc.cluster.scale_up_domain);

@@ -28,6 +28,7 @@ struct Plan {
   long long micro_batch = 1, global_batch = 1, seq_len = 0;
   long long micro_batches = 1;  ///< per pipeline per step: global_batch / (micro_batch * dp)
   std::string precision = "bf16";
+  [[nodiscard]] bool fp8() const { return precision == "fp8"; }
   double capacity_factor = 1.0;
   bool flash_attention = true;
   /// Layers of each virtual stage, in model order: chunk c of stage s is entry c * pp + s.

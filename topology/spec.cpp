@@ -9,12 +9,6 @@
 namespace wallsim::topology {
 namespace {
 
-int as_small_int(const Config& c) {
-  const long long v = c.as_int();
-  if (v < 0 || v > 2'000'000'000) throw Error(c.path(), "'" + c.as_string() + "' is out of range");
-  return static_cast<int>(v);
-}
-
 LinkParams link_params(const Config& c, const std::string& prefix, const LinkParams* fallback) {
   LinkParams l;
   const std::string bw = prefix + "bandwidth", lat = prefix + "latency", en = prefix + "energy";
@@ -32,17 +26,6 @@ LinkParams link_params(const Config& c, const std::string& prefix, const LinkPar
 Seconds opt_seconds(const Config& c, std::string_view key) {
   auto f = c.find(key);
   return f ? f->as<Seconds>() : Seconds{};
-}
-
-std::vector<int> parse_dims(const Config& c) {
-  std::vector<int> dims;
-  for (const auto& part : split(c.as_string(), 'x')) {
-    Config one(YAML::Node(part), c.path());
-    const int d = as_small_int(one);
-    if (d < 1) throw Error(c.path(), "every dimension must be at least 1 in '" + c.as_string() + "'");
-    dims.push_back(d);
-  }
-  return dims;
 }
 
 const std::vector<std::string> kCommon = {"topology", "bandwidth", "latency", "energy"};
