@@ -43,5 +43,6 @@ void register_flows(CLI::App& app, Action& action);
 void register_collective(CLI::App& app, Action& action);
 void register_run(CLI::App& app, Action& action);
 void register_search(CLI::App& app, Action& action);
+void register_validate(CLI::App& app, Action& action);
 
 }  // namespace wallsim::cli

@@ -50,21 +50,26 @@ class AnalyticModel final : public NetworkModel {
                   const CostParams& p) const override {
     double total = 0.0;
     std::size_t step_no = 0;
-    std::vector<double> out(t.num_nodes(), 0.0), in(t.num_nodes(), 0.0);
+    // Messages leaving (entering) one endpoint in a step share its injection (ejection) port:
+    // its scale-up port for messages inside its scale-up domain, else its scale-out port.
+    const std::size_t dom = t.info().domain_size;
+    auto port = [dom](NodeId self, NodeId peer) {
+      return 2 * static_cast<std::size_t>(self) + (dom > 0 && self / dom != peer / dom ? 1 : 0);
+    };
+    std::vector<double> out(2 * t.num_nodes(), 0.0), in(2 * t.num_nodes(), 0.0);
     topology::Path path;
     for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
-      // Messages leaving (entering) one endpoint in a step share its injection (ejection).
       for (const Phase* ph : phases) {
         for (const auto& x : ph->transfers) {
-          out[x.src] = 0.0;
-          in[x.dst] = 0.0;
+          out[port(x.src, x.dst)] = 0.0;
+          in[port(x.dst, x.src)] = 0.0;
         }
       }
       for (const Phase* ph : phases) {
         for (const auto& x : ph->transfers) {
           if (x.src == x.dst) continue;
-          out[x.src] += x.bytes.value();
-          in[x.dst] += x.bytes.value();
+          out[port(x.src, x.dst)] += x.bytes.value();
+          in[port(x.dst, x.src)] += x.bytes.value();
         }
       }
       double slowest = 0.0;
@@ -74,7 +79,7 @@ class AnalyticModel final : public NetworkModel {
           ++index;
           if (x.src == x.dst) continue;
           const auto cost = t.route_cost(x.src, x.dst, key_of(step_no, index), path);
-          const double bytes = std::max(out[x.src], in[x.dst]);
+          const double bytes = std::max(out[port(x.src, x.dst)], in[port(x.dst, x.src)]);
           slowest = std::max(slowest, p.overhead.value() + cost.latency.value() +
                                           bytes / cost.bandwidth.value());
         }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <unordered_map>
 
 #include "core/error.hpp"
 #include "core/text.hpp"
@@ -19,7 +20,7 @@ const std::vector<std::pair<Op, std::string>> kOps = {
     {Op::kBroadcast, "broadcast"}, {Op::kReduce, "reduce"}, {Op::kSendRecv, "send_recv"}};
 const std::vector<std::pair<Algo, std::string>> kAlgos = {
     {Algo::kRing, "ring"}, {Algo::kTree, "tree"}, {Algo::kHalvingDoubling, "halving_doubling"},
-    {Algo::kHierarchical, "hierarchical"}, {Algo::kDirect, "direct"}, {Algo::kMesh2d, "mesh2d"}};
+    {Algo::kHierarchical, "hierarchical"}, {Algo::kDirect, "direct"}, {Algo::kMesh2d, "mesh2d"}, {Algo::kNvls, "nvls"}};
 
 template <class E>
 E parse_name(const std::vector<std::pair<E, std::string>>& table, const std::string& s,
@@ -42,14 +43,6 @@ void append_ring(Phase& p, const Group& ring, Bytes bytes) {
   p.transfers.push_back({ring[n - 1], ring[0], bytes});
 }
 
-/// One ring step: every rank sends `bytes` to its successor in `ring`.
-Phase ring_step(const Group& ring, Bytes bytes, double repeat) {
-  Phase p;
-  p.repeat = repeat;
-  append_ring(p, ring, bytes);
-  return p;
-}
-
 /// Appends a phase of ring steps for many disjoint rings at once (all rows, all rails).
 Phase rings_step(const std::vector<Group>& rings, Bytes bytes, double repeat) {
   Phase p;
@@ -59,6 +52,37 @@ Phase rings_step(const std::vector<Group>& rings, Bytes bytes, double repeat) {
   p.transfers.reserve(total);
   for (const auto& r : rings) append_ring(p, r, bytes);
   return p;
+}
+
+/// NCCL's rings (channels) for `group`: one ring, unless the group spans several scale-up
+/// domains with g >= 2 members in each, when there are g rings, each carrying 1/g of the data,
+/// that enter and leave every domain through the same local position (the same rail, so each
+/// NIC carries one ring each way): ring c visits domain d's members rotated to start at
+/// (c - d) mod g and leaves from the one before it, where domain d + 1's rotation starts.
+std::vector<Group> ring_channels(const topology::Topology& t, const Group& group) {
+  const std::size_t dom = t.info().domain_size;
+  if (dom == 0) return {group};
+  std::vector<Group> members;  // per domain, in order of first appearance
+  std::unordered_map<std::size_t, std::size_t> index_of;
+  for (auto r : group) {
+    const auto [it, added] = index_of.try_emplace(r / dom, members.size());
+    if (added) members.emplace_back();
+    members[it->second].push_back(r);
+  }
+  const std::size_t g = members.front().size();
+  if (members.size() < 2 || g < 2) return {group};
+  for (const auto& m : members) {
+    if (m.size() != g) return {group};
+  }
+  std::vector<Group> rings(g);
+  for (std::size_t c = 0; c < g; ++c) {
+    rings[c].reserve(group.size());
+    for (std::size_t d = 0; d < members.size(); ++d) {
+      const std::size_t start = (c + g * members.size() - d) % g;
+      for (std::size_t i = 0; i < g; ++i) rings[c].push_back(members[d][(start + i) % g]);
+    }
+  }
+  return rings;
 }
 
 /// Pipeline chunks minimising (steps + C - 1)(alpha + S/(C beta)): C* = sqrt((steps-1) S / (alpha beta)).
@@ -124,10 +148,12 @@ std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo 
   if (n < 2) return fail("needs at least 2 ranks");
   switch (algo) {
     case Algo::kRing: {
+      const auto channels = ring_channels(t, group);
+      const double ch = static_cast<double>(channels.size());
       switch (op) {
-        case Op::kAllReduce: s.phases.push_back(ring_step(group, size / dn, 2.0 * (dn - 1.0))); break;
+        case Op::kAllReduce: s.phases.push_back(rings_step(channels, size / (dn * ch), 2.0 * (dn - 1.0))); break;
         case Op::kAllGather:
-        case Op::kReduceScatter: s.phases.push_back(ring_step(group, size / dn, dn - 1.0)); break;
+        case Op::kReduceScatter: s.phases.push_back(rings_step(channels, size / (dn * ch), dn - 1.0)); break;
         case Op::kBroadcast:
         case Op::kReduce: {
           // A pipelined chain from the root (rank 0): n-1 hops plus C-1 chunks of fill.
@@ -246,6 +272,29 @@ std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo 
         s.phases.push_back(rings_step(rails, size / dn, dk - 1.0));
         s.phases.push_back(rings_step(local, size / dm, dm - 1.0));
       }
+      return s;
+    }
+    case Algo::kNvls: {
+      // NVLink SHARP (NCCL's NVLS): the switch reduces and multicasts. Each GPU's port carries
+      // S (every slice, read by the switch's reductions) plus S/n (its reduced slice stored for
+      // multicast) each way, at the switch's reduction rate: modelled as that load spread over
+      // the GPU's peers, inflated by 1 / switch_reduction.
+      if (op != Op::kAllReduce) return fail("nvls runs all_reduce");
+      const double eff = t.info().switch_reduction;
+      const std::size_t dom = t.info().domain_size;
+      if (eff <= 0.0 || dom == 0) return fail("needs a scale-up switch with in-switch reduction (switch_reduction)");
+      for (auto r : group) {
+        if (r / dom != group.front() / dom) return fail("nvls needs the whole group in one scale-up domain");
+      }
+      Phase p;
+      p.transfers.reserve(n * (n - 1));
+      const Bytes each = size * ((dn + 1.0) / (dn * (dn - 1.0)) / eff);
+      for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t j = 0; j < n; ++j) {
+          if (i != j) p.transfers.push_back({group[i], group[j], each});
+        }
+      }
+      s.phases.push_back(std::move(p));
       return s;
     }
     case Algo::kDirect: {

@@ -14,7 +14,7 @@
 namespace wallsim::collectives {
 
 enum class Op { kAllReduce, kAllGather, kReduceScatter, kAllToAll, kBroadcast, kReduce, kSendRecv };
-enum class Algo { kRing, kTree, kHalvingDoubling, kHierarchical, kDirect, kMesh2d };
+enum class Algo { kRing, kTree, kHalvingDoubling, kHierarchical, kDirect, kMesh2d, kNvls };
 
 std::string to_string(Op op);
 std::string to_string(Algo a);

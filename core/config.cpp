@@ -135,6 +135,28 @@ YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
   }
 }
 
+YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over, const std::string& path) {
+  if (!base.IsMap() || !over.IsMap()) return YAML::Clone(over);
+  YAML::Node out = YAML::Clone(base);
+  for (const auto& kv : over) {
+    const std::string key = key_text(kv.first, path);
+    YAML::Node existing = out[key];
+    if (existing && existing.IsMap() && kv.second.IsMap() && !kv.second["value"]) {
+      out[key] = merge_yaml(existing, kv.second, path + "." + key);
+    } else if (existing && existing.IsScalar() && kv.second.IsMap() && !kv.second["value"] &&
+               !kv.second["preset"]) {
+      // A preset named by name, given some keys of its own (`--set cluster.gpu.sms=100` on a
+      // cluster preset whose gpu is `a100-sxm-80gb`): the keys override that preset.
+      YAML::Node named = YAML::Clone(kv.second);
+      named["preset"] = existing.Scalar();
+      out[key] = named;
+    } else {
+      out[key] = YAML::Clone(kv.second);
+    }
+  }
+  return out;
+}
+
 void apply_override(YAML::Node& root, std::string_view assignment, PresetExpander expand) {
   const size_t eq = assignment.find('=');
   if (eq == std::string_view::npos || eq == 0) {

@@ -69,6 +69,11 @@ std::string key_text(const YAML::Node& key, const std::string& path);
 /// Parses YAML text; a syntax error is an Error naming `origin` and the line.
 YAML::Node parse_yaml(const std::string& text, const std::string& origin);
 
+/// Deep merge: keys of `over` replace or extend those of `base`; mappings merge recursively
+/// (a `{value:, source:}` number is replaced whole); a preset named by a scalar and overridden
+/// by a mapping becomes that mapping with `preset:` the name. `path` names errors.
+YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over, const std::string& path);
+
 /// Applies `--set KEY=VALUE`: KEY is a dotted path, VALUE is YAML (a scalar or a flow mapping).
 /// When a path steps into a scalar, `expand(path, scalar)` may return the mapping it names
 /// (a preset), which replaces it; otherwise the step is an Error naming the key.

@@ -6,22 +6,6 @@
 namespace wallsim {
 namespace {
 
-/// Deep merge: keys of `over` replace or extend those of `base`; mappings merge recursively.
-YAML::Node merge(const YAML::Node& base, const YAML::Node& over, const std::string& path) {
-  if (!base.IsMap() || !over.IsMap()) return YAML::Clone(over);
-  YAML::Node out = YAML::Clone(base);
-  for (const auto& kv : over) {
-    const std::string key = key_text(kv.first, path);
-    YAML::Node existing = out[key];
-    if (existing && existing.IsMap() && kv.second.IsMap() && !kv.second["value"]) {
-      out[key] = merge(existing, kv.second, path + "." + key);
-    } else {
-      out[key] = YAML::Clone(kv.second);
-    }
-  }
-  return out;
-}
-
 /// A section that may be a preset name, a mapping, or a mapping with `preset:` plus overrides.
 Config resolve(const Config& c, PresetKind kind, const Presets& presets) {
   if (c.is_scalar()) {
@@ -32,7 +16,7 @@ Config resolve(const Config& c, PresetKind kind, const Presets& presets) {
     YAML::Node base = presets.get(kind, p->as_string(), p->path());
     YAML::Node over = YAML::Clone(c.yaml());
     over.remove("preset");
-    return Config(merge(base, over, c.path()), c.path());
+    return Config(merge_yaml(base, over, c.path()), c.path());
   }
   return c;
 }
@@ -97,7 +81,7 @@ TrainingSpec parse_training(const Config& c) {
 
 ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
-                "stage_layers", "order"});
+                "stage_layers", "order", "overlap_grad_reduce"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1);
   p.pp = optional_int(c, "pp", 1);
@@ -120,6 +104,7 @@ ParallelSpec parse_parallel(const Config& c) {
     for (const auto& e : f->elements()) p.stage_layers.push_back(positive_int(e));
   }
   if (auto f = c.find("order")) p.order = f->as_string();
+  if (auto f = c.find("overlap_grad_reduce")) p.overlap_grad_reduce = f->as_bool();
   return p;
 }
 
@@ -154,6 +139,14 @@ LinkSpec parse_link(const Config& raw, const Presets& presets) {
   if (l.bandwidth.value() <= 0.0) throw Error(c.path() + ".bandwidth", "must be positive");
   if (auto f = c.find("latency")) l.latency = f->as<Seconds>();
   if (auto f = c.find("energy")) l.energy = f->as<EnergyPerBit>();
+  if (auto f = c.find("efficiency")) {
+    l.efficiency = f->as_double();
+    if (!(l.efficiency > 0.0 && l.efficiency <= 1.0)) throw Error(f->path(), "must be in (0, 1]");
+  }
+  if (auto f = c.find("switch_reduction")) {
+    l.switch_reduction = f->as_double();
+    if (!(l.switch_reduction > 0.0 && l.switch_reduction <= 1.0)) throw Error(f->path(), "must be in (0, 1]");
+  }
   return l;
 }
 
@@ -162,7 +155,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   c.allow_only({"description", "notes", "kind", "bf16_dense", "fp8_dense", "memory",
                 "memory_bandwidth", "scale_up_bandwidth", "tdp", "idle_power", "base_clock",
                 "boost_clock", "memory_energy", "cores", "sram_per_core", "mesh",
-                "fabric_bandwidth", "gemm_efficiency", "attention_efficiency",
+                "fabric_bandwidth", "gemm_efficiency", "gemm_depth_overhead", "attention_efficiency",
                 "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile",
                 "attention_block"});
   GpuSpec g;
@@ -189,6 +182,10 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
       *field = f->as_double();
       if (!(*field > 0.0 && *field <= 1.0)) throw Error(f->path(), "must be in (0, 1]");
     }
+  }
+  if (auto f = c.find("gemm_depth_overhead")) {
+    g.gemm_depth_overhead = f->as_double();
+    if (!(g.gemm_depth_overhead >= 0.0)) throw Error(f->path(), "must be zero or positive");
   }
   if (auto f = c.find("kernel_overhead")) g.kernel_overhead = f->as<Seconds>();
   if (auto f = c.find("dynamic_power")) g.dynamic_power = f->as<Watts>();
@@ -275,7 +272,7 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
   k.scale_up_domain = k.gpus_per_node;
   if (auto su = c.find("scale_up")) {
     Config s = resolve(*su, PresetKind::kLinks, presets);
-    s.allow_only({"description", "notes", "bandwidth", "latency", "energy", "domain"});
+    s.allow_only({"description", "notes", "bandwidth", "latency", "energy", "efficiency", "switch_reduction", "domain"});
     k.scale_up = parse_link(*su, presets);
     if (auto d = s.find("domain")) k.scale_up_domain = positive_int(*d);
     if (k.gpus() % k.scale_up_domain != 0) {

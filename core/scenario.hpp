@@ -16,10 +16,17 @@ namespace wallsim {
 
 /// One link class: bandwidth per direction, latency, energy per bit.
 struct LinkSpec {
-  Bandwidth bandwidth;
+  Bandwidth bandwidth;  ///< line rate per direction
   Seconds latency;
   EnergyPerBit energy;
   std::string preset;  ///< the links.yaml preset it came from, or ""
+  /// Fraction of the line rate that carries payload (packet headers, NCCL's protocol): the
+  /// fabric is built with payload() as the link bandwidth.
+  double efficiency = 1.0;
+  /// Scale-up switches that reduce in the network (NVLink SHARP) do so at this fraction of the
+  /// payload rate; 0 = none.
+  double switch_reduction = 0.0;
+  [[nodiscard]] Bandwidth payload() const { return bandwidth * efficiency; }
 };
 
 /// An accelerator: a GPU or a wafer-scale engine.
@@ -38,6 +45,9 @@ struct GpuSpec {
   EnergyPerBit memory_energy;    ///< 0 when not given
   // Achieved fractions of peak (roofline efficiencies) and kernel costs; 0 = not given.
   double gemm_efficiency = 0.0;       ///< large dense GEMMs, fraction of the dense peak
+  /// Per output tile, the prologue and epilogue cost as much as this much reduction depth: a
+  /// GEMM of depth k runs at gemm_efficiency x k / (k + gemm_depth_overhead). 0 = none.
+  double gemm_depth_overhead = 0.0;
   double attention_efficiency = 0.0;  ///< fused (flash) attention, fraction of the dense peak
   double memory_efficiency = 0.0;     ///< streaming kernels, fraction of HBM bandwidth
   Seconds kernel_overhead;            ///< fixed cost per kernel (launch, tail)
@@ -125,6 +135,9 @@ struct ParallelSpec {
   std::string recompute = "none";
   std::vector<int> stage_layers;
   std::string order = "tp-cp-ep-dp-pp";  ///< rank layout, fastest-varying first (Megatron)
+  /// Gradient reduction overlapped with the backward (Megatron-LM's --overlap-grad-reduce);
+  /// false: it starts once the backward is done (Megatron-LM before 2023).
+  bool overlap_grad_reduce = true;
 };
 
 struct RunSpec {

@@ -30,21 +30,6 @@ constexpr double kFp8WeightCopyBytes = 1.0;
 // published figure read, a round number of the size commonly reported for PyTorch jobs.
 constexpr double kRuntimeReserveBytes = 2.0 * 1024 * 1024 * 1024;
 
-parallelism::Shard shard_of(const Plan& p) {
-  parallelism::Shard s;
-  s.micro_batch = p.micro_batch;
-  s.seq_len = p.seq_len;
-  s.tp = p.tp;
-  s.cp = p.cp;
-  s.ep = p.ep;
-  s.etp = p.etp;
-  s.sp = p.sp;
-  s.capacity_factor = p.capacity_factor;
-  s.flash_attention = p.flash_attention;
-  s.gemm_input_bytes = p.fp8() ? 1.0 : s.bytes_per_value;
-  return s;
-}
-
 /// Parameters one GPU of `stage` holds (before ZeRO sharding), split dense / expert.
 std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage) {
   const auto pc = parallelism::count_params(m);
@@ -250,11 +235,27 @@ std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const std::vector<s
 
 }  // namespace
 
+parallelism::Shard shard_of(const ModelSpec& m, const Plan& p) {
+  parallelism::Shard s;
+  s.dropout = parallelism::has_dropout(m);
+  s.micro_batch = p.micro_batch;
+  s.seq_len = p.seq_len;
+  s.tp = p.tp;
+  s.cp = p.cp;
+  s.ep = p.ep;
+  s.etp = p.etp;
+  s.sp = p.sp;
+  s.capacity_factor = p.capacity_factor;
+  s.flash_attention = p.flash_attention;
+  s.gemm_input_bytes = p.fp8() ? 1.0 : s.bytes_per_value;
+  return s;
+}
+
 Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
   const ModelSpec& m = *sc.model;
   Memory best;
   best.capacity = sc.cluster.gpu.memory;
-  const auto shard = shard_of(p);
+  const auto shard = shard_of(m, p);
   const bool dropout = parallelism::has_dropout(m);
   const double dp_dense = static_cast<double>(p.dp) * p.cp;
   const double dp_expert = p.expert_dp();
@@ -305,7 +306,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
   const ModelSpec& m = *sc.model;
   const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8());
-  const auto shard = shard_of(p);
+  const auto shard = shard_of(m, p);
   const auto pc = parallelism::count_params(m);
   const std::size_t domain = static_cast<std::size_t>(sc.cluster.scale_up_domain);
   const std::shared_ptr<CommCache> cache = o.cache ? o.cache : make_comm_cache();
@@ -328,15 +329,20 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       c.flops += counted;
       c.model_flops += counted * k.useful;
       c.hbm += k.bytes.value();
-      if (k.kind == KernelKind::kAttention) {
+      if (k.core_attention) {
         c.fwd_attention += dt;
-        c.attention_flops += k.flops.value();
-        c.bwd_input += 2.0 * dt;
-      } else if (k.kind == KernelKind::kGemm) {
-        c.bwd_input += gpu.time(parallelism::data_gradient(k)).value();
-        c.bwd_weight += gpu.time(parallelism::weight_gradient(k)).value();
+        c.attention_flops += counted;
+      }
+      if (k.kind == KernelKind::kGemm) {
+        // Both operands of attention's batched GEMMs are activations: both gradients are
+        // input gradients, needed before the previous layer's backward.
+        const double wgrad = gpu.time(parallelism::weight_gradient(k)).value();
+        c.bwd_input += gpu.time(parallelism::data_gradient(k)).value() + (k.core_attention ? wgrad : 0.0);
+        c.bwd_weight += k.core_attention ? 0.0 : wgrad;
+      } else if (k.kind == KernelKind::kElementwise) {
+        c.bwd_input += gpu.time(parallelism::elementwise_backward(k)).value();
       } else {
-        c.bwd_input += 2.0 * dt;
+        c.bwd_input += 2.0 * dt;  // fused attention: FlashAttention's backward, about twice the forward
       }
     }
     return c;
@@ -410,6 +416,10 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       cc.bwd += recompute + lc.bwd_input + (split ? 0.0 : lc.bwd_weight);
       cc.wgt += split ? lc.bwd_weight : 0.0;
       cc.bwd_comm += bc + recompute_comm + cp_exposed;
+      if (c == 0 && s == 0 && i == first) {
+        r.layer_forward = Seconds::of(lc.fwd + fc + cp_exposed);
+        r.layer_backward = Seconds::of(recompute + recompute_comm + lc.bwd_input + lc.bwd_weight + bc + cp_exposed);
+      }
       cc.flops_model += 3.0 * lc.model_flops;
       cc.flops_hw += 3.0 * lc.flops + recompute_flops;
       cc.hbm += 3.0 * lc.hbm + (recompute_flops > 0 ? lc.hbm : 0.0);
@@ -484,20 +494,27 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       tasks.push_back(std::move(k));
     }
   }
-  // Pipeline dependencies: activations forward, gradients backward, after a p2p send.
-  const double p2p_bytes = act_bytes / (p.sp ? p.tp : 1);
+  // Pipeline dependencies: activations forward, gradients backward, after a p2p send. The
+  // tensor is split over the TP ranks (with SP it already is; without, Megatron's scatter/gather
+  // optimization, Narayanan et al. SC'21 sec. 4.1, sends 1/tp per rank and all-gathers it over
+  // the scale-up link on arrival).
+  const double p2p_bytes = act_bytes / p.tp;
+  const double regather = [&] {
+    if (p.sp || p.tp == 1 || p.pp == 1) return 0.0;
+    return comm.collective(Op::kAllGather, GroupKind::kTp, 0, Bytes::of(act_bytes)).value();
+  }();
   const int vstages = p.pp * v;
   for (int vs = 0; vs < vstages; ++vs) {
     const int s = vs % p.pp;
     for (int j = 0; j < m_count; ++j) {
       if (vs > 0) {
         const int from = (vs - 1) % p.pp;
-        const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes)).value();
+        const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes)).value() + regather;
         tasks[f_id[vs][j]].deps.push_back({f_id[vs - 1][j], 1.0, lag, Wait::kPipeline});
       }
       if (vs < vstages - 1) {
         const int from = (vs + 1) % p.pp;
-        const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes)).value();
+        const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes)).value() + regather;
         tasks[b_id[vs][j]].deps.push_back({b_id[vs + 1][j], 1.0, lag, Wait::kPipeline});
       }
     }
@@ -526,7 +543,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
           Task k;
           k.stream = 2 * s + 1;
           k.comm = t_comm;
-          const double frac = static_cast<double>(layers - li) / layers;
+          const double frac = p.overlap_grad_reduce ? static_cast<double>(layers - li) / layers : 1.0;
           k.deps.push_back({last_backward[vs], frac, 0.0, Wait::kComm});
           dp_tasks[s].push_back(static_cast<int>(tasks.size()));
           streams[k.stream].push_back(static_cast<int>(tasks.size()));

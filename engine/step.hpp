@@ -44,7 +44,13 @@ struct StepResult {
   Frequency clock;
   Bytes hbm_bytes, scale_up_bytes, scale_out_bytes;  ///< per step, whole cluster
   std::vector<Seconds> stage_busy;                   ///< compute per stage
+  /// One micro-batch through the first layer of stage 0, as Megatron's per-layer timers see it:
+  /// compute plus the exposed TP/CP/EP communication; backward includes recompute.
+  Seconds layer_forward, layer_backward;
 };
+
+/// How each layer of `p` is sharded and batched on one GPU.
+parallelism::Shard shard_of(const ModelSpec& m, const parallelism::Plan& p);
 
 /// Collective costs already computed, keyed by op, groups and size: shared by the plans of a
 /// search, whose plans repeat the same collectives over the same groups.

@@ -64,6 +64,7 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   double eff = spec_.memory_efficiency;
   if (k.kind == KernelKind::kGemm) {
     eff = spec_.gemm_efficiency;
+    if (k.depth > 0.0) eff *= k.depth / (k.depth + spec_.gemm_depth_overhead);
     if (fp8_) peak = spec_.fp8_dense.value();
   } else if (k.kind == KernelKind::kAttention) {
     eff = spec_.attention_efficiency;

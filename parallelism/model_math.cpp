@@ -58,6 +58,15 @@ Kernel weight_gradient(const Kernel& f) {
   return k;
 }
 
+Kernel elementwise_backward(const Kernel& f) {
+  Kernel k = f;
+  k.name += " (backward)";
+  const double w = f.written.value(), r = f.bytes.value() - w;
+  k.bytes = Bytes::of(2.0 * r + w);
+  k.written = Bytes::of(r);
+  return k;
+}
+
 bool is_moe_layer(const ModelSpec& m, int i) { return m.experts > 0 && i >= m.dense_layers; }
 
 bool has_dropout(const ModelSpec& m) { return m.activation == "gelu"; }
@@ -105,8 +114,9 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   // Fused attention runs one thread block per query block of each (sequence, head).
   const double queries = seq / s.cp, sequence_heads = b * m.heads / tp;
   auto elementwise = [&](const char* name, double values_read, double values_written) {
-    k.push_back({KernelKind::kElementwise, name, Flops::of(values_read),
-                 Bytes::of(w * (values_read + values_written))});
+    Kernel e{KernelKind::kElementwise, name, Flops::of(values_read), Bytes::of(w * (values_read + values_written))};
+    e.written = Bytes::of(w * values_written);
+    k.push_back(e);
   };
   elementwise("input norm", norm_tokens * h, norm_tokens * h);
   const double a = m.heads / tp;
@@ -124,14 +134,34 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
          a * static_cast<double>(m.qk_nope_head_dim) + a * vd);
     const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
     k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
-                 Bytes::of(w * tokens * a * (2.0 * qk + 2.0 * vd)), queries, vd, qk, sequence_heads});
+                 Bytes::of(w * tokens * a * (2.0 * qk + 2.0 * vd)), queries, vd, qk, sequence_heads, 1.0, true});
     gemm("output projection", tokens, a * vd, h);
   } else {
     const double d = static_cast<double>(m.head_dim), g = m.kv_heads / tp;
     gemm("qkv projection", tokens, h, (a + 2.0 * g) * d);
-    const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
-    k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
-                 Bytes::of(w * tokens * d * (2.0 * a + 2.0 * g)), queries, d, d, sequence_heads});
+    if (s.flash_attention) {
+      const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
+      k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
+                   Bytes::of(w * tokens * d * (2.0 * a + 2.0 * g)), queries, d, d, sequence_heads,
+                   1.0, true});
+    } else {
+      // Per (sequence, head): scores = q k^T (queries x keys, depth d), the scaled, masked
+      // softmax and dropout over the square in HBM, then probabilities x v (depth = keys).
+      // Causal: the model FLOPs are the unmasked half, as attention_core_flops_per_token counts.
+      const double keys = seq, square = sequence_heads * queries * keys, causal = (keys + 1.0) / (2.0 * keys);
+      k.push_back({KernelKind::kGemm, "attention scores", Flops::of(2.0 * square * d),
+                   Bytes::of(w * (sequence_heads * (queries + keys) * d + square)), queries, keys, d,
+                   sequence_heads, causal, true});
+      k.push_back({KernelKind::kElementwise, "softmax", Flops::of(square), Bytes::of(2.0 * w * square), 0, 0, 0,
+                   1.0, 1.0, true, Bytes::of(w * square)});
+      if (s.dropout) {  // writes the output and a 1-byte mask
+        k.push_back({KernelKind::kElementwise, "attention dropout", Flops::of(square),
+                     Bytes::of((2.0 * w + 1.0) * square), 0, 0, 0, 1.0, 1.0, true, Bytes::of((w + 1.0) * square)});
+      }
+      k.push_back({KernelKind::kGemm, "attention values", Flops::of(2.0 * square * d),
+                   Bytes::of(w * (square + sequence_heads * keys * d + sequence_heads * queries * d)), queries, d,
+                   keys, sequence_heads, causal, true});
+    }
     gemm("output projection", tokens, a * d, h);
   }
   elementwise("residual + post-attention norm", 2.0 * norm_tokens * h, norm_tokens * h);
@@ -167,11 +197,13 @@ std::vector<Kernel> head_forward(const ModelSpec& m, const Shard& s) {
   const double tokens = static_cast<double>(s.micro_batch * s.seq_len) / s.cp;
   const double h = static_cast<double>(m.hidden), v = static_cast<double>(m.vocab) / s.tp;
   const double w = s.bytes_per_value;
-  return {{KernelKind::kElementwise, "final norm", Flops::of(tokens * h), Bytes::of(w * 2.0 * tokens * h)},
+  // The loss reads the fp32 logits and writes fp32 probabilities for the backward.
+  return {{KernelKind::kElementwise, "final norm", Flops::of(tokens * h), Bytes::of(w * 2.0 * tokens * h), 0, 0, 0, 1,
+           1.0, false, Bytes::of(w * tokens * h)},
           {KernelKind::kGemm, "lm head", Flops::of(2.0 * tokens * h * v),
            Bytes::of(w * (h * v + tokens * h + tokens * v)), tokens, v, h},
-          {KernelKind::kElementwise, "cross entropy", Flops::of(3.0 * tokens * v),
-           Bytes::of(4.0 * 2.0 * tokens * v)}};
+          {KernelKind::kElementwise, "cross entropy", Flops::of(3.0 * tokens * v), Bytes::of(4.0 * 2.0 * tokens * v), 0,
+           0, 0, 1, 1.0, false, Bytes::of(4.0 * tokens * v)}};
 }
 
 Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len) {

@@ -44,6 +44,8 @@ struct Kernel {
   Bytes bytes;  ///< HBM traffic
   double rows = 0, cols = 0, depth = 0, batch = 1;
   double useful = 1.0;  ///< fraction of the FLOPs that are model FLOPs (capacity padding is not)
+  bool core_attention = false;  ///< part of softmax(q k^T) v: what selective recompute redoes
+  Bytes written{};  ///< element-wise kernels: the part of `bytes` written (the rest is read)
 };
 
 /// The backward GEMMs of a forward GEMM (rows x depth by depth x cols): the data gradient
@@ -51,6 +53,10 @@ struct Kernel {
 /// with the forward's FLOPs and bytes.
 Kernel data_gradient(const Kernel& forward);
 Kernel weight_gradient(const Kernel& forward);
+
+/// The backward of an element-wise kernel that reads R bytes and writes W: it reads the saved
+/// inputs and the output's gradient and writes the inputs' gradients, 2R + W bytes.
+Kernel elementwise_backward(const Kernel& forward);
 
 /// How one layer is sharded and batched on one GPU.
 struct Shard {
@@ -64,7 +70,11 @@ struct Shard {
   /// activation ones: 1 with fp8 (Transformer Engine's recipe), else bytes_per_value.
   double gemm_input_bytes = 2.0;
   double capacity_factor = 1.0;
-  bool flash_attention = true;  ///< scores never stored: only the output and softmax statistics
+  /// Fused attention (FlashAttention): the scores never reach HBM. Unfused (Megatron-LM before
+  /// 2023): two batched GEMMs over the whole s x s square (masking happens in the softmax)
+  /// with the scores, probabilities and dropout through HBM in between.
+  bool flash_attention = true;
+  bool dropout = false;  ///< attention dropout (GPT): one more pass over the s x s probabilities
 };
 
 /// The forward kernels of layer `i` on one GPU.

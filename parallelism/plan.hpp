@@ -31,6 +31,7 @@ struct Plan {
   [[nodiscard]] bool fp8() const { return precision == "fp8"; }
   double capacity_factor = 1.0;
   bool flash_attention = true;
+  bool overlap_grad_reduce = true;  ///< DP gradient buckets start during the last backward
   /// Layers of each virtual stage, in model order: chunk c of stage s is entry c * pp + s.
   std::vector<int> chunk_layers;
   /// Rank layout, fastest-varying first: a permutation of tp, cp, dp, pp (ep lives in cp x dp).

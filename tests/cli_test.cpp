@@ -273,3 +273,37 @@ TEST_CASE("cli search ranks plans with the SPEC JSON keys", "[cli][engine]") {
   CHECK(j["plans"][0].contains("parallel"));
   CHECK(j["plans"][0]["step_time_s"].get<double>() <= j["plans"][1]["step_time_s"].get<double>());
 }
+
+TEST_CASE("cli validate meets the accuracy targets on the published cases", "[cli][validation]") {
+  // Issue targets: Megatron-LM throughput median |error| <= 5 % and worst <= 15 %; nccl-tests
+  // busbw within 5 %; activation memory equal to Korthikanti et al.'s closed forms.
+  const fs::path json = scratch() / "validate.json";
+  const Result r = run("validate --quiet --json '" + json.string() + "'");
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(slurp(json));
+  REQUIRE(j["cases"].size() >= 40);
+  const auto& g = j["groups"];
+  CHECK(g["megatron"]["cases"].get<int>() >= 20);
+  CHECK(g["megatron"]["median_abs_error"].get<double>() <= 0.05);
+  CHECK(g["megatron"]["max_abs_error"].get<double>() <= 0.15);
+  CHECK(g["megatron-layer"]["max_abs_error"].get<double>() <= 0.15);
+  CHECK(g["nccl"]["max_abs_error"].get<double>() <= 0.05);
+  CHECK(g["memory"]["max_abs_error"].get<double>() <= 1e-6);
+  for (const auto& c : j["cases"]) {
+    INFO(c["id"]);
+    CHECK(std::abs(c["predicted"].get<double>() / c["measured"].get<double>() - 1.0 - c["error"].get<double>()) < 1e-9);
+  }
+  check_bad_input("validate /nonexistent-dir", "/nonexistent-dir: is not a directory of validation cases", true);
+  check_bad_input("validate --only NOPE", "--only: selects no case", true);
+}
+
+TEST_CASE("cli the README's validation table is the one wallsim validate generates", "[cli][validation]") {
+  const fs::path md = scratch() / "validation.md";
+  REQUIRE(run("validate --quiet --markdown '" + md.string() + "'").code == 0);
+  const std::string readme = slurp(wallsim::test::source_path("README.md"));
+  const std::string begin = "<!-- validation table: scripts/update-readme -->\n", end = "<!-- end of validation table -->";
+  const auto a = readme.find(begin), b = readme.find(end);
+  REQUIRE(a != std::string::npos);
+  REQUIRE(b != std::string::npos);
+  CHECK(readme.substr(a + begin.size(), b - a - begin.size()) == slurp(md));
+}

@@ -191,6 +191,7 @@ Topology build_clos(const ClosParams& p) {
   FamilyInfo info;
   info.kind = "clos";
   info.domain_size = static_cast<std::size_t>(domain);
+  info.switch_reduction = domain > 1 ? p.switch_reduction : 0.0;
   if (domain == p.gpus_per_node) info.orbits = {{0, static_cast<double>(gpus)}};
   std::vector<LinkId> f;
   Topology topo = b.finish(std::move(info), nullptr, &f);

@@ -54,6 +54,7 @@ struct ClosParams {
   int spines = 0;  ///< 0 = nodes_per_leaf (non-blocking when links match)
   LinkParams scale_up{};
   LinkParams scale_out{};
+  double switch_reduction = 0.0;  ///< scale-up switch reduces in-network (NVLS); 0 = no
   Seconds switch_latency{};
   Bandwidth storage{};  ///< aggregate storage bandwidth; 0 = no storage node
   int storage_nodes = 1;

@@ -60,6 +60,9 @@ struct FamilyInfo {
   bool grid_wrap = false;
   /// Endpoints per scale-up domain (NVSwitch, NVL72), numbered contiguously; 0 = none.
   std::size_t domain_size = 0;
+  /// In-switch reduction of the scale-up switch (NVLink SHARP) at this fraction of its links'
+  /// payload rate; 0 = none.
+  double switch_reduction = 0.0;
   /// The endpoint split max-flow uses for bisection (1 = second half); empty = natural halves.
   std::vector<std::uint8_t> bisection_side;
 };

@@ -176,7 +176,7 @@ Topology build_cluster(const ClusterSpec& k) {
     }
     const Config& c = k.scale_out->params;
     c.allow_only({"topology", "preset", "description", "notes", "bandwidth", "latency", "energy",
-                  "dims", "switch_latency"});
+                  "efficiency", "dims", "switch_latency"});
     WaferMeshParams p;
     const auto dims = parse_dims(c.at("dims"));
     if (dims.size() != 2) throw Error(c.path() + ".dims", "a wafer mesh has two dimensions, like 750x994");
@@ -186,8 +186,8 @@ Topology build_cluster(const ClusterSpec& k) {
     p.x = dims[0];
     p.y = dims[1];
     p.wafers = static_cast<int>(k.gpus());
-    p.link = {k.scale_up.bandwidth, k.scale_up.latency, k.scale_up.energy};
-    p.inter_wafer = {k.scale_out->link.bandwidth, k.scale_out->link.latency, k.scale_out->link.energy};
+    p.link = {k.scale_up.payload(), k.scale_up.latency, k.scale_up.energy};
+    p.inter_wafer = {k.scale_out->link.payload(), k.scale_out->link.latency, k.scale_out->link.energy};
     p.sram = k.gpu.sram_per_core;
     return build_wafer_mesh(p);
   }
@@ -201,12 +201,13 @@ Topology build_cluster(const ClusterSpec& k) {
   p.nodes = k.nodes;
   p.gpus_per_node = k.gpus_per_node;
   p.domain = k.scale_up_domain;
-  p.scale_up = {k.scale_up.bandwidth, k.scale_up.latency, k.scale_up.energy};
+  p.scale_up = {k.scale_up.payload(), k.scale_up.latency, k.scale_up.energy};
+  p.switch_reduction = k.scale_up.switch_reduction;
   if (k.scale_out) {
     const Config& c = k.scale_out->params;
     c.allow_only({"topology", "preset", "description", "notes", "bandwidth", "latency", "energy",
-                  "switch_latency", "nodes_per_leaf", "spines"});
-    p.scale_out = {k.scale_out->link.bandwidth, k.scale_out->link.latency, k.scale_out->link.energy};
+                  "efficiency", "switch_latency", "nodes_per_leaf", "spines"});
+    p.scale_out = {k.scale_out->link.payload(), k.scale_out->link.latency, k.scale_out->link.energy};
     p.switch_latency = k.scale_out->switch_latency;
     if (auto f = c.find("nodes_per_leaf")) p.nodes_per_leaf = as_small_int(*f);
     if (auto f = c.find("spines")) p.spines = as_small_int(*f);

@@ -1,0 +1,107 @@
+// The validation harness: case files, errors, summaries, and one case against a closed form.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "test_support.hpp"
+#include "validation/validate.hpp"
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using namespace wallsim;
+
+namespace {
+
+fs::path case_dir(const std::string& name, const std::string& yaml) {
+  const fs::path d = fs::temp_directory_path() / ("wallsim-validation-" + name + "-" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  std::ofstream(d / "cases.yaml") << yaml;
+  return d;
+}
+
+const char* kRingCase =
+    "group: g\n"
+    "defaults:\n"
+    "  metric: busbw_GBps\n"
+    "  tolerance: 5%\n"
+    "  source: test\n"
+    "cases:\n"
+    "  - id: RING\n"
+    "    measured: 100\n"
+    "    scenario: {cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 8,\n"
+    "               scale_up: {bandwidth: 100 GB/s, latency: 0 us}}}\n"
+    "    collective: {op: all_reduce, bytes: 8GiB, algo: ring}\n";
+
+}  // namespace
+
+TEST_CASE("validation a ring all-reduce's busbw is the link bandwidth (closed form)", "[validation]") {
+  // Ring all-reduce: 2(n-1) steps of S/n over 100 GB/s links, so busbw = algbw x 2(n-1)/n
+  // = 100 GB/s exactly with no latency and full efficiency.
+  const auto cases = validation::load_cases(case_dir("ring", kRingCase).string());
+  REQUIRE(cases.size() == 1);
+  CHECK(cases[0].group == "g");
+  CHECK(cases[0].tolerance == Approx(0.05));
+  const auto r = validation::run_case(cases[0], test::presets(), {});
+  CHECK(r.predicted == Approx(100.0).epsilon(1e-9));
+  CHECK(r.error == Approx(0.0).margin(1e-9));
+  CHECK(r.within());
+}
+
+TEST_CASE("validation summaries are the median and the largest absolute error", "[validation]") {
+  validation::Case c;
+  std::vector<validation::Result> rs(4);
+  const double errors[] = {0.01, -0.03, 0.02, -0.10};
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    rs[i].c = &c;
+    rs[i].error = errors[i];
+  }
+  const auto s = validation::summarize(rs);
+  CHECK(s.cases == 4);
+  CHECK(s.median_abs == Approx(0.025));  // |errors| sorted: 0.01 0.02 0.03 0.10
+  CHECK(s.max_abs == Approx(0.10));
+  rs.pop_back();
+  CHECK(validation::summarize(rs).median_abs == Approx(0.02));
+  CHECK(validation::summarize({}).cases == 0);
+}
+
+TEST_CASE("validation bad case files name the key", "[validation]") {
+  auto error_of = [](const std::string& name, const std::string& yaml) {
+    try {
+      validation::load_cases(case_dir(name, yaml).string());
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  std::string ring = kRingCase;
+  CHECK_THAT(error_of("metric", std::string(ring).replace(ring.find("busbw_GBps"), 10, "busbw")),
+             Contains("cases.yaml.cases[0].metric: 'busbw' is not one of"));
+  CHECK_THAT(error_of("measured", std::string(ring).replace(ring.find("measured: 100"), 13, "measured: -1")),
+             Contains("cases.yaml.cases[0].measured: must be positive"));
+  CHECK_THAT(error_of("tolerance", std::string(ring).replace(ring.find("5%"), 2, "x%")),
+             Contains("tolerance"));
+  CHECK_THAT(error_of("key", std::string(ring).replace(ring.find("measured: 100"), 13, "measured: 100\n    mesured: 1")),
+             Contains("mesured"));
+  CHECK_THAT(error_of("twice", ring + ring.substr(ring.find("  - id: RING"))), Contains("case id 'RING' appears twice"));
+  CHECK_THAT(error_of("op", std::string(ring).replace(ring.find("all_reduce"), 10, "allreduce")), Contains("op"));
+  CHECK_THAT(error_of("nodir", ""), Contains("cases.yaml"));
+}
+
+TEST_CASE("validation a choice no candidate of which is valid is an error naming the case", "[validation]") {
+  const std::string yaml =
+      "group: g\n"
+      "cases:\n"
+      "  - id: BAD\n"
+      "    metric: step_time_s\n"
+      "    measured: 1\n"
+      "    tolerance: 10%\n"
+      "    source: test\n"
+      "    scenario: {cluster: {preset: selene-a100, nodes: 1, scale_out: {nodes_per_leaf: 1, spines: 1}},\n"
+      "               model: {layers: 4, hidden: 1024, heads: 16, ffn: 4096, vocab: 51200},\n"
+      "               training: {seq_len: 2048, global_batch: 8}, parallel: {tp: 8}}\n"
+      "    choose: {parallel.tp: [3, 5]}\n";
+  const auto cases = validation::load_cases(case_dir("choice", yaml).string());
+  CHECK_THROWS_WITH(validation::run_case(cases[0], test::presets(), {}), Contains("BAD: no valid plan"));
+}

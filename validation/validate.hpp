@@ -1,0 +1,94 @@
+// Published measurements as cases (data/validation/*.yaml), run through the same models as
+// `wallsim run` and `wallsim collective`, with the error of each prediction.
+//
+// A case file holds one source's cases:
+//   group: megatron              # cases are summarised per group
+//   references: {id: citation}
+//   defaults: {...}              # merged under every case (same keys as a case)
+//   cases:
+//     - id: N21-1
+//       metric: tflops_per_gpu   # see Metric
+//       measured: 137
+//       tolerance: 15%           # the case is flagged when |error| exceeds it
+//       fit: true                # used to fit the calibrated parameters (else a check)
+//       group: ...               # overrides the file's group
+//       source: "[V] n21 Table 1"
+//       scenario: {...}          # a scenario, as for `wallsim run`
+//       choose: {training.micro_batch: [1, 2, 4]}   # inputs the source leaves out: the fastest
+//                                                   # valid combination is taken, as the
+//                                                   # authors tuned their runs
+//       collective: {op: all_reduce, bytes: 8GiB, algo: ring, group: [0, 8]}   # busbw cases
+//       flops: narayanan         # tflops_per_gpu: the source's own FLOP count
+//       assumptions: "..."
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/presets.hpp"
+
+namespace wallsim::validation {
+
+enum class Metric {
+  kStepTime,         ///< step_time_s: seconds per iteration
+  kTflopsPerGpu,     ///< tflops_per_gpu: the source's FLOPs per iteration / GPUs / step time
+  kLayerForward,     ///< layer_forward_s: one layer's forward for one micro-batch
+  kLayerBackward,    ///< layer_backward_s
+  kBusBandwidth,     ///< busbw_GBps: nccl-tests bus bandwidth, GB/s
+  kActivationBytes,  ///< activation_bytes_per_layer: bytes one layer keeps for backward
+};
+std::string to_string(Metric m);
+
+struct Case {
+  std::string id, group, file, source, assumptions;
+  Metric metric = Metric::kStepTime;
+  double measured = 0.0;
+  double tolerance = 0.0;  ///< fraction
+  bool fit = false;
+  std::string scenario_yaml;  ///< the merged scenario, as YAML text
+  std::vector<std::pair<std::string, std::vector<std::string>>> choose;  ///< key -> candidates
+  std::string flops;          ///< FLOP formula of tflops_per_gpu
+  std::string op, bytes, algo;  ///< busbw cases
+  std::vector<int> endpoints;   ///< busbw: endpoints in rank order; empty = every GPU
+};
+
+/// Every case of every *.yaml file in `dir`, in file then listing order. Errors name the file
+/// and key.
+std::vector<Case> load_cases(const std::string& dir);
+
+struct Result {
+  const Case* c = nullptr;
+  double predicted = 0.0;
+  double error = 0.0;     ///< predicted / measured - 1
+  std::string chosen;     ///< the `choose` combination taken ("" when none)
+  [[nodiscard]] bool within() const;
+};
+
+struct Options {
+  std::string network = "flow";
+  std::vector<std::string> sets;  ///< --set overrides applied to every case
+};
+
+/// Runs one case; an Error naming the case when no candidate plan is valid.
+Result run_case(const Case& c, const Presets& presets, const Options& o);
+
+/// Median and largest absolute error of `results` (0 when empty).
+struct Summary {
+  std::size_t cases = 0;
+  double median_abs = 0.0, max_abs = 0.0;
+};
+Summary summarize(const std::vector<Result>& results);
+
+/// Fits `keys` (scenario keys with a search range, e.g. cluster.gpu.gemm_efficiency over
+/// [0.4, 0.9]) on `cases` by coordinate-wise golden-section search, minimising the mean squared
+/// log error. Returns the fitted values in the order given.
+struct FitKey {
+  std::string key;
+  double lo = 0.0, hi = 0.0;
+};
+std::vector<double> fit(const std::vector<const Case*>& cases, const std::vector<FitKey>& keys,
+                        const Presets& presets, const Options& o);
+
+}  // namespace wallsim::validation
