@@ -209,6 +209,14 @@ std::vector<int> parse_dims(const Config& c) {
     if (d < 1) throw Error(c.path(), "every dimension must be at least 1 in '" + c.as_string() + "'");
     dims.push_back(d);
   }
+  // A grid is built point by point: past about a million points it no longer fits in memory.
+  constexpr double kMaxPoints = 1 << 20;
+  double points = 1.0;
+  for (int d : dims) points *= d;
+  if (points > kMaxPoints) {
+    throw Error(c.path(), "'" + c.as_string() + "' has " + format_number(points, 4) +
+                              " points; grids are limited to 1,048,576 (use a coarser grid)");
+  }
   return dims;
 }
 
