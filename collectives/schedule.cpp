@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <unordered_map>
 
 #include "core/error.hpp"
 #include "core/text.hpp"
@@ -54,6 +53,23 @@ Phase rings_step(const std::vector<Group>& rings, Bytes bytes, double repeat) {
   return p;
 }
 
+/// The ranks of `group` per scale-up domain of `dom` endpoints, domains in order of first
+/// appearance and ranks in group order.
+std::vector<Group> by_domain(const Group& group, std::size_t dom) {
+  std::vector<std::size_t> slot;  // domain id -> its index in the result, + 1 (0: not seen)
+  std::vector<Group> local;
+  for (NodeId e : group) {
+    const std::size_t d = e / dom;
+    if (d >= slot.size()) slot.resize(d + 1, 0);
+    if (slot[d] == 0) {
+      local.emplace_back();
+      slot[d] = local.size();
+    }
+    local[slot[d] - 1].push_back(e);
+  }
+  return local;
+}
+
 /// NCCL's rings (channels) for `group`: one ring, unless the group spans several scale-up
 /// domains with g >= 2 members in each, when there are g rings, each carrying 1/g of the data,
 /// that enter and leave every domain through the same local position (the same rail, so each
@@ -62,13 +78,7 @@ Phase rings_step(const std::vector<Group>& rings, Bytes bytes, double repeat) {
 std::vector<Group> ring_channels(const topology::Topology& t, const Group& group) {
   const std::size_t dom = t.info().domain_size;
   if (dom == 0) return {group};
-  std::vector<Group> members;  // per domain, in order of first appearance
-  std::unordered_map<std::size_t, std::size_t> index_of;
-  for (auto r : group) {
-    const auto [it, added] = index_of.try_emplace(r / dom, members.size());
-    if (added) members.emplace_back();
-    members[it->second].push_back(r);
-  }
+  const std::vector<Group> members = by_domain(group, dom);
   const std::size_t g = members.front().size();
   if (members.size() < 2 || g < 2) return {group};
   for (const auto& m : members) {
@@ -240,17 +250,7 @@ std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo 
         return fail("hierarchical runs all_reduce, all_gather and reduce_scatter");
       }
       // Group the ranks by domain, keeping rank order; every domain must hold m ranks.
-      std::vector<std::size_t> slot;  // domain id -> its index in `local`, + 1 (0: not seen)
-      std::vector<Group> local;
-      for (NodeId e : group) {
-        const std::size_t d = e / dom;
-        if (d >= slot.size()) slot.resize(d + 1, 0);
-        if (slot[d] == 0) {
-          local.emplace_back();
-          slot[d] = local.size();
-        }
-        local[slot[d] - 1].push_back(e);
-      }
+      const std::vector<Group> local = by_domain(group, dom);
       const std::size_t k = local.size(), m = local.front().size();
       for (const auto& l : local) {
         if (l.size() != m) return fail("hierarchical needs the same number of ranks in every domain");

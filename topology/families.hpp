@@ -94,7 +94,11 @@ Topology build_torus(const TorusParams& p);
 Topology build_wafer_mesh(const WaferMeshParams& p);
 
 /// Largest fabric a builder accepts (nodes): beyond it memory, not wallsim, is the limit.
+#ifdef WALLSIM_MAX_NODES
+constexpr long long kMaxNodes = WALLSIM_MAX_NODES;  // fuzz builds: see CMakeLists.txt
+#else
 constexpr long long kMaxNodes = 64'000'000;
+#endif
 /// Throws wallsim::Error naming `key` when `nodes` exceeds kMaxNodes.
 void check_size(const char* key, long double nodes);
 

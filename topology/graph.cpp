@@ -229,14 +229,19 @@ Topology::PathCost Topology::path_cost(const Path& p) const {
 }
 
 void Topology::set_cost_levels(std::vector<std::vector<std::uint32_t>> levels) {
-  cost_levels_ = std::move(levels);
-  level_cost_.assign(cost_levels_.size() + 1, PathCost{});
+  // Stored endpoint-major: route_cost reads one endpoint's groups from one cache line.
+  num_levels_ = levels.size();
+  cost_levels_.assign(num_levels_ * endpoints_, 0);
+  for (std::size_t i = 0; i < num_levels_; ++i) {
+    for (NodeId e = 0; e < endpoints_; ++e) cost_levels_[e * num_levels_ + i] = levels[i][e];
+  }
+  level_cost_.assign(num_levels_ + 1, PathCost{});
   // Endpoint 0 and the first endpoint at each level (a level no pair reaches is never asked).
   std::vector<bool> seen(level_cost_.size(), false);
   Path p;
   for (NodeId e = 1; e < endpoints_; ++e) {
     std::size_t i = 0;
-    while (i < cost_levels_.size() && cost_levels_[i][0] != cost_levels_[i][e]) ++i;
+    while (i < num_levels_ && levels[i][0] != levels[i][e]) ++i;
     if (seen[i]) continue;
     seen[i] = true;
     route_into(0, e, 0, p);

@@ -120,14 +120,28 @@ class Topology {
   /// The cost of the route route_into() would give; on a healthy fabric with cost levels, a
   /// table lookup with no routing (`scratch` holds the route otherwise).
   [[nodiscard]] PathCost route_cost(NodeId src, NodeId dst, std::uint64_t flow_key, Path& scratch) const {
-    if (!level_cost_.empty() && src != dst && src < endpoints_ && dst < endpoints_ && !has_failures()) {
-      std::size_t i = 0;
-      while (i < cost_levels_.size() && cost_levels_[i][src] != cost_levels_[i][dst]) ++i;
-      return level_cost_[i];
-    }
+    const std::size_t level = cost_level(src, dst);
+    if (level != kNoLevel) return level_cost_[level];
     route_into(src, dst, flow_key, scratch);
     return path_cost(scratch);
   }
+  static constexpr std::size_t kNoLevel = ~std::size_t{0};
+  /// The cost level of a route from src to dst (every route of one level costs the same:
+  /// level_cost()), or kNoLevel when the fabric has no levels, has failures, or src or dst is
+  /// not an endpoint.
+  [[nodiscard]] std::size_t cost_level(NodeId src, NodeId dst) const {
+    if (level_cost_.empty() || src == dst || src >= endpoints_ || dst >= endpoints_ || has_failures()) {
+      return kNoLevel;
+    }
+    const std::uint32_t* a = &cost_levels_[src * num_levels_];
+    const std::uint32_t* b = &cost_levels_[dst * num_levels_];
+    std::size_t i = 0;
+    while (i < num_levels_ && a[i] != b[i]) ++i;
+    return i;
+  }
+  /// Number of cost levels (0 when the family has none); level i < num_cost_levels().
+  [[nodiscard]] std::size_t num_cost_levels() const { return level_cost_.size(); }
+  [[nodiscard]] PathCost level_cost(std::size_t level) const { return level_cost_[level]; }
   /// Cost levels of the family (builders call this after set_router): per level, a group id
   /// per endpoint, such that every route between two endpoints whose first shared group is
   /// at level i (or who share none) has the same latency and bottleneck bandwidth whatever
@@ -155,7 +169,8 @@ class Topology {
   std::size_t switches_ = 0;
   FamilyInfo info_;
   std::shared_ptr<const Router> router_;
-  std::vector<std::vector<std::uint32_t>> cost_levels_;  ///< see set_cost_levels
+  std::vector<std::uint32_t> cost_levels_;  ///< see set_cost_levels; endpoint-major
+  std::size_t num_levels_ = 0;
   std::vector<PathCost> level_cost_;  ///< by first shared level; the last: none shared
   std::vector<std::uint8_t> failed_link_;
   std::vector<std::uint8_t> failed_node_;
