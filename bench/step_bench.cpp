@@ -19,7 +19,7 @@ double run_once(const Presets& presets, const std::string& file, const char* net
   const auto plan = parallelism::make_plan(s);
   const auto t = topology::build_cluster(s.cluster);
   const auto net = collectives::NetworkModel::build(network, "bench");
-  const auto r = engine::simulate_step(s, plan, t, {net.get(), Watts{}, nullptr});
+  const auto r = engine::simulate_step(s, plan, t, engine::step_options(net.get()));
   const double wall = seconds_since(t0);
   std::printf("  %s (%s): step %.3f s, MFU %.1f %%\n", s.name.c_str(), network, r.step_time.value(), 100 * r.mfu);
   return wall;
@@ -36,7 +36,7 @@ int main() {
   const Scenario s = load_scenario(dir + "/data/scenarios/llama3-70b-1024xh100.yaml", {}, presets);
   const auto t = topology::build_cluster(s.cluster);
   const auto net = collectives::NetworkModel::build("analytic", "bench");
-  const auto res = engine::search_plans(s, t, {net.get(), Watts{}, nullptr}, false);
+  const auto res = engine::search_plans(s, t, engine::step_options(net.get()), false);
   const double wall = seconds_since(t0);
   std::printf("  search: %zu enumerated, %zu valid, %zu dropped for memory, %zu simulated\n", res.evaluated,
               res.valid, res.dropped_memory, res.plans.size());

@@ -82,7 +82,8 @@ void run(const CollectiveFlags& f) {
   const auto model = collectives::NetworkModel::build(f.network, "--network");
   const auto group = parse_group(f.group, t.num_endpoints());
   if (group.size() < 2) throw Error("--group", "a collective needs at least 2 endpoints");
-  const collectives::CostParams params{parse<Seconds>(f.overhead, "--overhead")};
+  collectives::CostParams params;
+  params.overhead = parse<Seconds>(f.overhead, "--overhead");
   const collectives::CollectiveOptions opt;
   const bool reduces = op == collectives::Op::kAllReduce || op == collectives::Op::kReduce ||
                        op == collectives::Op::kReduceScatter;

@@ -7,9 +7,13 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 namespace wallsim::topology {
 class Topology;
+}
+namespace wallsim::failures {
+struct ReliabilityResult;
 }
 
 namespace wallsim::cli {
@@ -44,5 +48,9 @@ void register_collective(CLI::App& app, Action& action);
 void register_run(CLI::App& app, Action& action);
 void register_search(CLI::App& app, Action& action);
 void register_validate(CLI::App& app, Action& action);
+void register_reliability(CLI::App& app, Action& action);
+
+/// SPEC's `run` keys of a whole-run result (days, interruptions, goodput, checkpoint_interval_s).
+nlohmann::json run_json(const failures::ReliabilityResult& r);
 
 }  // namespace wallsim::cli

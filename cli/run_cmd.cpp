@@ -74,7 +74,7 @@ void run(const RunFlags& f) {
   }
   const topology::Topology t = topology::build_cluster(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
-  const engine::StepResult r = engine::simulate_step(s, plan, t, {network.get(), power_cap(f), nullptr});
+  const engine::StepResult r = engine::simulate_step(s, plan, t, engine::step_options(network.get(), power_cap(f)));
   PendingFiles files;
   if (!f.common.json.empty()) files.add(f.common.json, summary_json(r).dump(2) + "\n");
   if (!f.common.quiet && f.common.json != "-") {
@@ -117,7 +117,7 @@ void search(const RunFlags& f) {
   }
   const topology::Topology t = topology::build_cluster(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
-  const engine::SearchResult res = engine::search_plans(s, t, {network.get(), power_cap(f), nullptr}, f.objective == "energy");
+  const engine::SearchResult res = engine::search_plans(s, t, engine::step_options(network.get(), power_cap(f)), f.objective == "energy");
   nlohmann::json plans = nlohmann::json::array();
   std::ostringstream text;
   text << "wallsim search: " << (s.name.empty() ? f.scenario : s.name) << ": " << res.evaluated

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <limits>
 #include <queue>
 #include <span>
@@ -34,13 +35,19 @@ using MinHeap = std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::grea
 
 class Solver {
  public:
-  Solver(const topology::Topology& t, const std::vector<Flow>& flows)
+  Solver(const topology::Topology& t, const std::vector<Flow>& flows, std::span<const double> reserved)
       : topo_(t), flows_(flows), state_(flows.size()), begin_(flows.size() + 1, 0),
         on_link_(t.num_links()), link_mark_(t.num_links(), 0),
         cap_(t.num_links(), 0.0), wsum_(t.num_links(), 0.0), link_ver_(t.num_links(), 0),
         bw_(t.num_links()), finish_(flows.size(), Seconds::of(kInf)), touch_mark_(t.num_links(), 0) {
     load_.assign(t.num_links(), 0.0);
-    for (topology::LinkId l = 0; l < t.num_links(); ++l) bw_[l] = t.link(l).bandwidth.value();
+    for (topology::LinkId l = 0; l < t.num_links(); ++l) {
+      bw_[l] = t.link(l).bandwidth.value();
+      if (!reserved.empty()) {
+        if (reserved.size() != t.num_links()) throw std::logic_error("simulate_flows: reserved_Bps needs one entry per link");
+        bw_[l] = std::max(0.0, bw_[l] - reserved[l]);
+      }
+    }
     // Paths in one array (cache-friendly), with each element's slot in its link's flow list;
     // flows in activation order (start + path latency; ties by index) in one array too.
     std::size_t total = 0;
@@ -200,6 +207,7 @@ class Solver {
       s.remaining = std::max(0.0, s.remaining - s.previous * (now - s.last));
       s.last = now;
       ++s.version;
+      if (std::isinf(s.bytes)) continue;  // background: takes its share, never finishes
       const double done_in = s.remaining <= kRelativePrecision * s.bytes ? 0.0
                              : s.rate > 0.0 ? s.remaining / s.rate
                                             : kInf;
@@ -337,8 +345,8 @@ class Solver {
 }  // namespace
 
 std::vector<Seconds> simulate_flows(const topology::Topology& t, const std::vector<Flow>& flows,
-                                    FlowStats* stats) {
-  return Solver(t, flows).run(stats);
+                                    FlowStats* stats, std::span<const double> reserved_Bps) {
+  return Solver(t, flows, reserved_Bps).run(stats);
 }
 
 }  // namespace wallsim::collectives

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "topology/graph.hpp"
@@ -34,8 +35,12 @@ struct FlowStats {
 };
 
 /// Finish time of every flow (same order as `flows`), from the topology's link bandwidths
-/// and latencies. Flows with zero bytes finish when their latency has elapsed.
+/// and latencies. Flows with zero bytes finish when their latency has elapsed. A flow of
+/// infinite bytes is background load (a long checkpoint write): it takes its max-min share
+/// while the others run and its finish time is infinite; the simulation ends with the others.
+/// `reserved_Bps` (by link id, optional) is bandwidth taken by traffic outside `flows`: the
+/// flows share what is left of each link.
 std::vector<Seconds> simulate_flows(const topology::Topology& t, const std::vector<Flow>& flows,
-                                    FlowStats* stats = nullptr);
+                                    FlowStats* stats = nullptr, std::span<const double> reserved_Bps = {});
 
 }  // namespace wallsim::collectives

@@ -138,7 +138,7 @@ class FlowLevelModel final : public NetworkModel {
         }
       }
       double makespan = 0.0;
-      for (const auto& f : simulate_flows(t, flows)) makespan = std::max(makespan, f.value());
+      for (const auto& f : simulate_flows(t, flows, nullptr, p.reserved_Bps)) makespan = std::max(makespan, f.value());
       total += count * makespan;
       ++step_no;
     });

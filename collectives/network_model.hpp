@@ -9,12 +9,17 @@
 #include <span>
 #include <string>
 
+#include "collectives/flow_model.hpp"
 #include "collectives/schedule.hpp"
 
 namespace wallsim::collectives {
 
 struct CostParams {
   Seconds overhead;  ///< software overhead per message, added to every step's messages
+  /// Bandwidth taken on each link (by link id; empty = none) by long-running traffic present
+  /// during every step, such as a checkpoint write: `flow` gives the schedules what is left;
+  /// `analytic` has no contention and ignores it.
+  std::span<const double> reserved_Bps;
 };
 
 class NetworkModel {

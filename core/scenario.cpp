@@ -55,7 +55,7 @@ std::string one_of(const Config& c, std::initializer_list<std::string_view> allo
 
 std::optional<YAML::Node> expand_for_set(const std::string& path, const std::string& scalar) {
   if (path == "cluster" || path == "cluster.gpu" || path == "model" ||
-      path == "cluster.scale_up" || path == "cluster.scale_out") {
+      path == "cluster.scale_up" || path == "cluster.scale_out" || path == "run.failures.rates") {
     YAML::Node m(YAML::NodeType::Map);
     m["preset"] = scalar;
     return m;
@@ -108,20 +108,83 @@ ParallelSpec parse_parallel(const Config& c) {
   return p;
 }
 
-RunSpec parse_run(const Config& c) {
+FailureCause parse_cause(const Config& c, const std::string& name, double ref_gpus, double ref_nodes,
+                         Seconds window) {
+  c.allow_only({"count", "rate", "component", "per", "repair", "weibull_shape"});
+  FailureCause f;
+  f.name = name;
+  f.component = one_of(c.at("component"), {"gpu", "node", "nic", "link", "software", "planned"});
+  f.per = c.has("per") ? one_of(c.at("per"), {"gpu", "node", "job"}) : "gpu";
+  if (auto r = c.find("rate")) {
+    f.rate = r->as<Frequency>();
+    f.source = r->source();
+  } else {
+    const Config n = c.at("count");
+    const double units = f.per == "gpu" ? ref_gpus : f.per == "node" ? ref_nodes : 1.0;
+    if (window.value() <= 0.0 || units <= 0.0) {
+      throw Error(n.path(), "a count needs the preset's window and gpus/nodes");
+    }
+    f.rate = Frequency::of(n.as_double() / units / window.value());
+    f.source = n.source();
+  }
+  if (f.rate.value() < 0.0) throw Error(c.path(), "a failure rate cannot be negative");
+  if (auto r = c.find("repair")) f.repair = r->as<Seconds>();
+  if (auto k = c.find("weibull_shape")) {
+    f.weibull_shape = k->as_double();
+    if (!(f.weibull_shape > 0.0)) throw Error(k->path(), "must be positive");
+  }
+  return f;
+}
+
+FailureSpec parse_failures(const Config& raw, const Presets& presets) {
+  raw.allow_only({"rates", "detection", "restart", "spare_nodes"});
+  FailureSpec s;
+  const Config r = raw.at("rates");
+  if (r.is_scalar()) s.preset = r.as_string();
+  else if (auto p = r.find("preset")) s.preset = p->as_string();
+  const Config c = resolve(r, PresetKind::kFailures, presets);
+  c.allow_only({"description", "gpus", "nodes", "window", "causes", "detection", "restart"});
+  const double gpus = c.has("gpus") ? c.at("gpus").as_count() : 0.0;
+  const double nodes = c.has("nodes") ? c.at("nodes").as_count() : 0.0;
+  const Seconds window = c.has("window") ? c.at("window").as<Seconds>() : Seconds{};
+  const Config causes = c.at("causes");
+  for (const auto& name : causes.keys()) {
+    s.causes.push_back(parse_cause(causes.at(name), name, gpus, nodes, window));
+  }
+  if (s.causes.empty()) throw Error(causes.path(), "lists no causes");
+  // Detection and restart: the scenario's, else the preset's.
+  auto seconds = [&](const char* key) {
+    if (auto f = raw.find(key)) return f->as<Seconds>();
+    return c.at(key).as<Seconds>();
+  };
+  s.detection = seconds("detection");
+  s.restart = seconds("restart");
+  if (auto f = raw.find("spare_nodes")) {
+    const long long n = f->as_int();
+    if (n < 0 || n > 1'000'000'000) throw Error(f->path(), "must be a count of nodes, 0 or more");
+    s.spare_nodes = static_cast<int>(n);
+  }
+  return s;
+}
+
+RunSpec parse_run(const Config& c, const Presets& presets) {
   c.allow_only({"tokens", "checkpoint", "failures"});
   RunSpec r;
   r.tokens = c.at("tokens").as_count();
+  if (!(r.tokens > 0.0)) throw Error(c.path() + ".tokens", "must be positive");
   if (auto ck = c.find("checkpoint")) {
-    ck->allow_only({"interval"});
+    ck->allow_only({"interval", "mode", "snapshot_bandwidth"});
     if (auto iv = ck->find("interval"); iv && iv->as_string() != "auto") {
       r.checkpoint_interval = iv->as<Seconds>();
+      if (!(r.checkpoint_interval->value() > 0.0)) throw Error(iv->path(), "must be positive (or auto)");
+    }
+    if (auto m = ck->find("mode")) r.async_checkpoint = one_of(*m, {"sync", "async"}) == "async";
+    if (r.async_checkpoint) {
+      r.snapshot_bandwidth = ck->at("snapshot_bandwidth").as<Bandwidth>();
+      if (!(r.snapshot_bandwidth.value() > 0.0)) throw Error(ck->path() + ".snapshot_bandwidth", "must be positive");
     }
   }
-  if (auto f = c.find("failures")) {
-    f->allow_only({"rates"});
-    if (auto rates = f->find("rates")) r.failure_rates = rates->as_string();
-  }
+  if (auto f = c.find("failures")) r.failures = parse_failures(*f, presets);
   return r;
 }
 
@@ -340,7 +403,7 @@ Scenario parse_scenario_tree(const std::string& text, const std::string& origin,
   if (auto f = c.find("model")) s.model = parse_model(*f, presets);
   if (auto f = c.find("training")) s.training = parse_training(*f);
   if (auto f = c.find("parallel")) s.parallel = parse_parallel(*f);
-  if (auto f = c.find("run")) s.run = parse_run(*f);
+  if (auto f = c.find("run")) s.run = parse_run(*f, presets);
   YAML::Emitter e;
   e << root;
   s.resolved_yaml = e.c_str();

@@ -140,10 +140,34 @@ struct ParallelSpec {
   bool overlap_grad_reduce = true;
 };
 
+/// One root cause of job interruptions (a row of Llama 3's Table 5).
+struct FailureCause {
+  std::string name;
+  /// What fails: gpu, node, nic (the node leaves until repaired), link (a scale-out cable:
+  /// rerouted, the job runs slower until repaired), software (nothing leaves), planned
+  /// (maintenance: a checkpoint is taken first, no work is lost).
+  std::string component;
+  std::string per;       ///< what the rate counts per: gpu, node or job
+  Frequency rate;        ///< interruptions per second per unit (`per`)
+  Seconds repair;        ///< how long the failed part is out (0 for software and planned)
+  double weibull_shape = 1.0;  ///< 1 = exponential lifetimes
+  std::string source;
+};
+
+struct FailureSpec {
+  std::string preset;
+  std::vector<FailureCause> causes;
+  Seconds detection;  ///< failure to the job's stop (NCCL timeout, health checks)
+  Seconds restart;    ///< rescheduling and process start, before the checkpoint is read
+  int spare_nodes = 0;
+};
+
 struct RunSpec {
   double tokens = 0.0;
-  std::optional<Seconds> checkpoint_interval;  ///< nullopt = auto
-  std::string failure_rates;                   ///< failures.yaml preset
+  std::optional<Seconds> checkpoint_interval;  ///< nullopt = auto (the best, by search)
+  bool async_checkpoint = false;  ///< snapshot to host memory, then write while training
+  Bandwidth snapshot_bandwidth;   ///< GPU to host copy, per GPU (async only)
+  std::optional<FailureSpec> failures;
 };
 
 struct Scenario {

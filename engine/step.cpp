@@ -19,10 +19,6 @@ using parallelism::Plan;
 using parallelism::Recompute;
 using collectives::Op;
 
-// Assumptions of the memory model, stated once. Mixed-precision Adam keeps bf16 weights and
-// gradients and fp32 master weights, momentum and variance: 2 + 2 + 12 bytes per parameter
-// (Rajbhandari et al., ZeRO, SC'20, Sec. 3.1, K = 12).
-constexpr double kWeightBytes = 2.0, kGradBytes = 2.0, kOptimizerBytes = 12.0;
 // [A] fp8 training (Transformer Engine's recipe) keeps the bf16 weights and adds an fp8 copy of
 // each weight the GPU holds, cast once per step: 1 byte per parameter.
 constexpr double kFp8WeightCopyBytes = 1.0;
@@ -82,6 +78,7 @@ class CommCost {
   CommCost(const topology::Topology& t, const Plan& p, const collectives::NetworkModel& net, std::size_t domain,
            CommCache& cache)
       : t_(t), p_(p), net_(net), domain_(domain == 0 ? 1 : domain), cache_(cache) {}
+  collectives::CostParams params;  ///< passed to every network-model call
 
   /// Time of `op` over the groups of `kind` in `stage`, `bytes` as nccl-tests counts them.
   Seconds collective(Op op, GroupKind kind, int stage, Bytes bytes) {
@@ -141,14 +138,14 @@ class CommCost {
       if (net_.name() == "analytic") {
         e.time = choice.time;
       } else if (local || groups.size() == 1) {
-        e.time = net_.time(t_, choice.schedule, {});
+        e.time = net_.time(t_, choice.schedule, params);
       } else {
         std::vector<collectives::Schedule> all;
         for (const auto& g : groups) {
           auto s = collectives::build_schedule(t_, op, choice.schedule.algo, g, bytes, {}, nullptr);
           if (s) all.push_back(std::move(*s));
         }
-        e.time = net_.time(t_, all, {});
+        e.time = net_.time(t_, all, params);
       }
     }
     cache_.entries[key] = e;
@@ -311,6 +308,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   const std::size_t domain = static_cast<std::size_t>(sc.cluster.scale_up_domain);
   const std::shared_ptr<CommCache> cache = o.cache ? o.cache : make_comm_cache();
   CommCost comm(t, p, *o.network, domain, *cache);
+  comm.params.reserved_Bps = o.reserved_Bps;
   StepResult r;
   r.memory = memory_per_gpu(sc, p);
   r.clock = gpu.clock();

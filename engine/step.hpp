@@ -22,6 +22,11 @@
 
 namespace wallsim::engine {
 
+// Assumptions of the memory model, stated once. Mixed-precision Adam keeps bf16 weights and
+// gradients and fp32 master weights, momentum and variance: 2 + 2 + 12 bytes per parameter
+// (Rajbhandari et al., ZeRO, SC'20, Sec. 3.1, K = 12).
+constexpr double kWeightBytes = 2.0, kGradBytes = 2.0, kOptimizerBytes = 12.0;
+
 /// Memory per GPU on the most loaded stage.
 struct Memory {
   Bytes weights, gradients, optimizer, activations, buffers;
@@ -61,7 +66,17 @@ struct StepOptions {
   const collectives::NetworkModel* network = nullptr;
   Watts power_cap;  ///< 0 = TDP
   std::shared_ptr<CommCache> cache;  ///< null = a fresh one per step
+  /// Bandwidth per link taken through the whole step by other traffic (an asynchronous
+  /// checkpoint write), see CostParams. A cache must not mix steps with and without.
+  std::span<const double> reserved_Bps;
 };
+/// Options with a network model and a power cap, the rest default.
+inline StepOptions step_options(const collectives::NetworkModel* network, Watts power_cap = {}) {
+  StepOptions o;
+  o.network = network;
+  o.power_cap = power_cap;
+  return o;
+}
 
 /// Simulates one step of `p` on `t` (built from s.cluster). Throws Error for plans that do
 /// not fit in memory only when `require_fit`; the result says whether it fits.

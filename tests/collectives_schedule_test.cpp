@@ -157,7 +157,8 @@ TEST_CASE("collectives per-message overhead adds to every step", "[collectives]"
   const Topology t = star(4);
   const double S = 1 << 20, alpha = 2 * l, o = 5e-6;
   const Schedule s = sched(t, Op::kAllReduce, Algo::kRing, 4, S);
-  const CostParams p{Seconds::of(o)};
+  CostParams p;
+  p.overhead = Seconds::of(o);
   const double want = 6 * (o + alpha + S / 4 / B);
   CHECK(analytic->time(t, s, p).value() == Approx(want));
   CHECK(flow->time(t, s, p).value() == Approx(want));

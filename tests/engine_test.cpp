@@ -26,7 +26,7 @@ engine::StepResult run(const std::string& text, const char* network = "analytic"
   const auto plan = parallelism::make_plan(s);
   const auto t = topology::build_cluster(s.cluster);
   const auto net = collectives::NetworkModel::build(network, "network");
-  return engine::simulate_step(s, plan, t, {net.get(), cap, nullptr});
+  return engine::simulate_step(s, plan, t, engine::step_options(net.get(), cap));
 }
 
 }  // namespace
@@ -99,7 +99,7 @@ TEST_CASE("engine search ranks valid plans and counts the ones that do not fit",
   const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
   const auto t = topology::build_cluster(s.cluster);
   const auto net = collectives::NetworkModel::build("analytic", "n");
-  const auto res = engine::search_plans(s, t, {net.get(), Watts{}, nullptr}, false);
+  const auto res = engine::search_plans(s, t, engine::step_options(net.get()), false);
   REQUIRE(!res.plans.empty());
   CHECK(res.valid <= res.evaluated);
   CHECK(res.plans.size() + res.dropped_memory == res.valid);

@@ -136,7 +136,7 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
   if (!engine::memory_per_gpu(s, plan).fits()) return std::nullopt;
   const auto t = topology::build_cluster(s.cluster);
   const auto net = collectives::NetworkModel::build(o.network, "--network");
-  const auto r = engine::simulate_step(s, plan, t, {net.get(), Watts{}, nullptr});
+  const auto r = engine::simulate_step(s, plan, t, engine::step_options(net.get()));
   const double step = r.step_time.value();
   switch (c.metric) {
     case Metric::kStepTime: return Candidate{step, step};

@@ -1,0 +1,166 @@
+// `wallsim reliability SCENARIO.yaml`: the whole run with failures and checkpoints —
+// interruptions and lost hours by cause, checkpoint overhead, goodput and the best interval,
+// as means with 95 % confidence intervals over Monte Carlo trials; and what one failure takes
+// down on the scenario's fabric (or on any TOPOLOGY given with --blast-radius).
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "core/error.hpp"
+#include "core/presets.hpp"
+#include "failures/reliability.hpp"
+#include "topology/spec.hpp"
+
+namespace wallsim::cli {
+namespace {
+
+struct ReliabilityFlags {
+  CommonFlags common;
+  std::string scenario, network = "flow", blast_topology;
+  int trials = 1000;
+  bool no_blast = false;
+};
+
+nlohmann::json estimate(const failures::Estimate& e) { return {{"mean", e.mean}, {"ci95", e.ci95}}; }
+
+std::string pm(const failures::Estimate& e, int digits = 4) {
+  return format_number(e.mean, digits) + " ± " + format_number(e.ci95, 2);
+}
+
+std::string blast_text(const std::vector<failures::BlastRow>& rows) {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof line, "  %-22s %-34s %9s %10s %12s\n", "component", "example", "cut off", "job loses",
+                "all-reduce");
+  out << line;
+  for (const auto& b : rows) {
+    std::snprintf(line, sizeof line, "  %-22s %-34s %9zu %10zu %11.3fx\n", b.component.c_str(), b.example.c_str(),
+                  b.cut_off, b.job_loses, b.allreduce_slowdown);
+    out << line;
+  }
+  return out.str();
+}
+
+nlohmann::json blast_json(const std::vector<failures::BlastRow>& rows) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& b : rows) {
+    a.push_back({{"component", b.component}, {"example", b.example}, {"cut_off", b.cut_off},
+                 {"job_loses", b.job_loses}, {"allreduce_slowdown", b.allreduce_slowdown}});
+  }
+  return a;
+}
+
+void run(const ReliabilityFlags& f) {
+  const auto network = collectives::NetworkModel::build(f.network, "--network");
+  PendingFiles files;
+  if (!f.blast_topology.empty()) {  // only the blast radius of a fabric
+    const topology::Topology t = build_fabric(f.blast_topology, f.common, {});
+    const auto rows = failures::blast_radius(t, *network, Bytes::of(256.0 * 1024 * 1024));
+    if (!f.common.json.empty()) files.add(f.common.json, nlohmann::json{{"blast_radius", blast_json(rows)}}.dump(2) + "\n");
+    if (!f.common.quiet && f.common.json != "-") {
+      std::cout << "wallsim reliability: blast radius on " << f.blast_topology << " (all-reduce of 256 MiB over "
+                << "the survivors, network " << network->name() << ")\n" << blast_text(rows);
+    }
+    files.write_all();
+    return;
+  }
+  if (f.scenario.empty()) throw Error("SCENARIO", "give a scenario file (or --blast-radius TOPOLOGY)");
+  const Presets presets(default_data_dir());
+  const Scenario s = load_scenario(f.scenario, f.common.sets, presets);
+  const parallelism::Plan plan = parallelism::make_plan(s);
+  const topology::Topology t = topology::build_cluster(s.cluster);
+  failures::ReliabilityOptions o;
+  o.network = network.get();
+  o.trials = f.trials;
+  o.seed = f.common.seed;
+  o.blast_radius = !f.no_blast;
+  const failures::ReliabilityResult r = failures::analyze_run(s, plan, t, o);
+  nlohmann::json j = run_json(r);
+  j["trials"] = r.stats.trials;
+  j["days_ci95"] = r.stats.days.ci95;
+  j["interruptions_ci95"] = r.stats.interruptions.ci95;
+  j["goodput_ci95"] = r.stats.goodput.ci95;
+  nlohmann::json by_count = nlohmann::json::object(), by_lost = nlohmann::json::object();
+  for (std::size_t i = 0; i < r.stats.causes.size(); ++i) {
+    by_count[r.stats.causes[i]] = estimate(r.stats.interruptions_by_cause[i]);
+    by_lost[r.stats.causes[i]] = estimate(r.stats.lost_hours_by_cause[i]);
+  }
+  j["interruptions_by_cause"] = by_count;
+  j["lost_hours_by_cause"] = by_lost;
+  j["checkpoint_hours"] = estimate(r.stats.checkpoint_hours);
+  j["degraded_hours"] = estimate(r.stats.degraded_hours);
+  j["waiting_hours"] = estimate(r.stats.waiting_hours);
+  j["checkpoint_bytes"] = r.shards.total.value();
+  j["checkpoint_write_s"] = r.model.write.value();
+  j["checkpoint_read_s"] = r.model.reload.value();
+  j["young_interval_s"] = r.young.value();
+  j["daly_interval_s"] = r.daly.value();
+  j["mtbi_s"] = r.mtbi.value();
+  if (!r.blast.empty()) j["blast_radius"] = blast_json(r.blast);
+  if (!f.common.json.empty()) files.add(f.common.json, j.dump(2) + "\n");
+  if (!f.common.quiet && f.common.json != "-") {
+    const auto& m = r.model;
+    std::ostringstream deg;
+    for (std::size_t k = 1; k < m.degraded_rate.size(); ++k) {
+      deg << (k > 1 ? ", " : "") << k << ": x" << format_number(1.0 / m.degraded_rate[k], 4);
+    }
+    std::cout << "wallsim reliability: " << (s.name.empty() ? f.scenario : s.name) << ", " << plan.gpus() << " x "
+              << s.cluster.gpu.name << ", " << r.stats.trials << " trials (seed " << f.common.seed << "), network "
+              << network->name() << "\n"
+              << key_value_table({
+                     {"step time", to_string(r.step.step_time) + " healthy; with failed fabric cables " +
+                                       (deg.str().empty() ? "n/a" : deg.str())},
+                     {"work", format_number(m.work.value() / 86400.0, 4) + " days at the healthy step time"},
+                     {"checkpoint", to_string(r.shards.total) + " (" + to_string(r.shards.per_writer) + " from each of " +
+                                        std::to_string(r.shards.writers.size()) + " GPUs); write " + to_string(m.write) +
+                                        ", read " + to_string(m.reload) +
+                                        (m.async ? ", async: snapshot " + to_string(m.snapshot) + ", steps x" +
+                                                       format_number(m.async_slowdown, 4) + " while writing"
+                                                 : ", sync")},
+                     {"interruptions", "one every " + to_string(r.mtbi) + " on average (all causes)"},
+                     {"interval", to_string(r.stats.interval) + (r.interval_searched ? " (best by search)" : " (given)") +
+                                      "; Young " + to_string(r.young) + ", Daly " + to_string(r.daly)},
+                     {"days", pm(r.stats.days)},
+                     {"interruptions", pm(r.stats.interruptions)},
+                     {"goodput", pm(r.stats.goodput)},
+                     {"checkpoint overhead", pm(r.stats.checkpoint_hours) + " h"},
+                     {"degraded fabric", pm(r.stats.degraded_hours) + " h"},
+                     {"waiting for repairs", pm(r.stats.waiting_hours) + " h"},
+                 });
+    char line[256];
+    std::snprintf(line, sizeof line, "  %-24s %22s %22s\n", "cause", "interruptions", "lost hours");
+    std::cout << line;
+    for (std::size_t i = 0; i < r.stats.causes.size(); ++i) {
+      std::snprintf(line, sizeof line, "  %-24s %22s %22s\n", r.stats.causes[i].c_str(),
+                    pm(r.stats.interruptions_by_cause[i]).c_str(), pm(r.stats.lost_hours_by_cause[i]).c_str());
+      std::cout << line;
+    }
+    if (!r.blast.empty()) std::cout << "blast radius (all-reduce of 256 MiB over the survivors):\n" << blast_text(r.blast);
+  }
+  files.write_all();
+}
+
+}  // namespace
+
+nlohmann::json run_json(const failures::ReliabilityResult& r) {
+  return {{"days", r.stats.days.mean},
+          {"interruptions", r.stats.interruptions.mean},
+          {"goodput", r.stats.goodput.mean},
+          {"checkpoint_interval_s", r.stats.interval.value()}};
+}
+
+void register_reliability(CLI::App& app, Action& action) {
+  auto f = std::make_shared<ReliabilityFlags>();
+  CLI::App* cmd = app.add_subcommand("reliability", "Failures and checkpoints over a whole run: goodput, best interval");
+  cmd->add_option("SCENARIO", f->scenario, "Scenario YAML file with a run: section");
+  cmd->add_option("--trials", f->trials, "Monte Carlo trials (default 1000)");
+  cmd->add_option("--network", f->network, "analytic or flow (default flow)");
+  cmd->add_option("--blast-radius", f->blast_topology, "Only the blast radius of TOPOLOGY (a spec or scenario)");
+  cmd->add_flag("--no-blast-radius", f->no_blast, "Skip the blast-radius table");
+  add_common_flags(*cmd, f->common);
+  cmd->callback([f, &action] { action = [f] { run(*f); }; });
+}
+
+}  // namespace wallsim::cli

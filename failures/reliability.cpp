@@ -1,0 +1,129 @@
+#include "failures/reliability.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "core/error.hpp"
+
+namespace wallsim::failures {
+namespace {
+
+/// Scale-out cables between two switches (a failure is rerouted), in id order, one
+/// direction each.
+std::vector<topology::LinkId> fabric_cables(const topology::Topology& t) {
+  std::vector<topology::LinkId> out;
+  for (topology::LinkId l = 0; l < t.num_links(); ++l) {
+    if (t.link(l).cls != topology::LinkClass::kScaleOut || t.reverse(l) < l) continue;
+    if (t.node(t.link_source(l)).kind == topology::NodeKind::kSwitch &&
+        t.node(t.link_target(l)).kind == topology::NodeKind::kSwitch) {
+      out.push_back(l);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Cause> scale_causes(const FailureSpec& f, long long gpus, int gpus_per_node) {
+  std::vector<Cause> out;
+  for (const auto& c : f.causes) {
+    Cause k;
+    k.name = c.name;
+    k.component = c.component;
+    k.units = c.per == "gpu" ? static_cast<double>(gpus)
+              : c.per == "node" ? std::ceil(static_cast<double>(gpus) / gpus_per_node)
+                                : 1.0;
+    k.rate = c.rate;
+    k.repair = c.repair;
+    k.weibull_shape = c.weibull_shape;
+    out.push_back(k);
+  }
+  return out;
+}
+
+ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, const topology::Topology& t,
+                              const ReliabilityOptions& o) {
+  if (!s.run) throw Error("run", "missing: a reliability study needs run: {tokens, failures: {rates: ...}}");
+  if (!s.run->failures) throw Error("run.failures", "missing: give failure rates, e.g. failures: {rates: llama3-h100}");
+  const RunSpec& run = *s.run;
+  ReliabilityResult r;
+  r.step = engine::simulate_step(s, p, t, engine::step_options(o.network));
+  RunModel& m = r.model;
+  m.work = Seconds::of(run.tokens / r.step.tokens_per_s);
+  m.causes = scale_causes(*run.failures, p.gpus(), s.cluster.gpus_per_node);
+  m.detection = run.failures->detection;
+  m.restart = run.failures->restart;
+  m.spare_nodes = run.failures->spare_nodes;
+  // Checkpoint traffic on the fabric.
+  r.shards = checkpoint_shards(s, p);
+  const auto writes = checkpoint_flows(t, r.shards, false);
+  m.write = makespan(t, writes);
+  m.reload = makespan(t, checkpoint_flows(t, r.shards, true));
+  m.async = run.async_checkpoint;
+  if (m.async) {
+    m.snapshot = r.shards.per_writer / run.snapshot_bandwidth;
+    const std::vector<double> load = average_load(t, writes);
+    engine::StepOptions bg = engine::step_options(o.network);
+    bg.reserved_Bps = load;
+    m.async_slowdown = engine::simulate_step(s, p, t, bg).step_time / r.step.step_time;
+  }
+  // Step time with 1..3 failed fabric cables, picked at random (seeded).
+  const auto cables = fabric_cables(t);
+  std::mt19937_64 pick(o.seed);
+  topology::Topology damaged = t;
+  for (std::size_t j = 1; j <= 3 && j <= cables.size(); ++j) {
+    std::uniform_int_distribution<std::size_t> u(0, cables.size() - 1);
+    damaged.fail_link(cables[u(pick)]);
+    m.degraded_rate.push_back(r.step.step_time / engine::simulate_step(s, p, damaged, engine::step_options(o.network)).step_time);
+  }
+  // Closed forms, for the overhead each checkpoint costs.
+  double total_rate = 0.0;
+  for (const auto& c : m.causes) total_rate += c.rate.value() * c.units;
+  r.mtbi = Seconds::of(total_rate > 0.0 ? 1.0 / total_rate : 1e18);
+  const Seconds delta = m.async ? m.snapshot + m.write * (1.0 - 1.0 / m.async_slowdown) : m.write;
+  r.young = young_interval(delta, r.mtbi);
+  r.daly = daly_interval(delta, r.mtbi);
+  Seconds interval;
+  if (run.checkpoint_interval) {
+    interval = *run.checkpoint_interval;
+  } else {
+    // Golden-section search on log(interval) for the best mean goodput, with the same random
+    // streams for every candidate so that their differences are not noise.
+    r.interval_searched = true;
+    const int n = std::min(o.trials, o.search_trials);
+    const double lo0 = std::max(1.0, std::max(m.write.value(), r.daly.value() / 30.0));
+    double lo = std::log(lo0), hi = std::log(std::max(lo0 * 2.0, 30.0 * r.daly.value()));
+    auto score = [&](double x) {
+      const double g = simulate_run(m, Seconds::of(std::exp(x)), n, o.seed).goodput.mean;
+      r.searched.emplace_back(Seconds::of(std::exp(x)), g);
+      return g;
+    };
+    const double phi = (std::sqrt(5.0) - 1.0) / 2.0;
+    double a = hi - phi * (hi - lo), b = lo + phi * (hi - lo);
+    double fa = score(a), fb = score(b);
+    for (int it = 0; it < 14; ++it) {
+      if (fa >= fb) {
+        hi = b;
+        b = a;
+        fb = fa;
+        a = hi - phi * (hi - lo);
+        fa = score(a);
+      } else {
+        lo = a;
+        a = b;
+        fa = fb;
+        b = lo + phi * (hi - lo);
+        fb = score(b);
+      }
+    }
+    interval = Seconds::of(std::exp(fa >= fb ? a : b));
+    std::sort(r.searched.begin(), r.searched.end(),
+              [](const auto& x, const auto& y) { return x.first.value() < y.first.value(); });
+  }
+  r.stats = simulate_run(m, interval, o.trials, o.seed);
+  if (o.blast_radius) r.blast = blast_radius(t, *o.network, Bytes::of(256.0 * 1024 * 1024));
+  return r;
+}
+
+}  // namespace wallsim::failures

@@ -1,0 +1,45 @@
+// A whole run with failures and checkpoints, from a scenario: the step simulator gives the
+// healthy step time, the step time on fabrics with 1..3 failed scale-out cables, and the step
+// time while an asynchronous checkpoint write shares the fabric; the flow model gives the
+// checkpoint write and read times; the failure rates of run.failures are scaled to the job;
+// then the Monte Carlo runs at the given interval or at the best one found by search.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "engine/step.hpp"
+#include "failures/blast_radius.hpp"
+#include "failures/checkpoint.hpp"
+#include "failures/monte_carlo.hpp"
+
+namespace wallsim::failures {
+
+struct ReliabilityOptions {
+  const collectives::NetworkModel* network = nullptr;
+  int trials = 1000;
+  std::uint64_t seed = 1;
+  int search_trials = 400;  ///< trials per candidate interval of the search (common random numbers)
+  bool blast_radius = true;
+};
+
+struct ReliabilityResult {
+  engine::StepResult step;
+  RunModel model;
+  CheckpointShards shards;
+  Seconds mtbi;                 ///< mean time between interruptions, all causes
+  Seconds young, daly;          ///< closed-form intervals for the checkpoint overhead
+  bool interval_searched = false;
+  std::vector<std::pair<Seconds, double>> searched;  ///< (interval, mean goodput) tried
+  RunStats stats;               ///< at the chosen interval, `trials` trials
+  std::vector<BlastRow> blast;
+};
+
+/// Needs s.run with failures; an Error naming the key otherwise.
+ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, const topology::Topology& t,
+                              const ReliabilityOptions& o);
+
+/// The model's failure causes scaled to a job of `gpus` GPUs in nodes of `gpus_per_node`.
+std::vector<Cause> scale_causes(const FailureSpec& f, long long gpus, int gpus_per_node);
+
+}  // namespace wallsim::failures
