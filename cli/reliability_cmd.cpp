@@ -47,7 +47,8 @@ nlohmann::json blast_json(const std::vector<failures::BlastRow>& rows) {
   nlohmann::json a = nlohmann::json::array();
   for (const auto& b : rows) {
     a.push_back({{"component", b.component}, {"example", b.example}, {"cut_off", b.cut_off},
-                 {"job_loses", b.job_loses}, {"allreduce_slowdown", b.allreduce_slowdown}});
+                 {"job_loses", b.job_loses}, {"allreduce_slowdown", b.allreduce_slowdown},
+                 {"allreduce_ranks", b.allreduce_ranks}});
   }
   return a;
 }
@@ -60,8 +61,8 @@ void run(const ReliabilityFlags& f) {
     const auto rows = failures::blast_radius(t, *network, Bytes::of(256.0 * 1024 * 1024));
     if (!f.common.json.empty()) files.add(f.common.json, nlohmann::json{{"blast_radius", blast_json(rows)}}.dump(2) + "\n");
     if (!f.common.quiet && f.common.json != "-") {
-      std::cout << "wallsim reliability: blast radius on " << f.blast_topology << " (all-reduce of 256 MiB over "
-                << "the survivors, network " << network->name() << ")\n" << blast_text(rows);
+      std::cout << "wallsim reliability: blast radius on " << f.blast_topology << " (all-reduce of 256 MiB over the survivors "
+                << "among the first 512 endpoints, network " << network->name() << ")\n" << blast_text(rows);
     }
     files.write_all();
     return;
@@ -137,7 +138,7 @@ void run(const ReliabilityFlags& f) {
                     pm(r.stats.interruptions_by_cause[i]).c_str(), pm(r.stats.lost_hours_by_cause[i]).c_str());
       std::cout << line;
     }
-    if (!r.blast.empty()) std::cout << "blast radius (all-reduce of 256 MiB over the survivors):\n" << blast_text(r.blast);
+    if (!r.blast.empty()) std::cout << "blast radius (all-reduce of 256 MiB over the survivors among the first 512 endpoints):\n" << blast_text(r.blast);
   }
   files.write_all();
 }

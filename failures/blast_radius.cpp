@@ -13,6 +13,11 @@ using topology::LinkId;
 using topology::NodeId;
 using topology::Topology;
 
+/// The all-reduce runs over the survivors among the first kWindow endpoints, where the failed
+/// parts are (the first switch of each tier serves them): on 16k GPUs a collective over a
+/// damaged fabric is routed path by path, and the region of the failure is what changes.
+constexpr std::size_t kWindow = 512;
+
 /// Endpoints that reach the largest part of the fabric: from a reference endpoint, or from
 /// another when the reference is itself cut off.
 std::vector<bool> reachable(const Topology& t) {
@@ -54,7 +59,8 @@ std::vector<BlastRow> blast_radius(const Topology& healthy, const collectives::N
   // One representative per kind: the middle endpoint, the first switch of each tier, the
   // first cable of each class between two switches (else the first of the class).
   std::vector<std::pair<std::string, std::function<void(Topology&)>>> cases;
-  const NodeId mid = static_cast<NodeId>(healthy.num_endpoints() / 2);
+  const std::size_t window = std::min<std::size_t>(healthy.num_endpoints(), kWindow);
+  const NodeId mid = static_cast<NodeId>(window / 2);
   std::vector<std::pair<std::string, std::string>> names;
   cases.emplace_back("endpoint", [mid](Topology& t) { t.fail_node(mid); });
   names.emplace_back("endpoint", healthy.node_name(mid));
@@ -104,8 +110,9 @@ std::vector<BlastRow> blast_radius(const Topology& healthy, const collectives::N
     std::vector<NodeId> survivors;
     for (NodeId e = 0; e < healthy.num_endpoints(); ++e) {
       if (lost_domain[e / dom]) ++row.job_loses;
-      else survivors.push_back(e);
+      else if (e < window) survivors.push_back(e);
     }
+    row.allreduce_ranks = survivors.size();
     if (survivors.size() >= 2) {
       row.allreduce_slowdown = allreduce_time(t, survivors, net, bytes) / allreduce_time(healthy, survivors, net, bytes);
     }
