@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "core/presets.hpp"
 #include "core/text.hpp"
 #include "engine/search.hpp"
+#include "failures/reliability.hpp"
 #include "topology/spec.hpp"
 
 namespace wallsim::cli {
@@ -75,8 +77,21 @@ void run(const RunFlags& f) {
   const topology::Topology t = topology::build_cluster(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   const engine::StepResult r = engine::simulate_step(s, plan, t, engine::step_options(network.get(), power_cap(f)));
+  // With run.failures, the whole run too (fewer trials than `wallsim reliability`).
+  std::optional<failures::ReliabilityResult> whole;
+  if (s.run && s.run->failures) {
+    failures::ReliabilityOptions o;
+    o.network = network.get();
+    o.trials = 200;
+    o.search_trials = 200;
+    o.seed = f.common.seed;
+    o.blast_radius = false;
+    whole = failures::analyze_run(s, plan, t, o);
+  }
   PendingFiles files;
-  if (!f.common.json.empty()) files.add(f.common.json, summary_json(r).dump(2) + "\n");
+  nlohmann::json summary = summary_json(r);
+  if (whole) summary["run"] = run_json(*whole);
+  if (!f.common.json.empty()) files.add(f.common.json, summary.dump(2) + "\n");
   if (!f.common.quiet && f.common.json != "-") {
     const double st = r.step_time.value();
     auto share = [&](Seconds x) { return to_string(x) + " (" + format_number(100.0 * x.value() / st, 3) + " %)"; };
@@ -105,6 +120,13 @@ void run(const RunFlags& f) {
                      {"bytes moved", "HBM " + to_string(r.hbm_bytes) + ", scale-up " + to_string(r.scale_up_bytes) +
                                          ", scale-out " + to_string(r.scale_out_bytes)},
                  });
+    if (whole) {
+      const auto& w = whole->stats;
+      std::cout << "whole run (" << w.trials << " trials; wallsim reliability for causes and intervals): "
+                << format_number(w.days.mean, 4) << " days, " << format_number(w.interruptions.mean, 4)
+                << " interruptions, goodput " << percent(w.goodput.mean) << ", checkpoint every "
+                << to_string(w.interval) << "\n";
+    }
   }
   files.write_all();
 }

@@ -84,6 +84,7 @@ constexpr Bytes mib(double n) { return Bytes::of(n * 1024.0 * 1024.0); }
 constexpr Bytes gib(double n) { return Bytes::of(n * 1024.0 * 1024.0 * 1024.0); }
 constexpr Bytes gb(double n) { return Bytes::of(n * 1e9); }
 constexpr Seconds seconds(double n) { return Seconds::of(n); }
+constexpr Seconds minutes(double n) { return Seconds::of(n * 60.0); }
 constexpr Seconds ms(double n) { return Seconds::of(n * 1e-3); }
 constexpr Seconds us(double n) { return Seconds::of(n * 1e-6); }
 constexpr Seconds ns(double n) { return Seconds::of(n * 1e-9); }

@@ -307,3 +307,41 @@ TEST_CASE("cli the README's validation table is the one wallsim validate generat
   REQUIRE(b != std::string::npos);
   CHECK(readme.substr(a + begin.size(), b - a - begin.size()) == slurp(md));
 }
+
+TEST_CASE("cli reliability reports the run keys with confidence intervals", "[cli][failures]") {
+  const fs::path json = scratch() / "reliability.json";
+  const Result r = run("reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") +
+                       " --trials 100 --seed 3 --json '" + json.string() + "'");
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Contains("goodput"));
+  CHECK_THAT(r.out, Contains("faulty_gpu"));
+  CHECK_THAT(r.out, Contains("leaf switch"));
+  const auto j = nlohmann::json::parse(slurp(json));
+  for (const char* k : {"days", "interruptions", "goodput", "checkpoint_interval_s", "trials"}) CHECK(j.contains(k));
+  CHECK(j["trials"] == 100);
+  CHECK(j["interruptions_by_cause"]["faulty_gpu"].contains("ci95"));
+  CHECK(j["lost_hours_by_cause"]["planned"].contains("mean"));
+  // 64 GPUs: 14 bytes per parameter of Llama 3 8B; every GPU writes a shard (ZeRO 1).
+  CHECK(j["checkpoint_bytes"].get<double>() == Approx(14.0 * 8.03e9).epsilon(0.01));
+  // The goodput is work over wall time: never above 1, and the Monte Carlo agrees with itself.
+  CHECK(j["goodput"].get<double>() <= 1.0);
+  const auto again = run("reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") +
+                         " --trials 100 --seed 3 --json -");
+  CHECK(nlohmann::json::parse(again.out) == j);
+  // `run` adds SPEC's run keys when the scenario has run.failures.
+  const auto step = nlohmann::json::parse(
+      run("run " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") + " --json -").out);
+  CHECK(step["run"].contains("goodput"));
+  CHECK(step["run"].contains("checkpoint_interval_s"));
+}
+
+TEST_CASE("cli reliability on bad input exits 2 and names the key", "[cli][failures]") {
+  check_bad_input("reliability " + wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml"), "run", true);
+  check_bad_input("reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") +
+                      " --set run.failures.spare_nodes=-2",
+                  "run.failures.spare_nodes", true);
+  check_bad_input("reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") +
+                      " --trials 0",
+                  "--trials", true);
+  check_bad_input("reliability --blast-radius 'torus:dims=4x4'", "torus.bandwidth", true);
+}

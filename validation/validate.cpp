@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "collectives/network_model.hpp"
+#include "failures/checkpoint.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/io.hpp"
@@ -31,6 +32,7 @@ constexpr MetricName kMetrics[] = {
     {Metric::kLayerBackward, "layer_backward_s"},
     {Metric::kBusBandwidth, "busbw_GBps"},
     {Metric::kActivationBytes, "activation_bytes_per_layer"},
+    {Metric::kCheckpointBytes, "checkpoint_bytes"},
 };
 
 Metric parse_metric(const Config& c) {
@@ -133,6 +135,7 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
                                                            plan.recompute, parallelism::has_dropout(*s.model));
     return Candidate{bytes.value(), 0.0};
   }
+  if (c.metric == Metric::kCheckpointBytes) return Candidate{failures::checkpoint_shards(s, plan).total.value(), 0.0};
   if (!engine::memory_per_gpu(s, plan).fits()) return std::nullopt;
   const auto t = topology::build_cluster(s.cluster);
   const auto net = collectives::NetworkModel::build(o.network, "--network");

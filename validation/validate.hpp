@@ -38,6 +38,7 @@ enum class Metric {
   kLayerBackward,    ///< layer_backward_s
   kBusBandwidth,     ///< busbw_GBps: nccl-tests bus bandwidth, GB/s
   kActivationBytes,  ///< activation_bytes_per_layer: bytes one layer keeps for backward
+  kCheckpointBytes,  ///< checkpoint_bytes: the whole checkpoint (weights and optimizer)
 };
 std::string to_string(Metric m);
 
