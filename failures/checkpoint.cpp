@@ -55,6 +55,7 @@ std::vector<double> average_load(const topology::Topology& t, const std::vector<
     const double rate = flows[i].bytes.value() * flows[i].multiplicity / finish[i].value();
     for (auto l : flows[i].path) load[l] += rate;
   }
+  for (topology::LinkId l = 0; l < t.num_links(); ++l) load[l] = std::min(load[l], 0.5 * t.link(l).bandwidth.value());
   return load;
 }
 

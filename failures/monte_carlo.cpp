@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <stdexcept>
 
 #include "core/error.hpp"
 
@@ -317,7 +318,9 @@ class Trial {
 
 RunStats simulate_run(const RunModel& m, Seconds interval, int trials, std::uint64_t seed) {
   if (trials < 1) throw Error("--trials", "must be at least 1");
-  if (m.degraded_rate.empty()) throw std::logic_error("simulate_run: degraded_rate needs an entry for 0 failed links");
+  if (m.degraded_rate.empty() || *std::min_element(m.degraded_rate.begin(), m.degraded_rate.end()) <= 0.0) {
+    throw std::logic_error("simulate_run: degraded_rate needs positive entries, the first for 0 failed links");
+  }
   const double tau = std::max(interval.value(), m.async ? m.write.value() : 0.0);
   if (!(tau > 0.0)) throw Error("run.checkpoint.interval", "must be positive");
   const std::size_t nc = m.causes.size();

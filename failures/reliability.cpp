@@ -99,7 +99,8 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
     // streams for every candidate so that their differences are not noise.
     r.interval_searched = true;
     const int n = std::min(o.trials, o.search_trials);
-    const double lo0 = std::max(1.0, std::max(m.write.value(), r.daly.value() / 30.0));
+    // Checkpoints are taken between steps: no interval below one step (nor below the write).
+    const double lo0 = std::max({r.step.step_time.value(), m.write.value(), r.daly.value() / 30.0});
     double lo = std::log(lo0), hi = std::log(std::max(lo0 * 2.0, 30.0 * r.daly.value()));
     auto score = [&](double x) {
       const double g = simulate_run(m, Seconds::of(std::exp(x)), n, o.seed).goodput.mean;
