@@ -41,15 +41,19 @@ std::vector<collectives::Flow> checkpoint_flows(const topology::Topology& t, con
   return flows;
 }
 
-Seconds makespan(const topology::Topology& t, const std::vector<collectives::Flow>& flows) {
+Seconds makespan(const std::vector<Seconds>& finish) {
   double end = 0.0;
-  for (const auto& f : collectives::simulate_flows(t, flows)) end = std::max(end, f.value());
+  for (const auto& f : finish) end = std::max(end, f.value());
   return Seconds::of(end);
 }
 
-std::vector<double> average_load(const topology::Topology& t, const std::vector<collectives::Flow>& flows) {
+Seconds makespan(const topology::Topology& t, const std::vector<collectives::Flow>& flows) {
+  return makespan(collectives::simulate_flows(t, flows));
+}
+
+std::vector<double> average_load(const topology::Topology& t, const std::vector<collectives::Flow>& flows,
+                                 const std::vector<Seconds>& finish) {
   std::vector<double> load(t.num_links(), 0.0);
-  const auto finish = collectives::simulate_flows(t, flows);
   for (std::size_t i = 0; i < flows.size(); ++i) {
     if (!(finish[i].value() > 0.0)) continue;
     const double rate = flows[i].bytes.value() * flows[i].multiplicity / finish[i].value();

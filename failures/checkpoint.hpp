@@ -31,10 +31,13 @@ std::vector<collectives::Flow> checkpoint_flows(const topology::Topology& t, con
                                                 bool read);
 /// The time until the last of `flows` ends (flow model).
 Seconds makespan(const topology::Topology& t, const std::vector<collectives::Flow>& flows);
+Seconds makespan(const std::vector<Seconds>& finish);
 /// Bandwidth per link that an asynchronous write (`flows`, started together) takes from the
 /// training traffic: each flow's bytes over its finish time on every link of its path, at most
 /// half of a link (max-min gives a write flow and a training flow that both want more than
 /// half a link one half each).
-std::vector<double> average_load(const topology::Topology& t, const std::vector<collectives::Flow>& flows);
+/// `finish`: the flows' finish times (simulate_flows).
+std::vector<double> average_load(const topology::Topology& t, const std::vector<collectives::Flow>& flows,
+                                 const std::vector<Seconds>& finish);
 
 }  // namespace wallsim::failures

@@ -58,12 +58,13 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
   // Checkpoint traffic on the fabric.
   r.shards = checkpoint_shards(s, p);
   const auto writes = checkpoint_flows(t, r.shards, false);
-  m.write = makespan(t, writes);
+  const auto write_finish = collectives::simulate_flows(t, writes);
+  m.write = makespan(write_finish);
   m.reload = makespan(t, checkpoint_flows(t, r.shards, true));
   m.async = run.async_checkpoint;
   if (m.async) {
     m.snapshot = r.shards.per_writer / run.snapshot_bandwidth;
-    const std::vector<double> load = average_load(t, writes);
+    const std::vector<double> load = average_load(t, writes, write_finish);
     engine::StepOptions bg = engine::step_options(o.network);
     bg.reserved_Bps = load;
     m.async_slowdown = engine::simulate_step(s, p, t, bg).step_time / r.step.step_time;

@@ -145,6 +145,17 @@ parallel: {tp: 8, dp: 2, zero: 1}
   const auto t = topology::build_cluster(s.cluster);
   const double time = makespan(t, checkpoint_flows(t, c, false)).value();
   CHECK(time == Approx(c.total.value() / 10e9).epsilon(0.001));
+  // As an async write, the storage link's load is its whole 10 GB/s, capped at half (5 GB/s):
+  // max-min would share it evenly with a training flow. A GPU's 50 GB/s NIC carries its shard
+  // at 10 GB/s / 16 = 0.625 GB/s, under the cap.
+  const auto flows = checkpoint_flows(t, c, false);
+  const auto load = average_load(t, flows, collectives::simulate_flows(t, flows));
+  double storage = 0.0;
+  for (topology::LinkId l = 0; l < t.num_links(); ++l) {
+    if (t.link(l).cls == topology::LinkClass::kStorage && load[l] > 0.0) storage += load[l];
+  }
+  CHECK(storage == Approx(5e9).epsilon(0.001));
+  CHECK(load[flows[0].path.front()] == Approx(10e9 / 16).epsilon(0.001));
   // Without storage nodes there is nowhere to write.
   s.cluster.storage.reset();
   const auto bare = topology::build_cluster(s.cluster);
