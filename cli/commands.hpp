@@ -15,6 +15,9 @@ class Topology;
 namespace wallsim::failures {
 struct ReliabilityResult;
 }
+namespace wallsim::engine {
+struct StepResult;
+}
 
 namespace wallsim::cli {
 
@@ -49,6 +52,10 @@ void register_run(CLI::App& app, Action& action);
 void register_search(CLI::App& app, Action& action);
 void register_validate(CLI::App& app, Action& action);
 void register_reliability(CLI::App& app, Action& action);
+void register_sweep(CLI::App& app, Action& action);
+
+/// SPEC's JSON summary of one step (`run --json`).
+nlohmann::json step_summary_json(const engine::StepResult& r);
 
 /// SPEC's `run` keys of a whole-run result (days, interruptions, goodput, checkpoint_interval_s).
 nlohmann::json run_json(const failures::ReliabilityResult& r);

@@ -33,7 +33,9 @@ Watts power_cap(const RunFlags& f) {
 std::string percent(double x) { return format_number(100.0 * x, 3) + " %"; }
 std::string gib(Bytes b) { return format_number(b.value() / (1024.0 * 1024 * 1024), 4) + " GiB"; }
 
-nlohmann::json summary_json(const engine::StepResult& r) {
+}  // namespace
+
+nlohmann::json step_summary_json(const engine::StepResult& r) {
   return {{"step_time_s", r.step_time.value()},
           {"tokens_per_s", r.tokens_per_s},
           {"mfu", r.mfu},
@@ -50,6 +52,8 @@ nlohmann::json summary_json(const engine::StepResult& r) {
            {{"hbm", r.hbm_bytes.value()}, {"scale_up", r.scale_up_bytes.value()},
             {"scale_out", r.scale_out_bytes.value()}}}};
 }
+
+namespace {
 
 std::string plan_text(const parallelism::Plan& p) {
   return "tp " + std::to_string(p.tp) + ", pp " + std::to_string(p.pp) + ", dp " + std::to_string(p.dp) +
@@ -89,7 +93,7 @@ void run(const RunFlags& f) {
     whole = failures::analyze_run(s, plan, t, o);
   }
   PendingFiles files;
-  nlohmann::json summary = summary_json(r);
+  nlohmann::json summary = step_summary_json(r);
   if (whole) summary["run"] = run_json(*whole);
   if (!f.common.json.empty()) files.add(f.common.json, summary.dump(2) + "\n");
   if (!f.common.quiet && f.common.json != "-") {
@@ -153,7 +157,7 @@ void search(const RunFlags& f) {
     std::snprintf(line, sizeof line, "%4zu  %-78s %10s %6.2f%% %10s %10.4g J\n", i + 1, plan_text(p).c_str(),
                   to_string(r.step_time).c_str(), 100.0 * r.mfu, gib(r.memory.total()).c_str(), r.energy_per_token_j);
     text << line;
-    nlohmann::json j = summary_json(r);
+    nlohmann::json j = step_summary_json(r);
     j["parallel"] = {{"tp", p.tp}, {"pp", p.pp}, {"dp", p.dp}, {"cp", p.cp}, {"ep", p.ep}, {"sp", p.sp},
                      {"vpp", p.vpp}, {"micro_batch", p.micro_batch}, {"zero", p.zero},
                      {"recompute", p.recompute == parallelism::Recompute::kNone ? "none"

@@ -345,3 +345,43 @@ TEST_CASE("cli reliability on bad input exits 2 and names the key", "[cli][failu
                   "--trials", true);
   check_bad_input("reliability --blast-radius 'torus:dims=4x4'", "torus.bandwidth", true);
 }
+
+TEST_CASE("cli sweep runs the product of the varied keys", "[cli][sweep]") {
+  const fs::path csv = scratch() / "sweep.csv", svg = scratch() / "sweep.svg", json = scratch() / "sweep.json";
+  const std::string scenario = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  const Result r = run("sweep " + scenario + " --vary 'cluster.scale_up.bandwidth=100GB/s:400GB/s:x2'" +
+                       " --vary 'training.micro_batch=1,2' --csv '" + csv.string() + "' --svg '" + svg.string() +
+                       "' --json '" + json.string() + "'");
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Contains("6 points"));
+  // 100, 200, 400 GB/s (x2 up to 400) by micro-batch 1, 2: the first key varies slowest.
+  const auto j = nlohmann::json::parse(slurp(json));
+  REQUIRE(j["points"].size() == 6);
+  CHECK(j["points"][0]["cluster.scale_up.bandwidth"] == "100 GB/s");
+  CHECK(j["points"][1]["training.micro_batch"] == "2");
+  CHECK(j["points"][5]["cluster.scale_up.bandwidth"] == "400 GB/s");
+  // More scale-up bandwidth never slows a TP-8 step down.
+  CHECK(j["points"][0]["step_time_s"].get<double>() > j["points"][2]["step_time_s"].get<double>());
+  CHECK(j["points"][2]["step_time_s"].get<double>() > j["points"][4]["step_time_s"].get<double>());
+  const std::string table = slurp(csv);
+  CHECK_THAT(table, StartsWith("cluster.scale_up.bandwidth,training.micro_batch,step_time_s,mfu,"));
+  CHECK(std::count(table.begin(), table.end(), '\n') == 7);
+  const std::string picture = slurp(svg);
+  CHECK_THAT(picture, StartsWith("<svg"));
+  CHECK_THAT(picture, Contains("step time (s)"));
+  CHECK_THAT(picture, Contains("200 GB/s"));
+  CHECK(std::count(picture.begin(), picture.end(), 'M') >= 2);  // one line per micro-batch
+}
+
+TEST_CASE("cli sweep on bad input exits 2 and names the key", "[cli][sweep]") {
+  const std::string scenario = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  check_bad_input("sweep " + scenario + " --vary 'cluster.scale_up.bandwith=100GB/s'", "did you mean 'bandwidth'", true);
+  check_bad_input("sweep " + scenario + " --vary 'cluster.scale_up.bandwidth=100 W'", "cluster.scale_up.bandwidth", true);
+  check_bad_input("sweep " + scenario + " --vary 'cluster.scale_up.bandwidth=400GB/s:100GB/s:x2'", "does not grow", true);
+  check_bad_input("sweep " + scenario + " --vary 'cluster.scale_up.bandwidth=1GB/s:2TB/s:x2'", "ends in", true);
+  check_bad_input("sweep " + scenario + " --vary nokey", "--vary", true);
+  check_bad_input("sweep " + scenario + " --vary 'training.micro_batch=1,2' --metric speed", "--metric", true);
+  const Result r = run("sweep " + scenario + " --vary 'training.micro_batch=1' --csv /nonexistent/dir/x.csv");
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Contains("/nonexistent/dir/x.csv"));
+}
