@@ -111,7 +111,6 @@ class Trial {
 
   TrialResult run() {
     const double W = m_.work.value();
-    const double limit = 100.0 * std::max(W, 1.0);
     double wd = 0.0;  // durable work (restore point)
     double t_restore = 0.0;
     double t = 0.0;
@@ -123,14 +122,7 @@ class Trial {
       bool fresh_write = false;
       int failed = -1;
       while (failed < 0) {
-        if (t > limit) {
-          throw Error(r_.waiting > 0.5 * t ? "run.failures.spare_nodes" : "run.failures",
-                      r_.waiting > 0.5 * t
-                          ? "the run does not finish: with " + std::to_string(m_.spare_nodes) +
-                                " spare nodes the job waits for repairs most of the time; give more spares"
-                          : "the run does not finish: interruptions come faster than recovery and checkpoints "
-                            "allow progress");
-        }
+        check_limit(t);
         links_out_.erase(std::remove_if(links_out_.begin(), links_out_.end(), [&](double e) { return e <= t; }),
                          links_out_.end());
         const double r = m_.degraded_rate[std::min(links_out_.size(), m_.degraded_rate.size() - 1)];
@@ -236,6 +228,16 @@ class Trial {
   }
 
  private:
+  /// A run that takes 100 times its work (at least 100 s) will not finish: bad input.
+  void check_limit(double t) const {
+    if (t <= 100.0 * std::max(m_.work.value(), 1.0)) return;
+    const bool waiting = r_.waiting > 0.5 * t;
+    throw Error(waiting ? "run.failures.spare_nodes" : "run.failures",
+                waiting ? "the run does not finish: with " + std::to_string(m_.spare_nodes) +
+                              " spare nodes the job waits for repairs most of the time; give more spares"
+                        : "the run does not finish: interruptions come faster than recovery and checkpoints "
+                          "allow progress");
+  }
   void account_running(double len, double q) {
     // Time beyond what the work would take at full speed: async slowdown, then degradation.
     const double r = m_.degraded_rate[std::min(links_out_.size(), m_.degraded_rate.size() - 1)];
@@ -270,6 +272,7 @@ class Trial {
   /// repair only takes its part out.
   double recover(double t, bool detect) {
     while (true) {
+      check_limit(t);
       const double detected = t + (detect ? m_.detection.value() : 0.0);
       if (const auto [tf, i] = next_failure(); tf < detected) {
         interrupt_again(i, tf);
@@ -287,6 +290,7 @@ class Trial {
         std::vector<double> ends = nodes_out_;
         std::nth_element(ends.begin(), ends.begin() + static_cast<long>(excess - 1), ends.end());
         const double ready = ends[excess - 1];
+        check_limit(t);
         const auto [tf, i] = next_failure();
         const double until = std::min(tf, ready);
         r_.waiting += until - t;

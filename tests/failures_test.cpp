@@ -192,3 +192,9 @@ parallel: {tp: 8}
   }
   CHECK(count == Approx(466));
 }
+
+TEST_CASE("failures a run that cannot finish is bad input, not an endless loop", "[failures]") {
+  // Failures every 10 s on average and a 10-minute recovery: the job never runs for long.
+  const RunModel m = daly_model(3600.0, 0.1, units::minutes(5), units::minutes(4), units::minutes(1), Seconds::of(1.0));
+  CHECK_THROWS_WITH(simulate_run(m, Seconds::of(60.0), 1, 1), Catch::Matchers::Contains("does not finish"));
+}
