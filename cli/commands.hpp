@@ -28,6 +28,7 @@ struct CommonFlags {
   std::vector<std::string> sets;
   std::string json;
   bool quiet = false;
+  bool progress = false;  ///< --progress: draw the progress bar even when stderr is not a terminal
   unsigned long long seed = 0;
 };
 

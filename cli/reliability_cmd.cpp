@@ -8,6 +8,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/progress.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "failures/reliability.hpp"
@@ -77,6 +78,8 @@ void run(const ReliabilityFlags& f) {
   o.trials = f.trials;
   o.seed = f.common.seed;
   o.blast_radius = !f.no_blast;
+  ProgressBar bar("reliability", f.common);
+  o.progress = [&bar](double done) { bar.update(done); };
   const failures::ReliabilityResult r = failures::analyze_run(s, plan, t, o);
   nlohmann::json j = run_json(r);
   j["trials"] = r.stats.trials;

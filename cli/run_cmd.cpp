@@ -10,6 +10,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/progress.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
@@ -143,7 +144,9 @@ void search(const RunFlags& f) {
   }
   const topology::Topology t = topology::build_cluster(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
-  const engine::SearchResult res = engine::search_plans(s, t, engine::step_options(network.get(), power_cap(f)), f.objective == "energy");
+  ProgressBar bar("search", f.common);
+  const engine::SearchResult res = engine::search_plans(s, t, engine::step_options(network.get(), power_cap(f)),
+                                                        f.objective == "energy", [&bar](double d) { bar.update(d); });
   nlohmann::json plans = nlohmann::json::array();
   std::ostringstream text;
   text << "wallsim search: " << (s.name.empty() ? f.scenario : s.name) << ": " << res.evaluated

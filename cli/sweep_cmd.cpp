@@ -11,6 +11,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/progress.hpp"
 #include "cli/svg.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
@@ -153,7 +154,9 @@ void run(const SweepFlags& f) {
   const Presets presets(default_data_dir());
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   std::vector<Point> points;
+  ProgressBar bar("sweep", f.common);
   for (std::size_t i = 0; i < count; ++i) {
+    bar.update(static_cast<double>(i) / static_cast<double>(count));
     Point p;
     std::vector<std::string> sets = f.common.sets;
     std::size_t rest = i;
@@ -178,6 +181,7 @@ void run(const SweepFlags& f) {
     }
     points.push_back(std::move(p));
   }
+  bar.update(1.0);
   // Table, JSON, CSV.
   std::ostringstream text, csv;
   text << "wallsim sweep: " << f.scenario << ", " << points.size() << " points, network " << network->name() << "\n";

@@ -18,6 +18,7 @@ void add_common_flags(CLI::App& cmd, CommonFlags& f) {
   cmd.add_option("--json", f.json, "Write the result as JSON to FILE ('-' for stdout)");
   cmd.add_flag("--quiet", f.quiet, "Print nothing on success");
   cmd.add_option("--seed", f.seed, "Random seed");
+  cmd.add_flag("--progress", f.progress, "Progress bar on stderr (default: when stderr is a terminal)");
 }
 
 void add_failure_flags(CLI::App& cmd, FailureFlags& f) {

@@ -23,7 +23,8 @@ std::vector<int> powers_of_two(long long cap) {
 
 }  // namespace
 
-SearchResult search_plans(const Scenario& base, const topology::Topology& t, const StepOptions& o, bool by_energy) {
+SearchResult search_plans(const Scenario& base, const topology::Topology& t, const StepOptions& o, bool by_energy,
+                          const std::function<void(double)>& progress) {
   if (!base.model) throw Error("model", "missing: search needs a model");
   const ModelSpec& m = *base.model;
   const long long gpus = base.cluster.gpus();
@@ -32,54 +33,61 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
   if (!opts.cache) opts.cache = make_comm_cache();
   const long long domain = base.cluster.scale_up_domain;
   const char* recomputes[] = {"none", "selective", "full"};
+  struct Shape {
+    int tp, cp, pp;
+  };
+  std::vector<Shape> shapes;
   for (int tp : powers_of_two(std::min<long long>(domain, m.heads))) {
     for (int cp : powers_of_two(16)) {
       if (gpus % (static_cast<long long>(tp) * cp) != 0) continue;
-      for (int pp : divisors(gpus / (static_cast<long long>(tp) * cp), m.layers)) {
-        const long long dp = gpus / (static_cast<long long>(tp) * cp * pp);
-        for (int ep : m.experts > 0 ? divisors(m.experts, m.experts) : std::vector<int>{1}) {
-          // Expert TP: as the attention's, or none (experts whole, EP folded across TP ranks).
-          for (int etp : ep > 1 && tp > 1 ? std::vector<int>{tp, 1} : std::vector<int>{tp}) {
-            for (int vpp : pp > 1 ? std::vector<int>{1, 2, 4} : std::vector<int>{1}) {
-              std::vector<std::string> schedules =
-                  vpp > 1 ? std::vector<std::string>{"interleaved"}
-                          : (pp > 1 ? std::vector<std::string>{"1f1b", "gpipe", "zero-bubble"}
-                                    : std::vector<std::string>{"1f1b"});
-              for (const auto& schedule : schedules) {
-                for (int mbs : {1, 2, 4}) {
-                  for (int zero = 0; zero <= 3; ++zero) {
-                    for (const char* rc : recomputes) {
-                      ++res.evaluated;
-                      Scenario s = base;
-                      ParallelSpec ps;
-                      ps.tp = tp;
-                      ps.pp = pp;
-                      ps.dp = static_cast<int>(dp);
-                      ps.cp = cp;
-                      ps.ep = ep;
-                      ps.etp = etp;
-                      ps.sp = tp > 1;
-                      ps.vpp = vpp;
-                      ps.schedule = schedule;
-                      ps.zero = zero;
-                      ps.recompute = rc;
-                      if (base.parallel) ps.order = base.parallel->order;
-                      s.parallel = ps;
-                      s.training->micro_batch = mbs;
-                      parallelism::Plan plan;
-                      try {
-                        plan = parallelism::make_plan(s);
-                      } catch (const Error&) {
-                        continue;
-                      }
-                      ++res.valid;
-                      if (!memory_per_gpu(s, plan).fits()) {
-                        ++res.dropped_memory;
-                        continue;
-                      }
-                      res.plans.emplace_back(plan, simulate_step(s, plan, t, opts));
-                    }
+      for (int pp : divisors(gpus / (static_cast<long long>(tp) * cp), m.layers)) shapes.push_back({tp, cp, pp});
+    }
+  }
+  for (std::size_t shape = 0; shape < shapes.size(); ++shape) {
+    if (progress) progress(static_cast<double>(shape) / static_cast<double>(shapes.size()));
+    const auto [tp, cp, pp] = shapes[shape];
+    const long long dp = gpus / (static_cast<long long>(tp) * cp * pp);
+    for (int ep : m.experts > 0 ? divisors(m.experts, m.experts) : std::vector<int>{1}) {
+      // Expert TP: as the attention's, or none (experts whole, EP folded across TP ranks).
+      for (int etp : ep > 1 && tp > 1 ? std::vector<int>{tp, 1} : std::vector<int>{tp}) {
+        for (int vpp : pp > 1 ? std::vector<int>{1, 2, 4} : std::vector<int>{1}) {
+          std::vector<std::string> schedules =
+              vpp > 1 ? std::vector<std::string>{"interleaved"}
+                      : (pp > 1 ? std::vector<std::string>{"1f1b", "gpipe", "zero-bubble"}
+                                : std::vector<std::string>{"1f1b"});
+          for (const auto& schedule : schedules) {
+            for (int mbs : {1, 2, 4}) {
+              for (int zero = 0; zero <= 3; ++zero) {
+                for (const char* rc : recomputes) {
+                  ++res.evaluated;
+                  Scenario s = base;
+                  ParallelSpec ps;
+                  ps.tp = tp;
+                  ps.pp = pp;
+                  ps.dp = static_cast<int>(dp);
+                  ps.cp = cp;
+                  ps.ep = ep;
+                  ps.etp = etp;
+                  ps.sp = tp > 1;
+                  ps.vpp = vpp;
+                  ps.schedule = schedule;
+                  ps.zero = zero;
+                  ps.recompute = rc;
+                  if (base.parallel) ps.order = base.parallel->order;
+                  s.parallel = ps;
+                  s.training->micro_batch = mbs;
+                  parallelism::Plan plan;
+                  try {
+                    plan = parallelism::make_plan(s);
+                  } catch (const Error&) {
+                    continue;
                   }
+                  ++res.valid;
+                  if (!memory_per_gpu(s, plan).fits()) {
+                    ++res.dropped_memory;
+                    continue;
+                  }
+                  res.plans.emplace_back(plan, simulate_step(s, plan, t, opts));
                 }
               }
             }
@@ -88,6 +96,7 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
       }
     }
   }
+  if (progress) progress(1.0);
   auto score = [&](const StepResult& r) { return by_energy ? r.energy_per_token_j : r.step_time.value(); };
   std::stable_sort(res.plans.begin(), res.plans.end(),
                    [&](const auto& a, const auto& b) { return score(a.second) < score(b.second); });

@@ -3,6 +3,7 @@
 // by step time or by energy per token.
 #pragma once
 
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -18,7 +19,8 @@ struct SearchResult {
 };
 
 /// The plans of `s` (its parallel: section is ignored; training.global_batch is kept).
+/// `progress` (optional) is told the fraction of (tp, cp, pp) shapes done.
 SearchResult search_plans(const Scenario& s, const topology::Topology& t, const StepOptions& o,
-                          bool by_energy);
+                          bool by_energy, const std::function<void(double)>& progress = {});
 
 }  // namespace wallsim::engine

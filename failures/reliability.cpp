@@ -100,12 +100,16 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
     // streams for every candidate so that their differences are not noise.
     r.interval_searched = true;
     const int n = std::min(o.trials, o.search_trials);
+    constexpr int kEvaluations = 16;  // 2 + 14 golden-section steps below
     // Checkpoints are taken between steps: no interval below one step (nor below the write).
     const double lo0 = std::max({r.step.step_time.value(), m.write.value(), r.daly.value() / 30.0});
     double lo = std::log(lo0), hi = std::log(std::max(lo0 * 2.0, 30.0 * r.daly.value()));
     auto score = [&](double x) {
       const double g = simulate_run(m, Seconds::of(std::exp(x)), n, o.seed).goodput.mean;
       r.searched.emplace_back(Seconds::of(std::exp(x)), g);
+      if (o.progress) {
+        o.progress(static_cast<double>(r.searched.size()) * n / (kEvaluations * n + o.trials));
+      }
       return g;
     };
     const double phi = (std::sqrt(5.0) - 1.0) / 2.0;
@@ -131,6 +135,7 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
               [](const auto& x, const auto& y) { return x.first.value() < y.first.value(); });
   }
   r.stats = simulate_run(m, interval, o.trials, o.seed);
+  if (o.progress) o.progress(1.0);
   if (o.blast_radius) r.blast = blast_radius(t, *o.network, Bytes::of(256.0 * 1024 * 1024));
   return r;
 }

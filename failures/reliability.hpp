@@ -5,6 +5,7 @@
 // then the Monte Carlo runs at the given interval or at the best one found by search.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -21,6 +22,7 @@ struct ReliabilityOptions {
   std::uint64_t seed = 1;
   int search_trials = 400;  ///< trials per candidate interval of the search (common random numbers)
   bool blast_radius = true;
+  std::function<void(double)> progress;  ///< optional: told the fraction of the trials done
 };
 
 struct ReliabilityResult {

@@ -385,3 +385,16 @@ TEST_CASE("cli sweep on bad input exits 2 and names the key", "[cli][sweep]") {
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Contains("/nonexistent/dir/x.csv"));
 }
+
+TEST_CASE("cli --progress draws on stderr only, and --quiet silences it", "[cli]") {
+  const std::string scenario = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  const Result r = run("sweep " + scenario + " --vary 'training.micro_batch=1,2' --progress --json -");
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.err, Contains("sweep ["));
+  CHECK_THAT(r.err, Contains("100 %"));
+  CHECK(nlohmann::json::parse(r.out)["points"].size() == 2);  // stdout is the JSON alone
+  const Result q = run("search " + scenario + " --progress --quiet");
+  CHECK(q.code == 0);
+  CHECK(q.err.empty());
+  CHECK(q.out.empty());
+}
