@@ -19,7 +19,7 @@ namespace {
 
 struct ReliabilityFlags {
   CommonFlags common;
-  std::string scenario, network = "flow", blast_topology;
+  std::string scenario, network = "flow", blast_topology, csv;
   int trials = 1000;
   bool no_blast = false;
 };
@@ -104,6 +104,17 @@ void run(const ReliabilityFlags& f) {
   j["mtbi_s"] = r.mtbi.value();
   if (!r.blast.empty()) j["blast_radius"] = blast_json(r.blast);
   if (!f.common.json.empty()) files.add(f.common.json, j.dump(2) + "\n");
+  if (!f.csv.empty()) {
+    std::ostringstream csv;
+    csv.precision(10);
+    csv << "cause,interruptions,interruptions_ci95,lost_hours,lost_hours_ci95\n";
+    for (std::size_t i = 0; i < r.stats.causes.size(); ++i) {
+      csv << csv_field(r.stats.causes[i]) << "," << r.stats.interruptions_by_cause[i].mean << ","
+          << r.stats.interruptions_by_cause[i].ci95 << "," << r.stats.lost_hours_by_cause[i].mean << ","
+          << r.stats.lost_hours_by_cause[i].ci95 << "\n";
+    }
+    files.add(f.csv, csv.str());
+  }
   if (!f.common.quiet && f.common.json != "-") {
     const auto& m = r.model;
     std::ostringstream deg;
@@ -163,6 +174,7 @@ void register_reliability(CLI::App& app, Action& action) {
   cmd->add_option("--network", f->network, "analytic or flow (default flow)");
   cmd->add_option("--blast-radius", f->blast_topology, "Only the blast radius of TOPOLOGY (a spec or scenario)");
   cmd->add_flag("--no-blast-radius", f->no_blast, "Skip the blast-radius table");
+  cmd->add_option("--csv", f->csv, "Write interruptions and lost hours by cause as CSV to FILE");
   add_common_flags(*cmd, f->common);
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }

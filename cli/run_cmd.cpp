@@ -23,7 +23,7 @@ namespace {
 
 struct RunFlags {
   CommonFlags common;
-  std::string scenario, network = "flow", power_cap, objective = "time";
+  std::string scenario, network = "flow", power_cap, objective = "time", csv;
   std::size_t top = 10;
 };
 
@@ -67,6 +67,20 @@ std::string plan_text(const parallelism::Plan& p) {
          ", " + parallelism::to_string(p.schedule);
 }
 
+const char* kStepCsvHeader =
+    "step_time_s,tokens_per_s,mfu,hfu,model_tflops_per_gpu,compute_s,exposed_comm_s,bubble_s,other_s,"
+    "peak_bytes_per_gpu,fits,energy_per_token_j,gpu_avg_w";
+
+std::string step_csv_row(const engine::StepResult& r) {
+  std::ostringstream o;
+  o.precision(10);
+  o << r.step_time.value() << "," << r.tokens_per_s << "," << r.mfu << "," << r.hfu << ","
+    << r.model_flops_per_gpu.value() / 1e12 << "," << r.compute.value() << "," << r.exposed_comm.value() << ","
+    << r.bubble.value() << "," << r.other.value() << "," << r.memory.total().value() << ","
+    << (r.memory.fits() ? "true" : "false") << "," << r.energy_per_token_j << "," << r.gpu_avg_power.value();
+  return o.str();
+}
+
 void run(const RunFlags& f) {
   const Presets presets(default_data_dir());
   const Scenario s = load_scenario(f.scenario, f.common.sets, presets);
@@ -97,6 +111,7 @@ void run(const RunFlags& f) {
   nlohmann::json summary = step_summary_json(r);
   if (whole) summary["run"] = run_json(*whole);
   if (!f.common.json.empty()) files.add(f.common.json, summary.dump(2) + "\n");
+  if (!f.csv.empty()) files.add(f.csv, std::string(kStepCsvHeader) + "\n" + step_csv_row(r) + "\n");
   if (!f.common.quiet && f.common.json != "-") {
     const double st = r.step_time.value();
     auto share = [&](Seconds x) { return to_string(x) + " (" + format_number(100.0 * x.value() / st, 3) + " %)"; };
@@ -148,6 +163,8 @@ void search(const RunFlags& f) {
   const engine::SearchResult res = engine::search_plans(s, t, engine::step_options(network.get(), power_cap(f)),
                                                         f.objective == "energy", [&bar](double d) { bar.update(d); });
   nlohmann::json plans = nlohmann::json::array();
+  std::ostringstream csv;
+  csv << "rank,tp,pp,dp,cp,ep,vpp,micro_batch,zero,recompute,schedule," << kStepCsvHeader << "\n";
   std::ostringstream text;
   text << "wallsim search: " << (s.name.empty() ? f.scenario : s.name) << ": " << res.evaluated
        << " plans enumerated, " << res.valid << " valid, " << res.dropped_memory
@@ -167,6 +184,9 @@ void search(const RunFlags& f) {
                                    : p.recompute == parallelism::Recompute::kSelective ? "selective" : "full"},
                      {"schedule", parallelism::to_string(p.schedule)}};
     plans.push_back(j);
+    csv << i + 1 << "," << p.tp << "," << p.pp << "," << p.dp << "," << p.cp << "," << p.ep << "," << p.vpp << ","
+        << p.micro_batch << "," << p.zero << "," << j["parallel"]["recompute"].get<std::string>() << ","
+        << parallelism::to_string(p.schedule) << "," << step_csv_row(r) << "\n";
   }
   PendingFiles files;
   if (!f.common.json.empty()) {
@@ -174,6 +194,7 @@ void search(const RunFlags& f) {
                               {"dropped_memory", res.dropped_memory}};
     files.add(f.common.json, j.dump(2) + "\n");
   }
+  if (!f.csv.empty()) files.add(f.csv, csv.str());
   if (!f.common.quiet && f.common.json != "-") std::cout << text.str();
   files.write_all();
 }
@@ -182,6 +203,7 @@ void add_step_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("SCENARIO", f.scenario, "Scenario YAML file")->required();
   cmd.add_option("--network", f.network, "analytic or flow (default flow)");
   cmd.add_option("--power-cap", f.power_cap, "Cap each GPU's power, e.g. 500W (default: its TDP)");
+  cmd.add_option("--csv", f.csv, "Write the results as CSV to FILE");
   add_common_flags(cmd, f.common);
 }
 

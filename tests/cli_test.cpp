@@ -398,3 +398,24 @@ TEST_CASE("cli --progress draws on stderr only, and --quiet silences it", "[cli]
   CHECK(q.err.empty());
   CHECK(q.out.empty());
 }
+
+TEST_CASE("cli --csv writes the tables of run, search and reliability", "[cli]") {
+  const fs::path csv = scratch() / "table.csv";
+  const std::string tiny = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  REQUIRE(run("run " + tiny + " --quiet --csv '" + csv.string() + "'").code == 0);
+  std::string t = slurp(csv);
+  CHECK_THAT(t, StartsWith("step_time_s,tokens_per_s,mfu,"));
+  CHECK(std::count(t.begin(), t.end(), '\n') == 2);
+  const auto j = nlohmann::json::parse(run("run " + tiny + " --json -").out);
+  CHECK(std::stod(t.substr(t.find('\n') + 1)) == Approx(j["step_time_s"].get<double>()));
+  REQUIRE(run("search " + tiny + " --quiet --top 3 --csv '" + csv.string() + "'").code == 0);
+  t = slurp(csv);
+  CHECK_THAT(t, StartsWith("rank,tp,pp,dp,cp,ep,vpp,micro_batch,zero,recompute,schedule,step_time_s"));
+  CHECK(std::count(t.begin(), t.end(), '\n') == 4);
+  REQUIRE(run("reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") +
+              " --trials 20 --no-blast-radius --quiet --csv '" + csv.string() + "'")
+              .code == 0);
+  t = slurp(csv);
+  CHECK_THAT(t, StartsWith("cause,interruptions,interruptions_ci95,lost_hours,lost_hours_ci95\nfaulty_gpu,"));
+  CHECK(std::count(t.begin(), t.end(), '\n') == 20);  // header + 19 causes
+}
