@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/error.hpp"
+#include "core/optimize.hpp"
 
 namespace wallsim::failures {
 namespace {
@@ -100,10 +101,10 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
     // streams for every candidate so that their differences are not noise.
     r.interval_searched = true;
     const int n = std::min(o.trials, o.search_trials);
-    constexpr int kEvaluations = 16;  // 2 + 14 golden-section steps below
+    constexpr int kEvaluations = 16;  // golden-section calls
     // Checkpoints are taken between steps: no interval below one step (nor below the write).
     const double lo0 = std::max({r.step.step_time.value(), m.write.value(), r.daly.value() / 30.0});
-    double lo = std::log(lo0), hi = std::log(std::max(lo0 * 2.0, 30.0 * r.daly.value()));
+    const double lo = std::log(lo0), hi = std::log(std::max(lo0 * 2.0, 30.0 * r.daly.value()));
     auto score = [&](double x) {
       const double g = simulate_run(m, Seconds::of(std::exp(x)), n, o.seed).goodput.mean;
       r.searched.emplace_back(Seconds::of(std::exp(x)), g);
@@ -112,25 +113,7 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
       }
       return g;
     };
-    const double phi = (std::sqrt(5.0) - 1.0) / 2.0;
-    double a = hi - phi * (hi - lo), b = lo + phi * (hi - lo);
-    double fa = score(a), fb = score(b);
-    for (int it = 0; it < 14; ++it) {
-      if (fa >= fb) {
-        hi = b;
-        b = a;
-        fb = fa;
-        a = hi - phi * (hi - lo);
-        fa = score(a);
-      } else {
-        lo = a;
-        a = b;
-        fa = fb;
-        b = lo + phi * (hi - lo);
-        fb = score(b);
-      }
-    }
-    interval = Seconds::of(std::exp(fa >= fb ? a : b));
+    interval = Seconds::of(std::exp(golden_section_min([&](double x) { return -score(x); }, lo, hi, 0.0, kEvaluations)));
     std::sort(r.searched.begin(), r.searched.end(),
               [](const auto& x, const auto& y) { return x.first.value() < y.first.value(); });
   }

@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "collectives/network_model.hpp"
+#include "core/optimize.hpp"
 #include "failures/checkpoint.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
@@ -288,34 +289,15 @@ std::vector<double> fit(const std::vector<const Case*>& cases, const std::vector
     return sum / static_cast<double>(cases.size());
   };
   // Golden-section search along each key in turn; two sweeps settle keys that interact.
-  const double g = (std::sqrt(5.0) - 1.0) / 2.0;
   const int sweeps = keys.size() > 1 ? 3 : 1;
   for (int sweep = 0; sweep < sweeps; ++sweep) {
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      double a = keys[i].lo, b = keys[i].hi;
       auto at = [&](double v) {
         auto y = x;
         y[i] = v;
         return objective(y);
       };
-      double c = b - g * (b - a), d = a + g * (b - a);
-      double fc = at(c), fd = at(d);
-      while (b - a > 1e-3 * (keys[i].hi - keys[i].lo)) {
-        if (fc < fd) {
-          b = d;
-          d = c;
-          fd = fc;
-          c = b - g * (b - a);
-          fc = at(c);
-        } else {
-          a = c;
-          c = d;
-          fc = fd;
-          d = a + g * (b - a);
-          fd = at(d);
-        }
-      }
-      x[i] = 0.5 * (a + b);
+      x[i] = golden_section_min(at, keys[i].lo, keys[i].hi, 1e-3 * (keys[i].hi - keys[i].lo), 1000);
     }
   }
   return x;
