@@ -16,6 +16,7 @@
 #include "core/text.hpp"
 #include "engine/search.hpp"
 #include "failures/reliability.hpp"
+#include "parallelism/layout.hpp"
 #include "topology/spec.hpp"
 
 namespace wallsim::cli {
@@ -23,7 +24,7 @@ namespace {
 
 struct RunFlags {
   CommonFlags common;
-  std::string scenario, network = "flow", power_cap, objective = "time", csv;
+  std::string scenario, network = "flow", power_cap, objective = "time", csv, trace;
   std::size_t top = 10;
 };
 
@@ -67,6 +68,33 @@ std::string plan_text(const parallelism::Plan& p) {
          ", " + parallelism::to_string(p.schedule);
 }
 
+/// Chrome trace-event JSON (Perfetto, chrome://tracing): one process per pipeline stage (its
+/// first rank), threads for compute, exposed communication and the data-parallel stream.
+std::string trace_json(const engine::StepResult& r, const parallelism::Plan& p) {
+  nlohmann::json events = nlohmann::json::array();
+  const char* lanes[] = {"compute", "exposed comm (TP/SP/CP/EP)", "data-parallel comm"};
+  for (int s = 0; s < p.pp; ++s) {
+    parallelism::Coords c;
+    c.pp = s;
+    const std::string name = "stage " + std::to_string(s) + " (rank " + std::to_string(parallelism::rank_of(p, c)) + ")";
+    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"name", name}}}});
+    events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"sort_index", s}}}});
+    for (int l = 0; l < 3; ++l) {
+      events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", s}, {"tid", l}, {"args", {{"name", lanes[l]}}}});
+    }
+  }
+  for (const auto& e : r.timeline) {
+    events.push_back({{"name", e.name},
+                      {"cat", e.lane == 0 ? "compute" : "comm"},
+                      {"ph", "X"},
+                      {"ts", e.start.value() * 1e6},
+                      {"dur", (e.end - e.start).value() * 1e6},
+                      {"pid", e.stage},
+                      {"tid", e.lane}});
+  }
+  return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() + "\n";
+}
+
 const char* kStepCsvHeader =
     "step_time_s,tokens_per_s,mfu,hfu,model_tflops_per_gpu,compute_s,exposed_comm_s,bubble_s,other_s,"
     "peak_bytes_per_gpu,fits,energy_per_token_j,gpu_avg_w";
@@ -95,7 +123,9 @@ void run(const RunFlags& f) {
   }
   const topology::Topology t = topology::build_cluster(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
-  const engine::StepResult r = engine::simulate_step(s, plan, t, engine::step_options(network.get(), power_cap(f)));
+  engine::StepOptions options = engine::step_options(network.get(), power_cap(f));
+  options.timeline = !f.trace.empty();
+  const engine::StepResult r = engine::simulate_step(s, plan, t, options);
   // With run.failures, the whole run too (fewer trials than `wallsim reliability`).
   std::optional<failures::ReliabilityResult> whole;
   if (s.run && s.run->failures) {
@@ -112,6 +142,7 @@ void run(const RunFlags& f) {
   if (whole) summary["run"] = run_json(*whole);
   if (!f.common.json.empty()) files.add(f.common.json, summary.dump(2) + "\n");
   if (!f.csv.empty()) files.add(f.csv, std::string(kStepCsvHeader) + "\n" + step_csv_row(r) + "\n");
+  if (!f.trace.empty()) files.add(f.trace, trace_json(r, plan));
   if (!f.common.quiet && f.common.json != "-") {
     const double st = r.step_time.value();
     auto share = [&](Seconds x) { return to_string(x) + " (" + format_number(100.0 * x.value() / st, 3) + " %)"; };
@@ -213,6 +244,7 @@ void register_run(CLI::App& app, Action& action) {
   auto f = std::make_shared<RunFlags>();
   CLI::App* cmd = app.add_subcommand("run", "Simulate one training step: time, memory, energy");
   add_step_flags(*cmd, *f);
+  cmd->add_option("--trace", f->trace, "Write the step as Chrome trace-event JSON (Perfetto)");
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 

@@ -457,6 +457,21 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   };
 
   // Build the tasks: per stage a compute stream (2s) and a data-parallel stream (2s + 1).
+  // Task names, kept apart from the tasks and only for a timeline (search runs without).
+  std::vector<std::pair<std::string, std::string>> labels;  // by task id: compute, comm
+  auto label = [&](std::size_t id, std::string name, std::string comm) {
+    if (labels.size() <= id) labels.resize(id + 1);
+    labels[id] = {std::move(name), std::move(comm)};
+  };
+  const std::string layer_comm_name = !o.timeline ? std::string() : [&] {
+    std::string n;
+    auto add = [&](const std::string& x) { n += (n.empty() ? "" : " + ") + x; };
+    if (p.tp > 1) add(p.sp ? "TP all-gather/reduce-scatter" : "TP all-reduce");
+    if (p.cp > 1) add("CP ring");
+    if (p.ep > 1) add("EP all-to-all");
+    if (p.zero >= 2 && p.dp * p.cp > 1) add(p.zero >= 3 ? "ZeRO-3 gather + grad reduce-scatter" : "ZeRO-2 grad reduce-scatter");
+    return n.empty() ? std::string("comm") : n;
+  }();
   std::vector<Task> tasks;
   std::vector<std::vector<int>> streams(2 * p.pp);
   const int m_count = static_cast<int>(p.micro_batches);
@@ -471,6 +486,11 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       Task k;
       k.stream = 2 * s;
       const int vs = op.chunk * p.pp + s;
+      if (o.timeline) {
+        const std::string where = " mb " + std::to_string(op.micro_batch) + (v > 1 ? " chunk " + std::to_string(op.chunk) : "");
+        label(tasks.size(), (op.pass == Pass::kForward ? "forward" : op.pass == Pass::kBackward ? "backward" : "weight grad") + where,
+              layer_comm_name + where);
+      }
       if (op.pass == Pass::kForward) {
         k.compute = cc.fwd;
         k.comm = cc.fwd_comm;
@@ -541,6 +561,10 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
           Task k;
           k.stream = 2 * s + 1;
           k.comm = t_comm;
+          if (o.timeline) {
+            label(tasks.size(), "", std::string("DP ") + (op == Op::kReduceScatter ? "reduce-scatter" : "all-reduce") +
+                                        " layer " + std::to_string(i));
+          }
           const double frac = p.overlap_grad_reduce ? static_cast<double>(layers - li) / layers : 1.0;
           k.deps.push_back({last_backward[vs], frac, 0.0, Wait::kComm});
           dp_tasks[s].push_back(static_cast<int>(tasks.size()));
@@ -565,6 +589,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     for (int d : dp_tasks[s]) opt.deps.push_back({d, 1.0, 0.0, Wait::kComm});
     for (int vs = s; vs < vstages; vs += p.pp) opt.deps.push_back({last_backward[vs], 1.0, 0.0, Wait::kPipeline});
     const int opt_id = static_cast<int>(tasks.size());
+    if (o.timeline) label(tasks.size(), "optimizer (Adam)", "");
     streams[opt.stream].push_back(opt_id);
     tasks.push_back(std::move(opt));
     if (p.zero >= 1 && dpcp > 1) {
@@ -575,11 +600,28 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
         ag.comm += comm.collective(Op::kAllGather, GroupKind::kExpertDp, s, Bytes::of(kWeightBytes * expert)).value();
       }
       ag.deps.push_back({opt_id, 1.0, 0.0, Wait::kComm});
+      if (o.timeline) label(tasks.size(), "", "DP all-gather (ZeRO parameters)");
       streams[ag.stream].push_back(static_cast<int>(tasks.size()));
       tasks.push_back(std::move(ag));
     }
   }
   const auto stats = run_tasks(tasks, streams);
+  if (o.timeline) {
+    labels.resize(tasks.size());
+    for (std::size_t id = 0; id < tasks.size(); ++id) {
+      const Task& k = tasks[id];
+      const int stage = k.stream / 2;
+      const bool dp_stream = k.stream % 2 == 1;
+      if (k.compute > 0.0) {
+        r.timeline.push_back({stage, 0, labels[id].first, Seconds::of(k.start), Seconds::of(k.start + k.compute)});
+      }
+      if (k.comm > 0.0) {
+        r.timeline.push_back(
+            {stage, dp_stream ? 2 : 1, labels[id].second, Seconds::of(k.start + k.compute), Seconds::of(k.end)});
+      }
+    }
+  }
+
 
   double step = 0.0;
   for (const auto& st : stats) step = std::max(step, st.end);

@@ -37,6 +37,15 @@ struct Memory {
 };
 Memory memory_per_gpu(const Scenario& s, const parallelism::Plan& p);
 
+/// One slice of a representative rank's step, for traces: lane 0 computes, lane 1 is the
+/// communication exposed inside compute tasks (TP/SP/CP/EP), lane 2 the data-parallel stream.
+struct TimelineEvent {
+  int stage = 0;
+  int lane = 0;
+  std::string name;
+  Seconds start, end;
+};
+
 struct StepResult {
   Seconds step_time;
   double tokens_per_s = 0, mfu = 0, hfu = 0;
@@ -52,6 +61,7 @@ struct StepResult {
   /// One micro-batch through the first layer of stage 0, as Megatron's per-layer timers see it:
   /// compute plus the exposed TP/CP/EP communication; backward includes recompute.
   Seconds layer_forward, layer_backward;
+  std::vector<TimelineEvent> timeline;  ///< with StepOptions::timeline: every task of one rank per stage
 };
 
 /// How each layer of `p` is sharded and batched on one GPU.
@@ -69,6 +79,7 @@ struct StepOptions {
   /// Bandwidth per link taken through the whole step by other traffic (an asynchronous
   /// checkpoint write), see CostParams. A cache must not mix steps with and without.
   std::span<const double> reserved_Bps;
+  bool timeline = false;  ///< fill StepResult::timeline (named tasks, for --trace)
 };
 /// Options with a network model and a power cap, the rest default.
 inline StepOptions step_options(const collectives::NetworkModel* network, Watts power_cap = {}) {

@@ -3,6 +3,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -418,4 +420,44 @@ TEST_CASE("cli --csv writes the tables of run, search and reliability", "[cli]")
   t = slurp(csv);
   CHECK_THAT(t, StartsWith("cause,interruptions,interruptions_ci95,lost_hours,lost_hours_ci95\nfaulty_gpu,"));
   CHECK(std::count(t.begin(), t.end(), '\n') == 20);  // header + 19 causes
+}
+
+TEST_CASE("cli run --trace writes Chrome trace events of every stage", "[cli][engine]") {
+  const fs::path trace = scratch() / "trace.json";
+  const std::string scenario = wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml");
+  const Result r = run("run " + scenario + " --json - --trace '" + trace.string() + "'");
+  REQUIRE(r.code == 0);
+  const double step = nlohmann::json::parse(r.out)["step_time_s"].get<double>();
+  const auto j = nlohmann::json::parse(slurp(trace));
+  REQUIRE(j.contains("traceEvents"));
+  std::map<int, int> forwards, backwards;
+  std::set<int> stages;
+  double last = 0.0;
+  for (const auto& e : j["traceEvents"]) {
+    for (const char* k : {"name", "ph", "pid", "tid"}) REQUIRE(e.contains(k));
+    if (e["ph"] == "M") {
+      if (e["name"] == "process_name") stages.insert(e["pid"].get<int>());
+      continue;
+    }
+    REQUIRE(e["ph"] == "X");
+    REQUIRE(e.contains("ts"));
+    REQUIRE(e.contains("dur"));
+    const double ts = e["ts"].get<double>(), dur = e["dur"].get<double>();
+    CHECK(ts >= 0.0);
+    CHECK(dur > 0.0);
+    last = std::max(last, ts + dur);
+    const std::string name = e["name"];
+    if (name.rfind("forward", 0) == 0) ++forwards[e["pid"].get<int>()];
+    if (name.rfind("backward", 0) == 0) ++backwards[e["pid"].get<int>()];
+  }
+  // The last event ends with the step (microseconds); every stage runs each micro-batch
+  // forward and backward once.
+  CHECK(last == Approx(step * 1e6).epsilon(1e-9));
+  CHECK(stages.size() == 4);  // pp 4
+  CHECK(forwards.size() == 4);
+  for (const auto& [stage, n] : forwards) {
+    CHECK(n == forwards.begin()->second);
+    CHECK(backwards[stage] == n);
+  }
+  CHECK_THAT(slurp(trace), Contains("DP reduce-scatter layer"));
 }
