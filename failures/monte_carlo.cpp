@@ -120,6 +120,19 @@ class Trial {
       bool writing = false;
       double write_end = 0.0, pending_w = 0.0, pending_t = 0.0;
       bool fresh_write = false;
+      // A checkpoint of the state (t, w) is taken: sync, it is durable; async, its write starts.
+      auto checkpointed = [&] {
+        if (m_.async) {
+          writing = true;
+          fresh_write = true;
+          write_end = t + m_.write.value();
+          pending_w = w;
+          pending_t = t;
+        } else {
+          wd = w;
+          t_restore = t;
+        }
+      };
       int failed = -1;
       while (failed < 0) {
         check_limit(t);
@@ -145,16 +158,11 @@ class Trial {
             r_.checkpoint += k * (cycle - tau_);
             t += k * cycle;
             w += k * gain;
-            if (m_.async) {  // the last snapshot is being written; the one before is durable
+            if (m_.async) {  // the snapshot before the last is durable; the last is being written
               wd = w - gain;
               t_restore = t - cycle;
-              write_end = t + m_.write.value();
-              pending_w = w;
-              pending_t = t;
-            } else {
-              wd = w;
-              t_restore = t;
             }
+            checkpointed();
           }
         }
         // Run for tau: first at r / slowdown while an async write drains, then at r.
@@ -197,16 +205,7 @@ class Trial {
         }
         t += stall;
         r_.checkpoint += stall;
-        if (m_.async) {
-          writing = true;
-          fresh_write = true;
-          write_end = t + m_.write.value();
-          pending_w = w;
-          pending_t = t;
-        } else {
-          wd = w;
-          t_restore = t;
-        }
+        checkpointed();
       }
       // The failure at t: what was done since the restore point is lost, then recovery.
       const double tf = t;
