@@ -18,6 +18,9 @@ struct ReliabilityResult;
 namespace wallsim::engine {
 struct StepResult;
 }
+namespace wallsim::report {
+class Hdf5File;
+}
 
 namespace wallsim::cli {
 
@@ -30,9 +33,19 @@ struct CommonFlags {
   bool quiet = false;
   bool progress = false;  ///< --progress: draw the progress bar even when stderr is not a terminal
   unsigned long long seed = 0;
+  std::string hdf5;  ///< --hdf5 FILE, on the subcommands that have it (add_hdf5_flag)
 };
 
 void add_common_flags(CLI::App& cmd, CommonFlags& flags);
+void add_hdf5_flag(CLI::App& cmd, CommonFlags& flags);
+
+/// The command line wallsim was started with (main sets it), for the files' provenance.
+void set_command_line(int argc, char** argv);
+
+/// Root attributes of an --hdf5 file saying what produced it: wallsim's version, the command
+/// line, the seed, the --set overrides, and `input` (a scenario file, whose text is stored, or
+/// a topology spec string).
+void describe(report::Hdf5File& f, const std::string& input, const CommonFlags& common);
 
 /// Cables and nodes to fail before a command uses the fabric (--fail-link, --fail-node).
 struct FailureFlags {

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{"wallsim: simulate distributed LLM training on GPU and wafer-scale clusters"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "wallsim 0.1.0");
+  wallsim::cli::set_command_line(argc, argv);
   wallsim::cli::Action action;
   wallsim::cli::register_topo(app, action);
   wallsim::cli::register_presets(app, action);

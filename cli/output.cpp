@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <ostream>
 
+#include <filesystem>
+
+#include "cli/commands.hpp"
 #include "core/io.hpp"
+#include "report/hdf5.hpp"
 
 namespace wallsim::cli {
 
@@ -28,6 +32,31 @@ void PendingFiles::write_all() const {
   for (const auto& [path, content] : files_) {
     write_file_atomically(path, [&](std::ostream& out) { out << content; });
   }
+}
+
+namespace {
+std::string& command_line() {
+  static std::string line;
+  return line;
+}
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  std::string line;
+  for (int i = 0; i < argc; ++i) line += (i ? " " : "") + std::string(argv[i]);
+  command_line() = line;
+}
+
+void describe(report::Hdf5File& f, const std::string& input, const CommonFlags& common) {
+  f.attribute("/", "producer", std::string("wallsim 0.1.0"));
+  f.attribute("/", "command", command_line());
+  f.attribute("/", "seed", static_cast<std::int64_t>(common.seed));
+  std::string sets;
+  for (const auto& s : common.sets) sets += (sets.empty() ? "" : "\n") + s;
+  f.attribute("/", "sets", sets);
+  f.attribute("/", "input", input);
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(input, ec)) f.attribute("/", "scenario", read_text_file(input));
 }
 
 std::string csv_field(const std::string& s) {

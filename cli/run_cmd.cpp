@@ -17,6 +17,8 @@
 #include "engine/search.hpp"
 #include "failures/reliability.hpp"
 #include "parallelism/layout.hpp"
+#include "report/hdf5.hpp"
+#include "report/tables.hpp"
 #include "topology/spec.hpp"
 
 namespace wallsim::cli {
@@ -124,7 +126,8 @@ void run(const RunFlags& f) {
   const topology::Topology t = topology::build_cluster(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   engine::StepOptions options = engine::step_options(network.get(), power_cap(f));
-  options.timeline = !f.trace.empty();
+  options.timeline = !f.trace.empty() || !f.common.hdf5.empty();
+  options.link_bytes = !f.common.hdf5.empty();
   const engine::StepResult r = engine::simulate_step(s, plan, t, options);
   // With run.failures, the whole run too (fewer trials than `wallsim reliability`).
   std::optional<failures::ReliabilityResult> whole;
@@ -143,6 +146,15 @@ void run(const RunFlags& f) {
   if (!f.common.json.empty()) files.add(f.common.json, summary.dump(2) + "\n");
   if (!f.csv.empty()) files.add(f.csv, std::string(kStepCsvHeader) + "\n" + step_csv_row(r) + "\n");
   if (!f.trace.empty()) files.add(f.trace, trace_json(r, plan));
+  if (!f.common.hdf5.empty()) {
+    report::Hdf5File h5;
+    describe(h5, f.scenario, f.common);
+    h5.attributes("/summary", summary);
+    h5.table("/ranks", report::ranks_table(r, plan));
+    h5.table("/timeline", report::timeline_table(r, plan));
+    h5.table("/links", report::links_table(t, r.link_bytes, r.step_time));
+    files.add(f.common.hdf5, h5.bytes());
+  }
   if (!f.common.quiet && f.common.json != "-") {
     const double st = r.step_time.value();
     auto share = [&](Seconds x) { return to_string(x) + " (" + format_number(100.0 * x.value() / st, 3) + " %)"; };
@@ -236,6 +248,7 @@ void add_step_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("--power-cap", f.power_cap, "Cap each GPU's power, e.g. 500W (default: its TDP)");
   cmd.add_option("--csv", f.csv, "Write the results as CSV to FILE");
   add_common_flags(cmd, f.common);
+  add_hdf5_flag(cmd, f.common);
 }
 
 }  // namespace

@@ -12,7 +12,7 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
-#include "cli/svg.hpp"
+#include "report/svg.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
@@ -226,14 +226,14 @@ void run(const SweepFlags& f) {
   if (!f.csv.empty()) files.add(f.csv, csv.str());
   if (!f.svg.empty()) {
     // The metric against the first key, one line per value of the second (if any).
-    LinePlot plot;
+    report::LinePlot plot;
     plot.title = f.scenario + ": " + f.metric + " vs " + axes[0].key;
     plot.x_label = axes[0].key;
     plot.y_label = metric_label(f.metric);
     for (std::size_t k = 1; k < axes.size(); ++k) plot.legend_title += (k > 1 ? ", " : "") + axes[k].key;
     const std::size_t n0 = axes[0].values.size(), lines = points.size() / n0;
     for (std::size_t l = 0; l < lines; ++l) {
-      LinePlot::Series series;
+      report::LinePlot::Series series;
       for (std::size_t k = 1; k < axes.size(); ++k) {
         series.name += (series.name.empty() ? "" : ", ") + points[l].values[k];
       }
@@ -251,7 +251,7 @@ void run(const SweepFlags& f) {
     }
     plot.log_x = all_numeric && n0 > 2;
     for (std::size_t x = 0; x < n0; ++x) plot.x_ticks.emplace_back(numeric(axes[0].values[x], static_cast<double>(x)), axes[0].values[x]);
-    files.add(f.svg, render_svg(plot));
+    files.add(f.svg, report::render_svg(plot));
   }
   if (!f.common.quiet && f.common.json != "-") std::cout << text.str();
   files.write_all();

@@ -21,6 +21,10 @@ void add_common_flags(CLI::App& cmd, CommonFlags& f) {
   cmd.add_flag("--progress", f.progress, "Progress bar on stderr (default: when stderr is a terminal)");
 }
 
+void add_hdf5_flag(CLI::App& cmd, CommonFlags& f) {
+  cmd.add_option("--hdf5", f.hdf5, "Write the results as HDF5 to FILE (h5py, h5dump)");
+}
+
 void add_failure_flags(CLI::App& cmd, FailureFlags& f) {
   cmd.add_option("--fail-link", f.links, "Fail a cable by one of its link ids (repeatable)");
   cmd.add_option("--fail-node", f.nodes, "Fail a node by name, e.g. spine3 (repeatable)");

@@ -149,6 +149,23 @@ class FlowLevelModel final : public NetworkModel {
 
 }  // namespace
 
+void add_link_bytes(const topology::Topology& t, std::span<const Schedule> ss, std::vector<double>& bytes_by_link) {
+  std::size_t step_no = 0;
+  topology::Path path;
+  for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
+    std::size_t index = 0;
+    for (const Phase* ph : phases) {
+      for (const auto& x : ph->transfers) {
+        ++index;
+        if (x.src == x.dst) continue;
+        t.route_into(x.src, x.dst, key_of(step_no, index), path);
+        for (auto l : path) bytes_by_link[l] += count * x.bytes.value();
+      }
+    }
+    ++step_no;
+  });
+}
+
 std::unique_ptr<NetworkModel> NetworkModel::build(const std::string& name, const std::string& path) {
   if (name == "analytic") return std::make_unique<AnalyticModel>();
   if (name == "flow") return std::make_unique<FlowLevelModel>();

@@ -43,6 +43,10 @@ class NetworkModel {
   [[nodiscard]] virtual std::string do_name() const = 0;
 };
 
+/// Adds to `bytes_by_link` (indexed by link id, sized to the topology's links) the bytes each
+/// link carries when `schedules` run together, every transfer routed as the flow model routes it.
+void add_link_bytes(const topology::Topology& t, std::span<const Schedule> schedules, std::vector<double>& bytes_by_link);
+
 /// The fastest valid algorithm for the case under `model` (as NCCL's tuner picks the fastest
 /// by its cost model): candidates are ranked by the analytic model and timed under `model`
 /// fastest-first until the analytic bound of the next cannot beat the best found. `forced`

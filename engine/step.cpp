@@ -51,6 +51,8 @@ std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int st
 struct CommEntry {
   Seconds time;
   Bytes up, out;  ///< bytes one GPU sends, inside and outside its scale-up domain
+  /// Bytes per link of every group's schedule (only when link bytes are asked for).
+  std::shared_ptr<const std::vector<std::pair<topology::LinkId, double>>> links;
 };
 
 }  // namespace
@@ -76,23 +78,28 @@ std::size_t hash_groups(const std::vector<std::vector<topology::NodeId>>& groups
 class CommCost {
  public:
   CommCost(const topology::Topology& t, const Plan& p, const collectives::NetworkModel& net, std::size_t domain,
-           CommCache& cache)
-      : t_(t), p_(p), net_(net), domain_(domain == 0 ? 1 : domain), cache_(cache) {}
+           CommCache& cache, bool link_bytes)
+      : scale_up_bytes(static_cast<std::size_t>(p.pp)),
+        scale_out_bytes(static_cast<std::size_t>(p.pp)),
+        t_(t), p_(p), net_(net), domain_(domain == 0 ? 1 : domain), cache_(cache) {
+    if (link_bytes) link_bytes_.assign(t.num_links(), 0.0);
+  }
   collectives::CostParams params;  ///< passed to every network-model call
 
-  /// Time of `op` over the groups of `kind` in `stage`, `bytes` as nccl-tests counts them.
-  Seconds collective(Op op, GroupKind kind, int stage, Bytes bytes) {
+  /// Time of `count` runs of `op` over the groups of `kind` in `stage`, `bytes` as nccl-tests
+  /// counts them.
+  Seconds collective(Op op, GroupKind kind, int stage, Bytes bytes, int count = 1) {
     const auto key = std::make_tuple(static_cast<int>(kind), stage, static_cast<int>(op), bytes.value());
-    if (auto it = local_.find(key); it != local_.end()) return account(it->second);
-    const CommEntry e = cost(op, parallelism::groups_in_stage(p_, stage, kind), bytes);
-    local_[key] = e;
-    return account(e);
+    auto it = local_.find(key);
+    if (it == local_.end()) it = local_.emplace(key, cost(op, parallelism::groups_in_stage(p_, stage, kind), bytes)).first;
+    for (int i = 1; i < count; ++i) account(it->second, stage);
+    return account(it->second, stage) * static_cast<double>(count);
   }
 
   /// Point-to-point send of `bytes` from every rank of stage `from` to its peer in `to`.
   Seconds p2p(int from, int to, Bytes bytes) {
     const auto key = std::make_tuple(-1 - from, to, -1, bytes.value());
-    if (auto it = local_.find(key); it != local_.end()) return account(it->second);
+    if (auto it = local_.find(key); it != local_.end()) return account(it->second, from);
     std::vector<std::vector<topology::NodeId>> pairs;
     for (const auto& g : parallelism::groups_in_stage(p_, from, GroupKind::kTp)) {
       for (auto r : g) {
@@ -103,21 +110,42 @@ class CommCost {
     }
     const CommEntry e = cost(Op::kSendRecv, pairs, bytes);
     local_[key] = e;
-    return account(e);
+    return account(e, from);
   }
 
-  Bytes scale_up_bytes;   ///< per representative GPU, accumulated by every call
-  Bytes scale_out_bytes;
+  /// While set, calls record their entries here instead of counting their bytes: a chunk's
+  /// collectives are costed once and counted (charge) at every pass that runs them.
+  std::vector<CommEntry>* capture = nullptr;
+  void charge(const std::vector<CommEntry>& entries, int stage) {
+    for (const auto& e : entries) add(e, stage);
+  }
+
+  /// Per stage, bytes one GPU of the stage sends, accumulated by every call.
+  std::vector<Bytes> scale_up_bytes, scale_out_bytes;
+  /// Bytes per link over the whole cluster (empty unless asked for).
+  std::vector<double> link_bytes_;
 
  private:
-  Seconds account(const CommEntry& e) {
-    scale_up_bytes += e.up;
-    scale_out_bytes += e.out;
+  Seconds account(const CommEntry& e, int stage) {
+    if (capture != nullptr) {
+      capture->push_back(e);
+    } else {
+      add(e, stage);
+    }
     return e.time;
+  }
+  void add(const CommEntry& e, int stage) {
+    scale_up_bytes[static_cast<std::size_t>(stage)] += e.up;
+    scale_out_bytes[static_cast<std::size_t>(stage)] += e.out;
+    if (!link_bytes_.empty() && e.links) {
+      for (const auto& [l, b] : *e.links) link_bytes_[l] += b;
+    }
   }
   CommEntry cost(Op op, const std::vector<std::vector<topology::NodeId>>& groups, Bytes bytes) {
     const auto key = std::make_tuple(static_cast<int>(op), hash_groups(groups), groups.front().front(), bytes.value());
-    if (auto it = cache_.entries.find(key); it != cache_.entries.end()) return it->second;
+    if (auto it = cache_.entries.find(key); it != cache_.entries.end() && (link_bytes_.empty() || it->second.links)) {
+      return it->second;
+    }
     CommEntry e;
     const auto& g0 = groups.front();
     if (g0.size() >= 2) {
@@ -147,9 +175,25 @@ class CommCost {
         }
         e.time = net_.time(t_, all, params);
       }
+      if (!link_bytes_.empty()) e.links = route_bytes(op, choice.schedule, groups, bytes);
     }
     cache_.entries[key] = e;
     return e;
+  }
+  /// Bytes per link when every group runs the schedule `first` (of groups[0]) has.
+  std::shared_ptr<const std::vector<std::pair<topology::LinkId, double>>> route_bytes(
+      Op op, const collectives::Schedule& first, const std::vector<std::vector<topology::NodeId>>& groups, Bytes bytes) {
+    std::vector<collectives::Schedule> all{first};
+    for (std::size_t i = 1; i < groups.size(); ++i) {
+      if (auto s = collectives::build_schedule(t_, op, first.algo, groups[i], bytes, {}, nullptr)) all.push_back(std::move(*s));
+    }
+    std::vector<double> dense(t_.num_links(), 0.0);
+    collectives::add_link_bytes(t_, all, dense);
+    auto sparse = std::make_shared<std::vector<std::pair<topology::LinkId, double>>>();
+    for (std::size_t l = 0; l < dense.size(); ++l) {
+      if (dense[l] > 0.0) sparse->emplace_back(static_cast<topology::LinkId>(l), dense[l]);
+    }
+    return sparse;
   }
   const topology::Topology& t_;
   const Plan& p_;
@@ -307,7 +351,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   const auto pc = parallelism::count_params(m);
   const std::size_t domain = static_cast<std::size_t>(sc.cluster.scale_up_domain);
   const std::shared_ptr<CommCache> cache = o.cache ? o.cache : make_comm_cache();
-  CommCost comm(t, p, *o.network, domain, *cache);
+  CommCost comm(t, p, *o.network, domain, *cache, o.link_bytes);
   comm.params.reserved_Bps = o.reserved_Bps;
   StepResult r;
   r.memory = memory_per_gpu(sc, p);
@@ -353,16 +397,16 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     double c = 0.0;
     if (p.tp > 1) {
       if (p.sp) {
-        c += 2.0 * comm.collective(Op::kAllGather, GroupKind::kTp, stage, Bytes::of(act_bytes)).value();
-        c += 2.0 * comm.collective(Op::kReduceScatter, GroupKind::kTp, stage, Bytes::of(act_bytes)).value();
+        c += comm.collective(Op::kAllGather, GroupKind::kTp, stage, Bytes::of(act_bytes), 2).value();
+        c += comm.collective(Op::kReduceScatter, GroupKind::kTp, stage, Bytes::of(act_bytes), 2).value();
       } else {
-        c += 2.0 * comm.collective(Op::kAllReduce, GroupKind::kTp, stage, Bytes::of(act_bytes)).value();
+        c += comm.collective(Op::kAllReduce, GroupKind::kTp, stage, Bytes::of(act_bytes), 2).value();
       }
     }
     if (p.ep > 1 && parallelism::is_moe_layer(m, layer)) {
       // Dispatch and combine: each GPU sends its tokens' top_k copies (hidden-sized).
       const double routed = act_bytes / (p.sp ? p.tp : 1) * m.top_k * p.capacity_factor;
-      c += 2.0 * comm.collective(Op::kAllToAll, GroupKind::kEp, stage, Bytes::of(routed)).value();
+      c += comm.collective(Op::kAllToAll, GroupKind::kEp, stage, Bytes::of(routed), 2).value();
     }
     return c;
   };
@@ -384,6 +428,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   struct ChunkCost {
     double fwd = 0, fwd_comm = 0, bwd = 0, bwd_comm = 0, wgt = 0;
     double flops_model = 0, flops_hw = 0, hbm = 0;
+    std::vector<CommEntry> fwd_comms, bwd_comms;  ///< the collectives of one forward, one backward
   };
   std::map<std::pair<int, int>, ChunkCost> chunk_costs;
   auto chunk_cost = [&](int c, int s) {
@@ -393,12 +438,21 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     const int first = p.first_layer(c, s);
     for (int i = first; i < first + p.layers_of(c, s); ++i) {
       const PassCost& lc = cost_of_layer(i);
-      const double fc = layer_comm(i, s), bc = layer_comm(i, s);  // same collectives both ways
-      double cp_exposed = 0.0;
-      if (p.cp > 1) {
-        const double ring = comm.collective(Op::kAllGather, GroupKind::kCp, s, Bytes::of(kv_bytes * p.cp)).value();
-        cp_exposed = std::max(0.0, ring - lc.fwd_attention);
+      // The same collectives both ways; a full recompute runs the forward's again.
+      auto cp_ring = [&] {
+        return p.cp > 1 ? comm.collective(Op::kAllGather, GroupKind::kCp, s, Bytes::of(kv_bytes * p.cp)).value() : 0.0;
+      };
+      comm.capture = &cc.fwd_comms;
+      const double fc = layer_comm(i, s);
+      const double cp_exposed = std::max(0.0, cp_ring() - lc.fwd_attention);
+      comm.capture = &cc.bwd_comms;
+      const double bc = layer_comm(i, s);
+      cp_ring();
+      if (p.recompute == Recompute::kFull) {
+        layer_comm(i, s);
+        cp_ring();
       }
+      comm.capture = nullptr;
       cc.fwd += lc.fwd;
       cc.fwd_comm += fc + cp_exposed;
       double recompute = 0.0, recompute_comm = 0.0, recompute_flops = 0.0;
@@ -440,8 +494,12 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
         }
         return x;
       };
+      comm.capture = &cc.fwd_comms;
       const double gather = p.zero >= 3 ? over_dp(Op::kAllGather, kWeightBytes) : 0.0;
+      comm.capture = &cc.bwd_comms;
+      if (p.zero >= 3) over_dp(Op::kAllGather, kWeightBytes);
       const double scatter = over_dp(Op::kReduceScatter, kGradBytes);
+      comm.capture = nullptr;
       cc.fwd_comm += std::max(0.0, gather - cc.fwd) + gather / layers;
       cc.bwd_comm += std::max(0.0, gather + scatter - cc.bwd) + (gather + scatter) / layers;
     }
@@ -479,7 +537,8 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   // Task ids of F and B per (virtual stage, micro-batch).
   std::vector<std::vector<int>> f_id(p.pp * v, std::vector<int>(m_count, -1)), b_id = f_id, w_id = f_id;
   std::vector<int> last_backward(p.pp * v, -1);
-  double flops_model = 0, flops_hw = 0, hbm = 0;
+  double flops_model = 0, flops_hw = 0;
+  std::vector<double> hbm(static_cast<std::size_t>(p.pp), 0.0);  // bytes one GPU of each stage reads and writes
   for (int s = 0; s < p.pp; ++s) {
     for (const auto& op : parallelism::stage_order(p.schedule, p.pp, v, m_count, s)) {
       const ChunkCost cc = chunk_cost(op.chunk, s);
@@ -496,11 +555,13 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
         k.comm = cc.fwd_comm;
         flops_model += cc.flops_model;
         flops_hw += cc.flops_hw;
-        hbm += cc.hbm;
+        hbm[static_cast<std::size_t>(s)] += cc.hbm;
+        comm.charge(cc.fwd_comms, s);
         f_id[vs][op.micro_batch] = static_cast<int>(tasks.size());
       } else if (op.pass == Pass::kBackward) {
         k.compute = cc.bwd;
         k.comm = cc.bwd_comm;
+        comm.charge(cc.bwd_comms, s);
         b_id[vs][op.micro_batch] = static_cast<int>(tasks.size());
         if (p.schedule != parallelism::PipeSchedule::kZeroBubble) last_backward[vs] = static_cast<int>(tasks.size());
       } else {
@@ -585,7 +646,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     const Kernel adam{KernelKind::kElementwise, "adam", Flops::of(10.0 * shard_params),
                       Bytes::of(shard_params * (kGradBytes + 2.0 * kOptimizerBytes + kWeightBytes))};
     opt.compute = gpu.time(adam).value();
-    hbm += adam.bytes.value();
+    hbm[static_cast<std::size_t>(s)] += adam.bytes.value();
     for (int d : dp_tasks[s]) opt.deps.push_back({d, 1.0, 0.0, Wait::kComm});
     for (int vs = s; vs < vstages; vs += p.pp) opt.deps.push_back({last_backward[vs], 1.0, 0.0, Wait::kPipeline});
     const int opt_id = static_cast<int>(tasks.size());
@@ -626,16 +687,20 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   double step = 0.0;
   for (const auto& st : stats) step = std::max(step, st.end);
   r.step_time = Seconds::of(step);
-  double compute = 0, exposed = 0, bubble = 0, other = 0, busy_total = 0;
+  double compute = 0, exposed = 0, bubble = 0, other = 0;
   for (int s = 0; s < p.pp; ++s) {
     const auto& st = stats[2 * s];
-    const double dp_tail = std::max(0.0, stats[2 * s + 1].end - st.end);
-    compute += st.compute;
-    exposed += st.comm + dp_tail;
-    other += st.other;
-    bubble += st.bubble + std::max(0.0, step - std::max(st.end, stats[2 * s + 1].end));
-    busy_total += st.compute + st.other;
-    r.stage_busy.push_back(Seconds::of(st.compute));
+    StageTimes times;
+    times.compute = Seconds::of(st.compute);
+    times.comm = Seconds::of(st.comm + std::max(0.0, stats[2 * s + 1].end - st.end));  // plus the DP tail
+    times.bubble = Seconds::of(st.bubble + std::max(0.0, step - std::max(st.end, stats[2 * s + 1].end)));
+    times.other = Seconds::of(st.other);
+    compute += times.compute.value();
+    exposed += times.comm.value();
+    other += times.other.value();
+    bubble += times.bubble.value();
+    r.stage_busy.push_back(times.compute);
+    r.stages.push_back(times);
   }
   r.compute = Seconds::of(compute / p.pp);
   r.exposed_comm = Seconds::of(exposed / p.pp);
@@ -652,20 +717,29 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   r.hardware_flops_per_gpu = FlopRate::of(hw_flops / gpus / step);
   r.mfu = r.model_flops_per_gpu.value() / gpu.peak().value();
   r.hfu = r.hardware_flops_per_gpu.value() / gpu.peak().value();
-  r.hbm_bytes = Bytes::of(hbm * replicas);
-  r.scale_up_bytes = comm.scale_up_bytes * replicas;
-  r.scale_out_bytes = comm.scale_out_bytes * replicas;
-  // Energy: static power over the step, dynamic power while computing, and bytes moved.
-  const double busy_gpu_s = busy_total * replicas;  // GPU-seconds of compute over the cluster
-  double energy = gpu.idle_power().value() * gpus * step +
-                  (gpu.busy_power() - gpu.idle_power()).value() * busy_gpu_s +
-                  r.hbm_bytes.value() * 8.0 * gpu.memory_energy().value() +
-                  r.scale_up_bytes.value() * 8.0 * sc.cluster.scale_up.energy.value();
-  if (sc.cluster.scale_out) energy += r.scale_out_bytes.value() * 8.0 * sc.cluster.scale_out->link.energy.value();
+  // Energy of one GPU of each stage: static power over the step, dynamic power while it
+  // computes, and the bytes it moves through HBM and over its links.
+  const double link_up = sc.cluster.scale_up.energy.value();
+  const double link_out = sc.cluster.scale_out ? sc.cluster.scale_out->link.energy.value() : 0.0;
+  double energy = 0.0;
+  for (int s = 0; s < p.pp; ++s) {
+    const auto i = static_cast<std::size_t>(s);
+    StageTimes& times = r.stages[i];
+    times.energy = Joules::of(gpu.idle_power().value() * step +
+                              (gpu.busy_power() - gpu.idle_power()).value() * (times.compute + times.other).value() +
+                              hbm[i] * 8.0 * gpu.memory_energy().value() +
+                              comm.scale_up_bytes[i].value() * 8.0 * link_up +
+                              comm.scale_out_bytes[i].value() * 8.0 * link_out);
+    energy += times.energy.value() * replicas;
+    r.hbm_bytes += Bytes::of(hbm[i] * replicas);
+    r.scale_up_bytes += comm.scale_up_bytes[i] * replicas;
+    r.scale_out_bytes += comm.scale_out_bytes[i] * replicas;
+  }
   r.step_energy = Joules::of(energy);
   r.energy_per_token_j = energy / tokens;
   r.cluster_avg_power = Watts::of(energy / step);
   r.gpu_avg_power = Watts::of(energy / step / gpus);
+  r.link_bytes = std::move(comm.link_bytes_);
   return r;
 }
 

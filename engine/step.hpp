@@ -46,6 +46,15 @@ struct TimelineEvent {
   Seconds start, end;
 };
 
+/// One GPU of a pipeline stage over the step (every rank of a stage runs the same program).
+struct StageTimes {
+  Seconds compute;  ///< forward, backward and recompute
+  Seconds comm;     ///< waiting on communication: exposed TP/SP/CP/EP and the data-parallel tail
+  Seconds bubble;   ///< waiting on other stages, and idle at the end of the step
+  Seconds other;    ///< optimizer
+  Joules energy;    ///< static, dynamic while busy, and this GPU's HBM and link bytes
+};
+
 struct StepResult {
   Seconds step_time;
   double tokens_per_s = 0, mfu = 0, hfu = 0;
@@ -62,6 +71,10 @@ struct StepResult {
   /// compute plus the exposed TP/CP/EP communication; backward includes recompute.
   Seconds layer_forward, layer_backward;
   std::vector<TimelineEvent> timeline;  ///< with StepOptions::timeline: every task of one rank per stage
+  std::vector<StageTimes> stages;       ///< per pipeline stage, one GPU's
+  /// With StepOptions::link_bytes: bytes each directed link (by id) carries in the step, every
+  /// collective of every group routed as the flow model routes it.
+  std::vector<double> link_bytes;
 };
 
 /// How each layer of `p` is sharded and batched on one GPU.
@@ -79,7 +92,8 @@ struct StepOptions {
   /// Bandwidth per link taken through the whole step by other traffic (an asynchronous
   /// checkpoint write), see CostParams. A cache must not mix steps with and without.
   std::span<const double> reserved_Bps;
-  bool timeline = false;  ///< fill StepResult::timeline (named tasks, for --trace)
+  bool timeline = false;    ///< fill StepResult::timeline (named tasks, for --trace)
+  bool link_bytes = false;  ///< fill StepResult::link_bytes (routes every group's transfers)
 };
 /// Options with a network model and a power cap, the rest default.
 inline StepOptions step_options(const collectives::NetworkModel* network, Watts power_cap = {}) {

@@ -167,3 +167,31 @@ TEST_CASE("engine fp8 adds an fp8 copy of the weights and shrinks the kept activ
   CHECK(fp8.optimizer.value() == Approx(bf16.optimizer.value()));
   CHECK(fp8.activations.value() < bf16.activations.value());
 }
+
+TEST_CASE("engine bytes moved count every pass of every micro-batch; links and stages add up", "[engine]") {
+  // tp 4 with sequence parallelism, 4 micro-batches, nothing else communicating: each layer's
+  // forward runs 2 all-gathers and 2 reduce-scatters of s·b·h bf16 activations, the backward
+  // the same again (selective recompute recomputes no communication). A ring all-gather or
+  // reduce-scatter sends (n-1)/n of the size from each rank.
+  const std::string text = pipe_scenario("parallel: {tp: 4, sp: true, recompute: selective}", 4);
+  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+  const auto plan = parallelism::make_plan(s);
+  const auto t = topology::build_cluster(s.cluster);
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  auto o = engine::step_options(net.get());
+  o.link_bytes = true;
+  const auto r = engine::simulate_step(s, plan, t, o);
+  const double act = 2.0 * 4096 * 4096;  // bf16, seq 4096, micro-batch 1, hidden 4096
+  const double per_gpu = 8 /*layers*/ * 4 /*micro-batches*/ * 8 /*collectives*/ * 0.75 * act;
+  CHECK(r.scale_up_bytes.value() == Approx(4 * per_gpu).epsilon(1e-9));
+  CHECK(r.scale_out_bytes.value() == 0.0);
+  // Every message crosses two links (GPU to switch, switch to GPU).
+  double links = 0;
+  for (double b : r.link_bytes) links += b;
+  CHECK(links == Approx(2 * r.scale_up_bytes.value()).epsilon(1e-9));
+  // The stages' energies over every replica are the step's energy.
+  REQUIRE(r.stages.size() == 1);
+  CHECK(4 * r.stages[0].energy.value() == Approx(r.step_energy.value()).epsilon(1e-12));
+  const auto& st = r.stages[0];
+  CHECK((st.compute + st.comm + st.bubble + st.other).value() == Approx(r.step_time.value()).epsilon(1e-9));
+}

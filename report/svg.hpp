@@ -1,11 +1,11 @@
-// SVG charts for the CLI's --svg outputs: a line plot with labelled axes, ticks and a legend.
+// SVG charts for --svg outputs: a line plot with labelled axes, ticks and a legend.
 #pragma once
 
 #include <string>
 #include <utility>
 #include <vector>
 
-namespace wallsim::cli {
+namespace wallsim::report {
 
 struct LinePlot {
   struct Series {
@@ -22,4 +22,4 @@ struct LinePlot {
 /// The plot as a standalone SVG document (800 x 500).
 std::string render_svg(const LinePlot& p);
 
-}  // namespace wallsim::cli
+}  // namespace wallsim::report

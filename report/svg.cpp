@@ -1,4 +1,4 @@
-#include "cli/svg.hpp"
+#include "report/svg.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "core/units.hpp"
 
-namespace wallsim::cli {
+namespace wallsim::report {
 namespace {
 
 std::string escape(const std::string& s) {
@@ -124,4 +124,4 @@ std::string render_svg(const LinePlot& p) {
   return o.str();
 }
 
-}  // namespace wallsim::cli
+}  // namespace wallsim::report

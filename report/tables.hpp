@@ -1,0 +1,27 @@
+// The tables of a simulated step as report::Table, shared by --hdf5 (and the plots): one row
+// per GPU, per timeline slice, per link.
+#pragma once
+
+#include "engine/step.hpp"
+#include "parallelism/plan.hpp"
+#include "report/hdf5.hpp"
+#include "topology/graph.hpp"
+
+namespace wallsim::report {
+
+/// Lane names of TimelineEvent::lane.
+const char* lane_name(int lane);
+
+/// One row per GPU of the plan (rank, stage, busy_s, comm_s, bubble_s, other_s, energy_j): each
+/// rank has its stage's representative times (every rank of a stage runs the same program).
+Table ranks_table(const engine::StepResult& r, const parallelism::Plan& p);
+
+/// The step's timeline (rank, kind, name, start_s, end_s): the first rank of each stage.
+Table timeline_table(const engine::StepResult& r, const parallelism::Plan& p);
+
+/// Every directed link (id, from, to, class, bandwidth_Bps, bytes, busy_s, utilization):
+/// busy_s = bytes / bandwidth, the time the link needs at full rate; utilization = busy_s over
+/// `span`. `bytes` by link id (empty = none carried).
+Table links_table(const topology::Topology& t, const std::vector<double>& bytes, Seconds span);
+
+}  // namespace wallsim::report
