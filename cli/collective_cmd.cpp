@@ -12,6 +12,8 @@
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
+#include "report/hdf5.hpp"
+#include "report/tables.hpp"
 #include "topology/export.hpp"
 #include "topology/spec.hpp"
 
@@ -101,6 +103,11 @@ void run(const CollectiveFlags& f) {
   text << line;
   csv << "bytes,count,time_s,algbw_Bps,busbw_Bps,algo\n";
   nlohmann::json rows = nlohmann::json::array();
+  report::Table table;
+  std::vector<double> t_bytes, t_count, t_time, t_algbw, t_busbw;
+  std::vector<std::string> t_algo;
+  std::vector<double> link_bytes;  // of the last (largest) size
+  double last_time = 0.0;
   for (const Bytes size : sizes(f)) {
     const auto choice = collectives::choose_schedule(t, op, group, size, opt, params, algo, *model);
     const collectives::Schedule& s = choice.schedule;
@@ -117,12 +124,34 @@ void run(const CollectiveFlags& f) {
         << topology::exact_number(busbw) << ',' << to_string(s.algo) << '\n';
     rows.push_back({{"bytes", size.value()}, {"count", count}, {"time_s", time}, {"algbw_Bps", algbw},
                     {"busbw_Bps", busbw}, {"algo", to_string(s.algo)}});
+    t_bytes.push_back(size.value());
+    t_count.push_back(count);
+    t_time.push_back(time);
+    t_algbw.push_back(algbw);
+    t_busbw.push_back(busbw);
+    t_algo.push_back(to_string(s.algo));
+    if (!f.common.hdf5.empty()) {
+      link_bytes.assign(t.num_links(), 0.0);
+      collectives::add_link_bytes(t, std::span<const collectives::Schedule>(&s, 1), link_bytes);
+      last_time = time;
+    }
   }
   PendingFiles files;
   if (!f.common.json.empty()) {
     const nlohmann::json j = {{"op", to_string(op)}, {"ranks", group.size()},
                               {"network", model->name()}, {"rows", rows}};
     files.add(f.common.json, j.dump(2) + "\n");
+  }
+  if (!f.common.hdf5.empty()) {
+    report::Hdf5File h5;
+    describe(h5, f.topology, f.common);
+    h5.attributes("/summary", {{"op", to_string(op)}, {"ranks", group.size()}, {"network", model->name()},
+                               {"topology", t.info().kind}});
+    table.add("bytes", t_bytes).add("count", t_count).add("time_s", t_time).add("algbw_Bps", t_algbw);
+    table.add("busbw_Bps", t_busbw).add("algo", t_algo);
+    h5.table("/collective", table);
+    h5.table("/links", report::links_table(t, link_bytes, Seconds::of(last_time)));  // the largest size's
+    files.add(f.common.hdf5, h5.bytes());
   }
   if (!f.csv.empty()) files.add(f.csv, csv.str());
   if (!f.common.quiet && f.common.json != "-" && f.csv != "-") std::cout << text.str();
@@ -145,6 +174,7 @@ void register_collective(CLI::App& app, Action& action) {
   cmd->add_option("--overhead", f->overhead, "Software overhead per message (default 0 us)");
   cmd->add_option("--csv", f->csv, "Write the rows as CSV");
   add_common_flags(*cmd, f->common);
+  add_hdf5_flag(*cmd, f->common);
   add_failure_flags(*cmd, f->failures);
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }

@@ -54,6 +54,10 @@ struct FailureFlags {
 
 void add_failure_flags(CLI::App& cmd, FailureFlags& flags);
 
+/// Fails the cable of `link`: a link id, FROM-TO node names (leaf0-spine3), or "none";
+/// an Error naming `path` when there is no such link.
+void fail_link(topology::Topology& t, const std::string& link, const std::string& path);
+
 /// Builds TOPOLOGY (a scenario file or a spec string) with the --set overrides and the failures.
 topology::Topology build_fabric(const std::string& topology, const CommonFlags& common,
                                 const FailureFlags& failures);

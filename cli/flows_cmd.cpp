@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/progress.hpp"
 #include "collectives/flow_io.hpp"
 #include "core/io.hpp"
 #include "core/presets.hpp"
@@ -25,7 +26,9 @@ void run(const FlowsFlags& f) {
   const auto rows = collectives::parse_flows_csv(read_text_file(f.flows), f.flows, t);
   const auto flows = collectives::route_flows(t, rows);
   collectives::FlowStats stats;
-  const auto finish = collectives::simulate_flows(t, flows, &stats);
+  ProgressBar bar("flows", f.common);
+  const auto finish = collectives::simulate_flows(t, flows, &stats, {}, [&bar](double d) { bar.update(d); });
+  bar.update(1.0);
   std::ostringstream csv;
   collectives::write_flows_csv(csv, rows, flows, finish);
   double makespan = 0.0;

@@ -12,6 +12,7 @@
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "failures/reliability.hpp"
+#include "report/hdf5.hpp"
 #include "topology/spec.hpp"
 
 namespace wallsim::cli {
@@ -54,6 +55,39 @@ nlohmann::json blast_json(const std::vector<failures::BlastRow>& rows) {
   return a;
 }
 
+report::Table blast_table(const std::vector<failures::BlastRow>& rows) {
+  std::vector<std::string> component, example;
+  std::vector<std::int64_t> cut, loses, ranks;
+  std::vector<double> slowdown;
+  for (const auto& b : rows) {
+    component.push_back(b.component);
+    example.push_back(b.example);
+    cut.push_back(static_cast<std::int64_t>(b.cut_off));
+    loses.push_back(static_cast<std::int64_t>(b.job_loses));
+    ranks.push_back(static_cast<std::int64_t>(b.allreduce_ranks));
+    slowdown.push_back(b.allreduce_slowdown);
+  }
+  report::Table t;
+  t.add("component", component).add("example", example).add("cut_off", cut).add("job_loses", loses);
+  t.add("allreduce_slowdown", slowdown).add("allreduce_ranks", ranks);
+  return t;
+}
+
+/// Interruptions and lost hours by cause, means and 95 % confidence half-widths.
+report::Table cause_table(const failures::RunStats& st) {
+  std::vector<double> n, n_ci, lost, lost_ci;
+  for (std::size_t i = 0; i < st.causes.size(); ++i) {
+    n.push_back(st.interruptions_by_cause[i].mean);
+    n_ci.push_back(st.interruptions_by_cause[i].ci95);
+    lost.push_back(st.lost_hours_by_cause[i].mean);
+    lost_ci.push_back(st.lost_hours_by_cause[i].ci95);
+  }
+  report::Table t;
+  t.add("cause", st.causes).add("interruptions", n).add("interruptions_ci95", n_ci);
+  t.add("lost_hours", lost).add("lost_hours_ci95", lost_ci);
+  return t;
+}
+
 void run(const ReliabilityFlags& f) {
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   PendingFiles files;
@@ -61,6 +95,12 @@ void run(const ReliabilityFlags& f) {
     const topology::Topology t = build_fabric(f.blast_topology, f.common, {});
     const auto rows = failures::blast_radius(t, *network, Bytes::of(256.0 * 1024 * 1024));
     if (!f.common.json.empty()) files.add(f.common.json, nlohmann::json{{"blast_radius", blast_json(rows)}}.dump(2) + "\n");
+    if (!f.common.hdf5.empty()) {
+      report::Hdf5File h5;
+      describe(h5, f.blast_topology, f.common);
+      h5.table("/blast_radius", blast_table(rows));
+      files.add(f.common.hdf5, h5.bytes());
+    }
     if (!f.common.quiet && f.common.json != "-") {
       std::cout << "wallsim reliability: blast radius on " << f.blast_topology << " (all-reduce of 256 MiB over the survivors "
                 << "among the first 512 endpoints, network " << network->name() << ")\n" << blast_text(rows);
@@ -104,6 +144,26 @@ void run(const ReliabilityFlags& f) {
   j["mtbi_s"] = r.mtbi.value();
   if (!r.blast.empty()) j["blast_radius"] = blast_json(r.blast);
   if (!f.common.json.empty()) files.add(f.common.json, j.dump(2) + "\n");
+  if (!f.common.hdf5.empty()) {
+    report::Hdf5File h5;
+    describe(h5, f.scenario, f.common);
+    nlohmann::json summary = j;
+    summary.erase("interruptions_by_cause");  // tables below
+    summary.erase("lost_hours_by_cause");
+    summary.erase("blast_radius");
+    h5.attributes("/summary", summary);
+    h5.table("/reliability", cause_table(r.stats));
+    std::vector<double> interval, goodput;
+    for (const auto& [i, g] : r.searched) {
+      interval.push_back(i.value());
+      goodput.push_back(g);
+    }
+    report::Table searched;
+    searched.add("interval_s", interval).add("goodput", goodput);
+    h5.table("/reliability_interval_search", searched);
+    if (!r.blast.empty()) h5.table("/blast_radius", blast_table(r.blast));
+    files.add(f.common.hdf5, h5.bytes());
+  }
   if (!f.csv.empty()) {
     std::ostringstream csv;
     csv.precision(10);
@@ -176,6 +236,7 @@ void register_reliability(CLI::App& app, Action& action) {
   cmd->add_flag("--no-blast-radius", f->no_blast, "Skip the blast-radius table");
   cmd->add_option("--csv", f->csv, "Write interruptions and lost hours by cause as CSV to FILE");
   add_common_flags(*cmd, f->common);
+  add_hdf5_flag(*cmd, f->common);
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 

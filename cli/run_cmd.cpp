@@ -1,6 +1,7 @@
 // `wallsim run SCENARIO.yaml`: one training step, where its time, memory and energy go.
 // `wallsim search SCENARIO.yaml`: every valid plan of the scenario's cluster, ranked.
 #include <algorithm>
+#include <limits>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "failures/reliability.hpp"
 #include "parallelism/layout.hpp"
 #include "report/hdf5.hpp"
+#include "report/svg.hpp"
 #include "report/tables.hpp"
 #include "topology/spec.hpp"
 
@@ -26,7 +28,7 @@ namespace {
 
 struct RunFlags {
   CommonFlags common;
-  std::string scenario, network = "flow", power_cap, objective = "time", csv, trace;
+  std::string scenario, network = "flow", power_cap, objective = "time", csv, trace, svg;
   std::size_t top = 10;
 };
 
@@ -35,6 +37,10 @@ Watts power_cap(const RunFlags& f) {
 }
 
 std::string percent(double x) { return format_number(100.0 * x, 3) + " %"; }
+std::string recompute_name(parallelism::Recompute r) {
+  return r == parallelism::Recompute::kNone ? "none" : r == parallelism::Recompute::kSelective ? "selective" : "full";
+}
+
 std::string gib(Bytes b) { return format_number(b.value() / (1024.0 * 1024 * 1024), 4) + " GiB"; }
 
 }  // namespace
@@ -64,9 +70,7 @@ std::string plan_text(const parallelism::Plan& p) {
          ", cp " + std::to_string(p.cp) + ", ep " + std::to_string(p.ep) + (p.etp != p.tp ? " (etp " + std::to_string(p.etp) + ")" : "") + (p.sp ? " (sp)" : "") +
          ", vpp " + std::to_string(p.vpp) + ", mbs " + std::to_string(p.micro_batch) + ", zero " +
          std::to_string(p.zero) + ", recompute " +
-         (p.recompute == parallelism::Recompute::kNone
-              ? "none"
-              : p.recompute == parallelism::Recompute::kSelective ? "selective" : "full") +
+         recompute_name(p.recompute) +
          ", " + parallelism::to_string(p.schedule);
 }
 
@@ -126,7 +130,7 @@ void run(const RunFlags& f) {
   const topology::Topology t = topology::build_cluster(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   engine::StepOptions options = engine::step_options(network.get(), power_cap(f));
-  options.timeline = !f.trace.empty() || !f.common.hdf5.empty();
+  options.timeline = !f.trace.empty() || !f.common.hdf5.empty() || !f.svg.empty();
   options.link_bytes = !f.common.hdf5.empty();
   const engine::StepResult r = engine::simulate_step(s, plan, t, options);
   // With run.failures, the whole run too (fewer trials than `wallsim reliability`).
@@ -146,6 +150,7 @@ void run(const RunFlags& f) {
   if (!f.common.json.empty()) files.add(f.common.json, summary.dump(2) + "\n");
   if (!f.csv.empty()) files.add(f.csv, std::string(kStepCsvHeader) + "\n" + step_csv_row(r) + "\n");
   if (!f.trace.empty()) files.add(f.trace, trace_json(r, plan));
+  if (!f.svg.empty()) files.add(f.svg, report::step_svg(r, plan, s.cluster.gpu, s.name.empty() ? f.scenario : s.name));
   if (!f.common.hdf5.empty()) {
     report::Hdf5File h5;
     describe(h5, f.scenario, f.common);
@@ -194,6 +199,78 @@ void run(const RunFlags& f) {
   files.write_all();
 }
 
+/// Every plan of the search (best first): its parallel keys and the step metrics.
+report::Table search_table(const engine::SearchResult& res) {
+  std::vector<std::int64_t> rank, tp, pp, dp, cp, ep, etp, sp, vpp, mbs, zero;
+  std::vector<std::string> recompute, schedule;
+  for (std::size_t i = 0; i < res.plans.size(); ++i) {
+    const auto& p = res.plans[i].first;
+    rank.push_back(static_cast<std::int64_t>(i + 1));
+    tp.push_back(p.tp);
+    pp.push_back(p.pp);
+    dp.push_back(p.dp);
+    cp.push_back(p.cp);
+    ep.push_back(p.ep);
+    etp.push_back(p.etp);
+    sp.push_back(p.sp ? 1 : 0);
+    vpp.push_back(p.vpp);
+    mbs.push_back(p.micro_batch);
+    zero.push_back(p.zero);
+    recompute.push_back(recompute_name(p.recompute));
+    schedule.emplace_back(parallelism::to_string(p.schedule));
+  }
+  report::Table t;
+  t.add("rank", rank).add("tp", tp).add("pp", pp).add("dp", dp).add("cp", cp).add("ep", ep).add("etp", etp);
+  t.add("sp", sp).add("vpp", vpp).add("micro_batch", mbs).add("zero", zero).add("recompute", recompute);
+  t.add("schedule", schedule);
+  for (const auto& m : report::step_metric_names()) {
+    std::vector<double> v;
+    for (const auto& pr : res.plans) v.push_back(report::step_metric(pr.second, m));
+    t.add(m, std::move(v));
+  }
+  std::vector<double> peak;
+  for (const auto& pr : res.plans) peak.push_back(pr.second.memory.total().value());
+  t.add("peak_bytes_per_gpu", std::move(peak));
+  return t;
+}
+
+/// Step time against energy per token for every valid plan, the Pareto front (no plan both
+/// faster and more frugal) joined and marked.
+std::string pareto_svg(const engine::SearchResult& res, const std::string& title) {
+  report::LinePlot plot;
+  plot.title = title + ": " + std::to_string(res.plans.size()) + " valid plans that fit in memory";
+  plot.x_label = "step time (s)";
+  plot.y_label = "energy per token (J)";
+  report::LinePlot::Series all, front;
+  all.name = "plan";
+  all.line = false;
+  all.marker = 2.5;
+  all.opacity = 0.35;
+  all.color = "#1f77b4";
+  front.name = "Pareto front";
+  front.marker = 4.5;
+  front.color = "#d62728";
+  std::vector<std::pair<double, double>> pts;
+  for (const auto& [p, r] : res.plans) pts.emplace_back(r.step_time.value(), r.energy_per_token_j);
+  all.points = pts;
+  std::sort(pts.begin(), pts.end());
+  double best = std::numeric_limits<double>::infinity();
+  for (const auto& pt : pts) {
+    if (pt.second < best) {
+      front.points.push_back(pt);
+      best = pt.second;
+    }
+  }
+  plot.series = {std::move(all), std::move(front)};
+  double lo = std::numeric_limits<double>::infinity(), hi = 0;
+  for (const auto& pt : pts) {
+    lo = std::min(lo, pt.first);
+    hi = std::max(hi, pt.first);
+  }
+  plot.log_x = hi > 4 * lo;  // slow plans are many times the fastest
+  return report::render_svg(plot);
+}
+
 void search(const RunFlags& f) {
   const Presets presets(default_data_dir());
   const Scenario s = load_scenario(f.scenario, f.common.sets, presets);
@@ -223,8 +300,7 @@ void search(const RunFlags& f) {
     nlohmann::json j = step_summary_json(r);
     j["parallel"] = {{"tp", p.tp}, {"pp", p.pp}, {"dp", p.dp}, {"cp", p.cp}, {"ep", p.ep}, {"sp", p.sp},
                      {"vpp", p.vpp}, {"micro_batch", p.micro_batch}, {"zero", p.zero},
-                     {"recompute", p.recompute == parallelism::Recompute::kNone ? "none"
-                                   : p.recompute == parallelism::Recompute::kSelective ? "selective" : "full"},
+                     {"recompute", recompute_name(p.recompute)},
                      {"schedule", parallelism::to_string(p.schedule)}};
     plans.push_back(j);
     csv << i + 1 << "," << p.tp << "," << p.pp << "," << p.dp << "," << p.cp << "," << p.ep << "," << p.vpp << ","
@@ -232,6 +308,15 @@ void search(const RunFlags& f) {
         << parallelism::to_string(p.schedule) << "," << step_csv_row(r) << "\n";
   }
   PendingFiles files;
+  if (!f.svg.empty()) files.add(f.svg, pareto_svg(res, s.name.empty() ? f.scenario : s.name));
+  if (!f.common.hdf5.empty()) {
+    report::Hdf5File h5;
+    describe(h5, f.scenario, f.common);
+    h5.attributes("/summary", {{"evaluated", res.evaluated}, {"valid", res.valid}, {"dropped_memory", res.dropped_memory},
+                               {"network", network->name()}, {"objective", f.objective}});
+    h5.table("/search", search_table(res));
+    files.add(f.common.hdf5, h5.bytes());
+  }
   if (!f.common.json.empty()) {
     const nlohmann::json j = {{"plans", plans}, {"evaluated", res.evaluated}, {"valid", res.valid},
                               {"dropped_memory", res.dropped_memory}};
@@ -258,6 +343,7 @@ void register_run(CLI::App& app, Action& action) {
   CLI::App* cmd = app.add_subcommand("run", "Simulate one training step: time, memory, energy");
   add_step_flags(*cmd, *f);
   cmd->add_option("--trace", f->trace, "Write the step as Chrome trace-event JSON (Perfetto)");
+  cmd->add_option("--svg", f->svg, "Draw the step's timeline and its kernels' roofline as SVG");
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 
@@ -268,6 +354,7 @@ void register_search(CLI::App& app, Action& action) {
   add_step_flags(*cmd, *f);
   cmd->add_option("--top", f->top, "Plans to print (default 10)");
   cmd->add_option("--objective", f->objective, "time or energy (default time)");
+  cmd->add_option("--svg", f->svg, "Plot step time against energy per token, Pareto front marked");
   cmd->callback([f, &action] { action = [f] { search(*f); }; });
 }
 

@@ -2,6 +2,8 @@
 // the cartesian product of the varied keys (the interconnect-wall study). Values are lists or
 // ranges: `100Gb/s:1600Gb/s:x2` multiplies, `1:8:+1` adds. A point whose plan is invalid or
 // does not fit is a row that says so; a key or value the scenario rejects is bad input.
+// Two keys are not scenario keys: `power_cap` (each GPU's cap, as run --power-cap) and
+// `fail_link` (a cable failed before the step: a link id, FROM-TO node names, or none).
 #include <algorithm>
 #include <cmath>
 #include <optional>
@@ -12,7 +14,9 @@
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
 #include "cli/progress.hpp"
+#include "report/hdf5.hpp"
 #include "report/svg.hpp"
+#include "report/tables.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
@@ -102,35 +106,6 @@ double numeric(const std::string& v, double index) {
   }
 }
 
-const std::vector<std::string>& metric_names() {
-  static const std::vector<std::string> names = {"step_time_s", "tokens_per_s", "mfu", "hfu", "exposed_comm_s",
-                                                 "energy_per_token_j", "gpu_avg_w", "model_tflops_per_gpu"};
-  return names;
-}
-
-double metric_value(const engine::StepResult& r, const std::string& name) {
-  if (name == "step_time_s") return r.step_time.value();
-  if (name == "tokens_per_s") return r.tokens_per_s;
-  if (name == "mfu") return r.mfu;
-  if (name == "hfu") return r.hfu;
-  if (name == "exposed_comm_s") return r.exposed_comm.value();
-  if (name == "energy_per_token_j") return r.energy_per_token_j;
-  if (name == "gpu_avg_w") return r.gpu_avg_power.value();
-  return r.model_flops_per_gpu.value() / 1e12;
-}
-
-std::string metric_label(const std::string& name) {
-  static const std::vector<std::pair<std::string, std::string>> labels = {
-      {"step_time_s", "step time (s)"}, {"tokens_per_s", "tokens per second"}, {"mfu", "MFU (fraction of peak)"},
-      {"hfu", "HFU (fraction of peak)"}, {"exposed_comm_s", "exposed communication (s)"},
-      {"energy_per_token_j", "energy per token (J)"}, {"gpu_avg_w", "average GPU power (W)"},
-      {"model_tflops_per_gpu", "model TFLOP/s per GPU"}};
-  for (const auto& [n, l] : labels) {
-    if (n == name) return l;
-  }
-  return name;
-}
-
 struct Point {
   std::vector<std::string> values;
   std::optional<engine::StepResult> result;
@@ -141,7 +116,7 @@ void run(const SweepFlags& f) {
   if (f.vary.empty()) throw Error("--vary", "missing: give at least one KEY=V1,V2,...");
   std::vector<Axis> axes;
   for (const auto& v : f.vary) axes.push_back(parse_vary(v));
-  const auto& metrics = metric_names();
+  const auto& metrics = report::step_metric_names();
   if (std::find(metrics.begin(), metrics.end(), f.metric) == metrics.end()) {
     throw Error("--metric", "unknown metric '" + f.metric + "'" + did_you_mean(f.metric, metrics) + "; one of " +
                                 join(metrics, ", "));
@@ -165,16 +140,27 @@ void run(const SweepFlags& f) {
       p.values[k] = axes[k].values[rest % axes[k].values.size()];
       rest /= axes[k].values.size();
     }
-    for (std::size_t k = 0; k < axes.size(); ++k) sets.push_back(axes[k].key + "=" + p.values[k]);
+    Watts cap;
+    std::vector<std::string> failed;
+    for (std::size_t k = 0; k < axes.size(); ++k) {
+      if (axes[k].key == "power_cap") {
+        cap = parse<Watts>(p.values[k], "--vary power_cap");
+      } else if (axes[k].key == "fail_link") {
+        failed.push_back(p.values[k]);
+      } else {
+        sets.push_back(axes[k].key + "=" + p.values[k]);
+      }
+    }
     const Scenario s = load_scenario(f.scenario, sets, presets);  // bad keys and values: Errors
+    topology::Topology t = topology::build_cluster(s.cluster);
+    for (const auto& l : failed) fail_link(t, l, "--vary fail_link");  // a link that does not exist: an Error
     try {
       const auto plan = parallelism::make_plan(s);
       const auto mem = engine::memory_per_gpu(s, plan);
       if (!mem.fits()) {
         p.why = "does not fit";
       } else {
-        const auto t = topology::build_cluster(s.cluster);
-        p.result = engine::simulate_step(s, plan, t, engine::step_options(network.get()));
+        p.result = engine::simulate_step(s, plan, t, engine::step_options(network.get(), cap));
       }
     } catch (const Error& e) {
       p.why = std::string("invalid: ") + e.what();
@@ -224,12 +210,34 @@ void run(const SweepFlags& f) {
   PendingFiles files;
   if (!f.common.json.empty()) files.add(f.common.json, nlohmann::json{{"points", rows}}.dump(2) + "\n");
   if (!f.csv.empty()) files.add(f.csv, csv.str());
+  if (!f.common.hdf5.empty()) {
+    report::Hdf5File h5;
+    describe(h5, f.scenario, f.common);
+    h5.attribute("/summary", "points", static_cast<std::int64_t>(points.size()));
+    h5.attribute("/summary", "network", network->name());
+    report::Table table;
+    for (std::size_t k = 0; k < axes.size(); ++k) {
+      std::vector<std::string> v;
+      for (const auto& p : points) v.push_back(p.values[k]);
+      table.add(axes[k].key, std::move(v));
+    }
+    for (const auto& m : metrics) {
+      std::vector<double> v;
+      for (const auto& p : points) v.push_back(p.result ? report::step_metric(*p.result, m) : std::nan(""));
+      table.add(m, std::move(v));
+    }
+    std::vector<std::string> notes;
+    for (const auto& p : points) notes.push_back(p.why);
+    table.add("note", std::move(notes));
+    h5.table("/sweep", table);
+    files.add(f.common.hdf5, h5.bytes());
+  }
   if (!f.svg.empty()) {
     // The metric against the first key, one line per value of the second (if any).
     report::LinePlot plot;
     plot.title = f.scenario + ": " + f.metric + " vs " + axes[0].key;
     plot.x_label = axes[0].key;
-    plot.y_label = metric_label(f.metric);
+    plot.y_label = report::step_metric_label(f.metric);
     for (std::size_t k = 1; k < axes.size(); ++k) plot.legend_title += (k > 1 ? ", " : "") + axes[k].key;
     const std::size_t n0 = axes[0].values.size(), lines = points.size() / n0;
     for (std::size_t l = 0; l < lines; ++l) {
@@ -241,7 +249,7 @@ void run(const SweepFlags& f) {
         const Point& p = points[x * lines + l];
         if (!p.result) continue;
         series.points.emplace_back(numeric(p.values[0], static_cast<double>(x)),
-                                   metric_value(*p.result, f.metric));
+                                   report::step_metric(*p.result, f.metric));
       }
       plot.series.push_back(std::move(series));
     }
@@ -269,6 +277,7 @@ void register_sweep(CLI::App& app, Action& action) {
   cmd->add_option("--svg", f->svg, "Plot --metric against the first varied key");
   cmd->add_option("--metric", f->metric, "What --svg plots (default step_time_s)");
   add_common_flags(*cmd, f->common);
+  add_hdf5_flag(*cmd, f->common);
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 

@@ -26,7 +26,7 @@ void add_hdf5_flag(CLI::App& cmd, CommonFlags& f) {
 }
 
 void add_failure_flags(CLI::App& cmd, FailureFlags& f) {
-  cmd.add_option("--fail-link", f.links, "Fail a cable by one of its link ids (repeatable)");
+  cmd.add_option("--fail-link", f.links, "Fail a cable: a link id or FROM-TO node names, e.g. leaf0-spine3 (repeatable)");
   cmd.add_option("--fail-node", f.nodes, "Fail a node by name, e.g. spine3 (repeatable)");
 }
 
@@ -64,19 +64,29 @@ topology::NodeId endpoint_arg(const topology::Topology& t, const std::string& te
 
 }  // namespace
 
+void fail_link(topology::Topology& t, const std::string& link, const std::string& path) {
+  if (link == "none") return;
+  const auto dash = link.find('-');
+  if (dash != std::string::npos && dash > 0) {  // FROM-TO by node names
+    const auto from = find_node(t, link.substr(0, dash), path), to = find_node(t, link.substr(dash + 1), path);
+    for (topology::LinkId l = 0; l < t.num_links(); ++l) {
+      if (t.link_source(l) == from && t.link_target(l) == to) return t.fail_link(l);
+    }
+    throw Error(path, "no link from " + link.substr(0, dash) + " to " + link.substr(dash + 1));
+  }
+  Config c(YAML::Node(link), path);
+  const long long id = c.as_int();
+  if (id < 0 || static_cast<std::size_t>(id) >= t.num_links()) {
+    throw Error(path, "link " + link + " does not exist (links are 0.." + std::to_string(t.num_links() - 1) + ")");
+  }
+  t.fail_link(static_cast<topology::LinkId>(id));
+}
+
 topology::Topology build_fabric(const std::string& topology, const CommonFlags& common,
                                 const FailureFlags& failures) {
   const Presets presets(default_data_dir());
   topology::Topology t = topology::build_topology_argument(topology, common.sets, presets);
-  for (const auto& s : failures.links) {
-    Config c(YAML::Node(s), "--fail-link");
-    const long long id = c.as_int();
-    if (id < 0 || static_cast<std::size_t>(id) >= t.num_links()) {
-      throw Error("--fail-link", "link " + s + " does not exist (links are 0.." +
-                                     std::to_string(t.num_links() - 1) + ")");
-    }
-    t.fail_link(static_cast<topology::LinkId>(id));
-  }
+  for (const auto& s : failures.links) fail_link(t, s, "--fail-link");
   for (const auto& s : failures.nodes) t.fail_node(find_node(t, s, "--fail-node"));
   return t;
 }

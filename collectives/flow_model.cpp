@@ -71,9 +71,9 @@ class Solver {
     return {links_.data() + begin_[f], links_.data() + begin_[f + 1]};
   }
 
-  std::vector<Seconds> run(FlowStats* stats) {
+  std::vector<Seconds> run(FlowStats* stats, const std::function<void(double)>& progress) {
     const std::size_t n = agenda_.size();
-    std::size_t next = 0;
+    std::size_t next = 0, done = 0;
     std::vector<topology::LinkId> changed;
     while (next < n || !finish_heap_.empty()) {
       drop_stale();
@@ -90,12 +90,14 @@ class Solver {
         finish_heap_.pop();
         finish_[e.id] = Seconds::of(e.key);
         deactivate(e.id, changed);
+        ++done;
       }
       // Activations.
       while (next < n && agenda_[next].at <= now + tol) {
         const auto [at, f] = agenda_[next++];
         if (begin_[f] == begin_[f + 1] || flows_[f].bytes.value() <= 0.0) {
           finish_[f] = Seconds::of(at);
+          ++done;
           continue;
         }
         activate(f, now, changed);
@@ -103,6 +105,7 @@ class Solver {
       if (!changed.empty()) {
         recompute(changed, now);
         ++stats_.events;
+        if (progress && stats_.events % 1024 == 0) progress(static_cast<double>(done) / static_cast<double>(n));
       }
     }
     if (stats != nullptr) *stats = stats_;
@@ -345,8 +348,9 @@ class Solver {
 }  // namespace
 
 std::vector<Seconds> simulate_flows(const topology::Topology& t, const std::vector<Flow>& flows,
-                                    FlowStats* stats, std::span<const double> reserved_Bps) {
-  return Solver(t, flows, reserved_Bps).run(stats);
+                                    FlowStats* stats, std::span<const double> reserved_Bps,
+                                    const std::function<void(double)>& progress) {
+  return Solver(t, flows, reserved_Bps).run(stats, progress);
 }
 
 }  // namespace wallsim::collectives

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -39,8 +40,10 @@ struct FlowStats {
 /// infinite bytes is background load (a long checkpoint write): it takes its max-min share
 /// while the others run and its finish time is infinite; the simulation ends with the others.
 /// `reserved_Bps` (by link id, optional) is bandwidth taken by traffic outside `flows`: the
-/// flows share what is left of each link.
+/// flows share what is left of each link. `progress`, when given, is told the fraction of
+/// the flows finished every 1,024 events.
 std::vector<Seconds> simulate_flows(const topology::Topology& t, const std::vector<Flow>& flows,
-                                    FlowStats* stats = nullptr, std::span<const double> reserved_Bps = {});
+                                    FlowStats* stats = nullptr, std::span<const double> reserved_Bps = {},
+                                    const std::function<void(double)>& progress = {});
 
 }  // namespace wallsim::collectives

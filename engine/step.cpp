@@ -366,6 +366,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     PassCost c;
     for (const auto& k : ks) {
       const double dt = gpu.time(k).value();
+      if (o.timeline) r.ops.push_back({k.name, k.flops, k.bytes, Seconds::of(dt)});
       c.fwd += dt;
       const double counted = k.kind == KernelKind::kElementwise ? 0.0 : k.flops.value();
       c.flops += counted;
@@ -646,6 +647,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     const Kernel adam{KernelKind::kElementwise, "adam", Flops::of(10.0 * shard_params),
                       Bytes::of(shard_params * (kGradBytes + 2.0 * kOptimizerBytes + kWeightBytes))};
     opt.compute = gpu.time(adam).value();
+    if (o.timeline && s == 0) r.ops.push_back({adam.name, adam.flops, adam.bytes, Seconds::of(opt.compute)});
     hbm[static_cast<std::size_t>(s)] += adam.bytes.value();
     for (int d : dp_tasks[s]) opt.deps.push_back({d, 1.0, 0.0, Wait::kComm});
     for (int vs = s; vs < vstages; vs += p.pp) opt.deps.push_back({last_backward[vs], 1.0, 0.0, Wait::kPipeline});

@@ -46,6 +46,15 @@ struct TimelineEvent {
   Seconds start, end;
 };
 
+/// One kernel of the step on one GPU, for the roofline chart: what it computes and moves, and
+/// how long it takes (forward kernels of one layer, the LM head, the optimizer).
+struct OpPoint {
+  std::string name;
+  Flops flops;
+  Bytes bytes;  ///< HBM traffic
+  Seconds time;
+};
+
 /// One GPU of a pipeline stage over the step (every rank of a stage runs the same program).
 struct StageTimes {
   Seconds compute;  ///< forward, backward and recompute
@@ -72,6 +81,7 @@ struct StepResult {
   Seconds layer_forward, layer_backward;
   std::vector<TimelineEvent> timeline;  ///< with StepOptions::timeline: every task of one rank per stage
   std::vector<StageTimes> stages;       ///< per pipeline stage, one GPU's
+  std::vector<OpPoint> ops;             ///< with StepOptions::timeline: kernels for the roofline
   /// With StepOptions::link_bytes: bytes each directed link (by id) carries in the step, every
   /// collective of every group routed as the flow model routes it.
   std::vector<double> link_bytes;

@@ -1,12 +1,48 @@
 #include "report/tables.hpp"
 
 #include "parallelism/layout.hpp"
+#include "report/svg.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <stdexcept>
 
 namespace wallsim::report {
 
 const char* lane_name(int lane) {
   static const char* names[] = {"compute", "exposed comm", "data-parallel comm"};
   return lane >= 0 && lane < 3 ? names[lane] : "other";
+}
+
+const std::vector<std::string>& step_metric_names() {
+  static const std::vector<std::string> names = {"step_time_s", "tokens_per_s", "mfu", "hfu", "exposed_comm_s",
+                                                 "energy_per_token_j", "gpu_avg_w", "model_tflops_per_gpu"};
+  return names;
+}
+
+double step_metric(const engine::StepResult& r, const std::string& name) {
+  if (name == "step_time_s") return r.step_time.value();
+  if (name == "tokens_per_s") return r.tokens_per_s;
+  if (name == "mfu") return r.mfu;
+  if (name == "hfu") return r.hfu;
+  if (name == "exposed_comm_s") return r.exposed_comm.value();
+  if (name == "energy_per_token_j") return r.energy_per_token_j;
+  if (name == "gpu_avg_w") return r.gpu_avg_power.value();
+  if (name == "model_tflops_per_gpu") return r.model_flops_per_gpu.value() / 1e12;
+  throw std::logic_error("report: no step metric '" + name + "'");
+}
+
+std::string step_metric_label(const std::string& name) {
+  static const std::vector<std::pair<std::string, std::string>> labels = {
+      {"step_time_s", "step time (s)"}, {"tokens_per_s", "tokens per second"}, {"mfu", "MFU (fraction of peak)"},
+      {"hfu", "HFU (fraction of peak)"}, {"exposed_comm_s", "exposed communication (s)"},
+      {"energy_per_token_j", "energy per token (J)"}, {"gpu_avg_w", "average GPU power (W)"},
+      {"model_tflops_per_gpu", "model TFLOP/s per GPU"}};
+  for (const auto& [n, l] : labels) {
+    if (n == name) return l;
+  }
+  return name;
 }
 
 Table ranks_table(const engine::StepResult& r, const parallelism::Plan& p) {
@@ -72,6 +108,51 @@ Table links_table(const topology::Topology& t, const std::vector<double>& bytes,
   tab.add("bandwidth_Bps", std::move(bw)).add("bytes", std::move(carried)).add("busy_s", std::move(busy));
   tab.add("utilization", std::move(util));
   return tab;
+}
+
+std::string step_svg(const engine::StepResult& r, const parallelism::Plan& p, const GpuSpec& gpu,
+                     const std::string& title) {
+  TimelineChart tl;
+  tl.title = title + ": one step, a rank per pipeline stage";
+  tl.x_label = "time in the step (s)";
+  tl.kinds = {lane_name(0), lane_name(1), lane_name(2)};
+  for (int s = 0; s < p.pp; ++s) {
+    parallelism::Coords c;
+    c.pp = s;
+    tl.rows.push_back("stage " + std::to_string(s) + " (rank " + std::to_string(parallelism::rank_of(p, c)) + ")");
+  }
+  for (const auto& e : r.timeline) tl.bars.push_back({e.stage, e.lane, e.start.value(), e.end.value()});
+
+  LinePlot roof;
+  roof.title = title + ": forward kernels on the " + gpu.name + " roofline (bf16 peak, HBM)";
+  roof.x_label = "arithmetic intensity (FLOP per HBM byte)";
+  roof.y_label = "achieved TFLOP/s";
+  roof.log_x = roof.log_y = true;
+  double lo = 1e300, hi = 0;
+  std::set<std::string> seen;
+  for (const auto& op : r.ops) {
+    if (!(op.flops.value() > 0 && op.bytes.value() > 0 && op.time.value() > 0) || !seen.insert(op.name).second) continue;
+    const double ai = op.flops.value() / op.bytes.value();
+    lo = std::min(lo, ai);
+    hi = std::max(hi, ai);
+    LinePlot::Series s;
+    s.name = op.name;
+    s.line = false;
+    s.marker = 5;
+    s.points.emplace_back(ai, op.flops.value() / op.time.value() / 1e12);
+    roof.series.push_back(std::move(s));
+  }
+  const double peak = gpu.bf16_dense.value() / 1e12, bw = gpu.memory_bandwidth.value() / 1e12;
+  const double ridge = peak / bw;
+  lo = std::min(lo, ridge) / 2;
+  hi = std::max(hi, ridge) * 2;
+  LinePlot::Series bound;
+  bound.name = "roofline";
+  bound.marker = 0;
+  bound.color = "#444";
+  bound.points = {{lo, lo * bw}, {ridge, peak}, {hi, peak}};
+  roof.series.insert(roof.series.begin(), std::move(bound));
+  return stack_svg({render_svg(tl), render_svg(roof)});
 }
 
 }  // namespace wallsim::report

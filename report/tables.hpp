@@ -5,12 +5,20 @@
 #include "engine/step.hpp"
 #include "parallelism/plan.hpp"
 #include "report/hdf5.hpp"
+#include "core/scenario.hpp"
 #include "topology/graph.hpp"
 
 namespace wallsim::report {
 
 /// Lane names of TimelineEvent::lane.
 const char* lane_name(int lane);
+
+/// The per-step figures a sweep or search tabulates and plots (step_time_s, mfu, ...).
+const std::vector<std::string>& step_metric_names();
+/// One of step_metric_names() of `r` (std::logic_error for another name).
+double step_metric(const engine::StepResult& r, const std::string& name);
+/// An axis label with units ("step time (s)").
+std::string step_metric_label(const std::string& name);
 
 /// One row per GPU of the plan (rank, stage, busy_s, comm_s, bubble_s, other_s, energy_j): each
 /// rank has its stage's representative times (every rank of a stage runs the same program).
@@ -23,5 +31,10 @@ Table timeline_table(const engine::StepResult& r, const parallelism::Plan& p);
 /// busy_s = bytes / bandwidth, the time the link needs at full rate; utilization = busy_s over
 /// `span`. `bytes` by link id (empty = none carried).
 Table links_table(const topology::Topology& t, const std::vector<double>& bytes, Seconds span);
+
+/// The step as SVG: the timeline of one rank per pipeline stage (compute, exposed
+/// communication, the data-parallel stream) above the roofline chart of its kernels on `gpu`.
+std::string step_svg(const engine::StepResult& r, const parallelism::Plan& p, const GpuSpec& gpu,
+                     const std::string& title);
 
 }  // namespace wallsim::report

@@ -461,3 +461,68 @@ TEST_CASE("cli run --trace writes Chrome trace events of every stage", "[cli][en
   }
   CHECK_THAT(slurp(trace), Contains("DP reduce-scatter layer"));
 }
+
+TEST_CASE("cli --hdf5 files read back with h5py and h5dump, as the JSON says", "[cli][hdf5]") {
+  const fs::path h5 = scratch() / "out.h5", json = scratch() / "out.json";
+  const std::string tiny = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  const std::string pp4 = wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml");
+  const std::string checker = wallsim::test::source_path("tests/scripts/check_hdf5.py");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"run", "run " + pp4},
+      {"run", "run " + tiny},
+      {"search", "search " + tiny + " --top 1000"},
+      {"sweep", "sweep " + tiny + " --vary 'training.micro_batch=1,2' --vary power_cap=500W,700W"},
+      {"reliability", "reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") + " --trials 50"},
+      {"collective", "collective 'fat-tree:k=4,bandwidth=100Gb/s,latency=1us' --op all_reduce --sweep 1MiB:16MiB"},
+  };
+  for (const auto& [command, args] : cases) {
+    INFO(args);
+    fs::remove(h5);
+    const Result r = run(args + " --quiet --json '" + json.string() + "' --hdf5 '" + h5.string() + "'");
+    REQUIRE(r.code == 0);
+    const int py = std::system(("/usr/bin/python3 '" + checker + "' " + command + " '" + h5.string() + "' '" +
+                                json.string() + "' >'" + (scratch() / "py.out").string() + "' 2>&1")
+                                   .c_str());
+    INFO(slurp(scratch() / "py.out"));
+    CHECK(py == 0);
+    const int dump = std::system(("h5dump -H '" + h5.string() + "' >'" + (scratch() / "dump.out").string() + "'").c_str());
+    CHECK(dump == 0);
+    CHECK_THAT(slurp(scratch() / "dump.out"), Contains("GROUP \"summary\""));
+  }
+  // Bad input: an unwritable path is exit 2, naming it.
+  const Result bad = run("run " + tiny + " --quiet --hdf5 /nonexistent/dir/x.h5");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Contains("/nonexistent/dir/x.h5"));
+}
+
+TEST_CASE("cli --svg on run and search draws labelled charts", "[cli][svg]") {
+  const fs::path svg = scratch() / "chart.svg";
+  const std::string tiny = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  const std::string pp4 = wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml");
+  REQUIRE(run("run " + pp4 + " --quiet --svg '" + svg.string() + "'").code == 0);
+  std::string s = slurp(svg);
+  CHECK_THAT(s, StartsWith("<svg"));
+  for (const char* label : {"stage 0 (rank 0)", "stage 3 (rank 768)", "time in the step (s)", "achieved TFLOP/s",
+                            "arithmetic intensity (FLOP per HBM byte)", "roofline", "qkv projection"}) {
+    CHECK_THAT(s, Contains(label));
+  }
+  REQUIRE(run("search " + tiny + " --quiet --svg '" + svg.string() + "'").code == 0);
+  s = slurp(svg);
+  CHECK_THAT(s, Contains("Pareto front"));
+  CHECK_THAT(s, Contains("energy per token (J)"));
+  CHECK_THAT(s, Contains("step time (s)"));
+}
+
+TEST_CASE("cli sweep varies a failed link and the power cap", "[cli][sweep]") {
+  const std::string scenario = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  const Result r = run("sweep " + scenario + " --vary power_cap=350W,700W --vary fail_link=none,gpu0-nvswitch0 --json -");
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j["points"].size() == 4);
+  // A lower cap slows the step; a GPU's only cable failed cuts it off (a row that says so).
+  CHECK(j["points"][0]["step_time_s"].get<double>() > j["points"][2]["step_time_s"].get<double>());
+  CHECK_THAT(j["points"][1]["note"].get<std::string>(), Contains("no route"));
+  check_bad_input("sweep " + scenario + " --vary fail_link=gpu0-spine9", "--vary fail_link", true);
+  check_bad_input("sweep " + scenario + " --vary fail_link=99999", "does not exist", true);
+  check_bad_input("sweep " + scenario + " --vary power_cap=fast", "--vary power_cap", true);
+}
