@@ -108,16 +108,21 @@ class CommCost {
         pairs.push_back({r, static_cast<topology::NodeId>(parallelism::rank_of(p_, c))});
       }
     }
-    const CommEntry e = cost(Op::kSendRecv, pairs, bytes);
-    local_[key] = e;
-    return account(e, from);
+    return account(local_[key] = cost(Op::kSendRecv, pairs, bytes), from);  // entries stay put in the map
   }
 
-  /// While set, calls record their entries here instead of counting their bytes: a chunk's
-  /// collectives are costed once and counted (charge) at every pass that runs them.
-  std::vector<CommEntry>* capture = nullptr;
-  void charge(const std::vector<CommEntry>& entries, int stage) {
-    for (const auto& e : entries) add(e, stage);
+  /// The bytes of a set of calls, to count again each time they run.
+  struct Tally {
+    Bytes up, out;
+    std::vector<const CommEntry*> with_links;  ///< only when link bytes are asked for
+  };
+  /// While set, calls add their bytes here instead of counting them: a chunk's collectives
+  /// are costed once and counted (charge) at every pass that runs them.
+  Tally* capture = nullptr;
+  void charge(const Tally& tally, int stage) {
+    scale_up_bytes[static_cast<std::size_t>(stage)] += tally.up;
+    scale_out_bytes[static_cast<std::size_t>(stage)] += tally.out;
+    for (const CommEntry* e : tally.with_links) add_links(*e);
   }
 
   /// Per stage, bytes one GPU of the stage sends, accumulated by every call.
@@ -128,15 +133,17 @@ class CommCost {
  private:
   Seconds account(const CommEntry& e, int stage) {
     if (capture != nullptr) {
-      capture->push_back(e);
+      capture->up += e.up;
+      capture->out += e.out;
+      if (!link_bytes_.empty()) capture->with_links.push_back(&e);
     } else {
-      add(e, stage);
+      scale_up_bytes[static_cast<std::size_t>(stage)] += e.up;
+      scale_out_bytes[static_cast<std::size_t>(stage)] += e.out;
+      add_links(e);
     }
     return e.time;
   }
-  void add(const CommEntry& e, int stage) {
-    scale_up_bytes[static_cast<std::size_t>(stage)] += e.up;
-    scale_out_bytes[static_cast<std::size_t>(stage)] += e.out;
+  void add_links(const CommEntry& e) {
     if (!link_bytes_.empty() && e.links) {
       for (const auto& [l, b] : *e.links) link_bytes_[l] += b;
     }
@@ -429,10 +436,10 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   struct ChunkCost {
     double fwd = 0, fwd_comm = 0, bwd = 0, bwd_comm = 0, wgt = 0;
     double flops_model = 0, flops_hw = 0, hbm = 0;
-    std::vector<CommEntry> fwd_comms, bwd_comms;  ///< the collectives of one forward, one backward
+    CommCost::Tally fwd_comms, bwd_comms;  ///< the collectives of one forward, one backward
   };
   std::map<std::pair<int, int>, ChunkCost> chunk_costs;
-  auto chunk_cost = [&](int c, int s) {
+  auto chunk_cost = [&](int c, int s) -> const ChunkCost& {
     auto it = chunk_costs.find({c, s});
     if (it != chunk_costs.end()) return it->second;
     ChunkCost cc;
@@ -511,8 +518,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       cc.flops_hw += 3.0 * head.flops;
       cc.hbm += 3.0 * head.hbm;
     }
-    chunk_costs[{c, s}] = cc;
-    return cc;
+    return chunk_costs[{c, s}] = std::move(cc);
   };
 
   // Build the tasks: per stage a compute stream (2s) and a data-parallel stream (2s + 1).
@@ -542,7 +548,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   std::vector<double> hbm(static_cast<std::size_t>(p.pp), 0.0);  // bytes one GPU of each stage reads and writes
   for (int s = 0; s < p.pp; ++s) {
     for (const auto& op : parallelism::stage_order(p.schedule, p.pp, v, m_count, s)) {
-      const ChunkCost cc = chunk_cost(op.chunk, s);
+      const ChunkCost& cc = chunk_cost(op.chunk, s);
       Task k;
       k.stream = 2 * s;
       const int vs = op.chunk * p.pp + s;
