@@ -1,13 +1,42 @@
 // wallsim: simulator of distributed LLM training clusters. Exit codes: 0 success, 2 bad
 // input (the message names the key or line), 1 internal error.
+#include <cstdlib>
 #include <iostream>
+#include <streambuf>
+#include <stdexcept>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "engine/distribute.hpp"
+
+namespace {
+
+/// A rank that fails ends the whole job with its message (no other rank is left waiting).
+int fail(const wallsim::engine::World& world, const std::string& what, int code) {
+  std::cerr << "wallsim: " << (world.size() > 1 ? "rank " + std::to_string(world.rank()) + ": " : "") << what << "\n";
+  if (world.size() > 1) world.abort(code);
+  return code;
+}
+
+/// Fault injection for the MPI tests: WALLSIM_FAIL_RANK=N makes rank N fail once it runs.
+void maybe_fail_for_test(const wallsim::engine::World& world) {
+  if (const char* r = std::getenv("WALLSIM_FAIL_RANK"); r != nullptr && world.size() > 1 && std::atoi(r) == world.rank()) {
+    throw std::runtime_error("failing as WALLSIM_FAIL_RANK asks");
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
+  const wallsim::engine::World world(&argc, &argv);
+  // Rank 0 alone prints and writes (files: PendingFiles); the others compute silently.
+  struct Discard : std::streambuf {
+    int overflow(int c) override { return c; }
+  };
+  static auto* const discard = new Discard;  // outlives std::cout's last flush at exit
+  if (!world.root()) std::cout.rdbuf(discard);
   CLI::App app{"wallsim: simulate distributed LLM training on GPU and wafer-scale clusters"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "wallsim 0.1.0");
@@ -31,17 +60,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "wallsim: error: " << e.what() << "\n";
-    return 2;
+    return fail(world, std::string("error: ") + e.what(), 2);
   }
   try {
+    maybe_fail_for_test(world);
     if (action) action();
     return 0;
   } catch (const wallsim::Error& e) {
-    std::cerr << "wallsim: error: " << e.what() << "\n";
-    return 2;
+    return fail(world, std::string("error: ") + e.what(), 2);
   } catch (const std::exception& e) {
-    std::cerr << "wallsim: internal error: " << e.what() << "\n";
-    return 1;
+    return fail(world, std::string("internal error: ") + e.what(), 1);
   }
 }

@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "core/io.hpp"
+#include "engine/distribute.hpp"
 #include "report/hdf5.hpp"
 
 namespace wallsim::cli {
@@ -29,6 +30,7 @@ void PendingFiles::add(std::string path, std::string content) {
 }
 
 void PendingFiles::write_all() const {
+  if (!engine::World::get().root()) return;  // under MPI, rank 0 alone writes
   for (const auto& [path, content] : files_) {
     write_file_atomically(path, [&](std::ostream& out) { out << content; });
   }

@@ -1,5 +1,7 @@
 #include "cli/progress.hpp"
 
+#include "engine/distribute.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,7 +13,7 @@ namespace wallsim::cli {
 
 ProgressBar::ProgressBar(std::string label, const CommonFlags& flags)
     : label_(std::move(label)),
-      enabled_(!flags.quiet && (flags.progress || isatty(STDERR_FILENO) != 0)),
+      enabled_(!flags.quiet && engine::World::get().root() && (flags.progress || isatty(STDERR_FILENO) != 0)),
       forced_(flags.progress),
       start_(std::chrono::steady_clock::now()),
       last_(start_) {}

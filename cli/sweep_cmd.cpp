@@ -20,6 +20,7 @@
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
+#include "engine/distribute.hpp"
 #include "engine/step.hpp"
 #include "parallelism/plan.hpp"
 #include "topology/spec.hpp"
@@ -128,46 +129,58 @@ void run(const SweepFlags& f) {
   }
   const Presets presets(default_data_dir());
   const auto network = collectives::NetworkModel::build(f.network, "--network");
-  std::vector<Point> points;
-  ProgressBar bar("sweep", f.common);
-  for (std::size_t i = 0; i < count; ++i) {
-    bar.update(static_cast<double>(i) / static_cast<double>(count));
-    Point p;
-    std::vector<std::string> sets = f.common.sets;
+  // Points are spread over MPI ranks (engine/distribute.hpp); each comes back as bytes.
+  auto point_values = [&](std::size_t i) {
+    std::vector<std::string> values(axes.size());
     std::size_t rest = i;
-    p.values.resize(axes.size());
     for (std::size_t k = axes.size(); k-- > 0;) {  // the first axis varies slowest
-      p.values[k] = axes[k].values[rest % axes[k].values.size()];
+      values[k] = axes[k].values[rest % axes[k].values.size()];
       rest /= axes[k].values.size();
     }
+    return values;
+  };
+  auto simulate_point = [&](std::size_t i) {
+    const std::vector<std::string> values = point_values(i);
+    std::vector<std::string> sets = f.common.sets;
     Watts cap;
     std::vector<std::string> failed;
     for (std::size_t k = 0; k < axes.size(); ++k) {
       if (axes[k].key == "power_cap") {
-        cap = parse<Watts>(p.values[k], "--vary power_cap");
+        cap = parse<Watts>(values[k], "--vary power_cap");
       } else if (axes[k].key == "fail_link") {
-        failed.push_back(p.values[k]);
+        failed.push_back(values[k]);
       } else {
-        sets.push_back(axes[k].key + "=" + p.values[k]);
+        sets.push_back(axes[k].key + "=" + values[k]);
       }
     }
     const Scenario s = load_scenario(f.scenario, sets, presets);  // bad keys and values: Errors
     topology::Topology t = topology::build_cluster(s.cluster);
     for (const auto& l : failed) fail_link(t, l, "--vary fail_link");  // a link that does not exist: an Error
+    engine::Packer out;
     try {
       const auto plan = parallelism::make_plan(s);
       const auto mem = engine::memory_per_gpu(s, plan);
-      if (!mem.fits()) {
-        p.why = "does not fit";
-      } else {
-        p.result = engine::simulate_step(s, plan, t, engine::step_options(network.get(), cap));
-      }
+      if (!mem.fits()) return out.put(std::uint8_t{0}).put(std::string("does not fit")).take();
+      const std::string step = engine::pack(engine::simulate_step(s, plan, t, engine::step_options(network.get(), cap)));
+      return out.put(std::uint8_t{1}).put(step).take();
     } catch (const Error& e) {
-      p.why = std::string("invalid: ") + e.what();
+      return out.put(std::uint8_t{0}).put(std::string("invalid: ") + e.what()).take();
+    }
+  };
+  ProgressBar bar("sweep", f.common);
+  const auto packed = engine::distribute(count, simulate_point, 1, [&bar](double d) { bar.update(d); });
+  std::vector<Point> points;
+  for (std::size_t i = 0; i < count; ++i) {
+    Point p;
+    p.values = point_values(i);
+    engine::Unpacker in(packed[i]);
+    if (in.get<std::uint8_t>() == 1) {
+      p.result = engine::unpack_step(in.get_string());
+    } else {
+      p.why = in.get_string();
     }
     points.push_back(std::move(p));
   }
-  bar.update(1.0);
   // Table, JSON, CSV.
   std::ostringstream text, csv;
   text << "wallsim sweep: " << f.scenario << ", " << points.size() << " points, network " << network->name() << "\n";

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "engine/distribute.hpp"
 #include "cli/output.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
@@ -97,7 +98,20 @@ void validate(const ValidateFlags& f) {
   }
 
   std::vector<validation::Result> results;
-  for (const auto* c : cases) results.push_back(validation::run_case(*c, presets, opt));
+  // Cases are spread over MPI ranks (engine/distribute.hpp): predicted value, error and choice.
+  const auto packed = engine::distribute(cases.size(), [&](std::size_t i) {
+    const auto r = validation::run_case(*cases[i], presets, opt);
+    return engine::Packer().put(r.predicted).put(r.error).put(r.chosen).take();
+  });
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    engine::Unpacker in(packed[i]);
+    validation::Result r;
+    r.c = cases[i];
+    in.get(r.predicted);
+    in.get(r.error);
+    in.get(r.chosen);
+    results.push_back(std::move(r));
+  }
 
   // Groups in first-seen order, each split into fit and check cases.
   std::vector<std::string> groups;

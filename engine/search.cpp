@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "engine/distribute.hpp"
 
 namespace wallsim::engine {
 namespace {
@@ -43,8 +44,16 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
       for (int pp : divisors(gpus / (static_cast<long long>(tp) * cp), m.layers)) shapes.push_back({tp, cp, pp});
     }
   }
+  // The plans that fit, enumerated on every rank (cheap); then their steps, spread over the
+  // ranks (the expensive part, whose cost varies a lot from plan to plan).
+  struct Candidate {
+    ParallelSpec ps;
+    int micro_batch;
+    parallelism::Plan plan;
+    std::size_t shape;
+  };
+  std::vector<Candidate> candidates;
   for (std::size_t shape = 0; shape < shapes.size(); ++shape) {
-    if (progress) progress(static_cast<double>(shape) / static_cast<double>(shapes.size()));
     const auto [tp, cp, pp] = shapes[shape];
     const long long dp = gpus / (static_cast<long long>(tp) * cp * pp);
     for (int ep : m.experts > 0 ? divisors(m.experts, m.experts) : std::vector<int>{1}) {
@@ -87,7 +96,7 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
                     ++res.dropped_memory;
                     continue;
                   }
-                  res.plans.emplace_back(plan, simulate_step(s, plan, t, opts));
+                  candidates.push_back({ps, mbs, plan, shape});
                 }
               }
             }
@@ -96,7 +105,38 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
       }
     }
   }
-  if (progress) progress(1.0);
+  // A work item is a (tp, cp, pp) shape: its plans share most collectives (one rank's comm
+  // cache serves them all). Items are handed out costliest first (tasks per step as the
+  // estimate), results come back by shape in enumeration order.
+  std::vector<std::vector<std::size_t>> by_shape(shapes.size());
+  std::vector<double> cost(shapes.size(), 0.0);
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const auto& p = candidates[i].plan;
+    by_shape[candidates[i].shape].push_back(i);
+    cost[candidates[i].shape] += static_cast<double>(p.micro_batches) * p.vpp * p.pp + 100.0;
+  }
+  std::vector<std::size_t> order(shapes.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return cost[a] > cost[b]; });
+  const auto packed = distribute(
+      shapes.size(),
+      [&](std::size_t k) {
+        Packer out;
+        for (std::size_t i : by_shape[k]) {
+          Scenario s = base;
+          s.parallel = candidates[i].ps;
+          s.training->micro_batch = candidates[i].micro_batch;
+          out.put(pack(simulate_step(s, candidates[i].plan, t, opts)));
+        }
+        return out.take();
+      },
+      1, progress, order);
+  std::vector<std::string> steps(candidates.size());
+  for (std::size_t k = 0; k < shapes.size(); ++k) {
+    Unpacker in(packed[k]);
+    for (std::size_t i : by_shape[k]) steps[i] = in.get_string();
+  }
+  for (std::size_t i = 0; i < candidates.size(); ++i) res.plans.emplace_back(candidates[i].plan, unpack_step(steps[i]));
   auto score = [&](const StepResult& r) { return by_energy ? r.energy_per_token_j : r.step_time.value(); };
   std::stable_sort(res.plans.begin(), res.plans.end(),
                    [&](const auto& a, const auto& b) { return score(a.second) < score(b.second); });

@@ -19,7 +19,8 @@ struct SearchResult {
 };
 
 /// The plans of `s` (its parallel: section is ignored; training.global_batch is kept).
-/// `progress` (optional) is told the fraction of (tp, cp, pp) shapes done.
+/// `progress` (optional) is told the fraction of the plans that fit simulated. Under MPI the
+/// steps are spread over the ranks (engine/distribute.hpp); every rank gets the whole result.
 SearchResult search_plans(const Scenario& s, const topology::Topology& t, const StepOptions& o,
                           bool by_energy, const std::function<void(double)>& progress = {});
 

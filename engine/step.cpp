@@ -1,5 +1,7 @@
 #include "engine/step.hpp"
 
+#include "engine/distribute.hpp"
+
 #include <algorithm>
 #include <map>
 #include <tuple>
@@ -748,6 +750,42 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   r.cluster_avg_power = Watts::of(energy / step);
   r.gpu_avg_power = Watts::of(energy / step / gpus);
   r.link_bytes = std::move(comm.link_bytes_);
+  return r;
+}
+
+namespace {
+
+template <class IO, class R>
+void fields(IO& io, R& r) {
+  io(r.step_time, r.tokens_per_s, r.mfu, r.hfu, r.model_flops_per_gpu, r.hardware_flops_per_gpu, r.compute,
+     r.exposed_comm, r.bubble, r.other, r.memory.weights, r.memory.gradients, r.memory.optimizer,
+     r.memory.activations, r.memory.buffers, r.memory.capacity, r.memory.stage, r.step_energy, r.energy_per_token_j,
+     r.gpu_avg_power, r.cluster_avg_power, r.clock, r.hbm_bytes, r.scale_up_bytes, r.scale_out_bytes, r.stage_busy,
+     r.layer_forward, r.layer_backward, r.stages, r.link_bytes);
+}
+
+}  // namespace
+
+std::string pack(const StepResult& r) {
+  Packer p;
+  auto put = [&p](const auto&... x) { (p.put(x), ...); };
+  fields(put, r);
+  p.put(static_cast<std::uint64_t>(r.timeline.size()));
+  for (const auto& e : r.timeline) p.put(e.stage).put(e.lane).put(e.name).put(e.start).put(e.end);
+  p.put(static_cast<std::uint64_t>(r.ops.size()));
+  for (const auto& o : r.ops) p.put(o.name).put(o.flops).put(o.bytes).put(o.time);
+  return p.take();
+}
+
+StepResult unpack_step(const std::string& bytes) {
+  Unpacker u(bytes);
+  StepResult r;
+  auto get = [&u](auto&... x) { (u.get(x), ...); };
+  fields(get, r);
+  r.timeline.resize(u.get<std::uint64_t>());
+  for (auto& e : r.timeline) get(e.stage, e.lane, e.name, e.start, e.end);
+  r.ops.resize(u.get<std::uint64_t>());
+  for (auto& o : r.ops) get(o.name, o.flops, o.bytes, o.time);
   return r;
 }
 

@@ -87,6 +87,10 @@ struct StepResult {
   std::vector<double> link_bytes;
 };
 
+/// A result as bytes and back, exactly (results cross MPI ranks this way).
+std::string pack(const StepResult& r);
+StepResult unpack_step(const std::string& bytes);
+
 /// How each layer of `p` is sharded and batched on one GPU.
 parallelism::Shard shard_of(const ModelSpec& m, const parallelism::Plan& p);
 

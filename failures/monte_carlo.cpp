@@ -1,5 +1,7 @@
 #include "failures/monte_carlo.hpp"
 
+#include "engine/distribute.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -329,8 +331,32 @@ RunStats simulate_run(const RunModel& m, Seconds interval, int trials, std::uint
   const std::size_t nc = m.causes.size();
   Accumulator days, interruptions, goodput, ckpt, degraded, waiting;
   std::vector<Accumulator> count(nc), lost(nc);
-  for (int k = 0; k < trials; ++k) {
-    const TrialResult r = Trial(m, tau, seed, static_cast<std::uint64_t>(k)).run();
+  // Trials run in chunks spread over MPI ranks; each trial has its own stream, and the
+  // results are summed in trial order, so any number of ranks gives the same figures.
+  constexpr int kChunk = 64;
+  const int chunks = (trials + kChunk - 1) / kChunk;
+  const auto packed = engine::distribute(static_cast<std::size_t>(chunks), [&](std::size_t c) {
+    engine::Packer out;
+    for (int k = static_cast<int>(c) * kChunk; k < std::min(trials, static_cast<int>(c + 1) * kChunk); ++k) {
+      const TrialResult r = Trial(m, tau, seed, static_cast<std::uint64_t>(k)).run();
+      out.put(r.wall).put(r.checkpoint).put(r.degraded).put(r.waiting).put(r.count).put(r.lost);
+    }
+    return out.take();
+  });
+  std::vector<TrialResult> results(static_cast<std::size_t>(trials));
+  for (int c = 0; c < chunks; ++c) {
+    engine::Unpacker in(packed[static_cast<std::size_t>(c)]);
+    for (int k = c * kChunk; k < std::min(trials, (c + 1) * kChunk); ++k) {
+      TrialResult& r = results[static_cast<std::size_t>(k)];
+      in.get(r.wall);
+      in.get(r.checkpoint);
+      in.get(r.degraded);
+      in.get(r.waiting);
+      in.get(r.count);
+      in.get(r.lost);
+    }
+  }
+  for (const TrialResult& r : results) {
     days.add(r.wall / 86400.0);
     double n = 0.0;
     for (std::size_t i = 0; i < nc; ++i) {

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <unistd.h>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -40,10 +41,20 @@ fs::path scratch() {
   return dir;
 }
 
+/// Runs wallsim with `args`; "__MPI__N FLAGS|ENV|ARGS" runs it under `mpirun -np N FLAGS`
+/// with ENV (run_mpi below). A timeout guards against a hung job.
 Result run(const std::string& args) {
   const fs::path out = scratch() / "stdout", err = scratch() / "stderr";
-  const std::string cmd = "WALLSIM_DATA='" + wallsim::test::source_path("data") + "' '" +
-                          WALLSIM_BIN + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
+  std::string launcher, rest = args, env;
+  if (args.rfind("__MPI__", 0) == 0) {
+    const auto bar1 = args.find('|'), bar2 = args.find('|', bar1 + 1);
+    launcher = "timeout 300 mpirun --oversubscribe -np " + args.substr(7, bar1 - 7) + " ";
+    env = args.substr(bar1 + 1, bar2 - bar1 - 1);
+    rest = args.substr(bar2 + 1);
+    if (!env.empty()) launcher += "-x " + env.substr(0, env.find('=')) + " ";
+  }
+  const std::string cmd = "WALLSIM_DATA='" + wallsim::test::source_path("data") + "' " + env + " " + launcher + "'" +
+                          WALLSIM_BIN + "' " + rest + " >'" + out.string() + "' 2>'" + err.string() + "'";
   const int status = std::system(cmd.c_str());
   Result r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -525,4 +536,48 @@ TEST_CASE("cli sweep varies a failed link and the power cap", "[cli][sweep]") {
   check_bad_input("sweep " + scenario + " --vary fail_link=gpu0-spine9", "--vary fail_link", true);
   check_bad_input("sweep " + scenario + " --vary fail_link=99999", "does not exist", true);
   check_bad_input("sweep " + scenario + " --vary power_cap=fast", "--vary power_cap", true);
+}
+
+namespace {
+
+/// `wallsim ARGS` under mpirun with `ranks` processes (as root, with Open MPI's consent flags).
+Result run_mpi(int ranks, const std::string& args, const std::string& env = "") {
+  const std::string root = ::getuid() == 0 ? " --allow-run-as-root" : "";
+  return run("__MPI__" + std::to_string(ranks) + root + "|" + env + "|" + args);
+}
+
+}  // namespace
+
+TEST_CASE("cli under mpirun -np 1, 2 and 3 writes the JSON one process writes", "[cli][mpi]") {
+  const std::string tiny = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  const std::vector<std::string> commands = {
+      "search " + tiny + " --top 50",
+      "sweep " + tiny + " --vary 'training.micro_batch=1,2,4' --vary power_cap=400W,700W",
+      "reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") + " --trials 300 --no-blast-radius",
+      "validate --only nccl",
+  };
+  for (const auto& c : commands) {
+    INFO(c);
+    const Result one = run(c + " --json -");
+    REQUIRE(one.code == 0);
+    REQUIRE(!one.out.empty());
+    for (int n : {1, 2, 3}) {
+      INFO("ranks " << n);
+      const Result r = run_mpi(n, c + " --json -");
+      INFO(r.err);
+      REQUIRE(r.code == 0);
+      CHECK(r.out == one.out);  // byte-identical, printed once
+    }
+  }
+}
+
+TEST_CASE("cli a rank that fails aborts the whole MPI job with its message", "[cli][mpi]") {
+  const std::string tiny = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  const Result r = run_mpi(2, "search " + tiny + " --quiet", "WALLSIM_FAIL_RANK=1");
+  CHECK(r.code != 0);
+  CHECK_THAT(r.err, Contains("rank 1: internal error: failing as WALLSIM_FAIL_RANK asks"));
+  // Bad input under mpirun is still exit 2 with the key named.
+  const Result bad = run_mpi(2, "run " + tiny + " --set parallel.tp=3");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Contains("parallel"));
 }
