@@ -26,4 +26,10 @@ inline void report(const char* what, double value, const char* unit, double targ
               value < target ? "MET" : "MISSED");
 }
 
+/// As report(), for a target that is a lower bound.
+inline void report_at_least(const char* what, double value, const char* unit, double target) {
+  std::printf("%-52s %10.4f %-4s target >= %-5g %s\n", what, value, unit, target,
+              value >= target ? "MET" : "MISSED");
+}
+
 }  // namespace wallsim::bench

@@ -1,0 +1,90 @@
+// Issue 9 targets, measured side by side in one run: `search` of Llama 3 70B on 1,024 GPUs
+// with 2 MPI ranks at least 1.7x faster than with 1; the peak memory per rank of a
+// 65,536-GPU flow-level step with 2 ranks at most 0.6x that of 1 rank.
+//
+// Run without arguments it launches itself under `mpirun -np 1` and `-np 2` (each child times
+// its own work between barriers, so mpirun's start-up is not counted, and prints one line),
+// then prints the figures and targets.
+#include <mpi.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "bench/bench_support.hpp"
+#include "engine/distribute.hpp"
+#include "engine/search.hpp"
+#include "topology/spec.hpp"
+
+using namespace wallsim;
+using namespace wallsim::bench;
+
+namespace {
+
+const std::string kDir = WALLSIM_SOURCE_DIR;
+
+/// The child's work under MPI: prints "seconds peak_rss_mib_max_over_ranks" on rank 0.
+int child(const std::string& what, int* argc, char*** argv) {
+  const engine::World world(argc, argv);
+  const Presets presets(kDir + "/data");
+  MPI_Barrier(MPI_COMM_WORLD);
+  const double t0 = MPI_Wtime();
+  if (what == "search") {
+    const Scenario s = load_scenario(kDir + "/data/scenarios/llama3-70b-1024xh100.yaml", {}, presets);
+    const auto t = topology::build_cluster(s.cluster);
+    const auto net = collectives::NetworkModel::build("analytic", "bench");
+    const auto res = engine::search_plans(s, t, engine::step_options(net.get()), false);
+    if (world.root()) std::fprintf(stderr, "  search: %zu plans simulated on %d rank(s)\n", res.plans.size(), world.size());
+  } else {
+    // Llama 3 405B scaled to 8,192 nodes: 65,536 GPUs, TP8 PP16 DP512.
+    const Scenario s = load_scenario(kDir + "/data/scenarios/llama3-405b-16kxh100.yaml",
+                                     {"cluster.nodes=8192", "parallel.dp=512", "training.global_batch=8192"}, presets);
+    const auto plan = parallelism::make_plan(s);
+    const auto t = topology::build_cluster(s.cluster);
+    const auto net = collectives::NetworkModel::build("flow", "bench");
+    const auto r = engine::simulate_step(s, plan, t, engine::step_options(net.get()));
+    if (world.root()) std::fprintf(stderr, "  65,536-GPU step: %.3f s on %d rank(s)\n", r.step_time.value(), world.size());
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  const double wall = MPI_Wtime() - t0;
+  double rss = peak_rss_mib(), max_rss = 0.0;
+  MPI_Reduce(&rss, &max_rss, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+  if (world.root()) std::printf("%.6f %.3f\n", wall, max_rss);
+  return 0;
+}
+
+struct Measure {
+  double seconds = 0, rss_mib = 0;
+};
+
+Measure launch(const std::string& self, int ranks, const std::string& what) {
+  const std::string root = ::getuid() == 0 ? " --allow-run-as-root" : "";
+  const std::string cmd = "mpirun --oversubscribe" + root + " -np " + std::to_string(ranks) + " '" + self +
+                          "' --child " + what;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(cmd.c_str(), "r"), ::pclose);
+  Measure m;
+  if (!pipe || std::fscanf(pipe.get(), "%lf %lf", &m.seconds, &m.rss_mib) != 2) {
+    std::fprintf(stderr, "mpi_bench: '%s' failed\n", cmd.c_str());
+    std::exit(1);
+  }
+  return m;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--child") return child(argv[2], &argc, &argv);
+  const std::string self = argv[0];
+  const Measure s1 = launch(self, 1, "search"), s2 = launch(self, 2, "search");
+  std::printf("  search llama3-70b on 1,024 GPUs: 1 rank %.2f s, 2 ranks %.2f s (without mpirun's start-up)\n",
+              s1.seconds, s2.seconds);
+  report_at_least("search speed-up, 2 ranks over 1", s1.seconds / s2.seconds, "x", 1.7);
+  std::fflush(stdout);
+  const Measure m1 = launch(self, 1, "step"), m2 = launch(self, 2, "step");
+  std::printf("  65,536-GPU flow step: peak memory per rank %.1f MiB with 1 rank, %.1f MiB with 2 (%.2f s, %.2f s)\n",
+              m1.rss_mib, m2.rss_mib, m1.seconds, m2.seconds);
+  report("65,536-GPU step memory per rank, 2 ranks over 1", m2.rss_mib / m1.rss_mib, "x", 0.6);
+  return 0;
+}
