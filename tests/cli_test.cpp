@@ -581,3 +581,22 @@ TEST_CASE("cli a rank that fails aborts the whole MPI job with its message", "[c
   CHECK(bad.code == 2);
   CHECK_THAT(bad.err, Contains("parallel"));
 }
+
+TEST_CASE("cli sweep varies the scale-out topology kind", "[cli][sweep]") {
+  // 1,024 GPUs: a Clos (the preset), a 3-level fat-tree of radix 32, an 8x8x16 torus and a
+  // dragonfly of 32 groups; each kind reads its own keys and ignores the others'.
+  const std::string scenario = wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml");
+  const Result r = run("sweep " + scenario +
+                       " --vary cluster.scale_out.topology=clos,fat-tree,torus,dragonfly --set cluster.scale_out.radix=32"
+                       " --set cluster.scale_out.dims=8x8x16 --set cluster.scale_out.p=4 --set cluster.scale_out.a=8"
+                       " --set cluster.scale_out.h=4 --set cluster.scale_out.g=32 --json -");
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j["points"].size() == 4);
+  for (const auto& p : j["points"]) {
+    INFO(p.dump());
+    CHECK(p["step_time_s"].get<double>() > 0.0);
+  }
+  // A key no kind knows is still an error with a suggestion.
+  check_bad_input("run " + scenario + " --set cluster.scale_out.radx=32", "radx", true);
+}

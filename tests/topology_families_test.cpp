@@ -4,6 +4,8 @@
 #include "core/error.hpp"
 #include "topology/metrics.hpp"
 #include "topology/spec.hpp"
+#include "core/presets.hpp"
+#include "core/scenario.hpp"
 #include "topology_test_support.hpp"
 
 using namespace wallsim;
@@ -124,4 +126,63 @@ TEST_CASE("topology spec strings: bad input names the key", "[topology]") {
                     StartsWith("clos.nodes_per_leaf: 4 does not divide nodes 10"));
   CHECK_THROWS_WITH(build("fat-tre:k=4"), StartsWith("fat-tre.topology: unknown topology 'fat-tre' (did you mean 'fat-tree'?)"));
   CHECK_THROWS_WITH(build("ring:n"), StartsWith("ring: 'n' is not key=value"));
+}
+
+namespace {
+const Presets& cluster_presets() {
+  static const Presets p(std::string(WALLSIM_SOURCE_DIR) + "/data");
+  return p;
+}
+}  // namespace
+
+TEST_CASE("topology GPU clusters on fat-tree, dragonfly and torus: NVSwitch inside a node, the fabric outside", "[topology]") {
+  // 4 nodes of 4 GPUs: 16 GPUs, the scale-out kinds with 16 endpoints.
+  const std::string base =
+      "cluster: {gpu: h100-sxm, nodes: 4, gpus_per_node: 4, scale_up: {bandwidth: 400 GB/s, latency: 1 us}, "
+      "scale_out: {bandwidth: 400 Gb/s, latency: 2 us, ";
+  const std::vector<std::pair<std::string, std::string>> kinds = {
+      {"fat-tree", "topology: fat-tree, k: 4}}"},
+      {"dragonfly", "topology: dragonfly, p: 2, a: 4, h: 1, g: 2}}"},
+      {"torus", "topology: torus, dims: 4x4}}"},
+  };
+  for (const auto& [kind, params] : kinds) {
+    INFO(kind);
+    const Scenario s = parse_scenario(base + params + "\nmodel: llama3-8b\n", "t.yaml", {}, cluster_presets());
+    const Topology t = build_cluster(s.cluster);
+    const Topology bare = build_from_config(Config(YAML::Load("{bandwidth: 50 GB/s, latency: 2 us, " + params.substr(0, params.size() - 1)), kind));
+    CHECK(t.info().kind == kind);
+    CHECK(t.info().domain_size == 4);
+    CHECK(t.num_endpoints() == 16);
+    CHECK(t.num_switches() == bare.num_switches() + 4);       // one NVSwitch per node
+    CHECK(t.num_links() == bare.num_links() + 2 * 16);        // a scale-up cable per GPU
+    for (NodeId a = 0; a < 16; ++a) {
+      for (NodeId b = 0; b < 16; ++b) {
+        if (a == b) continue;
+        const Path p = t.route(a, b, 7);
+        if (a / 4 == b / 4) {  // GPU, NVSwitch, GPU over scale-up links
+          REQUIRE(p.size() == 2);
+          CHECK(t.link(p[0]).cls == LinkClass::kScaleUp);
+          CHECK(t.node_name(t.link_target(p[0])) == "nvswitch" + std::to_string(a / 4));
+        } else {  // the bare fabric's route, hop for hop
+          const Path q = bare.route(a, b, 7);
+          REQUIRE(p.size() == q.size());
+          for (std::size_t i = 0; i < p.size(); ++i) {  // the fabric's nodes keep their numbers
+            CHECK(t.link_source(p[i]) == bare.link_source(q[i]));
+            CHECK(t.link_target(p[i]) == bare.link_target(q[i]));
+          }
+        }
+        // Cost levels (where the fabric has them) give the route's own cost.
+        Path scratch;
+        const auto by_level = t.route_cost(a, b, 7, scratch);
+        const auto real = t.path_cost(p);
+        CHECK(by_level.latency.value() == Approx(real.latency.value()));
+        CHECK(by_level.bandwidth.value() == Approx(real.bandwidth.value()));
+      }
+    }
+  }
+  // A fabric whose endpoints are not the cluster's GPUs is bad input naming the section.
+  CHECK_THROWS_WITH(build_cluster(parse_scenario(base + "topology: torus, dims: 4x2}}\nmodel: llama3-8b\n", "t.yaml", {},
+                                                 cluster_presets())
+                                      .cluster),
+                    Catch::Contains("cluster.scale_out") && Catch::Contains("8 endpoints but the cluster has 16 GPUs"));
 }

@@ -105,4 +105,10 @@ void check_size(const char* key, long double nodes);
 /// A Link from builder params.
 Link make_link(const LinkParams& p, LinkClass cls);
 
+/// A GPU cluster on any scale-out fabric: `fabric`'s endpoints are the GPUs (their scale-out
+/// NICs); every `domain` consecutive GPUs also share a scale-up switch (NVSwitch) over
+/// `scale_up` links. Routes inside a domain go through its switch; the others are the fabric's
+/// own routes. The result's kind is the fabric's, with domain_size set.
+Topology with_scale_up(Topology fabric, int domain, const LinkParams& scale_up, double switch_reduction);
+
 }  // namespace wallsim::topology

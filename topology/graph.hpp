@@ -139,6 +139,10 @@ class Topology {
     while (i < num_levels_ && a[i] != b[i]) ++i;
     return i;
   }
+  /// The group of `endpoint` at cost level `level` (see set_cost_levels).
+  [[nodiscard]] std::uint32_t cost_group(NodeId endpoint, std::size_t level) const {
+    return cost_levels_[endpoint * num_levels_ + level];
+  }
   /// Number of cost levels (0 when the family has none); level i < num_cost_levels().
   [[nodiscard]] std::size_t num_cost_levels() const { return level_cost_.size(); }
   [[nodiscard]] PathCost level_cost(std::size_t level) const { return level_cost_[level]; }

@@ -1,5 +1,7 @@
 #include "topology/spec.hpp"
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "core/error.hpp"
@@ -34,6 +36,29 @@ std::vector<std::string> with_common(std::initializer_list<std::string> extra) {
   std::vector<std::string> keys = kCommon;
   keys.insert(keys.end(), extra);
   return keys;
+}
+
+/// Keys of a cluster's scale_out section that only some fabric kinds read: a kind ignores the
+/// others' (so a sweep over cluster.scale_out.topology can give each kind its parameters at
+/// once), and still rejects a key no kind knows.
+const std::vector<std::pair<std::string, std::vector<std::string>>>& kind_keys() {
+  static const std::vector<std::pair<std::string, std::vector<std::string>>> keys = {
+      {"clos", {"nodes_per_leaf", "spines"}},
+      {"fat-tree", {"k", "radix", "levels", "oversubscription"}},
+      {"dragonfly", {"p", "a", "h", "g", "routing", "local_bandwidth", "local_latency", "local_energy",
+                     "global_bandwidth", "global_latency", "global_energy"}},
+      {"torus", {"dims", "wrap"}},
+  };
+  return keys;
+}
+
+bool other_kinds_key(const std::string& kind, const std::string& key) {
+  bool mine = false, others = false;
+  for (const auto& [k, keys] : kind_keys()) {
+    const bool has = std::find(keys.begin(), keys.end(), key) != keys.end();
+    (k == kind ? mine : others) = (k == kind ? mine : others) || has;
+  }
+  return others && !mine;
 }
 
 }  // namespace
@@ -191,11 +216,42 @@ Topology build_cluster(const ClusterSpec& k) {
     p.sram = k.gpu.sram_per_core;
     return build_wafer_mesh(p);
   }
+  if (kind == "fat-tree" || kind == "dragonfly" || kind == "torus") {
+    // The scale-out fabric's endpoints are the GPUs' NICs; the scale-up domains sit on top.
+    const Config& c = k.scale_out->params;
+    YAML::Node y(YAML::NodeType::Map);
+    for (const auto& key : c.keys()) {
+      // Clos-only keys of a preset (nodes_per_leaf, spines) do not apply to other kinds: a
+      // sweep over cluster.scale_out.topology starts from a Clos preset.
+      if (key == "preset" || key == "description" || key == "notes" || key == "efficiency" || other_kinds_key(kind, key) ||
+          (kind == "torus" && key == "switch_latency")) {  // a torus has no switches
+        continue;
+      }
+      y[key] = YAML::Clone(c.at(key).yaml());
+    }
+    // The fabric's links carry the scale-out link's payload rate (bandwidth x efficiency).
+    char payload[64];
+    std::snprintf(payload, sizeof payload, "%.17g B/s", k.scale_out->link.payload().value());
+    y["bandwidth"] = std::string(payload);
+    const long long gpus = k.gpus();
+    if (kind == "fat-tree" && !y["endpoints"]) y["endpoints"] = std::to_string(gpus);
+    const Config fc(y, c.path());
+    Topology fabric = build_from_config(fc);
+    if (static_cast<long long>(fabric.num_endpoints()) != gpus) {
+      throw Error(c.path(), "this " + kind + " has " + std::to_string(fabric.num_endpoints()) +
+                                " endpoints but the cluster has " + std::to_string(gpus) + " GPUs");
+    }
+    if (k.gpus_per_node > 1 && k.scale_up.bandwidth.value() <= 0.0) {
+      throw Error("cluster.scale_up", "missing: GPUs of a node need a scale-up link");
+    }
+    return with_scale_up(std::move(fabric), k.scale_up_domain, {k.scale_up.payload(), k.scale_up.latency, k.scale_up.energy},
+                         k.scale_up.switch_reduction);
+  }
   if (kind != "clos") {
     throw Error(path + ".topology", "'" + kind +
-                                        "' is not a GPU-cluster fabric yet; clusters use 'clos' "
-                                        "(rail-optimized) or 'wafer-mesh'; try 'wallsim topo " +
-                                        kind + ":...' for the bare fabric");
+                                        "' is not a GPU-cluster fabric; clusters use 'clos' "
+                                        "(rail-optimized), 'fat-tree', 'dragonfly', 'torus' or 'wafer-mesh'; try "
+                                        "'wallsim topo " + kind + ":...' for the bare fabric");
   }
   ClosParams p;
   p.nodes = k.nodes;
@@ -205,8 +261,12 @@ Topology build_cluster(const ClusterSpec& k) {
   p.switch_reduction = k.scale_up.switch_reduction;
   if (k.scale_out) {
     const Config& c = k.scale_out->params;
-    c.allow_only({"topology", "preset", "description", "notes", "bandwidth", "latency", "energy",
-                  "efficiency", "switch_latency", "nodes_per_leaf", "spines"});
+    std::vector<std::string> allowed = {"topology", "preset",     "description", "notes",         "bandwidth", "latency",
+                                        "energy",   "efficiency", "switch_latency", "nodes_per_leaf", "spines"};
+    for (const auto& key : c.keys()) {
+      if (other_kinds_key("clos", key)) allowed.push_back(key);
+    }
+    c.allow_only(allowed);
     p.scale_out = {k.scale_out->link.payload(), k.scale_out->link.latency, k.scale_out->link.energy};
     p.switch_latency = k.scale_out->switch_latency;
     if (auto f = c.find("nodes_per_leaf")) p.nodes_per_leaf = as_small_int(*f);
