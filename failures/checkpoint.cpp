@@ -30,7 +30,10 @@ std::vector<collectives::Flow> checkpoint_flows(const topology::Topology& t, con
     if (t.node(n).kind == topology::NodeKind::kStorage) storage.push_back(n);
   }
   if (storage.empty()) {
-    throw Error("cluster.storage", "is needed to write checkpoints (e.g. storage: {bandwidth: 1 TB/s})");
+    throw Error("cluster.storage", t.info().kind == "clos"
+                                       ? "is needed to write checkpoints (e.g. storage: {bandwidth: 1 TB/s})"
+                                       : "storage is modelled on a 'clos' scale-out only so far; this cluster's is '" +
+                                             t.info().kind + "', so its checkpoints cannot be written");
   }
   std::vector<collectives::Flow> flows;
   flows.reserve(c.writers.size());
