@@ -71,6 +71,7 @@ void register_search(CLI::App& app, Action& action);
 void register_validate(CLI::App& app, Action& action);
 void register_reliability(CLI::App& app, Action& action);
 void register_sweep(CLI::App& app, Action& action);
+void register_wafer(CLI::App& app, Action& action);
 
 /// SPEC's JSON summary of one step (`run --json`).
 nlohmann::json step_summary_json(const engine::StepResult& r);

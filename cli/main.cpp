@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   wallsim::cli::register_validate(app, action);
   wallsim::cli::register_reliability(app, action);
   wallsim::cli::register_sweep(app, action);
+  wallsim::cli::register_wafer(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -220,7 +220,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
                 "boost_clock", "memory_energy", "cores", "sram_per_core", "mesh",
                 "fabric_bandwidth", "gemm_efficiency", "gemm_depth_overhead", "attention_efficiency",
                 "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile",
-                "attention_block"});
+                "attention_block", "routing_entries", "core_power"});
   GpuSpec g;
   g.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -238,6 +238,8 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("boost_clock")) g.boost_clock = f->as<Frequency>();
   if (auto f = c.find("memory_energy")) g.memory_energy = f->as<EnergyPerBit>();
   if (auto f = c.find("sram_per_core")) g.sram_per_core = f->as<Bytes>();
+  if (auto f = c.find("routing_entries")) g.routing_entries = static_cast<int>(positive(*f));
+  if (auto f = c.find("core_power")) g.core_power = f->as<Watts>();
   for (auto [key, field] : {std::pair{"gemm_efficiency", &g.gemm_efficiency},
                             std::pair{"attention_efficiency", &g.attention_efficiency},
                             std::pair{"memory_efficiency", &g.memory_efficiency}}) {

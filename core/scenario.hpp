@@ -58,6 +58,8 @@ struct GpuSpec {
   Watts dynamic_power;                ///< full-load dynamic draw at boost clock; 0 = tdp - idle
   long long cores = 0;           ///< wafer-scale: compute cores on the wafer (0 for a GPU)
   Bytes sram_per_core;           ///< wafer-scale: local memory per core
+  int routing_entries = 0;       ///< wafer-scale: routes (colors) one core's router can hold; 0 = unknown
+  Watts core_power;              ///< wafer-scale: one core's draw while computing; 0 = unknown
 };
 
 /// The fabric between scale-up domains. `params` holds the whole mapping for the topology

@@ -603,3 +603,24 @@ TEST_CASE("cli sweep varies the scale-out topology kind", "[cli][sweep]") {
   // A key no kind knows is still an error with a suggestion.
   check_bad_input("run " + scenario + " --set cluster.scale_out.radx=32", "radx", true);
 }
+
+TEST_CASE("cli wafer prints the mesh, its collectives and the GEMM algorithms", "[cli][wafer]") {
+  const std::string wse = wallsim::test::source_path("data/scenarios/wse3-mesh.yaml");
+  const Result r = run("wafer " + wse + " --json -");
+  REQUIRE(r.code == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["mesh"]["x"] == 750);
+  CHECK(j["mesh"]["routing_entries"] == 24);
+  CHECK(j["collectives"]["row_allreduce_s"].get<double>() > 0.0);
+  REQUIRE(j["gemm"].size() == 9);  // 3 sizes x 3 algorithms
+  for (const auto& g : j["gemm"]) CHECK(g["valid"] == true);
+  // Tiles of 2x2 cores (750x994 is even both ways; 4 divides neither).
+  CHECK(run("wafer " + wse + " --tile 2 --quiet").code == 0);
+  // Routers with 4 routes: Cannon and MeshGEMM rows say why they cannot run.
+  const Result few = run("wafer " + wse + " --set cluster.gpu.routing_entries=4 --gemm 4096");
+  REQUIRE(few.code == 0);
+  CHECK_THAT(few.out, Contains("cannon    invalid: cannon needs 6 routes per router; the wafer's routers hold 4"));
+  // A GPU cluster has no mesh; a tile that does not divide the mesh is bad input.
+  check_bad_input("wafer " + wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml"), "cluster.gpu", true);
+  check_bad_input("wafer " + wse + " --tile 4", "--tile", true);
+}

@@ -1,0 +1,121 @@
+#include "wafer/gemm.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace wallsim::wafer {
+
+std::string to_string(GemmAlgo a) {
+  switch (a) {
+    case GemmAlgo::kSumma: return "summa";
+    case GemmAlgo::kCannon: return "cannon";
+    case GemmAlgo::kMeshGemm: return "meshgemm";
+  }
+  return "?";
+}
+
+const std::vector<GemmAlgo>& gemm_algos() {
+  static const std::vector<GemmAlgo> all = {GemmAlgo::kSumma, GemmAlgo::kCannon, GemmAlgo::kMeshGemm};
+  return all;
+}
+
+int gemm_routes(GemmAlgo a) {
+  switch (a) {
+    case GemmAlgo::kSumma: return 2;
+    case GemmAlgo::kCannon: return 6;
+    case GemmAlgo::kMeshGemm: return 8;
+  }
+  return 0;
+}
+
+GemmResult gemm_on_grid(const MeshSpec& m, GemmAlgo a, long long n, int p) {
+  if (p < 1 || p > std::min(m.x, m.y)) {
+    throw Error("--grid", std::to_string(p) + " does not fit the " + std::to_string(m.x) + "x" + std::to_string(m.y) +
+                              " mesh");
+  }
+  if (n < 1) throw Error("--gemm", "the matrix size must be positive");
+  GemmResult r;
+  r.algo = a;
+  r.grid = p;
+  r.block = (n + p - 1) / p;
+  r.routes = gemm_routes(a);
+  const double b = static_cast<double>(r.block);
+  const double block_bytes = 2.0 * b * b;  // bf16
+  // Own A, B and C blocks, and a receive buffer for each of A and B (double buffering).
+  r.sram_per_core = Bytes::of(5.0 * block_bytes);
+  if (m.routing_entries > 0 && r.routes > m.routing_entries) {
+    r.why = to_string(a) + " needs " + std::to_string(r.routes) + " routes per router; the wafer's routers hold " +
+            std::to_string(m.routing_entries);
+    return r;
+  }
+  if (m.sram.value() > 0 && r.sram_per_core.value() > m.sram.value()) {
+    r.why = "blocks of " + std::to_string(r.block) + "x" + std::to_string(r.block) + " need " +
+            to_string(r.sram_per_core) + " per core; a core has " + to_string(m.sram);
+    return r;
+  }
+  if (!(m.flops.value() > 0)) throw Error("cluster.gpu.bf16_dense", "missing: the wafer's compute is needed for a GEMM");
+  const double h = m.hop.value(), ov = m.overhead.value(), bw = m.link.value();
+  const double compute = 2.0 * b * b * b / m.flops.value();
+  const double send = block_bytes / bw;
+  auto comm_of_step = [&](int k) {  // the step's slowest message: distance and size
+    switch (a) {
+      case GemmAlgo::kSumma: return ov + std::max(k, p - 1 - k) * h + send;
+      case GemmAlgo::kCannon: return ov + (p > 1 ? (p - 1) * h : 0.0) + send;
+      case GemmAlgo::kMeshGemm: return ov + (p > 2 ? 2.0 : p > 1 ? 1.0 : 0.0) * h + send;
+    }
+    return 0.0;
+  };
+  auto hops_of_step = [&](int k) {
+    switch (a) {
+      case GemmAlgo::kSumma: return std::max(k, p - 1 - k) * h;
+      case GemmAlgo::kCannon: return (p - 1) * h;
+      case GemmAlgo::kMeshGemm: return (p > 2 ? 2.0 : p - 1.0) * h;
+    }
+    return 0.0;
+  };
+  double t = 0.0, hops = 0.0;
+  if (a != GemmAlgo::kSumma && p > 1) {  // the skew
+    t += ov + (p - 1) * h + (p - 1) * send;
+    hops += (p - 1) * h;
+  }
+  if (p == 1) {
+    t += compute;
+  } else {
+    t += comm_of_step(0);  // the first step's blocks, before any compute
+    hops += hops_of_step(0);
+    for (int k = 1; k < p; ++k) {
+      t += std::max(compute, comm_of_step(k));
+      hops += hops_of_step(k);
+    }
+    t += compute;  // the last step's
+  }
+  r.valid = true;
+  r.time = Seconds::of(t);
+  r.compute = Seconds::of(p * compute);
+  r.comm = Seconds::of(std::max(0.0, t - p * compute));
+  r.hop_latency = Seconds::of(hops);
+  r.tflops = 2.0 * std::pow(static_cast<double>(n), 3) / t / 1e12;
+  return r;
+}
+
+GemmResult gemm(const MeshSpec& m, GemmAlgo a, long long n) {
+  GemmResult best;
+  best.algo = a;
+  best.routes = gemm_routes(a);
+  std::string last_why;
+  const int top = static_cast<int>(std::min<long long>(std::min(m.x, m.y), n));
+  for (int p = 1; p <= top; ++p) {
+    const GemmResult r = gemm_on_grid(m, a, n, p);
+    if (!r.valid) {
+      last_why = r.why;
+      continue;
+    }
+    if (!best.valid || r.time.value() < best.time.value()) best = r;
+  }
+  if (!best.valid) best.why = last_why.empty() ? "no grid fits" : last_why;
+  return best;
+}
+
+}  // namespace wallsim::wafer
