@@ -112,7 +112,7 @@ void run(const ReliabilityFlags& f) {
   const Presets presets(default_data_dir());
   const Scenario s = load_scenario(f.scenario, f.common.sets, presets);
   const parallelism::Plan plan = parallelism::make_plan(s);
-  const topology::Topology t = topology::build_cluster(s.cluster);
+  const topology::Topology t = topology::build_step_fabric(s.cluster);
   failures::ReliabilityOptions o;
   o.network = network.get();
   o.trials = f.trials;

@@ -127,7 +127,7 @@ void run(const RunFlags& f) {
                                 ", buffers " + gib(mem.buffers) + ") but " + s.cluster.gpu.name + " has " +
                                 gib(mem.capacity));
   }
-  const topology::Topology t = topology::build_cluster(s.cluster);
+  const topology::Topology t = topology::build_step_fabric(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   engine::StepOptions options = engine::step_options(network.get(), power_cap(f));
   options.timeline = !f.trace.empty() || !f.common.hdf5.empty() || !f.svg.empty();
@@ -184,7 +184,7 @@ void run(const RunFlags& f) {
                      {"energy", to_string(r.step_energy) + " per step, " +
                                     format_number(r.energy_per_token_j, 4) + " J per token"},
                      {"power", to_string(r.gpu_avg_power) + " per GPU, " + to_string(r.cluster_avg_power) +
-                                   " cluster (clock " + to_string(r.clock) + ")"},
+                                   " cluster" + (r.clock.value() > 0 ? " (clock " + to_string(r.clock) + ")" : std::string())},
                      {"bytes moved", "HBM " + to_string(r.hbm_bytes) + ", scale-up " + to_string(r.scale_up_bytes) +
                                          ", scale-out " + to_string(r.scale_out_bytes)},
                  });
@@ -277,7 +277,7 @@ void search(const RunFlags& f) {
   if (f.objective != "time" && f.objective != "energy") {
     throw Error("--objective", "'" + f.objective + "' is not one of time, energy");
   }
-  const topology::Topology t = topology::build_cluster(s.cluster);
+  const topology::Topology t = topology::build_step_fabric(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   ProgressBar bar("search", f.common);
   const engine::SearchResult res = engine::search_plans(s, t, engine::step_options(network.get(), power_cap(f)),

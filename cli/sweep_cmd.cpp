@@ -154,7 +154,7 @@ void run(const SweepFlags& f) {
       }
     }
     const Scenario s = load_scenario(f.scenario, sets, presets);  // bad keys and values: Errors
-    topology::Topology t = topology::build_cluster(s.cluster);
+    topology::Topology t = topology::build_step_fabric(s.cluster);
     for (const auto& l : failed) fail_link(t, l, "--vary fail_link");  // a link that does not exist: an Error
     engine::Packer out;
     try {

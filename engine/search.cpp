@@ -86,13 +86,15 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
                   s.parallel = ps;
                   s.training->micro_batch = mbs;
                   parallelism::Plan plan;
+                  Memory mem;
                   try {
                     plan = parallelism::make_plan(s);
+                    mem = memory_per_gpu(s, plan);  // wafer clusters reject plans that are not data parallel
                   } catch (const Error&) {
                     continue;
                   }
                   ++res.valid;
-                  if (!memory_per_gpu(s, plan).fits()) {
+                  if (!mem.fits()) {
                     ++res.dropped_memory;
                     continue;
                   }

@@ -1,6 +1,7 @@
 #include "engine/step.hpp"
 
 #include "engine/distribute.hpp"
+#include "engine/wafer_step.hpp"
 
 #include <algorithm>
 #include <map>
@@ -301,7 +302,17 @@ parallelism::Shard shard_of(const ModelSpec& m, const Plan& p) {
   return s;
 }
 
+namespace {
+Memory gpu_memory(const Scenario& sc, const Plan& p);
+}
+
 Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
+  const Memory gpu = gpu_memory(sc, p);
+  return is_wafer(sc.cluster) ? wafer_memory(sc, p, gpu) : gpu;
+}
+
+namespace {
+Memory gpu_memory(const Scenario& sc, const Plan& p) {
   const ModelSpec& m = *sc.model;
   Memory best;
   best.capacity = sc.cluster.gpu.memory;
@@ -351,8 +362,10 @@ Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
   }
   return best;
 }
+}  // namespace
 
 StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o) {
+  if (is_wafer(sc.cluster)) return simulate_wafer_step(sc, p, o);
   if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
   const ModelSpec& m = *sc.model;
   const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8());

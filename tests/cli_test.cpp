@@ -623,4 +623,14 @@ TEST_CASE("cli wafer prints the mesh, its collectives and the GEMM algorithms", 
   // A GPU cluster has no mesh; a tile that does not divide the mesh is bad input.
   check_bad_input("wafer " + wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml"), "cluster.gpu", true);
   check_bad_input("wafer " + wse + " --tile 4", "--tile", true);
+  // The GPU-vs-wafer pair trains the same tokens per step; both run and report the same keys.
+  const auto wafer_run = nlohmann::json::parse(run("run " + wallsim::test::source_path("data/scenarios/llama3-8b-4xcs3.yaml") + " --json -").out);
+  const auto gpu_run = nlohmann::json::parse(run("run " + wallsim::test::source_path("data/scenarios/llama3-8b-32xh100.yaml") + " --json -").out);
+  for (const auto* j : {&wafer_run, &gpu_run}) {
+    CHECK((*j)["step_time_s"].get<double>() > 0.0);
+    CHECK((*j)["energy"]["per_token_j"].get<double>() > 0.0);
+    CHECK((*j)["memory"]["fits"] == true);
+  }
+  CHECK(wafer_run["tokens_per_s"].get<double>() * wafer_run["step_time_s"].get<double>() ==
+        Approx(gpu_run["tokens_per_s"].get<double>() * gpu_run["step_time_s"].get<double>()));
 }

@@ -195,3 +195,32 @@ TEST_CASE("engine bytes moved count every pass of every micro-batch; links and s
   const auto& st = r.stages[0];
   CHECK((st.compute + st.comm + st.bubble + st.other).value() == Approx(r.step_time.value()).epsilon(1e-9));
 }
+
+TEST_CASE("engine a wafer-scale step streams every layer's weights, and rejects plans that are not data parallel", "[engine][wafer]") {
+  // Four WSE-3 wafers with a 1 GB/s I/O link: every layer waits for its weights, twice per
+  // pass (forward, backward), so step = passes x (2 x layer weights / I/O + the head's compute).
+  const std::string text =
+      "cluster: {preset: cs3-x4, scale_out: {preset: cs-io, topology: wafer-mesh, dims: 750x994, bandwidth: 8 Gb/s}}\n"
+      "model: llama3-8b\ntraining: {seq_len: 2048, global_batch: 16, micro_batch: 2}\n"
+      "parallel: {dp: 4, zero: 0, recompute: full}\n";
+  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+  const auto plan = parallelism::make_plan(s);
+  const auto t = topology::build_step_fabric(s.cluster);
+  CHECK(t.num_endpoints() == 4);  // the wafers, not their 3 million cores
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  const auto r = engine::simulate_step(s, plan, t, engine::step_options(net.get()));
+  const auto pc = parallelism::count_params(*s.model);
+  const double passes = 16.0 / 4 / 2;
+  const double layers = 32 * 2.0 * pc.dense_layer / 1e9;  // bf16 weights, 1 GB/s
+  CHECK(r.exposed_comm.value() > 0.9 * r.step_time.value());
+  CHECK(r.step_time.value() == Approx(passes * 2.0 * layers).epsilon(0.02));  // + the head's compute
+  CHECK(r.step_time.value() > passes * 2.0 * layers);
+  // On-wafer memory: two layers' weights and one layer's gradients; no optimizer state.
+  CHECK(r.memory.weights.value() == Approx(2 * 2.0 * pc.dense_layer));
+  CHECK(r.memory.optimizer.value() == 0.0);
+  // Energy: four systems at full load over the step, plus the streamed bits.
+  CHECK(r.step_energy.value() >= 4 * 23e3 * r.step_time.value());
+  // Tensor parallelism inside a wafer is not a weight-streaming plan.
+  const Scenario tp = parse_scenario(text, "t.yaml", {"parallel.dp=2", "parallel.tp=2"}, test::presets());
+  CHECK_THROWS_WITH(engine::memory_per_gpu(tp, parallelism::make_plan(tp)), Catch::Contains("data parallel across wafers"));
+}

@@ -306,4 +306,14 @@ Topology build_topology_argument(const std::string& arg, const std::vector<std::
   return build_from_config(Config(root, kind));
 }
 
+Topology build_step_fabric(const ClusterSpec& c) {
+  if (c.gpu.cores <= 0) return build_cluster(c);
+  if (!c.scale_out) throw Error("cluster.scale_out", "a wafer-scale cluster needs its wafers' I/O link");
+  SwitchParams p;
+  p.n = static_cast<int>(c.gpus());
+  p.link = {c.scale_out->link.payload(), c.scale_out->link.latency, c.scale_out->link.energy};
+  p.switch_latency = c.scale_out->switch_latency;
+  return build_switch(p);
+}
+
 }  // namespace wallsim::topology

@@ -23,6 +23,11 @@ Topology build_from_config(const Config& c);
 /// Builds the fabric of a scenario's cluster (rail-optimized Clos, or wafer-scale mesh).
 Topology build_cluster(const ClusterSpec& cluster);
 
+/// The fabric a training step uses: build_cluster's for GPU clusters; for wafer-scale clusters
+/// the wafers (one endpoint each) on their I/O links to one switch (SwarmX) — the on-wafer
+/// mesh is the wafer module's (wafer/mesh.hpp), not millions of graph nodes.
+Topology build_step_fabric(const ClusterSpec& c);
+
 /// TOPOLOGY argument of the CLI: a scenario file (its cluster) or a spec string.
 Topology build_topology_argument(const std::string& arg, const std::vector<std::string>& overrides,
                                  const Presets& presets);

@@ -138,7 +138,7 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
   }
   if (c.metric == Metric::kCheckpointBytes) return Candidate{failures::checkpoint_shards(s, plan).total.value(), 0.0};
   if (!engine::memory_per_gpu(s, plan).fits()) return std::nullopt;
-  const auto t = topology::build_cluster(s.cluster);
+  const auto t = topology::build_step_fabric(s.cluster);
   const auto net = collectives::NetworkModel::build(o.network, "--network");
   const auto r = engine::simulate_step(s, plan, t, engine::step_options(net.get()));
   const double step = r.step_time.value();
@@ -154,7 +154,7 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
 }
 
 double predict_busbw(const Case& c, const Scenario& s, const Options& o) {
-  const auto t = topology::build_cluster(s.cluster);
+  const auto t = topology::build_step_fabric(s.cluster);
   std::vector<topology::NodeId> group;
   for (int e : c.endpoints) {
     if (static_cast<std::size_t>(e) >= t.num_endpoints()) {

@@ -30,35 +30,36 @@ int gemm_routes(GemmAlgo a) {
   return 0;
 }
 
-GemmResult gemm_on_grid(const MeshSpec& m, GemmAlgo a, long long n, int p) {
+GemmResult gemm_on_grid(const MeshSpec& m, GemmAlgo a, GemmShape g, int p) {
   if (p < 1 || p > std::min(m.x, m.y)) {
     throw Error("--grid", std::to_string(p) + " does not fit the " + std::to_string(m.x) + "x" + std::to_string(m.y) +
                               " mesh");
   }
-  if (n < 1) throw Error("--gemm", "the matrix size must be positive");
+  if (g.rows < 1 || g.depth < 1 || g.cols < 1) throw Error("--gemm", "the matrix sizes must be positive");
   GemmResult r;
   r.algo = a;
   r.grid = p;
-  r.block = (n + p - 1) / p;
+  auto split = [p](long long x) { return static_cast<double>((x + p - 1) / p); };
+  const double bm = split(g.rows), bk = split(g.depth), bn = split(g.cols);
+  r.block = static_cast<long long>(std::max({bm, bk, bn}));
   r.routes = gemm_routes(a);
-  const double b = static_cast<double>(r.block);
-  const double block_bytes = 2.0 * b * b;  // bf16
+  const double a_bytes = 2.0 * bm * bk, b_bytes = 2.0 * bk * bn, c_bytes = 2.0 * bm * bn;  // bf16
   // Own A, B and C blocks, and a receive buffer for each of A and B (double buffering).
-  r.sram_per_core = Bytes::of(5.0 * block_bytes);
+  r.sram_per_core = Bytes::of(2.0 * a_bytes + 2.0 * b_bytes + c_bytes);
   if (m.routing_entries > 0 && r.routes > m.routing_entries) {
     r.why = to_string(a) + " needs " + std::to_string(r.routes) + " routes per router; the wafer's routers hold " +
             std::to_string(m.routing_entries);
     return r;
   }
   if (m.sram.value() > 0 && r.sram_per_core.value() > m.sram.value()) {
-    r.why = "blocks of " + std::to_string(r.block) + "x" + std::to_string(r.block) + " need " +
+    r.why = "blocks of up to " + std::to_string(r.block) + "x" + std::to_string(r.block) + " need " +
             to_string(r.sram_per_core) + " per core; a core has " + to_string(m.sram);
     return r;
   }
   if (!(m.flops.value() > 0)) throw Error("cluster.gpu.bf16_dense", "missing: the wafer's compute is needed for a GEMM");
   const double h = m.hop.value(), ov = m.overhead.value(), bw = m.link.value();
-  const double compute = 2.0 * b * b * b / m.flops.value();
-  const double send = block_bytes / bw;
+  const double compute = 2.0 * bm * bk * bn / m.flops.value();
+  const double send = std::max(a_bytes, b_bytes) / bw;  // A along rows and B along columns, at once
   auto comm_of_step = [&](int k) {  // the step's slowest message: distance and size
     switch (a) {
       case GemmAlgo::kSumma: return ov + std::max(k, p - 1 - k) * h + send;
@@ -96,18 +97,18 @@ GemmResult gemm_on_grid(const MeshSpec& m, GemmAlgo a, long long n, int p) {
   r.compute = Seconds::of(p * compute);
   r.comm = Seconds::of(std::max(0.0, t - p * compute));
   r.hop_latency = Seconds::of(hops);
-  r.tflops = 2.0 * std::pow(static_cast<double>(n), 3) / t / 1e12;
+  r.tflops = 2.0 * static_cast<double>(g.rows) * static_cast<double>(g.depth) * static_cast<double>(g.cols) / t / 1e12;
   return r;
 }
 
-GemmResult gemm(const MeshSpec& m, GemmAlgo a, long long n) {
+GemmResult gemm(const MeshSpec& m, GemmAlgo a, GemmShape g) {
   GemmResult best;
   best.algo = a;
   best.routes = gemm_routes(a);
   std::string last_why;
-  const int top = static_cast<int>(std::min<long long>(std::min(m.x, m.y), n));
+  const int top = static_cast<int>(std::min<long long>(std::min(m.x, m.y), std::max({g.rows, g.depth, g.cols})));
   for (int p = 1; p <= top; ++p) {
-    const GemmResult r = gemm_on_grid(m, a, n, p);
+    const GemmResult r = gemm_on_grid(m, a, g, p);
     if (!r.valid) {
       last_why = r.why;
       continue;
@@ -115,6 +116,21 @@ GemmResult gemm(const MeshSpec& m, GemmAlgo a, long long n) {
     if (!best.valid || r.time.value() < best.time.value()) best = r;
   }
   if (!best.valid) best.why = last_why.empty() ? "no grid fits" : last_why;
+  return best;
+}
+
+GemmResult best_gemm(const MeshSpec& m, GemmShape g) {
+  GemmResult best;
+  std::string why;
+  for (auto a : gemm_algos()) {
+    const GemmResult r = gemm(m, a, g);
+    if (!r.valid) {
+      why += (why.empty() ? "" : "; ") + r.why;
+    } else if (!best.valid || r.time.value() < best.time.value()) {
+      best = r;
+    }
+  }
+  if (!best.valid) best.why = why;
   return best;
 }
 

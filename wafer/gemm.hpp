@@ -53,12 +53,25 @@ struct GemmResult {
 /// Routes per router the algorithm needs (see above).
 int gemm_routes(GemmAlgo a);
 
+/// A GEMM's shape: (rows x depth) times (depth x cols).
+struct GemmShape {
+  long long rows = 0, depth = 0, cols = 0;
+};
+
 /// The algorithm on an explicit p x p grid (Errors: p larger than the mesh; results invalid
-/// when the blocks do not fit in SRAM or the routes exceed the router's entries).
-GemmResult gemm_on_grid(const MeshSpec& m, GemmAlgo a, long long n, int p);
+/// when the blocks do not fit in SRAM or the routes exceed the router's entries). Each core
+/// holds a (rows/p x depth/p) block of A, (depth/p x cols/p) of B and (rows/p x cols/p) of C.
+GemmResult gemm_on_grid(const MeshSpec& m, GemmAlgo a, GemmShape g, int p);
+inline GemmResult gemm_on_grid(const MeshSpec& m, GemmAlgo a, long long n, int p) {
+  return gemm_on_grid(m, a, GemmShape{n, n, n}, p);
+}
 
 /// The algorithm on its best grid (the fastest valid p); invalid, with the reason, when no
 /// grid is valid.
-GemmResult gemm(const MeshSpec& m, GemmAlgo a, long long n);
+GemmResult gemm(const MeshSpec& m, GemmAlgo a, GemmShape g);
+inline GemmResult gemm(const MeshSpec& m, GemmAlgo a, long long n) { return gemm(m, a, GemmShape{n, n, n}); }
+
+/// The fastest valid algorithm on its best grid (as a tuner picks); invalid when none runs.
+GemmResult best_gemm(const MeshSpec& m, GemmShape g);
 
 }  // namespace wallsim::wafer
