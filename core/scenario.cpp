@@ -81,7 +81,7 @@ TrainingSpec parse_training(const Config& c) {
 
 ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
-                "stage_layers", "order", "overlap_grad_reduce"});
+                "stage_layers", "order", "overlap_grad_reduce", "wafer_mode"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1);
   p.pp = optional_int(c, "pp", 1);
@@ -105,6 +105,12 @@ ParallelSpec parse_parallel(const Config& c) {
   }
   if (auto f = c.find("order")) p.order = f->as_string();
   if (auto f = c.find("overlap_grad_reduce")) p.overlap_grad_reduce = f->as_bool();
+  if (auto f = c.find("wafer_mode")) {
+    p.wafer_mode = f->as_string();
+    if (p.wafer_mode != "streaming" && p.wafer_mode != "pipelined") {
+      throw Error(f->path(), "'" + p.wafer_mode + "' is not one of streaming, pipelined");
+    }
+  }
   return p;
 }
 

@@ -140,6 +140,9 @@ struct ParallelSpec {
   /// Gradient reduction overlapped with the backward (Megatron-LM's --overlap-grad-reduce);
   /// false: it starts once the backward is done (Megatron-LM before 2023).
   bool overlap_grad_reduce = true;
+  /// Wafer-scale clusters: "streaming" (weights stream in from external memory layer by
+  /// layer) or "pipelined" (every layer resident in its own region of the mesh).
+  std::string wafer_mode = "streaming";
 };
 
 /// One root cause of job interruptions (a row of Llama 3's Table 5).

@@ -124,6 +124,17 @@ bool is_wafer(const ClusterSpec& c) { return c.gpu.cores > 0; }
 Memory wafer_memory(const Scenario& sc, const parallelism::Plan& p, const Memory& gpu_model) {
   require_wafer_plan(p);
   const ModelSpec& m = *sc.model;
+  if (p.wafer_pipelined) {  // the whole model state on the wafer, and every stage's activations in flight
+    const auto pc = parallelism::count_params(m);
+    Memory mem;
+    mem.capacity = sc.cluster.gpu.memory;
+    mem.weights = Bytes::of(kWeightBytes * pc.total);
+    mem.gradients = Bytes::of(kGradBytes * pc.total);
+    mem.optimizer = Bytes::of(kOptimizerBytes * pc.total);
+    // 1F1B over layers + 1 stages: stage l holds (stages - l) micro-batches; on average half.
+    mem.activations = gpu_model.activations * ((m.layers + 2) / 2.0);
+    return mem;
+  }
   double largest = 0.0;
   for (int i = 0; i < m.layers; ++i) largest = std::max(largest, layer_params(m, i));
   Memory mem;
@@ -134,20 +145,98 @@ Memory wafer_memory(const Scenario& sc, const parallelism::Plan& p, const Memory
   return mem;
 }
 
-StepResult simulate_wafer_step(const Scenario& sc, const parallelism::Plan& p, const StepOptions& o) {
-  require_wafer_plan(p);
+namespace {
+
+/// Pipelined mode: every layer (and the head) resident in its own square region of the mesh,
+/// sized by its share of the FLOPs ([A] the regions are assumed to pack the wafer; placement
+/// is not modelled); micro-batches flow through the regions as through pipeline stages.
+StepResult pipelined_step(const Scenario& sc, const parallelism::Plan& p, const wafer::MeshSpec& mesh) {
   const ModelSpec& m = *sc.model;
-  const wafer::MeshSpec mesh = wafer::mesh_of(sc.cluster);
-  if (!sc.cluster.scale_out || !(sc.cluster.scale_out->link.payload().value() > 0)) {
-    throw Error("cluster.scale_out", "a wafer streams its weights through the system I/O: give its bandwidth");
+  const auto shard = shard_of(m, p);
+  const int stages = m.layers + 1;
+  const auto pc = parallelism::count_params(m);
+  // FLOPs per stage (forward kernels), to size the regions.
+  std::vector<std::vector<Kernel>> kernels;
+  std::vector<double> flops;
+  double total = 0.0;
+  for (int i = 0; i <= m.layers; ++i) {
+    kernels.push_back(i < m.layers ? parallelism::layer_forward(m, i, shard) : parallelism::head_forward(m, shard));
+    double f = 0.0;
+    for (const auto& k : kernels.back()) f += k.kind == KernelKind::kElementwise ? 0.0 : k.flops.value();
+    flops.push_back(f);
+    total += f;
   }
+  const Memory gpu = memory_per_gpu(sc, p);
+  const double act_per_stage_mb = gpu.activations.value() / ((m.layers + 2) / 2.0) / m.layers;
+  StepResult r;
+  r.memory = gpu;
+  double slowest = 0.0, compute = 0.0, flops_model = 0.0, flops_hw = 0.0, mesh_bytes = 0.0, worst_sram = 0.0;
+  int worst_stage = 0;
+  std::map<std::pair<int, int>, PassTimes> done;  // (kind, side) -> pass
+  for (int i = 0; i < stages; ++i) {
+    const int side = std::max(1, static_cast<int>(std::floor(std::sqrt(static_cast<double>(mesh.units()) * flops[i] / total))));
+    wafer::MeshSpec region = mesh;
+    region.x = region.y = std::min({side, mesh.x, mesh.y});
+    const int kind = i == m.layers ? 2 : parallelism::is_moe_layer(m, i) ? 1 : 0;
+    auto it = done.find({kind, region.x});
+    if (it == done.end()) {
+      WaferKernels wk(sc, region);
+      it = done.emplace(std::make_pair(kind, region.x), wk.pass(kernels[static_cast<size_t>(i)], i == m.layers ? parallelism::Recompute::kNone : p.recompute)).first;
+    }
+    const PassTimes& t = it->second;
+    // Activations cross to the next region over its edge: side links, about side hops away.
+    const double act = 2.0 * static_cast<double>(p.micro_batch * p.seq_len * m.hidden);
+    const double hop = act / (region.x * mesh.link.value()) + region.x * mesh.hop.value();
+    slowest = std::max(slowest, t.forward + t.backward + 2.0 * hop);
+    compute += t.forward + t.backward;
+    flops_model += t.model_flops;
+    flops_hw += t.hw_flops;
+    mesh_bytes += t.mesh_bytes;
+    // SRAM per core: the stage's weights, gradients and optimizer state, and its in-flight activations.
+    const double params = i < m.layers ? layer_params(m, i) : pc.total - static_cast<double>(m.layers) * pc.dense_layer;
+    const double in_flight = stages - i;
+    const double sram = ((kWeightBytes + kGradBytes + kOptimizerBytes) * std::max(0.0, params) +
+                         act_per_stage_mb * in_flight) / (static_cast<double>(region.x) * region.y);
+    if (sram > worst_sram) {
+      worst_sram = sram;
+      worst_stage = i;
+    }
+  }
+  if (mesh.sram.value() > 0 && worst_sram > mesh.sram.value()) {
+    throw Error("parallel.wafer_mode", "pipelined: layer " + std::to_string(worst_stage) + "'s region needs " +
+                                           to_string(Bytes::of(worst_sram)) + " per core (its weights, gradients, "
+                                           "optimizer state and activations in flight); a core has " +
+                                           to_string(mesh.sram) + ": use weight streaming");
+  }
+  const double micro = static_cast<double>(p.micro_batches);
+  const double pipeline = (micro + stages - 1) * slowest;
+  // Adam on the wafer (SRAM-bound), then the gradients all-reduced across wafers over the I/O.
+  const double optimizer = pc.total * (kGradBytes + 2.0 * kOptimizerBytes + kWeightBytes) / sc.cluster.gpu.memory_bandwidth.value();
+  const double wafers = static_cast<double>(p.gpus());
   const double io = sc.cluster.scale_out->link.payload().value();
-  const double io_energy = sc.cluster.scale_out->link.energy.value();
+  const double reduce = wafers > 1 ? 2.0 * (wafers - 1) / wafers * kGradBytes * pc.total / io : 0.0;
+  const double step = pipeline + optimizer + reduce;
+  r.step_time = Seconds::of(step);
+  r.compute = Seconds::of(micro * slowest);
+  r.bubble = Seconds::of((stages - 1) * slowest);
+  r.other = Seconds::of(optimizer);
+  r.exposed_comm = Seconds::of(reduce);
+  r.model_flops_per_gpu = FlopRate::of(micro * flops_model / step);
+  r.hardware_flops_per_gpu = FlopRate::of(micro * flops_hw / step);
+  r.scale_up_bytes = Bytes::of(micro * mesh_bytes * wafers);
+  r.scale_out_bytes = Bytes::of(wafers > 1 ? 2.0 * (wafers - 1) * kGradBytes * pc.total : 0.0);
+  (void)compute;
+  return r;
+}
+
+/// Weight-streaming mode (see the top of this file).
+StepResult streaming_step(const Scenario& sc, const parallelism::Plan& p, const wafer::MeshSpec& mesh) {
+  const ModelSpec& m = *sc.model;
+  const double io = sc.cluster.scale_out->link.payload().value();
   WaferKernels kernels(sc, mesh);
   const auto shard = shard_of(m, p);
   StepResult r;
   r.memory = memory_per_gpu(sc, p);
-  r.clock = sc.cluster.gpu.boost_clock;
   double per_pass = 0.0, compute = 0.0, flops_model = 0.0, flops_hw = 0.0, mesh_bytes = 0.0, streamed = 0.0;
   std::map<int, PassTimes> by_kind;  // dense / MoE layers cost the same each time
   for (int i = 0; i < m.layers; ++i) {
@@ -180,16 +269,32 @@ StepResult simulate_wafer_step(const Scenario& sc, const parallelism::Plan& p, c
   r.step_time = Seconds::of(step);
   r.compute = Seconds::of(passes * compute);
   r.exposed_comm = Seconds::of(step - passes * compute);  // waiting for streamed weights
-  const double tokens = static_cast<double>(p.global_batch * p.seq_len);
-  r.tokens_per_s = tokens / step;
   r.model_flops_per_gpu = FlopRate::of(passes * flops_model / step);
   r.hardware_flops_per_gpu = FlopRate::of(passes * flops_hw / step);
+  r.scale_up_bytes = Bytes::of(passes * mesh_bytes * wafers);
+  r.scale_out_bytes = Bytes::of(passes * streamed * wafers);
+  return r;
+}
+
+}  // namespace
+
+StepResult simulate_wafer_step(const Scenario& sc, const parallelism::Plan& p, const StepOptions& o) {
+  require_wafer_plan(p);
+  const wafer::MeshSpec mesh = wafer::mesh_of(sc.cluster);
+  if (!sc.cluster.scale_out || !(sc.cluster.scale_out->link.payload().value() > 0)) {
+    throw Error("cluster.scale_out", "a wafer-scale cluster needs its systems' I/O link bandwidth");
+  }
+  StepResult r = p.wafer_pipelined ? pipelined_step(sc, p, mesh) : streaming_step(sc, p, mesh);
+  r.clock = sc.cluster.gpu.boost_clock;
+  const double step = r.step_time.value();
+  const double wafers = static_cast<double>(p.gpus());
+  const double tokens = static_cast<double>(p.global_batch * p.seq_len);
+  r.tokens_per_s = tokens / step;
   const double peak = sc.cluster.gpu.bf16_dense.value();
   r.mfu = r.model_flops_per_gpu.value() / peak;
   r.hfu = r.hardware_flops_per_gpu.value() / peak;
-  r.scale_up_bytes = Bytes::of(passes * mesh_bytes * wafers);
-  r.scale_out_bytes = Bytes::of(passes * streamed * wafers);
-  const double energy = wafers * sc.cluster.gpu.tdp.value() * step + r.scale_out_bytes.value() * 8.0 * io_energy;
+  const double energy = wafers * sc.cluster.gpu.tdp.value() * step +
+                        r.scale_out_bytes.value() * 8.0 * sc.cluster.scale_out->link.energy.value();
   r.step_energy = Joules::of(energy);
   r.energy_per_token_j = energy / tokens;
   r.cluster_avg_power = Watts::of(energy / step);
@@ -197,6 +302,8 @@ StepResult simulate_wafer_step(const Scenario& sc, const parallelism::Plan& p, c
   StageTimes st;
   st.compute = r.compute;
   st.comm = r.exposed_comm;
+  st.bubble = r.bubble;
+  st.other = r.other;
   st.energy = Joules::of(energy / wafers);
   r.stages.push_back(st);
   r.stage_busy.push_back(r.compute);

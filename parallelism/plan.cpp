@@ -76,6 +76,7 @@ Plan make_plan(const Scenario& sc) {
   plan.capacity_factor = t.capacity_factor;
   plan.flash_attention = t.flash_attention;
   plan.overlap_grad_reduce = p.overlap_grad_reduce;
+  plan.wafer_pipelined = p.wafer_mode == "pipelined";
   if (plan.seq_len <= 0) throw Error("training.seq_len", "missing, and the model gives none");
   if (plan.fp8() && sc.cluster.gpu.fp8_dense.value() <= 0.0 && sc.cluster.gpu.cores == 0) {
     throw Error("training.precision", "fp8 needs FP8 tensor cores, and " + sc.cluster.gpu.name +

@@ -32,6 +32,7 @@ struct Plan {
   double capacity_factor = 1.0;
   bool flash_attention = true;
   bool overlap_grad_reduce = true;  ///< DP gradient buckets start during the last backward
+  bool wafer_pipelined = false;     ///< wafer-scale: layers resident in mesh regions (else streamed)
   /// Layers of each virtual stage, in model order: chunk c of stage s is entry c * pp + s.
   std::vector<int> chunk_layers;
   /// Rank layout, fastest-varying first: a permutation of tp, cp, dp, pp (ep lives in cp x dp).

@@ -224,3 +224,30 @@ TEST_CASE("engine a wafer-scale step streams every layer's weights, and rejects 
   const Scenario tp = parse_scenario(text, "t.yaml", {"parallel.dp=2", "parallel.tp=2"}, test::presets());
   CHECK_THROWS_WITH(engine::memory_per_gpu(tp, parallelism::make_plan(tp)), Catch::Contains("data parallel across wafers"));
 }
+
+TEST_CASE("engine a wafer in pipelined mode: layers in mesh regions, the 1F1B bubble, SRAM per core", "[engine][wafer]") {
+  // A 12-layer GPT-2-small-sized model resident on each of four WSE-3 wafers.
+  const std::string text =
+      "cluster: cs3-x4\n"
+      "model: {layers: 12, hidden: 768, heads: 12, kv_heads: 12, ffn: 3072, vocab: 50257, activation: gelu}\n"
+      "training: {seq_len: 1024, global_batch: 256, micro_batch: 1}\n"
+      "parallel: {dp: 4, wafer_mode: pipelined}\n";
+  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+  const auto plan = parallelism::make_plan(s);
+  REQUIRE(plan.wafer_pipelined);
+  const auto t = topology::build_step_fabric(s.cluster);
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  const auto r = engine::simulate_step(s, plan, t, engine::step_options(net.get()));
+  // 13 stages (12 layers and the head), 64 micro-batches per wafer: bubble / busy = 12 / 64.
+  CHECK(r.bubble.value() / r.compute.value() == Approx(12.0 / 64.0));
+  CHECK((r.compute + r.bubble + r.exposed_comm + r.other).value() == Approx(r.step_time.value()));
+  // The whole model state is on the wafer: 16 bytes per parameter.
+  const auto pc = parallelism::count_params(*s.model);
+  CHECK((r.memory.weights + r.memory.gradients + r.memory.optimizer).value() == Approx(16.0 * pc.total));
+  // Cores with 4 kB of SRAM run the GEMMs but cannot hold a region's share of the model state.
+  const Scenario tiny = parse_scenario(text, "t.yaml", {"cluster.gpu.sram_per_core=4 kB"}, test::presets());
+  CHECK_THROWS_WITH(engine::simulate_step(tiny, parallelism::make_plan(tiny), t, engine::step_options(net.get())),
+                    Catch::Contains("parallel.wafer_mode") && Catch::Contains("per core"));
+  CHECK_THROWS_WITH(parse_scenario(text, "t.yaml", {"parallel.wafer_mode=stacked"}, test::presets()),
+                    Catch::Contains("parallel.wafer_mode"));
+}

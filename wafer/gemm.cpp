@@ -125,7 +125,7 @@ GemmResult best_gemm(const MeshSpec& m, GemmShape g) {
   for (auto a : gemm_algos()) {
     const GemmResult r = gemm(m, a, g);
     if (!r.valid) {
-      why += (why.empty() ? "" : "; ") + r.why;
+      if (why.find(r.why) == std::string::npos) why += (why.empty() ? "" : "; ") + r.why;
     } else if (!best.valid || r.time.value() < best.time.value()) {
       best = r;
     }
