@@ -92,7 +92,8 @@ Topology with_scale_up(Topology fabric_in, int domain, const LinkParams& scale_u
   if (fabric->num_cost_levels() > 0) {
     levels.emplace_back(gpus);
     for (std::size_t g = 0; g < gpus; ++g) levels[0][g] = static_cast<std::uint32_t>(g / domain);
-    for (std::size_t i = 0; i < fabric->num_cost_levels(); ++i) {
+    // num_cost_levels() counts the last, "nothing shared" level too: it has no groups.
+    for (std::size_t i = 0; i + 1 < fabric->num_cost_levels(); ++i) {
       levels.emplace_back(gpus);
       for (std::size_t g = 0; g < gpus; ++g) levels.back()[g] = fabric->cost_group(static_cast<NodeId>(g), i);
     }

@@ -139,7 +139,8 @@ class Topology {
     while (i < num_levels_ && a[i] != b[i]) ++i;
     return i;
   }
-  /// The group of `endpoint` at cost level `level` (see set_cost_levels).
+  /// The group of `endpoint` at cost level `level` (see set_cost_levels); level + 1 <
+  /// num_cost_levels() (the last level, nothing shared, has no groups).
   [[nodiscard]] std::uint32_t cost_group(NodeId endpoint, std::size_t level) const {
     return cost_levels_[endpoint * num_levels_ + level];
   }
