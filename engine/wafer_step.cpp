@@ -170,7 +170,7 @@ StepResult pipelined_step(const Scenario& sc, const parallelism::Plan& p, const 
   const double act_per_stage_mb = gpu.activations.value() / ((m.layers + 2) / 2.0) / m.layers;
   StepResult r;
   r.memory = gpu;
-  double slowest = 0.0, compute = 0.0, flops_model = 0.0, flops_hw = 0.0, mesh_bytes = 0.0, worst_sram = 0.0;
+  double slowest = 0.0, flops_model = 0.0, flops_hw = 0.0, mesh_bytes = 0.0, worst_sram = 0.0;
   int worst_stage = 0;
   std::map<std::pair<int, int>, PassTimes> done;  // (kind, side) -> pass
   for (int i = 0; i < stages; ++i) {
@@ -188,7 +188,6 @@ StepResult pipelined_step(const Scenario& sc, const parallelism::Plan& p, const 
     const double act = 2.0 * static_cast<double>(p.micro_batch * p.seq_len * m.hidden);
     const double hop = act / (region.x * mesh.link.value()) + region.x * mesh.hop.value();
     slowest = std::max(slowest, t.forward + t.backward + 2.0 * hop);
-    compute += t.forward + t.backward;
     flops_model += t.model_flops;
     flops_hw += t.hw_flops;
     mesh_bytes += t.mesh_bytes;
@@ -225,7 +224,6 @@ StepResult pipelined_step(const Scenario& sc, const parallelism::Plan& p, const 
   r.hardware_flops_per_gpu = FlopRate::of(micro * flops_hw / step);
   r.scale_up_bytes = Bytes::of(micro * mesh_bytes * wafers);
   r.scale_out_bytes = Bytes::of(wafers > 1 ? 2.0 * (wafers - 1) * kGradBytes * pc.total : 0.0);
-  (void)compute;
   return r;
 }
 
