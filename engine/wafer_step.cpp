@@ -15,9 +15,9 @@
 //
 // Memory on the wafer: two layers' weights (double buffer), one layer's gradients, and the
 // activations of one micro-batch through all layers (the GPU model's activations with
-// pp = tp = 1). Energy: every wafer at its system's full-load power for the whole step ([A]:
-// the wafer's draw is not modelled by activity), plus the streamed bits at the I/O link's
-// energy per bit.
+// pp = tp = 1). Energy, as a GPU's: the system's idle power over the step, the rest of its
+// TDP while computing, the mesh's bit crossings at the on-wafer link's energy per bit, and
+// the streamed bits at the I/O link's.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -66,7 +66,7 @@ class WaferKernels {
         time = g.time.value() * k.batch;
         if (attention_rate == 0.0) attention_rate = k.flops.value() / time;
         bwd = 2.0 * time;  // the data and weight gradients, each a GEMM of the forward's size
-        t.mesh_bytes += mesh_bytes_.at(key(k)) * k.batch * 3.0;
+        t.mesh_bytes += g.link_bytes.value() * k.batch * 3.0;  // the forward and its two gradients
       } else if (k.kind == KernelKind::kGemm || k.kind == KernelKind::kAttention) {
         const double rate = attention_rate > 0 ? attention_rate : m_.flops.value() * m_.units();
         time = k.flops.value() / rate;
@@ -87,9 +87,6 @@ class WaferKernels {
   }
 
  private:
-  static std::tuple<long long, long long, long long> key(const Kernel& k) {
-    return {static_cast<long long>(k.rows), static_cast<long long>(k.depth), static_cast<long long>(k.cols)};
-  }
   const wafer::GemmResult& gemm(long long rows, long long depth, long long cols) {
     const auto k = std::make_tuple(rows, depth, cols);
     auto it = cache_.find(k);
@@ -98,10 +95,6 @@ class WaferKernels {
       if (!r.valid) throw Error("cluster.gpu", "no distributed GEMM of " + std::to_string(rows) + "x" +
                                                    std::to_string(depth) + "x" + std::to_string(cols) +
                                                    " runs on the wafer: " + r.why);
-      // Bytes on the mesh: every core receives an A and a B block at each of the p steps.
-      const double p = r.grid, bm = std::ceil(static_cast<double>(rows) / p), bk = std::ceil(static_cast<double>(depth) / p),
-                   bn = std::ceil(static_cast<double>(cols) / p);
-      mesh_bytes_[k] = p * p * p * 2.0 * (bm * bk + bk * bn);
       it = cache_.emplace(k, r).first;
     }
     return it->second;
@@ -109,7 +102,6 @@ class WaferKernels {
   const Scenario& sc_;
   const wafer::MeshSpec& m_;
   std::map<std::tuple<long long, long long, long long>, wafer::GemmResult> cache_;
-  std::map<std::tuple<long long, long long, long long>, double> mesh_bytes_;
 };
 
 double layer_params(const ModelSpec& m, int i) {
@@ -291,7 +283,11 @@ StepResult simulate_wafer_step(const Scenario& sc, const parallelism::Plan& p, c
   const double peak = sc.cluster.gpu.bf16_dense.value();
   r.mfu = r.model_flops_per_gpu.value() / peak;
   r.hfu = r.hardware_flops_per_gpu.value() / peak;
-  const double energy = wafers * sc.cluster.gpu.tdp.value() * step +
+  // As a GPU's: static power over the step, the dynamic part while computing, and the bits
+  // moved at the mesh's and the I/O link's own energy per bit.
+  const auto& gpu = sc.cluster.gpu;
+  const double energy = wafers * (gpu.idle_power.value() * step + (gpu.tdp - gpu.idle_power).value() * r.compute.value()) +
+                        r.scale_up_bytes.value() * 8.0 * sc.cluster.scale_up.energy.value() +
                         r.scale_out_bytes.value() * 8.0 * sc.cluster.scale_out->link.energy.value();
   r.step_energy = Joules::of(energy);
   r.energy_per_token_j = energy / tokens;

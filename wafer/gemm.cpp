@@ -92,6 +92,14 @@ GemmResult gemm_on_grid(const MeshSpec& m, GemmAlgo a, GemmShape g, int p) {
     }
     t += compute;  // the last step's
   }
+  // Link crossings: SUMMA's multicast trees cross the p-1 links of each row (column) once per
+  // step; Cannon's p-1 one-hop shifts and its (p-1)-hop wrap-around, and MeshGEMM's folded
+  // ring (every directed link of the row once), cross 2(p-1) links per row per step; the skew
+  // moves row i's blocks i links (p(p-1)/2 per row).
+  const double rows = p, per_line = a == GemmAlgo::kSumma ? p - 1.0 : 2.0 * (p - 1.0);
+  double crossings = p * rows * per_line * (a_bytes + b_bytes);
+  if (a != GemmAlgo::kSumma) crossings += rows * p * (p - 1.0) / 2.0 * (a_bytes + b_bytes);
+  r.link_bytes = Bytes::of(crossings);
   r.valid = true;
   r.time = Seconds::of(t);
   r.compute = Seconds::of(p * compute);

@@ -48,6 +48,9 @@ struct GemmResult {
   Bytes sram_per_core;
   int routes = 0;               ///< per router
   double tflops = 0;            ///< 2 n^3 / time
+  /// Bytes times the links they cross on the mesh (each link counted per crossing): the
+  /// mesh's share of the energy is this times its energy per bit.
+  Bytes link_bytes;
 };
 
 /// Routes per router the algorithm needs (see above).
