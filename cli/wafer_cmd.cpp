@@ -1,6 +1,7 @@
 // `wallsim wafer SCENARIO.yaml`: the wafer's mesh under the PLMR lens — its collectives along
 // rows and columns (closed forms), and distributed GEMM by SUMMA, Cannon and MeshGEMM with
 // their grid, time, SRAM and routing needs.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -12,6 +13,8 @@
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
+#include "collectives/network_model.hpp"
+#include "topology/families.hpp"
 #include "wafer/gemm.hpp"
 
 namespace wallsim::cli {
@@ -19,9 +22,35 @@ namespace {
 
 struct WaferFlags {
   CommonFlags common;
-  std::string scenario, bytes = "1 MiB", gemm = "2048,4096,8192";
+  std::string scenario, bytes = "1 MiB", gemm = "2048,4096,8192", network = "analytic";
   int tile = 1;
 };
+
+/// The collectives' schedules timed by the flow model on the mesh at the flags' granularity
+/// (a single-wafer wafer-mesh topology): the check of the closed forms at full size, and
+/// where tiles pay: a core-level 2-D all-reduce on a whole wafer is hundreds of thousands of
+/// flows per step.
+nlohmann::json flow_times(const wafer::MeshSpec& m, Bytes size, int chunks, std::string& text) {
+  const auto start = std::chrono::steady_clock::now();
+  topology::WaferMeshParams p;
+  p.x = m.x;
+  p.y = m.y;
+  p.link = {m.link, m.hop, {}};
+  const topology::Topology t = topology::build_wafer_mesh(p);
+  const auto net = collectives::NetworkModel::build("flow", "--network");
+  collectives::CostParams c;
+  c.overhead = m.overhead;
+  const double row = net->time(t, wafer::row_allreduce_schedule(m, m.x, size), c).value();
+  const double bcast = net->time(t, wafer::row_broadcast_schedule(m, m.x, size, chunks), c).value();
+  const double all = net->time(t, wafer::allreduce_2d_schedule(m, size), c).value();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  text += key_value_table({{"flow model", "row all-reduce " + to_string(Seconds::of(row)) + ", row broadcast " +
+                                              to_string(Seconds::of(bcast)) + ", 2-D all-reduce " +
+                                              to_string(Seconds::of(all)) + " (simulated in " +
+                                              format_number(took, 3) + " s on " + std::to_string(m.units()) +
+                                              " units)"}});
+  return {{"row_allreduce_s", row}, {"row_broadcast_s", bcast}, {"allreduce_2d_s", all}, {"wall_s", took}};
+}
 
 void run(const WaferFlags& f) {
   const Presets presets(default_data_dir());
@@ -50,6 +79,7 @@ void run(const WaferFlags& f) {
                         {"row_broadcast_s", bcast.value()},
                         {"row_broadcast_chunks", chunks},
                         {"allreduce_2d_s", all.value()}}}};
+  if (f.network != "analytic" && f.network != "flow") throw Error("--network", "'" + f.network + "' is not analytic or flow");
   std::ostringstream text;
   text << "wallsim wafer: " << (s.name.empty() ? f.scenario : s.name) << ", " << m.name << " mesh " << m.x << "x"
        << m.y << (m.tile > 1 ? " tiles of " + std::to_string(m.tile) + "x" + std::to_string(m.tile) + " cores" : " cores")
@@ -65,6 +95,11 @@ void run(const WaferFlags& f) {
               {"row broadcast", to_string(bcast) + " (pipelined in " + std::to_string(chunks) + " chunks)"},
               {"2-D all-reduce", to_string(all)},
           });
+  if (f.network == "flow") {
+    std::string flow_text;
+    j["collectives_flow"] = flow_times(m, size, chunks, flow_text);
+    text << flow_text;
+  }
   char line[256];
   std::snprintf(line, sizeof line, "%7s  %-9s %6s %6s %11s %9s %7s %7s %10s  %s\n", "GEMM n", "algorithm", "grid",
                 "block", "time", "TFLOP/s", "comm", "routes", "SRAM/core", "");
@@ -103,6 +138,7 @@ void register_wafer(CLI::App& app, Action& action) {
   cmd->add_option("--tile", f->tile, "Coarsen the mesh into KxK-core tiles (default 1: cores)");
   cmd->add_option("--bytes", f->bytes, "Bytes per core for the collectives (default 1 MiB)");
   cmd->add_option("--gemm", f->gemm, "Square GEMM sizes, comma-separated (default 2048,4096,8192)");
+  cmd->add_option("--network", f->network, "flow: also simulate the collectives on the mesh (default analytic)");
   add_common_flags(*cmd, f->common);
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }

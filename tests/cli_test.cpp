@@ -614,6 +614,13 @@ TEST_CASE("cli wafer prints the mesh, its collectives and the GEMM algorithms", 
   CHECK(j["collectives"]["row_allreduce_s"].get<double>() > 0.0);
   REQUIRE(j["gemm"].size() == 9);  // 3 sizes x 3 algorithms
   for (const auto& g : j["gemm"]) CHECK(g["valid"] == true);
+  // --network flow simulates the collectives on the mesh; on a 16x12 piece of the wafer they
+  // equal the closed forms.
+  const auto flow = nlohmann::json::parse(
+      run("wafer " + wse + " --set cluster.scale_out.dims=16x12 --network flow --gemm 64 --json -").out);
+  for (const char* k : {"row_allreduce_s", "row_broadcast_s", "allreduce_2d_s"}) {
+    CHECK(flow["collectives_flow"][k].get<double>() == Approx(flow["collectives"][k].get<double>()).epsilon(1e-9));
+  }
   // Tiles of 2x2 cores (750x994 is even both ways; 4 divides neither).
   CHECK(run("wafer " + wse + " --tile 2 --quiet").code == 0);
   // Routers with 4 routes: Cannon and MeshGEMM rows say why they cannot run.
