@@ -44,61 +44,43 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
       for (int pp : divisors(gpus / (static_cast<long long>(tp) * cp), m.layers)) shapes.push_back({tp, cp, pp});
     }
   }
-  // The plans that fit, enumerated on every rank (cheap); then their steps, spread over the
-  // ranks (the expensive part, whose cost varies a lot from plan to plan).
-  struct Candidate {
+  // A work item is a (tp, cp, pp) shape: its candidate plans are checked (rules, memory) and
+  // the ones that fit simulated on one rank, whose comm cache serves them all (they share
+  // most collectives). Items are handed out costliest first (pp^2 tp cp: tasks per step grow
+  // with pp and the micro-batches with tp cp pp); results come back in enumeration order.
+  struct Spec {
     ParallelSpec ps;
     int micro_batch;
-    parallelism::Plan plan;
-    std::size_t shape;
   };
-  std::vector<Candidate> candidates;
-  for (std::size_t shape = 0; shape < shapes.size(); ++shape) {
-    const auto [tp, cp, pp] = shapes[shape];
-    const long long dp = gpus / (static_cast<long long>(tp) * cp * pp);
+  auto specs_of = [&](const Shape& sh) {
+    std::vector<Spec> out;
+    const long long dp = gpus / (static_cast<long long>(sh.tp) * sh.cp * sh.pp);
     for (int ep : m.experts > 0 ? divisors(m.experts, m.experts) : std::vector<int>{1}) {
       // Expert TP: as the attention's, or none (experts whole, EP folded across TP ranks).
-      for (int etp : ep > 1 && tp > 1 ? std::vector<int>{tp, 1} : std::vector<int>{tp}) {
-        for (int vpp : pp > 1 ? std::vector<int>{1, 2, 4} : std::vector<int>{1}) {
-          std::vector<std::string> schedules =
+      for (int etp : ep > 1 && sh.tp > 1 ? std::vector<int>{sh.tp, 1} : std::vector<int>{sh.tp}) {
+        for (int vpp : sh.pp > 1 ? std::vector<int>{1, 2, 4} : std::vector<int>{1}) {
+          const std::vector<std::string> schedules =
               vpp > 1 ? std::vector<std::string>{"interleaved"}
-                      : (pp > 1 ? std::vector<std::string>{"1f1b", "gpipe", "zero-bubble"}
-                                : std::vector<std::string>{"1f1b"});
+                      : (sh.pp > 1 ? std::vector<std::string>{"1f1b", "gpipe", "zero-bubble"}
+                                   : std::vector<std::string>{"1f1b"});
           for (const auto& schedule : schedules) {
             for (int mbs : {1, 2, 4}) {
               for (int zero = 0; zero <= 3; ++zero) {
                 for (const char* rc : recomputes) {
-                  ++res.evaluated;
-                  Scenario s = base;
                   ParallelSpec ps;
-                  ps.tp = tp;
-                  ps.pp = pp;
+                  ps.tp = sh.tp;
+                  ps.pp = sh.pp;
                   ps.dp = static_cast<int>(dp);
-                  ps.cp = cp;
+                  ps.cp = sh.cp;
                   ps.ep = ep;
                   ps.etp = etp;
-                  ps.sp = tp > 1;
+                  ps.sp = sh.tp > 1;
                   ps.vpp = vpp;
                   ps.schedule = schedule;
                   ps.zero = zero;
                   ps.recompute = rc;
                   if (base.parallel) ps.order = base.parallel->order;
-                  s.parallel = ps;
-                  s.training->micro_batch = mbs;
-                  parallelism::Plan plan;
-                  Memory mem;
-                  try {
-                    plan = parallelism::make_plan(s);
-                    mem = memory_per_gpu(s, plan);  // wafer clusters reject plans that are not data parallel
-                  } catch (const Error&) {
-                    continue;
-                  }
-                  ++res.valid;
-                  if (!mem.fits()) {
-                    ++res.dropped_memory;
-                    continue;
-                  }
-                  candidates.push_back({ps, mbs, plan, shape});
+                  out.push_back({ps, mbs});
                 }
               }
             }
@@ -106,39 +88,63 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
         }
       }
     }
-  }
-  // A work item is a (tp, cp, pp) shape: its plans share most collectives (one rank's comm
-  // cache serves them all). Items are handed out costliest first (tasks per step as the
-  // estimate), results come back by shape in enumeration order.
-  std::vector<std::vector<std::size_t>> by_shape(shapes.size());
-  std::vector<double> cost(shapes.size(), 0.0);
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    const auto& p = candidates[i].plan;
-    by_shape[candidates[i].shape].push_back(i);
-    cost[candidates[i].shape] += static_cast<double>(p.micro_batches) * p.vpp * p.pp + 100.0;
-  }
+    return out;
+  };
+  auto scenario_of = [&](const Spec& sp) {
+    Scenario s = base;
+    s.parallel = sp.ps;
+    s.training->micro_batch = sp.micro_batch;
+    return s;
+  };
+  std::vector<double> cost(shapes.size());
   std::vector<std::size_t> order(shapes.size());
-  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+  for (std::size_t k = 0; k < shapes.size(); ++k) {
+    order[k] = k;
+    cost[k] = static_cast<double>(shapes[k].pp) * shapes[k].pp * shapes[k].tp * shapes[k].cp;
+  }
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return cost[a] > cost[b]; });
   const auto packed = distribute(
       shapes.size(),
       [&](std::size_t k) {
         Packer out;
-        for (std::size_t i : by_shape[k]) {
-          Scenario s = base;
-          s.parallel = candidates[i].ps;
-          s.training->micro_batch = candidates[i].micro_batch;
-          out.put(pack(simulate_step(s, candidates[i].plan, t, opts)));
+        std::uint64_t valid = 0, dropped = 0;
+        std::vector<std::pair<std::uint64_t, std::string>> fits;
+        const auto specs = specs_of(shapes[k]);
+        for (std::size_t i = 0; i < specs.size(); ++i) {
+          const Scenario s = scenario_of(specs[i]);
+          parallelism::Plan plan;
+          Memory mem;
+          try {
+            plan = parallelism::make_plan(s);
+            mem = memory_per_gpu(s, plan);  // wafer clusters reject plans that are not data parallel
+          } catch (const Error&) {
+            continue;
+          }
+          ++valid;
+          if (!mem.fits()) {
+            ++dropped;
+            continue;
+          }
+          fits.emplace_back(i, pack(simulate_step(s, plan, t, opts)));
         }
+        out.put(static_cast<std::uint64_t>(specs.size())).put(valid).put(dropped).put(static_cast<std::uint64_t>(fits.size()));
+        for (const auto& [i, step] : fits) out.put(i).put(step);
         return out.take();
       },
       1, progress, order);
-  std::vector<std::string> steps(candidates.size());
   for (std::size_t k = 0; k < shapes.size(); ++k) {
     Unpacker in(packed[k]);
-    for (std::size_t i : by_shape[k]) steps[i] = in.get_string();
+    res.evaluated += in.get<std::uint64_t>();
+    res.valid += in.get<std::uint64_t>();
+    res.dropped_memory += in.get<std::uint64_t>();
+    const auto n = in.get<std::uint64_t>();
+    if (n == 0) continue;
+    const auto specs = specs_of(shapes[k]);
+    for (std::uint64_t j = 0; j < n; ++j) {
+      const auto i = in.get<std::uint64_t>();
+      res.plans.emplace_back(parallelism::make_plan(scenario_of(specs[i])), unpack_step(in.get_string()));
+    }
   }
-  for (std::size_t i = 0; i < candidates.size(); ++i) res.plans.emplace_back(candidates[i].plan, unpack_step(steps[i]));
   auto score = [&](const StepResult& r) { return by_energy ? r.energy_per_token_j : r.step_time.value(); };
   std::stable_sort(res.plans.begin(), res.plans.end(),
                    [&](const auto& a, const auto& b) { return score(a.second) < score(b.second); });
