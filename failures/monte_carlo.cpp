@@ -101,6 +101,12 @@ struct TrialResult {
   std::vector<double> count, lost;
 };
 
+/// Every field of a trial's result, in one order, for packing and unpacking across ranks.
+template <class IO, class R>
+void trial_fields(IO&& io, R& r) {
+  io(r.wall, r.checkpoint, r.degraded, r.waiting, r.count, r.lost);
+}
+
 class Trial {
  public:
   Trial(const RunModel& m, double interval, std::uint64_t seed, std::uint64_t trial)
@@ -339,7 +345,7 @@ RunStats simulate_run(const RunModel& m, Seconds interval, int trials, std::uint
     engine::Packer out;
     for (int k = static_cast<int>(c) * kChunk; k < std::min(trials, static_cast<int>(c + 1) * kChunk); ++k) {
       const TrialResult r = Trial(m, tau, seed, static_cast<std::uint64_t>(k)).run();
-      out.put(r.wall).put(r.checkpoint).put(r.degraded).put(r.waiting).put(r.count).put(r.lost);
+      trial_fields([&out](const auto&... x) { (out.put(x), ...); }, r);
     }
     return out.take();
   });
@@ -347,13 +353,7 @@ RunStats simulate_run(const RunModel& m, Seconds interval, int trials, std::uint
   for (int c = 0; c < chunks; ++c) {
     engine::Unpacker in(packed[static_cast<std::size_t>(c)]);
     for (int k = c * kChunk; k < std::min(trials, (c + 1) * kChunk); ++k) {
-      TrialResult& r = results[static_cast<std::size_t>(k)];
-      in.get(r.wall);
-      in.get(r.checkpoint);
-      in.get(r.degraded);
-      in.get(r.waiting);
-      in.get(r.count);
-      in.get(r.lost);
+      trial_fields([&in](auto&... x) { (in.get(x), ...); }, results[static_cast<std::size_t>(k)]);
     }
   }
   for (const TrialResult& r : results) {
