@@ -13,8 +13,6 @@
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
-#include "collectives/network_model.hpp"
-#include "topology/families.hpp"
 #include "wafer/gemm.hpp"
 
 namespace wallsim::cli {
@@ -32,17 +30,10 @@ struct WaferFlags {
 /// flows per step.
 nlohmann::json flow_times(const wafer::MeshSpec& m, Bytes size, int chunks, std::string& text) {
   const auto start = std::chrono::steady_clock::now();
-  topology::WaferMeshParams p;
-  p.x = m.x;
-  p.y = m.y;
-  p.link = {m.link, m.hop, {}};
-  const topology::Topology t = topology::build_wafer_mesh(p);
-  const auto net = collectives::NetworkModel::build("flow", "--network");
-  collectives::CostParams c;
-  c.overhead = m.overhead;
-  const double row = net->time(t, wafer::row_allreduce_schedule(m, m.x, size), c).value();
-  const double bcast = net->time(t, wafer::row_broadcast_schedule(m, m.x, size, chunks), c).value();
-  const double all = net->time(t, wafer::allreduce_2d_schedule(m, size), c).value();
+  const topology::Topology t = wafer::mesh_topology(m);
+  const double row = wafer::flow_time(m, t, wafer::row_allreduce_schedule(m, m.x, size)).value();
+  const double bcast = wafer::flow_time(m, t, wafer::row_broadcast_schedule(m, m.x, size, chunks)).value();
+  const double all = wafer::flow_time(m, t, wafer::allreduce_2d_schedule(m, size)).value();
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   text += key_value_table({{"flow model", "row all-reduce " + to_string(Seconds::of(row)) + ", row broadcast " +
                                               to_string(Seconds::of(bcast)) + ", 2-D all-reduce " +

@@ -29,19 +29,10 @@ wafer::MeshSpec small_mesh(int x, int y) {
   return m;
 }
 
-topology::Topology fabric_of(const wafer::MeshSpec& m) {
-  topology::WaferMeshParams p;
-  p.x = m.x;
-  p.y = m.y;
-  p.link = {m.link, m.hop, {}};
-  return topology::build_wafer_mesh(p);
-}
+topology::Topology fabric_of(const wafer::MeshSpec& m) { return wafer::mesh_topology(m); }
 
 double flow_time(const wafer::MeshSpec& m, const collectives::Schedule& s) {
-  const auto net = collectives::NetworkModel::build("flow", "test");
-  collectives::CostParams c;
-  c.overhead = m.overhead;
-  return net->time(fabric_of(m), s, c).value();
+  return wafer::flow_time(m, fabric_of(m), s).value();
 }
 
 }  // namespace

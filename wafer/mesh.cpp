@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "core/config.hpp"
+#include "collectives/network_model.hpp"
 #include "core/error.hpp"
+#include "topology/families.hpp"
 
 namespace wallsim::wafer {
 namespace {
@@ -41,6 +43,21 @@ void check_line(const MeshSpec& m, int n, const char* what) {
 }
 
 }  // namespace
+
+topology::Topology mesh_topology(const MeshSpec& m) {
+  topology::WaferMeshParams p;
+  p.x = m.x;
+  p.y = m.y;
+  p.link = {m.link, m.hop, {}};
+  return topology::build_wafer_mesh(p);
+}
+
+Seconds flow_time(const MeshSpec& m, const topology::Topology& t, const collectives::Schedule& s) {
+  const auto net = collectives::NetworkModel::build("flow", "network");
+  collectives::CostParams c;
+  c.overhead = m.overhead;
+  return net->time(t, s, c);
+}
 
 std::vector<int> folded_ring(int n) {
   std::vector<int> order;

@@ -65,6 +65,11 @@ collectives::Schedule row_allreduce_schedule(const MeshSpec& m, int n, Bytes s);
 collectives::Schedule row_broadcast_schedule(const MeshSpec& m, int n, Bytes s, int chunks);
 collectives::Schedule allreduce_2d_schedule(const MeshSpec& m, Bytes s);
 
+/// The mesh as a single-wafer wafer-mesh topology (endpoint = row * x + column).
+topology::Topology mesh_topology(const MeshSpec& m);
+/// `s` timed by the flow model on `t` (mesh_topology(m)), with the mesh's per-message cost.
+Seconds flow_time(const MeshSpec& m, const topology::Topology& t, const collectives::Schedule& s);
+
 /// The folded ring order of a line of n: 0, 2, 4, ..., then the odd positions descending.
 std::vector<int> folded_ring(int n);
 
