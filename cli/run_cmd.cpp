@@ -74,33 +74,6 @@ std::string plan_text(const parallelism::Plan& p) {
          ", " + parallelism::to_string(p.schedule);
 }
 
-/// Chrome trace-event JSON (Perfetto, chrome://tracing): one process per pipeline stage (its
-/// first rank), threads for compute, exposed communication and the data-parallel stream.
-std::string trace_json(const engine::StepResult& r, const parallelism::Plan& p) {
-  nlohmann::json events = nlohmann::json::array();
-  const char* lanes[] = {"compute", "exposed comm (TP/SP/CP/EP)", "data-parallel comm"};
-  for (int s = 0; s < p.pp; ++s) {
-    parallelism::Coords c;
-    c.pp = s;
-    const std::string name = "stage " + std::to_string(s) + " (rank " + std::to_string(parallelism::rank_of(p, c)) + ")";
-    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"name", name}}}});
-    events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"sort_index", s}}}});
-    for (int l = 0; l < 3; ++l) {
-      events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", s}, {"tid", l}, {"args", {{"name", lanes[l]}}}});
-    }
-  }
-  for (const auto& e : r.timeline) {
-    events.push_back({{"name", e.name},
-                      {"cat", e.lane == 0 ? "compute" : "comm"},
-                      {"ph", "X"},
-                      {"ts", e.start.value() * 1e6},
-                      {"dur", (e.end - e.start).value() * 1e6},
-                      {"pid", e.stage},
-                      {"tid", e.lane}});
-  }
-  return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() + "\n";
-}
-
 const char* kStepCsvHeader =
     "step_time_s,tokens_per_s,mfu,hfu,model_tflops_per_gpu,compute_s,exposed_comm_s,bubble_s,other_s,"
     "peak_bytes_per_gpu,fits,energy_per_token_j,gpu_avg_w";
@@ -149,7 +122,7 @@ void run(const RunFlags& f) {
   if (whole) summary["run"] = run_json(*whole);
   if (!f.common.json.empty()) files.add(f.common.json, summary.dump(2) + "\n");
   if (!f.csv.empty()) files.add(f.csv, std::string(kStepCsvHeader) + "\n" + step_csv_row(r) + "\n");
-  if (!f.trace.empty()) files.add(f.trace, trace_json(r, plan));
+  if (!f.trace.empty()) files.add(f.trace, report::trace_json(r, plan));
   if (!f.svg.empty()) files.add(f.svg, report::step_svg(r, plan, s.cluster.gpu, s.name.empty() ? f.scenario : s.name));
   if (!f.common.hdf5.empty()) {
     report::Hdf5File h5;

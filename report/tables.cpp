@@ -6,14 +6,45 @@
 #include <algorithm>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include <stdexcept>
 
 namespace wallsim::report {
 
 const char* lane_name(int lane) {
-  static const char* names[] = {"compute", "exposed comm", "data-parallel comm"};
+  static const char* names[] = {"compute", "exposed comm (TP/SP/CP/EP)", "data-parallel comm"};
   return lane >= 0 && lane < 3 ? names[lane] : "other";
 }
+
+std::string stage_label(const parallelism::Plan& p, int stage) {
+  parallelism::Coords c;
+  c.pp = stage;
+  return "stage " + std::to_string(stage) + " (rank " + std::to_string(parallelism::rank_of(p, c)) + ")";
+}
+
+std::string trace_json(const engine::StepResult& r, const parallelism::Plan& p) {
+  nlohmann::json events = nlohmann::json::array();
+  for (int s = 0; s < p.pp; ++s) {
+    const std::string name = stage_label(p, s);
+    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"name", name}}}});
+    events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"sort_index", s}}}});
+    for (int l = 0; l < 3; ++l) {
+      events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", s}, {"tid", l}, {"args", {{"name", lane_name(l)}}}});
+    }
+  }
+  for (const auto& e : r.timeline) {
+    events.push_back({{"name", e.name},
+                      {"cat", e.lane == 0 ? "compute" : "comm"},
+                      {"ph", "X"},
+                      {"ts", e.start.value() * 1e6},
+                      {"dur", (e.end - e.start).value() * 1e6},
+                      {"pid", e.stage},
+                      {"tid", e.lane}});
+  }
+  return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() + "\n";
+}
+
 
 const std::vector<std::string>& step_metric_names() {
   static const std::vector<std::string> names = {"step_time_s", "tokens_per_s", "mfu", "hfu", "exposed_comm_s",
@@ -116,11 +147,7 @@ std::string step_svg(const engine::StepResult& r, const parallelism::Plan& p, co
   tl.title = title + ": one step, a rank per pipeline stage";
   tl.x_label = "time in the step (s)";
   tl.kinds = {lane_name(0), lane_name(1), lane_name(2)};
-  for (int s = 0; s < p.pp; ++s) {
-    parallelism::Coords c;
-    c.pp = s;
-    tl.rows.push_back("stage " + std::to_string(s) + " (rank " + std::to_string(parallelism::rank_of(p, c)) + ")");
-  }
+  for (int s = 0; s < p.pp; ++s) tl.rows.push_back(stage_label(p, s));
   for (const auto& e : r.timeline) tl.bars.push_back({e.stage, e.lane, e.start.value(), e.end.value()});
 
   LinePlot roof;

@@ -12,6 +12,12 @@ namespace wallsim::report {
 
 /// Lane names of TimelineEvent::lane.
 const char* lane_name(int lane);
+/// "stage s (rank r)": a pipeline stage by its first rank.
+std::string stage_label(const parallelism::Plan& p, int stage);
+
+/// Chrome trace-event JSON (Perfetto, chrome://tracing) of a step with a timeline: one process
+/// per pipeline stage (its first rank), a thread per lane, the tasks' names.
+std::string trace_json(const engine::StepResult& r, const parallelism::Plan& p);
 
 /// The per-step figures a sweep or search tabulates and plots (step_time_s, mfu, ...).
 const std::vector<std::string>& step_metric_names();
