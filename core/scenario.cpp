@@ -332,7 +332,7 @@ ModelSpec parse_model(const Config& raw, const Presets& presets) {
 ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
   Config c = resolve(raw, PresetKind::kClusters, presets);
   c.allow_only({"description", "notes", "gpu", "nodes", "gpus_per_node", "scale_up",
-                "scale_out", "storage"});
+                "scale_out", "storage", "external_memory"});
   ClusterSpec k;
   k.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -380,6 +380,10 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     s.bandwidth = st->at("bandwidth").as<Bandwidth>();
     s.nodes = optional_int(*st, "nodes", 1);
     k.storage = s;
+  }
+  if (auto f = c.find("external_memory")) {
+    k.external_memory = f->as<Bytes>();
+    if (k.external_memory->value() <= 0.0) throw Error(f->path(), "must be positive, not " + f->as_string());
   }
   return k;
 }

@@ -86,6 +86,9 @@ struct ClusterSpec {
   LinkSpec scale_up;
   std::optional<ScaleOutSpec> scale_out;
   std::optional<StorageSpec> storage;
+  /// Wafer-scale clusters in weight streaming: the external store of weights and optimizer
+  /// state (Cerebras MemoryX); unset = not limited.
+  std::optional<Bytes> external_memory;
   [[nodiscard]] long long gpus() const { return nodes * gpus_per_node; }
 };
 

@@ -127,6 +127,17 @@ Memory wafer_memory(const Scenario& sc, const parallelism::Plan& p, const Memory
     mem.activations = gpu_model.activations * ((m.layers + 2) / 2.0);
     return mem;
   }
+  // Weight streaming: the external store holds every weight and its optimizer state.
+  if (const auto& ext = sc.cluster.external_memory) {
+    const double params = parallelism::count_params(m).total;
+    const double per_param = kWeightBytes + kGradBytes + kOptimizerBytes;
+    if (per_param * params > ext->value()) {
+      throw Error("cluster.external_memory",
+                  to_string(*ext) + " holds the weights, gradients and optimizer state (" + format_number(per_param) +
+                      " B each) of " + format_number(ext->value() / per_param / 1e9) + "B parameters; " + m.name +
+                      " has " + format_number(params / 1e9) + "B");
+    }
+  }
   double largest = 0.0;
   for (int i = 0; i < m.layers; ++i) largest = std::max(largest, layer_params(m, i));
   Memory mem;

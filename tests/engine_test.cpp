@@ -225,6 +225,15 @@ TEST_CASE("engine a wafer-scale step streams every layer's weights, and rejects 
   // Tensor parallelism inside a wafer is not a weight-streaming plan.
   const Scenario tp = parse_scenario(text, "t.yaml", {"parallel.dp=2", "parallel.tp=2"}, test::presets());
   CHECK_THROWS_WITH(engine::memory_per_gpu(tp, parallelism::make_plan(tp)), Catch::Contains("data parallel across wafers"));
+  // The external store (MemoryX) holds 16 B per parameter: Llama 3 8B (8.03B parameters,
+  // 128 GB) fits in 1.2 PB and in 129 GB, not in 127 GB.
+  CHECK(s.cluster.external_memory->value() == 1.2e15);
+  CHECK(16.0 * pc.total == Approx(128.5e9).epsilon(0.005));
+  const Scenario roomy = parse_scenario(text, "t.yaml", {"cluster.external_memory=129GB"}, test::presets());
+  CHECK_NOTHROW(engine::memory_per_gpu(roomy, plan));
+  const Scenario small = parse_scenario(text, "t.yaml", {"cluster.external_memory=127GB"}, test::presets());
+  CHECK_THROWS_WITH(engine::memory_per_gpu(small, plan),
+                    Catch::Contains("cluster.external_memory") && Catch::Contains("7.938B parameters"));
 }
 
 TEST_CASE("engine a wafer in pipelined mode: layers in mesh regions, the 1F1B bubble, SRAM per core", "[engine][wafer]") {
