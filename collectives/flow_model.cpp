@@ -35,51 +35,97 @@ using MinHeap = std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::grea
 
 class Solver {
  public:
-  Solver(const topology::Topology& t, const std::vector<Flow>& flows, std::span<const double> reserved)
-      : topo_(t), flows_(flows), state_(flows.size()), begin_(flows.size() + 1, 0),
-        on_link_(t.num_links()), link_mark_(t.num_links(), 0),
-        cap_(t.num_links(), 0.0), wsum_(t.num_links(), 0.0), link_ver_(t.num_links(), 0),
-        bw_(t.num_links()), finish_(flows.size(), Seconds::of(kInf)), touch_mark_(t.num_links(), 0) {
-    load_.assign(t.num_links(), 0.0);
-    for (topology::LinkId l = 0; l < t.num_links(); ++l) {
-      bw_[l] = t.link(l).bandwidth.value();
-      if (!reserved.empty()) {
-        if (reserved.size() != t.num_links()) throw std::logic_error("simulate_flows: reserved_Bps needs one entry per link");
-        bw_[l] = std::max(0.0, bw_[l] - reserved[l]);
+  Solver(const topology::Topology& t, const std::vector<Flow>& flows, std::span<const double> reserved,
+         const FlowExchange* exchange)
+      : flows_(flows), state_(flows.size()), begin_(flows.size() + 1, 0), finish_(flows.size(), Seconds::of(kInf)),
+        ex_(exchange) {
+    if (!reserved.empty() && reserved.size() != t.num_links()) {
+      throw std::logic_error("simulate_flows: reserved_Bps needs one entry per link");
+    }
+    // The links the flows cross, numbered locally (a rank of a partitioned simulation holds
+    // only its flows' links): per-link state is sized by them, not by the fabric.
+    std::size_t total = 0;
+    for (std::size_t f = 0; f < flows.size(); ++f) {
+      for (auto l : flows[f].path) {
+        if (l >= t.num_links()) throw Error("flow " + std::to_string(f), "link " + std::to_string(l) + " does not exist");
+      }
+      if (flows[f].multiplicity != std::floor(flows[f].multiplicity) || flows[f].multiplicity < 1.0) {
+        throw std::logic_error("simulate_flows: multiplicities are whole numbers");
+      }
+      total += flows[f].path.size();
+    }
+    // Local ids in order of first appearance, through a map by link id that lives only here.
+    std::vector<std::uint32_t> local_of(t.num_links(), kNone);
+    for (const auto& fl : flows) {
+      for (auto l : fl.path) {
+        if (local_of[l] != kNone) continue;
+        local_of[l] = static_cast<std::uint32_t>(glink_.size());
+        glink_.push_back(l);
       }
     }
-    // Paths in one array (cache-friendly), with each element's slot in its link's flow list;
-    // flows in activation order (start + path latency; ties by index) in one array too.
-    std::size_t total = 0;
-    for (const auto& fl : flows) total += fl.path.size();
+    const std::size_t n = glink_.size();
+    bw_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      bw_[i] = t.link(glink_[i]).bandwidth.value();
+      if (!reserved.empty()) bw_[i] = std::max(0.0, bw_[i] - reserved[glink_[i]]);
+    }
+    load_.assign(n, 0.0);
+    cap_.assign(n, 0.0);
+    wsum_.assign(n, 0.0);
+    acc_.assign(n, 0.0);
+    link_ver_.assign(n, 0);
+    link_mark_.assign(n, 0);
+    touch_mark_.assign(n, 0);
+    on_start_.assign(n + 1, 0);
+    on_count_.assign(n, 0);
+    // Paths in one array of local link ids, with each element's slot in its link's flow list;
+    // a link's list has room for every flow that crosses it. Flows in activation order
+    // (start + path latency; ties by index) in one array too.
     links_.reserve(total);
     agenda_.reserve(flows.size());
     for (std::size_t f = 0; f < flows.size(); ++f) {
       const Flow& fl = flows[f];
       for (auto l : fl.path) {
-        if (l >= t.num_links()) throw Error("flow " + std::to_string(f), "link " + std::to_string(l) + " does not exist");
+        const std::uint32_t i = local_of[l];
+        links_.push_back(i);
+        ++on_start_[i + 1];
       }
-      links_.insert(links_.end(), fl.path.begin(), fl.path.end());
       begin_[f + 1] = static_cast<std::uint32_t>(links_.size());
       agenda_.push_back({fl.start.value() + t.path_latency(fl.path).value(), static_cast<std::uint32_t>(f)});
     }
+    for (std::size_t i = 0; i < n; ++i) on_start_[i + 1] += on_start_[i];
+    on_flow_.assign(total, 0);
     std::sort(agenda_.begin(), agenda_.end(),
               [](const Start& a, const Start& b) { return a.at != b.at ? a.at < b.at : a.id < b.id; });
     slot_.assign(links_.size(), 0);
+    if (ex_ != nullptr) {
+      std::vector<topology::LinkId> mine(glink_);
+      std::sort(mine.begin(), mine.end());
+      const auto shared = ex_->shared_links(mine);
+      shared_sum_.assign(shared.size(), 0.0);
+      for (std::size_t k = 0; k < shared.size(); ++k) {
+        if (local_of[shared[k]] != kNone) shared_.push_back({local_of[shared[k]], static_cast<std::uint32_t>(k)});
+      }
+    }
   }
-  [[nodiscard]] std::span<const topology::LinkId> path(std::uint32_t f) const {
+  [[nodiscard]] std::span<const std::uint32_t> path(std::uint32_t f) const {
     return {links_.data() + begin_[f], links_.data() + begin_[f + 1]};
+  }
+  [[nodiscard]] std::span<const std::uint32_t> on_link(std::uint32_t l) const {
+    return {on_flow_.data() + on_start_[l], on_count_[l]};
   }
 
   std::vector<Seconds> run(FlowStats* stats, const std::function<void(double)>& progress) {
     const std::size_t n = agenda_.size();
     std::size_t next = 0, done = 0;
-    std::vector<topology::LinkId> changed;
-    while (next < n || !finish_heap_.empty()) {
+    std::vector<std::uint32_t> changed;
+    while (true) {
       drop_stale();
       const double t_act = next < n ? agenda_[next].at : kInf;
       const double t_fin = finish_heap_.empty() ? kInf : finish_heap_.top().key;
-      const double now = std::min(t_act, t_fin);
+      double now = std::min(t_act, t_fin);
+      if (ex_ != nullptr) now = ex_->min(now);  // the global event time
+      if (now == kInf) break;
       const double tol = kRelativePrecision * std::max(std::fabs(now), 1e-12);
       changed.clear();
       // Completions.
@@ -102,7 +148,9 @@ class Solver {
         }
         activate(f, now, changed);
       }
-      if (!changed.empty()) {
+      bool any = !changed.empty();
+      if (ex_ != nullptr) any = ex_->min(any ? 0.0 : 1.0) == 0.0;  // a change on any rank
+      if (any) {
         recompute(changed, now);
         ++stats_.events;
         if (progress && stats_.events % 1024 == 0) progress(static_cast<double>(done) / static_cast<double>(n));
@@ -119,33 +167,31 @@ class Solver {
     }
   }
 
-  void activate(std::uint32_t f, double now, std::vector<topology::LinkId>& changed) {
+  void activate(std::uint32_t f, double now, std::vector<std::uint32_t>& changed) {
     FlowState& s = state_[f];
     s.remaining = s.bytes = flows_[f].bytes.value();
     s.last = now;
     s.rate = 0.0;
     s.weight = flows_[f].multiplicity;
-    const std::uint32_t b = begin_[f];
-    for (std::uint32_t i = b; i < begin_[f + 1]; ++i) {
-      auto& list = on_link_[links_[i]];
-      slot_[i] = static_cast<std::uint32_t>(list.size());
-      list.push_back(f);
-      load_[links_[i]] += s.weight;
-      changed.push_back(links_[i]);
+    for (std::uint32_t i = begin_[f]; i < begin_[f + 1]; ++i) {
+      const std::uint32_t l = links_[i];
+      slot_[i] = on_start_[l] + on_count_[l]++;
+      on_flow_[slot_[i]] = f;
+      load_[l] += s.weight;
+      changed.push_back(l);
     }
   }
 
-  void deactivate(std::uint32_t f, std::vector<topology::LinkId>& changed) {
+  void deactivate(std::uint32_t f, std::vector<std::uint32_t>& changed) {
     FlowState& s = state_[f];
     ++s.version;
     for (std::uint32_t i = begin_[f]; i < begin_[f + 1]; ++i) {
-      const topology::LinkId l = links_[i];
-      auto& list = on_link_[l];
+      const std::uint32_t l = links_[i];
       const std::uint32_t pos = slot_[i];
-      const std::uint32_t moved = list.back();
-      load_[l] = list.size() == 1 ? 0.0 : load_[l] - s.weight;
-      list[pos] = moved;
-      list.pop_back();
+      const std::uint32_t last = on_start_[l] + --on_count_[l];
+      const std::uint32_t moved = on_flow_[last];
+      load_[l] = on_count_[l] == 0 ? 0.0 : load_[l] - s.weight;
+      on_flow_[pos] = moved;
       if (moved != f) {
         // Fix the moved flow's slot for this link (a path may not repeat a link).
         for (std::uint32_t j = begin_[moved]; j < begin_[moved + 1]; ++j) {
@@ -159,28 +205,32 @@ class Solver {
     }
   }
 
-  /// Max-min fair rates (progressive filling) for every flow connected to `seeds`.
-  void recompute(const std::vector<topology::LinkId>& seeds, double now) {
+  /// Max-min fair rates (progressive filling) for every flow connected to `seeds`; in a
+  /// partitioned simulation, for every active flow (a component may cross ranks). Either way
+  /// a component's rates depend on its flows and links only, so both give the same numbers.
+  void recompute(const std::vector<std::uint32_t>& seeds, double now) {
     ++epoch_;
     comp_links_.clear();
     comp_flows_.clear();
-    for (auto l : seeds) {
+    auto add_link = [&](std::uint32_t l) {
       if (link_mark_[l] != epoch_) {
         link_mark_[l] = epoch_;
         comp_links_.push_back(l);
       }
+    };
+    if (ex_ != nullptr) {
+      for (std::uint32_t l = 0; l < on_count_.size(); ++l) {
+        if (on_count_[l] > 0) add_link(l);
+      }
+    } else {
+      for (auto l : seeds) add_link(l);
     }
     for (std::size_t i = 0; i < comp_links_.size(); ++i) {
-      for (std::uint32_t f : on_link_[comp_links_[i]]) {
+      for (std::uint32_t f : on_link(comp_links_[i])) {
         if (state_[f].mark == epoch_) continue;
         state_[f].mark = epoch_;
         comp_flows_.push_back(f);
-        for (auto l : path(f)) {
-          if (link_mark_[l] != epoch_) {
-            link_mark_[l] = epoch_;
-            comp_links_.push_back(l);
-          }
-        }
+        for (auto l : path(f)) add_link(l);
       }
     }
     stats_.links_visited += comp_links_.size();
@@ -189,8 +239,8 @@ class Solver {
       s.previous = s.rate;
       s.rate = -1.0;  // unfixed
     }
-    if (comp_flows_.size() == 1) {
-      // Alone on its links: the narrowest one sets the rate.
+    if (comp_flows_.size() == 1 && ex_ == nullptr) {
+      // Alone on its links: the narrowest one sets the rate (min(bw) / w = min(bw / w)).
       const std::uint32_t f = comp_flows_.front();
       double r = kInf;
       for (auto l : path(f)) r = std::min(r, bw_[l]);
@@ -221,19 +271,39 @@ class Solver {
     }
   }
 
-  /// Progressive filling over the component: repeatedly saturate the links with the lowest
-  /// fair level and fix the rate of their unfixed flows. Small components scan for the
-  /// minimum (all links tied at it are saturated in one round: fixing one leaves the others'
-  /// level unchanged); large ones keep the levels in a heap with lazy invalidation.
+  /// Sums over ranks, for the links other ranks' flows cross too, of `value` (by local link);
+  /// only links of the current component take part. `fn(l, sum)` receives each.
+  template <class Get, class Fn>
+  void combine_shared(Get&& value, Fn&& fn) {
+    std::fill(shared_sum_.begin(), shared_sum_.end(), 0.0);
+    for (const auto& [l, k] : shared_) {
+      if (link_mark_[l] == epoch_) shared_sum_[k] = value(l);
+    }
+    ex_->sum(shared_sum_);
+    for (const auto& [l, k] : shared_) {
+      if (link_mark_[l] == epoch_) fn(l, shared_sum_[k]);
+    }
+  }
+
+  /// Progressive filling over the component, in rounds: the lowest fair level over the
+  /// component's links (over every rank's, when partitioned) saturates every link at exactly
+  /// that level at once, fixing their unfixed flows; each other link the fixed flows cross
+  /// gives up level x (sum of their weights) of its capacity. The weight sums are whole
+  /// numbers, exact in any order. Small components scan for the minimum; large ones keep the
+  /// levels in a heap with lazy invalidation (the same rounds, the same numbers).
   static constexpr std::size_t kLinearFillLinks = 1024;
   void fill(bool linear) {
+    linear_ = linear;
     levels_.clear();
-    if (linear) open_.clear();
+    open_.clear();
     for (auto l : comp_links_) {
       cap_[l] = bw_[l];
       wsum_[l] = load_[l];
       ++link_ver_[l];
-      if (load_[l] <= 0.0) continue;
+    }
+    if (ex_ != nullptr) combine_shared([&](std::uint32_t l) { return load_[l]; }, [&](std::uint32_t l, double w) { wsum_[l] = w; });
+    for (auto l : comp_links_) {
+      if (wsum_[l] <= 0.0) continue;
       if (linear) {
         open_.push_back(l);
       } else {
@@ -242,11 +312,11 @@ class Solver {
     }
     if (!linear) std::make_heap(levels_.begin(), levels_.end(), std::greater<>());
     while (true) {
+      // This rank's lowest level and the links at it.
+      double level = kInf;
+      tied_.clear();
       if (linear) {
-        // Scan the links still carrying unfixed flows, dropping resolved ones as we go.
-        double level = kInf;
         std::size_t keep = 0;
-        tied_.clear();
         for (std::size_t i = 0; i < open_.size(); ++i) {
           const auto l = open_[i];
           if (wsum_[l] <= 0.0) continue;
@@ -259,53 +329,71 @@ class Solver {
           if (x == level) tied_.push_back(l);
         }
         open_.resize(keep);
-        if (tied_.empty()) break;
-        for (auto l : tied_) {
-          if (wsum_[l] > 0.0) saturate(l, level, false);
-        }
       } else {
         while (!levels_.empty() && levels_.front().version != link_ver_[levels_.front().id]) pop_level();
-        if (levels_.empty()) break;
-        const auto best = levels_.front().id;
-        const double level = levels_.front().key;
-        pop_level();
-        saturate(best, level, true);
+        if (!levels_.empty()) level = levels_.front().key;
       }
+      const double global = ex_ != nullptr ? ex_->min(level) : level;
+      if (global == kInf) break;
+      if (level != global) tied_.clear();
+      if (!linear && level == global) {
+        while (!levels_.empty() && (levels_.front().version != link_ver_[levels_.front().id] ||
+                                    levels_.front().key == global)) {
+          if (levels_.front().version == link_ver_[levels_.front().id]) tied_.push_back(levels_.front().id);
+          pop_level();
+        }
+      }
+      saturate(global);
     }
   }
-  /// Fixes every unfixed flow on `best` at `level` and updates the other links they cross.
-  void saturate(topology::LinkId best, double level, bool heap) {
-    wsum_[best] = 0.0;
+  /// Fixes every unfixed flow on the tied links at `level` and takes their share from every
+  /// other link they cross (across ranks when partitioned).
+  void saturate(double level) {
     ++touch_epoch_;
     touched_.clear();
-    for (std::uint32_t f : on_link_[best]) {
-      FlowState& s = state_[f];
-      if (s.rate >= 0.0) continue;
-      s.rate = level;
-      ++stats_.rate_updates;
-      for (auto m : path(f)) {
-        if (m == best) continue;
-        cap_[m] -= level * s.weight;
-        wsum_[m] -= s.weight;
-        if (touch_mark_[m] != touch_epoch_) {
-          touch_mark_[m] = touch_epoch_;
-          touched_.push_back(m);
+    auto touch = [&](std::uint32_t m) {
+      if (touch_mark_[m] != touch_epoch_) {
+        touch_mark_[m] = touch_epoch_;
+        touched_.push_back(m);
+      }
+    };
+    for (auto best : tied_) {
+      for (std::uint32_t f : on_link(best)) {
+        FlowState& s = state_[f];
+        if (s.rate >= 0.0) continue;
+        s.rate = level;
+        ++stats_.rate_updates;
+        for (auto m : path(f)) {
+          acc_[m] += s.weight;
+          touch(m);
         }
       }
     }
-    // Each link the fixed flows cross gets one new level, after all of them are fixed.
+    for (auto best : tied_) wsum_[best] = 0.0;  // saturated: no unfixed flow left on it
+    if (ex_ != nullptr) {
+      combine_shared([&](std::uint32_t l) { return touch_mark_[l] == touch_epoch_ ? acc_[l] : 0.0; },
+                     [&](std::uint32_t l, double w) {
+                       if (w > 0.0) touch(l);
+                       acc_[l] = w;
+                     });
+    }
     for (auto m : touched_) {
+      const double w = acc_[m];
+      acc_[m] = 0.0;
+      if (wsum_[m] <= 0.0) continue;  // a saturated link
       ++link_ver_[m];
+      cap_[m] -= level * w;
+      wsum_[m] -= w;
       // Snap residues so that filling ends (one named relative precision).
       if (wsum_[m] <= kRelativePrecision) {
         wsum_[m] = 0.0;
         continue;
       }
       if (cap_[m] < kRelativePrecision * bw_[m]) cap_[m] = 0.0;
-      if (heap) push_level(m);
+      if (!linear_) push_level(m);  // a linear fill scans its links each round
     }
   }
-  void push_level(topology::LinkId l) {
+  void push_level(std::uint32_t l) {
     levels_.push_back({cap_[l] / wsum_[l], l, link_ver_[l]});
     std::push_heap(levels_.begin(), levels_.end(), std::greater<>());
   }
@@ -314,43 +402,51 @@ class Solver {
     levels_.pop_back();
   }
 
-  const topology::Topology& topo_;
   const std::vector<Flow>& flows_;
   std::vector<FlowState> state_;
   std::vector<std::uint32_t> begin_;          // flow f's path is links_[begin_[f], begin_[f+1])
-  std::vector<topology::LinkId> links_;
-  std::vector<std::uint32_t> slot_;           // position of each path element in its link's list
-  std::vector<std::vector<std::uint32_t>> on_link_;
+  std::vector<std::uint32_t> links_;          // local link ids
+  std::vector<std::uint32_t> slot_;           // position of each path element in on_flow_
+  static constexpr std::uint32_t kNone = ~std::uint32_t{0};
+  std::vector<topology::LinkId> glink_;       // local link id -> link id
+  std::vector<std::uint32_t> on_start_, on_count_, on_flow_;  // active flows of each link
   std::vector<std::uint32_t> link_mark_;
   struct Start {
     double at;
     std::uint32_t id;
   };
   std::vector<Start> agenda_;  // activations in time order
-  std::vector<double> cap_, wsum_;
+  std::vector<double> cap_, wsum_, acc_;
   std::vector<std::uint32_t> link_ver_;
   std::vector<double> bw_;
   std::vector<double> load_;  // sum of the weights of the active flows on each link
   std::vector<Seconds> finish_;
   std::vector<HeapEntry> levels_;  // storage of the filling heap, reused across recomputations
-  std::vector<topology::LinkId> touched_;
-  std::vector<topology::LinkId> open_;  // links with unfixed flows during a linear fill
-  std::vector<topology::LinkId> tied_;  // links at the lowest level in a linear fill round
+  std::vector<std::uint32_t> touched_;
+  std::vector<std::uint32_t> open_;  // links with unfixed flows during a linear fill
+  std::vector<std::uint32_t> tied_;  // links at the lowest level in a fill round
   std::vector<std::uint32_t> touch_mark_;
   std::uint32_t touch_epoch_ = 0;
-  std::vector<topology::LinkId> comp_links_;
+  std::vector<std::uint32_t> comp_links_;
   std::vector<std::uint32_t> comp_flows_;
   std::uint32_t epoch_ = 0;
   MinHeap finish_heap_;
   FlowStats stats_;
+  const FlowExchange* ex_;
+  bool linear_ = false;
+  struct Shared {
+    std::uint32_t local, index;  // a local link other ranks' flows cross, its place in shared_sum_
+  };
+  std::vector<Shared> shared_;
+  std::vector<double> shared_sum_;
 };
 
 }  // namespace
 
 std::vector<Seconds> simulate_flows(const topology::Topology& t, const std::vector<Flow>& flows,
                                     FlowStats* stats, std::span<const double> reserved_Bps,
-                                    const std::function<void(double)>& progress) {
-  return Solver(t, flows, reserved_Bps).run(stats, progress);
+                                    const std::function<void(double)>& progress, const FlowExchange* exchange) {
+  return Solver(t, flows, reserved_Bps, exchange).run(stats, progress);
 }
 
 }  // namespace wallsim::collectives

@@ -29,6 +29,23 @@ struct Flow {
   double multiplicity = 1.0;  ///< identical flows on the same path
 };
 
+/// The other ranks of a flow simulation partitioned over MPI ranks (engine/distribute.hpp
+/// implements it with MPI): each rank holds the flows it starts; event times are global
+/// minima and every progressive-filling round combines the per-link weight sums of the links
+/// more than one rank's flows cross. Weights are whole numbers, so those sums are exact in
+/// any order and every rank count gives the same rates to the last bit.
+class FlowExchange {
+ public:
+  virtual ~FlowExchange() = default;
+  /// The minimum of `x` over every rank.
+  [[nodiscard]] virtual double min(double x) const = 0;
+  /// Element-wise sum over every rank, in place.
+  virtual void sum(std::span<double> v) const = 0;
+  /// The links (sorted, unique) that the flows of more than one rank cross, the same list on
+  /// every rank; `mine` is this rank's links, sorted and unique.
+  [[nodiscard]] virtual std::vector<topology::LinkId> shared_links(std::span<const topology::LinkId> mine) const = 0;
+};
+
 struct FlowStats {
   std::size_t events = 0;          ///< start/end batches processed
   std::size_t rate_updates = 0;    ///< flow rates (re)computed
@@ -41,9 +58,12 @@ struct FlowStats {
 /// while the others run and its finish time is infinite; the simulation ends with the others.
 /// `reserved_Bps` (by link id, optional) is bandwidth taken by traffic outside `flows`: the
 /// flows share what is left of each link. `progress`, when given, is told the fraction of
-/// the flows finished every 1,024 events.
+/// the flows finished every 1,024 events. With `exchange`, `flows` are this rank's share of
+/// a simulation partitioned over ranks (every rank calls together); the results are those of
+/// one process holding every flow. Multiplicities must be whole numbers.
 std::vector<Seconds> simulate_flows(const topology::Topology& t, const std::vector<Flow>& flows,
                                     FlowStats* stats = nullptr, std::span<const double> reserved_Bps = {},
-                                    const std::function<void(double)>& progress = {});
+                                    const std::function<void(double)>& progress = {},
+                                    const FlowExchange* exchange = nullptr);
 
 }  // namespace wallsim::collectives
