@@ -44,7 +44,9 @@ int child(const std::string& what, int* argc, char*** argv) {
     const auto plan = parallelism::make_plan(s);
     const auto t = topology::build_cluster(s.cluster);
     const auto net = collectives::NetworkModel::build("flow", "bench");
-    const auto r = engine::simulate_step(s, plan, t, engine::step_options(net.get()));
+    engine::StepOptions o = engine::step_options(net.get());
+    o.partition = engine::flow_exchange();  // the step's flows split over the ranks
+    const auto r = engine::simulate_step(s, plan, t, o);
     if (world.root()) std::fprintf(stderr, "  65,536-GPU step: %.3f s on %d rank(s)\n", r.step_time.value(), world.size());
   }
   MPI_Barrier(MPI_COMM_WORLD);

@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
+#include "engine/distribute.hpp"
 #include "engine/search.hpp"
 #include "failures/reliability.hpp"
 #include "parallelism/layout.hpp"
@@ -105,6 +106,7 @@ void run(const RunFlags& f) {
   engine::StepOptions options = engine::step_options(network.get(), power_cap(f));
   options.timeline = !f.trace.empty() || !f.common.hdf5.empty() || !f.svg.empty();
   options.link_bytes = !f.common.hdf5.empty();
+  options.partition = engine::flow_exchange();  // under mpirun: the step's flows split over ranks
   const engine::StepResult r = engine::simulate_step(s, plan, t, options);
   // With run.failures, the whole run too (fewer trials than `wallsim reliability`).
   std::optional<failures::ReliabilityResult> whole;

@@ -37,6 +37,8 @@ struct Flow {
 class FlowExchange {
  public:
   virtual ~FlowExchange() = default;
+  [[nodiscard]] virtual int rank() const = 0;
+  [[nodiscard]] virtual int ranks() const = 0;
   /// The minimum of `x` over every rank.
   [[nodiscard]] virtual double min(double x) const = 0;
   /// Element-wise sum over every rank, in place.

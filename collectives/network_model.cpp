@@ -129,7 +129,8 @@ class FlowLevelModel final : public NetworkModel {
     std::vector<Flow> flows;
     for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
       flows.clear();
-      std::size_t index = 0;
+      // ECMP keys count the transfers of every schedule in the step, other ranks' first.
+      std::size_t index = p.exchange != nullptr ? p.schedule_offset * phases.front()->transfers.size() : 0;
       for (const Phase* ph : phases) {
         for (const auto& x : ph->transfers) {
           ++index;
@@ -138,7 +139,10 @@ class FlowLevelModel final : public NetworkModel {
         }
       }
       double makespan = 0.0;
-      for (const auto& f : simulate_flows(t, flows, nullptr, p.reserved_Bps)) makespan = std::max(makespan, f.value());
+      for (const auto& f : simulate_flows(t, flows, nullptr, p.reserved_Bps, {}, p.exchange)) {
+        makespan = std::max(makespan, f.value());
+      }
+      if (p.exchange != nullptr) makespan = -p.exchange->min(-makespan);
       total += count * makespan;
       ++step_no;
     });

@@ -20,6 +20,12 @@ struct CostParams {
   /// during every step, such as a checkpoint write: `flow` gives the schedules what is left;
   /// `analytic` has no contention and ignores it.
   std::span<const double> reserved_Bps;
+  /// A step partitioned over MPI ranks (`flow` only): the schedules given are this rank's
+  /// share, positions `schedule_offset`... of the whole set, every schedule of the set with
+  /// the same phases (steps, repeats, transfers per step); each rank times its flows and the
+  /// exchange combines them. Null = one process holds every schedule.
+  const FlowExchange* exchange = nullptr;
+  std::size_t schedule_offset = 0;
 };
 
 class NetworkModel {

@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -73,6 +74,48 @@ World::World(int* argc, char*** argv) {
 World::~World() {
   if (mpi_) MPI_Finalize();
   g_world = nullptr;
+}
+
+namespace {
+
+class MpiFlowExchange final : public collectives::FlowExchange {
+ public:
+  [[nodiscard]] int rank() const override { return World::get().rank(); }
+  [[nodiscard]] int ranks() const override { return World::get().size(); }
+  [[nodiscard]] double min(double x) const override {
+    MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+    return x;
+  }
+  void sum(std::span<double> v) const override {
+    // The flow model sums whole numbers: exact whatever order MPI adds them in.
+    if (!v.empty()) MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  }
+  [[nodiscard]] std::vector<topology::LinkId> shared_links(std::span<const topology::LinkId> mine) const override {
+    // Every rank's list, merged: the links listed by more than one rank. (Each rank holds all
+    // lists for a moment; past a few ranks, hashing links to home ranks would keep it 1/ranks.)
+    const World& w = World::get();
+    std::vector<int> counts(static_cast<std::size_t>(w.size())), offsets(counts.size() + 1, 0);
+    const int n = static_cast<int>(mine.size());
+    MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD);
+    for (std::size_t r = 0; r < counts.size(); ++r) offsets[r + 1] = offsets[r] + counts[r];
+    std::vector<topology::LinkId> all(static_cast<std::size_t>(offsets.back()));
+    static_assert(sizeof(topology::LinkId) == sizeof(std::uint32_t));
+    MPI_Allgatherv(mine.data(), n, MPI_UINT32_T, all.data(), counts.data(), offsets.data(), MPI_UINT32_T,
+                   MPI_COMM_WORLD);
+    std::sort(all.begin(), all.end());  // each list is unique: a repeat is a link of two ranks
+    std::vector<topology::LinkId> shared;
+    for (std::size_t i = 1; i < all.size(); ++i) {
+      if (all[i] == all[i - 1] && (shared.empty() || shared.back() != all[i])) shared.push_back(all[i]);
+    }
+    return shared;
+  }
+};
+
+}  // namespace
+
+const collectives::FlowExchange* flow_exchange() {
+  static const MpiFlowExchange mpi;
+  return World::get().size() > 1 ? &mpi : nullptr;
 }
 
 const World& World::get() {

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "collectives/flow_model.hpp"
+
 namespace wallsim::engine {
 
 /// The MPI world. MPI is initialized only when the process was started by an MPI launcher
@@ -51,6 +53,10 @@ class World {
 std::vector<std::string> distribute(std::size_t n, const std::function<std::string(std::size_t)>& work,
                                     std::size_t chunk = 1, const std::function<void(double)>& progress = {},
                                     const std::vector<std::size_t>& order = {});
+
+/// The flow model's view of the other ranks (MPI collectives on the world), for one step's
+/// flows partitioned over ranks; null when the world has one rank.
+const collectives::FlowExchange* flow_exchange();
 
 /// Appends plain values to a byte string and reads them back in the same order: results
 /// crossing ranks travel as bytes.

@@ -88,6 +88,7 @@ class CommCost {
     if (link_bytes) link_bytes_.assign(t.num_links(), 0.0);
   }
   collectives::CostParams params;  ///< passed to every network-model call
+  const collectives::FlowExchange* partition = nullptr;  ///< see StepOptions::partition
 
   /// Time of `count` runs of `op` over the groups of `kind` in `stage`, `bytes` as nccl-tests
   /// counts them.
@@ -177,6 +178,12 @@ class CommCost {
         e.time = choice.time;
       } else if (local || groups.size() == 1) {
         e.time = net_.time(t_, choice.schedule, params);
+      } else if (auto mine = my_share(op, choice.schedule.algo, groups, bytes)) {
+        collectives::CostParams shared = params;
+        shared.exchange = partition;
+        shared.schedule_offset = groups.size() * static_cast<std::size_t>(partition->rank()) /
+                                 static_cast<std::size_t>(partition->ranks());
+        e.time = net_.time(t_, *mine, shared);
       } else {
         std::vector<collectives::Schedule> all;
         for (const auto& g : groups) {
@@ -189,6 +196,40 @@ class CommCost {
     }
     cache_.entries[key] = e;
     return e;
+  }
+  /// This rank's contiguous share of the groups' schedules when the step is partitioned over
+  /// ranks and every group's schedule has the same phases (what the lockstep expansion of
+  /// each rank must agree on); nothing otherwise (every rank then times every group).
+  std::optional<std::vector<collectives::Schedule>> my_share(
+      Op op, collectives::Algo algo, const std::vector<std::vector<topology::NodeId>>& groups, Bytes bytes) const {
+    if (partition == nullptr || net_.name() != "flow") return std::nullopt;
+    const auto ranks = static_cast<std::size_t>(partition->ranks());
+    const auto rank = static_cast<std::size_t>(partition->rank());
+    if (groups.size() < ranks) return std::nullopt;  // every rank must hold a schedule
+    std::vector<collectives::Schedule> mine;
+    bool valid = true;
+    double shape = -1.0;
+    for (std::size_t i = groups.size() * rank / ranks; i < groups.size() * (rank + 1) / ranks; ++i) {
+      auto s = collectives::build_schedule(t_, op, algo, groups[i], bytes, {}, nullptr);
+      if (!s) {
+        valid = false;
+        break;
+      }
+      // The phases' shape, hashed into the 52 bits a double holds exactly.
+      std::uint64_t h = s->phases.size();
+      for (const auto& ph : s->phases) {
+        h = h * 1000003u ^ static_cast<std::uint64_t>(ph.repeat);
+        h = h * 1000003u ^ ph.transfers.size();
+      }
+      const auto x = static_cast<double>(h & ((std::uint64_t{1} << 52) - 1));
+      valid = valid && (shape < 0.0 || shape == x);
+      shape = x;
+      mine.push_back(std::move(*s));
+    }
+    const bool all_valid = partition->min(valid ? 1.0 : 0.0) == 1.0;
+    const double lo = partition->min(valid ? shape : 0.0), hi = -partition->min(valid ? -shape : 0.0);
+    if (!all_valid || lo != hi) return std::nullopt;
+    return mine;
   }
   /// Bytes per link when every group runs the schedule `first` (of groups[0]) has.
   std::shared_ptr<const std::vector<std::pair<topology::LinkId, double>>> route_bytes(
@@ -375,6 +416,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   const std::shared_ptr<CommCache> cache = o.cache ? o.cache : make_comm_cache();
   CommCost comm(t, p, *o.network, domain, *cache, o.link_bytes);
   comm.params.reserved_Bps = o.reserved_Bps;
+  comm.partition = o.partition;
   StepResult r;
   r.memory = memory_per_gpu(sc, p);
   r.clock = gpu.clock();

@@ -108,6 +108,11 @@ struct StepOptions {
   std::span<const double> reserved_Bps;
   bool timeline = false;    ///< fill StepResult::timeline (named tasks, for --trace)
   bool link_bytes = false;  ///< fill StepResult::link_bytes (routes every group's transfers)
+  /// One step over MPI ranks (every rank calls simulate_step together): under the flow
+  /// model, the concurrent groups of a collective are split among the ranks, each rank routes
+  /// and times only its share's flows, and the ranks combine them (engine::flow_exchange()).
+  /// The result is the one-process result. Null = this process simulates everything.
+  const collectives::FlowExchange* partition = nullptr;
 };
 /// Options with a network model and a power cap, the rest default.
 inline StepOptions step_options(const collectives::NetworkModel* network, Watts power_cap = {}) {

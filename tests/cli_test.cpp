@@ -558,6 +558,8 @@ TEST_CASE("cli under mpirun -np 1, 2 and 3 writes the JSON one process writes", 
       "sweep " + tiny + " --vary 'training.micro_batch=1,2,4' --vary power_cap=400W,700W",
       "reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") + " --trials 300 --no-blast-radius",
       "validate --only nccl",
+      // One step split over the ranks: each times its share of the concurrent groups' flows.
+      "run " + wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml") + " --network flow",
   };
   for (const auto& c : commands) {
     INFO(c);

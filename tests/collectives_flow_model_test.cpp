@@ -1,7 +1,11 @@
 // The flow-level model against hand-computed cases and a brute-force max-min reference.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <barrier>
+#include <map>
 #include <random>
+#include <thread>
 
 #include "collectives/flow_model.hpp"
 #include "topology_test_support.hpp"
@@ -159,6 +163,108 @@ TEST_CASE("collectives::flow_model equals the brute-force reference on random ca
     for (std::size_t i = 0; i < flows.size(); ++i) {
       INFO("trial " << trial << " flow " << i);
       CHECK(got[i].value() == Approx(want[i]).epsilon(1e-6));
+    }
+  }
+}
+
+namespace {
+
+/// Ranks as threads: the collectives a partitioned simulation needs, over shared memory (an
+/// independent stand-in for the MPI exchange).
+struct Hub {
+  explicit Hub(int n) : ranks(n), bar(n), mins(n), sums(n), lists(n) {}
+  int ranks;
+  std::barrier<> bar;
+  std::vector<double> mins;
+  std::vector<std::vector<double>> sums;
+  std::vector<std::vector<LinkId>> lists;
+};
+
+class ThreadExchange final : public FlowExchange {
+ public:
+  ThreadExchange(Hub& h, int rank) : h_(h), r_(rank) {}
+  [[nodiscard]] int rank() const override { return r_; }
+  [[nodiscard]] int ranks() const override { return h_.ranks; }
+  [[nodiscard]] double min(double x) const override {
+    h_.mins[r_] = x;
+    h_.bar.arrive_and_wait();
+    const double m = *std::min_element(h_.mins.begin(), h_.mins.end());
+    h_.bar.arrive_and_wait();
+    return m;
+  }
+  void sum(std::span<double> v) const override {
+    h_.sums[r_].assign(v.begin(), v.end());
+    h_.bar.arrive_and_wait();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      double s = 0.0;
+      for (const auto& part : h_.sums) s += part[i];
+      v[i] = s;
+    }
+    h_.bar.arrive_and_wait();
+  }
+  [[nodiscard]] std::vector<LinkId> shared_links(std::span<const LinkId> mine) const override {
+    h_.lists[r_].assign(mine.begin(), mine.end());
+    h_.bar.arrive_and_wait();
+    std::map<LinkId, int> seen;
+    for (const auto& list : h_.lists) {
+      for (auto l : list) ++seen[l];
+    }
+    h_.bar.arrive_and_wait();
+    std::vector<LinkId> out;
+    for (const auto& [l, c] : seen) {
+      if (c > 1) out.push_back(l);
+    }
+    return out;
+  }
+
+ private:
+  Hub& h_;
+  int r_;
+};
+
+}  // namespace
+
+TEST_CASE("collectives::flow_model split over ranks gives one process's finish times to the last bit",
+          "[collectives][flow][mpi]") {
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 30; ++trial) {
+    const Topology t = trial % 2 ? test::fat_tree(4, 1.0 + trial % 3) : test::torus({3, 3}, trial % 4 == 0);
+    const auto n = static_cast<NodeId>(t.num_endpoints());
+    std::vector<Flow> flows;
+    std::vector<NodeId> src;
+    const int count = 5 + static_cast<int>(rng() % 60);
+    for (int i = 0; i < count; ++i) {
+      const NodeId s = rng() % n;
+      NodeId d = rng() % n;
+      if (d == s) d = (d + 1) % n;
+      const double bytes = 1e6 * static_cast<double>(1 + rng() % 1000);
+      const double start = (rng() % 3 == 0) ? 0.0 : 1e-5 * static_cast<double>(rng() % 200);
+      flows.push_back(Flow{t.route(s, d, rng()), Bytes::of(bytes), Seconds::of(start), static_cast<double>(1 + rng() % 3)});
+      src.push_back(s);
+    }
+    const auto one = simulate_flows(t, flows);
+    for (int ranks : {2, 3}) {
+      // Each rank holds the flows its source endpoints start.
+      Hub hub(ranks);
+      std::vector<std::vector<std::size_t>> ids(static_cast<std::size_t>(ranks));
+      for (std::size_t i = 0; i < flows.size(); ++i) ids[src[i] * static_cast<std::size_t>(ranks) / n].push_back(i);
+      std::vector<std::vector<Seconds>> got(ids.size());
+      std::vector<std::thread> threads;
+      for (int r = 0; r < ranks; ++r) {
+        threads.emplace_back([&, r] {
+          std::vector<Flow> mine;
+          for (auto i : ids[static_cast<std::size_t>(r)]) mine.push_back(flows[i]);
+          const ThreadExchange ex(hub, r);
+          got[static_cast<std::size_t>(r)] = simulate_flows(t, mine, nullptr, {}, {}, &ex);
+        });
+      }
+      for (auto& th : threads) th.join();
+      for (std::size_t r = 0; r < ids.size(); ++r) {
+        for (std::size_t k = 0; k < ids[r].size(); ++k) {
+          INFO("trial " << trial << ", " << ranks << " ranks, flow " << ids[r][k]);
+          CHECK(got[r][k].value() == one[ids[r][k]].value());  // exactly
+        }
+      }
     }
   }
 }

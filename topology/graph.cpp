@@ -80,9 +80,14 @@ Topology TopologyBuilder::finish(FamilyInfo info, std::shared_ptr<const Router> 
     sorted_props[to_final[p]] = props_[p];
     sorted_props[to_final[p]].latency += node_latency_[edges_[p].first];
   }
+  // Each copy is freed as soon as the next one exists: the peak is the graph plus one copy.
+  std::vector<std::pair<NodeId, NodeId>>().swap(edges_);
+  std::vector<Link>().swap(props_);
+  std::vector<Seconds>().swap(node_latency_);
   Topology t;
   t.g_ = Graph(boost::edges_are_unsorted_multi_pass, sorted.begin(), sorted.end(),
                sorted_props.begin(), n);
+  std::vector<Link>().swap(sorted_props);
   for (std::size_t i = 0; i < n; ++i) t.g_[static_cast<NodeId>(i)] = nodes_[i];
   t.link_src_.resize(m);
   for (std::size_t l = 0; l < m; ++l) t.link_src_[l] = sorted[l].first;
@@ -93,6 +98,7 @@ Topology TopologyBuilder::finish(FamilyInfo info, std::shared_ptr<const Router> 
       throw std::logic_error("Topology: CSR edge order differs from link ids");
     }
   }
+  std::vector<std::pair<NodeId, NodeId>>().swap(sorted);
   t.link_cost_.resize(m);
   for (std::size_t l = 0; l < m; ++l) {
     const Link& k = t.link(static_cast<LinkId>(l));
@@ -110,10 +116,7 @@ Topology TopologyBuilder::finish(FamilyInfo info, std::shared_ptr<const Router> 
   t.info_ = std::move(info);
   t.router_ = std::move(router);
   if (final_id != nullptr) *final_id = std::move(to_final);
-  nodes_.clear();
-  node_latency_.clear();
-  edges_.clear();
-  props_.clear();
+  std::vector<Node>().swap(nodes_);
   return t;
 }
 
