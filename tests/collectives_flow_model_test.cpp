@@ -23,6 +23,25 @@ Flow flow(const Topology& t, NodeId s, NodeId d, double bytes, double start = 0.
   return Flow{t.route(s, d), Bytes::of(bytes), Seconds::of(start), mult};
 }
 
+/// `count` flows between random endpoint pairs (sizes 1-1000 MB, a third starting at 0, the
+/// rest within 2 ms, multiplicity 1..max_mult); `src` (optional) receives their sources.
+std::vector<Flow> random_flows(const Topology& t, std::mt19937_64& rng, int count, int max_mult,
+                               std::vector<NodeId>* src = nullptr) {
+  const auto n = static_cast<NodeId>(t.num_endpoints());
+  std::vector<Flow> flows;
+  for (int i = 0; i < count; ++i) {
+    const NodeId s = rng() % n;
+    NodeId d = rng() % n;
+    if (d == s) d = (d + 1) % n;
+    const double bytes = 1e6 * static_cast<double>(1 + rng() % 1000);
+    const double start = (rng() % 3 == 0) ? 0.0 : 1e-5 * static_cast<double>(rng() % 200);
+    flows.push_back(Flow{t.route(s, d, rng()), Bytes::of(bytes), Seconds::of(start),
+                         static_cast<double>(1 + rng() % static_cast<unsigned>(max_mult))});
+    if (src != nullptr) src->push_back(s);
+  }
+  return flows;
+}
+
 /// Brute force: from scratch at every event, water-filling over all active flows, with each
 /// multiplicity-m flow expanded into m separate flows. Written independently of the solver.
 std::vector<double> reference(const Topology& t, const std::vector<Flow>& in) {
@@ -147,17 +166,7 @@ TEST_CASE("collectives::flow_model equals the brute-force reference on random ca
   std::mt19937_64 rng(2024);
   for (int trial = 0; trial < 40; ++trial) {
     const Topology t = trial % 2 ? test::fat_tree(4, 1.0 + trial % 3) : test::torus({3, 3}, trial % 4 == 0);
-    const auto n = static_cast<NodeId>(t.num_endpoints());
-    std::vector<Flow> flows;
-    const int count = 2 + static_cast<int>(rng() % 25);
-    for (int i = 0; i < count; ++i) {
-      const NodeId s = rng() % n;
-      NodeId d = rng() % n;
-      if (d == s) d = (d + 1) % n;
-      const double bytes = 1e6 * static_cast<double>(1 + rng() % 1000);
-      const double start = (rng() % 3 == 0) ? 0.0 : 1e-5 * static_cast<double>(rng() % 200);
-      flows.push_back(Flow{t.route(s, d, rng()), Bytes::of(bytes), Seconds::of(start), static_cast<double>(1 + rng() % 2)});
-    }
+    const std::vector<Flow> flows = random_flows(t, rng, 2 + static_cast<int>(rng() % 25), 2);
     const auto got = simulate_flows(t, flows);
     const auto want = reference(t, flows);
     for (std::size_t i = 0; i < flows.size(); ++i) {
@@ -230,18 +239,8 @@ TEST_CASE("collectives::flow_model split over ranks gives one process's finish t
   for (int trial = 0; trial < 30; ++trial) {
     const Topology t = trial % 2 ? test::fat_tree(4, 1.0 + trial % 3) : test::torus({3, 3}, trial % 4 == 0);
     const auto n = static_cast<NodeId>(t.num_endpoints());
-    std::vector<Flow> flows;
     std::vector<NodeId> src;
-    const int count = 5 + static_cast<int>(rng() % 60);
-    for (int i = 0; i < count; ++i) {
-      const NodeId s = rng() % n;
-      NodeId d = rng() % n;
-      if (d == s) d = (d + 1) % n;
-      const double bytes = 1e6 * static_cast<double>(1 + rng() % 1000);
-      const double start = (rng() % 3 == 0) ? 0.0 : 1e-5 * static_cast<double>(rng() % 200);
-      flows.push_back(Flow{t.route(s, d, rng()), Bytes::of(bytes), Seconds::of(start), static_cast<double>(1 + rng() % 3)});
-      src.push_back(s);
-    }
+    const std::vector<Flow> flows = random_flows(t, rng, 5 + static_cast<int>(rng() % 60), 3, &src);
     const auto one = simulate_flows(t, flows);
     for (int ranks : {2, 3}) {
       // Each rank holds the flows its source endpoints start.
