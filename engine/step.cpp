@@ -181,9 +181,8 @@ class CommCost {
       } else if (auto mine = my_share(op, choice.schedule.algo, groups, bytes)) {
         collectives::CostParams shared = params;
         shared.exchange = partition;
-        shared.schedule_offset = groups.size() * static_cast<std::size_t>(partition->rank()) /
-                                 static_cast<std::size_t>(partition->ranks());
-        e.time = net_.time(t_, *mine, shared);
+        shared.schedule_offset = mine->first;
+        e.time = net_.time(t_, mine->schedules, shared);
       } else {
         std::vector<collectives::Schedule> all;
         for (const auto& g : groups) {
@@ -200,16 +199,20 @@ class CommCost {
   /// This rank's contiguous share of the groups' schedules when the step is partitioned over
   /// ranks and every group's schedule has the same phases (what the lockstep expansion of
   /// each rank must agree on); nothing otherwise (every rank then times every group).
-  std::optional<std::vector<collectives::Schedule>> my_share(
-      Op op, collectives::Algo algo, const std::vector<std::vector<topology::NodeId>>& groups, Bytes bytes) const {
+  struct Share {
+    std::size_t first;  ///< position of this rank's first group among all the groups
+    std::vector<collectives::Schedule> schedules;
+  };
+  std::optional<Share> my_share(Op op, collectives::Algo algo, const std::vector<std::vector<topology::NodeId>>& groups,
+                                Bytes bytes) const {
     if (partition == nullptr || net_.name() != "flow") return std::nullopt;
     const auto ranks = static_cast<std::size_t>(partition->ranks());
     const auto rank = static_cast<std::size_t>(partition->rank());
     if (groups.size() < ranks) return std::nullopt;  // every rank must hold a schedule
-    std::vector<collectives::Schedule> mine;
+    Share mine{groups.size() * rank / ranks, {}};
     bool valid = true;
     double shape = -1.0;
-    for (std::size_t i = groups.size() * rank / ranks; i < groups.size() * (rank + 1) / ranks; ++i) {
+    for (std::size_t i = mine.first; i < groups.size() * (rank + 1) / ranks; ++i) {
       auto s = collectives::build_schedule(t_, op, algo, groups[i], bytes, {}, nullptr);
       if (!s) {
         valid = false;
@@ -224,7 +227,7 @@ class CommCost {
       const auto x = static_cast<double>(h & ((std::uint64_t{1} << 52) - 1));
       valid = valid && (shape < 0.0 || shape == x);
       shape = x;
-      mine.push_back(std::move(*s));
+      mine.schedules.push_back(std::move(*s));
     }
     const bool all_valid = partition->min(valid ? 1.0 : 0.0) == 1.0;
     const double lo = partition->min(valid ? shape : 0.0), hi = -partition->min(valid ? -shape : 0.0);
