@@ -8,6 +8,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -79,9 +80,18 @@ Measure launch(const std::string& self, int ranks, const std::string& what) {
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--child") return child(argv[2], &argc, &argv);
   const std::string self = argv[0];
-  const Measure s1 = launch(self, 1, "search"), s2 = launch(self, 2, "search");
-  std::printf("  search llama3-70b on 1,024 GPUs: 1 rank %.2f s, 2 ranks %.2f s (without mpirun's start-up)\n",
-              s1.seconds, s2.seconds);
+  // The machine is shared: 1 and 2 ranks alternate three times and each keeps its best time
+  // (a run is only ever slowed by the other tenants, never sped up).
+  Measure s1{1e300, 0}, s2{1e300, 0};
+  for (int round = 0; round < 3; ++round) {
+    const Measure a = launch(self, 1, "search"), b = launch(self, 2, "search");
+    std::printf("  search llama3-70b on 1,024 GPUs, round %d: 1 rank %.2f s, 2 ranks %.2f s\n", round + 1, a.seconds,
+                b.seconds);
+    s1.seconds = std::min(s1.seconds, a.seconds);
+    s2.seconds = std::min(s2.seconds, b.seconds);
+  }
+  std::printf("  search, best of 3 (without mpirun's start-up): 1 rank %.2f s, 2 ranks %.2f s\n", s1.seconds,
+              s2.seconds);
   report_at_least("search speed-up, 2 ranks over 1", s1.seconds / s2.seconds, "x", 1.7);
   std::fflush(stdout);
   const Measure m1 = launch(self, 1, "step"), m2 = launch(self, 2, "step");

@@ -147,8 +147,11 @@ std::vector<std::string> distribute(std::size_t n, const std::function<std::stri
     return out;
   }
   if (w.root()) {
-    // Rank 0 works too; a server thread answers the other ranks' requests (polling, so it
-    // takes no core) with [start, start + count) from the shared counter, count 0 = done.
+    // Rank 0 works too; a server thread answers the other ranks' requests with [start, start +
+    // count) from the shared counter, count 0 = done. It polls every millisecond, so it takes
+    // neither a core nor, by waking too often, a share of rank 0's (every 50 us did: search on
+    // 2 ranks took 4.6-5.6 s against 4.1-4.6 s); the workers ask for their next range before
+    // they start on the current one, so the wait is hidden behind their work.
     std::atomic<std::uint64_t> next{0};
     auto grab = [&] {
       const std::uint64_t start = std::min<std::uint64_t>(next.fetch_add(chunk), n);
@@ -161,7 +164,7 @@ std::vector<std::string> distribute(std::size_t n, const std::function<std::stri
         MPI_Status st;
         check(MPI_Iprobe(MPI_ANY_SOURCE, kRequest, MPI_COMM_WORLD, &pending, &st), "probe");
         if (!pending) {
-          std::this_thread::sleep_for(std::chrono::microseconds(50));
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
           continue;
         }
         char dummy = 0;
@@ -200,12 +203,21 @@ std::vector<std::string> distribute(std::size_t n, const std::function<std::stri
     }
   } else {
     std::vector<std::pair<std::size_t, std::string>> mine;
-    while (true) {
+    // One request is always in flight: the next range is asked for before this one is worked.
+    std::array<std::uint64_t, 2> range{}, next{};
+    MPI_Request pending = MPI_REQUEST_NULL;
+    auto ask = [&] {
       char dummy = 0;
       check(MPI_Send(&dummy, 1, MPI_CHAR, 0, kRequest, MPI_COMM_WORLD), "send");
-      std::uint64_t range[2] = {0, 0};
-      check(MPI_Recv(range, 2, MPI_UINT64_T, 0, kAssign, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "receive");
-      if (range[1] == 0) break;
+      check(MPI_Irecv(next.data(), 2, MPI_UINT64_T, 0, kAssign, MPI_COMM_WORLD, &pending), "receive");
+    };
+    auto answer = [&] {
+      check(MPI_Wait(&pending, MPI_STATUS_IGNORE), "receive");
+      return next;
+    };
+    ask();
+    for (range = answer(); range[1] > 0; range = answer()) {
+      ask();
       for (std::uint64_t i = range[0]; i < range[0] + range[1]; ++i) mine.emplace_back(item(i), work(i));
     }
     const std::string bytes = pack_results(mine);
