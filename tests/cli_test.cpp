@@ -126,15 +126,18 @@ TEST_CASE("cli topo on a bundled scenario, with a route and a failed link", "[cl
   REQUIRE(r.code == 0);
   CHECK_THAT(r.out, Contains("endpoints       1024"));
   CHECK_THAT(r.out, Contains("route 0,1023    gpu0 -["));
-  // Flow key 5 crosses leaf0 -[3101]-> spine13; with that cable failed it takes another spine.
-  REQUIRE_THAT(r.out, Contains("gpu0 -[1]-> leaf0 -[3101]-> spine13"));
-  const Result f = run("topo " + scenario + " --route 0,1023 --flow-key 5 --fail-link 3101");
+  // Link ids follow the order cables are added (cable c = links 2c, 2c + 1): 1,024 GPU-NVSwitch
+  // cables, 1,024 GPU-leaf cables, then 64 leaves x 16 spines. So gpu0 -> leaf0 is 2 x 1024,
+  // leaf0 -> spine13 is 2 x (2048 + 13) and spine13 -> leaf63 the reverse of 2 x (2048 + 63 x 16
+  // + 13). Flow key 5 takes spine13; with that cable failed it takes another spine.
+  REQUIRE_THAT(r.out, Contains("gpu0 -[2048]-> leaf0 -[4122]-> spine13 -[6139]-> leaf63 -[4095]-> gpu1023"));
+  const Result f = run("topo " + scenario + " --route 0,1023 --flow-key 5 --fail-link 4122");
   REQUIRE(f.code == 0);
-  CHECK_THAT(f.out, Contains("gpu0 -[1]-> leaf0 -["));
+  CHECK_THAT(f.out, Contains("gpu0 -[2048]-> leaf0 -["));
   CHECK_THAT(f.out, !Contains("spine13"));
   CHECK_THAT(f.out, Contains("-> gpu1023"));
   // GPUs do not forward: with its only rail cable failed, gpu0 cannot leave its node.
-  const Result cut = run("topo " + scenario + " --route 0,1023 --fail-link 1");
+  const Result cut = run("topo " + scenario + " --route 0,1023 --fail-link 2048");
   CHECK(cut.code == 2);
   CHECK_THAT(cut.err, Contains("no route from gpu0 to gpu1023"));
 }

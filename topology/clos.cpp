@@ -76,10 +76,6 @@ class ClosRouter final : public Router {
   ClosTables t_;
 };
 
-void remap(std::vector<LinkId>& v, const std::vector<LinkId>& f) {
-  for (auto& x : v) x = f[x];
-}
-
 }  // namespace
 
 Topology build_clos(const ClosParams& p) {
@@ -193,16 +189,7 @@ Topology build_clos(const ClosParams& p) {
   info.domain_size = static_cast<std::size_t>(domain);
   info.switch_reduction = domain > 1 ? p.switch_reduction : 0.0;
   if (domain == p.gpus_per_node) info.orbits = {{0, static_cast<double>(gpus)}};
-  std::vector<LinkId> f;
-  Topology topo = b.finish(std::move(info), nullptr, &f);
-  if (domain > 1) {
-    remap(t.gpu_nvs, f);
-    remap(t.nvs_gpu, f);
-  }
-  for (auto* v : {&t.gpu_leaf, &t.leaf_gpu, &t.leaf_spine, &t.spine_leaf, &t.spine_storage,
-                  &t.storage_spine}) {
-    remap(*v, f);
-  }
+  Topology topo = b.finish(std::move(info), nullptr);
   // GPU pairs in one scale-up domain cross GPU, NVSwitch, GPU; on one leaf GPU, leaf, GPU;
   // otherwise GPU, leaf, spine, leaf, GPU. Every link of a kind has the same parameters and
   // every spine the same latency, so each level has one cost whichever spine ECMP picks.

@@ -60,7 +60,7 @@ Topology with_scale_up(Topology fabric_in, int domain, const LinkParams& scale_u
   for (std::size_t d = 0; d < gpus / static_cast<std::size_t>(domain); ++d) {
     b.add_node(NodeKind::kSwitch, t_nv, static_cast<std::uint32_t>(d), true);
   }
-  // The fabric's cables (each once), then the scale-up cables; provisional ids, remapped.
+  // The fabric's cables (each once), then the scale-up cables.
   std::vector<LinkId> to_new(fabric->num_links());
   for (LinkId l = 0; l < fabric->num_links(); ++l) {
     const LinkId r = fabric->reverse(l);
@@ -81,11 +81,7 @@ Topology with_scale_up(Topology fabric_in, int domain, const LinkParams& scale_u
   info.spec = fabric->info().spec;
   info.domain_size = static_cast<std::size_t>(domain);
   info.switch_reduction = switch_reduction;
-  std::vector<LinkId> final_id;
-  Topology t = b.finish(std::move(info), nullptr, &final_id);
-  for (auto& l : to_new) l = final_id[l];
-  for (auto& l : up) l = final_id[l];
-  for (auto& l : down) l = final_id[l];
+  Topology t = b.finish(std::move(info), nullptr);
   // Cost levels: the domain first, then the fabric's (when it has them, every route between
   // two domains costs what the fabric's route costs at their first shared fabric level).
   std::vector<std::vector<std::uint32_t>> levels;

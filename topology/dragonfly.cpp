@@ -176,11 +176,7 @@ Topology build_dragonfly(const DragonflyParams& p) {
   for (long long r = 0; r < t.a; ++r) {
     info.orbits.emplace_back(static_cast<NodeId>(r * t.p), static_cast<double>(t.p * t.g));
   }
-  std::vector<LinkId> f;
-  Topology topo = b.finish(std::move(info), nullptr, &f);
-  for (auto* v : {&t.term_up, &t.term_down, &t.local, &t.global}) {
-    for (auto& x : *v) x = f[x];
-  }
+  Topology topo = b.finish(std::move(info), nullptr);
   topo.set_router(std::make_shared<DragonflyRouter>(std::move(t)));
   return topo;
 }

@@ -35,7 +35,7 @@ boost::dynamic_properties properties(const Topology& t) {
   dp.property("kind", boost::make_function_property_map<V, std::string>(
                           [&t](V v) { return std::string(to_string(t.node(v).kind)); }));
   dp.property("link", boost::make_function_property_map<E, std::uint32_t>(
-                          [&g](E e) { return static_cast<std::uint32_t>(get(boost::edge_index, g, e)); }));
+                          [&g](E e) { return g[e].id; }));
   dp.property("bandwidth_Bps", boost::make_function_property_map<E, double>(
                                    [&g](E e) { return g[e].bandwidth.value(); }));
   dp.property("latency_s", boost::make_function_property_map<E, double>(

@@ -51,10 +51,6 @@ class FatTreeRouter final : public Router {
   FatTreeTables t_;
 };
 
-void remap(std::vector<LinkId>& v, const std::vector<LinkId>& final_id) {
-  for (auto& x : v) x = final_id[x];
-}
-
 }  // namespace
 
 Topology build_fat_tree(const FatTreeParams& p) {
@@ -151,14 +147,7 @@ Topology build_fat_tree(const FatTreeParams& p) {
     info.orbits = {{0, static_cast<double>(n)}};
     info.bisection = p.link.bandwidth * (static_cast<double>(n / 2) / p.oversubscription);
   }
-  std::vector<LinkId> final_id;
-  Topology topo = b.finish(std::move(info), nullptr, &final_id);
-  remap(t.host_up, final_id);
-  remap(t.host_down, final_id);
-  remap(t.edge_up, final_id);
-  remap(t.edge_down, final_id);
-  remap(t.agg_up, final_id);
-  remap(t.core_down, final_id);
+  Topology topo = b.finish(std::move(info), nullptr);
   // Hosts on one edge switch cross host, edge, host; in one pod host, edge, aggregation,
   // edge, host; otherwise up to a core and down. Each tier's links and switches are alike,
   // so each level has one cost whichever ECMP path is picked.

@@ -1,6 +1,7 @@
 #include "topology/graph.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <unordered_map>
@@ -46,78 +47,100 @@ NodeId TopologyBuilder::add_node(NodeKind kind, std::uint8_t tier, std::uint32_t
       nodes_.back().kind != NodeKind::kEndpoint) {
     throw std::logic_error("TopologyBuilder: add every endpoint before the first switch");
   }
+  if (kind == NodeKind::kEndpoint) ++endpoints_;
   nodes_.push_back(Node{kind, transit, tier, index});
   node_latency_.push_back(latency);
+  anchor_.push_back(kind == NodeKind::kEndpoint ? static_cast<std::uint32_t>(nodes_.size() - 1) : ~std::uint32_t{0});
   return static_cast<NodeId>(nodes_.size() - 1);
 }
 
-std::uint32_t TopologyBuilder::add_cable(NodeId u, NodeId v, const Link& props) {
-  const auto id = static_cast<std::uint32_t>(edges_.size());
-  edges_.emplace_back(u, v);
-  edges_.emplace_back(v, u);
-  props_.push_back(props);
-  props_.push_back(props);
-  return id;
+void TopologyBuilder::anchor(NodeId node, NodeId endpoint) {
+  if (endpoint >= endpoints_) throw std::logic_error("TopologyBuilder::anchor: not an endpoint");
+  anchor_.at(node) = endpoint;
 }
 
-Topology TopologyBuilder::finish(FamilyInfo info, std::shared_ptr<const Router> router,
-                                 std::vector<LinkId>* final_id) {
+int TopologyBuilder::owner(NodeId n) const {
+  const std::uint32_t e = anchor_[n];
+  if (e == ~std::uint32_t{0}) return -1;
+  return static_cast<int>(static_cast<std::uint64_t>(e) * static_cast<std::uint64_t>(part_.count) / endpoints_);
+}
+
+LinkId TopologyBuilder::add_cable(NodeId u, NodeId v, const Link& props) {
+  const std::uint32_t c = cables_++;
+  if (cables_ > std::numeric_limits<LinkId>::max() / 2) throw std::length_error("TopologyBuilder: too many links");
+  Link fwd = props, back = props;
+  fwd.latency += node_latency_.at(u);
+  back.latency += node_latency_.at(v);
+  auto same = [](const Link& a, const Link& b) {
+    return a.bandwidth == b.bandwidth && a.latency == b.latency && a.energy == b.energy && a.cls == b.cls;
+  };
+  if (runs_.empty() || !same(runs_.back().props[0], fwd) || !same(runs_.back().props[1], back)) {
+    runs_.push_back({c, {fwd, back}, {{fwd.latency, fwd.bandwidth}, {back.latency, back.bandwidth}}});
+  }
+  int o = owner(u);
+  if (o < 0) o = owner(v);
+  if (o < 0) o = 0;
+  if (o == part_.index) {
+    ends_.emplace_back(u, v);
+    if (part_.count > 1) held_.push_back(c);
+  }
+  return 2 * c;
+}
+
+Topology TopologyBuilder::finish(FamilyInfo info, std::shared_ptr<const Router> router) {
   const std::size_t n = nodes_.size();
-  const std::size_t m = edges_.size();
-  // Stable counting sort by source: link ids become CSR edge indices, grouped by source.
-  std::vector<std::uint32_t> start(n + 1, 0);
-  for (const auto& e : edges_) ++start[e.first + 1];
-  for (std::size_t i = 0; i < n; ++i) start[i + 1] += start[i];
-  std::vector<LinkId> to_final(m);
-  {
-    std::vector<std::uint32_t> next(start.begin(), start.end() - 1);
-    for (std::size_t p = 0; p < m; ++p) to_final[p] = next[edges_[p].first]++;
-  }
-  std::vector<std::pair<NodeId, NodeId>> sorted(m);
-  std::vector<Link> sorted_props(m);
-  for (std::size_t p = 0; p < m; ++p) {
-    sorted[to_final[p]] = edges_[p];
-    sorted_props[to_final[p]] = props_[p];
-    sorted_props[to_final[p]].latency += node_latency_[edges_[p].first];
-  }
-  // Each copy is freed as soon as the next one exists: the peak is the graph plus one copy.
-  std::vector<std::pair<NodeId, NodeId>>().swap(edges_);
-  std::vector<Link>().swap(props_);
-  std::vector<Seconds>().swap(node_latency_);
   Topology t;
-  t.g_ = Graph(boost::edges_are_unsorted_multi_pass, sorted.begin(), sorted.end(),
-               sorted_props.begin(), n);
-  std::vector<Link>().swap(sorted_props);
-  for (std::size_t i = 0; i < n; ++i) t.g_[static_cast<NodeId>(i)] = nodes_[i];
-  t.link_src_.resize(m);
-  for (std::size_t l = 0; l < m; ++l) t.link_src_[l] = sorted[l].first;
-  // Boost's CSR construction is a stable bucket sort; check that ids survived it.
-  for (std::size_t l = 0; l < m; ++l) {
-    const auto e = t.edge(static_cast<LinkId>(l));
-    if (target(e, t.g_) != sorted[l].second) {
-      throw std::logic_error("Topology: CSR edge order differs from link ids");
+  t.part_ = part_;
+  t.num_links_ = 2 * std::size_t{cables_};
+  t.runs_ = std::move(runs_);
+  {
+    // The held links, both directions of each held cable; Boost sorts them by source.
+    std::vector<std::pair<NodeId, NodeId>> pairs;
+    std::vector<Edge> props;
+    pairs.reserve(2 * ends_.size());
+    props.reserve(2 * ends_.size());
+    for (std::size_t k = 0; k < ends_.size(); ++k) {
+      const auto c = static_cast<LinkId>(held_.empty() ? k : held_[k]);
+      for (LinkId d = 0; d < 2; ++d) {
+        const LinkId id = 2 * c + d;
+        pairs.emplace_back(d == 0 ? ends_[k] : std::make_pair(ends_[k].second, ends_[k].first));
+        Edge e;
+        static_cast<Link&>(e) = t.link(id);
+        e.id = id;
+        props.push_back(e);
+      }
     }
+    t.g_ = Graph(boost::edges_are_unsorted_multi_pass, pairs.begin(), pairs.end(), props.begin(), n);
   }
-  std::vector<std::pair<NodeId, NodeId>>().swap(sorted);
-  t.link_cost_.resize(m);
-  for (std::size_t l = 0; l < m; ++l) {
-    const Link& k = t.link(static_cast<LinkId>(l));
-    t.link_cost_[l] = {k.latency.value(), k.bandwidth.value()};
-  }
-  t.reverse_.resize(m);
-  for (std::size_t p = 0; p < m; ++p) t.reverse_[to_final[p]] = to_final[p ^ 1u];
+  for (std::size_t i = 0; i < n; ++i) t.g_[static_cast<NodeId>(i)] = nodes_[i];
+  t.ends_ = std::move(ends_);
+  t.held_ = std::move(held_);
   t.tiers_ = tiers_;
-  t.endpoints_ = static_cast<std::size_t>(
-      std::count_if(nodes_.begin(), nodes_.end(),
-                    [](const Node& x) { return x.kind == NodeKind::kEndpoint; }));
+  t.endpoints_ = endpoints_;
   t.switches_ = static_cast<std::size_t>(
       std::count_if(nodes_.begin(), nodes_.end(),
                     [](const Node& x) { return x.kind == NodeKind::kSwitch; }));
   t.info_ = std::move(info);
   t.router_ = std::move(router);
-  if (final_id != nullptr) *final_id = std::move(to_final);
   std::vector<Node>().swap(nodes_);
+  std::vector<Seconds>().swap(node_latency_);
+  std::vector<std::uint32_t>().swap(anchor_);
   return t;
+}
+
+std::uint32_t Topology::local_cable(std::uint32_t c) const {
+  if (held_.empty()) return part_.count == 1 ? c : kNotHeld;
+  const auto it = std::lower_bound(held_.begin(), held_.end(), c);
+  return it != held_.end() && *it == c ? static_cast<std::uint32_t>(it - held_.begin()) : kNotHeld;
+}
+
+std::uint32_t Topology::held_cable(LinkId l) const {
+  const std::uint32_t k = l < num_links_ ? local_cable(l / 2) : kNotHeld;
+  if (k == kNotHeld) {
+    throw std::logic_error("Topology: link " + std::to_string(l) + " is not held by part " +
+                           std::to_string(part_.index) + " of " + std::to_string(part_.count));
+  }
+  return k;
 }
 
 std::string Topology::node_name(NodeId n) const {
@@ -127,21 +150,18 @@ std::string Topology::node_name(NodeId n) const {
 
 void Topology::fail_link(LinkId l) {
   if (l >= num_links()) throw Error("link " + std::to_string(l), "no such link");
-  if (failed_link_.empty()) failed_link_.assign(num_links(), 0);
-  failed_link_[l] = 1;
-  failed_link_[reverse_[l]] = 1;
+  if (failed_link_.empty()) failed_link_.assign(2 * ends_.size(), 0);
+  const std::size_t c = held_cable(l);
+  failed_link_[2 * c] = 1;
+  failed_link_[2 * c + 1] = 1;
 }
 
 void Topology::fail_node(NodeId n) {
   if (n >= num_nodes()) throw Error("node " + std::to_string(n), "no such node");
   if (failed_node_.empty()) failed_node_.assign(num_nodes(), 0);
-  if (failed_link_.empty()) failed_link_.assign(num_links(), 0);
+  if (failed_link_.empty()) failed_link_.assign(2 * ends_.size(), 0);
   failed_node_[n] = 1;
-  for (auto e : boost::make_iterator_range(out_edges(n, g_))) {
-    const LinkId l = get(boost::edge_index, g_, e);
-    failed_link_[l] = 1;
-    failed_link_[reverse_[l]] = 1;
-  }
+  for (auto e : boost::make_iterator_range(out_edges(n, g_))) fail_link(g_[e].id);
 }
 
 namespace {
@@ -204,7 +224,7 @@ std::vector<Path> Topology::shortest_paths(NodeId src, NodeId dst, std::size_t l
       return;
     }
     for (auto e : boost::make_iterator_range(out_edges(u, g_))) {
-      const LinkId l = get(boost::edge_index, g_, e);
+      const LinkId l = g_[e].id;
       const NodeId v = target(e, g_);
       if (!link_alive(l) || dist[v] == kUnreachable || dist[v] + 1 != dist[u]) continue;
       if (v != dst && !g_[v].transit) continue;
@@ -223,10 +243,11 @@ Bandwidth Topology::path_bandwidth(const Path& p) const { return path_cost(p).ba
 
 Topology::PathCost Topology::path_cost(const Path& p) const {
   if (p.empty()) return {};
-  double latency = 0.0, bandwidth = link_cost_[p.front()].bandwidth_Bps;
+  double latency = 0.0, bandwidth = run_of(p.front()).cost[p.front() & 1u].bandwidth.value();
   for (LinkId l : p) {
-    latency += link_cost_[l].latency_s;
-    bandwidth = std::min(bandwidth, link_cost_[l].bandwidth_Bps);
+    const PathCost& c = run_of(l).cost[l & 1u];
+    latency += c.latency.value();
+    bandwidth = std::min(bandwidth, c.bandwidth.value());
   }
   return {Seconds::of(latency), Bandwidth::of(bandwidth)};
 }

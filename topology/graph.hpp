@@ -1,10 +1,14 @@
 // A built fabric: a Boost.Graph compressed-sparse-row graph of endpoints (GPUs, wafer cores),
 // switches and storage nodes, joined by directed links. A physical cable is two directed links
 // (full duplex: the directions never share bandwidth), so every link has a reverse.
-// Endpoints are nodes 0..N-1 in the builder's natural order; link ids are CSR edge indices.
+// Endpoints are nodes 0..N-1 in the builder's natural order. Link ids follow the order the
+// builder adds cables in (cable c is links 2c and 2c + 1, each the other's reverse), so a
+// family's router computes them from its own numbering, and a topology that holds only a part
+// of the fabric (for one MPI rank) still names every link of the whole.
 // Builders (fat_tree.cpp, ...) return a Topology; link models never know the family.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -41,8 +45,20 @@ struct Link {
   LinkClass cls = LinkClass::kScaleOut;
 };
 
-using Graph = boost::compressed_sparse_row_graph<boost::bidirectionalS, Node, Link,
+/// A link as the graph stores it: its properties and its id (see Topology).
+struct Edge : Link {
+  LinkId id = 0;
+};
+
+using Graph = boost::compressed_sparse_row_graph<boost::bidirectionalS, Node, Edge,
                                                  boost::no_property, std::uint32_t, std::uint32_t>;
+
+/// Which share of a fabric a topology holds: the links of part `index` of `count` (see
+/// TopologyBuilder::anchor). Part {0, 1} is the whole fabric.
+struct Part {
+  int index = 0;
+  int count = 1;
+};
 
 class Router;
 
@@ -69,19 +85,34 @@ struct FamilyInfo {
 
 class Topology {
  public:
+  /// The graph of the links this topology holds (all of them unless it is a part); the edge
+  /// bundle carries each link's id.
   [[nodiscard]] const Graph& graph() const { return g_; }
   [[nodiscard]] std::size_t num_nodes() const { return num_vertices(g_); }
-  [[nodiscard]] std::size_t num_links() const { return link_src_.size(); }
+  /// Links of the whole fabric, held or not.
+  [[nodiscard]] std::size_t num_links() const { return num_links_; }
   [[nodiscard]] std::size_t num_endpoints() const { return endpoints_; }
   [[nodiscard]] std::size_t num_switches() const { return switches_; }
   [[nodiscard]] std::size_t num_storage() const { return num_nodes() - endpoints_ - switches_; }
+  /// Which part of the fabric this topology holds ({0, 1}: the whole).
+  [[nodiscard]] Part part() const { return part_; }
+  [[nodiscard]] bool whole() const { return part_.count == 1; }
+  /// Whether this topology holds link l (always, when whole).
+  [[nodiscard]] bool holds(LinkId l) const { return l < num_links_ && local_cable(l / 2) != kNotHeld; }
 
   [[nodiscard]] const Node& node(NodeId n) const { return g_[n]; }
-  [[nodiscard]] const Link& link(LinkId l) const { return g_[edge(l)]; }
-  [[nodiscard]] NodeId link_source(LinkId l) const { return link_src_[l]; }
-  [[nodiscard]] NodeId link_target(LinkId l) const { return target(edge(l), g_); }
-  [[nodiscard]] LinkId reverse(LinkId l) const { return reverse_[l]; }
-  [[nodiscard]] Graph::edge_descriptor edge(LinkId l) const { return {link_src_[l], l}; }
+  /// Properties of any link of the fabric, held or not.
+  [[nodiscard]] const Link& link(LinkId l) const { return run_of(l).props[l & 1u]; }
+  /// Ends of a held link (std::logic_error otherwise).
+  [[nodiscard]] NodeId link_source(LinkId l) const {
+    const auto& e = ends_[held_cable(l)];
+    return (l & 1u) != 0 ? e.second : e.first;
+  }
+  [[nodiscard]] NodeId link_target(LinkId l) const {
+    const auto& e = ends_[held_cable(l)];
+    return (l & 1u) != 0 ? e.first : e.second;
+  }
+  [[nodiscard]] static LinkId reverse(LinkId l) { return l ^ 1u; }
   [[nodiscard]] std::string node_name(NodeId n) const;
   [[nodiscard]] const FamilyInfo& info() const { return info_; }
   [[nodiscard]] const std::vector<std::string>& tier_labels() const { return tiers_; }
@@ -90,7 +121,9 @@ class Topology {
   void fail_link(LinkId l);
   /// Marks a node failed: no route starts, ends or passes through it.
   void fail_node(NodeId n);
-  [[nodiscard]] bool link_alive(LinkId l) const { return failed_link_.empty() || !failed_link_[l]; }
+  [[nodiscard]] bool link_alive(LinkId l) const {
+    return failed_link_.empty() || failed_link_[2 * std::size_t{held_cable(l)} + (l & 1u)] == 0;
+  }
   [[nodiscard]] bool node_alive(NodeId n) const { return failed_node_.empty() || !failed_node_[n]; }
   [[nodiscard]] bool has_failures() const { return !failed_link_.empty() || !failed_node_.empty(); }
 
@@ -162,13 +195,29 @@ class Topology {
   Topology() = default;
   void route_into(NodeId src, NodeId dst, std::uint64_t flow_key, const std::vector<double>* load,
                   Path& out) const;
-  Graph g_;
-  std::vector<NodeId> link_src_;
-  struct LinkCost {
-    double latency_s, bandwidth_Bps;
+  static constexpr std::uint32_t kNotHeld = ~std::uint32_t{0};
+  /// Index among the held cables of cable c, or kNotHeld.
+  [[nodiscard]] std::uint32_t local_cable(std::uint32_t c) const;
+  [[nodiscard]] std::uint32_t held_cable(LinkId l) const;
+  /// Cables [first, next run's first) share their properties: a family adds its cables kind
+  /// by kind, so a fabric has a handful of runs whatever its size.
+  struct Run {
+    std::uint32_t first;  ///< first cable
+    Link props[2];        ///< the cable's two directions (they differ by the switch they leave)
+    PathCost cost[2];     ///< latency and bandwidth of props, packed for path_cost
   };
-  std::vector<LinkCost> link_cost_;  ///< latency and bandwidth by link id, packed
-  std::vector<LinkId> reverse_;
+  [[nodiscard]] const Run& run_of(LinkId l) const {
+    if (runs_.size() == 1) return runs_.front();
+    const std::uint32_t c = l / 2;
+    auto it = std::upper_bound(runs_.begin(), runs_.end(), c, [](std::uint32_t x, const Run& r) { return x < r.first; });
+    return *(it - 1);
+  }
+  Graph g_;
+  std::size_t num_links_ = 0;
+  Part part_;
+  std::vector<std::pair<NodeId, NodeId>> ends_;  ///< per held cable: its first link's source, target
+  std::vector<std::uint32_t> held_;              ///< the held cables, ascending (empty when whole)
+  std::vector<Run> runs_;
   std::vector<std::string> tiers_;
   std::size_t endpoints_ = 0;
   std::size_t switches_ = 0;
@@ -177,33 +226,48 @@ class Topology {
   std::vector<std::uint32_t> cost_levels_;  ///< see set_cost_levels; endpoint-major
   std::size_t num_levels_ = 0;
   std::vector<PathCost> level_cost_;  ///< by first shared level; the last: none shared
-  std::vector<std::uint8_t> failed_link_;
+  std::vector<std::uint8_t> failed_link_;  ///< by held link (2 x held cable + direction)
   std::vector<std::uint8_t> failed_node_;
 };
 
 /// Collects nodes and cables, then freezes them into a Topology. Endpoints must be added
 /// before any other node so that endpoint i is node i.
+///
+/// For a part {i, n} of the fabric (one MPI rank's), the endpoints are dealt out in n
+/// contiguous ranges; a cable belongs to the part of its first end's owner, else its second's,
+/// else part 0. An endpoint owns itself; a switch owns nothing unless the family anchors it to
+/// an endpoint (a leaf to the first GPU of its rail group), so the cables of a rank's GPUs and
+/// of the switches that serve only them stay together. Only the part's cables are stored; ids
+/// and properties of every link are known all the same.
 class TopologyBuilder {
  public:
+  explicit TopologyBuilder(Part part = {}) : part_(part) {}
   /// A tier label ("gpu", "leaf"); returns its index for add_node.
   std::uint8_t tier(std::string label);
   /// A node; `latency` (a switch's forwarding latency) is added to every link leaving it.
   NodeId add_node(NodeKind kind, std::uint8_t tier, std::uint32_t index, bool transit,
                   Seconds latency = {});
-  /// Adds a cable as two directed links; returns the provisional id of u->v (v->u is id+1).
-  std::uint32_t add_cable(NodeId u, NodeId v, const Link& props);
+  /// A switch's cables belong with `endpoint`'s (see the class comment); before its cables.
+  void anchor(NodeId node, NodeId endpoint);
+  /// Adds a cable as two directed links; returns the id of u->v (v->u is id + 1).
+  LinkId add_cable(NodeId u, NodeId v, const Link& props);
   [[nodiscard]] std::size_t num_nodes() const { return nodes_.size(); }
 
-  /// Freezes the graph. `final_id` (if given) receives provisional id -> link id.
-  Topology finish(FamilyInfo info, std::shared_ptr<const Router> router,
-                  std::vector<LinkId>* final_id = nullptr);
+  /// Freezes the graph.
+  Topology finish(FamilyInfo info, std::shared_ptr<const Router> router);
 
  private:
+  [[nodiscard]] int owner(NodeId n) const;
+  Part part_;
   std::vector<Node> nodes_;
   std::vector<Seconds> node_latency_;
+  std::vector<std::uint32_t> anchor_;  ///< per node: endpoint it goes with, or ~0
+  std::size_t endpoints_ = 0;
   std::vector<std::string> tiers_;
-  std::vector<std::pair<NodeId, NodeId>> edges_;
-  std::vector<Link> props_;
+  std::uint32_t cables_ = 0;
+  std::vector<std::pair<NodeId, NodeId>> ends_;  ///< held cables
+  std::vector<std::uint32_t> held_;
+  std::vector<Topology::Run> runs_;
 };
 
 }  // namespace wallsim::topology

@@ -172,13 +172,7 @@ Topology build_torus(const TorusParams& p) {
       info.bisection_side[v] = ((v / stride) % p.dims[best_dim]) >= p.dims[best_dim] / 2;
     }
   }
-  std::vector<LinkId> f;
-  Topology topo = b.finish(std::move(info), nullptr, &f);
-  for (auto* v : {&t.plus, &t.minus}) {
-    for (auto& x : *v) {
-      if (x != kNoLink) x = f[x];
-    }
-  }
+  Topology topo = b.finish(std::move(info), nullptr);
   topo.set_router(std::make_shared<DimensionOrderRouter>(std::move(t)));
   return topo;
 }
@@ -246,13 +240,7 @@ Topology build_wafer_mesh(const WaferMeshParams& p) {
     const Bandwidth per_wafer = std::min(p.inter_wafer.bandwidth, p.link.bandwidth * p.y);
     info.bisection = per_wafer * static_cast<double>(p.wafers / 2);
   }
-  std::vector<LinkId> f;
-  Topology topo = b.finish(std::move(info), nullptr, &f);
-  for (auto* v : {&t.plus, &t.minus, &t.edge_to_io, &t.io_to_edge, &t.io_up, &t.io_down}) {
-    for (auto& x : *v) {
-      if (x != kNoLink) x = f[x];
-    }
-  }
+  Topology topo = b.finish(std::move(info), nullptr);
   topo.set_router(std::make_shared<DimensionOrderRouter>(std::move(t)));
   return topo;
 }

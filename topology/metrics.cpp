@@ -38,7 +38,7 @@ class PathCounter {
       if (u != s && !t_.node(u).transit) continue;
       for (auto e : boost::make_iterator_range(out_edges(u, g))) {
         const NodeId v = target(e, g);
-        if (!t_.link_alive(get(boost::edge_index, g, e))) continue;
+        if (!t_.link_alive(g[e].id)) continue;
         if (dist_[v] == kInf) {
           dist_[v] = dist_[u] + 1;
           sigma_[v] = sigma_[u];

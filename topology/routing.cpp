@@ -23,7 +23,7 @@ std::vector<std::uint32_t> distances_to(const Topology& t, NodeId dst) {
     if (v != dst && !t.node(v).transit) continue;
     for (auto e : boost::make_iterator_range(in_edges(v, g))) {
       const NodeId u = source(e, g);
-      const LinkId l = get(boost::edge_index, g, e);
+      const LinkId l = g[e].id;
       if (dist[u] != kUnreachable || !t.link_alive(l) || !t.node_alive(u)) continue;
       dist[u] = dist[v] + 1;
       frontier.push_back(u);
@@ -42,7 +42,7 @@ bool ecmp_shortest_path(const Topology& t, const std::vector<std::uint32_t>& dis
   for (std::uint64_t hop = 0; u != dst; ++hop) {
     next.clear();
     for (auto e : boost::make_iterator_range(out_edges(u, g))) {
-      const LinkId l = get(boost::edge_index, g, e);
+      const LinkId l = g[e].id;
       const NodeId v = target(e, g);
       if (!t.link_alive(l) || dist[v] == kUnreachable || dist[v] + 1 != dist[u]) continue;
       if (v == dst || t.node(v).transit) next.push_back(l);
