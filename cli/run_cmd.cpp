@@ -101,13 +101,23 @@ void run(const RunFlags& f) {
                                 ", buffers " + gib(mem.buffers) + ") but " + s.cluster.gpu.name + " has " +
                                 gib(mem.capacity));
   }
-  const topology::Topology t = topology::build_step_fabric(s.cluster);
+  // Under mpirun each rank holds its part of the fabric and the step's flows split over the
+  // ranks. The whole-run analysis (failures reroute around cables, checkpoints) and the HDF5
+  // link table need every link: they get the whole fabric, built once the step is done.
+  const engine::World& world = engine::World::get();
+  std::optional<topology::Topology> part(topology::build_step_fabric(s.cluster, {world.rank(), world.size()}));
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   engine::StepOptions options = engine::step_options(network.get(), power_cap(f));
   options.timeline = !f.trace.empty() || !f.common.hdf5.empty() || !f.svg.empty();
   options.link_bytes = !f.common.hdf5.empty();
-  options.partition = engine::flow_exchange();  // under mpirun: the step's flows split over ranks
-  const engine::StepResult r = engine::simulate_step(s, plan, t, options);
+  options.partition = engine::flow_exchange();
+  const engine::StepResult r = engine::simulate_step(s, plan, *part, options);
+  const bool need_whole = (s.run && s.run->failures) || !f.common.hdf5.empty();
+  if (need_whole && !part->whole()) {
+    part.reset();
+    part.emplace(topology::build_step_fabric(s.cluster));
+  }
+  const topology::Topology& t = *part;
   // With run.failures, the whole run too (fewer trials than `wallsim reliability`).
   std::optional<failures::ReliabilityResult> whole;
   if (s.run && s.run->failures) {

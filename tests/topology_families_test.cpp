@@ -1,6 +1,8 @@
 // Counts and diameters against closed forms.
 #include <catch2/catch.hpp>
 
+#include <boost/range/iterator_range.hpp>
+
 #include "core/error.hpp"
 #include "topology/metrics.hpp"
 #include "topology/spec.hpp"
@@ -90,6 +92,73 @@ TEST_CASE("topology::clos rail-optimized counts", "[topology]") {
     CHECK(n.num_endpoints() == 72);
     CHECK(n.num_switches() == 1);
     CHECK(compute_metrics(n).diameter_hops == 2);
+  }
+}
+
+TEST_CASE("topology::clos parts: each rank's links are the whole fabric's, every cable in one part, same routes", "[topology]") {
+  // 12 nodes x 4 GPUs, 3 nodes per leaf (4 groups x 4 rails), 3 spines, 2-node NVSwitch
+  // domains, 2 storage nodes: every kind of cable, and parts that split leaf groups unevenly.
+  ClosParams p{.nodes = 12, .gpus_per_node = 4, .domain = 8, .nodes_per_leaf = 3, .spines = 3,
+               .scale_up = test::link(450), .scale_out = test::link(50)};
+  p.switch_latency = Seconds::of(300e-9);
+  p.storage = Bandwidth::of(1e11);
+  p.storage_nodes = 2;
+  const Topology whole = build_clos(p);
+  REQUIRE(whole.whole());
+  const std::size_t cables = whole.num_links() / 2;
+  CHECK(cables == 48 + 48 + 16 * 3 + 2 * 3);
+  for (int count : {2, 3, 5}) {
+    std::vector<int> held_by(cables, 0);
+    for (int index = 0; index < count; ++index) {
+      INFO("part " << index << " of " << count);
+      const Topology part = build_clos(p, {index, count});
+      CHECK_FALSE(part.whole());
+      CHECK(part.num_links() == whole.num_links());
+      CHECK(part.num_nodes() == whole.num_nodes());
+      std::size_t held = 0;
+      for (LinkId l = 0; l < whole.num_links(); ++l) {
+        // Properties of every link, held or not.
+        CHECK(part.link(l).bandwidth == whole.link(l).bandwidth);
+        CHECK(part.link(l).latency == whole.link(l).latency);
+        CHECK(part.link(l).cls == whole.link(l).cls);
+        if (!part.holds(l)) {
+          CHECK_THROWS_AS(part.link_source(l), std::logic_error);
+          continue;
+        }
+        ++held;
+        CHECK(part.link_source(l) == whole.link_source(l));
+        CHECK(part.link_target(l) == whole.link_target(l));
+        if (l % 2 == 0) ++held_by[l / 2];
+        // A rank's GPU cables are its own: GPU g is in part floor(g x count / 48).
+        const NodeId a = whole.link_source(l), b = whole.link_target(l);
+        const NodeId gpu = a < 48 ? a : b < 48 ? b : 48;
+        if (gpu < 48) CHECK(static_cast<int>(gpu * count / 48) == index);
+      }
+      // The graph holds exactly the held links, each with its id.
+      CHECK(num_edges(part.graph()) == held);
+      for (auto e : boost::make_iterator_range(edges(part.graph()))) {
+        const LinkId l = part.graph()[e].id;
+        CHECK(source(e, part.graph()) == whole.link_source(l));
+        CHECK(target(e, part.graph()) == whole.link_target(l));
+      }
+      // Routes and their costs are the whole fabric's, GPU to GPU and to and from storage.
+      for (NodeId src = 0; src < whole.num_nodes(); src += 5) {
+        for (NodeId dst = 0; dst < whole.num_nodes(); dst += 3) {
+          const bool gpu_or_storage = (src < 48 || whole.node(src).kind == NodeKind::kStorage) &&
+                                      (dst < 48 || whole.node(dst).kind == NodeKind::kStorage) &&
+                                      (src < 48 || dst < 48);
+          if (!gpu_or_storage) continue;
+          for (std::uint64_t key : {0u, 7u}) {
+            CHECK(part.route(src, dst, key) == whole.route(src, dst, key));
+            CHECK(part.cost_level(src, dst) == whole.cost_level(src, dst));
+          }
+        }
+      }
+    }
+    for (std::size_t c = 0; c < cables; ++c) {
+      INFO("cable " << c);
+      CHECK(held_by[c] == 1);
+    }
   }
 }
 

@@ -88,7 +88,8 @@ Topology build_ring(const RingParams& p);
 Topology build_switch(const SwitchParams& p);
 Topology build_fully_connected(const FullyConnectedParams& p);
 Topology build_fat_tree(const FatTreeParams& p);
-Topology build_clos(const ClosParams& p);
+/// `part` (one MPI rank's share): only the cables of its GPUs, their NVSwitches and leaves.
+Topology build_clos(const ClosParams& p, Part part = {});
 Topology build_dragonfly(const DragonflyParams& p);
 Topology build_torus(const TorusParams& p);
 Topology build_wafer_mesh(const WaferMeshParams& p);

@@ -191,7 +191,7 @@ Topology build_from_config(const Config& c) {
                   "; one of " + join(topology_kinds(), ", "));
 }
 
-Topology build_cluster(const ClusterSpec& k) {
+Topology build_cluster(const ClusterSpec& k, Part part) {
   const std::string path = "cluster.scale_out";
   const std::string kind = k.scale_out ? k.scale_out->topology : "clos";
   if (k.gpu.cores > 0) {
@@ -277,7 +277,7 @@ Topology build_cluster(const ClusterSpec& k) {
     p.storage_nodes = k.storage->nodes;
   }
   try {
-    return build_clos(p);
+    return build_clos(p, part);
   } catch (const Error& e) {
     // Name the scenario key rather than the spec-string key.
     std::string where = e.where();
@@ -306,8 +306,8 @@ Topology build_topology_argument(const std::string& arg, const std::vector<std::
   return build_from_config(Config(root, kind));
 }
 
-Topology build_step_fabric(const ClusterSpec& c) {
-  if (c.gpu.cores <= 0) return build_cluster(c);
+Topology build_step_fabric(const ClusterSpec& c, Part part) {
+  if (c.gpu.cores <= 0) return build_cluster(c, part);
   if (!c.scale_out) throw Error("cluster.scale_out", "a wafer-scale cluster needs its wafers' I/O link");
   SwitchParams p;
   p.n = static_cast<int>(c.gpus());

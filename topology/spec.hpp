@@ -21,12 +21,13 @@ YAML::Node spec_to_yaml(const std::string& spec);
 Topology build_from_config(const Config& c);
 
 /// Builds the fabric of a scenario's cluster (rail-optimized Clos, or wafer-scale mesh).
-Topology build_cluster(const ClusterSpec& cluster);
+/// `part`: one MPI rank's share of the links (Clos; other families are built whole).
+Topology build_cluster(const ClusterSpec& cluster, Part part = {});
 
 /// The fabric a training step uses: build_cluster's for GPU clusters; for wafer-scale clusters
 /// the wafers (one endpoint each) on their I/O links to one switch (SwarmX) — the on-wafer
 /// mesh is the wafer module's (wafer/mesh.hpp), not millions of graph nodes.
-Topology build_step_fabric(const ClusterSpec& c);
+Topology build_step_fabric(const ClusterSpec& c, Part part = {});
 
 /// TOPOLOGY argument of the CLI: a scenario file (its cluster) or a spec string.
 Topology build_topology_argument(const std::string& arg, const std::vector<std::string>& overrides,
