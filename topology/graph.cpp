@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <limits>
-#include <mutex>
 #include <stdexcept>
-#include <unordered_map>
 
 #include <boost/range/iterator_range.hpp>
 
@@ -75,7 +73,7 @@ LinkId TopologyBuilder::add_cable(NodeId u, NodeId v, const Link& props) {
     return a.bandwidth == b.bandwidth && a.latency == b.latency && a.energy == b.energy && a.cls == b.cls;
   };
   if (runs_.empty() || !same(runs_.back().props[0], fwd) || !same(runs_.back().props[1], back)) {
-    runs_.push_back({c, {fwd, back}, {{fwd.latency, fwd.bandwidth}, {back.latency, back.bandwidth}}});
+    runs_.push_back({c, {fwd, back}});
   }
   int o = owner(u);
   if (o < 0) o = owner(v);
@@ -243,11 +241,11 @@ Bandwidth Topology::path_bandwidth(const Path& p) const { return path_cost(p).ba
 
 Topology::PathCost Topology::path_cost(const Path& p) const {
   if (p.empty()) return {};
-  double latency = 0.0, bandwidth = run_of(p.front()).cost[p.front() & 1u].bandwidth.value();
+  double latency = 0.0, bandwidth = std::numeric_limits<double>::infinity();
   for (LinkId l : p) {
-    const PathCost& c = run_of(l).cost[l & 1u];
-    latency += c.latency.value();
-    bandwidth = std::min(bandwidth, c.bandwidth.value());
+    const Link& k = link(l);
+    latency += k.latency.value();
+    bandwidth = std::min(bandwidth, k.bandwidth.value());
   }
   return {Seconds::of(latency), Bandwidth::of(bandwidth)};
 }

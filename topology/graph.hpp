@@ -204,7 +204,6 @@ class Topology {
   struct Run {
     std::uint32_t first;  ///< first cable
     Link props[2];        ///< the cable's two directions (they differ by the switch they leave)
-    PathCost cost[2];     ///< latency and bandwidth of props, packed for path_cost
   };
   [[nodiscard]] const Run& run_of(LinkId l) const {
     if (runs_.size() == 1) return runs_.front();
