@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "collectives/flow_model.hpp"
+#include "collectives/flow_solver.hpp"
 #include "topology_test_support.hpp"
 
 using namespace wallsim;
@@ -23,23 +24,48 @@ Flow flow(const Topology& t, NodeId s, NodeId d, double bytes, double start = 0.
   return Flow{t.route(s, d), Bytes::of(bytes), Seconds::of(start), mult};
 }
 
-/// `count` flows between random endpoint pairs (sizes 1-1000 MB, a third starting at 0, the
-/// rest within 2 ms, multiplicity 1..max_mult); `src` (optional) receives their sources.
-std::vector<Flow> random_flows(const Topology& t, std::mt19937_64& rng, int count, int max_mult,
-                               std::vector<NodeId>* src = nullptr) {
+/// How random flows are drawn: sizes uniform in [min_mb, max_mb] MB, one in `at_zero`
+/// starting at 0 and the rest at one of `steps` times within `span` seconds, multiplicity
+/// 1..max_mult.
+struct Mix {
+  int min_mb, max_mb, at_zero;
+  double span;
+  int steps, max_mult;
+};
+
+/// `count` flows between random endpoint pairs drawn as `mix` says; `src` (optional) receives
+/// their sources.
+std::vector<Flow> flows_of(const Topology& t, std::mt19937_64& rng, int count, const Mix& mix,
+                           std::vector<NodeId>* src = nullptr) {
   const auto n = static_cast<NodeId>(t.num_endpoints());
   std::vector<Flow> flows;
   for (int i = 0; i < count; ++i) {
     const NodeId s = rng() % n;
     NodeId d = rng() % n;
     if (d == s) d = (d + 1) % n;
-    const double bytes = 1e6 * static_cast<double>(1 + rng() % 1000);
-    const double start = (rng() % 3 == 0) ? 0.0 : 1e-5 * static_cast<double>(rng() % 200);
+    const double bytes = 1e6 * static_cast<double>(mix.min_mb + static_cast<int>(rng() % static_cast<unsigned>(mix.max_mb - mix.min_mb + 1)));
+    const double start = (rng() % static_cast<unsigned>(mix.at_zero) == 0)
+                             ? 0.0
+                             : mix.span / mix.steps * static_cast<double>(rng() % static_cast<unsigned>(mix.steps));
     flows.push_back(Flow{t.route(s, d, rng()), Bytes::of(bytes), Seconds::of(start),
-                         static_cast<double>(1 + rng() % static_cast<unsigned>(max_mult))});
+                         static_cast<double>(1 + rng() % static_cast<unsigned>(mix.max_mult))});
     if (src != nullptr) src->push_back(s);
   }
   return flows;
+}
+
+/// Sizes 1-1000 MB, a third starting at 0, the rest within 2 ms: few flows overlap long.
+std::vector<Flow> random_flows(const Topology& t, std::mt19937_64& rng, int count, int max_mult,
+                               std::vector<NodeId>* src = nullptr) {
+  return flows_of(t, rng, count, {.min_mb = 1, .max_mb = 1000, .at_zero = 3, .span = 0.002, .steps = 200, .max_mult = max_mult}, src);
+}
+
+/// Flows that overlap heavily: sizes 100-1000 MB (2-20 ms alone at B) starting within `span`
+/// seconds, so that tens to hundreds move at once and every event reaches a congested
+/// component (the regime of a training step).
+std::vector<Flow> congested_flows(const Topology& t, std::mt19937_64& rng, int count, double span,
+                                  std::vector<NodeId>* src = nullptr) {
+  return flows_of(t, rng, count, {.min_mb = 100, .max_mb = 1000, .at_zero = 10, .span = span, .steps = 1000, .max_mult = 2}, src);
 }
 
 /// Brute force: from scratch at every event, water-filling over all active flows, with each
@@ -176,6 +202,106 @@ TEST_CASE("collectives::flow_model equals the brute-force reference on random ca
   }
 }
 
+TEST_CASE("collectives::flow_model equals the brute-force reference on congested random cases",
+          "[collectives][flow]") {
+  // 60-120 flows of 2-20 ms each starting within 4 ms on 16-18 endpoints: most of them move at
+  // once, every link is shared, and each start or end changes the rates of flows far away.
+  std::mt19937_64 rng(4242);
+  for (int trial = 0; trial < 12; ++trial) {
+    const Topology t = trial % 3 == 0   ? test::fat_tree(4, 1.0 + trial % 2)
+                       : trial % 3 == 1 ? test::torus({3, 3, 2}, true)
+                                        : test::dragonfly(1, 3, 1, 4);
+    const std::vector<Flow> flows = congested_flows(t, rng, 60 + static_cast<int>(rng() % 61), 0.004);
+    const auto got = simulate_flows(t, flows);
+    const auto want = reference(t, flows);
+    for (std::size_t i = 0; i < flows.size(); ++i) {
+      INFO("trial " << trial << " flow " << i);
+      CHECK(got[i].value() == Approx(want[i]).epsilon(1e-9));
+    }
+  }
+}
+
+TEST_CASE("collectives::flow_solver driven step by step: flows added as time passes, cancelled, and "
+          "links partly taken",
+          "[collectives][flow]") {
+  const Topology line = test::torus({4}, false);  // 0 - 1 - 2 - 3, links of B and L
+  const double S = 1e9;
+  const LinkId l01 = line.route(0, 1).front();
+  SECTION("a flow added at 10 ms shares from then on (the staggered case, incrementally)") {
+    // a alone until 10 ms + L (0.5 GB done); then B/2 each: a ends at 30 ms + L, b at 40 ms + L.
+    FlowSolver s(line);
+    const auto a = s.add(flow(line, 0, 1, S));
+    CHECK(s.next_event().value() == Approx(L));
+    s.advance_to(Seconds::of(0.01));
+    CHECK(s.now().value() == 0.01);  // the clock moves to the time asked for
+    CHECK_THROWS_AS(s.add(flow(line, 0, 1, S, 0.0)), std::logic_error);  // before now() would rewrite the past
+    s.advance_to(Seconds::of(0.01));
+    const auto b = s.add(flow(line, 0, 1, S, 0.01));
+    s.advance_to(Seconds::of(1.0));
+    CHECK(s.finish(a).value() == Approx(0.03 + L).epsilon(1e-12));
+    CHECK(s.finish(b).value() == Approx(0.04 + L).epsilon(1e-12));
+    CHECK(s.unfinished() == 0);
+  }
+  SECTION("cancelling a flow gives its share back") {
+    // Both at B/2 from L; at 10 ms + L a has 0.25 GB done, b is cancelled, and a's last
+    // 0.75 GB take 15 ms at B: a ends at 25 ms + L; b never finishes.
+    FlowSolver s(line);
+    const auto a = s.add(flow(line, 0, 1, S));
+    const auto b = s.add(flow(line, 0, 1, S));
+    s.advance_to(Seconds::of(0.01 + L));
+    CHECK(s.remaining(b).value() == Approx(0.75e9).epsilon(1e-12));
+    s.cancel(b);
+    CHECK(s.unfinished() == 1);
+    s.advance_to(Seconds::of(1.0));
+    CHECK(s.finish(a).value() == Approx(0.025 + L).epsilon(1e-12));
+    CHECK(std::isinf(s.finish(b).value()));
+  }
+  SECTION("bandwidth reserved on a link for a while slows the flows on it for that while") {
+    // a alone at B from L; from 10 ms + L half of the link is taken: 0.5 GB done, the next
+    // 10 ms at B/2 move 0.25 GB; at 20 ms + L the link is whole again: 0.25 GB at B takes 5 ms.
+    FlowSolver s(line);
+    const auto a = s.add(flow(line, 0, 1, S));
+    s.advance_to(Seconds::of(0.01 + L));
+    s.reserve(l01, Bandwidth::of(B / 2));
+    s.advance_to(Seconds::of(0.02 + L));
+    s.reserve(l01, Bandwidth::of(0.0));
+    s.advance_to(Seconds::of(1.0));
+    CHECK(s.finish(a).value() == Approx(0.025 + L).epsilon(1e-12));
+  }
+  SECTION("a link wholly taken stops its flows until it is given back") {
+    FlowSolver s(line);
+    const auto a = s.add(flow(line, 0, 1, S));
+    s.advance_to(Seconds::of(0.01 + L));
+    s.reserve(l01, Bandwidth::of(B));
+    s.advance_to(Seconds::of(0.05 + L));  // stopped: 0.5 GB left
+    CHECK(std::isinf(s.finish(a).value()));
+    s.reserve(l01, Bandwidth::of(0.0));
+    s.advance_to(Seconds::of(1.0));
+    CHECK(s.finish(a).value() == Approx(0.06 + L).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("collectives::flow_solver adding flows as their starts come equals the brute-force reference",
+          "[collectives][flow]") {
+  std::mt19937_64 rng(99);
+  for (int trial = 0; trial < 6; ++trial) {
+    const Topology t = trial % 2 ? test::fat_tree(4) : test::torus({3, 3}, true);
+    std::vector<Flow> flows = congested_flows(t, rng, 40 + static_cast<int>(rng() % 40), 0.004);
+    std::stable_sort(flows.begin(), flows.end(), [](const Flow& a, const Flow& b) { return a.start < b.start; });
+    FlowSolver s(t);
+    for (const auto& f : flows) {
+      s.advance_to(f.start);  // the engine's way: time moves on, then the next transfer is ready
+      s.add(f);
+    }
+    s.advance_to(Seconds::of(1e9));
+    const auto want = reference(t, flows);
+    for (std::size_t i = 0; i < flows.size(); ++i) {
+      INFO("trial " << trial << " flow " << i);
+      CHECK(s.finish(static_cast<FlowSolver::Id>(i)).value() == Approx(want[i]).epsilon(1e-9));
+    }
+  }
+}
+
 namespace {
 
 /// Ranks as threads: the collectives a partitioned simulation needs, over shared memory (an
@@ -240,7 +366,14 @@ TEST_CASE("collectives::flow_model split over ranks gives one process's finish t
     const Topology t = trial % 2 ? test::fat_tree(4, 1.0 + trial % 3) : test::torus({3, 3}, trial % 4 == 0);
     const auto n = static_cast<NodeId>(t.num_endpoints());
     std::vector<NodeId> src;
-    const std::vector<Flow> flows = random_flows(t, rng, 5 + static_cast<int>(rng() % 60), 3, &src);
+    // Half the trials congested (most flows moving at once), where the single process refills
+    // only the links a change reaches and the ranks refill every link in combined rounds.
+    std::vector<Flow> flows;
+    if (trial % 2 == 0) {
+      flows = congested_flows(t, rng, 60 + static_cast<int>(rng() % 100), 0.004, &src);
+    } else {
+      flows = random_flows(t, rng, 5 + static_cast<int>(rng() % 60), 3, &src);
+    }
     const auto one = simulate_flows(t, flows);
     for (int ranks : {2, 3}) {
       // Each rank holds the flows its source endpoints start.
