@@ -8,6 +8,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "cli/progress.hpp"
 #include "collectives/network_model.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
@@ -108,7 +109,12 @@ void run(const CollectiveFlags& f) {
   std::vector<std::string> t_algo;
   std::vector<double> link_bytes;  // of the last (largest) size
   double last_time = 0.0;
-  for (const Bytes size : sizes(f)) {
+  ProgressBar bar("collective", f.common);
+  const auto all_sizes = sizes(f);
+  for (std::size_t k = 0; k < all_sizes.size(); ++k) {
+    const Bytes size = all_sizes[k];
+    const double n_sizes = static_cast<double>(all_sizes.size());
+    params.progress = [&bar, k, n_sizes](double d) { bar.update((static_cast<double>(k) + d) / n_sizes); };
     const auto choice = collectives::choose_schedule(t, op, group, size, opt, params, algo, *model);
     const collectives::Schedule& s = choice.schedule;
     const double time = choice.time.value();

@@ -125,7 +125,8 @@ class FlowLevelModel final : public NetworkModel {
   Seconds do_time(const topology::Topology& t, std::span<const Schedule> ss,
                   const CostParams& p) const override {
     double total = 0.0;
-    std::size_t step_no = 0;
+    std::size_t step_no = 0, steps = 1;
+    for (const auto& s : ss) steps = std::max(steps, s.phases.size());
     std::vector<Flow> flows;
     for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
       flows.clear();
@@ -145,6 +146,7 @@ class FlowLevelModel final : public NetworkModel {
       if (p.exchange != nullptr) makespan = -p.exchange->min(-makespan);
       total += count * makespan;
       ++step_no;
+      if (p.progress) p.progress(std::min(1.0, static_cast<double>(step_no) / static_cast<double>(steps)));
     });
     return Seconds::of(total);
   }

@@ -5,6 +5,7 @@
 // other down under `flow` and do not under `analytic`.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -26,6 +27,8 @@ struct CostParams {
   /// exchange combines them. Null = one process holds every schedule.
   const FlowExchange* exchange = nullptr;
   std::size_t schedule_offset = 0;
+  /// Told the fraction of the steps timed so far (`flow`, after each step; optional).
+  std::function<void(double)> progress;
 };
 
 class NetworkModel {

@@ -412,6 +412,12 @@ TEST_CASE("cli --progress draws on stderr only, and --quiet silences it", "[cli]
   CHECK_THAT(r.err, Contains("sweep ["));
   CHECK_THAT(r.err, Contains("100 %"));
   CHECK(nlohmann::json::parse(r.out)["points"].size() == 2);  // stdout is the JSON alone
+  // A collective under the flow model reports its steps (an all-to-all on 16 endpoints: 15).
+  const Result c = run("collective 'fat-tree:k=4,bandwidth=50GB/s' --op all_to_all --bytes 1MB --network flow --progress");
+  REQUIRE(c.code == 0);
+  CHECK_THAT(c.err, Contains("collective ["));
+  CHECK_THAT(c.err, Contains("100 %"));
+  CHECK_THAT(c.out, Contains("direct"));
   const Result q = run("search " + scenario + " --progress --quiet");
   CHECK(q.code == 0);
   CHECK(q.err.empty());
