@@ -36,7 +36,6 @@ struct FlowRec {
   double finish = kInf;
   std::uint32_t cls = kNone;
   std::uint32_t member = 0;  // position in its class's member list
-  std::uint32_t version = 0;
   Phase phase = Phase::waiting;
 };
 
@@ -62,15 +61,8 @@ struct LinkRec {
   double load = 0.0;      // weight of the classes on it
   double level = kInf;    // level at which the last filling saturated it (inf: never)
   double cap = 0.0, wsum = 0.0, acc = 0.0, new_level = kInf;  // filling state
-  std::uint32_t dirty = 0, touch = 0, version = 0, changed = 0;
+  std::uint32_t dirty = 0, touch = 0, changed = 0;
   std::vector<std::uint32_t> classes;
-};
-
-struct QEntry {
-  double key;
-  std::uint32_t id;
-  std::uint32_t version;  // kNone: the check of a class at its old level
-  bool operator>(const QEntry& o) const { return key != o.key ? key > o.key : id > o.id; }
 };
 
 template <class T>
@@ -83,6 +75,73 @@ void heap_pop(std::vector<T>& h) {
   std::pop_heap(h.begin(), h.end(), std::greater<>());
   h.pop_back();
 }
+
+/// A binary heap of ids keyed by a double (ties by id), one entry per id at most, whose entries
+/// move when their key changes: projected finishes (lazily invalidated entries would pile up
+/// under long flows whose rate changes many times) and the refill's levels.
+class IndexedHeap {
+ public:
+  struct Entry {
+    double key;
+    std::uint32_t id;
+  };
+  [[nodiscard]] bool empty() const { return h_.empty(); }
+  [[nodiscard]] const Entry& top() const { return h_.front(); }
+  /// Inserts flow `id` at `key`, or moves it there.
+  void set(std::uint32_t id, double key) {
+    if (id >= pos_.size()) pos_.resize(std::max<std::size_t>(id + 1, 2 * pos_.size()), kNone);
+    std::size_t i = pos_[id];
+    if (i == kNone) {
+      i = h_.size();
+      h_.push_back({key, id});
+    } else {
+      h_[i].key = key;
+    }
+    up(down(i));
+  }
+  void erase(std::uint32_t id) {
+    if (id >= pos_.size() || pos_[id] == kNone) return;
+    const std::size_t i = pos_[id];
+    pos_[id] = kNone;
+    const Entry last = h_.back();
+    h_.pop_back();
+    if (i == h_.size()) return;
+    h_[i] = last;
+    up(down(i));
+  }
+
+ private:
+  static bool before(const Entry& a, const Entry& b) { return a.key != b.key ? a.key < b.key : a.id < b.id; }
+  std::size_t down(std::size_t i) {
+    const Entry e = h_[i];
+    while (true) {
+      std::size_t c = 2 * i + 1;
+      if (c >= h_.size()) break;
+      if (c + 1 < h_.size() && before(h_[c + 1], h_[c])) ++c;
+      if (!before(h_[c], e)) break;
+      h_[i] = h_[c];
+      pos_[h_[i].id] = static_cast<std::uint32_t>(i);
+      i = c;
+    }
+    h_[i] = e;
+    pos_[e.id] = static_cast<std::uint32_t>(i);
+    return i;
+  }
+  void up(std::size_t i) {
+    const Entry e = h_[i];
+    while (i > 0) {
+      const std::size_t p = (i - 1) / 2;
+      if (!before(e, h_[p])) break;
+      h_[i] = h_[p];
+      pos_[h_[i].id] = static_cast<std::uint32_t>(i);
+      i = p;
+    }
+    h_[i] = e;
+    pos_[e.id] = static_cast<std::uint32_t>(i);
+  }
+  std::vector<Entry> h_;
+  std::vector<std::uint32_t> pos_;  // by flow id: place in h_, kNone when absent
+};
 
 }  // namespace
 
@@ -117,10 +176,12 @@ class FlowSolver::Impl {
 
   void cancel(Id id) {
     FlowRec& f = flows_.at(id);
-    if (f.phase == Phase::moving) leave(id);
+    if (f.phase == Phase::moving) {
+      leave(id);
+      finishes_.erase(id);
+    }
     if (f.phase == Phase::waiting || f.phase == Phase::moving) {
       f.phase = Phase::cancelled;
-      ++f.version;
       --unfinished_;
       pending_change_ = true;
     }
@@ -172,24 +233,12 @@ class FlowSolver::Impl {
     Id id;
     bool operator>(const Start& o) const { return at != o.at ? at > o.at : id > o.id; }
   };
-  struct Finish {
-    double key;
-    Id id;
-    std::uint32_t version;
-    bool operator>(const Finish& o) const { return key != o.key ? key > o.key : id > o.id; }
-  };
 
   double next_start() {
     while (!agenda_.empty() && flows_[agenda_.front().id].phase != Phase::waiting) heap_pop(agenda_);
     return agenda_.empty() ? kInf : agenda_.front().at;
   }
-  double next_finish() {
-    while (!finishes_.empty() && (flows_[finishes_.front().id].version != finishes_.front().version ||
-                                  flows_[finishes_.front().id].phase != Phase::moving)) {
-      heap_pop(finishes_);
-    }
-    return finishes_.empty() ? kInf : finishes_.front().key;
-  }
+  [[nodiscard]] double next_finish() const { return finishes_.empty() ? kInf : finishes_.top().key; }
 
   /// One event: the flows finishing and starting at `now` (within the precision), then the
   /// new rates.
@@ -197,8 +246,8 @@ class FlowSolver::Impl {
     now_ = now;
     const double tol = kRelativePrecision * std::max(std::fabs(now), 1e-12);
     while (next_finish() <= now + tol) {
-      const Finish e = finishes_.front();
-      heap_pop(finishes_);
+      const auto e = finishes_.top();
+      finishes_.erase(e.id);
       FlowRec& f = flows_[e.id];
       f.finish = e.key;
       leave(e.id);
@@ -343,8 +392,8 @@ class FlowSolver::Impl {
   // ---- filling -------------------------------------------------------------------------
 
   void push_link(std::uint32_t m) {
-    LinkRec& k = links_[m];
-    heap_push(queue_, QEntry{k.cap / k.wsum, m, k.version});
+    const LinkRec& k = links_[m];
+    link_q_.set(m, k.cap / k.wsum);
   }
 
   /// Link `m` joins the refill at the end of the round at level `y` (-inf: from the start):
@@ -354,7 +403,6 @@ class FlowSolver::Impl {
     LinkRec& k = links_[m];
     k.dirty = epoch_;
     k.new_level = kInf;
-    ++k.version;
     dirty_.push_back(m);
     k.cap = k.bw;
     double wsum = k.load;
@@ -387,7 +435,7 @@ class FlowSolver::Impl {
       ClassRec& o = classes_[c];
       if (o.fixed == epoch_ || o.flag == epoch_ || o.pending == epoch_ || o.rate <= y) continue;
       o.pending = epoch_;  // bottlenecked elsewhere, at its old level unless proved otherwise
-      heap_push(queue_, QEntry{o.rate, c, kNone});
+      check_q_.set(c, o.rate);
     }
     if (push && k.wsum > 0.0) push_link(m);
   }
@@ -396,12 +444,14 @@ class FlowSolver::Impl {
     ClassRec& o = classes_[c];
     o.fixed = epoch_;
     o.fill_rate = y;
+    check_q_.erase(c);
     fixed_.push_back(c);
     round_fixed_.push_back(c);
   }
 
   void flag(std::uint32_t c) {
     classes_[c].flag = epoch_;
+    check_q_.erase(c);
     flagged_.push_back(c);
   }
 
@@ -415,7 +465,6 @@ class FlowSolver::Impl {
   /// level each.
   void fill() {
     ++epoch_;
-    queue_.clear();
     dirty_.clear();
     fixed_.clear();
     flagged_.clear();
@@ -451,20 +500,19 @@ class FlowSolver::Impl {
     changed_links_.clear();
 
     while (true) {
-      drop_stale();
-      const double mine = queue_.empty() ? kInf : queue_.front().key;
+      const double mine = std::min(link_q_.empty() ? kInf : link_q_.top().key,
+                                   check_q_.empty() ? kInf : check_q_.top().key);
       const double y = ex_ != nullptr ? ex_->min(mine) : mine;
       if (y == kInf) break;
       tied_.clear();
       checks_.clear();
-      while (mine == y && !queue_.empty() && queue_.front().key == y) {
-        const QEntry e = queue_.front();
-        heap_pop(queue_);
-        if (e.version == kNone) {
-          checks_.push_back(e.id);
-        } else if (valid_link(e)) {
-          tied_.push_back(e.id);
-        }
+      while (mine == y && !link_q_.empty() && link_q_.top().key == y) {
+        tied_.push_back(link_q_.top().id);
+        link_q_.erase(link_q_.top().id);
+      }
+      while (mine == y && !check_q_.empty() && check_q_.top().key == y) {
+        checks_.push_back(check_q_.top().id);
+        check_q_.erase(check_q_.top().id);
       }
       round(y);
     }
@@ -480,21 +528,6 @@ class FlowSolver::Impl {
       o.rate = o.fill_rate;
       o.fresh = false;
       if (moved) apply_rate(o);
-    }
-  }
-
-  [[nodiscard]] bool valid_link(const QEntry& e) const {
-    const LinkRec& k = links_[e.id];
-    return k.version == e.version && k.dirty == epoch_ && k.wsum > 0.0;
-  }
-  [[nodiscard]] bool valid_check(const QEntry& e) const {
-    const ClassRec& o = classes_[e.id];
-    return o.pending == epoch_ && o.fixed != epoch_ && o.flag != epoch_;
-  }
-  void drop_stale() {
-    while (!queue_.empty() &&
-           !(queue_.front().version == kNone ? valid_check(queue_.front()) : valid_link(queue_.front()))) {
-      heap_pop(queue_);
     }
   }
 
@@ -558,11 +591,11 @@ class FlowSolver::Impl {
       const double w = k.acc;
       k.acc = 0.0;
       if (k.wsum <= 0.0) continue;  // saturated
-      ++k.version;
       k.cap -= y * w;
       k.wsum -= w;
       if (k.wsum <= kRelativePrecision) {
         k.wsum = 0.0;
+        link_q_.erase(m);  // every flow on it is fixed
         continue;
       }
       if (k.cap < kRelativePrecision * k.bw) k.cap = 0.0;
@@ -585,12 +618,15 @@ class FlowSolver::Impl {
       f.remaining = std::max(0.0, f.remaining - prev * (now_ - f.last));
       f.last = now_;
       f.rate = o.rate;
-      ++f.version;
       if (std::isinf(f.bytes)) continue;  // background: takes its share, never finishes
       const double done_in = f.remaining <= kRelativePrecision * f.bytes ? 0.0
                              : f.rate > 0.0                              ? f.remaining / f.rate
                                                                          : kInf;
-      if (done_in < kInf) heap_push(finishes_, Finish{now_ + done_in, id, f.version});
+      if (done_in < kInf) {
+        finishes_.set(id, now_ + done_in);
+      } else {
+        finishes_.erase(id);  // stopped (a link wholly taken) until a rate comes back
+      }
     }
   }
 
@@ -641,13 +677,13 @@ class FlowSolver::Impl {
   std::vector<LinkRec> links_;
   std::vector<std::uint32_t> local_of_;  // link id -> local link (kNone: no flow crossed it yet)
   std::vector<Start> agenda_;            // flows waiting for their latency, by time
-  std::vector<Finish> finishes_;         // projected finishes, stale ones dropped lazily
+  IndexedHeap finishes_;                  // projected finishes of the moving flows
   std::vector<Id> finished_;
   std::uint32_t change_epoch_ = 1;
   std::vector<std::uint32_t> changed_links_, changed_classes_;
   // filling
   std::uint32_t epoch_ = 0, touch_epoch_ = 0;
-  std::vector<QEntry> queue_;
+  IndexedHeap link_q_, check_q_;  // the refill's dirty links by level, checks by old level
   std::vector<std::uint32_t> dirty_, fixed_, flagged_, round_fixed_, moved_, tied_, checks_, touched_;
   std::vector<std::pair<double, double>> below_;
   struct Shared {
