@@ -1,0 +1,382 @@
+#include "engine/simulate.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <queue>
+#include <tuple>
+#include <unordered_map>
+
+#include "collectives/flow_solver.hpp"
+#include "core/error.hpp"
+
+namespace wallsim::engine {
+namespace {
+
+using parallelism::ProgramOp;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr std::uint32_t kNone = ~std::uint32_t{0};
+
+struct OpState {
+  std::uint32_t deps_left = 0;
+  std::vector<std::uint32_t> dependents;  // ops of the same rank waiting on this one
+  bool started = false, done = false;
+  double start = 0.0, end = 0.0;
+};
+
+struct RankState {
+  std::vector<OpState> ops;
+  std::array<std::vector<std::uint32_t>, parallelism::kStreams> streams;  // op indices in order
+  std::array<std::size_t, parallelism::kStreams> head{};
+};
+
+/// A collective in flight: its members' ops and, per member, the transfers not yet done.
+struct Instance {
+  std::vector<std::uint32_t> op_of;    // by member position: the member's op
+  std::vector<std::uint32_t> left;     // by member position
+  std::uint32_t group = 0;
+  std::uint32_t posted = 0;
+};
+
+/// A send and its receive.
+struct Pair {
+  std::uint32_t send_op = kNone, recv_op = kNone;
+};
+
+struct Transfer {
+  topology::NodeId src = 0, dst = 0;
+  double bytes = 0.0;
+  std::uint32_t deps_left = 0;
+  std::vector<std::uint32_t> dependents;
+  std::uint32_t instance = kNone;  // a collective's, or kNone for a send
+  std::uint32_t src_member = 0, dst_member = 0;
+  std::uint32_t pair = kNone;
+  std::uint32_t send_rank = 0, recv_rank = 0;
+  double share = 1.0;  // analytic: transfers of its step sharing its busiest endpoint port
+};
+
+struct Timer {
+  double at;
+  std::uint64_t seq;
+  bool is_op;  // else a transfer
+  std::uint32_t a, b;
+  bool operator>(const Timer& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+};
+
+class Engine {
+ public:
+  Engine(const parallelism::Program& p, const topology::Topology& t, const SimulateOptions& o)
+      : p_(p), t_(t), o_(o), solver_(t, o.reserved_Bps) {
+    ranks_.resize(p.ranks.size());
+    compute_.assign(p.ranks.size(), 0.0);
+    for (std::uint32_t r = 0; r < p.ranks.size(); ++r) {
+      const auto& ops = p.ranks[r].ops;
+      RankState& rs = ranks_[r];
+      rs.ops.resize(ops.size());
+      for (std::uint32_t i = 0; i < ops.size(); ++i) {
+        for (auto d : ops[i].deps) {
+          if (d >= i) throw Error(where(r, i), "depends on op " + std::to_string(d) + ", which is not an earlier op");
+          rs.ops[d].dependents.push_back(i);
+        }
+        rs.ops[i].deps_left = static_cast<std::uint32_t>(ops[i].deps.size());
+        rs.streams[static_cast<std::size_t>(ops[i].stream)].push_back(i);
+      }
+    }
+  }
+
+  ProgramResult run() {
+    for (std::uint32_t r = 0; r < ranks_.size(); ++r) try_start(r);
+    while (true) {
+      const double t_timer = timers_.empty() ? kInf : timers_.top().at;
+      const double t_flow = o_.flow ? solver_.next_event().value() : kInf;
+      if (t_timer == kInf && t_flow == kInf) break;
+      if (t_timer <= t_flow) {
+        now_ = t_timer;
+        while (!timers_.empty() && timers_.top().at <= now_) {
+          const Timer e = timers_.top();
+          timers_.pop();
+          if (e.is_op) {
+            finish_op(e.a, e.b);
+          } else {
+            finish_transfer(e.a);
+          }
+        }
+      } else {
+        now_ = t_flow;
+        const auto done = solver_.advance_to(Seconds::of(t_flow));
+        finished_.assign(done.begin(), done.end());  // finishing may add flows
+        for (auto id : finished_) finish_transfer(transfer_of_flow_[id]);
+      }
+    }
+    ProgramResult res;
+    res.ops.resize(ranks_.size());
+    res.compute.resize(ranks_.size());
+    double makespan = 0.0;
+    for (std::uint32_t r = 0; r < ranks_.size(); ++r) {
+      for (std::uint32_t i = 0; i < ranks_[r].ops.size(); ++i) {
+        const OpState& s = ranks_[r].ops[i];
+        if (!s.done) throw Error(where(r, i), never_ran(r, i));
+        res.ops[r].push_back({Seconds::of(s.start), Seconds::of(s.end)});
+        makespan = std::max(makespan, s.end);
+      }
+      res.compute[r] = Seconds::of(compute_[r]);
+    }
+    res.makespan = Seconds::of(makespan);
+    res.transfers = started_transfers_;
+    res.flow = solver_.stats();
+    return res;
+  }
+
+ private:
+  [[nodiscard]] std::string where(std::uint32_t r, std::uint32_t i) const {
+    const auto& op = p_.ranks[r].ops[i];
+    return "rank " + std::to_string(r) + " op " + std::to_string(i) + (op.name.empty() ? "" : " (" + op.name + ")");
+  }
+  [[nodiscard]] std::string never_ran(std::uint32_t r, std::uint32_t i) const {
+    const auto& op = p_.ranks[r].ops[i];
+    const OpState& s = ranks_[r].ops[i];
+    if (s.started && op.kind == ProgramOp::Kind::kCollective) return "never ends: a member of its group never reaches it";
+    if (s.started) return "never ends: its peer never posts the matching send or receive";
+    return "never starts: it waits on an op that never ends";
+  }
+
+  void try_start(std::uint32_t r) {
+    RankState& rs = ranks_[r];
+    for (std::size_t s = 0; s < rs.streams.size(); ++s) {
+      if (rs.head[s] >= rs.streams[s].size()) continue;
+      const std::uint32_t i = rs.streams[s][rs.head[s]];
+      if (!rs.ops[i].started && rs.ops[i].deps_left == 0) start_op(r, i);
+    }
+  }
+
+  void start_op(std::uint32_t r, std::uint32_t i) {
+    OpState& s = ranks_[r].ops[i];
+    const ProgramOp& op = p_.ranks[r].ops[i];
+    s.started = true;
+    s.start = now_;
+    switch (op.kind) {
+      case ProgramOp::Kind::kCompute: {
+        double d = op.duration.value();
+        if (d <= 0.0) {
+          if (!o_.compute_time) throw Error(where(r, i), "a compute op without a duration needs a compute-time model");
+          d = o_.compute_time(op, r).value();
+        }
+        if (!(d >= 0.0) || !std::isfinite(d)) throw Error(where(r, i), "compute time is not a finite, non-negative number");
+        compute_[r] += d;
+        timers_.push({now_ + d, seq_++, true, r, i});
+        break;
+      }
+      case ProgramOp::Kind::kCollective: post_collective(r, i, op); break;
+      case ProgramOp::Kind::kSend:
+      case ProgramOp::Kind::kRecv: post_p2p(r, i, op); break;
+    }
+  }
+
+  void finish_op(std::uint32_t r, std::uint32_t i) {
+    RankState& rs = ranks_[r];
+    OpState& s = rs.ops[i];
+    s.done = true;
+    s.end = now_;
+    const auto stream = static_cast<std::size_t>(p_.ranks[r].ops[i].stream);
+    ++rs.head[stream];
+    for (auto d : s.dependents) --rs.ops[d].deps_left;
+    try_start(r);
+  }
+
+  // ---- collectives -----------------------------------------------------------------------
+
+  void post_collective(std::uint32_t r, std::uint32_t i, const ProgramOp& op) {
+    if (op.group >= p_.groups.size()) throw Error(where(r, i), "group " + std::to_string(op.group) + " does not exist");
+    const auto& g = p_.groups[op.group];
+    const auto pos = std::find(g.begin(), g.end(), r);
+    if (pos == g.end()) throw Error(where(r, i), "rank " + std::to_string(r) + " is not in group " + std::to_string(op.group));
+    auto [it, fresh] = instance_of_.try_emplace({op.group, op.collective}, static_cast<std::uint32_t>(instances_.size()));
+    if (fresh) {
+      instances_.emplace_back();
+      instances_.back().op_of.assign(g.size(), kNone);
+      instances_.back().group = op.group;
+    }
+    Instance& in = instances_[it->second];
+    const auto m = static_cast<std::size_t>(pos - g.begin());
+    if (in.op_of[m] != kNone) throw Error(where(r, i), "reaches its group's collective " + std::to_string(op.collective) + " twice");
+    in.op_of[m] = i;
+    if (++in.posted == g.size()) launch(it->second, op);
+  }
+
+  /// Every member is there: the algorithm's steps become transfers, each waiting for what
+  /// its sender received in the step before and for its sender's own previous send.
+  void launch(std::uint32_t id, const ProgramOp& op) {
+    const auto& g = p_.groups[op.group];
+    std::vector<topology::NodeId> gpus;
+    std::unordered_map<topology::NodeId, std::uint32_t> member;
+    for (std::uint32_t m = 0; m < g.size(); ++m) {
+      gpus.push_back(p_.ranks[g[m]].gpu);
+      if (!member.emplace(gpus.back(), m).second) {
+        throw Error("group " + std::to_string(op.group), "two ranks on one GPU in a collective");
+      }
+    }
+    std::string why;
+    const auto s = collectives::build_schedule(t_, op.op, op.algo, gpus, op.bytes, {}, &why);
+    if (!s) throw Error("group " + std::to_string(op.group), to_string(op.algo) + " cannot run " + to_string(op.op) + ": " + why);
+    instances_[id].left.assign(g.size(), 0);
+    std::vector<std::vector<std::uint32_t>> prev_in(g.size()), prev_out(g.size()), in(g.size()), out(g.size());
+    std::vector<std::uint32_t> ready;
+    for (const auto& ph : s->phases) {
+      const double reps = ph.repeat;
+      if (reps != std::floor(reps) || reps < 0.0) throw std::logic_error("simulate: a schedule step repeats a fractional count");
+      for (double k = 0; k < reps; ++k) {
+        for (auto& v : in) v.clear();
+        for (auto& v : out) v.clear();
+        for (const auto& x : ph.transfers) {
+          if (x.src == x.dst) continue;
+          const auto x_id = static_cast<std::uint32_t>(transfers_.size());
+          Transfer tr;
+          tr.src = x.src;
+          tr.dst = x.dst;
+          tr.bytes = x.bytes.value();
+          tr.instance = id;
+          tr.src_member = member.at(x.src);
+          tr.dst_member = member.at(x.dst);
+          for (auto d : prev_in[tr.src_member]) transfers_[d].dependents.push_back(x_id);
+          for (auto d : prev_out[tr.src_member]) transfers_[d].dependents.push_back(x_id);
+          tr.deps_left = static_cast<std::uint32_t>(prev_in[tr.src_member].size() + prev_out[tr.src_member].size());
+          ++instances_[id].left[tr.src_member];
+          ++instances_[id].left[tr.dst_member];
+          in[tr.dst_member].push_back(x_id);
+          out[tr.src_member].push_back(x_id);
+          if (tr.deps_left == 0) ready.push_back(x_id);
+          transfers_.push_back(std::move(tr));
+        }
+        share_ports(out, in, g.size());
+        // A member with nothing to do in a step keeps what it had for the next one.
+        for (std::size_t m = 0; m < g.size(); ++m) {
+          if (!in[m].empty() || !out[m].empty()) {
+            prev_in[m].swap(in[m]);
+            prev_out[m].swap(out[m]);
+          }
+        }
+      }
+    }
+    const Instance& inst = instances_[id];
+    for (std::uint32_t m = 0; m < g.size(); ++m) {
+      if (inst.left[m] == 0) finish_op(g[m], inst.op_of[m]);
+    }
+    for (auto x : ready) start_transfer(x);
+  }
+
+  /// Under `analytic`, the transfers of one step that leave or enter one endpoint share its
+  /// link (as the analytic collective model has it): each is slowed by its busiest port's
+  /// count, ports counted apart inside and across scale-up domains.
+  void share_ports(const std::vector<std::vector<std::uint32_t>>& out, const std::vector<std::vector<std::uint32_t>>& in,
+                   std::size_t members) {
+    if (o_.flow) return;
+    const std::size_t dom = t_.info().domain_size;
+    auto cross = [dom](const Transfer& x) { return dom > 0 && x.src / dom != x.dst / dom; };
+    for (std::size_t m = 0; m < members; ++m) {
+      for (const auto* list : {&out[m], &in[m]}) {
+        double n_cross = 0.0, n_local = 0.0;
+        for (auto x : *list) (cross(transfers_[x]) ? n_cross : n_local) += 1.0;
+        for (auto x : *list) {
+          Transfer& tr = transfers_[x];
+          tr.share = std::max(tr.share, cross(tr) ? n_cross : n_local);
+        }
+      }
+    }
+  }
+
+  // ---- point to point --------------------------------------------------------------------
+
+  void post_p2p(std::uint32_t r, std::uint32_t i, const ProgramOp& op) {
+    if (op.peer >= p_.ranks.size()) throw Error(where(r, i), "peer rank " + std::to_string(op.peer) + " does not exist");
+    const bool send = op.kind == ProgramOp::Kind::kSend;
+    const auto key = send ? std::tuple{r, op.peer, op.tag} : std::tuple{op.peer, r, op.tag};
+    auto [it, fresh] = pair_of_.try_emplace(key, static_cast<std::uint32_t>(pairs_.size()));
+    if (fresh) pairs_.emplace_back();
+    Pair& pr = pairs_[it->second];
+    std::uint32_t& mine = send ? pr.send_op : pr.recv_op;
+    if (mine != kNone) throw Error(where(r, i), "a second op with the same peer and tag " + std::to_string(op.tag));
+    mine = i;
+    if (pr.send_op == kNone || pr.recv_op == kNone) return;
+    const std::uint32_t sender = send ? r : op.peer, receiver = send ? op.peer : r;
+    const ProgramOp& s_op = p_.ranks[sender].ops[pr.send_op];
+    Transfer tr;
+    tr.src = p_.ranks[sender].gpu;
+    tr.dst = p_.ranks[receiver].gpu;
+    tr.bytes = s_op.bytes.value();
+    tr.pair = it->second;
+    tr.send_rank = sender;
+    tr.recv_rank = receiver;
+    transfers_.push_back(std::move(tr));
+    start_transfer(static_cast<std::uint32_t>(transfers_.size() - 1));
+  }
+
+  // ---- transfers -------------------------------------------------------------------------
+
+  void start_transfer(std::uint32_t x) {
+    ++started_transfers_;
+    const Transfer& tr = transfers_[x];
+    if (tr.src == tr.dst) {
+      timers_.push({now_, seq_++, false, x, 0});
+      return;
+    }
+    const std::uint64_t key = flow_key_++;
+    if (o_.flow) {
+      const auto id = solver_.add({t_.route(tr.src, tr.dst, key), Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0});
+      if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kNone);
+      transfer_of_flow_[id] = x;
+    } else {
+      const auto cost = t_.route_cost(tr.src, tr.dst, key, path_);
+      timers_.push({now_ + o_.overhead.value() + cost.latency.value() + tr.share * tr.bytes / cost.bandwidth.value(), seq_++,
+                    false, x, 0});
+    }
+  }
+
+  void finish_transfer(std::uint32_t x) {
+    // Copies: starting dependents may grow transfers_.
+    const std::vector<std::uint32_t> next = transfers_[x].dependents;
+    const Transfer tr = transfers_[x];
+    for (auto d : next) {
+      if (--transfers_[d].deps_left == 0) start_transfer(d);
+    }
+    if (tr.instance != kNone) {
+      Instance& in = instances_[tr.instance];
+      const auto& g = p_.groups[in.group];
+      for (auto m : {tr.src_member, tr.dst_member}) {
+        if (--in.left[m] == 0) finish_op(g[m], in.op_of[m]);
+      }
+    } else {
+      const Pair pr = pairs_[tr.pair];
+      finish_op(tr.send_rank, pr.send_op);
+      finish_op(tr.recv_rank, pr.recv_op);
+    }
+  }
+
+  const parallelism::Program& p_;
+  const topology::Topology& t_;
+  const SimulateOptions& o_;
+  collectives::FlowSolver solver_;
+  std::vector<RankState> ranks_;
+  std::vector<double> compute_;
+  double now_ = 0.0;
+  std::uint64_t seq_ = 0, flow_key_ = 0;
+  std::size_t started_transfers_ = 0;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> instance_of_;
+  std::vector<Instance> instances_;
+  std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::uint32_t> pair_of_;
+  std::vector<Pair> pairs_;
+  std::vector<Transfer> transfers_;
+  std::vector<std::uint32_t> transfer_of_flow_;
+  std::vector<collectives::FlowSolver::Id> finished_;
+  topology::Path path_;
+};
+
+}  // namespace
+
+ProgramResult simulate(const parallelism::Program& p, const topology::Topology& t, const SimulateOptions& o) {
+  return Engine(p, t, o).run();
+}
+
+}  // namespace wallsim::engine

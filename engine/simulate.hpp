@@ -1,0 +1,48 @@
+// The step engine: runs a step program (parallelism/program.hpp) as one discrete-event
+// simulation. Per rank, each stream runs its ops in program order; an op starts when it heads
+// its stream and its dependencies are done. Compute ops end after their time. Communication
+// ops become transfers: a collective, once every member has reached it, is its algorithm's
+// steps (collectives/schedule.hpp) unrolled into a dependency graph of transfers (a rank sends
+// step k once it has received step k-1 and sent its own step k-1, as NCCL's rings and trees
+// forward data, with no barrier between steps); a send, once its receive is posted, is one
+// transfer. Under `flow` every transfer of every rank is a flow of one incremental max-min
+// solver on the shared fabric, so all kinds of traffic slow one another; under `analytic` a
+// transfer costs its path's latency plus its bytes over the path's narrowest link, alone.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "collectives/flow_model.hpp"
+#include "parallelism/program.hpp"
+#include "topology/graph.hpp"
+
+namespace wallsim::engine {
+
+struct SimulateOptions {
+  bool flow = true;   ///< the flow-level model; false: alpha-beta, no contention
+  Seconds overhead;   ///< software overhead per transfer, before it enters the network
+  /// Time of a compute op without a given duration (the roofline); required if any.
+  std::function<Seconds(const parallelism::ProgramOp&, std::uint32_t rank)> compute_time;
+  std::span<const double> reserved_Bps;  ///< bandwidth taken on links by outside traffic
+};
+
+struct OpSpan {
+  Seconds start, end;  ///< start: the op began (a communication op: it was posted)
+};
+
+struct ProgramResult {
+  Seconds makespan;                      ///< the last op's end
+  std::vector<std::vector<OpSpan>> ops;  ///< by rank, by op
+  std::vector<Seconds> compute;          ///< per rank, time computing
+  std::size_t transfers = 0;             ///< transfers put on the network
+  collectives::FlowStats flow;           ///< the flow solver's work (flow model)
+};
+
+/// Runs `p` on `t`. An Error names the rank and op when the program cannot run (a send
+/// without its receive, a collective some member never reaches, a dependency cycle).
+ProgramResult simulate(const parallelism::Program& p, const topology::Topology& t, const SimulateOptions& o);
+
+}  // namespace wallsim::engine

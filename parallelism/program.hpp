@@ -1,0 +1,57 @@
+// The step program: what every rank does in one training step, as a plain value (no times).
+// Each rank runs its ops on the streams a framework has (compute, a side stream for TP/CP/EP
+// when the plan overlaps them, data-parallel, pipeline p2p). An op starts when it heads its
+// stream and the ops it depends on are done; a collective starts when every member of its
+// group has reached it, a send when its receive is posted (NCCL's rendezvous). The engine
+// (engine/simulate.hpp) only runs programs; the plan's program is built here in parallelism/.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "collectives/schedule.hpp"
+#include "core/units.hpp"
+#include "topology/graph.hpp"
+
+namespace wallsim::parallelism {
+
+enum class StreamKind : std::uint8_t { kCompute, kSide, kDataParallel, kPipeline };
+inline constexpr int kStreams = 4;
+
+/// What a compute op is, for its roofline (GEMM, attention, element-wise, optimizer...).
+enum class KernelKind : std::uint8_t { kGemm, kAttention, kElementwise, kOptimizer, kOther };
+
+struct ProgramOp {
+  enum class Kind : std::uint8_t { kCompute, kCollective, kSend, kRecv };
+  Kind kind = Kind::kCompute;
+  StreamKind stream = StreamKind::kCompute;
+  std::string name;
+  std::vector<std::uint32_t> deps;  ///< ops of the same rank (indices) that must end first
+  // compute
+  KernelKind kernel = KernelKind::kOther;
+  Flops flops;
+  Bytes hbm_bytes;
+  Seconds duration;  ///< when set (> 0), the compute time as given, not from the roofline
+  // collective: the `collective`-th collective of `group`, the same on every member
+  std::uint32_t group = 0;
+  std::uint32_t collective = 0;
+  collectives::Op op = collectives::Op::kAllReduce;
+  collectives::Algo algo = collectives::Algo::kRing;
+  Bytes bytes;  ///< the collective's size (nccl-tests' meaning), or a send's payload
+  // send / receive: the peer rank and a tag that pairs them
+  std::uint32_t peer = 0;
+  std::uint32_t tag = 0;
+};
+
+struct RankProgram {
+  topology::NodeId gpu = 0;  ///< the endpoint this rank runs on
+  std::vector<ProgramOp> ops;
+};
+
+struct Program {
+  std::vector<RankProgram> ranks;
+  std::vector<std::vector<std::uint32_t>> groups;  ///< communicator groups, as rank indices
+};
+
+}  // namespace wallsim::parallelism

@@ -1,0 +1,175 @@
+// The program engine against hand-derived step times on a 2-4 GPU switch: streams and
+// dependencies, a one-way pipeline send, a ring all-reduce as its dependency graph of
+// transfers, rendezvous, and contention between a collective and a send on one fabric.
+#include <catch2/catch.hpp>
+
+#include "collectives/flow_model.hpp"
+#include "core/error.hpp"
+#include "engine/simulate.hpp"
+#include "topology/families.hpp"
+
+using namespace wallsim;
+using namespace wallsim::parallelism;
+using wallsim::engine::simulate;
+using wallsim::engine::SimulateOptions;
+
+namespace {
+
+constexpr double B = 50e9;  // bytes/s of every link
+constexpr double L = 1e-6;  // latency of every link (a GPU-to-GPU path crosses two)
+
+topology::Topology sw(int n) {
+  return topology::build_switch({.n = n, .link = {units::gbyte_per_s(50), units::us(1), {}}});
+}
+
+ProgramOp compute(double secs, StreamKind stream = StreamKind::kCompute, std::vector<std::uint32_t> deps = {}) {
+  ProgramOp op;
+  op.kind = ProgramOp::Kind::kCompute;
+  op.stream = stream;
+  op.duration = Seconds::of(secs);
+  op.deps = std::move(deps);
+  return op;
+}
+
+ProgramOp collective(std::uint32_t group, collectives::Op what, double bytes, std::vector<std::uint32_t> deps = {},
+                     StreamKind stream = StreamKind::kDataParallel) {
+  ProgramOp op;
+  op.kind = ProgramOp::Kind::kCollective;
+  op.stream = stream;
+  op.group = group;
+  op.op = what;
+  op.algo = collectives::Algo::kRing;
+  op.bytes = Bytes::of(bytes);
+  op.deps = std::move(deps);
+  return op;
+}
+
+ProgramOp p2p(bool send, std::uint32_t peer, double bytes, std::vector<std::uint32_t> deps = {}) {
+  ProgramOp op;
+  op.kind = send ? ProgramOp::Kind::kSend : ProgramOp::Kind::kRecv;
+  op.stream = StreamKind::kPipeline;
+  op.peer = peer;
+  op.bytes = Bytes::of(bytes);
+  op.deps = std::move(deps);
+  return op;
+}
+
+SimulateOptions model(bool flow) {
+  SimulateOptions o;
+  o.flow = flow;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("engine::simulate streams run in order, side by side, and wait on dependencies", "[engine]") {
+  // Compute stream: a (10 ms), then c (1 ms, after a and b), then d (2 ms). Side stream: b
+  // (5 ms) from 0, beside a. So c runs 10-11 ms, d 11-13 ms.
+  Program p;
+  p.ranks.push_back({0, {compute(0.010), compute(0.005, StreamKind::kSide), compute(0.001, StreamKind::kCompute, {0, 1}),
+                         compute(0.002)}});
+  const auto r = simulate(p, sw(2), model(true));
+  CHECK(r.ops[0][1].end.value() == Approx(0.005));
+  CHECK(r.ops[0][2].start.value() == Approx(0.010));
+  CHECK(r.ops[0][3].start.value() == Approx(0.011));
+  CHECK(r.makespan.value() == Approx(0.013));
+  CHECK(r.compute[0].value() == Approx(0.018));
+}
+
+TEST_CASE("engine::simulate a pipeline boundary is one send, one way: alpha + S/B", "[engine]") {
+  // Stage 0 computes 10 ms and sends S to stage 1, which then computes 10 ms:
+  // 10 ms + 2L + S/B + 10 ms, the same under both models (the send is alone).
+  const double S = 1e9;
+  Program p;
+  p.ranks.push_back({0, {compute(0.010), p2p(true, 1, S, {0})}});
+  p.ranks.push_back({1, {p2p(false, 0, 0.0), compute(0.010, StreamKind::kCompute, {0})}});
+  for (bool flow : {true, false}) {
+    INFO((flow ? "flow" : "analytic"));
+    const auto r = simulate(p, sw(2), model(flow));
+    CHECK(r.ops[1][0].end.value() == Approx(0.010 + 2 * L + S / B).epsilon(1e-12));
+    CHECK(r.makespan.value() == Approx(0.020 + 2 * L + S / B).epsilon(1e-12));
+    CHECK(r.transfers == 1);
+  }
+}
+
+TEST_CASE("engine::simulate a ring all-reduce is 2(n-1) steps of S/n, each waiting for the one before", "[engine]") {
+  // 4 GPUs on a switch: every step sends S/4 from each GPU to the next on its own links:
+  // 6 x (2L + S/(4B)), under both models.
+  const double S = 4e8;
+  Program p;
+  p.groups.push_back({0, 1, 2, 3});
+  for (topology::NodeId g = 0; g < 4; ++g) p.ranks.push_back({g, {collective(0, collectives::Op::kAllReduce, S)}});
+  for (bool flow : {true, false}) {
+    INFO((flow ? "flow" : "analytic"));
+    const auto r = simulate(p, sw(4), model(flow));
+    CHECK(r.makespan.value() == Approx(6 * (2 * L + S / (4 * B))).epsilon(1e-12));
+    CHECK(r.transfers == 24);
+  }
+  SECTION("a member that comes late holds everyone (the collective starts when all are there)") {
+    p.ranks[3].ops.insert(p.ranks[3].ops.begin(), compute(0.005));
+    p.ranks[3].ops[1].deps = {0};
+    const auto r = simulate(p, sw(4), model(true));
+    CHECK(r.ops[0][0].start.value() == 0.0);  // posted at 0, waits
+    CHECK(r.ops[0][0].end.value() == Approx(0.005 + 6 * (2 * L + S / (4 * B))).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("engine::simulate a ring step waits for the data it forwards, not for the slowest step", "[engine]") {
+  // GPU 1's uplink has half its bandwidth left (reserved by other traffic): its sends take
+  // D = 2L + 2s, the others d = 2L + s (s = S/(4B)). Member i sends step k once it has sent
+  // step k-1 and received step k-1 from i-1: T_i(k) = max(T_i(k-1), T_{i-1}(k-1)) + d_i.
+  // Worked out over the 6 steps, GPU 0's last send ends at 3D + 3d and its last receive (from
+  // GPU 3) at 4D + 2d; GPUs 1 and 2 end at 6D. A barrier per step would end everyone at 6D;
+  // senders that ignore what they receive would end GPU 0 at 6d.
+  const double S = 4e8, s = S / (4 * B), d = 2 * L + s, D = 2 * L + 2 * s;
+  Program p;
+  p.groups.push_back({0, 1, 2, 3});
+  for (topology::NodeId g = 0; g < 4; ++g) p.ranks.push_back({g, {collective(0, collectives::Op::kAllReduce, S)}});
+  const auto t = sw(4);
+  std::vector<double> reserved(t.num_links(), 0.0);
+  reserved[t.route(1, 2).front()] = B / 2;
+  SimulateOptions o = model(true);
+  o.reserved_Bps = reserved;
+  const auto r = simulate(p, t, o);
+  CHECK(r.ops[0][0].end.value() == Approx(4 * D + 2 * d).epsilon(1e-12));
+  CHECK(r.ops[1][0].end.value() == Approx(6 * D).epsilon(1e-12));
+  CHECK(r.ops[2][0].end.value() == Approx(6 * D).epsilon(1e-12));
+}
+
+TEST_CASE("engine::simulate a send and a collective on one link share it as max-min says", "[engine]") {
+  // An all-gather of S over GPUs {0, 1} (one step: S/2 each way) and a send of S/2 from 0 to
+  // 1, all from 0. Under flow, 0->1 carries two flows: each at B/2, both done at 2L + S/B;
+  // 1->0 runs alone, 2L + S/(2B). The same transfers replayed by simulate_flows agree. Under
+  // analytic nothing contends: everything ends at 2L + S/(2B).
+  const double S = 1e9;
+  Program p;
+  p.groups.push_back({0, 1});
+  p.ranks.push_back({0, {collective(0, collectives::Op::kAllGather, S), p2p(true, 1, S / 2)}});
+  p.ranks.push_back({1, {collective(0, collectives::Op::kAllGather, S), p2p(false, 0, 0.0)}});
+  const auto t = sw(2);
+  const auto r = simulate(p, t, model(true));
+  const std::vector<collectives::Flow> same{{t.route(0, 1), Bytes::of(S / 2), Seconds::of(0), 1.0},
+                                            {t.route(1, 0), Bytes::of(S / 2), Seconds::of(0), 1.0},
+                                            {t.route(0, 1), Bytes::of(S / 2), Seconds::of(0), 1.0}};
+  const auto replay = collectives::simulate_flows(t, same);
+  CHECK(r.ops[0][1].end.value() == Approx(2 * L + S / B).epsilon(1e-12));
+  CHECK(r.ops[0][1].end.value() == Approx(replay[2].value()).epsilon(1e-12));
+  CHECK(r.ops[0][0].end.value() == Approx(std::max(replay[0].value(), replay[1].value())).epsilon(1e-12));
+  const auto a = simulate(p, t, model(false));
+  CHECK(a.makespan.value() == Approx(2 * L + S / (2 * B)).epsilon(1e-12));
+}
+
+TEST_CASE("engine::simulate names what cannot run", "[engine]") {
+  Program lonely;
+  lonely.ranks.push_back({0, {p2p(true, 1, 1e6)}});
+  lonely.ranks.push_back({1, {compute(0.001)}});
+  CHECK_THROWS_WITH(simulate(lonely, sw(2), model(true)), Catch::Contains("rank 0 op 0") && Catch::Contains("peer"));
+  Program ahead;
+  ahead.ranks.push_back({0, {compute(0.001, StreamKind::kCompute, {1}), compute(0.001)}});
+  CHECK_THROWS_WITH(simulate(ahead, sw(2), model(true)), Catch::Contains("not an earlier op"));
+  Program missing;
+  missing.groups.push_back({0, 1});
+  missing.ranks.push_back({0, {collective(0, collectives::Op::kAllReduce, 1e6)}});
+  missing.ranks.push_back({1, {compute(0.001)}});
+  CHECK_THROWS_WITH(simulate(missing, sw(2), model(true)), Catch::Contains("never reaches"));
+}
