@@ -168,7 +168,7 @@ TEST_CASE("engine fp8 adds an fp8 copy of the weights and shrinks the kept activ
   CHECK(fp8.activations.value() < bf16.activations.value());
 }
 
-TEST_CASE("engine bytes moved count every pass of every micro-batch; links and stages add up", "[engine]") {
+TEST_CASE("engine bytes moved count every pass of every micro-batch, and links and stages add up", "[engine]") {
   // tp 4 with sequence parallelism, 4 micro-batches, nothing else communicating: each layer's
   // forward runs 2 all-gathers and 2 reduce-scatters of s·b·h bf16 activations, the backward
   // the same again (selective recompute recomputes no communication). A ring all-gather or
