@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "collectives/schedule.hpp"
+#include "parallelism/model_math.hpp"
+#include "parallelism/plan.hpp"
 #include "core/units.hpp"
 #include "topology/graph.hpp"
 
@@ -19,19 +21,14 @@ namespace wallsim::parallelism {
 enum class StreamKind : std::uint8_t { kCompute, kSide, kDataParallel, kPipeline };
 inline constexpr int kStreams = 4;
 
-/// What a compute op is, for its roofline (GEMM, attention, element-wise, optimizer...).
-enum class KernelKind : std::uint8_t { kGemm, kAttention, kElementwise, kOptimizer, kOther };
-
 struct ProgramOp {
   enum class Kind : std::uint8_t { kCompute, kCollective, kSend, kRecv };
   Kind kind = Kind::kCompute;
   StreamKind stream = StreamKind::kCompute;
   std::string name;
   std::vector<std::uint32_t> deps;  ///< ops of the same rank (indices) that must end first
-  // compute
-  KernelKind kernel = KernelKind::kOther;
-  Flops flops;
-  Bytes hbm_bytes;
+  // compute: the kernel (FLOPs, HBM bytes, shape) the roofline times
+  Kernel kernel{KernelKind::kGemm, {}, {}, {}};
   Seconds duration;  ///< when set (> 0), the compute time as given, not from the roofline
   // collective: the `collective`-th collective of `group`, the same on every member
   std::uint32_t group = 0;
@@ -53,5 +50,21 @@ struct Program {
   std::vector<RankProgram> ranks;
   std::vector<std::vector<std::uint32_t>> groups;  ///< communicator groups, as rank indices
 };
+
+/// What one pipeline stage's passes cost and carry (per micro-batch and model chunk).
+struct PassCosts {
+  Seconds forward, backward, weight;  ///< weight: zero-bubble's deferred W pass (B without it)
+  Bytes activation;                   ///< sent one way at each stage boundary, forward and back
+  Bytes gradients;                    ///< all-reduced over `dp_groups` after the last backward
+};
+
+/// The step program of a pipeline: `stages[s]` (ranks of data-parallel replica r at
+/// `stages[s][r]`) runs `schedule`'s passes in order (pipeline.hpp) on the compute stream; a
+/// pass that needs another stage's output waits for its receive; each output goes one way to
+/// the next stage (forward) or the previous one (backward) on the pipeline streams (sends on
+/// one, receives on the other, as Megatron batches its isend/irecv); after its last backward
+/// each rank all-reduces its gradients with its data-parallel peers. `gpus[rank]` places ranks.
+Program pipeline_program(PipeSchedule schedule, int pp, int vpp, int micro_batches, int dp,
+                         const std::vector<topology::NodeId>& gpus, const PassCosts& costs);
 
 }  // namespace wallsim::parallelism

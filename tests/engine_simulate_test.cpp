@@ -173,3 +173,62 @@ TEST_CASE("engine::simulate names what cannot run", "[engine]") {
   missing.ranks.push_back({1, {compute(0.001)}});
   CHECK_THROWS_WITH(simulate(missing, sw(2), model(true)), Catch::Contains("never reaches"));
 }
+
+namespace {
+
+/// A switch whose links cost nothing: pipeline sends of 0 bytes take no time.
+topology::Topology instant(int n) { return topology::build_switch({.n = n, .link = {units::gbyte_per_s(1e9), Seconds{}, {}}}); }
+
+std::vector<topology::NodeId> first_gpus(int n) {
+  std::vector<topology::NodeId> g;
+  for (int i = 0; i < n; ++i) g.push_back(static_cast<topology::NodeId>(i));
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("engine::simulate pipeline programs: 1F1B and GPipe take (m+p-1)(f+b), interleaving cuts the bubble by v",
+          "[engine]") {
+  // Forward f, backward b = 2f per micro-batch and stage; free sends. 1F1B and GPipe both
+  // take (m + p - 1)(f + b); interleaved with v chunks of f/v and b/v takes
+  // m(f + b) + (p - 1)(f + b)/v (Narayanan et al., SC'21, section 2.2).
+  const double f = 1e-3, b = 2e-3;
+  const int pp = 4;
+  for (int m : {4, 8, 12}) {
+    INFO("m = " << m);
+    for (auto sched : {PipeSchedule::kOneFOneB, PipeSchedule::kGpipe}) {
+      const auto prog = pipeline_program(sched, pp, 1, m, 1, first_gpus(pp),
+                                         {Seconds::of(f), Seconds::of(b), {}, Bytes::of(0), Bytes::of(0)});
+      const auto r = simulate(prog, instant(pp), model(true));
+      CHECK(r.makespan.value() == Approx((m + pp - 1) * (f + b)).epsilon(1e-12));
+    }
+    for (int v : {2, 4}) {
+      INFO("v = " << v);
+      const auto prog = pipeline_program(PipeSchedule::kInterleaved, pp, v, m, 1, first_gpus(pp),
+                                         {Seconds::of(f / v), Seconds::of(b / v), {}, Bytes::of(0), Bytes::of(0)});
+      const auto r = simulate(prog, instant(pp), model(true));
+      CHECK(r.makespan.value() == Approx(m * (f + b) + (pp - 1) * (f + b) / v).epsilon(1e-12));
+    }
+  }
+}
+
+TEST_CASE("engine::simulate pipeline programs send activations one way and all-reduce gradients after the last backward",
+          "[engine]") {
+  const double f = 1e-3, b = 2e-3, S = 1e8, G = 1e9;
+  SECTION("two stages, one micro-batch: f, send, f, b, send back, b") {
+    const auto prog = pipeline_program(PipeSchedule::kOneFOneB, 2, 1, 1, 1, first_gpus(2),
+                                       {Seconds::of(f), Seconds::of(b), {}, Bytes::of(S), Bytes::of(0)});
+    const auto r = simulate(prog, sw(2), model(true));
+    CHECK(r.makespan.value() == Approx(2 * f + 2 * b + 2 * (2 * L + S / B)).epsilon(1e-12));
+    CHECK(r.transfers == 2);
+  }
+  SECTION("no pipeline, two replicas: the all-reduce of G follows the last backward") {
+    // 2(f + b) of compute, then a ring of 2: 2 steps of G/2 each way.
+    const auto prog = pipeline_program(PipeSchedule::kOneFOneB, 1, 1, 2, 2, first_gpus(2),
+                                       {Seconds::of(f), Seconds::of(b), {}, Bytes::of(0), Bytes::of(G)});
+    for (bool flow : {true, false}) {
+      const auto r = simulate(prog, sw(2), model(flow));
+      CHECK(r.makespan.value() == Approx(2 * (f + b) + 2 * (2 * L + G / (2 * B))).epsilon(1e-12));
+    }
+  }
+}
