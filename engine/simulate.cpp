@@ -161,7 +161,7 @@ class Engine {
         double d = op.duration.value();
         if (d <= 0.0) {
           if (!o_.compute_time) throw Error(where(r, i), "a compute op without a duration needs a compute-time model");
-          d = o_.compute_time(op, r).value();
+          d = op.count * o_.compute_time(op, r).value();
         }
         if (!(d >= 0.0) || !std::isfinite(d)) throw Error(where(r, i), "compute time is not a finite, non-negative number");
         compute_[r] += d;
@@ -259,9 +259,8 @@ class Engine {
         }
       }
     }
-    const Instance& inst = instances_[id];
     for (std::uint32_t m = 0; m < g.size(); ++m) {
-      if (inst.left[m] == 0) finish_op(g[m], inst.op_of[m]);
+      if (instances_[id].left[m] == 0) finish_op(g[m], instances_[id].op_of[m]);
     }
     for (auto x : ready) start_transfer(x);
   }
@@ -341,10 +340,10 @@ class Engine {
       if (--transfers_[d].deps_left == 0) start_transfer(d);
     }
     if (tr.instance != kNone) {
-      Instance& in = instances_[tr.instance];
-      const auto& g = p_.groups[in.group];
+      // By index: finishing an op may post the next collective and grow instances_.
+      const auto& g = p_.groups[instances_[tr.instance].group];
       for (auto m : {tr.src_member, tr.dst_member}) {
-        if (--in.left[m] == 0) finish_op(g[m], in.op_of[m]);
+        if (--instances_[tr.instance].left[m] == 0) finish_op(g[m], instances_[tr.instance].op_of[m]);
       }
     } else {
       const Pair pr = pairs_[tr.pair];

@@ -24,7 +24,8 @@ namespace wallsim::engine {
 struct SimulateOptions {
   bool flow = true;   ///< the flow-level model; false: alpha-beta, no contention
   Seconds overhead;   ///< software overhead per transfer, before it enters the network
-  /// Time of a compute op without a given duration (the roofline); required if any.
+  /// Time of one run of a compute op's kernel when the op has no duration (the roofline; the
+  /// engine multiplies it by the op's count); required if any op needs it.
   std::function<Seconds(const parallelism::ProgramOp&, std::uint32_t rank)> compute_time;
   std::span<const double> reserved_Bps;  ///< bandwidth taken on links by outside traffic
 };

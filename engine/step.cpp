@@ -21,6 +21,7 @@ using parallelism::Pass;
 using parallelism::Plan;
 using parallelism::Recompute;
 using collectives::Op;
+using parallelism::stage_params;
 
 // [A] fp8 training (Transformer Engine's recipe) keeps the bf16 weights and adds an fp8 copy of
 // each weight the GPU holds, cast once per step: 1 byte per parameter.
@@ -30,24 +31,6 @@ constexpr double kFp8WeightCopyBytes = 1.0;
 constexpr double kRuntimeReserveBytes = 2.0 * 1024 * 1024 * 1024;
 
 /// Parameters one GPU of `stage` holds (before ZeRO sharding), split dense / expert.
-std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage) {
-  const auto pc = parallelism::count_params(m);
-  double dense = 0, expert = 0;
-  for (int c = 0; c < p.vpp; ++c) {
-    const int first = p.first_layer(c, stage);
-    for (int i = first; i < first + p.layers_of(c, stage); ++i) {
-      if (parallelism::is_moe_layer(m, i)) {
-        dense += (pc.moe_layer - pc.moe_experts) / p.tp;
-        expert += pc.moe_experts / p.expert_shards();
-      } else {
-        dense += pc.dense_layer / p.tp;
-      }
-    }
-  }
-  if (stage == 0) dense += pc.embedding / p.tp;
-  if (stage == p.pp - 1) dense += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
-  return {dense, expert};
-}
 
 // ---------------------------------------------------------------- communication costs
 
@@ -329,22 +312,6 @@ std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const std::vector<s
 }
 
 }  // namespace
-
-parallelism::Shard shard_of(const ModelSpec& m, const Plan& p) {
-  parallelism::Shard s;
-  s.dropout = parallelism::has_dropout(m);
-  s.micro_batch = p.micro_batch;
-  s.seq_len = p.seq_len;
-  s.tp = p.tp;
-  s.cp = p.cp;
-  s.ep = p.ep;
-  s.etp = p.etp;
-  s.sp = p.sp;
-  s.capacity_factor = p.capacity_factor;
-  s.flash_attention = p.flash_attention;
-  s.gemm_input_bytes = p.fp8() ? 1.0 : s.bytes_per_value;
-  return s;
-}
 
 namespace {
 Memory gpu_memory(const Scenario& sc, const Plan& p);

@@ -18,14 +18,14 @@
 #include "core/scenario.hpp"
 #include "hardware/gpu_model.hpp"
 #include "parallelism/plan.hpp"
+#include "parallelism/step_program.hpp"
 #include "topology/graph.hpp"
 
 namespace wallsim::engine {
 
-// Assumptions of the memory model, stated once. Mixed-precision Adam keeps bf16 weights and
-// gradients and fp32 master weights, momentum and variance: 2 + 2 + 12 bytes per parameter
-// (Rajbhandari et al., ZeRO, SC'20, Sec. 3.1, K = 12).
-constexpr double kWeightBytes = 2.0, kGradBytes = 2.0, kOptimizerBytes = 12.0;
+// Adam's bytes per parameter, stated once in parallelism/step_program.hpp.
+inline constexpr double kWeightBytes = parallelism::kWeightBytesPerParam, kGradBytes = parallelism::kGradBytesPerParam,
+                        kOptimizerBytes = parallelism::kOptimizerBytesPerParam;
 
 /// Memory per GPU on the most loaded stage.
 struct Memory {
@@ -91,8 +91,7 @@ struct StepResult {
 std::string pack(const StepResult& r);
 StepResult unpack_step(const std::string& bytes);
 
-/// How each layer of `p` is sharded and batched on one GPU.
-parallelism::Shard shard_of(const ModelSpec& m, const parallelism::Plan& p);
+using parallelism::shard_of;
 
 /// Collective costs already computed, keyed by op, groups and size: shared by the plans of a
 /// search, whose plans repeat the same collectives over the same groups.

@@ -179,4 +179,39 @@ Plan make_plan(const Scenario& sc) {
   return plan;
 }
 
+Shard shard_of(const ModelSpec& m, const Plan& p) {
+  Shard s;
+  s.dropout = has_dropout(m);
+  s.micro_batch = p.micro_batch;
+  s.seq_len = p.seq_len;
+  s.tp = p.tp;
+  s.cp = p.cp;
+  s.ep = p.ep;
+  s.etp = p.etp;
+  s.sp = p.sp;
+  s.capacity_factor = p.capacity_factor;
+  s.flash_attention = p.flash_attention;
+  s.gemm_input_bytes = p.fp8() ? 1.0 : s.bytes_per_value;
+  return s;
+}
+
+std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage) {
+  const auto pc = count_params(m);
+  double dense = 0, expert = 0;
+  for (int c = 0; c < p.vpp; ++c) {
+    const int first = p.first_layer(c, stage);
+    for (int i = first; i < first + p.layers_of(c, stage); ++i) {
+      if (is_moe_layer(m, i)) {
+        dense += (pc.moe_layer - pc.moe_experts) / p.tp;
+        expert += pc.moe_experts / p.expert_shards();
+      } else {
+        dense += pc.dense_layer / p.tp;
+      }
+    }
+  }
+  if (stage == 0) dense += pc.embedding / p.tp;
+  if (stage == p.pp - 1) dense += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
+  return {dense, expert};
+}
+
 }  // namespace wallsim::parallelism

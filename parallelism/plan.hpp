@@ -51,6 +51,13 @@ struct Plan {
 /// and cluster. Errors name the key: "parallel.tp: 6 does not divide heads 64".
 Plan make_plan(const Scenario& s);
 
+/// Parameters one GPU of pipeline stage `stage` holds before ZeRO: (dense, expert), its
+/// layers' shares plus the embedding (first stage) and the LM head and final norm (last).
+std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage);
+
+/// How each layer of `p` is sharded and batched on one GPU.
+Shard shard_of(const ModelSpec& m, const Plan& p);
+
 /// Layers spread over `parts` as evenly as possible, the extra ones on the middle stages
 /// (Megatron's lighter first and last stages carry the embedding and the head).
 std::vector<int> spread_layers(int layers, int parts);

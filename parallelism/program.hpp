@@ -29,7 +29,8 @@ struct ProgramOp {
   std::vector<std::uint32_t> deps;  ///< ops of the same rank (indices) that must end first
   // compute: the kernel (FLOPs, HBM bytes, shape) the roofline times
   Kernel kernel{KernelKind::kGemm, {}, {}, {}};
-  Seconds duration;  ///< when set (> 0), the compute time as given, not from the roofline
+  double count = 1.0;  ///< the kernel's time this many times (fused attention's backward: 2)
+  Seconds duration;    ///< when set (> 0), the compute time as given, not from the roofline
   // collective: the `collective`-th collective of `group`, the same on every member
   std::uint32_t group = 0;
   std::uint32_t collective = 0;

@@ -6,6 +6,9 @@
 #include "collectives/flow_model.hpp"
 #include "core/error.hpp"
 #include "engine/simulate.hpp"
+#include "parallelism/model_math.hpp"
+#include "parallelism/step_program.hpp"
+#include "test_support.hpp"
 #include "topology/families.hpp"
 
 using namespace wallsim;
@@ -231,4 +234,77 @@ TEST_CASE("engine::simulate pipeline programs send activations one way and all-r
       CHECK(r.makespan.value() == Approx(2 * (f + b) + 2 * (2 * L + G / (2 * B))).epsilon(1e-12));
     }
   }
+}
+
+namespace {
+
+/// A 2-layer model small enough to reason about, on one node of `gpus` GPUs, with `parallel`.
+struct Tiny {
+  Scenario s;
+  Plan p;
+  double act;  // bytes of one micro-batch's activation: 2 x micro_batch x seq x hidden
+};
+Tiny tiny(int gpus, const std::string& parallel, int global_batch = 1) {
+  const std::string text = "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: " + std::to_string(gpus) +
+                           "}\nmodel: {layers: 2, hidden: 256, heads: 4, kv_heads: 4, ffn: 1024, vocab: 512}\n"
+                           "training: {seq_len: 128, global_batch: " + std::to_string(global_batch) + ", micro_batch: 1}\n"
+                           "parallel: " + parallel + "\n";
+  Tiny t{parse_scenario(text, "t.yaml", {}, test::presets()), {}, 2.0 * 128 * 256};
+  t.p = make_plan(t.s);
+  return t;
+}
+
+SimulateOptions timed(double per_kernel) {
+  SimulateOptions o;
+  o.compute_time = [per_kernel](const ProgramOp&, std::uint32_t) { return Seconds::of(per_kernel); };
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("engine::simulate step programs: tensor parallelism is exposed on the compute stream", "[engine]") {
+  // Compute free, 2 GPUs: every TP collective is one ring step of A/2 (2L + A/(2B)) per
+  // direction (all-gather, reduce-scatter), or two (all-reduce). Per layer and pass, SP runs
+  // 2 all-gathers and 2 reduce-scatters, plain TP 2 all-reduces: 4 steps either way, forward
+  // and backward: 2 layers x 8 = 16 steps. Full recompute reruns the forward's: 24.
+  for (const char* sp : {"true", "false"}) {
+    INFO("sp " << sp);
+    const Tiny t = tiny(2, std::string("{tp: 2, sp: ") + sp + "}");
+    const double step = 2 * L + t.act / (2 * B);
+    CHECK(simulate(step_program(*t.s.model, t.p), sw(2), timed(0.0)).makespan.value() == Approx(16 * step).epsilon(1e-9));
+    const Tiny full = tiny(2, std::string("{tp: 2, recompute: full, sp: ") + sp + "}");
+    CHECK(simulate(step_program(*full.s.model, full.p), sw(2), timed(0.0)).makespan.value() == Approx(24 * step).epsilon(1e-9));
+    const Tiny sel = tiny(2, std::string("{tp: 2, recompute: selective, sp: ") + sp + "}");
+    CHECK(simulate(step_program(*sel.s.model, sel.p), sw(2), timed(0.0)).makespan.value() == Approx(16 * step).epsilon(1e-9));
+  }
+}
+
+TEST_CASE("engine::simulate step programs: a pipeline boundary sends the activation one way each pass", "[engine]") {
+  // Compute free, 2 stages, 2 micro-batches under 1F1B, each send T = 2L + A/B: stage 0
+  // sends F0 then F1 (0-T, T-2T); stage 1 sends B0 once F0 is in (T-2T, on its own uplink),
+  // and B1 once F1 is in (2T-3T): 3T.
+  const Tiny t = tiny(2, "{pp: 2}", 2);
+  CHECK(simulate(step_program(*t.s.model, t.p), sw(2), timed(0.0)).makespan.value() ==
+        Approx(3 * (2 * L + t.act / B)).epsilon(1e-9));
+}
+
+TEST_CASE("engine::simulate step programs: data-parallel buckets hide behind the backward but the last", "[engine]") {
+  // 2 replicas, 1 ms per kernel: a layer's backward (tens of ms) hides the bucket of the
+  // layer after it, so only the last bucket (layer 0, plus the embedding, final norm and head)
+  // shows after the compute; the optimizer is compute. Without overlap both buckets show.
+  // All-reduce over 2 GPUs of G bytes: 2 steps of G/2; ZeRO-1 reduce-scatters (1 step) and
+  // all-gathers the updated weights W (1 step of W/2) on the compute stream.
+  const auto pc = count_params(*tiny(2, "{dp: 2}", 2).s.model);
+  const double tail = pc.dense_layer + pc.embedding + pc.lm_head + 256;  // layer 0's bucket
+  const double all = 2 * pc.dense_layer + pc.embedding + pc.lm_head + 256;
+  auto ring_step = [](double bytes) { return 2 * L + bytes / (2 * B); };
+  const Tiny t = tiny(2, "{dp: 2}", 2);
+  const auto r = simulate(step_program(*t.s.model, t.p), sw(2), timed(1e-3));
+  CHECK(r.makespan.value() == Approx(r.compute[0].value() + 2 * ring_step(2 * tail)).epsilon(1e-9));
+  const Tiny late = tiny(2, "{dp: 2, overlap_grad_reduce: false}", 2);
+  const auto l = simulate(step_program(*late.s.model, late.p), sw(2), timed(1e-3));
+  CHECK(l.makespan.value() == Approx(l.compute[0].value() + 2 * ring_step(2 * (all - tail)) + 2 * ring_step(2 * tail)).epsilon(1e-9));
+  const Tiny z = tiny(2, "{dp: 2, zero: 1}", 2);
+  const auto zr = simulate(step_program(*z.s.model, z.p), sw(2), timed(1e-3));
+  CHECK(zr.makespan.value() == Approx(zr.compute[0].value() + ring_step(2 * tail) + ring_step(2 * all)).epsilon(1e-9));
 }

@@ -1,0 +1,257 @@
+#include "parallelism/step_program.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "core/error.hpp"
+#include "parallelism/layout.hpp"
+#include "parallelism/pipeline.hpp"
+
+namespace wallsim::parallelism {
+namespace {
+
+using collectives::Op;
+
+// Where a layer's tensor-parallel collectives sit, by the kernels of layer_forward: the block
+// inputs are gathered after each norm (SP), the block outputs reduced before each residual.
+bool gathers_after(const Kernel& k) { return k.name == "input norm" || k.name == "residual + post-attention norm"; }
+bool reduces_before(const Kernel& k) { return k.name == "residual + post-attention norm" || k.name == "residual"; }
+
+/// One rank's program under construction.
+class RankBuilder {
+ public:
+  RankBuilder(RankProgram& out, std::map<std::uint32_t, std::uint32_t>& next_collective)
+      : out_(out), next_(next_collective) {}
+
+  std::uint32_t compute(const Kernel& k, double count = 1.0) {
+    ProgramOp op;
+    op.kind = ProgramOp::Kind::kCompute;
+    op.stream = StreamKind::kCompute;
+    op.kernel = k;
+    op.count = count;
+    op.name = k.name;
+    return push(std::move(op));
+  }
+  std::uint32_t collective(std::uint32_t group, Op what, double bytes, StreamKind stream, std::string name,
+                           std::vector<std::uint32_t> deps = {}) {
+    ProgramOp op;
+    op.kind = ProgramOp::Kind::kCollective;
+    op.stream = stream;
+    op.group = group;
+    op.collective = next_[group]++;  // every member issues its group's collectives in one order
+    op.op = what;
+    op.algo = collectives::Algo::kRing;
+    op.bytes = Bytes::of(bytes);
+    op.name = std::move(name);
+    op.deps = std::move(deps);
+    return push(std::move(op));
+  }
+  std::uint32_t p2p(bool send, std::uint32_t peer, std::uint32_t tag, double bytes, std::string name,
+                    std::vector<std::uint32_t> deps = {}) {
+    ProgramOp op;
+    op.kind = send ? ProgramOp::Kind::kSend : ProgramOp::Kind::kRecv;
+    op.stream = send ? StreamKind::kPipeline : StreamKind::kSide;
+    op.peer = peer;
+    op.tag = tag;
+    op.bytes = Bytes::of(bytes);
+    op.name = std::move(name);
+    op.deps = std::move(deps);
+    return push(std::move(op));
+  }
+  /// The next compute-stream op also waits for `dep`.
+  void gate(std::uint32_t dep) { gate_.push_back(dep); }
+  [[nodiscard]] std::uint32_t last() const { return static_cast<std::uint32_t>(out_.ops.size() - 1); }
+
+ private:
+  std::uint32_t push(ProgramOp op) {
+    if (op.stream == StreamKind::kCompute && !gate_.empty()) {
+      op.deps.insert(op.deps.end(), gate_.begin(), gate_.end());
+      gate_.clear();
+    }
+    out_.ops.push_back(std::move(op));
+    return last();
+  }
+  RankProgram& out_;
+  std::map<std::uint32_t, std::uint32_t>& next_;
+  std::vector<std::uint32_t> gate_;
+};
+
+}  // namespace
+
+Program step_program(const ModelSpec& m, const Plan& p) {
+  if (p.cp > 1) throw Error("parallel.cp", "the step program does not build context parallelism yet");
+  if (p.ep > 1) throw Error("parallel.ep", "the step program does not build expert parallelism yet");
+  if (p.zero >= 2) throw Error("parallel.zero", "the step program builds ZeRO 0 and 1 only yet");
+  if (p.schedule == PipeSchedule::kZeroBubble) throw Error("parallel.schedule", "the step program does not split the backward yet");
+  const Shard sh = shard_of(m, p);
+  const auto pc = count_params(m);
+  const double act_bytes = 2.0 * static_cast<double>(p.micro_batch * p.seq_len) * static_cast<double>(m.hidden);
+  const int v = p.vpp, pp = p.pp;
+  const int last_virtual = v * pp - 1;
+  const auto n = static_cast<std::size_t>(p.gpus());
+
+  Program prog;
+  prog.ranks.resize(n);
+  std::map<std::vector<std::uint32_t>, std::uint32_t> group_ids;
+  auto group_id = [&](const std::vector<topology::NodeId>& members) {
+    std::vector<std::uint32_t> g(members.begin(), members.end());
+    auto [it, fresh] = group_ids.try_emplace(g, static_cast<std::uint32_t>(prog.groups.size()));
+    if (fresh) prog.groups.push_back(g);
+    return it->second;
+  };
+  auto tag = [&](Pass pass, int mb, int to_virtual) {
+    return static_cast<std::uint32_t>((mb * v * pp + to_virtual) * 2 + (pass == Pass::kForward ? 0 : 1));
+  };
+
+  for (std::size_t r = 0; r < n; ++r) {
+    RankProgram& rp = prog.ranks[r];
+    rp.gpu = static_cast<topology::NodeId>(r);
+    const Coords c = coords_of(p, static_cast<long long>(r));
+    const int stage = c.pp;
+    const std::uint32_t tp_group = p.tp > 1 ? group_id(group_of(p, c, GroupKind::kTp)) : 0;
+    const std::uint32_t dp_group = p.dp > 1 ? group_id(group_of(p, c, GroupKind::kDpCp)) : 0;
+    std::map<std::uint32_t, std::uint32_t> next_collective;
+    RankBuilder b(rp, next_collective);
+    auto peer = [&](int virtual_stage) {
+      Coords o = c;
+      o.pp = virtual_stage % pp;
+      return static_cast<std::uint32_t>(rank_of(p, o));
+    };
+    // Tensor-parallel collectives: entering a block (SP gathers the sequence shards) and
+    // leaving it (SP reduce-scatters, else all-reduces); in backward, each one's transpose.
+    auto tp_enter = [&](const std::string& at) {
+      if (p.tp > 1 && p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP all-gather " + at);
+    };
+    auto tp_leave = [&](const std::string& at) {
+      if (p.tp > 1) {
+        b.collective(tp_group, p.sp ? Op::kReduceScatter : Op::kAllReduce, act_bytes, StreamKind::kCompute,
+                     std::string(p.sp ? "TP reduce-scatter " : "TP all-reduce ") + at);
+      }
+    };
+    auto forward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
+      for (const auto& k : ks) {
+        if (reduces_before(k)) tp_leave(at);
+        b.compute(k);
+        if (gathers_after(k)) tp_enter(at);
+      }
+    };
+    auto backward_kernel = [&](const Kernel& k) {
+      if (k.kind == KernelKind::kGemm) {
+        b.compute(data_gradient(k));
+        b.compute(weight_gradient(k));
+      } else if (k.kind == KernelKind::kElementwise) {
+        b.compute(elementwise_backward(k));
+      } else {
+        b.compute(k, 2.0);  // fused attention's backward: about twice its forward
+      }
+    };
+    auto backward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
+      for (auto it = ks.rbegin(); it != ks.rend(); ++it) {
+        // The transpose of a gather is a reduce-scatter; of SP's reduce-scatter, a gather; of
+        // the all-reduce leaving a block without SP, nothing; of its identity entry, an all-reduce.
+        if (gathers_after(*it) && p.tp > 1) {
+          b.collective(tp_group, p.sp ? Op::kReduceScatter : Op::kAllReduce, act_bytes, StreamKind::kCompute,
+                       std::string(p.sp ? "TP reduce-scatter " : "TP all-reduce ") + at + " (backward)");
+        }
+        backward_kernel(*it);
+        if (reduces_before(*it)) {
+          if (p.tp > 1 && p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP all-gather " + at + " (backward)");
+        }
+      }
+    };
+
+    std::vector<std::uint32_t> layer_done(static_cast<std::size_t>(m.layers), 0);  // last backward op of each layer
+    std::uint32_t last_backward = 0;
+    for (const PipeOp& po : stage_order(p.schedule, pp, v, static_cast<int>(p.micro_batches), stage)) {
+      const int vs = po.chunk * pp + stage;
+      const bool fwd = po.pass == Pass::kForward;
+      const std::string where = " mb " + std::to_string(po.micro_batch) + (v > 1 ? " chunk " + std::to_string(po.chunk) : "");
+      if (fwd ? vs > 0 : vs < last_virtual) {
+        const int from = fwd ? vs - 1 : vs + 1;
+        b.gate(b.p2p(false, peer(from), tag(po.pass, po.micro_batch, vs), 0.0,
+                     std::string(fwd ? "recv activation" : "recv gradient") + where));
+        // Without SP the tensor came split over the TP ranks (Megatron's scatter/gather
+        // optimization, SC'21 sec. 4.1): gathered again over the scale-up link.
+        if (p.tp > 1 && !p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP re-gather" + where);
+      }
+      const int first = p.first_layer(po.chunk, stage);
+      const int layers = p.layers_of(po.chunk, stage);
+      if (fwd) {
+        for (int i = first; i < first + layers; ++i) forward_layer(layer_forward(m, i, sh), "layer " + std::to_string(i));
+        if (vs == last_virtual) {
+          for (const auto& k : head_forward(m, sh)) b.compute(k);
+        }
+      } else {
+        if (vs == last_virtual) {
+          const auto head = head_forward(m, sh);
+          for (auto it = head.rbegin(); it != head.rend(); ++it) backward_kernel(*it);
+        }
+        for (int i = first + layers - 1; i >= first; --i) {
+          const auto ks = layer_forward(m, i, sh);
+          const std::string at = "layer " + std::to_string(i);
+          if (p.recompute == Recompute::kFull) {
+            forward_layer(ks, at + " (recompute)");
+          } else if (p.recompute == Recompute::kSelective) {
+            for (const auto& k : ks) {
+              if (k.core_attention) b.compute(k);
+            }
+          }
+          backward_layer(ks, at);
+          layer_done[static_cast<std::size_t>(i)] = b.last();
+        }
+        last_backward = b.last();
+      }
+      const bool sends = fwd ? vs < last_virtual : vs > 0;
+      if (sends) {
+        const int to = fwd ? vs + 1 : vs - 1;
+        b.p2p(true, peer(to), tag(po.pass, po.micro_batch, to), act_bytes / p.tp,
+              std::string(fwd ? "send activation" : "send gradient") + where, {b.last()});
+      }
+    }
+
+    // Data parallelism: a bucket per layer as its last backward ends (last layer first).
+    const auto [dense, expert] = stage_params(m, p, stage);
+    if (expert > 0.0 && p.expert_dp() != p.dp) throw Error("parallel.etp", "the step program needs etp = tp yet");
+    std::vector<std::uint32_t> buckets;
+    if (p.dp > 1) {
+      const Op op = p.zero >= 1 ? Op::kReduceScatter : Op::kAllReduce;
+      const double outside_layers = dense + expert - [&] {
+        double in = 0.0;
+        for (int ch = 0; ch < v; ++ch) {
+          for (int i = p.first_layer(ch, stage); i < p.first_layer(ch, stage) + p.layers_of(ch, stage); ++i) {
+            in += is_moe_layer(m, i) ? (pc.moe_layer - pc.moe_experts) / p.tp + pc.moe_experts / p.expert_shards()
+                                     : pc.dense_layer / p.tp;
+          }
+        }
+        return in;
+      }();
+      for (int ch = v - 1; ch >= 0; --ch) {
+        const int first = p.first_layer(ch, stage);
+        for (int i = first + p.layers_of(ch, stage) - 1; i >= first; --i) {
+          double params = is_moe_layer(m, i) ? (pc.moe_layer - pc.moe_experts) / p.tp + pc.moe_experts / p.expert_shards()
+                                             : pc.dense_layer / p.tp;
+          if (ch == 0 && i == first) params += outside_layers;  // the embedding and head go with the last bucket
+          const std::uint32_t after = p.overlap_grad_reduce ? layer_done[static_cast<std::size_t>(i)] : last_backward;
+          buckets.push_back(b.collective(dp_group, op, kGradBytesPerParam * params, StreamKind::kDataParallel,
+                                         std::string(op == Op::kReduceScatter ? "DP reduce-scatter" : "DP all-reduce") +
+                                             " layer " + std::to_string(i),
+                                         {after}));
+        }
+      }
+    }
+    // The optimizer over this rank's shard: reads gradients, master weights and moments,
+    // writes weights and moments.
+    const double shard = p.zero >= 1 ? (dense + expert) / p.dp : dense + expert;
+    for (auto d : buckets) b.gate(d);
+    b.gate(last_backward);
+    b.compute({KernelKind::kElementwise, "adam", Flops::of(10.0 * shard),
+               Bytes::of(shard * (kGradBytesPerParam + 2.0 * kOptimizerBytesPerParam + kWeightBytesPerParam))});
+    if (p.zero >= 1 && p.dp > 1) {
+      b.collective(dp_group, Op::kAllGather, kWeightBytesPerParam * (dense + expert), StreamKind::kCompute,
+                   "DP all-gather (ZeRO-1 weights)");
+    }
+  }
+  return prog;
+}
+
+}  // namespace wallsim::parallelism

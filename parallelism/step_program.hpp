@@ -1,0 +1,33 @@
+// The step program of a plan (program.hpp): every rank's kernels, collectives and sends for
+// one training step, as Megatron-LM runs them by default.
+//
+// * A layer's forward is its kernels (model_math.hpp) on the compute stream; with tensor
+//   parallelism, an all-gather (SP) after each norm and a reduce-scatter (SP) or all-reduce
+//   after the attention and MLP blocks, on the compute stream (not overlapped: Megatron's
+//   default). The backward runs the blocks in reverse: each GEMM's data and weight gradients,
+//   element-wise kernels' backward, fused attention's backward (twice its forward), and the
+//   mirrored TP collectives; selective recompute reruns core attention, full recompute the
+//   whole forward with its collectives, before the layer's backward.
+// * Pipeline stages run their schedule's passes (pipeline.hpp); activations and gradients go
+//   one way per boundary, split over the TP ranks (without SP, re-gathered on arrival).
+// * Data parallelism (ZeRO 0/1): one gradient bucket per layer, all-reduced (reduce-scattered
+//   with ZeRO-1) on the data-parallel stream as soon as the layer's last backward ends (with
+//   overlap_grad_reduce; else after the stage's last backward); the optimizer (Adam over the
+//   rank's shard) after the last bucket; ZeRO-1 all-gathers the updated weights.
+//
+// Not yet built (the builder says so with an Error): context, expert and ZeRO-2/3 sharding,
+// zero-bubble's split backward.
+#pragma once
+
+#include "parallelism/program.hpp"
+
+namespace wallsim::parallelism {
+
+/// Mixed-precision Adam's bytes per parameter (ZeRO, Rajbhandari et al. SC'20, sec. 3.1):
+/// bf16 weights and gradients, fp32 master weights, momentum and variance (K = 12).
+inline constexpr double kWeightBytesPerParam = 2.0, kGradBytesPerParam = 2.0, kOptimizerBytesPerParam = 12.0;
+
+/// The step program of `p` for model `m`; rank r runs on endpoint r.
+Program step_program(const ModelSpec& m, const Plan& p);
+
+}  // namespace wallsim::parallelism
