@@ -308,3 +308,38 @@ TEST_CASE("engine::simulate step programs: data-parallel buckets hide behind the
   const auto zr = simulate(step_program(*z.s.model, z.p), sw(2), timed(1e-3));
   CHECK(zr.makespan.value() == Approx(zr.compute[0].value() + ring_step(2 * tail) + ring_step(2 * all)).epsilon(1e-9));
 }
+
+TEST_CASE("engine::simulate step programs: a failed cable costs the same under group 0 as under its mirror", "[engine]") {
+  // 2 nodes x 8 GPUs, TP 8 inside each node, DP 2 across (the case that one representative
+  // group could not see): every rank is simulated, so GPU 0's NVSwitch cable and GPU 8's, its
+  // mirror, slow the step equally (GPU 0's TP traffic leaves the node through its NIC).
+  const std::string text =
+      "cluster: {gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_out: {topology: clos, bandwidth: 50 GB/s}}\n"
+      "model: {layers: 2, hidden: 256, heads: 8, kv_heads: 8, ffn: 1024, vocab: 512}\n"
+      "training: {seq_len: 128, global_batch: 2, micro_batch: 1}\n"
+      "parallel: {tp: 8, dp: 2, sp: true}\n";
+  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+  const Plan p = make_plan(s);
+  const Program prog = step_program(*s.model, p);
+  auto fabric = [] {
+    return topology::build_clos({.nodes = 2, .gpus_per_node = 8, .nodes_per_leaf = 2, .spines = 1,
+                                 .scale_up = {units::gbyte_per_s(450), units::us(1), {}},
+                                 .scale_out = {units::gbyte_per_s(50), units::us(1), {}}});
+  };
+  auto cable = [](const topology::Topology& t, const std::string& from, const std::string& to) {
+    for (topology::LinkId l = 0; l < t.num_links(); ++l) {
+      if (t.node_name(t.link_source(l)) == from && t.node_name(t.link_target(l)) == to) return l;
+    }
+    FAIL("no cable " << from << "-" << to);
+    return topology::LinkId{0};
+  };
+  const double healthy = simulate(prog, fabric(), timed(1e-5)).makespan.value();
+  auto t0 = fabric();
+  t0.fail_link(cable(t0, "gpu0", "nvswitch0"));
+  auto t8 = fabric();
+  t8.fail_link(cable(t8, "gpu8", "nvswitch1"));
+  const double first = simulate(prog, t0, timed(1e-5)).makespan.value();
+  const double mirror = simulate(prog, t8, timed(1e-5)).makespan.value();
+  CHECK(first > healthy);
+  CHECK(first == Approx(mirror).epsilon(1e-12));
+}
