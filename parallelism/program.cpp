@@ -49,7 +49,7 @@ Program pipeline_program(PipeSchedule schedule, int pp, int vpp, int micro_batch
             const int from = fwd ? vs - 1 : vs + 1;
             ProgramOp r;
             r.kind = ProgramOp::Kind::kRecv;
-            r.stream = StreamKind::kSide;
+            r.stream = StreamKind::kPipelineRecv;
             r.peer = rank(from % pp, d);
             r.tag = tag(po.pass, po.micro_batch, vs);
             r.name = std::string(fwd ? "recv activation" : "recv gradient") + " mb " + std::to_string(po.micro_batch);
@@ -73,7 +73,7 @@ Program pipeline_program(PipeSchedule schedule, int pp, int vpp, int micro_batch
         const int to = fwd ? vs + 1 : vs - 1;
         ProgramOp snd;
         snd.kind = ProgramOp::Kind::kSend;
-        snd.stream = StreamKind::kPipeline;
+        snd.stream = StreamKind::kPipelineSend;
         snd.peer = rank(to % pp, d);
         snd.tag = tag(po.pass, po.micro_batch, to);
         snd.bytes = costs.activation;

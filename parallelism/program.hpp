@@ -18,8 +18,11 @@
 
 namespace wallsim::parallelism {
 
-enum class StreamKind : std::uint8_t { kCompute, kSide, kDataParallel, kPipeline };
-inline constexpr int kStreams = 4;
+/// The streams of one rank: compute; a side stream for communication the plan overlaps with
+/// compute (TP/CP/EP); gradient reduction; parameter gathers (ZeRO-3, FSDP); pipeline sends;
+/// pipeline receives (posted apart from the sends, as Megatron batches its isend/irecv).
+enum class StreamKind : std::uint8_t { kCompute, kSide, kDataParallel, kParamGather, kPipelineSend, kPipelineRecv };
+inline constexpr int kStreams = 6;
 
 struct ProgramOp {
   enum class Kind : std::uint8_t { kCompute, kCollective, kSend, kRecv };
@@ -62,8 +65,7 @@ struct PassCosts {
 /// The step program of a pipeline: `stages[s]` (ranks of data-parallel replica r at
 /// `stages[s][r]`) runs `schedule`'s passes in order (pipeline.hpp) on the compute stream; a
 /// pass that needs another stage's output waits for its receive; each output goes one way to
-/// the next stage (forward) or the previous one (backward) on the pipeline streams (sends on
-/// one, receives on the other, as Megatron batches its isend/irecv); after its last backward
+/// the next stage (forward) or the previous one (backward) on the pipeline streams; after its last backward
 /// each rank all-reduces its gradients with its data-parallel peers. `gpus[rank]` places ranks.
 Program pipeline_program(PipeSchedule schedule, int pp, int vpp, int micro_batches, int dp,
                          const std::vector<topology::NodeId>& gpus, const PassCosts& costs);

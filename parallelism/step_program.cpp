@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "core/error.hpp"
 #include "parallelism/layout.hpp"
@@ -50,7 +51,7 @@ class RankBuilder {
                     std::vector<std::uint32_t> deps = {}) {
     ProgramOp op;
     op.kind = send ? ProgramOp::Kind::kSend : ProgramOp::Kind::kRecv;
-    op.stream = send ? StreamKind::kPipeline : StreamKind::kSide;
+    op.stream = send ? StreamKind::kPipelineSend : StreamKind::kPipelineRecv;
     op.peer = peer;
     op.tag = tag;
     op.bytes = Bytes::of(bytes);
@@ -81,7 +82,6 @@ class RankBuilder {
 Program step_program(const ModelSpec& m, const Plan& p) {
   if (p.cp > 1) throw Error("parallel.cp", "the step program does not build context parallelism yet");
   if (p.ep > 1) throw Error("parallel.ep", "the step program does not build expert parallelism yet");
-  if (p.zero >= 2) throw Error("parallel.zero", "the step program builds ZeRO 0 and 1 only yet");
   if (p.schedule == PipeSchedule::kZeroBubble) throw Error("parallel.schedule", "the step program does not split the backward yet");
   const Shard sh = shard_of(m, p);
   const auto pc = count_params(m);
@@ -160,6 +160,30 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
     };
 
+    // Parameters of layer i on this GPU before ZeRO; the embedding goes with the stage's first
+    // layer, the final norm and LM head with its last (their gathers and gradient buckets).
+    const int stage_first = p.first_layer(0, stage);
+    const int stage_last = p.first_layer(v - 1, stage) + p.layers_of(v - 1, stage) - 1;
+    auto params_of = [&](int i) {
+      double x = is_moe_layer(m, i) ? (pc.moe_layer - pc.moe_experts) / p.tp + pc.moe_experts / p.expert_shards()
+                                    : pc.dense_layer / p.tp;
+      if (stage == 0 && i == stage_first) x += pc.embedding / p.tp;
+      if (stage == pp - 1 && i == stage_last) x += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
+      return x;
+    };
+    // ZeRO-3 / FSDP: a layer's weights are gathered over the data-parallel group before its
+    // forward and again before its backward, one layer ahead (the gather of layer i+1 starts
+    // when layer i starts); ZeRO-2 and 3 reduce-scatter each layer's gradients after its
+    // backward, in every micro-batch.
+    const bool shard_weights = p.zero >= 3 && p.dp > 1, shard_grads = p.zero >= 2 && p.dp > 1;
+    std::optional<std::uint32_t> prefetch_after;  // the first op of the layer in hand
+    auto gather = [&](int i, const std::string& what) {
+      std::vector<std::uint32_t> deps;
+      if (prefetch_after) deps.push_back(*prefetch_after);
+      b.gate(b.collective(dp_group, Op::kAllGather, kWeightBytesPerParam * params_of(i), StreamKind::kParamGather,
+                          "ZeRO-3 all-gather layer " + std::to_string(i) + what, std::move(deps)));
+    };
+    std::vector<std::uint32_t> grad_scatters;
     std::vector<std::uint32_t> layer_done(static_cast<std::size_t>(m.layers), 0);  // last backward op of each layer
     std::uint32_t last_backward = 0;
     for (const PipeOp& po : stage_order(p.schedule, pp, v, static_cast<int>(p.micro_batches), stage)) {
@@ -176,12 +200,21 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
       const int first = p.first_layer(po.chunk, stage);
       const int layers = p.layers_of(po.chunk, stage);
+      prefetch_after.reset();
       if (fwd) {
-        for (int i = first; i < first + layers; ++i) forward_layer(layer_forward(m, i, sh), "layer " + std::to_string(i));
+        for (int i = first; i < first + layers; ++i) {
+          if (shard_weights) gather(i, "");
+          const auto start = static_cast<std::uint32_t>(rp.ops.size());
+          forward_layer(layer_forward(m, i, sh), "layer " + std::to_string(i));
+          prefetch_after = start;
+        }
         if (vs == last_virtual) {
           for (const auto& k : head_forward(m, sh)) b.compute(k);
         }
       } else {
+        // The head's backward needs the last layer's gather (it carries the head's weights).
+        const bool head_first = vs == last_virtual && shard_weights && layers > 0;
+        if (head_first) gather(first + layers - 1, " (backward)");
         if (vs == last_virtual) {
           const auto head = head_forward(m, sh);
           for (auto it = head.rbegin(); it != head.rend(); ++it) backward_kernel(*it);
@@ -189,6 +222,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         for (int i = first + layers - 1; i >= first; --i) {
           const auto ks = layer_forward(m, i, sh);
           const std::string at = "layer " + std::to_string(i);
+          if (shard_weights && !(head_first && i == first + layers - 1)) gather(i, " (backward)");
+          const auto start = static_cast<std::uint32_t>(rp.ops.size());
           if (p.recompute == Recompute::kFull) {
             forward_layer(ks, at + " (recompute)");
           } else if (p.recompute == Recompute::kSelective) {
@@ -198,6 +233,11 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           }
           backward_layer(ks, at);
           layer_done[static_cast<std::size_t>(i)] = b.last();
+          prefetch_after = start;
+          if (shard_grads) {
+            grad_scatters.push_back(b.collective(dp_group, Op::kReduceScatter, kGradBytesPerParam * params_of(i),
+                                                 StreamKind::kDataParallel, "ZeRO reduce-scatter " + at, {b.last()}));
+          }
         }
         last_backward = b.last();
       }
@@ -209,30 +249,17 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
     }
 
-    // Data parallelism: a bucket per layer as its last backward ends (last layer first).
+    // Data parallelism (ZeRO 0/1): a bucket per layer as its last backward ends (last layer first).
     const auto [dense, expert] = stage_params(m, p, stage);
     if (expert > 0.0 && p.expert_dp() != p.dp) throw Error("parallel.etp", "the step program needs etp = tp yet");
-    std::vector<std::uint32_t> buckets;
-    if (p.dp > 1) {
+    std::vector<std::uint32_t> buckets = grad_scatters;
+    if (p.dp > 1 && !shard_grads) {
       const Op op = p.zero >= 1 ? Op::kReduceScatter : Op::kAllReduce;
-      const double outside_layers = dense + expert - [&] {
-        double in = 0.0;
-        for (int ch = 0; ch < v; ++ch) {
-          for (int i = p.first_layer(ch, stage); i < p.first_layer(ch, stage) + p.layers_of(ch, stage); ++i) {
-            in += is_moe_layer(m, i) ? (pc.moe_layer - pc.moe_experts) / p.tp + pc.moe_experts / p.expert_shards()
-                                     : pc.dense_layer / p.tp;
-          }
-        }
-        return in;
-      }();
       for (int ch = v - 1; ch >= 0; --ch) {
         const int first = p.first_layer(ch, stage);
         for (int i = first + p.layers_of(ch, stage) - 1; i >= first; --i) {
-          double params = is_moe_layer(m, i) ? (pc.moe_layer - pc.moe_experts) / p.tp + pc.moe_experts / p.expert_shards()
-                                             : pc.dense_layer / p.tp;
-          if (ch == 0 && i == first) params += outside_layers;  // the embedding and head go with the last bucket
           const std::uint32_t after = p.overlap_grad_reduce ? layer_done[static_cast<std::size_t>(i)] : last_backward;
-          buckets.push_back(b.collective(dp_group, op, kGradBytesPerParam * params, StreamKind::kDataParallel,
+          buckets.push_back(b.collective(dp_group, op, kGradBytesPerParam * params_of(i), StreamKind::kDataParallel,
                                          std::string(op == Op::kReduceScatter ? "DP reduce-scatter" : "DP all-reduce") +
                                              " layer " + std::to_string(i),
                                          {after}));
@@ -246,9 +273,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     b.gate(last_backward);
     b.compute({KernelKind::kElementwise, "adam", Flops::of(10.0 * shard),
                Bytes::of(shard * (kGradBytesPerParam + 2.0 * kOptimizerBytesPerParam + kWeightBytesPerParam))});
-    if (p.zero >= 1 && p.dp > 1) {
+    if (p.zero >= 1 && p.zero <= 2 && p.dp > 1) {  // ZeRO-3 gathers them layer by layer instead
       b.collective(dp_group, Op::kAllGather, kWeightBytesPerParam * (dense + expert), StreamKind::kCompute,
-                   "DP all-gather (ZeRO-1 weights)");
+                   "DP all-gather (ZeRO weights)");
     }
   }
   return prog;

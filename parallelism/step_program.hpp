@@ -10,12 +10,15 @@
 //   whole forward with its collectives, before the layer's backward.
 // * Pipeline stages run their schedule's passes (pipeline.hpp); activations and gradients go
 //   one way per boundary, split over the TP ranks (without SP, re-gathered on arrival).
-// * Data parallelism (ZeRO 0/1): one gradient bucket per layer, all-reduced (reduce-scattered
-//   with ZeRO-1) on the data-parallel stream as soon as the layer's last backward ends (with
-//   overlap_grad_reduce; else after the stage's last backward); the optimizer (Adam over the
-//   rank's shard) after the last bucket; ZeRO-1 all-gathers the updated weights.
+// * Data parallelism: with ZeRO 0/1, one gradient bucket per layer, all-reduced
+//   (reduce-scattered with ZeRO-1) on the data-parallel stream as soon as the layer's last
+//   backward ends (with overlap_grad_reduce; else after the stage's last backward); with
+//   ZeRO-2/3 each layer's gradients are reduce-scattered after its backward in every
+//   micro-batch, and ZeRO-3 gathers each layer's weights before its forward and its backward
+//   on a stream of their own, one layer ahead (FSDP's prefetch). The optimizer (Adam over the
+//   rank's shard) follows the last bucket; ZeRO-1/2 all-gather the updated weights.
 //
-// Not yet built (the builder says so with an Error): context, expert and ZeRO-2/3 sharding,
+// Not yet built (the builder says so with an Error): context and expert parallelism,
 // zero-bubble's split backward.
 #pragma once
 

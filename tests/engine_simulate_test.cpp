@@ -50,7 +50,7 @@ ProgramOp collective(std::uint32_t group, collectives::Op what, double bytes, st
 ProgramOp p2p(bool send, std::uint32_t peer, double bytes, std::vector<std::uint32_t> deps = {}) {
   ProgramOp op;
   op.kind = send ? ProgramOp::Kind::kSend : ProgramOp::Kind::kRecv;
-  op.stream = StreamKind::kPipeline;
+  op.stream = send ? StreamKind::kPipelineSend : StreamKind::kPipelineRecv;
   op.peer = peer;
   op.bytes = Bytes::of(bytes);
   op.deps = std::move(deps);
@@ -290,12 +290,13 @@ TEST_CASE("engine::simulate step programs: a pipeline boundary sends the activat
 
 TEST_CASE("engine::simulate step programs: data-parallel buckets hide behind the backward but the last", "[engine]") {
   // 2 replicas, 1 ms per kernel: a layer's backward (tens of ms) hides the bucket of the
-  // layer after it, so only the last bucket (layer 0, plus the embedding, final norm and head)
-  // shows after the compute; the optimizer is compute. Without overlap both buckets show.
+  // layer after it, so only the last bucket (layer 0 and the embedding; the final norm and
+  // head go with layer 1, whose gradients come first) shows after the compute; the optimizer
+  // is compute. Without overlap both buckets show.
   // All-reduce over 2 GPUs of G bytes: 2 steps of G/2; ZeRO-1 reduce-scatters (1 step) and
   // all-gathers the updated weights W (1 step of W/2) on the compute stream.
   const auto pc = count_params(*tiny(2, "{dp: 2}", 2).s.model);
-  const double tail = pc.dense_layer + pc.embedding + pc.lm_head + 256;  // layer 0's bucket
+  const double tail = pc.dense_layer + pc.embedding;  // layer 0's bucket
   const double all = 2 * pc.dense_layer + pc.embedding + pc.lm_head + 256;
   auto ring_step = [](double bytes) { return 2 * L + bytes / (2 * B); };
   const Tiny t = tiny(2, "{dp: 2}", 2);
@@ -342,4 +343,32 @@ TEST_CASE("engine::simulate step programs: a failed cable costs the same under g
   const double mirror = simulate(prog, t8, timed(1e-5)).makespan.value();
   CHECK(first > healthy);
   CHECK(first == Approx(mirror).epsilon(1e-12));
+}
+
+TEST_CASE("engine::simulate step programs: ZeRO-2 scatters gradients per layer, ZeRO-3 also gathers weights a layer ahead",
+          "[engine]") {
+  // Alpha-beta, compute free, 2 replicas, 1 micro-batch; g(x) = 2L + x/(2B) is one ring step of
+  // a gather or scatter of x bytes over 2 GPUs. Layer 0 carries the embedding (P0), layer 1 the
+  // final norm and head (P1); weights and gradients are 2 bytes per parameter: g0 = g(2 P0),
+  // g1 = g(2 P1).
+  // ZeRO-2: backward scatters layer 1 (0-g1), then layer 0 (g1-g1+g0); the optimizer; then the
+  //   updated weights are gathered: + g(2 (P0 + P1)).
+  // ZeRO-3: forward gathers layer 0 (0-g0), layer 1 (g0-g0+g1, once layer 0 started); backward
+  //   gathers layer 1 again (to g0+2g1), scatters its gradients (to g0+3g1) while gathering
+  //   layer 0 (to 2g0+2g1), then scatters layer 0's after both: max(g0+3g1, 2g0+2g1) + g0; no
+  //   gather after the optimizer.
+  const Tiny t2 = tiny(2, "{dp: 2, zero: 2}", 2), t3 = tiny(2, "{dp: 2, zero: 3}", 2);
+  const auto pc = count_params(*t2.s.model);
+  const double P0 = pc.dense_layer + pc.embedding, P1 = pc.dense_layer + pc.lm_head + 256;
+  auto g = [](double bytes) { return 2 * L + bytes / (2 * B); };
+  const double g0 = g(2 * P0), g1 = g(2 * P1);
+  SimulateOptions o = timed(0.0);
+  o.flow = false;
+  CHECK(simulate(step_program(*t2.s.model, t2.p), sw(2), o).makespan.value() ==
+        Approx(g0 + g1 + g(2 * (P0 + P1))).epsilon(1e-9));
+  CHECK(simulate(step_program(*t3.s.model, t3.p), sw(2), o).makespan.value() ==
+        Approx(std::max(g0 + 3 * g1, 2 * g0 + 2 * g1) + g0).epsilon(1e-9));
+  // Under flow the backward's gather and scatter share both directions of the link: slower.
+  CHECK(simulate(step_program(*t3.s.model, t3.p), sw(2), timed(0.0)).makespan.value() >
+        (std::max(g0 + 3 * g1, 2 * g0 + 2 * g1) + g0) * (1 + 1e-6));
 }
