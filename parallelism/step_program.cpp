@@ -41,7 +41,8 @@ class RankBuilder {
     op.group = group;
     op.collective = next_[group]++;  // every member issues its group's collectives in one order
     op.op = what;
-    op.algo = collectives::Algo::kRing;
+    // NCCL's ring for the ring collectives; all-to-all and send/recv are direct exchanges.
+    op.algo = what == Op::kAllToAll || what == Op::kSendRecv ? collectives::Algo::kDirect : collectives::Algo::kRing;
     op.bytes = Bytes::of(bytes);
     op.name = std::move(name);
     op.deps = std::move(deps);
@@ -81,7 +82,6 @@ class RankBuilder {
 
 Program step_program(const ModelSpec& m, const Plan& p) {
   if (p.cp > 1) throw Error("parallel.cp", "the step program does not build context parallelism yet");
-  if (p.ep > 1) throw Error("parallel.ep", "the step program does not build expert parallelism yet");
   if (p.schedule == PipeSchedule::kZeroBubble) throw Error("parallel.schedule", "the step program does not split the backward yet");
   const Shard sh = shard_of(m, p);
   const auto pc = count_params(m);
@@ -110,6 +110,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const int stage = c.pp;
     const std::uint32_t tp_group = p.tp > 1 ? group_id(group_of(p, c, GroupKind::kTp)) : 0;
     const std::uint32_t dp_group = p.dp > 1 ? group_id(group_of(p, c, GroupKind::kDpCp)) : 0;
+    const std::uint32_t ep_group = p.ep > 1 ? group_id(group_of(p, c, GroupKind::kEp)) : 0;
+    const std::uint32_t edp_group = p.expert_dp() > 1 ? group_id(group_of(p, c, GroupKind::kExpertDp)) : 0;
     std::map<std::uint32_t, std::uint32_t> next_collective;
     RankBuilder b(rp, next_collective);
     auto peer = [&](int virtual_stage) {
@@ -128,10 +130,19 @@ Program step_program(const ModelSpec& m, const Plan& p) {
                      std::string(p.sp ? "TP reduce-scatter " : "TP all-reduce ") + at);
       }
     };
+    // Expert parallelism: each GPU's routed tokens (top_k copies, padded to the capacity
+    // factor, sequence-sharded under SP) go to their experts' GPUs before the expert GEMMs and
+    // come back after them: an all-to-all each way, on the compute stream.
+    const double routed = act_bytes / (p.sp ? p.tp : 1) * m.top_k * p.capacity_factor;
+    auto ep_exchange = [&](const std::string& what) {
+      if (p.ep > 1) b.collective(ep_group, Op::kAllToAll, routed, StreamKind::kCompute, "EP all-to-all " + what);
+    };
     auto forward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
       for (const auto& k : ks) {
         if (reduces_before(k)) tp_leave(at);
+        if (k.name == "expert up/gate") ep_exchange("dispatch " + at);
         b.compute(k);
+        if (k.name == "expert down") ep_exchange("combine " + at);
         if (gathers_after(k)) tp_enter(at);
       }
     };
@@ -153,7 +164,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           b.collective(tp_group, p.sp ? Op::kReduceScatter : Op::kAllReduce, act_bytes, StreamKind::kCompute,
                        std::string(p.sp ? "TP reduce-scatter " : "TP all-reduce ") + at + " (backward)");
         }
+        if (it->name == "expert down") ep_exchange("combine " + at + " (backward)");
         backward_kernel(*it);
+        if (it->name == "expert up/gate") ep_exchange("dispatch " + at + " (backward)");
         if (reduces_before(*it)) {
           if (p.tp > 1 && p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP all-gather " + at + " (backward)");
         }
@@ -164,9 +177,10 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // layer, the final norm and LM head with its last (their gathers and gradient buckets).
     const int stage_first = p.first_layer(0, stage);
     const int stage_last = p.first_layer(v - 1, stage) + p.layers_of(v - 1, stage) - 1;
+    // Expert weights are sharded over ep x etp and replicated over the expert-data-parallel group.
+    auto expert_params_of = [&](int i) { return is_moe_layer(m, i) ? pc.moe_experts / p.expert_shards() : 0.0; };
     auto params_of = [&](int i) {
-      double x = is_moe_layer(m, i) ? (pc.moe_layer - pc.moe_experts) / p.tp + pc.moe_experts / p.expert_shards()
-                                    : pc.dense_layer / p.tp;
+      double x = is_moe_layer(m, i) ? (pc.moe_layer - pc.moe_experts) / p.tp : pc.dense_layer / p.tp;
       if (stage == 0 && i == stage_first) x += pc.embedding / p.tp;
       if (stage == pp - 1 && i == stage_last) x += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
       return x;
@@ -175,13 +189,27 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // forward and again before its backward, one layer ahead (the gather of layer i+1 starts
     // when layer i starts); ZeRO-2 and 3 reduce-scatter each layer's gradients after its
     // backward, in every micro-batch.
-    const bool shard_weights = p.zero >= 3 && p.dp > 1, shard_grads = p.zero >= 2 && p.dp > 1;
+    const bool any_dp = p.dp > 1 || p.expert_dp() > 1;
+    const bool shard_weights = p.zero >= 3 && any_dp, shard_grads = p.zero >= 2 && any_dp;
+    // One collective over the data-parallel group for the dense weights and one over the
+    // expert-data-parallel group for the experts', where each has peers and bytes.
+    auto over_dp = [&](Op op, double bytes_per_param, double dense_params, double expert_params, StreamKind stream,
+                       const std::string& name, const std::vector<std::uint32_t>& deps) {
+      std::vector<std::uint32_t> ids;
+      if (p.dp > 1 && dense_params > 0.0) ids.push_back(b.collective(dp_group, op, bytes_per_param * dense_params, stream, name, deps));
+      if (p.expert_dp() > 1 && expert_params > 0.0) {
+        ids.push_back(b.collective(edp_group, op, bytes_per_param * expert_params, stream, name + " (experts)", deps));
+      }
+      return ids;
+    };
     std::optional<std::uint32_t> prefetch_after;  // the first op of the layer in hand
     auto gather = [&](int i, const std::string& what) {
       std::vector<std::uint32_t> deps;
       if (prefetch_after) deps.push_back(*prefetch_after);
-      b.gate(b.collective(dp_group, Op::kAllGather, kWeightBytesPerParam * params_of(i), StreamKind::kParamGather,
-                          "ZeRO-3 all-gather layer " + std::to_string(i) + what, std::move(deps)));
+      for (auto id : over_dp(Op::kAllGather, kWeightBytesPerParam, params_of(i), expert_params_of(i), StreamKind::kParamGather,
+                             "ZeRO-3 all-gather layer " + std::to_string(i) + what, deps)) {
+        b.gate(id);
+      }
     };
     std::vector<std::uint32_t> grad_scatters;
     std::vector<std::uint32_t> layer_done(static_cast<std::size_t>(m.layers), 0);  // last backward op of each layer
@@ -235,8 +263,10 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           layer_done[static_cast<std::size_t>(i)] = b.last();
           prefetch_after = start;
           if (shard_grads) {
-            grad_scatters.push_back(b.collective(dp_group, Op::kReduceScatter, kGradBytesPerParam * params_of(i),
-                                                 StreamKind::kDataParallel, "ZeRO reduce-scatter " + at, {b.last()}));
+            for (auto id : over_dp(Op::kReduceScatter, kGradBytesPerParam, params_of(i), expert_params_of(i),
+                                   StreamKind::kDataParallel, "ZeRO reduce-scatter " + at, {b.last()})) {
+              grad_scatters.push_back(id);
+            }
           }
         }
         last_backward = b.last();
@@ -251,31 +281,31 @@ Program step_program(const ModelSpec& m, const Plan& p) {
 
     // Data parallelism (ZeRO 0/1): a bucket per layer as its last backward ends (last layer first).
     const auto [dense, expert] = stage_params(m, p, stage);
-    if (expert > 0.0 && p.expert_dp() != p.dp) throw Error("parallel.etp", "the step program needs etp = tp yet");
     std::vector<std::uint32_t> buckets = grad_scatters;
-    if (p.dp > 1 && !shard_grads) {
+    if (any_dp && !shard_grads) {
       const Op op = p.zero >= 1 ? Op::kReduceScatter : Op::kAllReduce;
       for (int ch = v - 1; ch >= 0; --ch) {
         const int first = p.first_layer(ch, stage);
         for (int i = first + p.layers_of(ch, stage) - 1; i >= first; --i) {
           const std::uint32_t after = p.overlap_grad_reduce ? layer_done[static_cast<std::size_t>(i)] : last_backward;
-          buckets.push_back(b.collective(dp_group, op, kGradBytesPerParam * params_of(i), StreamKind::kDataParallel,
-                                         std::string(op == Op::kReduceScatter ? "DP reduce-scatter" : "DP all-reduce") +
-                                             " layer " + std::to_string(i),
-                                         {after}));
+          for (auto id : over_dp(op, kGradBytesPerParam, params_of(i), expert_params_of(i), StreamKind::kDataParallel,
+                                 std::string(op == Op::kReduceScatter ? "DP reduce-scatter" : "DP all-reduce") +
+                                     " layer " + std::to_string(i),
+                                 {after})) {
+            buckets.push_back(id);
+          }
         }
       }
     }
     // The optimizer over this rank's shard: reads gradients, master weights and moments,
     // writes weights and moments.
-    const double shard = p.zero >= 1 ? (dense + expert) / p.dp : dense + expert;
+    const double shard = p.zero >= 1 ? dense / p.dp + expert / p.expert_dp() : dense + expert;
     for (auto d : buckets) b.gate(d);
     b.gate(last_backward);
     b.compute({KernelKind::kElementwise, "adam", Flops::of(10.0 * shard),
                Bytes::of(shard * (kGradBytesPerParam + 2.0 * kOptimizerBytesPerParam + kWeightBytesPerParam))});
-    if (p.zero >= 1 && p.zero <= 2 && p.dp > 1) {  // ZeRO-3 gathers them layer by layer instead
-      b.collective(dp_group, Op::kAllGather, kWeightBytesPerParam * (dense + expert), StreamKind::kCompute,
-                   "DP all-gather (ZeRO weights)");
+    if (p.zero >= 1 && p.zero <= 2) {  // ZeRO-3 gathers them layer by layer instead
+      over_dp(Op::kAllGather, kWeightBytesPerParam, dense, expert, StreamKind::kCompute, "DP all-gather (ZeRO weights)", {});
     }
   }
   return prog;

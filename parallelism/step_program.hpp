@@ -18,8 +18,12 @@
 //   on a stream of their own, one layer ahead (FSDP's prefetch). The optimizer (Adam over the
 //   rank's shard) follows the last bucket; ZeRO-1/2 all-gather the updated weights.
 //
-// Not yet built (the builder says so with an Error): context and expert parallelism,
-// zero-bubble's split backward.
+// * Expert parallelism: an all-to-all dispatches each GPU's routed tokens to their experts
+//   before the expert GEMMs and one combines them after, both ways in backward; expert weights'
+//   gradients are reduced over the expert-data-parallel group, the rest over data-parallel.
+//
+// Not yet built (the builder says so with an Error): context parallelism, zero-bubble's split
+// backward.
 #pragma once
 
 #include "parallelism/program.hpp"
