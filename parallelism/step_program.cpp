@@ -81,11 +81,15 @@ class RankBuilder {
 }  // namespace
 
 Program step_program(const ModelSpec& m, const Plan& p) {
-  if (p.cp > 1) throw Error("parallel.cp", "the step program does not build context parallelism yet");
+  if (p.cp > 1 && !p.flash_attention) throw Error("parallel.cp", "the step program builds context parallelism with fused attention only");
   if (p.schedule == PipeSchedule::kZeroBubble) throw Error("parallel.schedule", "the step program does not split the backward yet");
   const Shard sh = shard_of(m, p);
   const auto pc = count_params(m);
-  const double act_bytes = 2.0 * static_cast<double>(p.micro_batch * p.seq_len) * static_cast<double>(m.hidden);
+  // One micro-batch's activation on one GPU (its 1/cp of the sequence), and the K/V block of
+  // that sequence share that context parallelism passes around its ring.
+  const double tokens = static_cast<double>(p.micro_batch * p.seq_len) / p.cp;
+  const double act_bytes = 2.0 * tokens * static_cast<double>(m.hidden);
+  const double kv_bytes = 2.0 * 2.0 * tokens * m.kv_heads * static_cast<double>(m.head_dim) / p.tp;
   const int v = p.vpp, pp = p.pp;
   const int last_virtual = v * pp - 1;
   const auto n = static_cast<std::size_t>(p.gpus());
@@ -109,7 +113,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const Coords c = coords_of(p, static_cast<long long>(r));
     const int stage = c.pp;
     const std::uint32_t tp_group = p.tp > 1 ? group_id(group_of(p, c, GroupKind::kTp)) : 0;
-    const std::uint32_t dp_group = p.dp > 1 ? group_id(group_of(p, c, GroupKind::kDpCp)) : 0;
+    const int dpcp = p.dp * p.cp;  // ranks holding the same dense weights
+    const std::uint32_t dp_group = dpcp > 1 ? group_id(group_of(p, c, GroupKind::kDpCp)) : 0;
+    const std::uint32_t cp_group = p.cp > 1 ? group_id(group_of(p, c, GroupKind::kCp)) : 0;
     const std::uint32_t ep_group = p.ep > 1 ? group_id(group_of(p, c, GroupKind::kEp)) : 0;
     const std::uint32_t edp_group = p.expert_dp() > 1 ? group_id(group_of(p, c, GroupKind::kExpertDp)) : 0;
     std::map<std::uint32_t, std::uint32_t> next_collective;
@@ -137,23 +143,51 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     auto ep_exchange = [&](const std::string& what) {
       if (p.ep > 1) b.collective(ep_group, Op::kAllToAll, routed, StreamKind::kCompute, "EP all-to-all " + what);
     };
+    // Context parallelism (ring attention, as Transformer Engine runs it): fused attention in
+    // cp pieces, one per K/V block; the cp - 1 ring steps run on the side stream from the
+    // moment the layer's K/V exist, piece j waiting for step j, so a step overlaps the piece
+    // before it. Backward passes K/V and their gradients along: twice the bytes per step.
+    auto attention = [&](const Kernel& k, double count, double ring_bytes, const std::string& at) {
+      if (p.cp == 1 || k.kind != KernelKind::kAttention) {
+        b.compute(k, count);
+        return;
+      }
+      std::vector<std::uint32_t> steps;
+      for (int j = 1; j < p.cp; ++j) {
+        std::vector<std::uint32_t> deps;
+        if (j == 1) deps.push_back(b.last());  // the K/V projection (or what precedes the attention)
+        steps.push_back(b.collective(cp_group, Op::kSendRecv, ring_bytes, StreamKind::kSide,
+                                     "CP ring step " + std::to_string(j) + " " + at, std::move(deps)));
+      }
+      Kernel piece = k;
+      piece.flops = k.flops / p.cp;
+      piece.bytes = k.bytes / p.cp;
+      for (int j = 0; j < p.cp; ++j) {
+        if (j > 0) b.gate(steps[static_cast<std::size_t>(j - 1)]);
+        b.compute(piece, count);
+      }
+    };
     auto forward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
       for (const auto& k : ks) {
         if (reduces_before(k)) tp_leave(at);
         if (k.name == "expert up/gate") ep_exchange("dispatch " + at);
-        b.compute(k);
+        if (k.kind == KernelKind::kAttention) {
+          attention(k, 1.0, kv_bytes, at);
+        } else {
+          b.compute(k);
+        }
         if (k.name == "expert down") ep_exchange("combine " + at);
         if (gathers_after(k)) tp_enter(at);
       }
     };
-    auto backward_kernel = [&](const Kernel& k) {
+    auto backward_kernel = [&](const Kernel& k, const std::string& at) {
       if (k.kind == KernelKind::kGemm) {
         b.compute(data_gradient(k));
         b.compute(weight_gradient(k));
       } else if (k.kind == KernelKind::kElementwise) {
         b.compute(elementwise_backward(k));
       } else {
-        b.compute(k, 2.0);  // fused attention's backward: about twice its forward
+        attention(k, 2.0, 2.0 * kv_bytes, at + " (backward)");  // fused attention's backward: about twice its forward
       }
     };
     auto backward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
@@ -165,7 +199,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
                        std::string(p.sp ? "TP reduce-scatter " : "TP all-reduce ") + at + " (backward)");
         }
         if (it->name == "expert down") ep_exchange("combine " + at + " (backward)");
-        backward_kernel(*it);
+        backward_kernel(*it, at);
         if (it->name == "expert up/gate") ep_exchange("dispatch " + at + " (backward)");
         if (reduces_before(*it)) {
           if (p.tp > 1 && p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP all-gather " + at + " (backward)");
@@ -189,14 +223,14 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // forward and again before its backward, one layer ahead (the gather of layer i+1 starts
     // when layer i starts); ZeRO-2 and 3 reduce-scatter each layer's gradients after its
     // backward, in every micro-batch.
-    const bool any_dp = p.dp > 1 || p.expert_dp() > 1;
+    const bool any_dp = dpcp > 1 || p.expert_dp() > 1;
     const bool shard_weights = p.zero >= 3 && any_dp, shard_grads = p.zero >= 2 && any_dp;
     // One collective over the data-parallel group for the dense weights and one over the
     // expert-data-parallel group for the experts', where each has peers and bytes.
     auto over_dp = [&](Op op, double bytes_per_param, double dense_params, double expert_params, StreamKind stream,
                        const std::string& name, const std::vector<std::uint32_t>& deps) {
       std::vector<std::uint32_t> ids;
-      if (p.dp > 1 && dense_params > 0.0) ids.push_back(b.collective(dp_group, op, bytes_per_param * dense_params, stream, name, deps));
+      if (dpcp > 1 && dense_params > 0.0) ids.push_back(b.collective(dp_group, op, bytes_per_param * dense_params, stream, name, deps));
       if (p.expert_dp() > 1 && expert_params > 0.0) {
         ids.push_back(b.collective(edp_group, op, bytes_per_param * expert_params, stream, name + " (experts)", deps));
       }
@@ -245,7 +279,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         if (head_first) gather(first + layers - 1, " (backward)");
         if (vs == last_virtual) {
           const auto head = head_forward(m, sh);
-          for (auto it = head.rbegin(); it != head.rend(); ++it) backward_kernel(*it);
+          for (auto it = head.rbegin(); it != head.rend(); ++it) backward_kernel(*it, "head");
         }
         for (int i = first + layers - 1; i >= first; --i) {
           const auto ks = layer_forward(m, i, sh);
@@ -256,7 +290,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
             forward_layer(ks, at + " (recompute)");
           } else if (p.recompute == Recompute::kSelective) {
             for (const auto& k : ks) {
-              if (k.core_attention) b.compute(k);
+              if (k.core_attention) attention(k, 1.0, kv_bytes, at + " (recompute)");
             }
           }
           backward_layer(ks, at);
@@ -299,7 +333,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     }
     // The optimizer over this rank's shard: reads gradients, master weights and moments,
     // writes weights and moments.
-    const double shard = p.zero >= 1 ? dense / p.dp + expert / p.expert_dp() : dense + expert;
+    const double shard = p.zero >= 1 ? dense / dpcp + expert / p.expert_dp() : dense + expert;
     for (auto d : buckets) b.gate(d);
     b.gate(last_backward);
     b.compute({KernelKind::kElementwise, "adam", Flops::of(10.0 * shard),

@@ -21,9 +21,11 @@
 // * Expert parallelism: an all-to-all dispatches each GPU's routed tokens to their experts
 //   before the expert GEMMs and one combines them after, both ways in backward; expert weights'
 //   gradients are reduced over the expert-data-parallel group, the rest over data-parallel.
+// * Context parallelism: ring attention, fused attention in cp pieces overlapped with the
+//   K/V ring steps on the side stream; the dense gradients are reduced over data x context.
 //
-// Not yet built (the builder says so with an Error): context parallelism, zero-bubble's split
-// backward.
+// Not yet built (the builder says so with an Error): zero-bubble's split backward; context
+// parallelism with unfused attention.
 #pragma once
 
 #include "parallelism/program.hpp"

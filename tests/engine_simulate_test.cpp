@@ -395,3 +395,29 @@ TEST_CASE("engine::simulate step programs: expert parallelism dispatches and com
   CHECK(r.makespan.value() ==
         Approx(r.compute[0].value() + 8 * (2 * L + X / (2 * B)) + 2 * (2 * L + G / (2 * B))).epsilon(1e-9));
 }
+
+TEST_CASE("engine::simulate step programs: context parallelism's ring hides behind attention when attention is longer",
+          "[engine]") {
+  // CP 2 on 2 GPUs, alpha-beta; every kernel 1 ms but fused attention, which takes `a` per
+  // piece (two pieces, one per K/V block). The one ring step (the peer's K/V block, K bytes
+  // each way: 2L + K/B; backward 2K) starts with the first piece and the second piece waits
+  // for it: exposed max(0, ring - a) per attention (forward, backward at 2a per piece). The
+  // dense gradients are all-reduced over the 2 CP ranks; all buckets hide but layer 0's
+  // (with the embedding): 2 steps of G/2.
+  const Tiny t = tiny(2, "{cp: 2}");
+  const auto pc = count_params(*t.s.model);
+  const double K = 2.0 * 2.0 * 64 * 4 * 64;  // K and V, 2 bytes, 64 tokens per GPU, 4 kv heads of 64
+  const double G = 2.0 * (pc.dense_layer + pc.embedding);
+  const double fwd_ring = 2 * L + K / B, bwd_ring = 2 * L + 2 * K / B;
+  for (double a : {0.0, 1e-3}) {
+    INFO("attention piece " << a << " s");
+    SimulateOptions o;
+    o.flow = false;
+    o.compute_time = [a](const ProgramOp& op, std::uint32_t) {
+      return Seconds::of(op.kernel.kind == KernelKind::kAttention ? a : 1e-3);
+    };
+    const auto r = simulate(step_program(*t.s.model, t.p), sw(2), o);
+    const double exposed = 2 * (std::max(0.0, fwd_ring - a) + std::max(0.0, bwd_ring - 2 * a));
+    CHECK(r.makespan.value() == Approx(r.compute[0].value() + exposed + 2 * (2 * L + G / (2 * B))).epsilon(1e-9));
+  }
+}
