@@ -518,9 +518,9 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
       const int layers = p.layers_of(c, s);
       double dense = 0, expert = 0;
       for (int i = first; i < first + layers; ++i) {
-        const bool moe = parallelism::is_moe_layer(m, i);
-        dense += (moe ? pc.moe_layer - pc.moe_experts : pc.dense_layer) / p.tp;
-        expert += moe ? pc.moe_experts / p.expert_shards() : 0.0;
+        const auto lp = parallelism::layer_params(m, pc, p, i);
+        dense += lp.dense;
+        expert += lp.expert;
       }
       auto over_dp = [&](Op op, double bytes_per_param) {
         double x = comm.collective(op, GroupKind::kDpCp, s, Bytes::of(bytes_per_param * dense)).value();
@@ -644,9 +644,7 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
         const int first = p.first_layer(c, s);
         for (int li = layers - 1; li >= 0; --li) {
           const int i = first + li;
-          const bool moe = parallelism::is_moe_layer(m, i);
-          const double dense = (moe ? pc.moe_layer - pc.moe_experts : pc.dense_layer) / p.tp;
-          const double expert = moe ? pc.moe_experts / p.expert_shards() : 0.0;
+          const auto [dense, expert] = parallelism::layer_params(m, pc, p, i);
           double t_comm = 0.0;
           const Op op = p.zero >= 1 ? Op::kReduceScatter : Op::kAllReduce;
           if (dpcp > 1) t_comm += comm.collective(op, GroupKind::kDpCp, s, Bytes::of(kGradBytes * dense)).value();

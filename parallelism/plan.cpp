@@ -195,18 +195,20 @@ Shard shard_of(const ModelSpec& m, const Plan& p) {
   return s;
 }
 
+LayerParams layer_params(const ModelSpec& m, const ParamCount& pc, const Plan& p, int i) {
+  if (!is_moe_layer(m, i)) return {pc.dense_layer / p.tp, 0.0};
+  return {(pc.moe_layer - pc.moe_experts) / p.tp, pc.moe_experts / p.expert_shards()};
+}
+
 std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage) {
   const auto pc = count_params(m);
   double dense = 0, expert = 0;
   for (int c = 0; c < p.vpp; ++c) {
     const int first = p.first_layer(c, stage);
     for (int i = first; i < first + p.layers_of(c, stage); ++i) {
-      if (is_moe_layer(m, i)) {
-        dense += (pc.moe_layer - pc.moe_experts) / p.tp;
-        expert += pc.moe_experts / p.expert_shards();
-      } else {
-        dense += pc.dense_layer / p.tp;
-      }
+      const auto lp = layer_params(m, pc, p, i);
+      dense += lp.dense;
+      expert += lp.expert;
     }
   }
   if (stage == 0) dense += pc.embedding / p.tp;

@@ -51,6 +51,13 @@ struct Plan {
 /// and cluster. Errors name the key: "parallel.tp: 6 does not divide heads 64".
 Plan make_plan(const Scenario& s);
 
+/// Parameters of layer `i` on one GPU before ZeRO: the dense part split over tp, the routed
+/// experts over ep x etp (the one home of this formula).
+struct LayerParams {
+  double dense = 0, expert = 0;
+};
+LayerParams layer_params(const ModelSpec& m, const ParamCount& pc, const Plan& p, int i);
+
 /// Parameters one GPU of pipeline stage `stage` holds before ZeRO: (dense, expert), its
 /// layers' shares plus the embedding (first stage) and the LM head and final norm (last).
 std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage);

@@ -212,9 +212,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const int stage_first = p.first_layer(0, stage);
     const int stage_last = p.first_layer(v - 1, stage) + p.layers_of(v - 1, stage) - 1;
     // Expert weights are sharded over ep x etp and replicated over the expert-data-parallel group.
-    auto expert_params_of = [&](int i) { return is_moe_layer(m, i) ? pc.moe_experts / p.expert_shards() : 0.0; };
+    auto expert_params_of = [&](int i) { return layer_params(m, pc, p, i).expert; };
     auto params_of = [&](int i) {
-      double x = is_moe_layer(m, i) ? (pc.moe_layer - pc.moe_experts) / p.tp : pc.dense_layer / p.tp;
+      double x = layer_params(m, pc, p, i).dense;
       if (stage == 0 && i == stage_first) x += pc.embedding / p.tp;
       if (stage == pp - 1 && i == stage_last) x += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
       return x;
