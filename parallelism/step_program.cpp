@@ -82,7 +82,7 @@ class RankBuilder {
 
 Program step_program(const ModelSpec& m, const Plan& p) {
   if (p.cp > 1 && !p.flash_attention) throw Error("parallel.cp", "the step program builds context parallelism with fused attention only");
-  if (p.schedule == PipeSchedule::kZeroBubble) throw Error("parallel.schedule", "the step program does not split the backward yet");
+  const bool split = p.schedule == PipeSchedule::kZeroBubble;  // weight gradients in W passes of their own
   const Shard sh = shard_of(m, p);
   const auto pc = count_params(m);
   // One micro-batch's activation on one GPU (its 1/cp of the sequence), and the K/V block of
@@ -180,10 +180,13 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         if (gathers_after(k)) tp_enter(at);
       }
     };
+    // A GEMM's weight gradient; attention's batched GEMMs have two activation operands, so both
+    // their gradients are input gradients, needed before the layer below can go on.
+    auto weight_grad_apart = [&](const Kernel& k) { return split && k.kind == KernelKind::kGemm && !k.core_attention; };
     auto backward_kernel = [&](const Kernel& k, const std::string& at) {
       if (k.kind == KernelKind::kGemm) {
         b.compute(data_gradient(k));
-        b.compute(weight_gradient(k));
+        if (!weight_grad_apart(k)) b.compute(weight_gradient(k));
       } else if (k.kind == KernelKind::kElementwise) {
         b.compute(elementwise_backward(k));
       } else {
@@ -252,6 +255,32 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       const int vs = po.chunk * pp + stage;
       const bool fwd = po.pass == Pass::kForward;
       const std::string where = " mb " + std::to_string(po.micro_batch) + (v > 1 ? " chunk " + std::to_string(po.chunk) : "");
+      const int first = p.first_layer(po.chunk, stage);
+      const int layers = p.layers_of(po.chunk, stage);
+      if (po.pass == Pass::kWeight) {
+        // Zero-bubble's W pass: the deferred weight gradients, no communication but the buckets.
+        if (vs == last_virtual) {
+          const auto head = head_forward(m, sh);
+          for (auto it = head.rbegin(); it != head.rend(); ++it) {
+            if (weight_grad_apart(*it)) b.compute(weight_gradient(*it));
+          }
+        }
+        for (int i = first + layers - 1; i >= first; --i) {
+          const auto ks = layer_forward(m, i, sh);
+          for (auto it = ks.rbegin(); it != ks.rend(); ++it) {
+            if (weight_grad_apart(*it)) b.compute(weight_gradient(*it));
+          }
+          layer_done[static_cast<std::size_t>(i)] = b.last();
+          if (shard_grads) {
+            for (auto id : over_dp(Op::kReduceScatter, kGradBytesPerParam, params_of(i), expert_params_of(i),
+                                   StreamKind::kDataParallel, "ZeRO reduce-scatter layer " + std::to_string(i), {b.last()})) {
+              grad_scatters.push_back(id);
+            }
+          }
+        }
+        last_backward = b.last();
+        continue;
+      }
       if (fwd ? vs > 0 : vs < last_virtual) {
         const int from = fwd ? vs - 1 : vs + 1;
         b.gate(b.p2p(false, peer(from), tag(po.pass, po.micro_batch, vs), 0.0,
@@ -260,8 +289,6 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         // optimization, SC'21 sec. 4.1): gathered again over the scale-up link.
         if (p.tp > 1 && !p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP re-gather" + where);
       }
-      const int first = p.first_layer(po.chunk, stage);
-      const int layers = p.layers_of(po.chunk, stage);
       prefetch_after.reset();
       if (fwd) {
         for (int i = first; i < first + layers; ++i) {
@@ -296,7 +323,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           backward_layer(ks, at);
           layer_done[static_cast<std::size_t>(i)] = b.last();
           prefetch_after = start;
-          if (shard_grads) {
+          if (shard_grads && !split) {
             for (auto id : over_dp(Op::kReduceScatter, kGradBytesPerParam, params_of(i), expert_params_of(i),
                                    StreamKind::kDataParallel, "ZeRO reduce-scatter " + at, {b.last()})) {
               grad_scatters.push_back(id);

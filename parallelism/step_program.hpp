@@ -24,8 +24,11 @@
 // * Context parallelism: ring attention, fused attention in cp pieces overlapped with the
 //   K/V ring steps on the side stream; the dense gradients are reduced over data x context.
 //
-// Not yet built (the builder says so with an Error): zero-bubble's split backward; context
-// parallelism with unfused attention.
+// * Zero-bubble (ZB-H1): the backward computes input gradients only; each W pass computes its
+//   micro-batch's weight gradients (attention's batched GEMMs excepted: both their operands are
+//   activations) and releases the layer's gradient buckets.
+//
+// Not yet built (the builder says so with an Error): context parallelism with unfused attention.
 #pragma once
 
 #include "parallelism/program.hpp"
