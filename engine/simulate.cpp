@@ -333,22 +333,23 @@ class Engine {
   }
 
   void finish_transfer(std::uint32_t x) {
-    // Copies: starting dependents may grow transfers_.
-    const std::vector<std::uint32_t> next = transfers_[x].dependents;
-    const Transfer tr = transfers_[x];
-    for (auto d : next) {
+    // By index throughout: finishing an op may post the next collective, whose launch grows
+    // transfers_ and instances_.
+    for (std::size_t k = 0; k < transfers_[x].dependents.size(); ++k) {
+      const auto d = transfers_[x].dependents[k];
       if (--transfers_[d].deps_left == 0) start_transfer(d);
     }
-    if (tr.instance != kNone) {
-      // By index: finishing an op may post the next collective and grow instances_.
-      const auto& g = p_.groups[instances_[tr.instance].group];
-      for (auto m : {tr.src_member, tr.dst_member}) {
-        if (--instances_[tr.instance].left[m] == 0) finish_op(g[m], instances_[tr.instance].op_of[m]);
+    const std::uint32_t instance = transfers_[x].instance;
+    if (instance != kNone) {
+      const auto& g = p_.groups[instances_[instance].group];
+      for (auto m : {transfers_[x].src_member, transfers_[x].dst_member}) {
+        if (--instances_[instance].left[m] == 0) finish_op(g[m], instances_[instance].op_of[m]);
       }
     } else {
-      const Pair pr = pairs_[tr.pair];
-      finish_op(tr.send_rank, pr.send_op);
-      finish_op(tr.recv_rank, pr.recv_op);
+      const Pair pr = pairs_[transfers_[x].pair];
+      const auto sender = transfers_[x].send_rank, receiver = transfers_[x].recv_rank;
+      finish_op(sender, pr.send_op);
+      finish_op(receiver, pr.recv_op);
     }
   }
 
