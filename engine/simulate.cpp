@@ -5,11 +5,14 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
+#include <optional>
 #include <queue>
 #include <tuple>
 #include <unordered_map>
 
 #include "collectives/flow_solver.hpp"
+#include "collectives/network_model.hpp"
 #include "core/error.hpp"
 
 namespace wallsim::engine {
@@ -218,7 +221,20 @@ class Engine {
       }
     }
     std::string why;
-    const auto s = collectives::build_schedule(t_, op.op, op.algo, gpus, op.bytes, {}, &why);
+    std::optional<collectives::Schedule> s;
+    if (op.tuned) {
+      // NCCL's tuner: the fastest valid algorithm by alpha-beta, once per group, op and size.
+      auto [it, fresh] = tuned_.try_emplace({op.group, static_cast<int>(op.op), op.bytes.value()}, collectives::Algo::kRing);
+      if (fresh) {
+        auto choice = collectives::choose_schedule(t_, op.op, gpus, op.bytes, {}, {}, std::nullopt, *analytic_);
+        it->second = choice.schedule.algo;
+        s = std::move(choice.schedule);
+      } else {
+        s = collectives::build_schedule(t_, op.op, it->second, gpus, op.bytes, {}, &why);
+      }
+    } else {
+      s = collectives::build_schedule(t_, op.op, op.algo, gpus, op.bytes, {}, &why);
+    }
     if (!s) throw Error("group " + std::to_string(op.group), to_string(op.algo) + " cannot run " + to_string(op.op) + ": " + why);
     instances_[id].left.assign(g.size(), 0);
     std::vector<std::vector<std::uint32_t>> prev_in(g.size()), prev_out(g.size()), in(g.size()), out(g.size());
@@ -370,6 +386,8 @@ class Engine {
   std::vector<Transfer> transfers_;
   std::vector<std::uint32_t> transfer_of_flow_;
   std::vector<collectives::FlowSolver::Id> finished_;
+  std::unique_ptr<collectives::NetworkModel> analytic_ = collectives::NetworkModel::build("analytic", "engine");
+  std::map<std::tuple<std::uint32_t, int, double>, collectives::Algo> tuned_;  // (group, op, bytes) -> algorithm
   topology::Path path_;
 };
 

@@ -39,6 +39,7 @@ struct ProgramOp {
   std::uint32_t collective = 0;
   collectives::Op op = collectives::Op::kAllReduce;
   collectives::Algo algo = collectives::Algo::kRing;
+  bool tuned = false;  ///< the engine picks the algorithm as NCCL's tuner would (fastest by alpha-beta)
   Bytes bytes;  ///< the collective's size (nccl-tests' meaning), or a send's payload
   // send / receive: the peer rank and a tag that pairs them
   std::uint32_t peer = 0;

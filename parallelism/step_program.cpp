@@ -43,6 +43,7 @@ class RankBuilder {
     op.op = what;
     // NCCL's ring for the ring collectives; all-to-all and send/recv are direct exchanges.
     op.algo = what == Op::kAllToAll || what == Op::kSendRecv ? collectives::Algo::kDirect : collectives::Algo::kRing;
+    op.tuned = what != Op::kSendRecv;  // a CP ring step is one exchange, not a collective to tune
     op.bytes = Bytes::of(bytes);
     op.name = std::move(name);
     op.deps = std::move(deps);

@@ -447,11 +447,12 @@ TEST_CASE("engine::simulate step programs: zero-bubble moves the weight gradient
   CHECK(rz.makespan.value() <= ra.makespan.value());
 }
 
-TEST_CASE("engine::simulate step programs of bundled scenarios come within 2 % of the composed step", "[engine]") {
+TEST_CASE("engine::simulate step programs of bundled scenarios come within 0.5 % of the composed step", "[engine]") {
   // A cross-check while both exist (the composed step is what `run` reports today): the same
-  // kernels, collectives and schedules, scheduled as events instead of composed; they differ
-  // only in how communication steps chain (a dependency graph here, one cost per collective
-  // there). On one NVSwitch node (TP 8) and on 32 GPUs over a Clos (DP 32, ZeRO-1).
+  // kernels, collectives (algorithms as the tuner picks them) and schedules, scheduled as
+  // events instead of composed. On one NVSwitch node (TP 8) they agree; on 32 GPUs over a Clos
+  // (DP 32, ZeRO-1) the buckets differ slightly (each waits for its own layer here, for a
+  // fraction of the last backward there; the embedding and head ride with their layers).
   for (const auto& [file, set] : {std::pair{"tiny-8gpu", "training.global_batch=8"},
                                   std::pair{"llama3-8b-32xh100", "training.global_batch=32"}}) {
     INFO(file);
@@ -465,6 +466,6 @@ TEST_CASE("engine::simulate step programs of bundled scenarios come within 2 % o
     const auto events = simulate(step_program(*s.model, p), t, o);
     const auto net = collectives::NetworkModel::build("analytic", "network");
     const auto composed = engine::simulate_step(s, p, t, engine::step_options(net.get()));
-    CHECK(events.makespan.value() == Approx(composed.step_time.value()).epsilon(0.02));
+    CHECK(events.makespan.value() == Approx(composed.step_time.value()).epsilon(0.005));
   }
 }
