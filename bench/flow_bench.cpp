@@ -53,9 +53,22 @@ std::vector<double> simgrid_run(const Topology& t, const std::vector<Case>& case
   char quiet[] = "--log=root.thres:critical";
   char* argv[] = {name, quiet, nullptr};
   sg4::Engine e(&argc, argv);
+  // Timing precision as flowcheck's reference sets it: SimGrid merges events closer than
+  // surf/precision (seconds, absolute), so a few ulps of a bound on the makespan (every flow
+  // ends before the last activation plus all bytes over the narrowest link), at least 1e-15 s.
+  double horizon = 0.0, total = 0.0, min_bw = 1e300;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    horizon = std::max(horizon, cases[i].start + t.path_latency(flows[i].path).value());
+    total += cases[i].bytes;
+  }
+  for (LinkId l = 0; l < t.num_links(); ++l) min_bw = std::min(min_bw, t.link(l).bandwidth.value());
+  horizon += total / min_bw;
+  const double tprec = std::max(1e-15, 8.0 * std::ldexp(1.0, std::ilogb(horizon) - 52));
+  char surf[64];
+  std::snprintf(surf, sizeof surf, "surf/precision:%.17g", tprec);
   for (const char* cfg : {"network/model:CM02", "network/crosstraffic:0", "network/latency-factor:1",
                           "network/bandwidth-factor:1", "network/weight-S:0", "network/TCP-gamma:1e300",
-                          "maxmin/precision:1e-12", "surf/precision:1e-12", "contexts/stack-size:16"}) {
+                          "maxmin/precision:1e-13", static_cast<const char*>(surf), "contexts/stack-size:16"}) {
     e.set_config(cfg);
   }
   auto* zone = sg4::create_full_zone("fabric");
