@@ -29,7 +29,7 @@ namespace {
 
 struct RunFlags {
   CommonFlags common;
-  std::string scenario, network = "flow", power_cap, objective = "time", csv, trace, svg;
+  std::string scenario, network = "flow", power_cap, objective = "time", csv, trace, svg, engine = "composed";
   std::size_t top = 10;
 };
 
@@ -111,7 +111,13 @@ void run(const RunFlags& f) {
   options.timeline = !f.trace.empty() || !f.common.hdf5.empty() || !f.svg.empty();
   options.link_bytes = !f.common.hdf5.empty();
   options.partition = engine::flow_exchange();
-  const engine::StepResult r = engine::simulate_step(s, plan, *part, options);
+  if (f.engine != "composed" && f.engine != "events") throw Error("--engine", "'" + f.engine + "' is not one of composed, events");
+  const bool events = f.engine == "events";
+  if (events && (options.timeline || options.link_bytes || options.partition != nullptr)) {
+    throw Error("--engine", "events does not write --trace, --svg or --hdf5, nor run under mpirun, yet");
+  }
+  const engine::StepResult r = events ? engine::simulate_step_events(s, plan, *part, options)
+                                      : engine::simulate_step(s, plan, *part, options);
   const bool need_whole = (s.run && s.run->failures) || !f.common.hdf5.empty();
   if (need_whole && !part->whole()) {
     part.reset();
@@ -329,6 +335,9 @@ void register_run(CLI::App& app, Action& action) {
   add_step_flags(*cmd, *f);
   cmd->add_option("--trace", f->trace, "Write the step as Chrome trace-event JSON (Perfetto)");
   cmd->add_option("--svg", f->svg, "Draw the step's timeline and its kernels' roofline as SVG");
+  cmd->add_option("--engine", f->engine,
+                  "composed (default) or events: the event engine, every rank simulated and every transfer a "
+                  "flow (in progress: slow beyond a few hundred GPUs; no --trace, --svg, --hdf5 or mpirun)");
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 

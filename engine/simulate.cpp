@@ -74,6 +74,9 @@ class Engine {
       : p_(p), t_(t), o_(o), solver_(t, o.reserved_Bps) {
     ranks_.resize(p.ranks.size());
     compute_.assign(p.ranks.size(), 0.0);
+    up_sent_.assign(p.ranks.size(), 0.0);
+    out_sent_.assign(p.ranks.size(), 0.0);
+    for (std::uint32_t r = 0; r < p.ranks.size(); ++r) rank_of_gpu_[p.ranks[r].gpu] = r;
     for (std::uint32_t r = 0; r < p.ranks.size(); ++r) {
       const auto& ops = p.ranks[r].ops;
       RankState& rs = ranks_[r];
@@ -128,6 +131,10 @@ class Engine {
     }
     res.makespan = Seconds::of(makespan);
     res.transfers = started_transfers_;
+    for (std::size_t r = 0; r < ranks_.size(); ++r) {
+      res.scale_up_sent.push_back(Bytes::of(up_sent_[r]));
+      res.scale_out_sent.push_back(Bytes::of(out_sent_[r]));
+    }
     res.flow = solver_.stats();
     return res;
   }
@@ -336,6 +343,9 @@ class Engine {
       timers_.push({now_, seq_++, false, x, 0});
       return;
     }
+    const std::size_t dom = t_.info().domain_size;
+    const bool out = dom == 0 || tr.src / dom != tr.dst / dom;
+    if (const auto it = rank_of_gpu_.find(tr.src); it != rank_of_gpu_.end()) (out ? out_sent_ : up_sent_)[it->second] += tr.bytes;
     const std::uint64_t key = flow_key_++;
     if (o_.flow) {
       const auto id = solver_.add({t_.route(tr.src, tr.dst, key), Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0});
@@ -374,7 +384,8 @@ class Engine {
   const SimulateOptions& o_;
   collectives::FlowSolver solver_;
   std::vector<RankState> ranks_;
-  std::vector<double> compute_;
+  std::vector<double> compute_, up_sent_, out_sent_;
+  std::unordered_map<topology::NodeId, std::uint32_t> rank_of_gpu_;
   double now_ = 0.0;
   std::uint64_t seq_ = 0, flow_key_ = 0;
   std::size_t started_transfers_ = 0;

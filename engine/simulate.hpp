@@ -39,6 +39,8 @@ struct ProgramResult {
   std::vector<std::vector<OpSpan>> ops;  ///< by rank, by op
   std::vector<Seconds> compute;          ///< per rank, time computing
   std::size_t transfers = 0;             ///< transfers put on the network
+  /// Per rank, the bytes it sent inside its scale-up domain and out of it.
+  std::vector<Bytes> scale_up_sent, scale_out_sent;
   collectives::FlowStats flow;           ///< the flow solver's work (flow model)
 };
 

@@ -126,4 +126,11 @@ inline StepOptions step_options(const collectives::NetworkModel* network, Watts 
 StepResult simulate_step(const Scenario& s, const parallelism::Plan& p, const topology::Topology& t,
                          const StepOptions& o);
 
+/// The same step run by the event engine (engine/simulate.hpp over the step program of
+/// parallelism/step_program.hpp): every rank simulated, every transfer a flow under `flow`.
+/// In progress: no timeline, roofline points or link bytes, and no MPI partition (`o.timeline`,
+/// `o.link_bytes` and `o.partition` must be unset), and it does not split into rank classes.
+StepResult simulate_step_events(const Scenario& s, const parallelism::Plan& p, const topology::Topology& t,
+                                const StepOptions& o);
+
 }  // namespace wallsim::engine

@@ -652,3 +652,25 @@ TEST_CASE("cli wafer prints the mesh, its collectives and the GEMM algorithms", 
   CHECK(wafer_run["tokens_per_s"].get<double>() * wafer_run["step_time_s"].get<double>() ==
         Approx(gpu_run["tokens_per_s"].get<double>() * gpu_run["step_time_s"].get<double>()));
 }
+
+TEST_CASE("cli run --engine events: the event engine gives the composed step where they must agree", "[cli]") {
+  // One NVSwitch node, TP 8 only: nothing contends, so the event engine's step, MFU and bytes
+  // equal the composed step's; its breakdown adds up to the step.
+  const std::string tiny = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml") + " --set training.global_batch=8";
+  const Result c = run("run " + tiny + " --json -");
+  const Result e = run("run " + tiny + " --engine events --json -");
+  REQUIRE(c.code == 0);
+  REQUIRE(e.code == 0);
+  const auto jc = nlohmann::json::parse(c.out), je = nlohmann::json::parse(e.out);
+  CHECK(je["step_time_s"].get<double>() == Approx(jc["step_time_s"].get<double>()).epsilon(1e-9));
+  CHECK(je["mfu"].get<double>() == Approx(jc["mfu"].get<double>()).epsilon(1e-9));
+  CHECK(je["bytes_moved"]["scale_up"].get<double>() == Approx(jc["bytes_moved"]["scale_up"].get<double>()).epsilon(1e-12));
+  const auto& b = je["breakdown_s"];
+  CHECK(b["compute"].get<double>() + b["exposed_comm"].get<double>() + b["bubble"].get<double>() + b["other"].get<double>() ==
+        Approx(je["step_time_s"].get<double>()).epsilon(1e-9));
+  check_bad_input("run " + tiny + " --engine eventful", "--engine", true);
+  const fs::path trace = scratch() / "never.trace.json";
+  fs::remove(trace);
+  check_bad_input("run " + tiny + " --engine events --trace '" + trace.string() + "'", "--engine", true);
+  CHECK_FALSE(fs::exists(trace));
+}

@@ -1,0 +1,106 @@
+// A StepResult from the event engine: the step program run once, then each rank's streams
+// read back into compute, exposed communication, bubble and optimizer time, FLOPs and energy.
+#include <algorithm>
+#include <stdexcept>
+
+#include "engine/simulate.hpp"
+#include "engine/step.hpp"
+#include "hardware/gpu_model.hpp"
+#include "parallelism/layout.hpp"
+#include "parallelism/step_program.hpp"
+
+namespace wallsim::engine {
+
+StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
+                                const StepOptions& o) {
+  if (o.network == nullptr) throw std::logic_error("simulate_step_events: no network model");
+  if (o.timeline || o.link_bytes || o.partition != nullptr) {
+    throw std::logic_error("simulate_step_events: no timeline, link bytes or MPI partition yet");
+  }
+  const ModelSpec& m = *sc.model;
+  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8());
+  const parallelism::Program prog = parallelism::step_program(m, p);
+  SimulateOptions so;
+  so.flow = o.network->name() == "flow";
+  so.reserved_Bps = o.reserved_Bps;
+  so.compute_time = [&gpu](const parallelism::ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
+  const ProgramResult res = simulate(prog, t, so);
+
+  StepResult r;
+  const double step = res.makespan.value();
+  r.step_time = res.makespan;
+  r.memory = memory_per_gpu(sc, p);
+  r.clock = gpu.clock();
+  // Per rank: the compute stream's kernels (the optimizer apart) and its communication ops;
+  // the other streams' tail past the compute stream's end is exposed communication too; the
+  // rest of the step is bubble.
+  const double link_up = sc.cluster.scale_up.energy.value();
+  const double link_out = sc.cluster.scale_out ? sc.cluster.scale_out->link.energy.value() : 0.0;
+  double compute = 0, exposed = 0, bubble = 0, other = 0, energy = 0, hbm = 0, hw_flops = 0;
+  std::vector<StageTimes> per_rank(prog.ranks.size());
+  for (std::size_t rk = 0; rk < prog.ranks.size(); ++rk) {
+    const auto& ops = prog.ranks[rk].ops;
+    double c = 0, comm = 0, opt = 0, bytes = 0, compute_end = 0, other_end = 0;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const auto& op = ops[i];
+      const double d = res.ops[rk][i].end.value() - res.ops[rk][i].start.value();
+      if (op.stream == parallelism::StreamKind::kCompute) {
+        compute_end = std::max(compute_end, res.ops[rk][i].end.value());
+        if (op.kind == parallelism::ProgramOp::Kind::kCompute) {
+          (op.kernel.name == "adam" ? opt : c) += d;
+          bytes += op.count * op.kernel.bytes.value();
+          if (op.kernel.kind != parallelism::KernelKind::kElementwise) hw_flops += op.count * op.kernel.flops.value();
+        } else {
+          comm += d;
+        }
+      } else {
+        other_end = std::max(other_end, res.ops[rk][i].end.value());
+      }
+    }
+    comm += std::max(0.0, other_end - compute_end);
+    StageTimes& st = per_rank[rk];
+    st.compute = Seconds::of(c);
+    st.comm = Seconds::of(comm);
+    st.other = Seconds::of(opt);
+    st.bubble = Seconds::of(std::max(0.0, step - c - comm - opt));
+    st.energy = Joules::of(gpu.idle_power().value() * step + (gpu.busy_power() - gpu.idle_power()).value() * (c + opt) +
+                           bytes * 8.0 * gpu.memory_energy().value() + res.scale_up_sent[rk].value() * 8.0 * link_up +
+                           res.scale_out_sent[rk].value() * 8.0 * link_out);
+    compute += c;
+    exposed += comm;
+    other += opt;
+    bubble += st.bubble.value();
+    energy += st.energy.value();
+    hbm += bytes;
+    r.scale_up_bytes += res.scale_up_sent[rk];
+    r.scale_out_bytes += res.scale_out_sent[rk];
+  }
+  const double gpus = static_cast<double>(prog.ranks.size());
+  r.compute = Seconds::of(compute / gpus);
+  r.exposed_comm = Seconds::of(exposed / gpus);
+  r.bubble = Seconds::of(bubble / gpus);
+  r.other = Seconds::of(other / gpus);
+  for (int s = 0; s < p.pp; ++s) {  // each stage as its first rank saw it
+    parallelism::Coords c;
+    c.pp = s;
+    const auto& st = per_rank[static_cast<std::size_t>(parallelism::rank_of(p, c))];
+    r.stages.push_back(st);
+    r.stage_busy.push_back(st.compute);
+  }
+  const double tokens = static_cast<double>(p.global_batch * p.seq_len);
+  const double model_flops = 3.0 * parallelism::model_forward_flops_per_sequence(m, p.seq_len).value() *
+                             static_cast<double>(p.global_batch);
+  r.tokens_per_s = tokens / step;
+  r.model_flops_per_gpu = FlopRate::of(model_flops / gpus / step);
+  r.hardware_flops_per_gpu = FlopRate::of(hw_flops / gpus / step);
+  r.mfu = r.model_flops_per_gpu.value() / gpu.peak().value();
+  r.hfu = r.hardware_flops_per_gpu.value() / gpu.peak().value();
+  r.hbm_bytes = Bytes::of(hbm);
+  r.step_energy = Joules::of(energy);
+  r.energy_per_token_j = energy / tokens;
+  r.cluster_avg_power = Watts::of(energy / step);
+  r.gpu_avg_power = Watts::of(energy / step / gpus);
+  return r;
+}
+
+}  // namespace wallsim::engine
