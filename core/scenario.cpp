@@ -224,7 +224,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   c.allow_only({"description", "notes", "kind", "bf16_dense", "fp8_dense", "memory",
                 "memory_bandwidth", "scale_up_bandwidth", "tdp", "idle_power", "base_clock",
                 "boost_clock", "memory_energy", "cores", "sram_per_core", "mesh",
-                "fabric_bandwidth", "gemm_efficiency", "gemm_depth_overhead", "attention_efficiency",
+                "fabric_bandwidth", "gemm_efficiency", "fp8_efficiency_ratio", "gemm_depth_overhead", "attention_efficiency",
                 "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile",
                 "attention_block", "routing_entries", "core_power"});
   GpuSpec g;
@@ -253,6 +253,10 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
       *field = f->as_double();
       if (!(*field > 0.0 && *field <= 1.0)) throw Error(f->path(), "must be in (0, 1]");
     }
+  }
+  if (auto f = c.find("fp8_efficiency_ratio")) {
+    g.fp8_efficiency_ratio = f->as_double();
+    if (!(g.fp8_efficiency_ratio > 0.0 && g.fp8_efficiency_ratio <= 2.0)) throw Error(f->path(), "must be in (0, 2]");
   }
   if (auto f = c.find("gemm_depth_overhead")) {
     g.gemm_depth_overhead = f->as_double();

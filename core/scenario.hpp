@@ -45,6 +45,9 @@ struct GpuSpec {
   EnergyPerBit memory_energy;    ///< 0 when not given
   // Achieved fractions of peak (roofline efficiencies) and kernel costs; 0 = not given.
   double gemm_efficiency = 0.0;       ///< large dense GEMMs, fraction of the dense peak
+  /// Large FP8 GEMMs reach this times the efficiency large BF16 ones reach, each against its own
+  /// dense peak (a measured FP8 over BF16 speed-up, not the peaks' 2x). 1 when not measured.
+  double fp8_efficiency_ratio = 1.0;
   /// Per output tile, the prologue and epilogue cost as much as this much reduction depth: a
   /// GEMM of depth k runs at gemm_efficiency x k / (k + gemm_depth_overhead). 0 = none.
   double gemm_depth_overhead = 0.0;

@@ -65,7 +65,10 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   if (k.kind == KernelKind::kGemm) {
     eff = spec_.gemm_efficiency;
     if (k.depth > 0.0) eff *= k.depth / (k.depth + spec_.gemm_depth_overhead);
-    if (fp8_) peak = spec_.fp8_dense.value();
+    if (fp8_) {
+      peak = spec_.fp8_dense.value();
+      eff *= spec_.fp8_efficiency_ratio;
+    }
   } else if (k.kind == KernelKind::kAttention) {
     eff = spec_.attention_efficiency;
   }
