@@ -215,9 +215,36 @@ class Engine {
     if (++in.posted == g.size()) launch(it->second, op);
   }
 
+  /// A collective's transfers with their dependencies, by member position, built once per
+  /// group, op, size and algorithm and instantiated at every launch.
+  struct Template {
+    std::vector<Transfer> transfers;   // dependents are template indices
+    std::vector<std::uint32_t> left;   // transfers per member
+    std::vector<std::uint32_t> ready;  // transfers with no dependency
+  };
+
   /// Every member is there: the algorithm's steps become transfers, each waiting for what
   /// its sender received in the step before and for its sender's own previous send.
   void launch(std::uint32_t id, const ProgramOp& op) {
+    const auto& g = p_.groups[op.group];
+    const Template& tpl = template_of(op);
+    const auto base = static_cast<std::uint32_t>(transfers_.size());
+    for (const Transfer& tt : tpl.transfers) {
+      Transfer tr = tt;
+      tr.instance = id;
+      for (auto& d : tr.dependents) d += base;
+      transfers_.push_back(std::move(tr));
+    }
+    instances_[id].left = tpl.left;
+    for (std::uint32_t m = 0; m < g.size(); ++m) {
+      if (instances_[id].left[m] == 0) finish_op(g[m], instances_[id].op_of[m]);
+    }
+    for (auto x : tpl.ready) start_transfer(base + x);
+  }
+
+  const Template& template_of(const ProgramOp& op) {
+    const auto key = std::tuple{op.group, static_cast<int>(op.op), op.bytes.value(), op.tuned ? -1 : static_cast<int>(op.algo)};
+    if (const auto it = templates_.find(key); it != templates_.end()) return it->second;
     const auto& g = p_.groups[op.group];
     std::vector<topology::NodeId> gpus;
     std::unordered_map<topology::NodeId, std::uint32_t> member;
@@ -230,22 +257,16 @@ class Engine {
     std::string why;
     std::optional<collectives::Schedule> s;
     if (op.tuned) {
-      // NCCL's tuner: the fastest valid algorithm by alpha-beta, once per group, op and size.
-      auto [it, fresh] = tuned_.try_emplace({op.group, static_cast<int>(op.op), op.bytes.value()}, collectives::Algo::kRing);
-      if (fresh) {
-        auto choice = collectives::choose_schedule(t_, op.op, gpus, op.bytes, {}, {}, std::nullopt, *analytic_);
-        it->second = choice.schedule.algo;
-        s = std::move(choice.schedule);
-      } else {
-        s = collectives::build_schedule(t_, op.op, it->second, gpus, op.bytes, {}, &why);
-      }
+      // NCCL's tuner: the fastest valid algorithm by alpha-beta.
+      s = collectives::choose_schedule(t_, op.op, gpus, op.bytes, {}, {}, std::nullopt, *analytic_).schedule;
     } else {
       s = collectives::build_schedule(t_, op.op, op.algo, gpus, op.bytes, {}, &why);
     }
     if (!s) throw Error("group " + std::to_string(op.group), to_string(op.algo) + " cannot run " + to_string(op.op) + ": " + why);
-    instances_[id].left.assign(g.size(), 0);
+    Template tpl;
+    tpl.left.assign(g.size(), 0);
+    auto& tt = tpl.transfers;
     std::vector<std::vector<std::uint32_t>> prev_in(g.size()), prev_out(g.size()), in(g.size()), out(g.size());
-    std::vector<std::uint32_t> ready;
     for (const auto& ph : s->phases) {
       const double reps = ph.repeat;
       if (reps != std::floor(reps) || reps < 0.0) throw std::logic_error("simulate: a schedule step repeats a fractional count");
@@ -254,25 +275,24 @@ class Engine {
         for (auto& v : out) v.clear();
         for (const auto& x : ph.transfers) {
           if (x.src == x.dst) continue;
-          const auto x_id = static_cast<std::uint32_t>(transfers_.size());
+          const auto x_id = static_cast<std::uint32_t>(tt.size());
           Transfer tr;
           tr.src = x.src;
           tr.dst = x.dst;
           tr.bytes = x.bytes.value();
-          tr.instance = id;
           tr.src_member = member.at(x.src);
           tr.dst_member = member.at(x.dst);
-          for (auto d : prev_in[tr.src_member]) transfers_[d].dependents.push_back(x_id);
-          for (auto d : prev_out[tr.src_member]) transfers_[d].dependents.push_back(x_id);
+          for (auto d : prev_in[tr.src_member]) tt[d].dependents.push_back(x_id);
+          for (auto d : prev_out[tr.src_member]) tt[d].dependents.push_back(x_id);
           tr.deps_left = static_cast<std::uint32_t>(prev_in[tr.src_member].size() + prev_out[tr.src_member].size());
-          ++instances_[id].left[tr.src_member];
-          ++instances_[id].left[tr.dst_member];
+          ++tpl.left[tr.src_member];
+          ++tpl.left[tr.dst_member];
           in[tr.dst_member].push_back(x_id);
           out[tr.src_member].push_back(x_id);
-          if (tr.deps_left == 0) ready.push_back(x_id);
-          transfers_.push_back(std::move(tr));
+          if (tr.deps_left == 0) tpl.ready.push_back(x_id);
+          tt.push_back(std::move(tr));
         }
-        share_ports(out, in, g.size());
+        share_ports(tt, out, in, g.size());
         // A member with nothing to do in a step keeps what it had for the next one.
         for (std::size_t m = 0; m < g.size(); ++m) {
           if (!in[m].empty() || !out[m].empty()) {
@@ -282,26 +302,23 @@ class Engine {
         }
       }
     }
-    for (std::uint32_t m = 0; m < g.size(); ++m) {
-      if (instances_[id].left[m] == 0) finish_op(g[m], instances_[id].op_of[m]);
-    }
-    for (auto x : ready) start_transfer(x);
+    return templates_.emplace(key, std::move(tpl)).first->second;
   }
 
   /// Under `analytic`, the transfers of one step that leave or enter one endpoint share its
   /// link (as the analytic collective model has it): each is slowed by its busiest port's
   /// count, ports counted apart inside and across scale-up domains.
-  void share_ports(const std::vector<std::vector<std::uint32_t>>& out, const std::vector<std::vector<std::uint32_t>>& in,
-                   std::size_t members) {
+  void share_ports(std::vector<Transfer>& tt, const std::vector<std::vector<std::uint32_t>>& out,
+                   const std::vector<std::vector<std::uint32_t>>& in, std::size_t members) {
     if (o_.flow) return;
     const std::size_t dom = t_.info().domain_size;
     auto cross = [dom](const Transfer& x) { return dom > 0 && x.src / dom != x.dst / dom; };
     for (std::size_t m = 0; m < members; ++m) {
       for (const auto* list : {&out[m], &in[m]}) {
         double n_cross = 0.0, n_local = 0.0;
-        for (auto x : *list) (cross(transfers_[x]) ? n_cross : n_local) += 1.0;
+        for (auto x : *list) (cross(tt[x]) ? n_cross : n_local) += 1.0;
         for (auto x : *list) {
-          Transfer& tr = transfers_[x];
+          Transfer& tr = tt[x];
           tr.share = std::max(tr.share, cross(tr) ? n_cross : n_local);
         }
       }
@@ -398,7 +415,7 @@ class Engine {
   std::vector<std::uint32_t> transfer_of_flow_;
   std::vector<collectives::FlowSolver::Id> finished_;
   std::unique_ptr<collectives::NetworkModel> analytic_ = collectives::NetworkModel::build("analytic", "engine");
-  std::map<std::tuple<std::uint32_t, int, double>, collectives::Algo> tuned_;  // (group, op, bytes) -> algorithm
+  std::map<std::tuple<std::uint32_t, int, double, int>, Template> templates_;  // (group, op, bytes, algo or -1: tuned)
   topology::Path path_;
 };
 
