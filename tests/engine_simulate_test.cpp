@@ -248,14 +248,17 @@ struct Tiny {
   Plan p;
   double act;  // bytes of one micro-batch's activation: 2 x micro_batch x seq x hidden
 };
-Tiny tiny(int gpus, const std::string& parallel, int global_batch = 1) {
-  const std::string text = "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: " + std::to_string(gpus) +
-                           "}\nmodel: {layers: 2, hidden: 256, heads: 4, kv_heads: 4, ffn: 1024, vocab: 512}\n"
-                           "training: {seq_len: 128, global_batch: " + std::to_string(global_batch) + ", micro_batch: 1}\n"
+/// The 2-layer model (`model`'s keys added to it) on `cluster` with `parallel`, 128 tokens a sequence.
+Tiny tiny_on(const std::string& cluster, const std::string& model, const std::string& parallel, int global_batch) {
+  const std::string text = "cluster: " + cluster + "\nmodel: {layers: 2, hidden: 256, ffn: 1024, vocab: 512, " + model +
+                           "}\ntraining: {seq_len: 128, global_batch: " + std::to_string(global_batch) + ", micro_batch: 1}\n"
                            "parallel: " + parallel + "\n";
   Tiny t{parse_scenario(text, "t.yaml", {}, test::presets()), {}, 2.0 * 128 * 256};
   t.p = make_plan(t.s);
   return t;
+}
+Tiny tiny(int gpus, const std::string& parallel, int global_batch = 1) {
+  return tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: " + std::to_string(gpus) + "}", "heads: 4, kv_heads: 4", parallel, global_batch);
 }
 
 SimulateOptions timed(double per_kernel) {
@@ -318,14 +321,9 @@ TEST_CASE("engine::simulate step programs: a failed cable costs the same under g
   // 2 nodes x 8 GPUs, TP 8 inside each node, DP 2 across (the case that one representative
   // group could not see): every rank is simulated, so GPU 0's NVSwitch cable and GPU 8's, its
   // mirror, slow the step equally (GPU 0's TP traffic leaves the node through its NIC).
-  const std::string text =
-      "cluster: {gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_out: {topology: clos, bandwidth: 50 GB/s}}\n"
-      "model: {layers: 2, hidden: 256, heads: 8, kv_heads: 8, ffn: 1024, vocab: 512}\n"
-      "training: {seq_len: 128, global_batch: 2, micro_batch: 1}\n"
-      "parallel: {tp: 8, dp: 2, sp: true}\n";
-  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
-  const Plan p = make_plan(s);
-  const Program prog = step_program(*s.model, p);
+  const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_out: {topology: clos, bandwidth: 50 GB/s}}",
+                         "heads: 8, kv_heads: 8", "{tp: 8, dp: 2, sp: true}", 2);
+  const Program prog = step_program(*t.s.model, t.p);
   auto fabric = [] {
     return topology::build_clos({.nodes = 2, .gpus_per_node = 8, .nodes_per_leaf = 2, .spines = 1,
                                  .scale_up = {units::gbyte_per_s(450), units::us(1), {}},
@@ -384,18 +382,13 @@ TEST_CASE("engine::simulate step programs: expert parallelism dispatches and com
   // X/2 each way, 2L + X/(2B), X the activation's bytes (top-1, capacity factor 1). The dense
   // gradients' buckets hide behind the backward but the last (layer 0's dense part and the
   // embedding: an all-reduce, 2 steps of G/2); expert weights are not replicated (expert DP 1).
-  const std::string text =
-      "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 2}\n"
-      "model: {layers: 2, hidden: 256, heads: 4, kv_heads: 4, ffn: 1024, vocab: 512, experts: 2, top_k: 1, moe_ffn: 512}\n"
-      "training: {seq_len: 128, global_batch: 2, micro_batch: 1}\n"
-      "parallel: {dp: 2, ep: 2}\n";
-  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
-  const Plan p = make_plan(s);
-  const auto pc = count_params(*s.model);
+  const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}", "heads: 4, kv_heads: 4, experts: 2, top_k: 1, moe_ffn: 512",
+                         "{dp: 2, ep: 2}", 2);
+  const auto pc = count_params(*t.s.model);
   const double X = 2.0 * 128 * 256, G = 2.0 * (pc.moe_layer - pc.moe_experts + pc.embedding);
   SimulateOptions o = timed(1e-3);
   o.flow = false;
-  const auto r = simulate(step_program(*s.model, p), sw(2), o);
+  const auto r = simulate(step_program(*t.s.model, t.p), sw(2), o);
   CHECK(r.makespan.value() ==
         Approx(r.compute[0].value() + 8 * (2 * L + X / (2 * B)) + 2 * (2 * L + G / (2 * B))).epsilon(1e-9));
 }
