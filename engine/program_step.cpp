@@ -47,7 +47,7 @@ StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, 
       if (op.stream == parallelism::StreamKind::kCompute) {
         compute_end = std::max(compute_end, res.ops[rk][i].end.value());
         if (op.kind == parallelism::ProgramOp::Kind::kCompute) {
-          (op.kernel.name == "adam" ? opt : c) += d;
+          (op.optimizer ? opt : c) += d;
           bytes += op.count * op.kernel.bytes.value();
           if (op.kernel.kind != parallelism::KernelKind::kElementwise) hw_flops += op.count * op.kernel.flops.value();
         } else {

@@ -33,6 +33,7 @@ struct ProgramOp {
   // compute: the kernel (FLOPs, HBM bytes, shape) the roofline times
   Kernel kernel{KernelKind::kGemm, {}, {}, {}};
   double count = 1.0;  ///< the kernel's time this many times (fused attention's backward: 2)
+  bool optimizer = false;  ///< the optimizer step (reported apart from the passes' compute)
   Seconds duration;    ///< when set (> 0), the compute time as given, not from the roofline
   // collective: the `collective`-th collective of `group`, the same on every member
   std::uint32_t group = 0;

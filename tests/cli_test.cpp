@@ -665,6 +665,10 @@ TEST_CASE("cli run --engine events: the event engine gives the composed step whe
   CHECK(je["step_time_s"].get<double>() == Approx(jc["step_time_s"].get<double>()).epsilon(1e-9));
   CHECK(je["mfu"].get<double>() == Approx(jc["mfu"].get<double>()).epsilon(1e-9));
   CHECK(je["bytes_moved"]["scale_up"].get<double>() == Approx(jc["bytes_moved"]["scale_up"].get<double>()).epsilon(1e-12));
+  for (const char* part : {"compute", "exposed_comm", "bubble", "other"}) {
+    INFO(part);
+    CHECK(je["breakdown_s"][part].get<double>() == Approx(jc["breakdown_s"][part].get<double>()).epsilon(1e-9).margin(1e-12));
+  }
   const auto& b = je["breakdown_s"];
   CHECK(b["compute"].get<double>() + b["exposed_comm"].get<double>() + b["bubble"].get<double>() + b["other"].get<double>() ==
         Approx(je["step_time_s"].get<double>()).epsilon(1e-9));
