@@ -9,10 +9,17 @@ namespace wallsim::hardware {
 
 GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8)
     : spec_(spec), fp8_(fp8 && spec.fp8_dense.value() > 0.0), idle_(spec.idle_power) {
+  // Every field the roofline and power models read, all the missing ones named at once.
+  std::string missing;
   for (auto [key, v] : {std::pair{"gemm_efficiency", spec.gemm_efficiency},
                         std::pair{"attention_efficiency", spec.attention_efficiency},
-                        std::pair{"memory_efficiency", spec.memory_efficiency}}) {
-    if (v <= 0.0) throw Error(std::string("cluster.gpu.") + key, "missing: the roofline needs it (see data/gpus.yaml)");
+                        std::pair{"memory_efficiency", spec.memory_efficiency},
+                        std::pair{"idle_power", spec.idle_power.value()}}) {
+    if (v <= 0.0) missing += (missing.empty() ? "cluster.gpu." : ", cluster.gpu.") + std::string(key);
+  }
+  if (!missing.empty()) {
+    throw Error("cluster.gpu", "'" + spec.name + "' is incomplete for the roofline and power models: missing " + missing +
+                                   " (see data/gpus.yaml)");
   }
   const Watts cap = power_cap.value() > 0.0 ? power_cap : spec.tdp;
   dynamic_ = spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - idle_;

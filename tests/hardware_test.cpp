@@ -100,6 +100,12 @@ TEST_CASE("hardware missing efficiencies are bad input naming the key", "[hardwa
   GpuSpec g = gpu();
   g.gemm_efficiency = 0;
   CHECK_THROWS_WITH(GpuModel(g, Watts{}, false), Catch::Matchers::Contains("cluster.gpu.gemm_efficiency"));
+  // Every missing field in one error, idle power among them (not silently 0 W).
+  g.memory_efficiency = 0;
+  g.idle_power = Watts{};
+  CHECK_THROWS_WITH(GpuModel(g, Watts{}, false), Catch::Matchers::Contains("cluster.gpu.gemm_efficiency") &&
+                                                     Catch::Matchers::Contains("cluster.gpu.memory_efficiency") &&
+                                                     Catch::Matchers::Contains("cluster.gpu.idle_power"));
 }
 
 TEST_CASE("hardware an FP8 GEMM's speed-up over BF16 is the measured one, not the peaks' 2x", "[hardware]") {
