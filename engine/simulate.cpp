@@ -65,6 +65,7 @@ struct Timer {
   std::uint64_t seq;
   bool is_op;  // else a transfer
   std::uint32_t a, b;
+  std::uint32_t n = 1;  // compute ops: the run of n ops of one stream that ends here
   bool operator>(const Timer& o) const { return at != o.at ? at > o.at : seq > o.seq; }
 };
 
@@ -104,7 +105,7 @@ class Engine {
           const Timer e = timers_.top();
           timers_.pop();
           if (e.is_op) {
-            finish_op(e.a, e.b);
+            finish_run(e.a, e.b, e.n);
           } else {
             finish_transfer(e.a);
           }
@@ -168,14 +169,26 @@ class Engine {
     s.start = now_;
     switch (op.kind) {
       case ProgramOp::Kind::kCompute: {
-        double d = op.duration.value();
-        if (d <= 0.0) {
-          if (!o_.compute_time) throw Error(where(r, i), "a compute op without a duration needs a compute-time model");
-          d = op.count * o_.compute_time(op, r).value();
+        // The op and the compute ops right behind it on its stream that wait for nothing else
+        // run back to back: one timer for the run (none of them but the last has dependents,
+        // so no one needs to hear of the others' ends at their time).
+        RankState& rs = ranks_[r];
+        const auto stream = static_cast<std::size_t>(op.stream);
+        double end = now_ + compute_time(r, i);
+        s.end = end;
+        std::uint32_t n = 1, last = i;
+        for (std::size_t pos = rs.head[stream] + 1; pos < rs.streams[stream].size() && rs.ops[last].dependents.empty(); ++pos) {
+          const std::uint32_t k = rs.streams[stream][pos];
+          OpState& next = rs.ops[k];
+          if (p_.ranks[r].ops[k].kind != ProgramOp::Kind::kCompute || next.deps_left != 0 || next.started) break;
+          next.started = true;
+          next.start = end;
+          end += compute_time(r, k);
+          next.end = end;
+          last = k;
+          ++n;
         }
-        if (!(d >= 0.0) || !std::isfinite(d)) throw Error(where(r, i), "compute time is not a finite, non-negative number");
-        compute_[r] += d;
-        timers_.push({now_ + d, seq_++, true, r, i});
+        timers_.push({end, seq_++, true, r, i, n});
         break;
       }
       case ProgramOp::Kind::kCollective: post_collective(r, i, op); break;
@@ -184,14 +197,35 @@ class Engine {
     }
   }
 
+  /// One compute op's time, counted in the rank's compute.
+  double compute_time(std::uint32_t r, std::uint32_t i) {
+    const ProgramOp& op = p_.ranks[r].ops[i];
+    double d = op.duration.value();
+    if (d <= 0.0) {
+      if (!o_.compute_time) throw Error(where(r, i), "a compute op without a duration needs a compute-time model");
+      d = op.count * o_.compute_time(op, r).value();
+    }
+    if (!(d >= 0.0) || !std::isfinite(d)) throw Error(where(r, i), "compute time is not a finite, non-negative number");
+    compute_[r] += d;
+    return d;
+  }
+
   void finish_op(std::uint32_t r, std::uint32_t i) {
+    ranks_[r].ops[i].end = now_;
+    finish_run(r, i, 1);
+  }
+
+  /// Ends op `i` and the n - 1 ops behind it on its stream (their ends were set when they
+  /// started as one run).
+  void finish_run(std::uint32_t r, std::uint32_t i, std::uint32_t n) {
     RankState& rs = ranks_[r];
-    OpState& s = rs.ops[i];
-    s.done = true;
-    s.end = now_;
     const auto stream = static_cast<std::size_t>(p_.ranks[r].ops[i].stream);
-    ++rs.head[stream];
-    for (auto d : s.dependents) --rs.ops[d].deps_left;
+    for (std::uint32_t j = 0; j < n; ++j) {
+      OpState& s = rs.ops[rs.streams[stream][rs.head[stream]]];
+      s.done = true;
+      ++rs.head[stream];
+      for (auto d : s.dependents) --rs.ops[d].deps_left;
+    }
     try_start(r);
   }
 
