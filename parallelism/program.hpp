@@ -1,7 +1,6 @@
 // The step program: what every rank does in one training step, as a plain value (no times).
-// Each rank runs its ops on the streams a framework has (compute, a side stream for TP/CP/EP
-// when the plan overlaps them, data-parallel, pipeline p2p). An op starts when it heads its
-// stream and the ops it depends on are done; a collective starts when every member of its
+// Each rank runs its ops on the streams a framework has (StreamKind). An op starts when it
+// heads its stream and the ops it depends on are done; a collective starts when every member of its
 // group has reached it, a send when its receive is posted (NCCL's rendezvous). The engine
 // (engine/simulate.hpp) only runs programs; the plan's program is built here in parallelism/.
 #pragma once
@@ -11,9 +10,9 @@
 #include <vector>
 
 #include "collectives/schedule.hpp"
+#include "core/units.hpp"
 #include "parallelism/model_math.hpp"
 #include "parallelism/plan.hpp"
-#include "core/units.hpp"
 #include "topology/graph.hpp"
 
 namespace wallsim::parallelism {
