@@ -34,8 +34,8 @@ StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, 
   // Per rank: the compute stream's kernels (the optimizer apart) and its communication ops;
   // the other streams' tail past the compute stream's end is exposed communication too; the
   // rest of the step is bubble.
-  const double link_up = sc.cluster.scale_up.energy.value();
-  const double link_out = sc.cluster.scale_out ? sc.cluster.scale_out->link.energy.value() : 0.0;
+  const EnergyPerBit link_up = sc.cluster.scale_up.energy;
+  const EnergyPerBit link_out = sc.cluster.scale_out ? sc.cluster.scale_out->link.energy : EnergyPerBit{};
   double compute = 0, exposed = 0, bubble = 0, other = 0, energy = 0, hbm = 0, hw_flops = 0;
   std::vector<StageTimes> per_rank(prog.ranks.size());
   for (std::size_t rk = 0; rk < prog.ranks.size(); ++rk) {
@@ -63,9 +63,8 @@ StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, 
     st.comm = Seconds::of(comm);
     st.other = Seconds::of(opt);
     st.bubble = Seconds::of(std::max(0.0, step - c - comm - opt));
-    st.energy = Joules::of(gpu.idle_power().value() * step + (gpu.busy_power() - gpu.idle_power()).value() * (c + opt) +
-                           bytes * 8.0 * gpu.memory_energy().value() + res.scale_up_sent[rk].value() * 8.0 * link_up +
-                           res.scale_out_sent[rk].value() * 8.0 * link_out);
+    st.energy = gpu.energy({res.makespan, Seconds::of(c + opt), Bytes::of(bytes), res.scale_up_sent[rk], res.scale_out_sent[rk]},
+                           link_up, link_out);
     compute += c;
     exposed += comm;
     other += opt;

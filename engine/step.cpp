@@ -752,17 +752,15 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   r.hfu = r.hardware_flops_per_gpu.value() / gpu.peak().value();
   // Energy of one GPU of each stage: static power over the step, dynamic power while it
   // computes, and the bytes it moves through HBM and over its links.
-  const double link_up = sc.cluster.scale_up.energy.value();
-  const double link_out = sc.cluster.scale_out ? sc.cluster.scale_out->link.energy.value() : 0.0;
+  const EnergyPerBit link_up = sc.cluster.scale_up.energy;
+  const EnergyPerBit link_out = sc.cluster.scale_out ? sc.cluster.scale_out->link.energy : EnergyPerBit{};
   double energy = 0.0;
   for (int s = 0; s < p.pp; ++s) {
     const auto i = static_cast<std::size_t>(s);
     StageTimes& times = r.stages[i];
-    times.energy = Joules::of(gpu.idle_power().value() * step +
-                              (gpu.busy_power() - gpu.idle_power()).value() * (times.compute + times.other).value() +
-                              hbm[i] * 8.0 * gpu.memory_energy().value() +
-                              comm.scale_up_bytes[i].value() * 8.0 * link_up +
-                              comm.scale_out_bytes[i].value() * 8.0 * link_out);
+    times.energy = gpu.energy({Seconds::of(step), times.compute + times.other, Bytes::of(hbm[i]), comm.scale_up_bytes[i],
+                               comm.scale_out_bytes[i]},
+                              link_up, link_out);
     energy += times.energy.value() * replicas;
     r.hbm_bytes += Bytes::of(hbm[i] * replicas);
     r.scale_up_bytes += comm.scale_up_bytes[i] * replicas;

@@ -84,6 +84,12 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   return Seconds::of(std::max(compute, memory)) + spec_.kernel_overhead;
 }
 
+Joules GpuModel::energy(const Activity& a, EnergyPerBit scale_up, EnergyPerBit scale_out) const {
+  return Joules::of(idle_.value() * a.step.value() + (busy_power() - idle_).value() * a.busy.value() +
+                    a.hbm.value() * 8.0 * spec_.memory_energy.value() + a.scale_up.value() * 8.0 * scale_up.value() +
+                    a.scale_out.value() * 8.0 * scale_out.value());
+}
+
 Watts GpuModel::busy_power() const { return idle_ + dynamic_ * (ratio_ * ratio_ * ratio_); }
 
 }  // namespace wallsim::hardware

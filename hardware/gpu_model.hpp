@@ -36,6 +36,14 @@ class GpuModel {
   [[nodiscard]] Watts idle_power() const { return idle_; }
   [[nodiscard]] FlopRate peak() const { return spec_.bf16_dense; }
   [[nodiscard]] EnergyPerBit memory_energy() const { return spec_.memory_energy; }
+  /// What one GPU does in a step, for its energy.
+  struct Activity {
+    Seconds step, busy;             ///< the step, and the time computing in it
+    Bytes hbm, scale_up, scale_out;  ///< HBM traffic; bytes sent inside and out of its scale-up domain
+  };
+  /// Energy of one GPU over a step: idle power throughout, dynamic power while busy, and the
+  /// bytes it moves through HBM and over each link class (the one home of this formula).
+  [[nodiscard]] Joules energy(const Activity& a, EnergyPerBit scale_up, EnergyPerBit scale_out) const;
   [[nodiscard]] const GpuSpec& spec() const { return spec_; }
 
  private:
