@@ -119,6 +119,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     k.push_back(e);
   };
   elementwise("input norm", norm_tokens * h, norm_tokens * h);
+  k.back().opens_block = true;
   const double a = m.heads / tp;
   if (is_mla(m)) {
     const double qk = static_cast<double>(m.qk_nope_head_dim + m.qk_rope_head_dim);
@@ -165,6 +166,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     gemm("output projection", tokens, a * d, h);
   }
   elementwise("residual + post-attention norm", 2.0 * norm_tokens * h, norm_tokens * h);
+  k.back().closes_block = k.back().opens_block = true;
   auto mlp = [&](const char* up, const char* down, double rows, double f, double groups = 1.0,
                  double useful = 1.0) {
     gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f, groups, useful);
@@ -182,6 +184,8 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     const double routed = tokens * m.top_k * s.capacity_factor * etp / tp;
     mlp("expert up/gate", "expert down", routed, static_cast<double>(m.moe_ffn) / etp,
         static_cast<double>(m.experts) / s.ep, 1.0 / s.capacity_factor);
+    k[k.size() - 3].expert_in = true;  // up/gate, activation, down
+    k.back().expert_out = true;
     if (m.shared_experts > 0) {
       mlp("shared expert up/gate", "shared expert down", tokens,
           static_cast<double>(m.moe_ffn) * m.shared_experts / tp);
@@ -190,6 +194,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     mlp("mlp up/gate", "mlp down", tokens, static_cast<double>(m.ffn) / tp);
   }
   elementwise("residual", 2.0 * norm_tokens * h, norm_tokens * h);
+  k.back().closes_block = true;
   return k;
 }
 

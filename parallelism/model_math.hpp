@@ -46,6 +46,11 @@ struct Kernel {
   double useful = 1.0;  ///< fraction of the FLOPs that are model FLOPs (capacity padding is not)
   bool core_attention = false;  ///< part of softmax(q k^T) v: what selective recompute redoes
   Bytes written{};  ///< element-wise kernels: the part of `bytes` written (the rest is read)
+  // Where a layer's parallel communication sits (layer_forward marks it; the step program reads it):
+  bool opens_block = false;   ///< a norm whose output feeds a block (SP gathers the sequence after it)
+  bool closes_block = false;  ///< a residual add: the block's output is reduced over TP before it
+  bool expert_in = false;     ///< the routed experts' first GEMM (tokens are dispatched before it)
+  bool expert_out = false;    ///< the routed experts' last GEMM (tokens are combined after it)
 };
 
 /// The backward GEMMs of a forward GEMM (rows x depth by depth x cols): the data gradient

@@ -13,10 +13,10 @@ namespace {
 
 using collectives::Op;
 
-// Where a layer's tensor-parallel collectives sit, by the kernels of layer_forward: the block
+// Where a layer's tensor-parallel collectives sit, as layer_forward marks its kernels: the block
 // inputs are gathered after each norm (SP), the block outputs reduced before each residual.
-bool gathers_after(const Kernel& k) { return k.name == "input norm" || k.name == "residual + post-attention norm"; }
-bool reduces_before(const Kernel& k) { return k.name == "residual + post-attention norm" || k.name == "residual"; }
+bool gathers_after(const Kernel& k) { return k.opens_block; }
+bool reduces_before(const Kernel& k) { return k.closes_block; }
 
 /// One rank's program under construction.
 class RankBuilder {
@@ -171,13 +171,13 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     auto forward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
       for (const auto& k : ks) {
         if (reduces_before(k)) tp_leave(at);
-        if (k.name == "expert up/gate") ep_exchange("dispatch " + at);
+        if (k.expert_in) ep_exchange("dispatch " + at);
         if (k.kind == KernelKind::kAttention) {
           attention(k, 1.0, kv_bytes, at);
         } else {
           b.compute(k);
         }
-        if (k.name == "expert down") ep_exchange("combine " + at);
+        if (k.expert_out) ep_exchange("combine " + at);
         if (gathers_after(k)) tp_enter(at);
       }
     };
@@ -202,9 +202,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           b.collective(tp_group, p.sp ? Op::kReduceScatter : Op::kAllReduce, act_bytes, StreamKind::kCompute,
                        std::string(p.sp ? "TP reduce-scatter " : "TP all-reduce ") + at + " (backward)");
         }
-        if (it->name == "expert down") ep_exchange("combine " + at + " (backward)");
+        if (it->expert_out) ep_exchange("combine " + at + " (backward)");
         backward_kernel(*it, at);
-        if (it->name == "expert up/gate") ep_exchange("dispatch " + at + " (backward)");
+        if (it->expert_in) ep_exchange("dispatch " + at + " (backward)");
         if (reduces_before(*it)) {
           if (p.tp > 1 && p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP all-gather " + at + " (backward)");
         }
