@@ -17,6 +17,8 @@
 #include "core/text.hpp"
 #include "engine/distribute.hpp"
 #include "engine/search.hpp"
+#include "engine/wafer_step.hpp"
+#include "hardware/gpu_model.hpp"
 #include "failures/reliability.hpp"
 #include "parallelism/layout.hpp"
 #include "report/hdf5.hpp"
@@ -31,10 +33,20 @@ struct RunFlags {
   CommonFlags common;
   std::string scenario, network = "flow", power_cap, objective = "time", csv, trace, svg, engine = "composed";
   std::size_t top = 10;
+  CLI::Option* network_flag = nullptr;  ///< to tell a --network given from the default
 };
 
-Watts power_cap(const RunFlags& f) {
-  return f.power_cap.empty() ? Watts{} : parse<Watts>(f.power_cap, "--power-cap");
+/// --power-cap, range-checked against the scenario's GPU (hardware::check_power_cap).
+Watts power_cap(const RunFlags& f, const GpuSpec& gpu) {
+  if (f.power_cap.empty()) return Watts{};
+  const Watts cap = parse<Watts>(f.power_cap, "--power-cap");
+  hardware::check_power_cap(gpu, cap, "--power-cap");
+  return cap;
+}
+
+/// A --network given on a wafer-scale cluster (engine::check_wafer_network).
+void check_network(const RunFlags& f, const Scenario& s) {
+  if (f.network_flag != nullptr && f.network_flag->count() > 0) engine::check_wafer_network(s.cluster, f.network, "--network");
 }
 
 std::string percent(double x) { return format_number(100.0 * x, 3) + " %"; }
@@ -107,7 +119,8 @@ void run(const RunFlags& f) {
   const engine::World& world = engine::World::get();
   std::optional<topology::Topology> part(topology::build_step_fabric(s.cluster, {world.rank(), world.size()}));
   const auto network = collectives::NetworkModel::build(f.network, "--network");
-  engine::StepOptions options = engine::step_options(network.get(), power_cap(f));
+  check_network(f, s);
+  engine::StepOptions options = engine::step_options(network.get(), power_cap(f, s.cluster.gpu));
   options.timeline = !f.trace.empty() || !f.common.hdf5.empty() || !f.svg.empty();
   options.link_bytes = !f.common.hdf5.empty();
   options.partition = engine::flow_exchange();
@@ -268,10 +281,11 @@ void search(const RunFlags& f) {
   if (f.objective != "time" && f.objective != "energy") {
     throw Error("--objective", "'" + f.objective + "' is not one of time, energy");
   }
+  check_network(f, s);
   const topology::Topology t = topology::build_step_fabric(s.cluster);
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   ProgressBar bar("search", f.common);
-  const engine::SearchResult res = engine::search_plans(s, t, engine::step_options(network.get(), power_cap(f)),
+  const engine::SearchResult res = engine::search_plans(s, t, engine::step_options(network.get(), power_cap(f, s.cluster.gpu)),
                                                         f.objective == "energy", [&bar](double d) { bar.update(d); });
   nlohmann::json plans = nlohmann::json::array();
   std::ostringstream csv;
@@ -320,7 +334,7 @@ void search(const RunFlags& f) {
 
 void add_step_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("SCENARIO", f.scenario, "Scenario YAML file")->required();
-  cmd.add_option("--network", f.network, "analytic or flow (default flow)");
+  f.network_flag = cmd.add_option("--network", f.network, "analytic or flow (default flow)");
   cmd.add_option("--power-cap", f.power_cap, "Cap each GPU's power, e.g. 500W (default: its TDP)");
   cmd.add_option("--csv", f.csv, "Write the results as CSV to FILE");
   add_common_flags(cmd, f.common);

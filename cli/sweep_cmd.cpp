@@ -22,6 +22,8 @@
 #include "core/text.hpp"
 #include "engine/distribute.hpp"
 #include "engine/step.hpp"
+#include "engine/wafer_step.hpp"
+#include "hardware/gpu_model.hpp"
 #include "parallelism/plan.hpp"
 #include "topology/spec.hpp"
 
@@ -32,6 +34,7 @@ struct SweepFlags {
   CommonFlags common;
   std::string scenario, network = "analytic", csv, svg, metric = "step_time_s";
   std::vector<std::string> vary;
+  CLI::Option* network_flag = nullptr;  ///< to tell a --network given from the default
 };
 
 struct Axis {
@@ -143,10 +146,12 @@ void run(const SweepFlags& f) {
     const std::vector<std::string> values = point_values(i);
     std::vector<std::string> sets = f.common.sets;
     Watts cap;
+    bool has_cap = false;
     std::vector<std::string> failed;
     for (std::size_t k = 0; k < axes.size(); ++k) {
       if (axes[k].key == "power_cap") {
         cap = parse<Watts>(values[k], "--vary power_cap");
+        has_cap = true;
       } else if (axes[k].key == "fail_link") {
         failed.push_back(values[k]);
       } else {
@@ -154,6 +159,9 @@ void run(const SweepFlags& f) {
       }
     }
     const Scenario s = load_scenario(f.scenario, sets, presets);  // bad keys and values: Errors
+    // Physical ranges of the non-scenario keys, and a --network the wafer step does not use: Errors.
+    if (has_cap) hardware::check_power_cap(s.cluster.gpu, cap, "--vary power_cap");
+    if (f.network_flag != nullptr && f.network_flag->count() > 0) engine::check_wafer_network(s.cluster, f.network, "--network");
     topology::Topology t = topology::build_step_fabric(s.cluster);
     for (const auto& l : failed) fail_link(t, l, "--vary fail_link");  // a link that does not exist: an Error
     engine::Packer out;
@@ -285,7 +293,7 @@ void register_sweep(CLI::App& app, Action& action) {
   CLI::App* cmd = app.add_subcommand("sweep", "Re-run a scenario over varied keys (the interconnect-wall study)");
   cmd->add_option("SCENARIO", f->scenario, "Scenario YAML file")->required();
   cmd->add_option("--vary", f->vary, "KEY=V1,V2,... or KEY=FROM:TO:xFACTOR or KEY=FROM:TO:+STEP (repeatable)");
-  cmd->add_option("--network", f->network, "analytic or flow (default analytic)");
+  f->network_flag = cmd->add_option("--network", f->network, "analytic or flow (default analytic)");
   cmd->add_option("--csv", f->csv, "Write the table as CSV");
   cmd->add_option("--svg", f->svg, "Plot --metric against the first varied key");
   cmd->add_option("--metric", f->metric, "What --svg plots (default step_time_s)");

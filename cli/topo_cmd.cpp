@@ -1,4 +1,5 @@
 // `wallsim topo TOPOLOGY`: build a fabric, print its metrics, export it.
+#include <algorithm>
 #include <iostream>
 #include <sstream>
 
@@ -152,6 +153,14 @@ void run(const TopoFlags& f) {
                                est("path_diversity")},
     };
     if (m.storage > 0) rows.insert(rows.begin() + 3, {"storage nodes", std::to_string(m.storage)});
+    if (m.unreachable_pairs > 0.0) {
+      // Failures cut the fabric: say so before the hop metrics, which cover the rest.
+      const double all = static_cast<double>(m.endpoints) * static_cast<double>(m.endpoints - 1);
+      const auto at = std::find_if(rows.begin(), rows.end(), [](const auto& r) { return r.first == "diameter"; });
+      rows.insert(at, {"unreachable pairs", format_number(m.unreachable_pairs) + " of " + format_number(all) +
+                                                " ordered pairs" + est("unreachable_pairs") +
+                                                " (failures cut the fabric; hops below are over the reachable pairs)"});
+    }
     rows.insert(rows.end(), route_rows.begin(), route_rows.end());
     std::cout << key_value_table(rows);
   }

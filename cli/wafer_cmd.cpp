@@ -46,6 +46,7 @@ nlohmann::json flow_times(const wafer::MeshSpec& m, Bytes size, int chunks, std:
 void run(const WaferFlags& f) {
   const Presets presets(default_data_dir());
   const Scenario s = load_scenario(f.scenario, f.common.sets, presets);
+  if (f.tile < 1) throw Error("--tile", std::to_string(f.tile) + " is not a tile side: give K >= 1 (K x K cores per tile; 1: cores)");
   wafer::MeshSpec m = wafer::mesh_of(s.cluster);
   if (f.tile > 1) m = wafer::coarsen(m, f.tile);
   const Bytes size = parse<Bytes>(f.bytes, "--bytes", true);

@@ -222,7 +222,7 @@ LinkSpec parse_link(const Config& raw, const Presets& presets) {
 GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   Config c = resolve(raw, PresetKind::kGpus, presets);
   c.allow_only({"description", "notes", "kind", "bf16_dense", "fp8_dense", "memory",
-                "memory_bandwidth", "scale_up_bandwidth", "tdp", "idle_power", "base_clock",
+                "memory_bandwidth", "scale_up_bandwidth", "tdp", "idle_power", "min_power_limit", "base_clock",
                 "boost_clock", "memory_energy", "cores", "sram_per_core", "mesh",
                 "fabric_bandwidth", "gemm_efficiency", "fp8_efficiency_ratio", "gemm_depth_overhead", "attention_efficiency",
                 "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile",
@@ -240,6 +240,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("scale_up_bandwidth")) g.scale_up_bandwidth = f->as<Bandwidth>();
   g.tdp = c.at("tdp").as<Watts>();
   if (auto f = c.find("idle_power")) g.idle_power = f->as<Watts>();
+  if (auto f = c.find("min_power_limit")) g.min_power_limit = f->as<Watts>();
   if (auto f = c.find("base_clock")) g.base_clock = f->as<Frequency>();
   if (auto f = c.find("boost_clock")) g.boost_clock = f->as<Frequency>();
   if (auto f = c.find("memory_energy")) g.memory_energy = f->as<EnergyPerBit>();

@@ -40,6 +40,7 @@ struct GpuSpec {
   Bandwidth scale_up_bandwidth;  ///< per GPU, per direction
   Watts tdp;
   Watts idle_power;              ///< 0 when not given
+  Watts min_power_limit;         ///< lowest power cap the board accepts (nvidia-smi); 0 when not given
   Frequency base_clock;
   Frequency boost_clock;
   EnergyPerBit memory_energy;    ///< 0 when not given

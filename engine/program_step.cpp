@@ -11,14 +11,11 @@
 
 namespace wallsim::engine {
 
-StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
-                                const StepOptions& o) {
-  if (o.network == nullptr) throw std::logic_error("simulate_step_events: no network model");
-  if (o.timeline || o.link_bytes || o.partition != nullptr) {
-    throw std::logic_error("simulate_step_events: no timeline, link bytes or MPI partition yet");
-  }
+namespace {
+StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
+                       const StepOptions& o, Watts reserve) {
   const ModelSpec& m = *sc.model;
-  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8());
+  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8(), reserve);
   const parallelism::Program prog = parallelism::step_program(m, p);
   SimulateOptions so;
   so.flow = o.network->name() == "flow";
@@ -100,6 +97,16 @@ StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, 
   r.cluster_avg_power = Watts::of(energy / step);
   r.gpu_avg_power = Watts::of(energy / step / gpus);
   return r;
+}
+}  // namespace
+
+StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
+                                const StepOptions& o) {
+  if (o.network == nullptr) throw std::logic_error("simulate_step_events: no network model");
+  if (o.timeline || o.link_bytes || o.partition != nullptr) {
+    throw std::logic_error("simulate_step_events: no timeline, link bytes or MPI partition yet");
+  }
+  return within_cap(sc, p, o.power_cap, [&](Watts reserve) { return events_step(sc, p, t, o, reserve); });
 }
 
 }  // namespace wallsim::engine

@@ -4,6 +4,7 @@
 #include "engine/wafer_step.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <tuple>
 
@@ -375,11 +376,12 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
 }
 }  // namespace
 
-StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o) {
-  if (is_wafer(sc.cluster)) return simulate_wafer_step(sc, p, o);
-  if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
+namespace {
+/// The composed step with the GPUs' clock set by the cap less `reserve` (see within_cap).
+StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o,
+                         Watts reserve) {
   const ModelSpec& m = *sc.model;
-  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8());
+  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8(), reserve);
   const auto shard = shard_of(m, p);
   const auto pc = parallelism::count_params(m);
   const std::size_t domain = static_cast<std::size_t>(sc.cluster.scale_up_domain);
@@ -772,6 +774,34 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   r.gpu_avg_power = Watts::of(energy / step / gpus);
   r.link_bytes = std::move(comm.link_bytes_);
   return r;
+}
+}  // namespace
+
+namespace {
+/// A step whose time or energy overflowed came from GPU figures out of any physical range.
+StepResult finite(StepResult r, const GpuSpec& gpu) {
+  if (!std::isfinite(r.step_time.value()) || !std::isfinite(r.step_energy.value()) || !(r.step_time.value() > 0.0)) {
+    throw Error("cluster.gpu", "the step on '" + gpu.name + "' takes no finite time or energy: the figures behind it (the "
+                               "GPU's peaks, efficiencies and gemm_depth_overhead, the links' energy per bit) are out "
+                               "of range");
+  }
+  return r;
+}
+}  // namespace
+
+StepResult within_cap(const Scenario& sc, const Plan& p, Watts power_cap, const std::function<StepResult(Watts)>& once) {
+  StepResult r = finite(once(Watts{}), sc.cluster.gpu);
+  if (sc.cluster.gpu.boost_clock.value() <= 0.0) return r;  // no clocks: no DVFS to hold a cap with
+  const hardware::GpuModel gpu(sc.cluster.gpu, power_cap, p.fp8());
+  const double gpus = static_cast<double>(p.gpus());
+  const Watts reserve = gpu.reserve_for(r.step_time, r.compute + r.other, r.step_energy / gpus);
+  return reserve.value() > 0.0 ? finite(once(reserve), sc.cluster.gpu) : r;
+}
+
+StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o) {
+  if (is_wafer(sc.cluster)) return finite(simulate_wafer_step(sc, p, o), sc.cluster.gpu);
+  if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
+  return within_cap(sc, p, o.power_cap, [&](Watts reserve) { return composed_step(sc, p, t, o, reserve); });
 }
 
 namespace {

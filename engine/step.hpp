@@ -10,6 +10,7 @@
 // model, groups that leave a scale-up domain are timed together so they contend for links).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -120,6 +121,13 @@ inline StepOptions step_options(const collectives::NetworkModel* network, Watts 
   o.power_cap = power_cap;
   return o;
 }
+
+/// Runs `once(reserve)` with no reserve and, when the GPUs' average draw came out above the
+/// power cap (0 = TDP), once more with the board power their memory and link traffic drew
+/// held back from the cores (hardware::GpuModel::reserve_for): a GPU's average power never
+/// exceeds its cap. Shared by the composed step and the event engine.
+StepResult within_cap(const Scenario& sc, const parallelism::Plan& p, Watts power_cap,
+                      const std::function<StepResult(Watts)>& once);
 
 /// Simulates one step of `p` on `t` (built from s.cluster). Throws Error for plans that do
 /// not fit in memory only when `require_fit`; the result says whether it fits.

@@ -25,6 +25,7 @@
 
 #include "core/error.hpp"
 #include "engine/wafer_step.hpp"
+#include "hardware/gpu_model.hpp"
 #include "parallelism/model_math.hpp"
 #include "wafer/gemm.hpp"
 
@@ -279,7 +280,16 @@ StepResult streaming_step(const Scenario& sc, const parallelism::Plan& p, const 
 
 }  // namespace
 
+void check_wafer_network(const ClusterSpec& c, const std::string& network, const std::string& path) {
+  if (is_wafer(c) && network != "analytic") {
+    throw Error(path, "'" + network + "' does not apply to the wafer step: it has one model, closed forms on the "
+                      "mesh and each system's own I/O link (no shared link for a flow model to share); use analytic "
+                      "or leave --network out (`wallsim wafer --network flow` checks the mesh collectives)");
+  }
+}
+
 StepResult simulate_wafer_step(const Scenario& sc, const parallelism::Plan& p, const StepOptions& o) {
+  if (o.power_cap.value() != 0.0) hardware::check_power_cap(sc.cluster.gpu, o.power_cap, "--power-cap");
   require_wafer_plan(p);
   const wafer::MeshSpec mesh = wafer::mesh_of(sc.cluster);
   if (!sc.cluster.scale_out || !(sc.cluster.scale_out->link.payload().value() > 0)) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <stdexcept>
 
 #include "core/error.hpp"
 #include "core/optimize.hpp"
@@ -25,6 +26,23 @@ std::vector<topology::LinkId> fabric_cables(const topology::Topology& t) {
 }
 
 }  // namespace
+
+std::size_t uniform_index(std::mt19937_64& rng, std::size_t n) {
+  if (n == 0) throw std::logic_error("uniform_index: an empty range has no index");
+  static_assert(std::mt19937_64::min() == 0 && std::mt19937_64::max() == ~std::uint64_t{0});
+  const auto range = static_cast<std::uint64_t>(n);
+  const std::uint64_t reject_below = (0 - range) % range;  // 2^64 mod n
+  while (true) {
+    // The 128-bit product x * n as (high, low) from 32-bit halves (no compiler extension).
+    const std::uint64_t x = rng();
+    const std::uint64_t xl = x & 0xffffffffu, xh = x >> 32, nl = range & 0xffffffffu, nh = range >> 32;
+    const std::uint64_t ll = xl * nl, lh = xl * nh, hl = xh * nl, hh = xh * nh;
+    const std::uint64_t mid = (ll >> 32) + (lh & 0xffffffffu) + (hl & 0xffffffffu);
+    const std::uint64_t low = (mid << 32) | (ll & 0xffffffffu);
+    const std::uint64_t high = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    if (low >= reject_below) return static_cast<std::size_t>(high);
+  }
+}
 
 std::vector<Cause> scale_causes(const FailureSpec& f, long long gpus, int gpus_per_node) {
   std::vector<Cause> out;
@@ -76,9 +94,8 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
   std::mt19937_64 pick(o.seed);
   topology::Topology damaged = t;
   for (int tries = 0; m.degraded_rate.size() <= 3 && !cables.empty() && tries < 20; ++tries) {
-    std::uniform_int_distribution<std::size_t> u(0, cables.size() - 1);
     topology::Topology next = damaged;
-    next.fail_link(cables[u(pick)]);
+    next.fail_link(cables[uniform_index(pick, cables.size())]);
     try {
       const Seconds slow = engine::simulate_step(s, p, next, engine::step_options(o.network)).step_time;
       m.degraded_rate.push_back(r.step.step_time / slow);

@@ -5,8 +5,10 @@
 // then the Monte Carlo runs at the given interval or at the best one found by search.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include "engine/step.hpp"
@@ -40,6 +42,13 @@ struct ReliabilityResult {
 /// Needs s.run with failures; an Error naming the key otherwise.
 ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, const topology::Topology& t,
                               const ReliabilityOptions& o);
+
+/// A uniform index in [0, n) from `rng`, the same on every standard library (unlike
+/// std::uniform_int_distribution, whose algorithm each library picks): Lemire's multiply-shift
+/// with rejection (ACM TOMACS 2019, "Fast Random Integer Generation in an Interval"): the high
+/// 64 bits of x * n for a 64-bit draw x, redrawn while the low 64 bits fall below 2^64 mod n
+/// (so that every index has exactly floor(2^64 / n) draws behind it). n must be at least 1.
+std::size_t uniform_index(std::mt19937_64& rng, std::size_t n);
 
 /// The model's failure causes scaled to a job of `gpus` GPUs in nodes of `gpus_per_node`.
 std::vector<Cause> scale_causes(const FailureSpec& f, long long gpus, int gpus_per_node);

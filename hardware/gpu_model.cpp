@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace wallsim::hardware {
 
-GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8)
+GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve)
     : spec_(spec), fp8_(fp8 && spec.fp8_dense.value() > 0.0), idle_(spec.idle_power) {
   // Every field the roofline and power models read, all the missing ones named at once.
   std::string missing;
@@ -21,19 +23,108 @@ GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8)
     throw Error("cluster.gpu", "'" + spec.name + "' is incomplete for the roofline and power models: missing " + missing +
                                    " (see data/gpus.yaml)");
   }
-  const Watts cap = power_cap.value() > 0.0 ? power_cap : spec.tdp;
   dynamic_ = spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - idle_;
   if (dynamic_.value() <= 0.0) throw Error("cluster.gpu.idle_power", "must be below tdp");
+  check_spec(spec);
+  // The CLI checks a user's cap against its flag first; this guards every other caller.
+  if (power_cap.value() != 0.0) check_power_cap(spec, power_cap, "power cap");
+  cap_ = power_cap.value() > 0.0 ? power_cap : spec.tdp;
+  if (!(reserve.value() >= 0.0) || !std::isfinite(reserve.value())) throw std::logic_error("GpuModel: bad reserve");
+  const double headroom = (cap_ - reserve - idle_).value() / dynamic_.value();
   clock_ = spec.boost_clock;
-  if (spec.boost_clock.value() > 0.0) {
-    const double headroom = (cap - idle_).value() / dynamic_.value();
-    double r = headroom >= 1.0 ? 1.0 : std::cbrt(std::max(headroom, 0.0));
-    if (spec.base_clock.value() > 0.0) r = std::max(r, spec.base_clock.value() / spec.boost_clock.value());
-    ratio_ = r;
-    clock_ = Frequency::of(spec.boost_clock.value() * r);
-  } else if ((cap - idle_).value() < dynamic_.value()) {
+  if (headroom >= 1.0) return;
+  if (spec.boost_clock.value() <= 0.0) {
     throw Error("cluster.gpu.boost_clock", "missing: a power cap below the full-load draw needs the clocks");
   }
+  // DVFS goes no lower than the base clock: the cores' share of the cap (what the traffic
+  // leaves of it) must reach the base clock's draw. (A min_power_limit bounds the caps a user
+  // may set, check_power_cap; the board holds it whatever its traffic draws.)
+  const double floor = spec.base_clock.value() > 0.0 ? spec.base_clock.value() / spec.boost_clock.value() : 0.0;
+  const Watts floor_draw = idle_ + dynamic_ * (floor * floor * floor);
+  if (!(headroom > 0.0) || (cap_ - reserve).value() < floor_draw.value()) {
+    throw Error("--power-cap", to_string(cap_) + " cannot be held by " + spec.name + ": its memory and link traffic draw " +
+                                   to_string(reserve) + " while it computes, leaving its cores less than " +
+                                   (floor > 0.0 ? "they draw at the base clock " + to_string(spec.base_clock) + " (" +
+                                                      to_string(floor_draw) + ")"
+                                                : "its idle power") +
+                                   "; give a higher cap");
+  }
+  const double r = std::max(std::cbrt(headroom), floor);
+  ratio_ = r;
+  clock_ = Frequency::of(spec.boost_clock.value() * r);
+}
+
+void check_spec(const GpuSpec& spec) {
+  // The physical ranges the roofline and power models rely on (a zero or reversed value
+  // would give infinite or meaningless times and clocks, not an error).
+  if (!(spec.memory_bandwidth.value() > 0.0)) {
+    throw Error("cluster.gpu.memory_bandwidth", "must be positive: every kernel reads or writes memory");
+  }
+  if (spec.base_clock.value() > 0.0 && !(spec.boost_clock.value() > 0.0)) {
+    throw Error("cluster.gpu.boost_clock", "missing: a base clock is read against the boost clock");
+  }
+  if (spec.base_clock.value() > spec.boost_clock.value()) {
+    throw Error("cluster.gpu.base_clock", to_string(spec.base_clock) + " is above the boost clock " +
+                                              to_string(spec.boost_clock));
+  }
+  if (spec.min_power_limit.value() > 0.0 &&
+      !(spec.min_power_limit.value() > spec.idle_power.value() && spec.min_power_limit.value() <= spec.tdp.value())) {
+    throw Error("cluster.gpu.min_power_limit", to_string(spec.min_power_limit) + " must be above the idle power " +
+                                                   to_string(spec.idle_power) + " and at most the TDP " +
+                                                   to_string(spec.tdp));
+  }
+}
+
+std::optional<CapFloor> lowest_cap(const GpuSpec& spec) {
+  if (spec.cores > 0) return std::nullopt;
+  const Watts dynamic = spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - spec.idle_power;
+  std::optional<CapFloor> f;
+  if (spec.base_clock.value() > 0.0 && spec.boost_clock.value() > 0.0) {
+    const double r = spec.base_clock.value() / spec.boost_clock.value();
+    f = CapFloor{spec.idle_power + dynamic * (r * r * r),
+                 "its full-load draw at its base clock " + to_string(spec.base_clock) + ", below which DVFS cannot go"};
+  }
+  if (spec.min_power_limit.value() > 0.0 && (!f || spec.min_power_limit.value() > f->watts.value())) {
+    f = CapFloor{spec.min_power_limit, "its minimum power limit, min_power_limit in data/gpus.yaml"};
+  }
+  return f;
+}
+
+void check_power_cap(const GpuSpec& spec, Watts cap, const std::string& path) {
+  const std::string w = format_number(cap.value()) + " W";
+  if (spec.cores <= 0) check_spec(spec);
+  if (spec.cores > 0) {
+    throw Error(path, "does not apply to the wafer step: '" + spec.name +
+                          "' has no clocks or DVFS model in data/gpus.yaml, so a cap has nothing to act on");
+  }
+  if (!std::isfinite(cap.value()) || !(cap.value() > spec.idle_power.value())) {
+    throw Error(path, w + " is not above " + spec.name + "'s idle power " + to_string(spec.idle_power) +
+                          ": a GPU cannot be capped at or below what it draws doing nothing (leave the cap out to "
+                          "run at the TDP)");
+  }
+  if (cap.value() > spec.tdp.value()) {
+    throw Error(path, w + " is above " + spec.name + "'s TDP " + to_string(spec.tdp) +
+                          ", its highest power limit (leave the cap out to run at the TDP)");
+  }
+  const Watts dynamic = spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - spec.idle_power;
+  const Watts full = spec.idle_power + dynamic;
+  if (cap.value() >= full.value()) return;
+  if (const auto f = lowest_cap(spec)) {
+    if (cap.value() < f->watts.value()) {
+      throw Error(path, w + " is below the lowest cap " + spec.name + " can hold, " + to_string(f->watts) + " (" +
+                            f->why + ")");
+    }
+    return;
+  }
+  throw Error(path, w + " is below " + spec.name + "'s full-load draw " + to_string(full) +
+                        " and data/gpus.yaml gives it neither base_clock nor min_power_limit, so how far DVFS can "
+                        "lower its clock is unknown");
+}
+
+Watts GpuModel::reserve_for(Seconds step, Seconds busy, Joules energy) const {
+  if (!(busy.value() > 0.0) || !(step.value() > 0.0) || energy.value() <= cap_.value() * step.value()) return Watts{};
+  const double traffic = energy.value() - idle_.value() * step.value() - (busy_power() - idle_).value() * busy.value();
+  return Watts::of(std::max(0.0, traffic) / busy.value());
 }
 
 namespace {
@@ -81,7 +172,13 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   }
   const double compute = k.kind == KernelKind::kElementwise ? 0.0 : k.flops.value() / (peak * eff * fill(k) * ratio_);
   const double memory = k.bytes.value() / (spec_.memory_bandwidth.value() * spec_.memory_efficiency);
-  return Seconds::of(std::max(compute, memory)) + spec_.kernel_overhead;
+  const Seconds t = Seconds::of(std::max(compute, memory)) + spec_.kernel_overhead;
+  if (!std::isfinite(t.value())) {
+    // Only out-of-range GPU figures get here (a huge gemm_depth_overhead, a vanishing peak).
+    throw Error("cluster.gpu", "'" + spec_.name + "' takes no finite time for kernel '" + k.name +
+                                   "': check its peaks, efficiencies and gemm_depth_overhead");
+  }
+  return t;
 }
 
 Joules GpuModel::energy(const Activity& a, EnergyPerBit scale_up, EnergyPerBit scale_out) const {

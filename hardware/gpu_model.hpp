@@ -9,9 +9,19 @@
 // pays a fixed prologue and epilogue (k0, gemm_depth_overhead) besides its k-long main loop.
 // Power is static + activity x dynamic x (f/f_boost)^3 (dynamic
 // power ∝ f·V² with the voltage scaling with the clock over the DVFS range); under a power
-// cap the sustained clock is the highest one whose full-load draw fits, floored at the base
-// clock. Energy adds bytes moved x energy per bit for HBM.
+// cap the sustained clock is the highest one whose full-load draw fits. A cap is the board's
+// limit, as nvidia-smi -pl sets it: it must be above the idle draw, at most the TDP (the
+// highest limit), and at least the lowest limit the GPU accepts — its min_power_limit
+// (nvidia-smi's "Min Power Limit") or, without one, its full-load draw at the base clock, below
+// which DVFS cannot go. A cap outside that range is bad input, never a clock below the base
+// clock or a draw above the cap. The board's draw while computing also carries the traffic the
+// kernels and links move (bytes x energy per bit); the cap keeps room for it (`reserve`, the
+// engine's second look at a step whose average draw came out above the cap), so a GPU's average
+// power never exceeds its cap. Energy adds bytes moved x energy per bit for HBM and links.
 #pragma once
+
+#include <optional>
+#include <string>
 
 #include "core/scenario.hpp"
 #include "core/units.hpp"
@@ -22,7 +32,10 @@ namespace wallsim::hardware {
 class GpuModel {
  public:
   /// `power_cap` 0 = the GPU's TDP. `fp8` runs GEMMs at the FP8 peak where the GPU has one.
-  GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8);
+  /// `reserve`: board power the cap keeps for memory and link traffic while computing. An
+  /// Error when the cap is out of range (check_power_cap) or the reserve leaves the cores less
+  /// than the lowest limit's share.
+  GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve = {});
 
   /// Time of one kernel at the sustained clock.
   [[nodiscard]] Seconds time(const parallelism::Kernel& k) const;
@@ -45,13 +58,38 @@ class GpuModel {
   /// bytes it moves through HBM and over each link class (the one home of this formula).
   [[nodiscard]] Joules energy(const Activity& a, EnergyPerBit scale_up, EnergyPerBit scale_out) const;
   [[nodiscard]] const GpuSpec& spec() const { return spec_; }
+  /// The cap the clock obeys (the TDP when none was given).
+  [[nodiscard]] Watts cap() const { return cap_; }
+  /// For a step run with this model (per GPU: its length, time computing, energy), the board
+  /// power its traffic drew per second of computing when the step's average draw exceeds the
+  /// cap; zero when it fits. A model built with this reserve holds the cap (the bytes are the
+  /// same at a lower clock and the time computing only grows).
+  [[nodiscard]] Watts reserve_for(Seconds step, Seconds busy, Joules energy) const;
 
  private:
   GpuSpec spec_;
   bool fp8_;
-  Watts idle_, dynamic_;
+  Watts idle_, dynamic_, cap_;
   Frequency clock_;
   double ratio_ = 1.0;
 };
+
+/// The GPU figures' physical ranges the models rely on (memory bandwidth above zero, base
+/// clock at most the boost clock, a minimum power limit between idle and TDP): an Error naming
+/// the key. GpuModel checks them; exposed for tests.
+void check_spec(const GpuSpec& spec);
+
+/// The lowest power cap `spec` can hold at full load, and why: its min_power_limit, or its
+/// full-load draw at the base clock; nullopt when it has neither (or is a wafer).
+struct CapFloor {
+  Watts watts;
+  std::string why;
+};
+std::optional<CapFloor> lowest_cap(const GpuSpec& spec);
+
+/// A cap given by the user (`path`: the flag or key, e.g. "--power-cap"): an Error naming it
+/// unless it is above the idle draw, at most the TDP and at least lowest_cap(); wafer-scale
+/// parts have no DVFS model, so a cap does not apply to them.
+void check_power_cap(const GpuSpec& spec, Watts cap, const std::string& path);
 
 }  // namespace wallsim::hardware

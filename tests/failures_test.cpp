@@ -3,12 +3,16 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <random>
+#include <stdexcept>
+#include <vector>
 
 #include "collectives/network_model.hpp"
 #include "core/error.hpp"
 #include "core/scenario.hpp"
 #include "failures/checkpoint.hpp"
 #include "failures/monte_carlo.hpp"
+#include "failures/reliability.hpp"
 #include "parallelism/model_math.hpp"
 #include "test_support.hpp"
 #include "topology/families.hpp"
@@ -197,4 +201,30 @@ TEST_CASE("failures a run that cannot finish is bad input, not an endless loop",
   // Failures every 10 s on average and a 10-minute recovery: the job never runs for long.
   const RunModel m = daly_model(3600.0, 0.1, units::minutes(5), units::minutes(4), units::minutes(1), Seconds::of(1.0));
   CHECK_THROWS_WITH(simulate_run(m, Seconds::of(60.0), 1, 1), Catch::Matchers::Contains("does not finish"));
+}
+
+TEST_CASE("failures uniform_index draws the same indices on every standard library", "[failures]") {
+  // std::mt19937_64's output is fixed by the standard; the first six from its default seed
+  // 5489 are x1..x6 = 14514284786278117030, 4620546740167642908, 13109570281517897720,
+  // 17462938647148434322, 355488278567739596, 7469126240319926998.
+  SECTION("n = 10: floor(10 x / 2^64), no rejection (2^64 mod 10 = 6, never above a low word here)") {
+    // 10 x / 2^64 = 7.87, 2.50, 7.11, 9.47, 0.19, 4.05.
+    std::mt19937_64 rng;
+    std::vector<std::size_t> got;
+    for (int i = 0; i < 6; ++i) got.push_back(uniform_index(rng, 10));
+    CHECK(got == std::vector<std::size_t>{7, 2, 7, 9, 0, 4});
+  }
+  SECTION("n = 2^63 + 1: draws whose low word falls below 2^64 mod n are redrawn") {
+    // x (2^63 + 1) for even x is x/2 in the high word and x in the low one; 2^64 mod n = 2^63 - 1.
+    // x1 >= 2^63 - 1: index x1 / 2. x2 = 4.6e18 < 2^63 - 1: rejected. x3: index x3 / 2.
+    std::mt19937_64 rng;
+    const std::size_t n = (std::size_t{1} << 63) + 1;
+    CHECK(uniform_index(rng, n) == 7257142393139058515u);
+    CHECK(uniform_index(rng, n) == 6554785140758948860u);
+  }
+  SECTION("n = 1 is always 0, and an empty range is a bug") {
+    std::mt19937_64 rng;
+    CHECK(uniform_index(rng, 1) == 0);
+    CHECK_THROWS_AS(uniform_index(rng, 0), std::logic_error);
+  }
 }

@@ -4,7 +4,10 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "engine/step.hpp"
 #include "hardware/gpu_model.hpp"
+#include "parallelism/plan.hpp"
+#include "topology/spec.hpp"
 #include "test_support.hpp"
 
 using namespace wallsim;
@@ -92,8 +95,76 @@ TEST_CASE("hardware power cap lowers the clock as the cube root of the dynamic h
   CHECK(capped.busy_power().value() == Approx(400));
   const Kernel g{KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e6)};
   CHECK(capped.time(g).value() == Approx(10e-3 / std::cbrt(0.5) + 1e-6));
-  // A cap below what the base clock draws stops at the base clock.
-  CHECK(GpuModel(gpu(), Watts::of(150), false).clock().value() == Approx(1e9));
+  // At the lowest cap it can hold, 100 + 600 x (1/2)^3 = 175 W, the clock is the base clock.
+  CHECK(GpuModel(gpu(), Watts::of(175), false).clock().value() == Approx(1e9));
+  // A reserve for traffic comes off the cores' share: 400 W less 50 W leaves 250 W of 600 W.
+  const GpuModel reserved(gpu(), Watts::of(400), false, Watts::of(50));
+  CHECK(reserved.clock().value() == Approx(2e9 * std::cbrt(250.0 / 600.0)));
+  CHECK(reserved.busy_power().value() == Approx(350));
+  // ... and where it would leave the cores below the base clock's 175 W, the cap cannot be held.
+  CHECK_THROWS_WITH(GpuModel(gpu(), Watts::of(200), false, Watts::of(30)), Catch::Matchers::Contains("--power-cap") &&
+                                                                              Catch::Matchers::Contains("base clock"));
+}
+
+TEST_CASE("hardware a power cap out of the GPU's range is bad input naming the flag", "[hardware]") {
+  using Catch::Matchers::Contains;
+  // Test GPU: idle 100 W, TDP 700 W, base 1 GHz of boost 2 GHz: at the base clock it draws
+  // 100 + 600 x (1/2)^3 = 175 W, the lowest cap it can hold.
+  const GpuSpec g = gpu();
+  SECTION("at or below idle (0 W included: it is not 'no cap')") {
+    for (double w : {0.0, 10.0, 100.0}) {
+      INFO(w);
+      CHECK_THROWS_WITH(check_power_cap(g, Watts::of(w), "--power-cap"), Contains("--power-cap") && Contains("idle power 100 W"));
+      CHECK_THROWS_AS(GpuModel(g, Watts::of(w == 0.0 ? -1.0 : w), false), Error);
+    }
+  }
+  SECTION("below the base clock's draw, naming it") {
+    CHECK_THROWS_WITH(check_power_cap(g, Watts::of(174), "--vary power_cap"),
+                      Contains("--vary power_cap") && Contains("175 W") && Contains("base clock"));
+    CHECK_NOTHROW(check_power_cap(g, Watts::of(175), "--power-cap"));
+  }
+  SECTION("a minimum power limit above the base clock's draw is the floor") {
+    GpuSpec h = g;
+    h.min_power_limit = Watts::of(250);
+    CHECK_THROWS_WITH(check_power_cap(h, Watts::of(249), "--power-cap"), Contains("250 W") && Contains("minimum power limit"));
+    CHECK_NOTHROW(check_power_cap(h, Watts::of(250), "--power-cap"));
+  }
+  SECTION("above the TDP, its highest limit") {
+    CHECK_THROWS_WITH(check_power_cap(g, Watts::of(701), "--power-cap"), Contains("TDP 700 W"));
+    CHECK_NOTHROW(check_power_cap(g, Watts::of(700), "--power-cap"));
+  }
+  SECTION("without base clock or minimum limit, only caps at the full-load draw") {
+    GpuSpec h = g;
+    h.base_clock = Frequency{};
+    CHECK_THROWS_WITH(check_power_cap(h, Watts::of(600), "--power-cap"), Contains("neither base_clock nor min_power_limit"));
+    CHECK_NOTHROW(check_power_cap(h, Watts::of(700), "--power-cap"));
+  }
+  SECTION("a wafer has no DVFS model: a cap does not apply") {
+    GpuSpec w = g;
+    w.cores = 900000;
+    CHECK_THROWS_WITH(check_power_cap(w, Watts::of(10e3), "--power-cap"), Contains("does not apply to the wafer step"));
+  }
+  SECTION("the H100 preset's floor is its 200 W minimum limit (data/gpus.yaml)") {
+    const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 8}\nmodel: llama3-8b\n"
+                                      "training: {seq_len: 8192, global_batch: 8}\n",
+                                      "t.yaml", {}, test::presets());
+    CHECK_THROWS_WITH(check_power_cap(s.cluster.gpu, Watts::of(199), "--power-cap"), Contains("200 W"));
+    CHECK_NOTHROW(check_power_cap(s.cluster.gpu, Watts::of(200), "--power-cap"));
+  }
+}
+
+TEST_CASE("hardware the traffic's reserve keeps a GPU's average draw within its cap", "[hardware]") {
+  const GpuModel m(gpu(), Watts::of(400), false);  // busy 400 W, idle 100 W
+  // 10 s step, 8 s computing, 80 J of traffic: 1000 + 300 x 8 + 80 = 3480 J, 348 W: fits.
+  CHECK(m.reserve_for(Seconds::of(10), Seconds::of(8), Joules::of(3480)).value() == 0.0);
+  // Computing throughout with 200 J of traffic: 4200 J over 10 s is 420 W > 400 W: the traffic
+  // drew 200 J / 10 s = 20 W while computing, which the cap must keep.
+  const Watts r = m.reserve_for(Seconds::of(10), Seconds::of(10), Joules::of(4200));
+  CHECK(r.value() == Approx(20));
+  // With it the cores get 400 - 20 - 100 = 280 W of 600; the same 200 J over a longer time
+  // computing averages at most the cap: 100 + 280 + 200 / 10 = 400 W at the old busy time.
+  const GpuModel held(gpu(), Watts::of(400), false, r);
+  CHECK(held.busy_power().value() + r.value() == Approx(400));
 }
 
 TEST_CASE("hardware missing efficiencies are bad input naming the key", "[hardware]") {
@@ -127,4 +198,21 @@ TEST_CASE("hardware an FP8 GEMM's speed-up over BF16 is the measured one, not th
   const GpuModel b(gpu(), Watts{}, false), f(gpu(), Watts{}, true);
   const Kernel k{KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9)};
   CHECK((b.time(k).value() - 1e-6) / (f.time(k).value() - 1e-6) == Approx(2.0));
+}
+
+TEST_CASE("hardware a step's average GPU power never exceeds the cap (HBM and link traffic included)",
+          "[hardware][engine]") {
+  // Llama 3 8B on 32 H100 is compute-bound (about 97 % of the step computing): at a binding cap
+  // the cores alone draw the cap while computing, and the HBM and link traffic on top would take
+  // the average above it (403.9 W under a 400 W cap, 206.8 W under 200 W, without the reserve).
+  const Scenario s = load_scenario(test::source_path("data/scenarios/llama3-8b-32xh100.yaml"), {}, test::presets());
+  const auto plan = parallelism::make_plan(s);
+  const topology::Topology t = topology::build_step_fabric(s.cluster);
+  const auto network = collectives::NetworkModel::build("analytic", "--network");
+  for (double cap : {0.0, 600.0, 400.0, 200.0}) {
+    INFO("cap " << cap << " W");
+    const auto r = engine::simulate_step(s, plan, t, engine::step_options(network.get(), Watts::of(cap)));
+    CHECK(std::isfinite(r.step_time.value()));
+    CHECK(r.gpu_avg_power.value() <= (cap > 0.0 ? cap : 700.0));
+  }
 }

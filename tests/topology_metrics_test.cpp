@@ -104,3 +104,30 @@ TEST_CASE("topology metrics on a large fabric are sampled and say so", "[topolog
   CHECK(m.diameter_hops == 79 + 59);
   CHECK(m.estimated == std::vector<std::string>{"path_diversity"});
 }
+
+TEST_CASE("topology metrics on a fabric cut by failures count the unreachable pairs", "[topology][metrics]") {
+  // k = 4 fat-tree: 16 hosts, 2 per edge switch, 2 edge switches per pod, 4 pods. Hops: 2
+  // under one edge switch, 4 across a pod, 6 across pods.
+  Topology t = test::fat_tree(4);
+  SECTION("healthy: every pair reachable") {
+    const Metrics m = compute_metrics(t);
+    CHECK(m.unreachable_pairs == 0.0);
+    // From each host: 1 at 2 hops, 2 at 4, 12 at 6: 16 x (2 + 8 + 72) / 240 = 1312 / 240.
+    CHECK(m.avg_hops == Approx(1312.0 / 240.0));
+  }
+  SECTION("a failed edge switch cuts its two hosts off") {
+    NodeId edge0 = 0;
+    while (t.node_name(edge0) != "edge0") ++edge0;
+    t.fail_node(edge0);
+    const Metrics m = compute_metrics(t);
+    // The two cut hosts reach no one, and no one reaches them: 2 x 15 + 14 x 2 = 58 ordered pairs.
+    CHECK(m.unreachable_pairs == 58.0);
+    // Over the 14 x 13 = 182 reachable pairs: 7 edge switches x 2 pairs at 2 hops; 3 whole pods
+    // x 8 pairs at 4 hops (the cut pod has one edge switch left); the other 144 at 6 hops:
+    // (28 + 96 + 864) / 182.
+    CHECK(m.avg_hops == Approx(988.0 / 182.0));
+    CHECK(m.diameter_hops == 6);
+    // Two shortest paths across a pod (its two aggregation switches), 4 across pods (2 x 2 cores).
+    CHECK(m.path_diversity == Approx((14 * 1.0 + 24 * 2.0 + 144 * 4.0) / 182.0));
+  }
+}

@@ -66,6 +66,8 @@ nlohmann::json metrics_json(const Topology& t, const Metrics& m) {
   j["links"] = m.links;
   j["diameter_hops"] = m.diameter_hops;
   j["avg_hops"] = m.avg_hops;
+  // Pairs that failures cut apart; diameter, mean hops and path diversity are over the others.
+  j["unreachable_pairs"] = m.unreachable_pairs;
   j["bisection_bandwidth_Bps"] = m.bisection ? nlohmann::json(m.bisection->value()) : nlohmann::json();
   j["bisection_method"] = m.bisection_method;
   j["path_diversity"] = m.path_diversity;

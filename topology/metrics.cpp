@@ -13,7 +13,7 @@ namespace {
 constexpr std::uint32_t kInf = std::numeric_limits<std::uint32_t>::max();
 
 struct HopSums {
-  double pairs = 0.0, hops = 0.0, paths = 0.0;
+  double pairs = 0.0, unreachable = 0.0, hops = 0.0, paths = 0.0;
   std::uint32_t diameter = 0;
 };
 
@@ -49,14 +49,16 @@ class PathCounter {
       }
     }
     const std::size_t n = t_.num_endpoints();
-    double hops = 0.0, paths = 0.0;
+    double hops = 0.0, paths = 0.0, reached = 0.0;
     for (NodeId v = 0; v < n; ++v) {
       if (v == s || dist_[v] == kInf) continue;
       hops += dist_[v];
       paths += sigma_[v];
+      reached += 1.0;
       out.diameter = std::max(out.diameter, dist_[v]);
     }
-    out.pairs += weight * static_cast<double>(n - 1);
+    out.pairs += weight * reached;
+    out.unreachable += weight * (static_cast<double>(n - 1) - reached);
     out.hops += weight * hops;
     out.paths += weight * paths;
   }
@@ -172,13 +174,15 @@ Metrics compute_metrics(const Topology& t, const MetricsOptions& opt) {
     PathCounter counter(t);
     for (auto [s, w] : sources) counter.add_source(s, w, sums);
     m.diameter_hops = static_cast<int>(sums.diameter);
-    m.avg_hops = sums.hops / sums.pairs;
-    m.path_diversity = sums.paths / sums.pairs;
+    m.avg_hops = sums.pairs > 0.0 ? sums.hops / sums.pairs : 0.0;
+    m.path_diversity = sums.pairs > 0.0 ? sums.paths / sums.pairs : 0.0;
+    m.unreachable_pairs = sums.unreachable;
     const bool exact_grid = !info.grid_dims.empty() && !t.has_failures();
     if (exact_grid) grid_hops(info.grid_dims, info.grid_wrap, m);
     if (sampled) {
       if (!exact_grid) m.estimated = {"diameter_hops", "avg_hops"};
       m.estimated.emplace_back("path_diversity");
+      if (m.unreachable_pairs > 0.0) m.estimated.emplace_back("unreachable_pairs");
     }
   }
 

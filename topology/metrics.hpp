@@ -1,5 +1,7 @@
 // Size and shape of a fabric: counts, hop diameter and mean, bisection bandwidth, path
-// diversity. Hop metrics run one BFS (with shortest-path counting) per endpoint orbit when the
+// diversity. On a fabric that failures have cut apart, the hop metrics are over the pairs
+// that can still reach each other and the pairs that cannot are counted apart (a pair with a
+// failed endpoint cannot). Hop metrics run one BFS (with shortest-path counting) per endpoint orbit when the
 // family declares its symmetry, from every endpoint on small fabrics, and from a fixed sample
 // otherwise (then the metric is flagged as estimated). Torus and mesh hop metrics use their
 // exact per-dimension closed form. Bisection is the family's closed form, or a Boost max-flow
@@ -16,9 +18,10 @@ namespace wallsim::topology {
 
 struct Metrics {
   std::size_t endpoints = 0, switches = 0, storage = 0, links = 0;  ///< links are directed
-  int diameter_hops = 0;
-  double avg_hops = 0.0;          ///< over ordered pairs of distinct endpoints
-  double path_diversity = 0.0;    ///< mean number of equal-cost shortest paths per pair
+  int diameter_hops = 0;          ///< over the reachable pairs
+  double avg_hops = 0.0;          ///< over reachable ordered pairs of distinct endpoints
+  double path_diversity = 0.0;    ///< mean number of equal-cost shortest paths per reachable pair
+  double unreachable_pairs = 0.0; ///< ordered pairs of distinct endpoints with no surviving path
   std::optional<Bandwidth> bisection;  ///< one direction; nullopt when too large to compute
   std::string bisection_method;   ///< "closed form", "max-flow" or "not computed"
   std::vector<std::string> estimated;  ///< names of metrics computed from a sample

@@ -84,6 +84,9 @@ MeshSpec mesh_of(const ClusterSpec& c) {
   m.sram = c.gpu.sram_per_core;
   m.flops = FlopRate::of(c.gpu.bf16_dense.value() / static_cast<double>(c.gpu.cores));
   if (!(m.link.value() > 0.0)) throw Error("cluster.scale_up.bandwidth", "the on-wafer link needs a bandwidth");
+  if (!(c.gpu.memory_bandwidth.value() > 0.0)) {
+    throw Error("cluster.gpu.memory_bandwidth", "must be positive: the wafer's SRAM bandwidth times its element-wise kernels");
+  }
   return m;
 }
 
