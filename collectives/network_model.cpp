@@ -70,26 +70,66 @@ class AnalyticModel final : public NetworkModel {
       std::uint32_t step = 0;  ///< bytes are stale unless this is the current step's stamp
     };
     std::vector<Load> load(4 * t.num_nodes());
+    // A tapered fabric (topology::Topology::level_egress): the messages leaving (entering) one
+    // group of a level for endpoints outside it share the group's egress, as the messages of
+    // an endpoint share its port: a rail leaf's GPUs share its spine uplinks. Per level with
+    // an egress, group g's loads are at 2g (out) and 2g + 1 (in).
+    const std::size_t groups = t.num_cost_levels() > 0 ? t.num_cost_levels() - 1 : 0;
+    std::vector<std::size_t> tapered;  // levels with an egress
+    for (std::size_t j = 0; j < groups; ++j) {
+      if (t.level_egress(j).value() > 0.0) tapered.push_back(j);
+    }
+    std::vector<std::vector<Load>> group_load(groups);
+    for (std::size_t j : tapered) group_load[j].resize(2 * t.num_endpoints());
+    // The first level whose group src and dst share (groups when none), failures or not.
+    auto shared_level = [&](const Transfer& x) {
+      std::size_t j = 0;
+      while (j < groups && t.cost_group(x.src, j) != t.cost_group(x.dst, j)) ++j;
+      return j;
+    };
+    auto is_endpoint = [&](const Transfer& x) { return x.src < t.num_endpoints() && x.dst < t.num_endpoints(); };
     std::vector<double> level_bytes(t.num_cost_levels());  // per level: its most loaded port
+    std::vector<double> level_taper(t.num_cost_levels());  // per level: its most loaded egress, in seconds
     topology::Path path;
     for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
       const auto stamp = static_cast<std::uint32_t>(step_no + 1);
-      auto add = [&](std::uint32_t port, double bytes) {
-        Load& l = load[port];
+      auto add_to = [stamp](Load& l, double bytes) {
         if (l.step != stamp) l = {0.0, stamp};
         l.bytes += bytes;
       };
+      const bool taper = !tapered.empty();
       for (const Phase* ph : phases) {
         for (const auto& x : ph->transfers) {
           if (x.src == x.dst) continue;
           const Ports q = ports_of(x);
-          add(q.out, x.bytes.value());
-          add(q.in, x.bytes.value());
+          add_to(load[q.out], x.bytes.value());
+          add_to(load[q.in], x.bytes.value());
+          if (!taper || !is_endpoint(x)) continue;
+          const std::size_t shared = shared_level(x);
+          for (std::size_t j : tapered) {
+            if (j >= shared) break;
+            add_to(group_load[j][2 * std::size_t{t.cost_group(x.src, j)}], x.bytes.value());
+            add_to(group_load[j][2 * std::size_t{t.cost_group(x.dst, j)} + 1], x.bytes.value());
+          }
         }
       }
+      // Seconds the busiest egress a transfer crosses needs for this step's load (0 untapered).
+      auto egress_time = [&](const Transfer& x) {
+        double worst = 0.0;
+        if (!taper || !is_endpoint(x)) return worst;
+        const std::size_t shared = shared_level(x);
+        for (std::size_t j : tapered) {
+          if (j >= shared) break;
+          const double bytes = std::max(group_load[j][2 * std::size_t{t.cost_group(x.src, j)}].bytes,
+                                        group_load[j][2 * std::size_t{t.cost_group(x.dst, j)} + 1].bytes);
+          worst = std::max(worst, bytes / t.level_egress(j).value());
+        }
+        return worst;
+      };
       // On a healthy fabric with cost levels, every route of a level costs the same: only the
       // most loaded port per level matters (no routing, no division per transfer).
       std::fill(level_bytes.begin(), level_bytes.end(), -1.0);
+      std::fill(level_taper.begin(), level_taper.end(), 0.0);
       std::size_t index = 0;
       double slowest = 0.0;
       for (const Phase* ph : phases) {
@@ -100,18 +140,19 @@ class AnalyticModel final : public NetworkModel {
           const double bytes = std::max(load[q.out].bytes, load[q.in].bytes);
           if (const std::size_t level = t.cost_level(x.src, x.dst); level != topology::Topology::kNoLevel) {
             level_bytes[level] = std::max(level_bytes[level], bytes);
+            if (taper) level_taper[level] = std::max(level_taper[level], egress_time(x));
             continue;
           }
           const auto cost = t.route_cost(x.src, x.dst, key_of(step_no, index), path);
           slowest = std::max(slowest, p.overhead.value() + cost.latency.value() +
-                                          bytes / cost.bandwidth.value());
+                                          std::max(bytes / cost.bandwidth.value(), egress_time(x)));
         }
       }
       for (std::size_t level = 0; level < level_bytes.size(); ++level) {
         if (level_bytes[level] < 0.0) continue;
         const auto cost = t.level_cost(level);
         slowest = std::max(slowest, p.overhead.value() + cost.latency.value() +
-                                        level_bytes[level] / cost.bandwidth.value());
+                                        std::max(level_bytes[level] / cost.bandwidth.value(), level_taper[level]));
       }
       total += count * slowest;
       ++step_no;

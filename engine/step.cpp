@@ -160,6 +160,16 @@ class CommCost {
       }
       if (net_.name() == "analytic") {
         e.time = choice.time;
+        // On a tapered fabric the groups leaving their domains share the uplinks (a rail
+        // leaf's spine links): cost them together, as the flow model does below.
+        if (!local && groups.size() > 1 && tapered()) {
+          std::vector<collectives::Schedule> all{choice.schedule};
+          for (std::size_t i = 1; i < groups.size(); ++i) {
+            auto s = collectives::build_schedule(t_, op, choice.schedule.algo, groups[i], bytes, {}, nullptr);
+            if (s) all.push_back(std::move(*s));
+          }
+          e.time = net_.time(t_, all, params);
+        }
       } else if (local || groups.size() == 1) {
         e.time = net_.time(t_, choice.schedule, params);
       } else if (auto mine = my_share(op, choice.schedule.algo, groups, bytes)) {
@@ -179,6 +189,13 @@ class CommCost {
     }
     cache_.entries[key] = e;
     return e;
+  }
+  /// Whether the fabric has a level whose groups share a narrower egress than their links.
+  [[nodiscard]] bool tapered() const {
+    for (std::size_t j = 0; j + 1 < t_.num_cost_levels(); ++j) {
+      if (t_.level_egress(j).value() > 0.0) return true;
+    }
+    return false;
   }
   /// This rank's contiguous share of the groups' schedules when the step is partitioned over
   /// ranks and every group's schedule has the same phases (what the lockstep expansion of

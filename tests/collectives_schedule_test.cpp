@@ -5,6 +5,10 @@
 
 #include "collectives/network_model.hpp"
 #include "core/error.hpp"
+#include "engine/step.hpp"
+#include "parallelism/plan.hpp"
+#include "core/presets.hpp"
+#include "topology/spec.hpp"
 #include "topology_test_support.hpp"
 
 using namespace wallsim;
@@ -174,4 +178,53 @@ TEST_CASE("collectives bad input", "[collectives]") {
   CHECK(why == "halving_doubling needs a power-of-two group");
   CHECK_THROWS_WITH(choose_schedule(t, Op::kAllToAll, first(6), Bytes::of(8), {}, kNoOverhead, Algo::kRing, *flow),
                     Contains("no algorithm runs all_to_all here"));
+}
+
+TEST_CASE("collectives analytic: a tapered Clos's leaf uplinks are shared by the leaf's GPUs", "[collectives]") {
+  // Rail Clos of 1-GPU nodes (no scale-up), 2 nodes per leaf, links B = 50 GB/s, l = 1 us; a
+  // cross-leaf message crosses GPU-leaf-spine-leaf-GPU: 4 l. GPUs 0 and 1 (leaf 0) each send
+  // S = 100 MB to GPUs 2 and 3 (leaf 1) in one step.
+  const double S = 100e6;
+  Schedule s;
+  s.op = Op::kSendRecv;
+  s.phases = {Phase{{Transfer{0, 2, Bytes::of(S)}, Transfer{1, 3, Bytes::of(S)}}, 1.0}};
+  SECTION("one spine for two down-links (2:1): both messages leave leaf 0 over one uplink") {
+    const Topology t = test::clos(4, 1, 2, 1);
+    // Each GPU's port carries S (S/B = 2 ms), leaf 0's one uplink 2S: 4 l + 2S/B.
+    CHECK(analytic->time(t, s, kNoOverhead).value() == Approx(4 * l + 2 * S / B).epsilon(1e-12));
+    // The flow model agrees: one spine, no ECMP choice, the two flows halve the uplink.
+    CHECK(flow->time(t, s, kNoOverhead).value() == Approx(4 * l + 2 * S / B).epsilon(1e-9));
+  }
+  SECTION("two spines (non-blocking): the ports bind, 4 l + S/B") {
+    const Topology t = test::clos(4, 1, 2, 2);
+    CHECK(analytic->time(t, s, kNoOverhead).value() == Approx(4 * l + S / B).epsilon(1e-12));
+  }
+  SECTION("a failure elsewhere (routes costed one by one) keeps the taper") {
+    // A third leaf, its uplink failed: leaves 0 and 1 are untouched, the fabric has failures.
+    Topology t = test::clos(6, 1, 2, 1);
+    NodeId leaf2 = 0, spine0 = 0;
+    while (t.node_name(leaf2) != "leaf2") ++leaf2;
+    while (t.node_name(spine0) != "spine0") ++spine0;
+    for (LinkId id = 0; id < t.num_links(); ++id) {
+      if (t.link_source(id) == leaf2 && t.link_target(id) == spine0) t.fail_link(id);
+    }
+    REQUIRE(t.has_failures());
+    CHECK(analytic->time(t, s, kNoOverhead).value() == Approx(4 * l + 2 * S / B).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("collectives analytic: a step on a Clos with fewer spines is slower (issue 23's sweep)",
+          "[collectives][engine]") {
+  // Llama 3 70B on 1,024 H100: stage s's pipeline sends leave its 16-node leaf groups for the
+  // next stage's, every GPU of a rail leaf at once; with fewer spines they share fewer uplinks.
+  const Presets presets(std::string(WALLSIM_SOURCE_DIR) + "/data");
+  const auto step = [&presets](int spines) {
+    const Scenario s = load_scenario(std::string(WALLSIM_SOURCE_DIR) + "/data/scenarios/llama3-70b-1024xh100.yaml",
+                                     {"cluster.scale_out.spines=" + std::to_string(spines)}, presets);
+    const auto t = build_step_fabric(s.cluster);
+    return engine::simulate_step(s, parallelism::make_plan(s), t, engine::step_options(analytic.get())).step_time.value();
+  };
+  const double s16 = step(16), s8 = step(8), s2 = step(2);
+  CHECK(s16 < s8);
+  CHECK(s8 < s2);
 }

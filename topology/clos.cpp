@@ -204,6 +204,10 @@ Topology build_clos(const ClosParams& p, Part part) {
   }
   topo.set_router(std::make_shared<ClosRouter>(std::move(t)));
   topo.set_cost_levels(std::move(levels));
+  // A rail leaf's nodes_per_leaf GPUs share its `spines` uplinks, all that leaves the leaf:
+  // a taper (npl:spines oversubscription) when there are fewer uplinks than down-links; none
+  // otherwise, when the GPUs' own links bind first.
+  if (scale_out && spines < npl) topo.set_level_egress({Bandwidth{}, out.bandwidth * static_cast<double>(spines)});
   return topo;
 }
 

@@ -185,6 +185,17 @@ class Topology {
   /// at level i (or who share none) has the same latency and bottleneck bandwidth whatever
   /// the ECMP pick. One route per level is costed here.
   void set_cost_levels(std::vector<std::vector<std::uint32_t>> levels);
+  /// Bandwidth (per direction) out of one group of cost level `level` toward the endpoints
+  /// outside it, which the group's endpoints share: the uplinks of a rail leaf in a tapered
+  /// Clos (spines x link bandwidth for the leaf's nodes_per_leaf GPUs). Traffic between
+  /// endpoints whose first shared level is above `level` crosses it. Zero when the family
+  /// gives none (the endpoints' own links are the narrowest). `level` < num_cost_levels() - 1.
+  [[nodiscard]] Bandwidth level_egress(std::size_t level) const {
+    return level < level_egress_.size() ? level_egress_[level] : Bandwidth{};
+  }
+  /// Builders with a taper set it after set_cost_levels: per level, every group's egress
+  /// (every group of a level has the same).
+  void set_level_egress(std::vector<Bandwidth> egress) { level_egress_ = std::move(egress); }
   /// Installs the family router (builders call this once link ids are final).
   void set_router(std::shared_ptr<const Router> r) { router_ = std::move(r); }
   /// Name of the family router ("ecmp-fat-tree", "dimension-order", ...).
@@ -225,6 +236,7 @@ class Topology {
   std::vector<std::uint32_t> cost_levels_;  ///< see set_cost_levels; endpoint-major
   std::size_t num_levels_ = 0;
   std::vector<PathCost> level_cost_;  ///< by first shared level; the last: none shared
+  std::vector<Bandwidth> level_egress_;  ///< see level_egress
   std::vector<std::uint8_t> failed_link_;  ///< by held link (2 x held cable + direction)
   std::vector<std::uint8_t> failed_node_;
 };
