@@ -20,17 +20,9 @@ using Catch::Matchers::StartsWith;
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = wallsim::test::CliResult;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string slurp(const fs::path& p) { return wallsim::test::slurp(p.string()); }
 
 fs::path scratch() {
   static const fs::path dir = [] {
@@ -56,14 +48,9 @@ Result run(const std::string& args) {
     rest = args.substr(bar2 + 1);
     if (!env.empty()) launcher += "-x " + env.substr(0, env.find('=')) + " ";
   }
-  const std::string cmd = "WALLSIM_DATA='" + wallsim::test::source_path("data") + "' " + env + " " + launcher + "'" +
-                          WALLSIM_BIN + "' " + rest + " >'" + out.string() + "' 2>'" + err.string() + "'";
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
+  return wallsim::test::run_captured(
+      "WALLSIM_DATA='" + wallsim::test::source_path("data") + "' " + env + " " + launcher + "'" + WALLSIM_BIN + "' " + rest,
+      out.string(), err.string());
 }
 
 /// Bad input: exit code 2, the message on stderr (in one line when `one_line`), and the
