@@ -234,9 +234,12 @@ void run(const SweepFlags& f) {
       for (const auto& p : points) v.push_back(p.values[k]);
       table.add(axes[k].key, std::move(v));
     }
-    for (const auto& m : metrics) {
+    std::vector<std::int64_t> ran;
+    for (const auto& p : points) ran.push_back(p.result ? 1 : 0);
+    table.add("ran", std::move(ran));
+    for (const auto& m : metrics) {  // 0 where the point did not run (`ran` 0; its note says why)
       std::vector<double> v;
-      for (const auto& p : points) v.push_back(p.result ? report::step_metric(*p.result, m) : std::nan(""));
+      for (const auto& p : points) v.push_back(p.result ? report::step_metric(*p.result, m) : 0.0);
       table.add(m, std::move(v));
     }
     std::vector<std::string> notes;

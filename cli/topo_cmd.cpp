@@ -14,18 +14,21 @@
 
 namespace wallsim::cli {
 
+CLI::Validator unsigned_64() {
+  return CLI::Validator(
+      [](std::string& s) {
+        const bool digits = !s.empty() && s.size() <= 20 && s.find_first_not_of("0123456789") == std::string::npos;
+        const bool fits = digits && (s.size() < 20 || s <= "18446744073709551615");
+        return fits ? std::string() : "'" + s.substr(0, 40) + "' is not a whole number from 0 to 18446744073709551615";
+      },
+      "UINT");
+}
+
 void add_common_flags(CLI::App& cmd, CommonFlags& f) {
   cmd.add_option("--set", f.sets, "Override a key: --set KEY=VALUE (repeatable)");
   add_output_option(cmd, "--json", f.json, "Write the result as JSON to FILE ('-' for stdout)");
   cmd.add_flag("--quiet", f.quiet, "Print nothing on success");
-  cmd.add_option("--seed", f.seed, "Random seed (a whole number, 0 or more)")
-      ->check(CLI::Validator(
-          [](std::string& s) {
-            const bool digits = !s.empty() && s.size() <= 20 && s.find_first_not_of("0123456789") == std::string::npos;
-            const bool fits = digits && (s.size() < 20 || s <= "18446744073709551615");
-            return fits ? std::string() : "'" + s.substr(0, 40) + "' is not a whole number from 0 to 18446744073709551615";
-          },
-          "UINT"));
+  cmd.add_option("--seed", f.seed, "Random seed (a whole number, 0 or more)")->check(unsigned_64());
   cmd.add_flag("--progress", f.progress, "Progress bar on stderr (default: when stderr is a terminal)");
 }
 
@@ -181,7 +184,7 @@ void register_topo(CLI::App& app, Action& action) {
   add_output_option(*cmd, "--dot", f->dot, "Write the graph as Graphviz DOT");
   add_failure_flags(*cmd, f->failures);
   cmd->add_option("--route", f->routes, "Print the route SRC,DST (endpoint numbers or names)");
-  cmd->add_option("--flow-key", f->flow_key, "Flow key hashed by ECMP for --route");
+  cmd->add_option("--flow-key", f->flow_key, "Flow key hashed by ECMP for --route")->check(unsigned_64());
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 
