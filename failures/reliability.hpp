@@ -41,6 +41,9 @@ struct ReliabilityResult {
 ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, const topology::Topology& t,
                               const ReliabilityOptions& o);
 
+/// An Error naming --trials unless 1 <= trials <= limits::kMaxTrials.
+void check_trials(long long trials);
+
 /// The model's failure causes scaled to a job of `gpus` GPUs in nodes of `gpus_per_node`.
 std::vector<Cause> scale_causes(const FailureSpec& f, long long gpus, int gpus_per_node);
 
