@@ -60,6 +60,11 @@ std::vector<topology::NodeId> parse_group(const std::string& text, std::size_t e
   return g;
 }
 
+/// The most rows a --sweep prints: 8 B to 8 EiB doubling.
+constexpr std::size_t kMaxSweepRows = 64;
+/// The largest --overhead per message: NCCL's are microseconds; a second is already absurd.
+constexpr double kMaxOverheadSeconds = 1.0;
+
 std::vector<Bytes> sizes(const CollectiveFlags& f) {
   if (!f.sweep.empty()) {
     const auto colon = f.sweep.find(':');
@@ -68,7 +73,12 @@ std::vector<Bytes> sizes(const CollectiveFlags& f) {
     const Bytes hi = parse<Bytes>(f.sweep.substr(colon + 1), "--sweep", true);
     if (lo.value() < 1.0 || hi < lo) throw Error("--sweep", "needs 1 <= MIN <= MAX");
     std::vector<Bytes> out;
-    for (double b = lo.value(); b <= hi.value() * (1 + 1e-12); b *= 2) out.push_back(Bytes::of(b));
+    for (double b = lo.value(); b <= hi.value() * (1 + 1e-12); b *= 2) {
+      if (out.size() == kMaxSweepRows) {
+        throw Error("--sweep", "'" + f.sweep + "' doubles past " + std::to_string(kMaxSweepRows) + " sizes; narrow it");
+      }
+      out.push_back(Bytes::of(b));
+    }
     return out;
   }
   if (f.bytes.empty()) throw Error("--bytes", "missing: give --bytes SIZE or --sweep MIN:MAX");
@@ -87,6 +97,9 @@ void run(const CollectiveFlags& f) {
   if (group.size() < 2) throw Error("--group", "a collective needs at least 2 endpoints");
   collectives::CostParams params;
   params.overhead = parse<Seconds>(f.overhead, "--overhead");
+  if (params.overhead.value() < 0.0 || params.overhead.value() > kMaxOverheadSeconds) {
+    throw Error("--overhead", "'" + f.overhead + "' is outside 0 to 1 s per message");
+  }
   const collectives::CollectiveOptions opt;
   const bool reduces = op == collectives::Op::kAllReduce || op == collectives::Op::kReduce ||
                        op == collectives::Op::kReduceScatter;
@@ -146,7 +159,7 @@ void run(const CollectiveFlags& f) {
   if (!f.common.json.empty()) {
     const nlohmann::json j = {{"op", to_string(op)}, {"ranks", group.size()},
                               {"network", model->name()}, {"rows", rows}};
-    files.add(f.common.json, j.dump(2) + "\n");
+    files.add(f.common.json, report::json_text(j));
   }
   if (!f.common.hdf5.empty()) {
     report::Hdf5File h5;
@@ -173,12 +186,13 @@ void register_collective(CLI::App& app, Action& action) {
   cmd->add_option("--op", f->op, "all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, reduce, send_recv")
       ->required();
   cmd->add_option("--bytes", f->bytes, "Buffer size as nccl-tests counts it, e.g. 1GiB");
-  cmd->add_option("--sweep", f->sweep, "MIN:MAX, doubling per row (nccl-tests -b MIN -e MAX -f 2)");
+  cmd->add_option("--sweep", f->sweep, "MIN:MAX, doubling per row (nccl-tests -b MIN -e MAX -f 2)")
+      ->excludes(cmd->get_option("--bytes"));
   cmd->add_option("--group", f->group, "Endpoints in rank order: all, 0-7, 0,8,16 (default all)");
   cmd->add_option("--algo", f->algo, "ring, tree, halving_doubling, hierarchical, direct, mesh2d (default: fastest)");
   cmd->add_option("--network", f->network, "analytic or flow (default flow)");
   cmd->add_option("--overhead", f->overhead, "Software overhead per message (default 0 us)");
-  cmd->add_option("--csv", f->csv, "Write the rows as CSV");
+  add_output_option(*cmd, "--csv", f->csv, "Write the rows as CSV");
   add_common_flags(*cmd, f->common);
   add_hdf5_flag(*cmd, f->common);
   add_failure_flags(*cmd, f->failures);

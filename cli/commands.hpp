@@ -37,6 +37,8 @@ struct CommonFlags {
 };
 
 void add_common_flags(CLI::App& cmd, CommonFlags& flags);
+/// A flag's check: a whole number from 0 to 2^64-1 written in digits (CLI11 alone wraps "-1").
+CLI::Validator unsigned_64();
 void add_hdf5_flag(CLI::App& cmd, CommonFlags& flags);
 
 /// The command line wallsim was started with (main sets it), for the files' provenance.

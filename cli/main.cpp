@@ -1,21 +1,30 @@
 // wallsim: simulator of distributed LLM training clusters. Exit codes: 0 success, 2 bad
-// input (the message names the key or line), 1 internal error.
+// input (the message names the key or line, and is found before any output is written), 1 an
+// output that could not be written (a full disk, a closed standard output) or an internal error.
 #include <cstdlib>
 #include <iostream>
 #include <streambuf>
 #include <stdexcept>
+#include <chrono>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/output.hpp"
+#include "core/io.hpp"
 #include "core/error.hpp"
 #include "engine/distribute.hpp"
 
 namespace {
 
 /// A rank that fails ends the whole job with its message (no other rank is left waiting).
-int fail(const wallsim::engine::World& world, const std::string& what, int code) {
-  std::cerr << "wallsim: " << (world.size() > 1 ? "rank " + std::to_string(world.rank()) + ": " : "") << what << "\n";
+/// Bad input fails every rank alike: rank 0 says so once, and the others, which would say the
+/// same, give it a moment to end the job first; a rank that fails alone still speaks.
+int fail(const wallsim::engine::World& world, const std::string& what, int code, bool every_rank_alike = false) {
+  if (world.size() > 1 && every_rank_alike && !world.root()) std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::cerr << "wallsim: " << (world.size() > 1 && !(every_rank_alike && world.root()) ? "rank " + std::to_string(world.rank()) + ": " : "")
+            << what << "\n";
   if (world.size() > 1) world.abort(code);
   return code;
 }
@@ -61,14 +70,22 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return fail(world, std::string("error: ") + e.what(), 2);
+    return fail(world, std::string("error: ") + e.what(), 2, true);
+  }
+  try {
+    wallsim::cli::check_outputs(app);
+  } catch (const wallsim::Error& e) {
+    return fail(world, std::string("error: ") + e.what(), 2, true);
   }
   try {
     maybe_fail_for_test(world);
     if (action) action();
+    wallsim::flush_stdout();
     return 0;
   } catch (const wallsim::Error& e) {
-    return fail(world, std::string("error: ") + e.what(), 2);
+    return fail(world, std::string("error: ") + e.what(), 2, true);
+  } catch (const wallsim::OutputError& e) {
+    return fail(world, std::string("error: ") + e.what(), 1);
   } catch (const std::exception& e) {
     return fail(world, std::string("internal error: ") + e.what(), 1);
   }

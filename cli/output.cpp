@@ -4,8 +4,10 @@
 #include <ostream>
 
 #include <filesystem>
+#include <map>
 
 #include "cli/commands.hpp"
+#include "core/error.hpp"
 #include "core/io.hpp"
 #include "engine/distribute.hpp"
 #include "report/hdf5.hpp"
@@ -31,8 +33,33 @@ void PendingFiles::add(std::string path, std::string content) {
 
 void PendingFiles::write_all() const {
   if (!engine::World::get().root()) return;  // under MPI, rank 0 alone writes
-  for (const auto& [path, content] : files_) {
-    write_file_atomically(path, [&](std::ostream& out) { out << content; });
+  write_outputs(files_);
+}
+
+CLI::Option* add_output_option(CLI::App& cmd, const std::string& name, std::string& path, const std::string& help) {
+  return cmd.add_option(name, path, help)
+      ->group(kOutputGroup)
+      ->check(CLI::Validator(
+          [](std::string& s) { return s.empty() ? std::string("an empty path (a file name, or '-' for standard output)") : ""; },
+          "FILE"));
+}
+
+void check_outputs(const CLI::App& app) {
+  for (const CLI::App* sub : app.get_subcommands()) {
+    std::vector<std::pair<std::string, std::string>> given;  // flag, path
+    for (const CLI::Option* opt : sub->get_options()) {
+      if (opt->get_group() != kOutputGroup || opt->count() == 0) continue;
+      for (const std::string& path : opt->results()) given.emplace_back(opt->get_name(), path);
+    }
+    std::map<std::string, std::string> seen;  // identity -> flag
+    for (const auto& [flag, path] : given) {
+      check_output_path(flag, path);
+      const std::string id = output_identity(path);
+      if (auto [it, fresh] = seen.emplace(id, flag); !fresh) {
+        throw Error(it->second + " and " + flag, path == "-" ? "both write to standard output; give one of them a file"
+                                                             : "name the same file ('" + path + "'); give each output its own file");
+      }
+    }
   }
 }
 

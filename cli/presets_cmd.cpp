@@ -6,6 +6,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "report/tables.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
@@ -58,7 +59,7 @@ void run(const PresetsFlags& f) {
     j[preset_kind_name(kind)] = {{"presets", arr}, {"references", refj}};
   }
   PendingFiles files;
-  if (!f.common.json.empty()) files.add(f.common.json, j.dump(2) + "\n");
+  if (!f.common.json.empty()) files.add(f.common.json, report::json_text(j));
   if (!f.common.quiet && f.common.json != "-") std::cout << text.str();
   files.write_all();
 }

@@ -8,6 +8,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "report/tables.hpp"
 #include "cli/progress.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
@@ -94,7 +95,7 @@ void run(const ReliabilityFlags& f) {
   if (!f.blast_topology.empty()) {  // only the blast radius of a fabric
     const topology::Topology t = build_fabric(f.blast_topology, f.common, {});
     const auto rows = failures::blast_radius(t, *network, Bytes::of(256.0 * 1024 * 1024));
-    if (!f.common.json.empty()) files.add(f.common.json, nlohmann::json{{"blast_radius", blast_json(rows)}}.dump(2) + "\n");
+    if (!f.common.json.empty()) files.add(f.common.json, report::json_text(nlohmann::json{{"blast_radius", blast_json(rows)}}));
     if (!f.common.hdf5.empty()) {
       report::Hdf5File h5;
       describe(h5, f.blast_topology, f.common);
@@ -143,7 +144,7 @@ void run(const ReliabilityFlags& f) {
   j["daly_interval_s"] = r.daly.value();
   j["mtbi_s"] = r.mtbi.value();
   if (!r.blast.empty()) j["blast_radius"] = blast_json(r.blast);
-  if (!f.common.json.empty()) files.add(f.common.json, j.dump(2) + "\n");
+  if (!f.common.json.empty()) files.add(f.common.json, report::json_text(j));
   if (!f.common.hdf5.empty()) {
     report::Hdf5File h5;
     describe(h5, f.scenario, f.common);
@@ -234,7 +235,7 @@ void register_reliability(CLI::App& app, Action& action) {
   cmd->add_option("--network", f->network, "analytic or flow (default flow)");
   cmd->add_option("--blast-radius", f->blast_topology, "Only the blast radius of TOPOLOGY (a spec or scenario)");
   cmd->add_flag("--no-blast-radius", f->no_blast, "Skip the blast-radius table");
-  cmd->add_option("--csv", f->csv, "Write interruptions and lost hours by cause as CSV to FILE");
+  add_output_option(*cmd, "--csv", f->csv, "Write interruptions and lost hours by cause as CSV to FILE");
   add_common_flags(*cmd, f->common);
   add_hdf5_flag(*cmd, f->common);
   cmd->callback([f, &action] { action = [f] { run(*f); }; });

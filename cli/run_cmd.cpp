@@ -138,7 +138,7 @@ void run(const RunFlags& f) {
   PendingFiles files;
   nlohmann::json summary = step_summary_json(r);
   if (whole) summary["run"] = run_json(*whole);
-  if (!f.common.json.empty()) files.add(f.common.json, summary.dump(2) + "\n");
+  if (!f.common.json.empty()) files.add(f.common.json, report::json_text(summary));
   if (!f.csv.empty()) files.add(f.csv, std::string(kStepCsvHeader) + "\n" + step_csv_row(r) + "\n");
   if (!f.trace.empty()) files.add(f.trace, report::trace_json(r, plan));
   if (!f.svg.empty()) files.add(f.svg, report::step_svg(r, plan, s.cluster.gpu, s.name.empty() ? f.scenario : s.name));
@@ -311,7 +311,7 @@ void search(const RunFlags& f) {
   if (!f.common.json.empty()) {
     const nlohmann::json j = {{"plans", plans}, {"evaluated", res.evaluated}, {"valid", res.valid},
                               {"dropped_memory", res.dropped_memory}};
-    files.add(f.common.json, j.dump(2) + "\n");
+    files.add(f.common.json, report::json_text(j));
   }
   if (!f.csv.empty()) files.add(f.csv, csv.str());
   if (!f.common.quiet && f.common.json != "-") std::cout << text.str();
@@ -320,9 +320,9 @@ void search(const RunFlags& f) {
 
 void add_step_flags(CLI::App& cmd, RunFlags& f) {
   cmd.add_option("SCENARIO", f.scenario, "Scenario YAML file")->required();
-  cmd.add_option("--network", f.network, "analytic or flow (default flow)");
+  cmd.add_option("--network", f.network, "analytic or flow (default " + f.network + ")");
   cmd.add_option("--power-cap", f.power_cap, "Cap each GPU's power, e.g. 500W (default: its TDP)");
-  cmd.add_option("--csv", f.csv, "Write the results as CSV to FILE");
+  add_output_option(cmd, "--csv", f.csv, "Write the results as CSV to FILE");
   add_common_flags(cmd, f.common);
   add_hdf5_flag(cmd, f.common);
 }
@@ -333,8 +333,8 @@ void register_run(CLI::App& app, Action& action) {
   auto f = std::make_shared<RunFlags>();
   CLI::App* cmd = app.add_subcommand("run", "Simulate one training step: time, memory, energy");
   add_step_flags(*cmd, *f);
-  cmd->add_option("--trace", f->trace, "Write the step as Chrome trace-event JSON (Perfetto)");
-  cmd->add_option("--svg", f->svg, "Draw the step's timeline and its kernels' roofline as SVG");
+  add_output_option(*cmd, "--trace", f->trace, "Write the step as Chrome trace-event JSON (Perfetto)");
+  add_output_option(*cmd, "--svg", f->svg, "Draw the step's timeline and its kernels' roofline as SVG");
   cmd->add_option("--engine", f->engine,
                   "composed (default) or events: the event engine, every rank simulated and every transfer a "
                   "flow (in progress: slow beyond a few hundred GPUs; no --trace, --svg, --hdf5 or mpirun)");
@@ -346,9 +346,14 @@ void register_search(CLI::App& app, Action& action) {
   f->network = "analytic";
   CLI::App* cmd = app.add_subcommand("search", "Rank every valid parallel plan of a scenario");
   add_step_flags(*cmd, *f);
-  cmd->add_option("--top", f->top, "Plans to print (default 10)");
+  cmd->add_option("--top", f->top, "Plans to print (default 10)")->check(CLI::Validator(
+      [](std::string& s) {
+        const bool ok = !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos && std::stol(s) >= 1;
+        return ok ? std::string() : "'" + s.substr(0, 40) + "' is not a whole number from 1 to 999999999";
+      },
+      "N"));
   cmd->add_option("--objective", f->objective, "time or energy (default time)");
-  cmd->add_option("--svg", f->svg, "Plot step time against energy per token, Pareto front marked");
+  add_output_option(*cmd, "--svg", f->svg, "Plot step time against energy per token, Pareto front marked");
   cmd->callback([f, &action] { action = [f] { search(*f); }; });
 }
 

@@ -221,7 +221,7 @@ void run(const SweepFlags& f) {
     rows.push_back(j);
   }
   PendingFiles files;
-  if (!f.common.json.empty()) files.add(f.common.json, nlohmann::json{{"points", rows}}.dump(2) + "\n");
+  if (!f.common.json.empty()) files.add(f.common.json, report::json_text(nlohmann::json{{"points", rows}}));
   if (!f.csv.empty()) files.add(f.csv, csv.str());
   if (!f.common.hdf5.empty()) {
     report::Hdf5File h5;
@@ -234,9 +234,12 @@ void run(const SweepFlags& f) {
       for (const auto& p : points) v.push_back(p.values[k]);
       table.add(axes[k].key, std::move(v));
     }
-    for (const auto& m : metrics) {
+    std::vector<std::int64_t> ran;
+    for (const auto& p : points) ran.push_back(p.result ? 1 : 0);
+    table.add("ran", std::move(ran));
+    for (const auto& m : metrics) {  // 0 where the point did not run (`ran` 0; its note says why)
       std::vector<double> v;
-      for (const auto& p : points) v.push_back(p.result ? report::step_metric(*p.result, m) : std::nan(""));
+      for (const auto& p : points) v.push_back(p.result ? report::step_metric(*p.result, m) : 0.0);
       table.add(m, std::move(v));
     }
     std::vector<std::string> notes;
@@ -286,8 +289,8 @@ void register_sweep(CLI::App& app, Action& action) {
   cmd->add_option("SCENARIO", f->scenario, "Scenario YAML file")->required();
   cmd->add_option("--vary", f->vary, "KEY=V1,V2,... or KEY=FROM:TO:xFACTOR or KEY=FROM:TO:+STEP (repeatable)");
   cmd->add_option("--network", f->network, "analytic or flow (default analytic)");
-  cmd->add_option("--csv", f->csv, "Write the table as CSV");
-  cmd->add_option("--svg", f->svg, "Plot --metric against the first varied key");
+  add_output_option(*cmd, "--csv", f->csv, "Write the table as CSV");
+  add_output_option(*cmd, "--svg", f->svg, "Plot --metric against the first varied key");
   cmd->add_option("--metric", f->metric, "What --svg plots (default step_time_s)");
   add_common_flags(*cmd, f->common);
   add_hdf5_flag(*cmd, f->common);

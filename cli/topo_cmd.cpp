@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/output.hpp"
+#include "report/tables.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
 #include "core/text.hpp"
@@ -13,16 +14,26 @@
 
 namespace wallsim::cli {
 
+CLI::Validator unsigned_64() {
+  return CLI::Validator(
+      [](std::string& s) {
+        const bool digits = !s.empty() && s.size() <= 20 && s.find_first_not_of("0123456789") == std::string::npos;
+        const bool fits = digits && (s.size() < 20 || s <= "18446744073709551615");
+        return fits ? std::string() : "'" + s.substr(0, 40) + "' is not a whole number from 0 to 18446744073709551615";
+      },
+      "UINT");
+}
+
 void add_common_flags(CLI::App& cmd, CommonFlags& f) {
   cmd.add_option("--set", f.sets, "Override a key: --set KEY=VALUE (repeatable)");
-  cmd.add_option("--json", f.json, "Write the result as JSON to FILE ('-' for stdout)");
+  add_output_option(cmd, "--json", f.json, "Write the result as JSON to FILE ('-' for stdout)");
   cmd.add_flag("--quiet", f.quiet, "Print nothing on success");
-  cmd.add_option("--seed", f.seed, "Random seed");
+  cmd.add_option("--seed", f.seed, "Random seed (a whole number, 0 or more)")->check(unsigned_64());
   cmd.add_flag("--progress", f.progress, "Progress bar on stderr (default: when stderr is a terminal)");
 }
 
 void add_hdf5_flag(CLI::App& cmd, CommonFlags& f) {
-  cmd.add_option("--hdf5", f.hdf5, "Write the results as HDF5 to FILE (h5py, h5dump)");
+  add_output_option(cmd, "--hdf5", f.hdf5, "Write the results as HDF5 to FILE (h5py, h5dump)");
 }
 
 void add_failure_flags(CLI::App& cmd, FailureFlags& f) {
@@ -129,7 +140,7 @@ void run(const TopoFlags& f) {
   render(f.links, [&](std::ostream& o) { topology::write_links_csv(t, o); });
   render(f.graphml, [&](std::ostream& o) { topology::write_graphml(t, o); });
   render(f.dot, [&](std::ostream& o) { topology::write_dot(t, o); });
-  render(f.common.json, [&](std::ostream& o) { o << j.dump(2) << '\n'; });
+  render(f.common.json, [&](std::ostream& o) { o << report::json_text(j); });
 
   if (!f.common.quiet && f.common.json != "-") {
     auto est = [&](const std::string& key) {
@@ -168,12 +179,12 @@ void register_topo(CLI::App& app, Action& action) {
                   "A scenario file (its cluster) or a spec string KIND:key=value,...")
       ->required();
   add_common_flags(*cmd, f->common);
-  cmd->add_option("--links", f->links, "Write the directed links as CSV");
-  cmd->add_option("--graphml", f->graphml, "Write the graph as GraphML");
-  cmd->add_option("--dot", f->dot, "Write the graph as Graphviz DOT");
+  add_output_option(*cmd, "--links", f->links, "Write the directed links as CSV");
+  add_output_option(*cmd, "--graphml", f->graphml, "Write the graph as GraphML");
+  add_output_option(*cmd, "--dot", f->dot, "Write the graph as Graphviz DOT");
   add_failure_flags(*cmd, f->failures);
   cmd->add_option("--route", f->routes, "Print the route SRC,DST (endpoint numbers or names)");
-  cmd->add_option("--flow-key", f->flow_key, "Flow key hashed by ECMP for --route");
+  cmd->add_option("--flow-key", f->flow_key, "Flow key hashed by ECMP for --route")->check(unsigned_64());
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 

@@ -11,6 +11,7 @@
 #include "cli/commands.hpp"
 #include "engine/distribute.hpp"
 #include "cli/output.hpp"
+#include "report/tables.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
 #include "core/units.hpp"
@@ -183,7 +184,7 @@ void validate(const ValidateFlags& f) {
                               {"groups", gs},
                               {"median_abs_error", total.median_abs},
                               {"max_abs_error", total.max_abs}};
-    files.add(f.common.json, j.dump(2) + "\n");
+    files.add(f.common.json, report::json_text(j));
   }
   files.add(f.markdown, md.str());
   if (!f.common.quiet && f.common.json != "-") std::cout << text.str();
@@ -201,7 +202,7 @@ void register_validate(CLI::App& app, Action& action) {
   cmd->add_option("--fit", f->fits,
                   "Fit a scenario key on the fit cases instead: KEY=LO:HI, e.g. "
                   "cluster.gpu.gemm_efficiency=0.4:0.9 (repeatable)");
-  cmd->add_option("--markdown", f->markdown, "Write the table as Markdown (the README's error table)");
+  add_output_option(*cmd, "--markdown", f->markdown, "Write the table as Markdown (the README's error table)");
   add_common_flags(*cmd, f->common);
   cmd->callback([f, &action] { action = [f] { validate(*f); }; });
 }

@@ -16,7 +16,8 @@ double number(const std::string& field, const std::string& where, const char* co
   double v = 0.0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || ptr != s.data() + s.size() || !std::isfinite(v) || v < 0.0) {
-    throw Error(where, std::string(column) + " '" + s + "' is not a non-negative number");
+    const std::string shown = s.size() <= 40 ? s : s.substr(0, 40) + "...";
+    throw Error(where, std::string(column) + " '" + shown + "' is not a non-negative number");
   }
   return v;
 }
@@ -26,7 +27,10 @@ double number(const std::string& field, const std::string& where, const char* co
 std::vector<FlowRow> parse_flows_csv(const std::string& text, const std::string& origin,
                                      const topology::Topology& t) {
   std::vector<FlowRow> rows;
-  const auto lines = split(text, '\n');
+  // A UTF-8 byte-order mark (spreadsheets write one) is not part of the header.
+  const std::string_view body =
+      std::string_view(text).substr(std::string_view(text).rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0);
+  const auto lines = split(body, '\n');
   bool header_seen = false;
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const std::string line(trim_blanks(lines[i]));
@@ -61,8 +65,12 @@ std::vector<FlowRow> parse_flows_csv(const std::string& text, const std::string&
     r.dst = static_cast<topology::NodeId>(dst);
     r.bytes = Bytes::of(number(f[3], where, "bytes"));
     r.start = Seconds::of(number(f[4], where, "start_s"));
+    if (rows.size() == kMaxFlows) {
+      throw Error(where, "more than " + std::to_string(kMaxFlows) + " flows, the most one replay takes");
+    }
     rows.push_back(std::move(r));
   }
+  if (rows.empty()) throw Error(origin, "no flows (expected rows of id,src,dst,bytes,start_s)");
   return rows;
 }
 

@@ -16,7 +16,11 @@ struct FlowRow {
   Seconds start;
 };
 
-/// Parses the CSV text; errors name `origin:line`. Endpoints must exist in `t`.
+/// The most flows one list holds (memory grows with them: rows, routes and solver state).
+inline constexpr std::size_t kMaxFlows = 10'000'000;
+
+/// Parses the CSV text (a leading UTF-8 byte-order mark skipped); errors name `origin:line`.
+/// Endpoints must exist in `t`; an empty list or one over kMaxFlows is an Error.
 std::vector<FlowRow> parse_flows_csv(const std::string& text, const std::string& origin,
                                      const topology::Topology& t);
 

@@ -1,5 +1,8 @@
 #include "report/tables.hpp"
 
+#include <cmath>
+#include <stdexcept>
+
 #include "parallelism/layout.hpp"
 #include "report/svg.hpp"
 
@@ -11,6 +14,24 @@
 #include <stdexcept>
 
 namespace wallsim::report {
+namespace {
+void require_finite(const nlohmann::json& j, const std::string& where) {
+  if (j.is_number_float() && !std::isfinite(j.get<double>())) {
+    throw std::logic_error("a non-finite number at " + (where.empty() ? std::string("/") : where) + " of a JSON output");
+  }
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) require_finite(v, where + "/" + k);
+  } else if (j.is_array()) {
+    for (std::size_t i = 0; i < j.size(); ++i) require_finite(j[i], where + "/" + std::to_string(i));
+  }
+}
+}  // namespace
+
+std::string json_text(const nlohmann::json& j, int indent) {
+  require_finite(j, "");
+  return j.dump(indent) + "\n";
+}
+
 
 const char* lane_name(int lane) {
   static const char* names[] = {"compute", "exposed comm (TP/SP/CP/EP)", "data-parallel comm"};
@@ -42,7 +63,7 @@ std::string trace_json(const engine::StepResult& r, const parallelism::Plan& p) 
                       {"pid", e.stage},
                       {"tid", e.lane}});
   }
-  return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() + "\n";
+  return json_text(nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}, -1);
 }
 
 

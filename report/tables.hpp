@@ -2,6 +2,8 @@
 // per GPU, per timeline slice, per link.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include "engine/step.hpp"
 #include "parallelism/plan.hpp"
 #include "report/hdf5.hpp"
@@ -14,6 +16,11 @@ namespace wallsim::report {
 const char* lane_name(int lane);
 /// "stage s (rank r)": a pipeline stage by its first rank.
 std::string stage_label(const parallelism::Plan& p, int stage);
+
+/// `j` as JSON text with a trailing newline (indented by `indent`, or compact when negative).
+/// A NaN or infinite number is a std::logic_error naming where it sits: nlohmann would write
+/// null, and a non-finite figure is a bug upstream, never an output.
+std::string json_text(const nlohmann::json& j, int indent = 2);
 
 /// Chrome trace-event JSON (Perfetto, chrome://tracing) of a step with a timeline: one process
 /// per pipeline stage (its first rank), a thread per lane, the tasks' names.
