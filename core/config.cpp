@@ -1,8 +1,15 @@
 #include "core/config.hpp"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <limits>
+#include <unordered_map>
+
+#include <yaml-cpp/depthguard.h>
 
 #include "core/error.hpp"
+#include "core/limits.hpp"
 #include "core/text.hpp"
 
 namespace wallsim {
@@ -84,6 +91,9 @@ void Config::allow_only(const std::vector<std::string>& allowed) const {
 }
 
 std::string Config::scalar_text() const {
+  // A number with its source has those two keys: another (a typo, or `--set x.vaule=` merged
+  // into a preset's number) would be dropped without a word.
+  if (is_value_with_source(node_)) allow_only({"value", "source"});
   const YAML::Node& n = is_value_with_source(node_) ? node_["value"] : node_;
   if (!n.IsScalar()) throw Error(path_, "expected a single value");
   return n.Scalar();
@@ -99,16 +109,49 @@ double Config::as_double() const {
     if (used != s.size() || !std::isfinite(v)) throw std::invalid_argument(s);
     return v;
   } catch (const std::exception&) {
-    throw Error(path_, "'" + s + "' is not a number");
+    throw Error(path_, quote_value(s) + " is not a number");
   }
 }
 
-long long Config::as_int() const {
-  const double v = parse_count(scalar_text(), path_);
-  if (v != std::floor(v) || v > 9.0e18) {
-    throw Error(path_, "'" + scalar_text() + "' is not a whole number");
+namespace {
+
+/// A whole number from `s`; nullopt when it is past a long long (the caller names the limit).
+/// Plain digits are read exactly (a double would round 2^53 + 1); "16K", "1.5T" and "1e6" go
+/// through the count parser.
+std::optional<long long> read_whole(const std::string& s, const std::string& path) {
+  std::string_view digits = trim_blanks(s);
+  if (!digits.empty() && digits.front() == '+') digits.remove_prefix(1);
+  if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos) {
+    long long v = 0;
+    const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+    if (ec == std::errc::result_out_of_range) return std::nullopt;
+    if (ec == std::errc() && ptr == digits.data() + digits.size()) return v;
   }
+  const double v = parse_count(s, path);
+  if (v != std::floor(v)) throw Error(path, quote_value(s) + " is not a whole number");
+  if (v >= 9.2e18) return std::nullopt;
   return static_cast<long long>(v);
+}
+
+}  // namespace
+
+long long Config::as_int() const {
+  const std::string s = scalar_text();
+  const auto v = read_whole(s, path_);
+  if (!v) limits::out_of_range(path_, quote_value(s), std::numeric_limits<long long>::max(), "");
+  return *v;
+}
+
+long long Config::as_int(long long min, long long max, std::string_view why) const {
+  const std::string s = scalar_text();
+  const auto v = read_whole(s, path_);
+  if (!v || *v > max) limits::out_of_range(path_, quote_value(s), max, why);
+  if (*v < min) {
+    throw Error(path_, "must be " + (min == 1 ? std::string("a positive whole number")
+                                              : "at least " + limits::with_commas(min)) +
+                           ", not " + quote_value(s));
+  }
+  return *v;
 }
 
 double Config::as_count() const { return parse_count(scalar_text(), path_); }
@@ -117,7 +160,7 @@ bool Config::as_bool() const {
   const std::string s = scalar_text();
   if (s == "true" || s == "yes" || s == "on") return true;
   if (s == "false" || s == "no" || s == "off") return false;
-  throw Error(path_, "'" + s + "' is not true or false");
+  throw Error(path_, quote_value(s) + " is not true or false");
 }
 
 
@@ -127,12 +170,78 @@ std::string Config::source() const {
   return {};
 }
 
-YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
-  try {
-    return YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw Error(origin + ":" + std::to_string(e.mark.line + 1), "invalid YAML: " + e.msg);
+namespace {
+
+/// Where a node was read: "origin:line", or origin when the node has no position.
+std::string at_line(const std::string& origin, const YAML::Mark& m) {
+  return m.is_null() || m.line < 0 ? origin : origin + ":" + std::to_string(m.line + 1);
+}
+
+/// Walks every mapping of a parsed tree: a key given twice is an error (yaml-cpp keeps both
+/// pairs and lookups find the first, so `model: a` then `model: b` would silently be a), as is
+/// nesting deeper than kMaxYamlDepth or more than kMaxYamlNodes nodes (aliases of aliases).
+class YamlChecker {
+ public:
+  explicit YamlChecker(const std::string& origin) : origin_(origin) {}
+  void check(const YAML::Node& n, const std::string& path, int depth) {
+    if (++visited_ > kMaxYamlNodes) {
+      throw Error(at_line(origin_, n.Mark()), "more than " + limits::with_commas(kMaxYamlNodes) +
+                                                  " YAML nodes (aliases expanding to aliases?)");
+    }
+    if (depth > kMaxYamlDepth) {
+      throw Error(at_line(origin_, n.Mark()), "nesting too deep (more than " + std::to_string(kMaxYamlDepth) +
+                                                  " levels of lists and mappings)");
+    }
+    if (n.IsSequence()) {
+      for (size_t i = 0; i < n.size(); ++i) check(n[i], path + "[" + std::to_string(i) + "]", depth + 1);
+    } else if (n.IsMap()) {
+      std::unordered_map<std::string, YAML::Mark> seen;
+      for (const auto& kv : n) {
+        if (kv.first.IsScalar()) {
+          const std::string key = kv.first.Scalar();
+          const std::string where = path.empty() ? key : path + "." + key;
+          if (auto it = seen.find(key); it != seen.end()) {
+            const YAML::Mark mark = it->second;
+            const YAML::Mark second = kv.first.Mark();
+            const bool lines = !mark.is_null() && !second.is_null() && mark.line != second.line;
+            throw Error(at_line(origin_, second),
+                        quote_value(where) + " is given twice" +
+                            (lines ? " (lines " + std::to_string(mark.line + 1) + " and " +
+                                         std::to_string(second.line + 1) + ")"
+                                   : "") +
+                            "; YAML would keep only the first");
+          }
+          seen.emplace(key, kv.first.Mark());
+          check(kv.second, where, depth + 1);
+        } else {
+          check(kv.first, path, depth + 1);
+          check(kv.second, path, depth + 1);
+        }
+      }
+    }
   }
+
+ private:
+  static constexpr int kMaxYamlDepth = 64;
+  static constexpr long long kMaxYamlNodes = 1'000'000;
+  const std::string& origin_;
+  long long visited_ = 0;
+};
+
+}  // namespace
+
+YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's own guard (its message is "bad file"): say what it means.
+    throw Error(at_line(origin, e.mark), "nesting too deep (more than 64 levels of lists and mappings)");
+  } catch (const YAML::Exception& e) {
+    throw Error(at_line(origin, e.mark), "invalid YAML: " + e.msg);
+  }
+  YamlChecker(origin).check(root, "", 1);  // the top level is level 1
+  return root;
 }
 
 YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over, const std::string& path) {
@@ -160,13 +269,16 @@ YAML::Node merge_yaml(const YAML::Node& base, const YAML::Node& over, const std:
 void apply_override(YAML::Node& root, std::string_view assignment, PresetExpander expand) {
   const size_t eq = assignment.find('=');
   if (eq == std::string_view::npos || eq == 0) {
-    throw Error("--set", "'" + std::string(assignment) + "' is not KEY=VALUE");
+    throw Error("--set", quote_value(assignment) + " is not KEY=VALUE");
   }
   const std::string key(trim_blanks(assignment.substr(0, eq)));
   const std::string value(trim_blanks(assignment.substr(eq + 1)));
   const auto parts = split(key, '.');
   for (const auto& p : parts) {
-    if (p.empty()) throw Error("--set", "'" + key + "' has an empty path component");
+    if (p.empty()) throw Error("--set", quote_value(key) + " has an empty path component");
+  }
+  if (value.empty()) {
+    throw Error(key, "empty value in --set " + quote_value(std::string(assignment)) + " (give a value; null removes the key)");
   }
   YAML::Node parsed = parse_yaml(value, "--set " + key);
   if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
@@ -183,12 +295,12 @@ void apply_override(YAML::Node& root, std::string_view assignment, PresetExpande
     } else if (next.IsScalar()) {
       std::optional<YAML::Node> expanded = expand ? expand(path, next.Scalar()) : std::nullopt;
       if (!expanded) {
-        throw Error(key, "'" + path + "' is the value '" + next.Scalar() + "', not a mapping");
+        throw Error(key, quote_value(path) + " is the value " + quote_value(next.Scalar()) + ", not a mapping");
       }
       chain.back()[parts[i]] = *expanded;
       next.reset(chain.back()[parts[i]]);
     } else if (!next.IsMap()) {
-      throw Error(key, "'" + path + "' is not a mapping");
+      throw Error(key, quote_value(path) + " is not a mapping");
     }
     chain.push_back(next);
   }
@@ -196,9 +308,11 @@ void apply_override(YAML::Node& root, std::string_view assignment, PresetExpande
 }
 
 int as_small_int(const Config& c) {
-  const long long v = c.as_int();
-  if (v < 0 || v > 2'000'000'000) throw Error(c.path(), "'" + c.as_string() + "' is out of range");
-  return static_cast<int>(v);
+  return static_cast<int>(c.as_int(0, 2'000'000'000, ""));
+}
+
+int as_positive_int(const Config& c, long long max, std::string_view why) {
+  return static_cast<int>(c.as_int(1, std::min<long long>(max, 2'000'000'000), why));
 }
 
 std::vector<int> parse_dims(const Config& c) {
@@ -206,7 +320,7 @@ std::vector<int> parse_dims(const Config& c) {
   for (const auto& part : split(c.as_string(), 'x')) {
     Config one(YAML::Node(part), c.path());
     const int d = as_small_int(one);
-    if (d < 1) throw Error(c.path(), "every dimension must be at least 1 in '" + c.as_string() + "'");
+    if (d < 1) throw Error(c.path(), "every dimension must be at least 1 in " + quote_value(c.as_string()));
     dims.push_back(d);
   }
   // A grid is built point by point: past about a million points it no longer fits in memory.
@@ -214,7 +328,7 @@ std::vector<int> parse_dims(const Config& c) {
   double points = 1.0;
   for (int d : dims) points *= d;
   if (points > kMaxPoints) {
-    throw Error(c.path(), "'" + c.as_string() + "' has " + format_number(points, 4) +
+    throw Error(c.path(), quote_value(c.as_string()) + " has " + format_number(points, 4) +
                               " points; grids are limited to 1,048,576 (use a coarser grid)");
   }
   return dims;

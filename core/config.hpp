@@ -48,6 +48,9 @@ class Config {
   [[nodiscard]] double as_double() const;
   /// A whole number; "16K" and "1.5T" style multipliers are accepted.
   [[nodiscard]] long long as_int() const;
+  /// A whole number in [min, max]; an Error naming the key otherwise (`why` says where the
+  /// maximum comes from, for the message).
+  [[nodiscard]] long long as_int(long long min, long long max, std::string_view why) const;
   [[nodiscard]] double as_count() const;
   [[nodiscard]] bool as_bool() const;
   /// The value in unit type Q: as<Bandwidth>() reads "400 Gb/s".
@@ -83,6 +86,8 @@ void apply_override(YAML::Node& root, std::string_view assignment, PresetExpande
 
 /// A whole number from 0 to 2e9 (counts and sizes); an Error naming the key otherwise.
 int as_small_int(const Config& c);
+/// A whole number from 1 to `max` (at most 2e9): counts where zero means nothing.
+int as_positive_int(const Config& c, long long max = 2'000'000'000, std::string_view why = "");
 /// Dimensions written "AxBxC", each at least 1 (torus and mesh dims, GEMM tiles).
 std::vector<int> parse_dims(const Config& c);
 

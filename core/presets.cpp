@@ -62,7 +62,7 @@ YAML::Node Presets::get(PresetKind kind, const std::string& name, const std::str
   if (!found) {
     std::vector<std::string> names;
     for (const auto& kv : presets) names.push_back(kv.first.as<std::string>());
-    throw Error(path, "unknown " + preset_kind_name(kind) + " preset '" + name + "'" +
+    throw Error(path, "unknown " + preset_kind_name(kind) + " preset " + quote_value(name) +
                           did_you_mean(name, names) + "; see 'wallsim presets " +
                           preset_kind_name(kind) + "'");
   }

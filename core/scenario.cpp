@@ -2,6 +2,8 @@
 
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/limits.hpp"
+#include "core/text.hpp"
 
 namespace wallsim {
 namespace {
@@ -21,27 +23,31 @@ Config resolve(const Config& c, PresetKind kind, const Presets& presets) {
   return c;
 }
 
-long long positive(const Config& c) {
-  const long long v = c.as_int();
-  if (v <= 0) throw Error(c.path(), "must be a positive whole number, not " + c.as_string());
-  return v;
+/// A count from 1 to `max` (limits.hpp says why each maximum).
+long long positive(const Config& c, long long max, std::string_view why) { return c.as_int(1, max, why); }
+
+int positive_int(const Config& c, long long max, std::string_view why) {
+  return static_cast<int>(c.as_int(1, std::min<long long>(max, 1'000'000'000), why));
 }
 
-int positive_int(const Config& c) {
-  const long long v = positive(c);
-  if (v > 1'000'000'000) throw Error(c.path(), "is too large: " + c.as_string());
-  return static_cast<int>(v);
-}
-
-int optional_int(const Config& c, std::string_view key, int fallback) {
+int optional_int(const Config& c, std::string_view key, int fallback, long long max, std::string_view why) {
   auto f = c.find(key);
-  return f ? positive_int(*f) : fallback;
+  return f ? positive_int(*f, max, why) : fallback;
 }
 
-long long optional_ll(const Config& c, std::string_view key, long long fallback) {
+long long optional_ll(const Config& c, std::string_view key, long long fallback, long long max,
+                      std::string_view why) {
   auto f = c.find(key);
-  return f ? positive(*f) : fallback;
+  return f ? positive(*f, max, why) : fallback;
 }
+
+constexpr std::string_view kGpusWhy = "the limit on GPUs and parallel degrees";
+constexpr std::string_view kLayersWhy = "the limit on layers";
+constexpr std::string_view kWidthWhy = "the limit on model widths";
+constexpr std::string_view kHeadsWhy = "the limit on attention heads";
+constexpr std::string_view kExpertsWhy = "the limit on experts";
+constexpr std::string_view kSeqWhy = "the limit on sequence length";
+constexpr std::string_view kBatchWhy = "the limit on sequences per step";
 
 std::string one_of(const Config& c, std::initializer_list<std::string_view> allowed) {
   const std::string v = c.as_string();
@@ -50,7 +56,7 @@ std::string one_of(const Config& c, std::initializer_list<std::string_view> allo
     if (a == v) return v;
     list += (list.empty() ? "" : ", ") + std::string(a);
   }
-  throw Error(c.path(), "'" + v + "' is not one of " + list);
+  throw Error(c.path(), quote_value(v) + " is not one of " + list);
 }
 
 std::optional<YAML::Node> expand_for_set(const std::string& path, const std::string& scalar) {
@@ -67,9 +73,9 @@ TrainingSpec parse_training(const Config& c) {
   c.allow_only({"seq_len", "global_batch", "micro_batch", "precision", "capacity_factor",
                 "flash_attention"});
   TrainingSpec t;
-  if (auto f = c.find("seq_len")) t.seq_len = positive(*f);
-  t.global_batch = positive(c.at("global_batch"));
-  t.micro_batch = optional_ll(c, "micro_batch", 1);
+  if (auto f = c.find("seq_len")) t.seq_len = positive(*f, limits::kMaxSeqLen, kSeqWhy);
+  t.global_batch = positive(c.at("global_batch"), limits::kMaxBatch, kBatchWhy);
+  t.micro_batch = optional_ll(c, "micro_batch", 1, limits::kMaxBatch, kBatchWhy);
   if (auto f = c.find("precision")) t.precision = one_of(*f, {"bf16", "fp16", "fp8"});
   if (auto f = c.find("flash_attention")) t.flash_attention = f->as_bool();
   if (auto f = c.find("capacity_factor")) {
@@ -83,32 +89,36 @@ ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
                 "stage_layers", "order", "overlap_grad_reduce", "wafer_mode"});
   ParallelSpec p;
-  p.tp = optional_int(c, "tp", 1);
-  p.pp = optional_int(c, "pp", 1);
-  p.dp = optional_int(c, "dp", 0);
-  p.cp = optional_int(c, "cp", 1);
-  p.ep = optional_int(c, "ep", 1);
-  p.etp = optional_int(c, "etp", 0);
-  p.vpp = optional_int(c, "vpp", 1);
+  p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
+  p.pp = optional_int(c, "pp", 1, limits::kMaxGpus, kGpusWhy);
+  p.dp = optional_int(c, "dp", 0, limits::kMaxGpus, kGpusWhy);
+  p.cp = optional_int(c, "cp", 1, limits::kMaxGpus, kGpusWhy);
+  p.ep = optional_int(c, "ep", 1, limits::kMaxGpus, kGpusWhy);
+  p.etp = optional_int(c, "etp", 0, limits::kMaxGpus, kGpusWhy);
+  p.vpp = optional_int(c, "vpp", 1, limits::kMaxLayers, kLayersWhy);
   if (auto f = c.find("sp")) p.sp = f->as_bool();
   if (auto f = c.find("schedule")) {
     p.schedule = one_of(*f, {"gpipe", "1f1b", "interleaved", "zero-bubble"});
   }
   if (auto f = c.find("zero")) {
     const long long z = f->as_int();
-    if (z < 0 || z > 3) throw Error(f->path(), "must be 0, 1, 2 or 3, not " + f->as_string());
+    if (z < 0 || z > 3) throw Error(f->path(), "must be 0, 1, 2 or 3, not " + quote_value(f->as_string()));
     p.zero = static_cast<int>(z);
   }
   if (auto f = c.find("recompute")) p.recompute = one_of(*f, {"none", "selective", "full"});
   if (auto f = c.find("stage_layers")) {
-    for (const auto& e : f->elements()) p.stage_layers.push_back(positive_int(e));
+    const auto stages = f->elements();
+    if (static_cast<long long>(stages.size()) > limits::kMaxLayers) {
+      limits::out_of_range(f->path(), std::to_string(stages.size()) + " stages", limits::kMaxLayers, kLayersWhy);
+    }
+    for (const auto& e : stages) p.stage_layers.push_back(positive_int(e, limits::kMaxLayers, kLayersWhy));
   }
   if (auto f = c.find("order")) p.order = f->as_string();
   if (auto f = c.find("overlap_grad_reduce")) p.overlap_grad_reduce = f->as_bool();
   if (auto f = c.find("wafer_mode")) {
     p.wafer_mode = f->as_string();
     if (p.wafer_mode != "streaming" && p.wafer_mode != "pipelined") {
-      throw Error(f->path(), "'" + p.wafer_mode + "' is not one of streaming, pipelined");
+      throw Error(f->path(), quote_value(p.wafer_mode) + " is not one of streaming, pipelined");
     }
   }
   return p;
@@ -231,7 +241,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   g.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
   if (auto f = c.find("description")) g.description = f->as_string();
-  if (auto f = c.find("cores")) g.cores = positive(*f);
+  if (auto f = c.find("cores")) g.cores = positive(*f, 1LL << 32, "");
   // A wafer-scale part may lack a published dense peak; a GPU may not.
   if (g.cores == 0 || c.has("bf16_dense")) g.bf16_dense = c.at("bf16_dense").as<FlopRate>();
   if (auto f = c.find("fp8_dense")) g.fp8_dense = f->as<FlopRate>();
@@ -245,7 +255,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("boost_clock")) g.boost_clock = f->as<Frequency>();
   if (auto f = c.find("memory_energy")) g.memory_energy = f->as<EnergyPerBit>();
   if (auto f = c.find("sram_per_core")) g.sram_per_core = f->as<Bytes>();
-  if (auto f = c.find("routing_entries")) g.routing_entries = static_cast<int>(positive(*f));
+  if (auto f = c.find("routing_entries")) g.routing_entries = positive_int(*f, 1'000'000'000, "");
   if (auto f = c.find("core_power")) g.core_power = f->as<Watts>();
   for (auto [key, field] : {std::pair{"gemm_efficiency", &g.gemm_efficiency},
                             std::pair{"attention_efficiency", &g.attention_efficiency},
@@ -265,8 +275,8 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   }
   if (auto f = c.find("kernel_overhead")) g.kernel_overhead = f->as<Seconds>();
   if (auto f = c.find("dynamic_power")) g.dynamic_power = f->as<Watts>();
-  if (auto f = c.find("sms")) g.sms = static_cast<int>(positive(*f));
-  if (auto f = c.find("attention_block")) g.attention_block = static_cast<int>(positive(*f));
+  if (auto f = c.find("sms")) g.sms = positive_int(*f, 1'000'000, "");
+  if (auto f = c.find("attention_block")) g.attention_block = positive_int(*f, 1'000'000, "");
   if (auto f = c.find("gemm_tile")) {
     // "256x128": rows x columns of the output tile one thread block computes.
     std::vector<int> dims;
@@ -275,7 +285,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
     } catch (const Error&) {
       dims.clear();
     }
-    if (dims.size() != 2) throw Error(f->path(), "'" + f->as_string() + "' is not a tile like 256x128");
+    if (dims.size() != 2) throw Error(f->path(), quote_value(f->as_string()) + " is not a tile like 256x128");
     g.gemm_tile_rows = dims[0];
     g.gemm_tile_cols = dims[1];
   }
@@ -296,26 +306,27 @@ ModelSpec parse_model(const Config& raw, const Presets& presets) {
   m.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
   if (auto f = c.find("description")) m.description = f->as_string();
-  m.layers = positive_int(c.at("layers"));
-  m.hidden = positive(c.at("hidden"));
-  m.heads = positive_int(c.at("heads"));
-  m.kv_heads = optional_int(c, "kv_heads", m.heads);
-  m.head_dim = optional_ll(c, "head_dim", m.hidden / m.heads);
-  m.ffn = positive(c.at("ffn"));
-  m.vocab = positive(c.at("vocab"));
+  m.layers = positive_int(c.at("layers"), limits::kMaxLayers, kLayersWhy);
+  m.hidden = positive(c.at("hidden"), limits::kMaxWidth, kWidthWhy);
+  m.heads = positive_int(c.at("heads"), limits::kMaxHeads, kHeadsWhy);
+  m.kv_heads = optional_int(c, "kv_heads", m.heads, limits::kMaxHeads, kHeadsWhy);
+  m.head_dim = optional_ll(c, "head_dim", m.hidden / m.heads, limits::kMaxWidth, kWidthWhy);
+  if (m.head_dim < 1) throw Error(c.path() + ".heads", std::to_string(m.heads) + " heads exceed hidden " + std::to_string(m.hidden));
+  m.ffn = positive(c.at("ffn"), limits::kMaxWidth, kWidthWhy);
+  m.vocab = positive(c.at("vocab"), limits::kMaxWidth, kWidthWhy);
   if (auto f = c.find("activation")) m.activation = one_of(*f, {"swiglu", "gelu"});
   if (auto f = c.find("tied_embeddings")) m.tied_embeddings = f->as_bool();
-  if (auto f = c.find("seq_len")) m.seq_len = positive(*f);
-  if (auto f = c.find("experts")) m.experts = positive_int(*f);
-  if (auto f = c.find("shared_experts")) m.shared_experts = static_cast<int>(f->as_int());
-  if (auto f = c.find("top_k")) m.top_k = positive_int(*f);
-  if (auto f = c.find("moe_ffn")) m.moe_ffn = positive(*f);
-  if (auto f = c.find("dense_layers")) m.dense_layers = static_cast<int>(f->as_int());
-  if (auto f = c.find("q_lora_rank")) m.q_lora_rank = positive(*f);
-  if (auto f = c.find("kv_lora_rank")) m.kv_lora_rank = positive(*f);
-  if (auto f = c.find("qk_nope_head_dim")) m.qk_nope_head_dim = positive(*f);
-  if (auto f = c.find("qk_rope_head_dim")) m.qk_rope_head_dim = positive(*f);
-  if (auto f = c.find("v_head_dim")) m.v_head_dim = positive(*f);
+  if (auto f = c.find("seq_len")) m.seq_len = positive(*f, limits::kMaxSeqLen, kSeqWhy);
+  if (auto f = c.find("experts")) m.experts = positive_int(*f, limits::kMaxExperts, kExpertsWhy);
+  if (auto f = c.find("shared_experts")) m.shared_experts = static_cast<int>(f->as_int(0, limits::kMaxExperts, kExpertsWhy));
+  if (auto f = c.find("top_k")) m.top_k = positive_int(*f, limits::kMaxExperts, kExpertsWhy);
+  if (auto f = c.find("moe_ffn")) m.moe_ffn = positive(*f, limits::kMaxWidth, kWidthWhy);
+  if (auto f = c.find("dense_layers")) m.dense_layers = static_cast<int>(f->as_int(0, limits::kMaxLayers, kLayersWhy));
+  for (auto [key, field] : {std::pair{"q_lora_rank", &m.q_lora_rank}, std::pair{"kv_lora_rank", &m.kv_lora_rank},
+                            std::pair{"qk_nope_head_dim", &m.qk_nope_head_dim},
+                            std::pair{"qk_rope_head_dim", &m.qk_rope_head_dim}, std::pair{"v_head_dim", &m.v_head_dim}}) {
+    if (auto f = c.find(key)) *field = positive(*f, limits::kMaxWidth, kWidthWhy);
+  }
   if (auto f = c.find("params")) m.published_params = f->as_count();
   if (m.heads % m.kv_heads != 0) {
     throw Error(c.path() + ".kv_heads", std::to_string(m.kv_heads) + " does not divide heads " +
@@ -343,14 +354,15 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
   if (auto f = c.find("description")) k.description = f->as_string();
   k.gpu = parse_gpu(c.at("gpu"), presets);
-  k.nodes = positive(c.at("nodes"));
-  k.gpus_per_node = positive_int(c.at("gpus_per_node"));
+  k.nodes = positive(c.at("nodes"), limits::kMaxGpus, kGpusWhy);
+  k.gpus_per_node = positive_int(c.at("gpus_per_node"), limits::kMaxGpus, kGpusWhy);
+  limits::checked_mul(k.nodes, k.gpus_per_node, limits::kMaxGpus, c.path() + ".nodes", "GPUs, nodes x gpus_per_node");
   k.scale_up_domain = k.gpus_per_node;
   if (auto su = c.find("scale_up")) {
     Config s = resolve(*su, PresetKind::kLinks, presets);
     s.allow_only({"description", "notes", "bandwidth", "latency", "energy", "efficiency", "switch_reduction", "domain"});
     k.scale_up = parse_link(*su, presets);
-    if (auto d = s.find("domain")) k.scale_up_domain = positive_int(*d);
+    if (auto d = s.find("domain")) k.scale_up_domain = positive_int(*d, limits::kMaxGpus, kGpusWhy);
     if (k.gpus() % k.scale_up_domain != 0) {
       throw Error(s.path() + ".domain", std::to_string(k.scale_up_domain) +
                                             " does not divide the cluster's " +
@@ -383,12 +395,12 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     st->allow_only({"bandwidth", "nodes"});
     StorageSpec s;
     s.bandwidth = st->at("bandwidth").as<Bandwidth>();
-    s.nodes = optional_int(*st, "nodes", 1);
+    s.nodes = optional_int(*st, "nodes", 1, 65'536, "storage nodes each cable to every spine");
     k.storage = s;
   }
   if (auto f = c.find("external_memory")) {
     k.external_memory = f->as<Bytes>();
-    if (k.external_memory->value() <= 0.0) throw Error(f->path(), "must be positive, not " + f->as_string());
+    if (k.external_memory->value() <= 0.0) throw Error(f->path(), "must be positive, not " + quote_value(f->as_string()));
   }
   return k;
 }

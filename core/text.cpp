@@ -73,4 +73,25 @@ std::string_view trim_blanks(std::string_view s) {
   return s;
 }
 
+std::string quote_value(std::string_view value) {
+  constexpr size_t kShown = 40;
+  std::string out = "'";
+  const bool cut = value.size() > kShown;
+  size_t n = cut ? kShown : value.size();
+  // Do not cut a UTF-8 sequence in two: back up to the start of the character.
+  while (cut && n > 0 && (static_cast<unsigned char>(value[n]) & 0xC0) == 0x80) --n;
+  for (size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    out += c < 0x20 || c == 0x7F ? '?' : static_cast<char>(c);
+  }
+  if (!cut) return out + "'";
+  // Thousands separated by commas, as the README writes counts.
+  std::string digits = std::to_string(value.size()), grouped;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) grouped += ',';
+    grouped += digits[i];
+  }
+  return out + "\u2026' (" + grouped + " characters)";
+}
+
 }  // namespace wallsim

@@ -23,4 +23,9 @@ std::string join(std::span<const std::string> parts, std::string_view sep);
 /// Removes leading and trailing blanks (space, tab, CR, LF).
 std::string_view trim_blanks(std::string_view s);
 
+/// A user's value quoted for a one-line message: 'abc'; past 40 characters its start and its
+/// length, '11111…' (5,000,000 characters), so a huge value never floods the terminal. Line
+/// breaks and other control characters show as '?'.
+std::string quote_value(std::string_view value);
+
 }  // namespace wallsim

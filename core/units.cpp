@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace wallsim {
 namespace {
@@ -128,7 +129,7 @@ std::string_view dimension_name(Dimension d) {
 
 double parse_quantity(std::string_view text, Dimension want, std::string_view path,
                       bool bare_ok) {
-  const std::string quoted = "'" + std::string(text) + "'";
+  const std::string q = quote_value(text);
   std::string_view s = trim(text);
   if (s.empty()) fail(path, "empty value, expected " + std::string(dimension_name(want)) + " (" +
                                 std::string(examples(want)) + ")");
@@ -138,10 +139,10 @@ double parse_quantity(std::string_view text, Dimension want, std::string_view pa
   if (*begin == '+') ++begin;
   auto [ptr, ec] = std::from_chars(begin, end, number);
   if (ec != std::errc() || !std::isfinite(number)) {
-    fail(path, quoted + " is not " + std::string(dimension_name(want)) + " (" +
+    fail(path, q + " is not " + std::string(dimension_name(want)) + " (" +
                    std::string(examples(want)) + ")");
   }
-  if (number < 0.0) fail(path, quoted + " must not be negative");
+  if (number < 0.0) fail(path, q + " must not be negative");
   std::string_view unit = trim(std::string_view(ptr, static_cast<size_t>(end - ptr)));
 
   if (want == Dimension::kCount) {
@@ -150,24 +151,24 @@ double parse_quantity(std::string_view text, Dimension want, std::string_view pa
         {"P", 1e15}};
     auto it = mult.find(unit);
     if (it == mult.end()) {
-      fail(path, "unknown multiplier '" + std::string(unit) + "' in " + quoted + " (" +
+      fail(path, "unknown multiplier " + quote_value(unit) + " in " + q + " (" +
                      std::string(examples(want)) + ")");
     }
     return number * it->second;
   }
   if (unit.empty()) {
     if (bare_ok) return number;
-    fail(path, quoted + " has no unit; write " + std::string(dimension_name(want)) + " with its unit, " +
+    fail(path, q + " has no unit; write " + std::string(dimension_name(want)) + " with its unit, " +
                    std::string(examples(want)));
   }
   const auto& table = unit_table();
   auto it = table.find(std::string(unit));
   if (it == table.end()) {
-    fail(path, "unknown unit '" + std::string(unit) + "' in " + quoted + " (" +
+    fail(path, "unknown unit " + quote_value(unit) + " in " + q + " (" +
                    std::string(dimension_name(want)) + ": " + std::string(examples(want)) + ")");
   }
   if (it->second.dim != want) {
-    fail(path, quoted + " is " + std::string(dimension_name(it->second.dim)) + ", not " +
+    fail(path, q + " is " + std::string(dimension_name(it->second.dim)) + ", not " +
                    std::string(dimension_name(want)) + " (" + std::string(examples(want)) + ")");
   }
   return number * it->second.factor;

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/limits.hpp"
 
 namespace wallsim::failures {
 namespace {
@@ -328,7 +329,9 @@ class Trial {
 }  // namespace
 
 RunStats simulate_run(const RunModel& m, Seconds interval, int trials, std::uint64_t seed) {
-  if (trials < 1) throw Error("--trials", "must be at least 1");
+  if (trials < 1 || trials > limits::kMaxTrials) {
+    throw Error("--trials", std::to_string(trials) + " is out of range (1 to " + limits::with_commas(limits::kMaxTrials) + ")");
+  }
   if (m.degraded_rate.empty() || *std::min_element(m.degraded_rate.begin(), m.degraded_rate.end()) <= 0.0) {
     throw std::logic_error("simulate_run: degraded_rate needs positive entries, the first for 0 failed links");
   }

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/limits.hpp"
 #include "core/optimize.hpp"
 
 namespace wallsim::failures {
@@ -25,6 +26,28 @@ std::vector<topology::LinkId> fabric_cables(const topology::Topology& t) {
   return out;
 }
 
+constexpr int kEvaluations = 16;  // golden-section calls of the interval search
+
+/// The Monte Carlo's time grows with the failure events it simulates: about the expected
+/// interruptions of one trial (work x the summed rates: every interruption costs at least its
+/// own event; a run that takes 100 times its work stops with an error) times the trials,
+/// those of the interval search included. Bounding the events, not the tokens, is the right
+/// limit: 10^16 tokens are few events on a reliable cluster and 10^12 many on a flaky one.
+void check_run_events(const RunModel& m, const RunSpec& run, const ReliabilityOptions& o) {
+  double rate = 0.0;
+  for (const auto& c : m.causes) rate += c.rate.value() * c.units;
+  const double per_trial = m.work.value() * rate;
+  const double trials = o.trials + (run.checkpoint_interval ? 0.0 : kEvaluations * std::min(o.trials, o.search_trials));
+  const double events = per_trial * trials;
+  if (!std::isfinite(m.work.value()) || !(events <= limits::kMaxRunEvents)) {
+    throw Error("run.tokens", format_number(run.tokens) + " tokens take " + format_number(m.work.value() / 86400.0) +
+                                  " days of training here, about " + format_number(per_trial) +
+                                  " interruptions per trial, " + format_number(events) + " over " +
+                                  format_number(trials) + " trials; the whole-run simulation is limited to " +
+                                  format_number(limits::kMaxRunEvents) + " (fewer tokens or trials)");
+  }
+}
+
 }  // namespace
 
 std::size_t uniform_index(std::mt19937_64& rng, std::size_t n) {
@@ -41,6 +64,13 @@ std::size_t uniform_index(std::mt19937_64& rng, std::size_t n) {
     const std::uint64_t low = (mid << 32) | (ll & 0xffffffffu);
     const std::uint64_t high = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
     if (low >= reject_below) return static_cast<std::size_t>(high);
+  }
+}
+
+void check_trials(long long trials) {
+  if (trials < 1 || trials > limits::kMaxTrials) {
+    throw Error("--trials", std::to_string(trials) + " is out of range (1 to " + limits::with_commas(limits::kMaxTrials) +
+                                ": each trial's result is kept until the means are taken)");
   }
 }
 
@@ -66,11 +96,13 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
   if (!s.run) throw Error("run", "missing: a reliability study needs run: {tokens, failures: {rates: ...}}");
   if (!s.run->failures) throw Error("run.failures", "missing: give failure rates, e.g. failures: {rates: llama3-h100}");
   const RunSpec& run = *s.run;
+  check_trials(o.trials);
   ReliabilityResult r;
   r.step = engine::simulate_step(s, p, t, engine::step_options(o.network));
   RunModel& m = r.model;
   m.work = Seconds::of(run.tokens / r.step.tokens_per_s);
   m.causes = scale_causes(*run.failures, p.gpus(), s.cluster.gpus_per_node);
+  check_run_events(m, run, o);
   m.detection = run.failures->detection;
   m.restart = run.failures->restart;
   m.spare_nodes = run.failures->spare_nodes;
@@ -118,7 +150,6 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
     // streams for every candidate so that their differences are not noise.
     r.interval_searched = true;
     const int n = std::min(o.trials, o.search_trials);
-    constexpr int kEvaluations = 16;  // golden-section calls
     // Checkpoints are taken between steps: no interval below one step (nor below the write).
     const double lo0 = std::max({r.step.step_time.value(), m.write.value(), r.daly.value() / 30.0});
     const double lo = std::log(lo0), hi = std::log(std::max(lo0 * 2.0, 30.0 * r.daly.value()));

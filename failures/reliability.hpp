@@ -50,6 +50,9 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
 /// (so that every index has exactly floor(2^64 / n) draws behind it). n must be at least 1.
 std::size_t uniform_index(std::mt19937_64& rng, std::size_t n);
 
+/// An Error naming --trials unless 1 <= trials <= limits::kMaxTrials.
+void check_trials(long long trials);
+
 /// The model's failure causes scaled to a job of `gpus` GPUs in nodes of `gpus_per_node`.
 std::vector<Cause> scale_causes(const FailureSpec& f, long long gpus, int gpus_per_node);
 

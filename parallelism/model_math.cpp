@@ -1,6 +1,7 @@
 #include "parallelism/model_math.hpp"
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace wallsim::parallelism {
 namespace {
@@ -93,7 +94,7 @@ Recompute parse_recompute(const std::string& s) {
   if (s == "none") return Recompute::kNone;
   if (s == "selective") return Recompute::kSelective;
   if (s == "full") return Recompute::kFull;
-  throw Error("parallel.recompute", "'" + s + "' is not one of none, selective, full");
+  throw Error("parallel.recompute", quote_value(s) + " is not one of none, selective, full");
 }
 
 std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {

@@ -5,6 +5,8 @@
 #include <numeric>
 
 #include "core/error.hpp"
+#include "core/limits.hpp"
+#include "core/text.hpp"
 
 namespace wallsim::parallelism {
 namespace {
@@ -16,7 +18,7 @@ PipeSchedule parse_schedule(const std::string& s, int vpp) {
   if (s == "1f1b") return vpp > 1 ? PipeSchedule::kInterleaved : PipeSchedule::kOneFOneB;
   if (s == "interleaved") return PipeSchedule::kInterleaved;
   if (s == "zero-bubble") return PipeSchedule::kZeroBubble;
-  throw Error("parallel.schedule", "'" + s + "' is not one of gpipe, 1f1b, interleaved, zero-bubble");
+  throw Error("parallel.schedule", quote_value(s) + " is not one of gpipe, 1f1b, interleaved, zero-bubble");
 }
 
 }  // namespace
@@ -83,7 +85,9 @@ Plan make_plan(const Scenario& sc) {
                                           " has none (no fp8_dense)");
   }
 
-  const long long tpppcp = static_cast<long long>(p.tp) * p.pp * p.cp;
+  // Degrees are at most kMaxGpus each, so their products are checked, not trusted.
+  const long long tpppcp = limits::checked_mul(limits::checked_mul(p.tp, p.pp, limits::kMaxGpus, "parallel.pp", "tp·pp"),
+                                               p.cp, limits::kMaxGpus, "parallel.cp", "tp·pp·cp");
   if (gpus % tpppcp != 0) {
     throw Error("parallel.tp", "tp·pp·cp = " + str(tpppcp) + " does not divide cluster.gpus " + str(gpus));
   }
@@ -105,6 +109,7 @@ Plan make_plan(const Scenario& sc) {
     }
   }
   if (p.tp % plan.etp != 0) throw Error("parallel.etp", str(plan.etp) + " does not divide tp " + str(p.tp));
+  limits::checked_mul(p.ep, plan.etp, limits::kMaxGpus, "parallel.ep", "ep·etp");
   const long long folded = static_cast<long long>(p.tp) * p.cp * plan.dp;
   if (folded % plan.expert_shards() != 0) {
     throw Error("parallel.ep", "ep·etp = " + str(plan.expert_shards()) + " does not divide tp·cp·dp = " + str(folded) +
@@ -114,12 +119,17 @@ Plan make_plan(const Scenario& sc) {
     throw Error("parallel.cp", "2·cp = " + str(2LL * p.cp) + " does not divide training.seq_len " +
                                    str(plan.seq_len) + " (load-balanced causal context parallelism)");
   }
-  const long long per_step = plan.micro_batch * plan.dp;
+  limits::checked_mul(plan.global_batch, plan.seq_len, limits::kMaxTokensPerStep, "training.global_batch",
+                      "tokens per step, global_batch·seq_len");
+  const long long per_step = plan.micro_batch * plan.dp;  // at most 2^24 x 2^24
   if (plan.global_batch % per_step != 0) {
     throw Error("training.global_batch", str(plan.global_batch) + " is not a multiple of micro_batch·dp = " +
                                              str(per_step));
   }
   plan.micro_batches = plan.global_batch / per_step;
+  // The step programs hold a few ops per micro-batch, stage and chunk.
+  limits::checked_mul(plan.micro_batches, static_cast<long long>(p.pp) * p.vpp, limits::kMaxPipelinePasses,
+                      "training.global_batch", "pipeline passes per step, micro-batches·pp·vpp");
   if (p.pp > m.layers) throw Error("parallel.pp", str(p.pp) + " exceeds model.layers " + str(m.layers));
   if (plan.schedule != PipeSchedule::kGpipe && p.pp > 1 && plan.micro_batches < p.pp) {
     throw Error("training.global_batch", str(plan.micro_batches) + " micro-batches per pipeline are fewer than pp " +
@@ -173,7 +183,7 @@ Plan make_plan(const Scenario& sc) {
   std::vector<std::string> sorted = order, want = {"cp", "dp", "pp", "tp"};
   std::sort(sorted.begin(), sorted.end());
   if (sorted != want) {
-    throw Error("parallel.order", "'" + p.order + "' must order tp, cp, dp and pp (ep optional), e.g. tp-cp-ep-dp-pp");
+    throw Error("parallel.order", quote_value(p.order) + " must order tp, cp, dp and pp (ep optional), e.g. tp-cp-ep-dp-pp");
   }
   std::copy(order.begin(), order.end(), plan.order.begin());
   return plan;

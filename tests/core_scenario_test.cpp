@@ -152,3 +152,138 @@ TEST_CASE("core::scenario property: random key paths never crash the loader", "[
     }
   }
 }
+
+TEST_CASE("core::config duplicate keys are errors naming the key and both lines", "[core]") {
+  SECTION("at the top: yaml-cpp keeps both pairs and a lookup finds the first") {
+    // model on line 2 and again on line 4: llama3-8b would run without a word.
+    CHECK_THROWS_WITH(parse_yaml("name: a\nmodel: llama3-8b\nx: 1\nmodel: llama3-70b\n", "d.yaml"),
+                      Equals("d.yaml:4: 'model' is given twice (lines 2 and 4); YAML would keep only the first"));
+  }
+  SECTION("inside a mapping, named by its path") {
+    CHECK_THROWS_WITH(parse_yaml("cluster:\n  nodes: 1\n  gpu: x\n  nodes: 2\n", "d.yaml"),
+                      Equals("d.yaml:4: 'cluster.nodes' is given twice (lines 2 and 4); YAML would keep only the first"));
+  }
+  SECTION("in a flow mapping on one line, and inside a list") {
+    CHECK_THROWS_WITH(parse_yaml("t: {a: 1, a: 2}\n", "d.yaml"),
+                      Equals("d.yaml:1: 't.a' is given twice; YAML would keep only the first"));
+    CHECK_THROWS_WITH(parse_yaml("l:\n  - {b: 1}\n  - {b: 1, b: 2}\n", "d.yaml"),
+                      StartsWith("d.yaml:3: 'l[1].b' is given twice"));
+  }
+  SECTION("in a scenario file and in a --set value") {
+    std::string dup = kBase;
+    dup += "model: llama3-70b\n";
+    CHECK_THROWS_WITH(load(dup), Contains("'model' is given twice (lines 9 and 12)"));
+    CHECK_THROWS_WITH(load(kBase, {"training={seq_len: 4096, global_batch: 8, global_batch: 16}"}),
+                      StartsWith("--set training:1: 'global_batch' is given twice"));
+  }
+  SECTION("the same key in different mappings is fine") {
+    CHECK_NOTHROW(parse_yaml("a: {x: 1}\nb: {x: 1}\nl: [{x: 1}, {x: 2}]\n", "d.yaml"));
+  }
+}
+
+TEST_CASE("core::config nesting deeper than 64 levels is an error with the line", "[core]") {
+  const auto nested = [](int depth) { return "x: " + std::string(depth, '[') + std::string(depth, ']') + "\n"; };
+  // 63 lists below the top mapping: 64 levels.
+  CHECK_NOTHROW(parse_yaml(nested(63), "n.yaml"));
+  CHECK_THROWS_WITH(parse_yaml(nested(64), "n.yaml"), StartsWith("n.yaml:1: nesting too deep (more than 64 levels"));
+  // Past yaml-cpp's own guard (its message is "bad file"), the same message; no stack overflow.
+  CHECK_THROWS_WITH(parse_yaml(nested(100'000), "n.yaml"), StartsWith("n.yaml:1: nesting too deep"));
+  std::string dashes = "x:\n  ";
+  for (int i = 0; i < 5000; ++i) dashes += "- ";
+  CHECK_THROWS_WITH(parse_yaml(dashes + "1\n", "n.yaml"), StartsWith("n.yaml:2: nesting too deep"));
+}
+
+TEST_CASE("core::config aliases that expand past a million nodes are an error", "[core]") {
+  // Ten aliases of ten aliases, eight deep: 10^8 nodes when walked, a handful in memory.
+  std::string y = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 8; ++i) {
+    const std::string prev = "*a" + std::to_string(i - 1);
+    y += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) y += (k ? ", " : "") + prev;
+    y += "]\n";
+  }
+  CHECK_THROWS_WITH(parse_yaml(y, "b.yaml"), Contains("more than 1,000,000 YAML nodes"));
+}
+
+TEST_CASE("core::scenario unknown keys under a preset's sourced number are errors", "[core]") {
+  // tdp of the h100-sxm preset is {value: 700 W, source: ...}: `vaule` merged beside it was dropped.
+  CHECK_THROWS_WITH(load(kBase, {"cluster.gpu.tdp.vaule=500W"}),
+                    Equals("cluster.gpu.tdp.vaule: unknown key (did you mean 'value'?)"));
+  CHECK_THROWS_WITH(load(kBase, {"cluster.gpu={preset: h100-sxm, tdp: {vaule: 500 W}}"}),
+                    Equals("cluster.gpu.tdp.vaule: unknown key (did you mean 'value'?)"));
+  CHECK_THROWS_WITH(load(kBase, {"model.layerz=3"}), Equals("model.layerz: unknown key (did you mean 'layers'?)"));
+  // The value itself may be set, its source kept.
+  CHECK(load(kBase, {"cluster.gpu.tdp.value=500W"}).cluster.gpu.tdp.value() == Approx(500));
+}
+
+TEST_CASE("core::scenario zero, empty and out-of-range counts name the key", "[core]") {
+  SECTION("an empty --set value is not 'absent'") {
+    // It used to leave tp at its default 1, and the plan then blamed parallel.dp.
+    CHECK_THROWS_WITH(load(kBase, {"parallel.tp="}), StartsWith("parallel.tp: empty value"));
+    CHECK_THROWS_WITH(load(kBase, {"parallel.tp=  "}), StartsWith("parallel.tp: empty value"));
+    CHECK(load(kBase, {"parallel.tp=null"}).parallel->tp == 1);  // null removes the key
+  }
+  SECTION("numbers past a long long are out of range, with the key's limit") {
+    CHECK_THROWS_WITH(load(kBase, {"cluster.nodes=9223372036854775807"}),
+                      Equals("cluster.nodes: '9223372036854775807' is out of range (at most 16,777,216: the limit on "
+                             "GPUs and parallel degrees)"));
+    CHECK_THROWS_WITH(load(kBase, {"cluster.nodes=9223372036854775808"}),
+                      StartsWith("cluster.nodes: '9223372036854775808' is out of range (at most 16,777,216"));
+    CHECK_THROWS_WITH(load(kBase, {"cluster.nodes=1e300"}), StartsWith("cluster.nodes: '1e300' is out of range"));
+  }
+  SECTION("whole numbers are read exactly, not through a double") {
+    // 2^53 + 1 is not a double; the limit message quotes it as written.
+    CHECK_THROWS_WITH(load(kBase, {"training.global_batch=9007199254740993"}),
+                      StartsWith("training.global_batch: '9007199254740993' is out of range (at most 16,777,216"));
+  }
+  SECTION("each count's limit") {
+    CHECK_THROWS_WITH(load(kBase, {"training.global_batch=137439477248"}),
+                      StartsWith("training.global_batch: '137439477248' is out of range (at most 16,777,216"));
+    CHECK(load(kBase, {"training.global_batch=16777216"}).training->global_batch == 16'777'216);
+    CHECK_THROWS_WITH(load(kBase, {"training.seq_len=16777217"}), StartsWith("training.seq_len: '16777217' is out of range"));
+    CHECK_THROWS_WITH(load(kBase, {"model.layers=16385"}), StartsWith("model.layers: '16385' is out of range (at most 16,384"));
+    CHECK_THROWS_WITH(load(kBase, {"parallel.tp=16777217"}), StartsWith("parallel.tp: '16777217' is out of range"));
+    CHECK_THROWS_WITH(load(kBase, {"model.experts=65537"}), StartsWith("model.experts: '65537' is out of range"));
+    CHECK_THROWS_WITH(load(kBase, {"model.shared_experts=4294967297"}), StartsWith("model.shared_experts: '4294967297' is out of range"));
+    CHECK_THROWS_WITH(load(kBase, {"model.dense_layers=-1"}), StartsWith("model.dense_layers: '-1' must not be negative"));
+  }
+  SECTION("GPUs: nodes x gpus_per_node, checked") {
+    // 2^21 nodes of 8 GPUs is 2^24: the limit itself.
+    CHECK(load(kBase, {"cluster.nodes=2097152"}).cluster.gpus() == 16'777'216);
+    CHECK_THROWS_WITH(load(kBase, {"cluster.nodes=2097153"}),
+                      StartsWith("cluster.nodes: GPUs, nodes x gpus_per_node = 2,097,153 x 8 is more than 16,777,216"));
+  }
+  SECTION("zero is no count") {
+    CHECK_THROWS_WITH(load(kBase, {"cluster.nodes=0"}), StartsWith("cluster.nodes: must be a positive whole number, not '0'"));
+    CHECK_THROWS_WITH(load(kBase, {"cluster.storage={bandwidth: 1 TB/s, nodes: 0}"}), StartsWith("cluster.storage.nodes: must be a positive"));
+  }
+}
+
+TEST_CASE("core::text quoted clips long values to a prefix and a length", "[core]") {
+  CHECK(quote_value("abc") == "'abc'");
+  CHECK(quote_value(std::string(40, '1')) == "'" + std::string(40, '1') + "'");
+  CHECK(quote_value(std::string(5'000'000, '1')) == "'" + std::string(40, '1') + "\u2026' (5,000,000 characters)");
+  CHECK(quote_value("a\nb") == "'a?b'");  // one line
+  // A multi-byte character is not cut in two: 39 'x' then 'é' (2 bytes) straddles byte 40.
+  CHECK(quote_value(std::string(39, 'x') + "\u00e9" + std::string(10, 'y')) ==
+        "'" + std::string(39, 'x') + "\u2026' (51 characters)");
+  SECTION("wherever a value is quoted: a 5 MB number") {
+    try {
+      load(kBase, {"training.global_batch=" + std::string(5'000'000, '1')});
+      FAIL("no error");
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      CHECK(what.size() < 200);
+      CHECK_THAT(what, StartsWith("training.global_batch: '1111111111"));
+      CHECK_THAT(what, Contains("(5,000,000 characters) is out of range"));
+    }
+  }
+  SECTION("a 5 MB key is clipped too") {
+    try {
+      load(kBase, {std::string(5'000'000, 'k') + "=1"});
+      FAIL("no error");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).size() < 400);
+    }
+  }
+}

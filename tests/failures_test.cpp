@@ -13,6 +13,7 @@
 #include "failures/checkpoint.hpp"
 #include "failures/monte_carlo.hpp"
 #include "failures/reliability.hpp"
+#include "parallelism/plan.hpp"
 #include "parallelism/model_math.hpp"
 #include "test_support.hpp"
 #include "topology/families.hpp"
@@ -226,5 +227,36 @@ TEST_CASE("failures uniform_index draws the same indices on every standard libra
     std::mt19937_64 rng;
     CHECK(uniform_index(rng, 1) == 0);
     CHECK_THROWS_AS(uniform_index(rng, 0), std::logic_error);
+  }
+}
+
+TEST_CASE("failures the whole-run simulation is bounded in trials and in events, before it runs", "[failures]") {
+  // Llama 3 8B on one 8-GPU node: a run's interruptions do not depend on the cluster's size
+  // (tokens / per-GPU rate x per-GPU failure rate), so 10^16 tokens are ~10^4 per trial.
+  const std::string text = R"(
+cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 8, scale_up: {preset: nvswitch-h100}, storage: {bandwidth: 100 GB/s}}
+model: llama3-8b
+training: {seq_len: 8192, global_batch: 8}
+parallel: {tp: 8}
+run: {tokens: 1e16, failures: {rates: llama3-h100}}
+)";
+  const Scenario s = parse_scenario(text, "test", {}, test::presets());
+  const auto plan = parallelism::make_plan(s);
+  const auto t = topology::build_step_fabric(s.cluster);
+  const auto net = collectives::NetworkModel::build("analytic", "--network");
+  ReliabilityOptions o;
+  o.network = net.get();
+  o.blast_radius = false;
+  SECTION("trials: 1 to 100,000") {
+    for (int trials : {0, -1, 100'001}) {
+      o.trials = trials;
+      CHECK_THROWS_WITH(analyze_run(s, plan, t, o),
+                        Catch::Matchers::StartsWith("--trials: " + std::to_string(trials) + " is out of range (1 to 100,000"));
+    }
+  }
+  SECTION("events: expected interruptions per trial x trials (search included) at most 10^8") {
+    o.trials = 1000;
+    CHECK_THROWS_WITH(analyze_run(s, plan, t, o), Catch::Matchers::StartsWith("run.tokens: 1e+16 tokens take"));
+    CHECK_THROWS_WITH(analyze_run(s, plan, t, o), Catch::Matchers::Contains("over 7400 trials"));  // 1000 + 16 x 400
   }
 }

@@ -141,6 +141,30 @@ TEST_CASE("parallelism::plan invalid plans are rejected with the key named", "[p
   bad("parallel: {tp: 8, pp: 4, order: tp-dp-pp}", "parallel.order");
 }
 
+TEST_CASE("parallelism::plan counts made from the user's numbers are checked, not wrapped", "[parallelism]") {
+  // The 70B scenario of 1,024 GPUs; each product below used to overflow or be cut to an int.
+  SECTION("degrees: tp·pp·cp") {
+    CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 16777216, pp: 16777216}")),
+                      Contains("parallel.pp: tp·pp = 16,777,216 x 16,777,216 is more than 16,777,216"));
+    CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 4096, cp: 4096}")),
+                      Contains("parallel.cp: tp·pp·cp = 32,768 x 4,096 is more than 16,777,216"));
+  }
+  SECTION("tokens per step: global_batch x seq_len at most 2^40") {
+    // 2^24 sequences of 2^17 tokens: 2^41.
+    CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 4}", {"training.global_batch=16777216", "training.seq_len=131072"})),
+                      Contains("training.global_batch: tokens per step, global_batch·seq_len = 16,777,216 x 131,072 is more "
+                               "than 1,099,511,627,776"));
+  }
+  SECTION("pipeline passes: micro-batches x pp x vpp at most 2^22") {
+    // 2^24 sequences over dp 32: 2^19 micro-batches; x pp 4 x vpp 2 = 2^22 passes, the limit.
+    CHECK(make_plan(scenario("parallel: {tp: 8, pp: 4, vpp: 2}", {"training.global_batch=16777216"})).micro_batches == 524'288);
+    // vpp 4: 2^23.
+    CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 4, vpp: 4}", {"training.global_batch=16777216"})),
+                      Contains("training.global_batch: pipeline passes per step, micro-batches·pp·vpp = 524,288 x 16 is more "
+                               "than 4,194,304"));
+  }
+}
+
 TEST_CASE("parallelism::plan spreads uneven layers with lighter first and last stages", "[parallelism]") {
   // Llama 3 405B: 126 layers on 16 stages, one fewer on the first and the last.
   const auto v = spread_layers(126, 16);

@@ -13,6 +13,7 @@
 using namespace wallsim;
 using namespace wallsim::topology;
 using Catch::Matchers::StartsWith;
+using Catch::Matchers::Contains;
 
 TEST_CASE("topology::fat_tree k-ary counts and diameter", "[topology]") {
   for (int k : {2, 4, 6, 8, 16}) {
@@ -195,6 +196,47 @@ TEST_CASE("topology spec strings: bad input names the key", "[topology]") {
                     StartsWith("clos.nodes_per_leaf: 4 does not divide nodes 10"));
   CHECK_THROWS_WITH(build("fat-tre:k=4"), StartsWith("fat-tre.topology: unknown topology 'fat-tre' (did you mean 'fat-tree'?)"));
   CHECK_THROWS_WITH(build("ring:n"), StartsWith("ring: 'n' is not key=value"));
+}
+
+TEST_CASE("topology builders refuse fabrics past the node and cable limits before building anything", "[topology]") {
+  auto build = [](const std::string& s) { return build_from_config(Config(spec_to_yaml(s), spec_to_yaml(s)["topology"].as<std::string>())); };
+  // Each of these would take gigabytes; refused at once, the key named.
+  // fat-tree k=400: 400^3/4 = 16,000,000 hosts plus 200,000 switches > 16,000,000 nodes.
+  CHECK_THROWS_WITH(build("fat-tree:k=400,bandwidth=1 GB/s"),
+                    StartsWith("fat-tree.k: gives 1.62e+07 nodes, more than wallsim builds (16,000,000)"));
+  // fat-tree k=256: 4,194,304 hosts, a cable up from each host, edge and aggregation port:
+  // 3 x 4,194,304 = 12,582,912 cables > 10,000,000.
+  CHECK_THROWS_WITH(build("fat-tree:k=256,bandwidth=1 GB/s"),
+                    StartsWith("fat-tree.k: gives 1.258e+07 cables, more than wallsim builds (10,000,000)"));
+  // Clos: 1,000,000,000 spines are nodes far past the limit (the key is the spines').
+  CHECK_THROWS_WITH(build("clos:nodes=128,gpus_per_node=8,nodes_per_leaf=16,spines=1000000000,bandwidth=1 GB/s,"
+                          "scale_up_bandwidth=9 GB/s"),
+                    StartsWith("clos.spines: gives 1e+09 nodes"));
+  // Clos: 64 leaves x 200,000 spines = 12,800,000 cables.
+  CHECK_THROWS_WITH(build("clos:nodes=128,gpus_per_node=8,nodes_per_leaf=16,spines=200000,bandwidth=1 GB/s,"
+                          "scale_up_bandwidth=9 GB/s"),
+                    StartsWith("clos.spines: gives 1.28e+07 cables"));
+  // fully-connected n=5,000: 5,000 x 4,999 / 2 = 12,497,500 cables.
+  CHECK_THROWS_WITH(build("fully-connected:n=5000,bandwidth=1 GB/s"), StartsWith("fully-connected.n: gives 1.25e+07 cables"));
+  // dragonfly p=a=h=100, g = a*h+1 = 10,001: 1,000,100 routers, 101,010,100 nodes.
+  CHECK_THROWS_WITH(build("dragonfly:p=100,a=100,h=100,bandwidth=1 GB/s"), StartsWith("dragonfly.p: gives 1.01e+08 nodes"));
+  SECTION("fabrics of real size still build: a k=64 fat-tree, 65,536 hosts") {
+    const Topology t = build("fat-tree:k=64,bandwidth=1 GB/s");
+    CHECK(t.num_endpoints() == 65'536);
+    CHECK(t.num_links() == 2 * 3 * 65'536);
+  }
+}
+
+TEST_CASE("topology zero counts are errors, not the defaults", "[topology]") {
+  auto build = [](const std::string& s) { return build_from_config(Config(spec_to_yaml(s), spec_to_yaml(s)["topology"].as<std::string>())); };
+  const std::string clos = "clos:nodes=4,gpus_per_node=8,bandwidth=1 GB/s,scale_up_bandwidth=9 GB/s,";
+  CHECK_NOTHROW(build(clos + "spines=2,nodes_per_leaf=2"));
+  CHECK_THROWS_WITH(build(clos + "spines=0"), StartsWith("clos.spines: must be a positive whole number, not '0'"));
+  CHECK_THROWS_WITH(build(clos + "nodes_per_leaf=0"), StartsWith("clos.nodes_per_leaf: must be a positive whole number"));
+  CHECK_THROWS_WITH(build(clos + "domain=0"), StartsWith("clos.domain: must be a positive whole number"));
+  CHECK_THROWS_WITH(build(clos + "storage_bandwidth=1 GB/s,storage_nodes=0"), StartsWith("clos.storage_nodes: must be a positive"));
+  CHECK_THROWS_WITH(build("fat-tree:k=4,endpoints=0,bandwidth=1 GB/s"), StartsWith("fat-tree.endpoints: must be a positive"));
+  CHECK_THROWS_WITH(build("wafer-mesh:dims=4x4,wafers=0,bandwidth=1 GB/s"), StartsWith("wafer-mesh.wafers: must be a positive"));
 }
 
 namespace {

@@ -95,6 +95,9 @@ Topology build_clos(const ClosParams& p, Part part) {
   if (p.nodes < 1) throw Error("clos.nodes", "must be at least 1");
   if (p.gpus_per_node < 1) throw Error("clos.gpus_per_node", "must be at least 1");
   check_size("clos.nodes", static_cast<long double>(p.nodes) * p.gpus_per_node);
+  if (p.domain < 0 || p.nodes_per_leaf < 0 || p.spines < 0 || p.storage_nodes < 0) {
+    throw std::logic_error("build_clos: negative count");  // the parsers read counts as positive
+  }
   const int domain = p.domain == 0 ? p.gpus_per_node : p.domain;
   const long long gpus = p.nodes * p.gpus_per_node;
   if (domain % p.gpus_per_node != 0 || gpus % domain != 0) {
@@ -111,6 +114,17 @@ Topology build_clos(const ClosParams& p, Part part) {
   const int spines = p.spines == 0 ? static_cast<int>(npl) : p.spines;
   const long long groups = scale_out ? p.nodes / npl : 0;
   const long long leaves = groups * p.gpus_per_node;
+  {
+    // Every node and cable, counted before any is made: a million spines is bad input, not
+    // a few gigabytes of graph.
+    const long double g = static_cast<long double>(gpus), out = scale_out ? 1 : 0;
+    const long double st = p.storage.value() > 0.0 ? p.storage_nodes : 0;
+    const long double sp = out * spines;
+    const long double nodes = g + g / domain + leaves + sp + st;
+    const long double cables = (domain > 1 ? g : 0) + out * g + static_cast<long double>(leaves) * sp +
+                               st * (scale_out ? sp : g / domain);
+    check_size(p.spines > static_cast<int>(npl) ? "clos.spines" : "clos.nodes", nodes, cables);
+  }
 
   TopologyBuilder b(part);
   const auto t_gpu = b.tier("gpu");

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "topology/families.hpp"
 #include "topology/routing.hpp"
 
@@ -106,8 +107,13 @@ Topology build_dragonfly(const DragonflyParams& p) {
   for (auto [v, key] : {std::pair{p.p, "p"}, {p.a, "a"}, {p.h, "h"}, {p.g, "g"}}) {
     if (v < 1) throw Error(std::string("dragonfly.") + key, "must be at least 1");
   }
-  check_size("dragonfly.p", static_cast<long double>(p.p + 1) * p.a * p.g);
-  check_size("dragonfly.a", static_cast<long double>(p.a) * p.a * p.g);  // local cables
+  {
+    // Endpoints and routers; terminal, local (a router to every other of its group) and global
+    // cables, before any is made.
+    const long double routers = static_cast<long double>(p.a) * p.g;
+    const long double cables = routers * p.p + routers * (p.a - 1) / 2 + routers * p.h / 2;
+    check_size(p.p >= p.a ? "dragonfly.p" : "dragonfly.a", routers * (p.p + 1), cables);
+  }
   if (static_cast<long long>(p.g) > static_cast<long long>(p.a) * p.h + 1) {
     throw Error("dragonfly.g", std::to_string(p.g) + " groups exceed a*h+1 = " +
                                    std::to_string(static_cast<long long>(p.a) * p.h + 1) +
@@ -122,7 +128,7 @@ Topology build_dragonfly(const DragonflyParams& p) {
   if (p.routing == "minimal") t.mode = Mode::kMinimal;
   else if (p.routing == "valiant") t.mode = Mode::kValiant;
   else if (p.routing == "ugal") t.mode = Mode::kUgal;
-  else throw Error("dragonfly.routing", "'" + p.routing + "' is not minimal, valiant or ugal");
+  else throw Error("dragonfly.routing", quote_value(p.routing) + " is not minimal, valiant or ugal");
 
   const long long routers = t.a * t.g;
   const long long n = routers * t.p;

@@ -94,14 +94,9 @@ Topology build_dragonfly(const DragonflyParams& p);
 Topology build_torus(const TorusParams& p);
 Topology build_wafer_mesh(const WaferMeshParams& p);
 
-/// Largest fabric a builder accepts (nodes): beyond it memory, not wallsim, is the limit.
-#ifdef WALLSIM_MAX_NODES
-constexpr long long kMaxNodes = WALLSIM_MAX_NODES;  // fuzz builds: see CMakeLists.txt
-#else
-constexpr long long kMaxNodes = 64'000'000;
-#endif
-/// Throws wallsim::Error naming `key` when `nodes` exceeds kMaxNodes.
-void check_size(const char* key, long double nodes);
+/// Throws wallsim::Error naming `key` when `nodes` exceeds kMaxNodes or `cables` kMaxCables
+/// (graph.hpp); builders call it with their counts before adding anything.
+void check_size(const std::string& key, long double nodes, long double cables = 0);
 
 /// A Link from builder params.
 Link make_link(const LinkParams& p, LinkClass cls);

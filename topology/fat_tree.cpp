@@ -1,6 +1,7 @@
 // Folded-Clos fat-trees. Routing is up/down ECMP computed from the structure: an endpoint's
 // edge switch and pod follow from its number, so a route costs a few table look-ups instead
 // of a graph search (1,000,000 routes on a k=64 tree in well under a second).
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.hpp"
@@ -64,7 +65,15 @@ Topology build_fat_tree(const FatTreeParams& p) {
   if (!(p.oversubscription >= 1.0)) {
     throw Error("fat-tree.oversubscription", "must be at least 1");
   }
-  check_size("fat-tree.k", static_cast<long double>(p.k) * p.k * p.k / 4);
+  {
+    // Nodes and cables of the largest tree of this radix (hosts, then edge, aggregation and
+    // core switches; a cable up from each host, edge port and aggregation port), before any
+    // is made. A tree cut to `endpoints` is smaller.
+    const long double k = p.k, hosts = p.levels == 3 ? k * k * k / 4 : k * k / 2;
+    const long double n = p.endpoints > 0 ? std::min<long double>(p.endpoints, hosts) : hosts;
+    const long double switches = p.levels == 3 ? n / (k / 2) * 2 + k * k / 4 : n / (k / 2) + k / 2;
+    check_size("fat-tree.k", n + switches, n * (p.levels == 3 ? 3 : 2));
+  }
   const long long k = p.k, h = k / 2;
   const long long max_n = p.levels == 3 ? k * k * k / 4 : k * k / 2;
   const long long n = p.endpoints == 0 ? max_n : p.endpoints;

@@ -45,6 +45,11 @@ NodeId TopologyBuilder::add_node(NodeKind kind, std::uint8_t tier, std::uint32_t
       nodes_.back().kind != NodeKind::kEndpoint) {
     throw std::logic_error("TopologyBuilder: add every endpoint before the first switch");
   }
+  // Builders check their counts first (check_size); this catches one that did not, with
+  // room for a scale-up layer on a fabric at the limit.
+  if (nodes_.size() >= 2 * static_cast<std::size_t>(kMaxNodes)) {
+    throw Error("topology", "more than " + std::to_string(2 * kMaxNodes) + " nodes");
+  }
   if (kind == NodeKind::kEndpoint) ++endpoints_;
   nodes_.push_back(Node{kind, transit, tier, index});
   node_latency_.push_back(latency);
@@ -65,7 +70,9 @@ int TopologyBuilder::owner(NodeId n) const {
 
 LinkId TopologyBuilder::add_cable(NodeId u, NodeId v, const Link& props) {
   const std::uint32_t c = cables_++;
-  if (cables_ > std::numeric_limits<LinkId>::max() / 2) throw std::length_error("TopologyBuilder: too many links");
+  if (cables_ > std::min<std::uint64_t>(std::numeric_limits<LinkId>::max() / 2, 2 * kMaxCables)) {
+    throw Error("topology", "more than " + std::to_string(2 * kMaxCables) + " cables");
+  }
   Link fwd = props, back = props;
   fwd.latency += node_latency_.at(u);
   back.latency += node_latency_.at(v);

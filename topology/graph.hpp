@@ -21,6 +21,18 @@
 
 namespace wallsim::topology {
 
+/// Largest fabric wallsim builds: nodes, and cables (each two directed links). A built cable
+/// takes about 200 bytes (its ends, both links in the graph, routing tables), so the limits
+/// keep the largest fabric near 2 GB; beyond them memory, not wallsim, would decide. A
+/// 131,072-GPU rail-optimized Clos has 0.4M cables; a k=128 fat-tree (524,288 hosts) 1.6M.
+#ifdef WALLSIM_MAX_NODES
+constexpr long long kMaxNodes = WALLSIM_MAX_NODES;  // fuzz builds: see CMakeLists.txt
+constexpr long long kMaxCables = 2 * WALLSIM_MAX_NODES;
+#else
+constexpr long long kMaxNodes = 16'000'000;
+constexpr long long kMaxCables = 10'000'000;
+#endif
+
 using NodeId = std::uint32_t;
 using LinkId = std::uint32_t;
 using Path = std::vector<LinkId>;  ///< directed link ids from source to destination

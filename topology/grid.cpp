@@ -131,7 +131,7 @@ Topology build_torus(const TorusParams& p) {
   }
   long double size = 1;
   for (int d : p.dims) size *= d;
-  check_size("torus.dims", size);
+  check_size("torus.dims", size, size * static_cast<long double>(p.dims.size()));  // a cable per dimension
   const long long n = product(p.dims);
   const auto D = p.dims.size();
   TopologyBuilder b;
@@ -180,7 +180,8 @@ Topology build_torus(const TorusParams& p) {
 Topology build_wafer_mesh(const WaferMeshParams& p) {
   if (p.x < 1 || p.y < 1) throw Error("wafer-mesh.dims", "every dimension must be at least 1");
   if (p.wafers < 1) throw Error("wafer-mesh.wafers", "must be at least 1");
-  check_size("wafer-mesh.dims", static_cast<long double>(p.x) * p.y * p.wafers);
+  check_size("wafer-mesh.dims", static_cast<long double>(p.x) * p.y * p.wafers,
+             2.0L * p.x * p.y * p.wafers + static_cast<long double>(p.y) * p.wafers);
   const std::vector<int> dims{p.x, p.y};
   const long long per = product(dims);
   const long long n = per * p.wafers;

@@ -1,6 +1,7 @@
 // Ring, single switch and fully-connected fabrics: small, symmetric, routed by shortest-path
 // ECMP (the generic router is exact and fast at these sizes).
 #include "core/error.hpp"
+#include "core/limits.hpp"
 #include "topology/families.hpp"
 
 namespace wallsim::topology {
@@ -9,17 +10,21 @@ Link make_link(const LinkParams& p, LinkClass cls) {
   return Link{p.bandwidth, p.latency, p.energy, cls};
 }
 
-void check_size(const char* key, long double nodes) {
+void check_size(const std::string& key, long double nodes, long double cables) {
   if (nodes > static_cast<long double>(kMaxNodes)) {
     throw Error(key, "gives " + format_number(static_cast<double>(nodes)) +
-                         " nodes, more than wallsim builds (" + std::to_string(kMaxNodes) + ")");
+                         " nodes, more than wallsim builds (" + limits::with_commas(kMaxNodes) + ")");
+  }
+  if (cables > static_cast<long double>(kMaxCables)) {
+    throw Error(key, "gives " + format_number(static_cast<double>(cables)) +
+                         " cables, more than wallsim builds (" + limits::with_commas(kMaxCables) + ")");
   }
 }
 
 namespace {
 
 void require_n(int n, const char* kind, int min) {
-  check_size((std::string(kind) + ".n").c_str(), n);
+  check_size(std::string(kind) + ".n", n, n);
   if (n < min) {
     throw Error(std::string(kind) + ".n", "needs at least " + std::to_string(min) +
                                               " endpoints, got " + std::to_string(n));
@@ -63,7 +68,7 @@ Topology build_switch(const SwitchParams& p) {
 
 Topology build_fully_connected(const FullyConnectedParams& p) {
   require_n(p.n, "fully-connected", 2);
-  check_size("fully-connected.n", static_cast<long double>(p.n) * p.n);
+  check_size("fully-connected.n", p.n, static_cast<long double>(p.n) * (p.n - 1) / 2);
   TopologyBuilder b;
   const auto ep = b.tier("ep");
   for (int i = 0; i < p.n; ++i) b.add_node(NodeKind::kEndpoint, ep, i, false);

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.hpp"
+#include "core/limits.hpp"
 #include "core/text.hpp"
 #include "topology/families.hpp"
 
@@ -82,7 +83,7 @@ YAML::Node spec_to_yaml(const std::string& spec) {
     const auto eq = item.find('=');
     const std::string key(trim_blanks(item.substr(0, eq)));
     if (eq == std::string::npos || key.empty()) {
-      throw Error(kind, "'" + item + "' is not key=value (spec strings read KIND:key=value,...)");
+      throw Error(kind, quote_value(item) + " is not key=value (spec strings read KIND:key=value,...)");
     }
     if (m[key]) throw Error(kind + "." + key, "given twice");
     m[key] = std::string(trim_blanks(item.substr(eq + 1)));
@@ -115,14 +116,14 @@ Topology build_from_config(const Config& c) {
     if (auto k = c.find("k")) {
       if (c.has("radix")) throw Error(c.path() + ".radix", "give either k or radix, not both");
       p.k = as_small_int(*k);
-      if (auto e = c.find("endpoints")) p.endpoints = e->as_int();
+      if (auto e = c.find("endpoints")) p.endpoints = e->as_int(1, kMaxNodes, "the limit on nodes");
       if (auto l = c.find("levels")) p.levels = as_small_int(*l);
     } else {
       if (!c.has("endpoints") || !c.has("radix")) {
         throw Error(c.path() + ".k", "missing: give k, or endpoints and radix");
       }
       p.k = as_small_int(c.at("radix"));
-      p.endpoints = c.at("endpoints").as_int();
+      p.endpoints = c.at("endpoints").as_int(1, kMaxNodes, "the limit on nodes");
       const long long h = p.k / 2;
       if (auto l = c.find("levels")) p.levels = as_small_int(*l);
       else p.levels = p.endpoints <= static_cast<long long>(p.k) * h ? 2 : 3;
@@ -134,16 +135,17 @@ Topology build_from_config(const Config& c) {
                               "scale_up_bandwidth", "scale_up_latency", "scale_up_energy",
                               "switch_latency", "storage_bandwidth", "storage_nodes"}));
     ClosParams p;
-    p.nodes = c.at("nodes").as_int();
-    p.gpus_per_node = as_small_int(c.at("gpus_per_node"));
-    if (auto f = c.find("domain")) p.domain = as_small_int(*f);
-    if (auto f = c.find("nodes_per_leaf")) p.nodes_per_leaf = as_small_int(*f);
-    if (auto f = c.find("spines")) p.spines = as_small_int(*f);
+    p.nodes = c.at("nodes").as_int(1, limits::kMaxGpus, "the limit on GPUs");
+    p.gpus_per_node = as_positive_int(c.at("gpus_per_node"), limits::kMaxGpus, "the limit on GPUs");
+    // Zero is no count here (the builder's 0 means "not given"): these are positive.
+    if (auto f = c.find("domain")) p.domain = as_positive_int(*f);
+    if (auto f = c.find("nodes_per_leaf")) p.nodes_per_leaf = as_positive_int(*f);
+    if (auto f = c.find("spines")) p.spines = as_positive_int(*f);
     p.scale_out = link_params(c, "", nullptr);
     p.scale_up = link_params(c, "scale_up_", nullptr);
     p.switch_latency = opt_seconds(c, "switch_latency");
     if (auto f = c.find("storage_bandwidth")) p.storage = f->as<Bandwidth>();
-    if (auto f = c.find("storage_nodes")) p.storage_nodes = as_small_int(*f);
+    if (auto f = c.find("storage_nodes")) p.storage_nodes = as_positive_int(*f);
     return build_clos(p);
   }
   if (kind == "dragonfly") {
@@ -182,12 +184,12 @@ Topology build_from_config(const Config& c) {
     p.y = dims[1];
     p.link = link_params(c, "", nullptr);
     if (auto f = c.find("sram")) p.sram = f->as<Bytes>();
-    if (auto f = c.find("wafers")) p.wafers = as_small_int(*f);
+    if (auto f = c.find("wafers")) p.wafers = as_positive_int(*f);
     if (p.wafers > 1) p.inter_wafer = link_params(c, "inter_wafer_", nullptr);
     return build_wafer_mesh(p);
   }
   throw Error(c.path().empty() ? "topology" : c.path() + ".topology",
-              "unknown topology '" + kind + "'" + did_you_mean(kind, topology_kinds()) +
+              "unknown topology " + quote_value(kind) + did_you_mean(kind, topology_kinds()) +
                   "; one of " + join(topology_kinds(), ", "));
 }
 
@@ -197,7 +199,7 @@ Topology build_cluster(const ClusterSpec& k, Part part) {
   if (k.gpu.cores > 0) {
     // A wafer-scale cluster: every "GPU" is a wafer of cores on a 2-D mesh.
     if (!k.scale_out || kind != "wafer-mesh") {
-      throw Error(path + ".topology", "a wafer-scale GPU ('" + k.gpu.name + "') needs topology: wafer-mesh");
+      throw Error(path + ".topology", "a wafer-scale GPU (" + quote_value(k.gpu.name) + ") needs topology: wafer-mesh");
     }
     const Config& c = k.scale_out->params;
     c.allow_only({"topology", "preset", "description", "notes", "bandwidth", "latency", "energy",
@@ -248,8 +250,8 @@ Topology build_cluster(const ClusterSpec& k, Part part) {
                          k.scale_up.switch_reduction);
   }
   if (kind != "clos") {
-    throw Error(path + ".topology", "'" + kind +
-                                        "' is not a GPU-cluster fabric; clusters use 'clos' "
+    throw Error(path + ".topology", quote_value(kind) +
+                                        " is not a GPU-cluster fabric; clusters use 'clos' "
                                         "(rail-optimized), 'fat-tree', 'dragonfly', 'torus' or 'wafer-mesh'; try "
                                         "'wallsim topo " + kind + ":...' for the bare fabric");
   }
@@ -269,8 +271,9 @@ Topology build_cluster(const ClusterSpec& k, Part part) {
     c.allow_only(allowed);
     p.scale_out = {k.scale_out->link.payload(), k.scale_out->link.latency, k.scale_out->link.energy};
     p.switch_latency = k.scale_out->switch_latency;
-    if (auto f = c.find("nodes_per_leaf")) p.nodes_per_leaf = as_small_int(*f);
-    if (auto f = c.find("spines")) p.spines = as_small_int(*f);
+    // Zero is no count here (the builder's 0 means "not given"): these are positive.
+    if (auto f = c.find("nodes_per_leaf")) p.nodes_per_leaf = as_positive_int(*f);
+    if (auto f = c.find("spines")) p.spines = as_positive_int(*f);
   }
   if (k.storage) {
     p.storage = k.storage->bandwidth;
