@@ -12,6 +12,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "core/text.hpp"
 #include "test_support.hpp"
 
@@ -188,5 +190,29 @@ TEST_CASE("cli outputs: a command's files are written all or none, and existing 
     const Result r = run_in(d, "run " + kTiny + " --quiet --json a.json", io);
     REQUIRE(r.code == 0);
     CHECK(fs::status(d / "a.json").permissions() == (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
+  }
+}
+
+TEST_CASE("cli results that were wrong without a word: partitioned fabrics and tapered Clos", "[cli][bad_input]") {
+  const fs::path d = fresh_dir("wrong"), io = fresh_dir("wrong-io");
+  SECTION("topo on a fabric cut by failures counts unreachable pairs, not 0-hop ones") {
+    // k=4 fat-tree, 16 hosts; edge0's 2 hosts are cut off from the other 14 and each other:
+    // 2 x 15 + 14 x 2 = 58 of the 240 ordered pairs are unreachable (hand count as in
+    // topology_metrics_test); the rest keep the healthy 6-hop diameter.
+    const Result r = run_in(d, "topo 'fat-tree:k=4,bandwidth=100GB/s,latency=1us' --fail-node edge0 --json -", io);
+    REQUIRE(r.code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["unreachable_pairs"].get<double>() == 58.0);
+    CHECK(j["diameter_hops"].get<double>() == 6.0);
+  }
+  SECTION("sweep over spines with the analytic model: fewer spines never give a faster step") {
+    const Result r = run_in(d,
+                            "sweep '" + wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml") +
+                                "' --vary cluster.scale_out.spines=16,2 --json -",
+                            io);
+    REQUIRE(r.code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    REQUIRE(j["points"].size() == 2);
+    CHECK(j["points"][1]["step_time_s"].get<double>() > j["points"][0]["step_time_s"].get<double>());
   }
 }
