@@ -24,7 +24,10 @@ GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve
                                    " (see data/gpus.yaml)");
   }
   dynamic_ = spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - idle_;
-  if (dynamic_.value() <= 0.0) throw Error("cluster.gpu.idle_power", "must be below tdp");
+  if (dynamic_.value() <= 0.0) {
+    throw Error("cluster.gpu.tdp", to_string(spec.tdp) + " is not above the idle power " + to_string(idle_) +
+                                       " (cluster.gpu.idle_power): the GPU would have no power to compute with");
+  }
   check_spec(spec);
   // The CLI checks a user's cap against its flag first; this guards every other caller.
   if (power_cap.value() != 0.0) check_power_cap(spec, power_cap, "power cap");
