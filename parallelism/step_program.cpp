@@ -21,8 +21,11 @@ bool reduces_before(const Kernel& k) { return k.closes_block; }
 /// One rank's program under construction.
 class RankBuilder {
  public:
-  RankBuilder(RankProgram& out, std::map<std::uint32_t, std::uint32_t>& next_collective)
-      : out_(out), next_(next_collective) {}
+  /// `total_ops` counts the ops of every rank built so far; the first rank's own count times
+  /// `ranks` projects the whole program's, so a program too large fails before it is built.
+  RankBuilder(RankProgram& out, std::map<std::uint32_t, std::uint32_t>& next_collective, std::size_t& total_ops,
+              std::size_t ranks)
+      : out_(out), next_(next_collective), total_(total_ops), ranks_(total_ops == 0 ? ranks : 1) {}
 
   std::uint32_t compute(const Kernel& k, double count = 1.0) {
     ProgramOp op;
@@ -71,11 +74,19 @@ class RankBuilder {
       op.deps.insert(op.deps.end(), gate_.begin(), gate_.end());
       gate_.clear();
     }
+    if (++total_ > kMaxProgramOps || (out_.ops.size() + 1) * ranks_ > kMaxProgramOps) {
+      throw Error("training.global_batch", "the step program of every rank holds more than " +
+                                               std::to_string(kMaxProgramOps) +
+                                               " ops, the most the event engine holds (fewer micro-batches or GPUs, "
+                                               "or --engine composed)");
+    }
     out_.ops.push_back(std::move(op));
     return last();
   }
   RankProgram& out_;
   std::map<std::uint32_t, std::uint32_t>& next_;
+  std::size_t& total_;
+  std::size_t ranks_;
   std::vector<std::uint32_t> gate_;
 };
 
@@ -97,6 +108,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
 
   Program prog;
   prog.ranks.resize(n);
+  std::size_t total_ops = 0;
   std::map<std::vector<std::uint32_t>, std::uint32_t> group_ids;
   auto group_id = [&](const std::vector<topology::NodeId>& members) {
     std::vector<std::uint32_t> g(members.begin(), members.end());
@@ -120,7 +132,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const std::uint32_t ep_group = p.ep > 1 ? group_id(group_of(p, c, GroupKind::kEp)) : 0;
     const std::uint32_t edp_group = p.expert_dp() > 1 ? group_id(group_of(p, c, GroupKind::kExpertDp)) : 0;
     std::map<std::uint32_t, std::uint32_t> next_collective;
-    RankBuilder b(rp, next_collective);
+    RankBuilder b(rp, next_collective, total_ops, n);
     auto peer = [&](int virtual_stage) {
       Coords o = c;
       o.pp = virtual_stage % pp;
