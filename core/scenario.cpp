@@ -348,7 +348,7 @@ ModelSpec parse_model(const Config& raw, const Presets& presets) {
 ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
   Config c = resolve(raw, PresetKind::kClusters, presets);
   c.allow_only({"description", "notes", "gpu", "nodes", "gpus_per_node", "scale_up",
-                "scale_out", "storage", "external_memory"});
+                "scale_out", "storage", "external_memory", "power_cap"});
   ClusterSpec k;
   k.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -397,6 +397,10 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     s.bandwidth = st->at("bandwidth").as<Bandwidth>();
     s.nodes = optional_int(*st, "nodes", 1, 65'536, "storage nodes each cable to every spine");
     k.storage = s;
+  }
+  if (auto f = c.find("power_cap")) {  // range-checked against the GPU where a step runs
+    k.power_cap = f->as<Watts>();
+    if (k.power_cap->value() <= 0.0) throw Error(f->path(), "must be positive, not " + quote_value(f->as_string()));
   }
   if (auto f = c.find("external_memory")) {
     k.external_memory = f->as<Bytes>();

@@ -93,6 +93,9 @@ struct ClusterSpec {
   /// Wafer-scale clusters in weight streaming: the external store of weights and optimizer
   /// state (Cerebras MemoryX); unset = not limited.
   std::optional<Bytes> external_memory;
+  /// cluster.power_cap: each GPU's power limit (nvidia-smi -pl); unset = its TDP. The CLI's
+  /// --power-cap (and sweep's power_cap) override it.
+  std::optional<Watts> power_cap;
   [[nodiscard]] long long gpus() const { return nodes * gpus_per_node; }
 };
 

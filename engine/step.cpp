@@ -806,6 +806,12 @@ StepResult finite(StepResult r, const GpuSpec& gpu) {
 }
 }  // namespace
 
+Watts power_cap_of(const Scenario& sc, const StepOptions& o) {
+  if (o.power_cap.value() != 0.0 || !sc.cluster.power_cap) return o.power_cap;
+  hardware::check_power_cap(sc.cluster.gpu, *sc.cluster.power_cap, "cluster.power_cap");
+  return *sc.cluster.power_cap;
+}
+
 StepResult within_cap(const Scenario& sc, const Plan& p, Watts power_cap, const std::function<StepResult(Watts)>& once) {
   StepResult r = finite(once(Watts{}), sc.cluster.gpu);
   if (sc.cluster.gpu.boost_clock.value() <= 0.0) return r;  // no clocks: no DVFS to hold a cap with
@@ -818,7 +824,13 @@ StepResult within_cap(const Scenario& sc, const Plan& p, Watts power_cap, const 
 StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o) {
   if (is_wafer(sc.cluster)) return finite(simulate_wafer_step(sc, p, o), sc.cluster.gpu);
   if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
-  return within_cap(sc, p, o.power_cap, [&](Watts reserve) { return composed_step(sc, p, t, o, reserve); });
+  auto run = [&](const StepOptions& q) {
+    return within_cap(sc, p, q.power_cap, [&](Watts reserve) { return composed_step(sc, p, t, q, reserve); });
+  };
+  if (!sc.cluster.power_cap || o.power_cap.value() != 0.0) return run(o);
+  StepOptions capped = o;  // the scenario's cap (copied only then: the options hold per-link loads)
+  capped.power_cap = power_cap_of(sc, o);
+  return run(capped);
 }
 
 namespace {

@@ -290,6 +290,7 @@ void check_wafer_network(const ClusterSpec& c, const std::string& network, const
 
 StepResult simulate_wafer_step(const Scenario& sc, const parallelism::Plan& p, const StepOptions& o) {
   if (o.power_cap.value() != 0.0) hardware::check_power_cap(sc.cluster.gpu, o.power_cap, "--power-cap");
+  if (sc.cluster.power_cap) hardware::check_power_cap(sc.cluster.gpu, *sc.cluster.power_cap, "cluster.power_cap");
   require_wafer_plan(p);
   const wafer::MeshSpec mesh = wafer::mesh_of(sc.cluster);
   if (!sc.cluster.scale_out || !(sc.cluster.scale_out->link.payload().value() > 0)) {

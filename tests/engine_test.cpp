@@ -89,6 +89,30 @@ TEST_CASE("engine a power cap lowers the clock and raises the step time", "[engi
   CHECK(capped.gpu_avg_power.value() < free.gpu_avg_power.value());
 }
 
+TEST_CASE("engine cluster.power_cap caps the step as --power-cap does, and --power-cap overrides it", "[engine]") {
+  // The same 4-GPU pipeline with `power_cap: 400 W` in the scenario: the step equals the one
+  // capped by the option (same clock, same time to the bit), an option's cap replaces the
+  // scenario's, and the key is range-checked against the GPU under its own name.
+  const std::string text = pipe_scenario("parallel: {pp: 4}", 8);
+  const std::string capped_text =
+      "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, power_cap: 400 W, scale_up: {bandwidth: 1 PB/s, latency: 0 s}}\n" +
+      text.substr(text.find('\n') + 1);
+  const auto by_option = run(text, "analytic", Watts::of(400));
+  const auto by_key = run(capped_text);
+  CHECK(by_key.clock.value() == by_option.clock.value());
+  CHECK(by_key.step_time.value() == by_option.step_time.value());
+  CHECK(by_key.step_time.value() > run(text).step_time.value());
+  const auto overridden = run(capped_text, "analytic", Watts::of(600));
+  CHECK(overridden.step_time.value() == run(text, "analytic", Watts::of(600)).step_time.value());
+  const std::string too_low =
+      "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, power_cap: 10 W, scale_up: {bandwidth: 1 PB/s, latency: 0 s}}\n" +
+      text.substr(text.find('\n') + 1);
+  CHECK_THROWS_WITH(run(too_low), Catch::Matchers::StartsWith("cluster.power_cap: 10 W is not above"));
+  CHECK_THROWS_WITH(parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, power_cap: 0 W}\n" + text.substr(text.find('\n') + 1),
+                                   "t.yaml", {}, test::presets()),
+                    Catch::Matchers::StartsWith("cluster.power_cap: must be positive"));
+}
+
 TEST_CASE("engine flow and analytic networks agree where nothing contends", "[engine]") {
   const std::string text = pipe_scenario("parallel: {tp: 4}", 4);
   CHECK(run(text, "flow").step_time.value() == Approx(run(text, "analytic").step_time.value()).epsilon(0.05));
