@@ -106,13 +106,7 @@ StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, 
   if (o.timeline || o.link_bytes || o.partition != nullptr) {
     throw std::logic_error("simulate_step_events: no timeline, link bytes or MPI partition yet");
   }
-  auto run = [&](const StepOptions& q) {
-    return within_cap(sc, p, q.power_cap, [&](Watts reserve) { return events_step(sc, p, t, q, reserve); });
-  };
-  if (!sc.cluster.power_cap || o.power_cap.value() != 0.0) return run(o);
-  StepOptions capped = o;  // the scenario's cap (copied only then: the options hold per-link loads)
-  capped.power_cap = power_cap_of(sc, o);
-  return run(capped);
+  return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return events_step(sc, p, t, q, reserve); });
 }
 
 }  // namespace wallsim::engine

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <tuple>
 
 #include "core/error.hpp"
@@ -812,25 +813,26 @@ Watts power_cap_of(const Scenario& sc, const StepOptions& o) {
   return *sc.cluster.power_cap;
 }
 
-StepResult within_cap(const Scenario& sc, const Plan& p, Watts power_cap, const std::function<StepResult(Watts)>& once) {
-  StepResult r = finite(once(Watts{}), sc.cluster.gpu);
+StepResult within_cap(const Scenario& sc, const Plan& p, const StepOptions& o,
+                      const std::function<StepResult(const StepOptions&, Watts)>& once) {
+  std::optional<StepOptions> capped;  // copied only for the scenario's cap: options hold per-link loads
+  if (sc.cluster.power_cap && o.power_cap.value() == 0.0) {
+    capped = o;
+    capped->power_cap = power_cap_of(sc, o);
+  }
+  const StepOptions& q = capped ? *capped : o;
+  StepResult r = finite(once(q, Watts{}), sc.cluster.gpu);
   if (sc.cluster.gpu.boost_clock.value() <= 0.0) return r;  // no clocks: no DVFS to hold a cap with
-  const hardware::GpuModel gpu(sc.cluster.gpu, power_cap, p.fp8());
+  const hardware::GpuModel gpu(sc.cluster.gpu, q.power_cap, p.fp8());
   const double gpus = static_cast<double>(p.gpus());
   const Watts reserve = gpu.reserve_for(r.step_time, r.compute + r.other, r.step_energy / gpus);
-  return reserve.value() > 0.0 ? finite(once(reserve), sc.cluster.gpu) : r;
+  return reserve.value() > 0.0 ? finite(once(q, reserve), sc.cluster.gpu) : r;
 }
 
 StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o) {
   if (is_wafer(sc.cluster)) return finite(simulate_wafer_step(sc, p, o), sc.cluster.gpu);
   if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
-  auto run = [&](const StepOptions& q) {
-    return within_cap(sc, p, q.power_cap, [&](Watts reserve) { return composed_step(sc, p, t, q, reserve); });
-  };
-  if (!sc.cluster.power_cap || o.power_cap.value() != 0.0) return run(o);
-  StepOptions capped = o;  // the scenario's cap (copied only then: the options hold per-link loads)
-  capped.power_cap = power_cap_of(sc, o);
-  return run(capped);
+  return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return composed_step(sc, p, t, q, reserve); });
 }
 
 namespace {

@@ -127,12 +127,13 @@ inline StepOptions step_options(const collectives::NetworkModel* network, Watts 
   return o;
 }
 
-/// Runs `once(reserve)` with no reserve and, when the GPUs' average draw came out above the
-/// power cap (0 = TDP), once more with the board power their memory and link traffic drew
-/// held back from the cores (hardware::GpuModel::reserve_for): a GPU's average power never
-/// exceeds its cap. Shared by the composed step and the event engine.
-StepResult within_cap(const Scenario& sc, const parallelism::Plan& p, Watts power_cap,
-                      const std::function<StepResult(Watts)>& once);
+/// Runs `once(options, reserve)` under the step's cap (power_cap_of: `o`'s, else the
+/// scenario's, in the options it is given) with no reserve and, when the GPUs' average draw
+/// came out above that cap (0 = TDP), once more with the board power their memory and link
+/// traffic drew held back from the cores (hardware::GpuModel::reserve_for): a GPU's average
+/// power never exceeds its cap. Shared by the composed step and the event engine.
+StepResult within_cap(const Scenario& sc, const parallelism::Plan& p, const StepOptions& o,
+                      const std::function<StepResult(const StepOptions&, Watts)>& once);
 
 /// Simulates one step of `p` on `t` (built from s.cluster). Throws Error for plans that do
 /// not fit in memory only when `require_fit`; the result says whether it fits.
