@@ -16,8 +16,7 @@ double number(const std::string& field, const std::string& where, const char* co
   double v = 0.0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || ptr != s.data() + s.size() || !std::isfinite(v) || v < 0.0) {
-    const std::string shown = s.size() <= 40 ? s : s.substr(0, 40) + "...";
-    throw Error(where, std::string(column) + " '" + shown + "' is not a non-negative number");
+    throw Error(where, std::string(column) + " " + quote_value(s) + " is not a non-negative number");
   }
   return v;
 }

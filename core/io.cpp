@@ -18,13 +18,6 @@ namespace fs = std::filesystem;
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-/// A path as messages show it: whole when short, else its start and end.
-std::string shown_path(const std::string& path) {
-  constexpr std::size_t kMax = 200;
-  if (path.size() <= kMax) return path;
-  return path.substr(0, kMax / 2) + "..." + path.substr(path.size() - kMax / 2);
-}
-
 /// What kind of thing `st` is, for a message.
 std::string kind_of(const struct stat& st) {
   if (S_ISDIR(st.st_mode)) return "a directory";
@@ -72,7 +65,7 @@ mode_t new_file_mode() {
 void check_output_path(const std::string& flag, const std::string& path) {
   if (path.empty()) throw Error(flag, "an empty path (give a file name, or '-' for standard output)");
   if (path == "-") return;
-  const std::string shown = flag + " " + shown_path(path);
+  const std::string shown = flag + " " + path;
   struct stat st{};
   if (::lstat(path.c_str(), &st) == 0) {
     if (S_ISLNK(st.st_mode) && ::stat(path.c_str(), &st) != 0) {
@@ -91,10 +84,10 @@ void check_output_path(const std::string& flag, const std::string& path) {
   if (errno != ENOENT) throw Error(shown, "cannot be reached: " + errno_text(errno));
   const std::string dir = directory_of(path);
   struct stat dst{};
-  if (::stat(dir.c_str(), &dst) != 0) throw Error(shown, "directory " + shown_path(dir) + ": " + errno_text(errno));
-  if (!S_ISDIR(dst.st_mode)) throw Error(shown, shown_path(dir) + " is not a directory");
+  if (::stat(dir.c_str(), &dst) != 0) throw Error(shown, "directory " + dir + ": " + errno_text(errno));
+  if (!S_ISDIR(dst.st_mode)) throw Error(shown, dir + " is not a directory");
   if (::access(dir.c_str(), W_OK | X_OK) != 0) {
-    throw Error(shown, "directory " + shown_path(dir) + " cannot be written: " + errno_text(errno));
+    throw Error(shown, "directory " + dir + " cannot be written: " + errno_text(errno));
   }
 }
 
@@ -176,10 +169,10 @@ void flush_stdout() {
 std::string read_text_file(const std::string& path, std::size_t max_bytes) {
   // Non-blocking open, so a FIFO nobody writes reads as empty instead of waiting forever.
   Fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
-  if (fd.fd < 0) throw Error(shown_path(path), "cannot open: " + errno_text(errno));
+  if (fd.fd < 0) throw Error(path, "cannot open: " + errno_text(errno));
   struct stat st{};
-  if (::fstat(fd.fd, &st) != 0) throw Error(shown_path(path), "cannot read: " + errno_text(errno));
-  if (S_ISDIR(st.st_mode)) throw Error(shown_path(path), "is a directory, not a file");
+  if (::fstat(fd.fd, &st) != 0) throw Error(path, "cannot read: " + errno_text(errno));
+  if (S_ISDIR(st.st_mode)) throw Error(path, "is a directory, not a file");
   const int flags = ::fcntl(fd.fd, F_GETFL);
   if (flags >= 0) ::fcntl(fd.fd, F_SETFL, flags & ~O_NONBLOCK);
   std::string text;
@@ -187,10 +180,10 @@ std::string read_text_file(const std::string& path, std::size_t max_bytes) {
   for (;;) {
     const ssize_t n = ::read(fd.fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Error(shown_path(path), "cannot read: " + errno_text(errno));
+    if (n < 0) throw Error(path, "cannot read: " + errno_text(errno));
     if (n == 0) break;
     if (text.size() + static_cast<std::size_t>(n) > max_bytes) {
-      throw Error(shown_path(path), "is larger than " + std::to_string(max_bytes >> 20) +
+      throw Error(path, "is larger than " + std::to_string(max_bytes >> 20) +
                                          " MiB, the most wallsim reads from one input file");
     }
     text.append(buf, static_cast<std::size_t>(n));
