@@ -281,9 +281,9 @@ void search(const RunFlags& f) {
   if (f.objective != "time" && f.objective != "energy") {
     throw Error("--objective", "'" + f.objective + "' is not one of time, energy");
   }
+  const auto network = collectives::NetworkModel::build(f.network, "--network");
   check_network(f, s);
   const topology::Topology t = topology::build_step_fabric(s.cluster);
-  const auto network = collectives::NetworkModel::build(f.network, "--network");
   ProgressBar bar("search", f.common);
   const engine::SearchResult res = engine::search_plans(s, t, engine::step_options(network.get(), power_cap(f, s.cluster.gpu)),
                                                         f.objective == "energy", [&bar](double d) { bar.update(d); });

@@ -53,11 +53,24 @@ void write_all(int fd, const std::string& content, const std::string& path) {
   }
 }
 
-/// The mode a new output file gets: 0666 less the umask, as a shell redirection gives.
+/// The mode a new output file gets: 0666 less the umask, as a shell redirection gives (the
+/// umask read once: reading it means setting it, which other threads must not see).
 mode_t new_file_mode() {
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  return 0666 & ~mask;
+  static const mode_t mode = [] {
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    return static_cast<mode_t>(0666 & ~mask);
+  }();
+  return mode;
+}
+
+/// The temporary beside `target`: a hidden name that mkstemp completes, short enough for any
+/// file name the target may have (a long name is cut: the temporary is renamed anyway).
+std::string temporary_template(const std::string& target) {
+  std::string name = fs::path(target).filename().string();
+  constexpr std::size_t kKeep = 200;  // + ".", ".wallsim-XXXXXX": within NAME_MAX (255)
+  if (name.size() > kKeep) name.resize(kKeep);
+  return directory_of(target) + "/." + name + ".wallsim-XXXXXX";
 }
 
 }  // namespace
@@ -108,7 +121,7 @@ void write_outputs(const std::vector<std::pair<std::string, std::string>>& files
     for (const auto& [path, content] : files) {
       if (path == "-") continue;
       Pending p{path, output_identity(path), {}};
-      std::string tmpl = directory_of(p.target) + "/." + fs::path(p.target).filename().string() + ".wallsim-XXXXXX";
+      std::string tmpl = temporary_template(p.target);
       Fd fd{::mkstemp(tmpl.data())};
       if (fd.fd < 0) throw OutputError(path + ": cannot create a temporary file beside it: " + errno_text(errno));
       p.tmp = tmpl;

@@ -815,12 +815,18 @@ Watts power_cap_of(const Scenario& sc, const StepOptions& o) {
 
 StepResult within_cap(const Scenario& sc, const Plan& p, const StepOptions& o,
                       const std::function<StepResult(const StepOptions&, Watts)>& once) {
-  std::optional<StepOptions> capped;  // copied only for the scenario's cap: options hold per-link loads
+  // Both passes share one cache of collective costs (they do not depend on the clock); the
+  // options are copied only to add it or the scenario's cap (they hold per-link loads).
+  std::optional<StepOptions> own;
   if (sc.cluster.power_cap && o.power_cap.value() == 0.0) {
-    capped = o;
-    capped->power_cap = power_cap_of(sc, o);
+    own = o;
+    own->power_cap = power_cap_of(sc, o);
   }
-  const StepOptions& q = capped ? *capped : o;
+  if (!o.cache) {
+    if (!own) own = o;
+    own->cache = make_comm_cache();
+  }
+  const StepOptions& q = own ? *own : o;
   StepResult r = finite(once(q, Watts{}), sc.cluster.gpu);
   if (sc.cluster.gpu.boost_clock.value() <= 0.0) return r;  // no clocks: no DVFS to hold a cap with
   const hardware::GpuModel gpu(sc.cluster.gpu, q.power_cap, p.fp8());

@@ -114,12 +114,12 @@ struct StepOptions {
   /// The result is the one-process result. Null = this process simulates everything.
   const collectives::FlowExchange* partition = nullptr;
 };
-/// Options with a network model and a power cap, the rest default.
 /// The cap a step runs under: `o.power_cap` when given (--power-cap, sweep's power_cap), else
 /// the scenario's cluster.power_cap, range-checked against its GPU (hardware::check_power_cap)
 /// naming that key; 0 = the TDP.
 Watts power_cap_of(const Scenario& sc, const StepOptions& o);
 
+/// Options with a network model and a power cap, the rest default.
 inline StepOptions step_options(const collectives::NetworkModel* network, Watts power_cap = {}) {
   StepOptions o;
   o.network = network;

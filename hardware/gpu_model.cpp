@@ -45,7 +45,8 @@ GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve
   const double floor = spec.base_clock.value() > 0.0 ? spec.base_clock.value() / spec.boost_clock.value() : 0.0;
   const Watts floor_draw = idle_ + dynamic_ * (floor * floor * floor);
   if (!(headroom > 0.0) || (cap_ - reserve).value() < floor_draw.value()) {
-    throw Error("--power-cap", to_string(cap_) + " cannot be held by " + spec.name + ": its memory and link traffic draw " +
+    throw Error("power cap", to_string(cap_) + " (--power-cap, sweep's power_cap, cluster.power_cap or the TDP) cannot be held by " +
+                                 spec.name + " in this step: its memory and link traffic draw " +
                                    to_string(reserve) + " while it computes, leaving its cores less than " +
                                    (floor > 0.0 ? "they draw at the base clock " + to_string(spec.base_clock) + " (" +
                                                       to_string(floor_draw) + ")"

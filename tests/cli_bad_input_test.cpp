@@ -185,6 +185,12 @@ TEST_CASE("cli outputs: a command's files are written all or none, and existing 
       fs::permissions(d / "ro", fs::perms::owner_all);
     }
   }
+  SECTION("a target name of 250 characters is written (its temporary's name is cut to fit NAME_MAX)") {
+    const std::string name(250, 'n');
+    const Result r = run_in(d, "run " + kTiny + " --quiet --json " + name, io);
+    REQUIRE(r.code == 0);
+    CHECK_THAT(slurp(d / name), Contains("\"step_time_s\""));
+  }
   SECTION("a file written keeps the mode of the one it replaces") {
     fs::permissions(d / "a.json", fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
     const Result r = run_in(d, "run " + kTiny + " --quiet --json a.json", io);
