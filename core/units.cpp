@@ -193,6 +193,11 @@ struct Scale {
 template <size_t N>
 std::string scaled(double v, const std::array<Scale, N>& scales) {
   const double a = std::fabs(v);
+  if (a == 0.0) {  // zero in the base unit ("0 W", not "0 mW")
+    for (const auto& s : scales) {
+      if (s.factor == 1.0) return "0 " + std::string(s.suffix);
+    }
+  }
   const Scale* pick = &scales.front();
   for (const auto& s : scales) {
     if (a >= s.factor * 0.9995) pick = &s;
@@ -210,7 +215,6 @@ std::string to_string(Bytes b) {
 std::string to_string(Seconds t) {
   static constexpr std::array<Scale, 6> s = {
       {{1e-12, "ps"}, {1e-9, "ns"}, {1e-6, "us"}, {1e-3, "ms"}, {1.0, "s"}, {3600.0, "h"}}};
-  if (t.value() == 0.0) return "0 s";
   return scaled(t.value(), s);
 }
 std::string to_string(Bandwidth r) {
@@ -238,7 +242,6 @@ std::string to_string(Watts p) {
 std::string to_string(Joules e) {
   static constexpr std::array<Scale, 7> s = {{{1e-12, "pJ"}, {1e-9, "nJ"}, {1e-6, "uJ"},
                                               {1e-3, "mJ"}, {1.0, "J"}, {1e3, "kJ"}, {1e6, "MJ"}}};
-  if (e.value() == 0.0) return "0 J";
   return scaled(e.value(), s);
 }
 std::string to_string(EnergyPerBit e) {

@@ -79,6 +79,11 @@ TEST_CASE("core::units printing", "[core]") {
   CHECK(to_string(us(1.5)) == "1.5 us");
   CHECK(to_string(tflop_per_s(989)) == "989 TFLOP/s");
   CHECK(to_string(watts(700)) == "700 W");
+  // Zero is written in the base unit, whatever the smallest prefix.
+  CHECK(to_string(Watts{}) == "0 W");
+  CHECK(to_string(Seconds{}) == "0 s");
+  CHECK(to_string(Bytes{}) == "0 B");
+  CHECK(to_string(Joules{}) == "0 J");
   CHECK(to_string(pj_per_bit(10)) == "10 pJ/bit");
 }
 
