@@ -2,6 +2,7 @@
 // once parsing succeeded; the CLI is glue: parse flags, call the library, print, write.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -37,8 +38,8 @@ struct CommonFlags {
 };
 
 void add_common_flags(CLI::App& cmd, CommonFlags& flags);
-/// A flag's check: a whole number from 0 to 2^64-1 written in digits (CLI11 alone wraps "-1").
-CLI::Validator unsigned_64();
+/// A flag's check: a whole number from `min` to `max`, written in digits (CLI11 alone wraps "-1").
+CLI::Validator whole_number(std::uint64_t min, std::uint64_t max);
 void add_hdf5_flag(CLI::App& cmd, CommonFlags& flags);
 
 /// The command line wallsim was started with (main sets it), for the files' provenance.

@@ -360,12 +360,7 @@ void register_search(CLI::App& app, Action& action) {
   f->network = "analytic";
   CLI::App* cmd = app.add_subcommand("search", "Rank every valid parallel plan of a scenario");
   add_step_flags(*cmd, *f);
-  cmd->add_option("--top", f->top, "Plans to print (default 10)")->check(CLI::Validator(
-      [](std::string& s) {
-        const bool ok = !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos && std::stol(s) >= 1;
-        return ok ? std::string() : "'" + s.substr(0, 40) + "' is not a whole number from 1 to 999999999";
-      },
-      "N"));
+  cmd->add_option("--top", f->top, "Plans to print (default 10)")->check(whole_number(1, 999'999'999));
   cmd->add_option("--objective", f->objective, "time or energy (default time)");
   add_output_option(*cmd, "--svg", f->svg, "Plot step time against energy per token, Pareto front marked");
   cmd->callback([f, &action] { action = [f] { search(*f); }; });

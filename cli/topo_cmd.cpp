@@ -1,5 +1,7 @@
 // `wallsim topo TOPOLOGY`: build a fabric, print its metrics, export it.
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
 #include <iostream>
 #include <sstream>
 
@@ -15,12 +17,14 @@
 
 namespace wallsim::cli {
 
-CLI::Validator unsigned_64() {
+CLI::Validator whole_number(std::uint64_t min, std::uint64_t max) {
   return CLI::Validator(
-      [](std::string& s) {
-        const bool digits = !s.empty() && s.size() <= 20 && s.find_first_not_of("0123456789") == std::string::npos;
-        const bool fits = digits && (s.size() < 20 || s <= "18446744073709551615");
-        return fits ? std::string() : "'" + s.substr(0, 40) + "' is not a whole number from 0 to 18446744073709551615";
+      [min, max](std::string& s) {
+        std::uint64_t v = 0;
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);  // digits only, no sign
+        const bool ok = !s.empty() && ec == std::errc() && end == s.data() + s.size() && v >= min && v <= max;
+        return ok ? std::string()
+                  : quote_value(s) + " is not a whole number from " + std::to_string(min) + " to " + std::to_string(max);
       },
       "UINT");
 }
@@ -29,7 +33,7 @@ void add_common_flags(CLI::App& cmd, CommonFlags& f) {
   cmd.add_option("--set", f.sets, "Override a key: --set KEY=VALUE (repeatable)");
   add_output_option(cmd, "--json", f.json, "Write the result as JSON to FILE ('-' for stdout)");
   cmd.add_flag("--quiet", f.quiet, "Print nothing on success");
-  cmd.add_option("--seed", f.seed, "Random seed (a whole number, 0 or more)")->check(unsigned_64());
+  cmd.add_option("--seed", f.seed, "Random seed (a whole number, 0 or more)")->check(whole_number(0, UINT64_MAX));
   cmd.add_flag("--progress", f.progress, "Progress bar on stderr (default: when stderr is a terminal)");
 }
 
@@ -193,7 +197,7 @@ void register_topo(CLI::App& app, Action& action) {
   add_output_option(*cmd, "--dot", f->dot, "Write the graph as Graphviz DOT");
   add_failure_flags(*cmd, f->failures);
   cmd->add_option("--route", f->routes, "Print the route SRC,DST (endpoint numbers or names)");
-  cmd->add_option("--flow-key", f->flow_key, "Flow key hashed by ECMP for --route")->check(unsigned_64());
+  cmd->add_option("--flow-key", f->flow_key, "Flow key hashed by ECMP for --route")->check(whole_number(0, UINT64_MAX));
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 

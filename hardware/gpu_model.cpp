@@ -8,6 +8,12 @@
 #include "core/text.hpp"
 
 namespace wallsim::hardware {
+namespace {
+/// The cores' draw from idle to full load at the boost clock: the preset's, else TDP - idle.
+Watts dynamic_power(const GpuSpec& spec) {
+  return spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - spec.idle_power;
+}
+}  // namespace
 
 GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve)
     : spec_(spec), fp8_(fp8 && spec.fp8_dense.value() > 0.0), idle_(spec.idle_power) {
@@ -23,7 +29,7 @@ GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve
     throw Error("cluster.gpu", "'" + spec.name + "' is incomplete for the roofline and power models: missing " + missing +
                                    " (see data/gpus.yaml)");
   }
-  dynamic_ = spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - idle_;
+  dynamic_ = dynamic_power(spec);
   if (dynamic_.value() <= 0.0) {
     throw Error("cluster.gpu.tdp", to_string(spec.tdp) + " is not above the idle power " + to_string(idle_) +
                                        " (cluster.gpu.idle_power): the GPU would have no power to compute with");
@@ -81,7 +87,7 @@ void check_spec(const GpuSpec& spec) {
 
 std::optional<CapFloor> lowest_cap(const GpuSpec& spec) {
   if (spec.cores > 0) return std::nullopt;
-  const Watts dynamic = spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - spec.idle_power;
+  const Watts dynamic = dynamic_power(spec);
   std::optional<CapFloor> f;
   if (spec.base_clock.value() > 0.0 && spec.boost_clock.value() > 0.0) {
     const double r = spec.base_clock.value() / spec.boost_clock.value();
@@ -110,7 +116,7 @@ void check_power_cap(const GpuSpec& spec, Watts cap, const std::string& path) {
     throw Error(path, w + " is above " + spec.name + "'s TDP " + to_string(spec.tdp) +
                           ", its highest power limit (leave the cap out to run at the TDP)");
   }
-  const Watts dynamic = spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - spec.idle_power;
+  const Watts dynamic = dynamic_power(spec);
   const Watts full = spec.idle_power + dynamic;
   if (cap.value() >= full.value()) return;
   if (const auto f = lowest_cap(spec)) {
