@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <bit>
+#include <limits>
+#include <stdexcept>
+#include <optional>
 
 #include "collectives/flow_model.hpp"
 #include "core/error.hpp"
@@ -99,19 +102,19 @@ class AnalyticModel final : public NetworkModel {
       };
       const bool taper = !tapered.empty();
       for (const Phase* ph : phases) {
-        for (const auto& x : ph->transfers) {
-          if (x.src == x.dst) continue;
+        ph->for_each([&](const Transfer& x) {
+          if (x.src == x.dst) return;
           const Ports q = ports_of(x);
           add_to(load[q.out], x.bytes.value());
           add_to(load[q.in], x.bytes.value());
-          if (!taper || !is_endpoint(x)) continue;
+          if (!taper || !is_endpoint(x)) return;
           const std::size_t shared = shared_level(x);
           for (std::size_t j : tapered) {
             if (j >= shared) break;
             add_to(group_load[j][2 * std::size_t{t.cost_group(x.src, j)}], x.bytes.value());
             add_to(group_load[j][2 * std::size_t{t.cost_group(x.dst, j)} + 1], x.bytes.value());
           }
-        }
+        });
       }
       // Seconds the busiest egress a transfer crosses needs for this step's load (0 untapered).
       auto egress_time = [&](const Transfer& x) {
@@ -133,20 +136,20 @@ class AnalyticModel final : public NetworkModel {
       std::size_t index = 0;
       double slowest = 0.0;
       for (const Phase* ph : phases) {
-        for (const auto& x : ph->transfers) {
+        ph->for_each([&](const Transfer& x) {
           ++index;
-          if (x.src == x.dst) continue;
+          if (x.src == x.dst) return;
           const Ports q = ports_of(x);
           const double bytes = std::max(load[q.out].bytes, load[q.in].bytes);
           if (const std::size_t level = t.cost_level(x.src, x.dst); level != topology::Topology::kNoLevel) {
             level_bytes[level] = std::max(level_bytes[level], bytes);
             if (taper) level_taper[level] = std::max(level_taper[level], egress_time(x));
-            continue;
+            return;
           }
           const auto cost = t.route_cost(x.src, x.dst, key_of(step_no, index), path);
           slowest = std::max(slowest, p.overhead.value() + cost.latency.value() +
                                           std::max(bytes / cost.bandwidth.value(), egress_time(x)));
-        }
+        });
       }
       for (std::size_t level = 0; level < level_bytes.size(); ++level) {
         if (level_bytes[level] < 0.0) continue;
@@ -162,6 +165,296 @@ class AnalyticModel final : public NetworkModel {
   [[nodiscard]] std::string do_name() const override { return "analytic"; }
 };
 
+/// The direct all-to-all's steps by pair class (README, "Network models"). On a healthy fabric
+/// with cost levels, a pair's bytes spread evenly over its level's equal-cost paths (as
+/// adaptive routing or packet spraying spread them), so every up-link of a group carries the
+/// same share of what leaves the group: the links that can bind are the endpoints' own and,
+/// on a tapered fabric, each group's egress and ingress (Topology::level_egress) as wholes.
+/// When every endpoint sends at most one transfer and receives at most one in a step (a
+/// rotation's steps, and copies of one over disjoint groups), the endpoints' links carry one
+/// transfer each: a transfer that crosses no tapered group moves at its level's bandwidth
+/// once its latency has elapsed, and the transfers that cross one are grouped by level and
+/// the groups they leave and enter (the pairs of one route cost between two groups are one
+/// class, with a count), whose max-min rates over the groups' egresses are solved exactly,
+/// event by event. A step costs O(transfers) with no routing, and O(classes) to solve.
+class PairClasses {
+ public:
+  /// Whether steps can go by class on `t` at all (the same answer on every rank).
+  static bool fabric_allows(const topology::Topology& t, const CostParams& p) {
+    if (t.num_cost_levels() == 0 || t.has_failures()) return false;
+    return std::all_of(p.reserved_Bps.begin(), p.reserved_Bps.end(), [](double r) { return r == 0.0; });
+  }
+
+  explicit PairClasses(const topology::Topology& t)
+      : t_(t), levels_(t.num_cost_levels()), usable_(levels_, -1), port_bw_(levels_), slowest_(levels_),
+        sent_(t.num_endpoints(), 0), received_(t.num_endpoints(), 0) {
+    // Per tapered level j: its groups' count, and the offsets of their egress and ingress.
+    std::size_t resources = 0;
+    for (std::size_t j = 0; j + 1 < levels_; ++j) {
+      if (t.level_egress(j).value() <= 0.0) continue;
+      std::uint32_t groups = 0;
+      for (NodeId e = 0; e < t.num_endpoints(); ++e) groups = std::max(groups, t.cost_group(e, j) + 1);
+      tapered_.push_back({j, groups, resources, t.level_egress(j).value()});
+      resources += 2 * std::size_t{groups};
+    }
+    capacity_.resize(resources);
+    for (const auto& tl : tapered_) {
+      std::fill_n(capacity_.begin() + static_cast<std::ptrdiff_t>(tl.offset), 2 * std::size_t{tl.groups}, tl.egress);
+    }
+    // Classes are counted in a dense table: per level, one cell per combination of the groups
+    // a transfer of that level leaves and enters. Too large a table (more than 2^22 cells)
+    // sends the steps that cross a taper to the per-flow path, on every rank alike.
+    cells_.assign(levels_ + 1, 0);
+    for (std::size_t level = 0; level < levels_; ++level) {
+      double cells = 1.0;
+      bool crosses = false;
+      for (const auto& tl : tapered_) {
+        if (tl.level >= level) break;
+        crosses = true;
+        cells *= static_cast<double>(tl.groups) * static_cast<double>(tl.groups);
+      }
+      if (!crosses) cells = 0.0;
+      dense_ok_ = dense_ok_ && cells_[level] + cells <= static_cast<double>(kMaxCells);
+      cells_[level + 1] = dense_ok_ ? cells_[level] + static_cast<std::size_t>(cells) : cells_[level];
+    }
+    if (dense_ok_ && !tapered_.empty()) count_.assign(cells_.back(), 0.0);
+    weight_.resize(resources);
+    left_.resize(resources);
+  }
+
+  /// The step's makespan, or nullopt when it cannot go by class: a transfer is not a
+  /// rotation's, an endpoint sends or receives twice, a level's route is narrower than its
+  /// endpoints' links with no taper to account for it, or the transfers that cross a taper
+  /// differ in size. With `exchange`, every rank calls together and gets the same answer.
+  std::optional<double> makespan(const std::vector<const Phase*>& phases, Seconds overhead,
+                                 const FlowExchange* exchange) {
+    double ok = 1.0, lo = kInf, hi = 0.0;  // lo, hi: the crossing transfers' sizes
+    for (const Phase* ph : phases) {
+      if (!ph->ring || !ph->transfers.empty()) ok = 0.0;
+    }
+    if (++stamp_ == 0) {  // the stamps wrapped: start afresh
+      std::fill(sent_.begin(), sent_.end(), 0);
+      std::fill(received_.begin(), received_.end(), 0);
+      stamp_ = 1;
+    }
+    std::fill(slowest_.begin(), slowest_.end(), -1.0);
+    for (const Phase* ph : phases) {
+      if (ok == 0.0) break;
+      ph->for_each([&](const Transfer& x) {
+        if (ok == 0.0 || x.src == x.dst) return;
+        const std::size_t level = t_.cost_level(x.src, x.dst);
+        if (level == topology::Topology::kNoLevel || sent_[x.src] == stamp_ || received_[x.dst] == stamp_) {
+          ok = 0.0;
+          return;
+        }
+        sent_[x.src] = received_[x.dst] = stamp_;
+        if (usable_[level] < 0) usable_[level] = check_level(x.src, x.dst, level) ? 1 : 0;
+        if (usable_[level] == 0) {
+          ok = 0.0;
+          return;
+        }
+        const double bytes = x.bytes.value();
+        if (!crosses(level)) {
+          slowest_[level] = std::max(slowest_[level], bytes);
+          return;
+        }
+        if (!dense_ok_) {
+          ok = 0.0;
+          return;
+        }
+        lo = std::min(lo, bytes);
+        hi = std::max(hi, bytes);
+        const std::size_t cell = cell_of(x.src, x.dst, level);
+        if (count_[cell] == 0.0) touched_.push_back(cell);
+        count_[cell] += 1.0;
+      });
+    }
+    if (exchange != nullptr) {
+      ok = exchange->min(ok);
+      lo = exchange->min(lo);
+      hi = -exchange->min(-hi);
+    }
+    std::optional<double> span;
+    if (ok == 1.0 && (hi == 0.0 || lo == hi)) {
+      span = 0.0;
+      for (std::size_t level = 0; level < levels_; ++level) {
+        if (slowest_[level] < 0.0) continue;
+        const auto cost = t_.level_cost(level);
+        span = std::max(*span, overhead.value() + cost.latency.value() + slowest_[level] / port_bw_[level]);
+      }
+      if (hi > 0.0) {
+        if (exchange != nullptr) {
+          exchange->sum(count_);
+          touched_.clear();
+          for (std::size_t c = 0; c < count_.size(); ++c) {
+            if (count_[c] > 0.0) touched_.push_back(c);
+          }
+        }
+        span = std::max(*span, solve(hi, overhead));
+      }
+    }
+    for (auto c : touched_) count_[c] = 0.0;
+    touched_.clear();
+    return span;
+  }
+
+ private:
+  static constexpr double kInf = std::numeric_limits<double>::infinity();
+  static constexpr std::size_t kMaxCells = std::size_t{1} << 22;
+  struct Tapered {
+    std::size_t level;
+    std::uint32_t groups;
+    std::size_t offset;  ///< egress of group g at offset + g, ingress at offset + groups + g
+    double egress;       ///< bytes/s out of (into) one group
+  };
+  struct Class {
+    double count, cap, start, left, rate = 0.0;
+    std::size_t first, n;  ///< its resources: res_[first, first + n)
+    bool frozen = false, done = false;
+  };
+
+  [[nodiscard]] bool crosses(std::size_t level) const { return !tapered_.empty() && tapered_.front().level < level; }
+
+  [[nodiscard]] std::size_t cell_of(NodeId src, NodeId dst, std::size_t level) const {
+    std::size_t cell = 0;
+    for (const auto& tl : tapered_) {
+      if (tl.level >= level) break;
+      cell = (cell * tl.groups + t_.cost_group(src, tl.level)) * tl.groups + t_.cost_group(dst, tl.level);
+    }
+    return cells_[level] + cell;
+  }
+
+  /// A level can go by class when its route is as wide as the links at its two ends, or is
+  /// narrower only where a taper (a group's egress) accounts for it; one routed pair stands
+  /// for the level, as every route of a level has the same bottleneck.
+  [[nodiscard]] bool check_level(NodeId src, NodeId dst, std::size_t level) {
+    const topology::Path route = t_.route(src, dst, 0);
+    if (route.empty()) return false;
+    const double ends = std::min(t_.link(route.front()).bandwidth.value(), t_.link(route.back()).bandwidth.value());
+    port_bw_[level] = ends;
+    const double path = t_.level_cost(level).bandwidth.value();
+    return path == ends || (path < ends && crosses(level));
+  }
+
+  /// The classes of the counted cells run from their start (overhead and latency) at their
+  /// max-min rates until the last ends; its end.
+  double solve(double bytes, Seconds overhead) {
+    classes_.clear();
+    res_.clear();
+    std::sort(touched_.begin(), touched_.end());  // one order on every rank and library
+    for (std::size_t cell : touched_) {
+      const std::size_t level =
+          static_cast<std::size_t>(std::upper_bound(cells_.begin(), cells_.end(), cell) - cells_.begin()) - 1;
+      Class c{count_[cell], port_bw_[level], overhead.value() + t_.level_cost(level).latency.value(), bytes, 0.0,
+              res_.size(), 0};
+      // Decode the groups, innermost tapered level last.
+      std::size_t rest = cell - cells_[level];
+      std::size_t k = 0;
+      while (k < tapered_.size() && tapered_[k].level < level) ++k;
+      for (std::size_t i = k; i-- > 0;) {
+        const auto& tl = tapered_[i];
+        const std::size_t dst = rest % tl.groups;
+        rest /= tl.groups;
+        const std::size_t src = rest % tl.groups;
+        rest /= tl.groups;
+        res_.push_back(tl.offset + src);
+        res_.push_back(tl.offset + tl.groups + dst);
+      }
+      c.n = res_.size() - c.first;
+      classes_.push_back(c);
+    }
+    double now = 0.0, end = 0.0;
+    std::size_t left = classes_.size();
+    while (left > 0) {
+      double next_start = kInf;
+      for (const auto& c : classes_) {
+        if (!c.done && c.start > now) next_start = std::min(next_start, c.start);
+      }
+      rates(now);
+      double dt = next_start - now;
+      for (const auto& c : classes_) {
+        if (!c.done && c.start <= now && c.rate > 0.0) dt = std::min(dt, c.left / c.rate);
+      }
+      if (!(dt < kInf)) throw std::logic_error("pair classes: a class gets no bandwidth");
+      const double at = now + dt;
+      for (auto& c : classes_) {
+        if (c.done || c.start > now) continue;
+        c.left -= c.rate * dt;
+        if (c.left <= kRelativePrecision * bytes) {
+          c.done = true;
+          --left;
+          end = std::max(end, at);
+        }
+      }
+      now = at;
+    }
+    return end;
+  }
+
+  /// Max-min rates of the classes running at `now` (progressive filling over the groups'
+  /// egresses and ingresses, each class capped at its endpoints' links).
+  void rates(double now) {
+    std::vector<std::size_t>& used = used_;
+    used.clear();
+    for (auto& c : classes_) {
+      c.frozen = c.done || c.start > now;
+      c.rate = 0.0;
+      if (c.frozen) continue;
+      for (std::size_t i = c.first; i < c.first + c.n; ++i) {
+        const std::size_t r = res_[i];
+        if (weight_[r] == 0.0) used.push_back(r);
+        weight_[r] += c.count;
+      }
+    }
+    for (auto r : used) left_[r] = capacity_[r];
+    double level = 0.0;
+    while (true) {
+      double step = kInf;
+      for (auto r : used) {
+        if (weight_[r] > 0.0) step = std::min(step, left_[r] / weight_[r]);
+      }
+      for (const auto& c : classes_) {
+        if (!c.frozen) step = std::min(step, c.cap - level);
+      }
+      if (!(step < kInf)) break;
+      level += step;
+      for (auto r : used) left_[r] -= step * weight_[r];
+      bool any = false;
+      for (auto& c : classes_) {
+        if (c.frozen) continue;
+        bool stop = c.cap - level <= kRelativePrecision * c.cap;
+        for (std::size_t i = c.first; !stop && i < c.first + c.n; ++i) {
+          stop = left_[res_[i]] <= kRelativePrecision * capacity_[res_[i]];
+        }
+        if (!stop) continue;
+        c.frozen = true;
+        c.rate = level;
+        any = true;
+        for (std::size_t i = c.first; i < c.first + c.n; ++i) weight_[res_[i]] -= c.count;
+      }
+      if (!any) throw std::logic_error("pair classes: progressive filling froze nothing");
+    }
+    for (auto r : used) weight_[r] = 0.0;
+  }
+
+  const topology::Topology& t_;
+  std::size_t levels_;
+  std::vector<int> usable_;        ///< per level: 1 by class, 0 not, -1 not checked yet
+  std::vector<double> port_bw_;    ///< per level: the narrower of its endpoints' links
+  std::vector<double> slowest_;    ///< per level: the step's largest transfer crossing no taper (-1: none)
+  std::vector<std::uint32_t> sent_, received_;
+  std::uint32_t stamp_ = 0;
+  std::vector<Tapered> tapered_;
+  std::vector<double> capacity_;   ///< per resource (a group's egress or ingress), bytes/s
+  std::vector<std::size_t> cells_; ///< per level: its first cell; cells_[levels_]: the count
+  bool dense_ok_ = true;
+  std::vector<double> count_;      ///< per cell: the step's transfers
+  std::vector<std::size_t> touched_;
+  std::vector<Class> classes_;
+  std::vector<std::size_t> res_, used_;
+  std::vector<double> weight_, left_;
+};
+
 class FlowLevelModel final : public NetworkModel {
   Seconds do_time(const topology::Topology& t, std::span<const Schedule> ss,
                   const CostParams& p) const override {
@@ -169,16 +462,30 @@ class FlowLevelModel final : public NetworkModel {
     std::size_t step_no = 0, steps = 1;
     for (const auto& s : ss) steps = std::max(steps, s.phases.size());
     std::vector<Flow> flows;
+    std::optional<PairClasses> classes;
+    if (PairClasses::fabric_allows(t, p)) classes.emplace(t);
     for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
+      if (classes) {
+        // Every rank gets the same answer: the exchange's schedules are copies of one
+        // collective over disjoint groups, so a rank's own check covers its endpoints.
+        const std::optional<double> span = classes->makespan(phases, p.overhead, p.exchange);
+        if (span) {
+          const double makespan = p.exchange != nullptr ? -p.exchange->min(-*span) : *span;
+          total += count * makespan;
+          ++step_no;
+          if (p.progress) p.progress(std::min(1.0, static_cast<double>(step_no) / static_cast<double>(steps)));
+          return;
+        }
+      }
       flows.clear();
       // ECMP keys count the transfers of every schedule in the step, other ranks' first.
-      std::size_t index = p.exchange != nullptr ? p.schedule_offset * phases.front()->transfers.size() : 0;
+      std::size_t index = p.exchange != nullptr ? p.schedule_offset * phases.front()->size() : 0;
       for (const Phase* ph : phases) {
-        for (const auto& x : ph->transfers) {
+        ph->for_each([&](const Transfer& x) {
           ++index;
-          if (x.src == x.dst) continue;
+          if (x.src == x.dst) return;
           flows.push_back(Flow{t.route(x.src, x.dst, key_of(step_no, index)), x.bytes, p.overhead, 1.0});
-        }
+        });
       }
       double makespan = 0.0;
       for (const auto& f : simulate_flows(t, flows, nullptr, p.reserved_Bps, {}, p.exchange)) {
@@ -202,12 +509,12 @@ void add_link_bytes(const topology::Topology& t, std::span<const Schedule> ss, s
   for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
     std::size_t index = 0;
     for (const Phase* ph : phases) {
-      for (const auto& x : ph->transfers) {
+      ph->for_each([&](const Transfer& x) {
         ++index;
-        if (x.src == x.dst) continue;
+        if (x.src == x.dst) return;
         t.route_into(x.src, x.dst, key_of(step_no, index), path);
         for (auto l : path) bytes_by_link[l] += count * x.bytes.value();
-      }
+      });
     }
     ++step_no;
   });

@@ -306,10 +306,13 @@ std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo 
         return s;
       }
       if (op != Op::kAllToAll) return fail("direct runs all_to_all and send_recv");
-      // Pairwise exchange: in step i every rank sends its block for rank r+i.
+      // Pairwise exchange: in step i every rank sends its block for rank r+i (a rotation).
+      const auto ring = std::make_shared<const Group>(group);
       for (std::size_t i = 1; i < n; ++i) {
         Phase p;
-        for (std::size_t r = 0; r < n; ++r) p.transfers.push_back({group[r], group[(r + i) % n], size / dn});
+        p.ring = ring;
+        p.shift = i;
+        p.each = size / dn;
         s.phases.push_back(std::move(p));
       }
       return s;

@@ -5,6 +5,7 @@
 // and count the pipeline's fill, steady and drain steps as repeats of one phase.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,28 @@ struct Transfer {
 struct Phase {
   std::vector<Transfer> transfers;
   double repeat = 1.0;
+  /// A rotation, as the direct all-to-all's steps are: when `ring` is set, the phase also
+  /// holds ring[r] -> ring[(r + shift) % n] of `each` bytes for every r. Listed one by one,
+  /// 16,384 GPUs' 16,383 steps would be 268 million transfers (4 GB); a rotation is one line.
+  std::shared_ptr<const std::vector<topology::NodeId>> ring;
+  std::size_t shift = 0;
+  Bytes each;
+
+  /// Number of transfers, listed and rotated.
+  [[nodiscard]] std::size_t size() const { return transfers.size() + (ring ? ring->size() : 0); }
+  /// Calls fn(const Transfer&) on every transfer: the listed ones, then the rotation's in ring order.
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    for (const auto& x : transfers) fn(x);
+    if (!ring) return;
+    const auto& r = *ring;
+    const std::size_t n = r.size();
+    std::size_t j = n == 0 ? 0 : shift % n;
+    for (std::size_t i = 0; i < n; ++i) {
+      fn(Transfer{r[i], r[j], each});
+      if (++j == n) j = 0;
+    }
+  }
 };
 
 struct Schedule {

@@ -307,8 +307,8 @@ class Engine {
       for (double k = 0; k < reps; ++k) {
         for (auto& v : in) v.clear();
         for (auto& v : out) v.clear();
-        for (const auto& x : ph.transfers) {
-          if (x.src == x.dst) continue;
+        ph.for_each([&](const collectives::Transfer& x) {
+          if (x.src == x.dst) return;
           const auto x_id = static_cast<std::uint32_t>(tt.size());
           Transfer tr;
           tr.src = x.src;
@@ -325,7 +325,7 @@ class Engine {
           out[tr.src_member].push_back(x_id);
           if (tr.deps_left == 0) tpl.ready.push_back(x_id);
           tt.push_back(std::move(tr));
-        }
+        });
         share_ports(tt, out, in, g.size());
         // A member with nothing to do in a step keeps what it had for the next one.
         for (std::size_t m = 0; m < g.size(); ++m) {

@@ -148,10 +148,10 @@ class CommCost {
       const auto analytic = collectives::NetworkModel::build("analytic", "network");
       const auto choice = collectives::choose_schedule(t_, op, g0, bytes, {}, {}, std::nullopt, *analytic);
       for (const auto& ph : choice.schedule.phases) {
-        for (const auto& x : ph.transfers) {
+        ph.for_each([&](const collectives::Transfer& x) {
           const bool inside = x.src / domain_ == x.dst / domain_;
           (inside ? e.up : e.out) += x.bytes * ph.repeat;
-        }
+        });
       }
       e.up = e.up / static_cast<double>(g0.size());
       e.out = e.out / static_cast<double>(g0.size());
@@ -224,7 +224,7 @@ class CommCost {
       std::uint64_t h = s->phases.size();
       for (const auto& ph : s->phases) {
         h = h * 1000003u ^ static_cast<std::uint64_t>(ph.repeat);
-        h = h * 1000003u ^ ph.transfers.size();
+        h = h * 1000003u ^ ph.size();
       }
       const auto x = static_cast<double>(h & ((std::uint64_t{1} << 52) - 1));
       valid = valid && (shape < 0.0 || shape == x);

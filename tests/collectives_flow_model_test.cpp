@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "collectives/flow_model.hpp"
+#include "collectives/network_model.hpp"
 #include "collectives/flow_solver.hpp"
 #include "topology_test_support.hpp"
 
@@ -399,4 +400,39 @@ TEST_CASE("collectives::flow_model split over ranks gives one process's finish t
       }
     }
   }
+}
+
+TEST_CASE("collectives::flow_model all_to_all copies split over ranks give one process's time to the last bit",
+          "[collectives][flow][mpi]") {
+  // Four copies of a direct all-to-all over disjoint groups of a tapered Clos (their classes
+  // share leaves' egresses), as the step engine partitions a stage's groups over MPI ranks.
+  const Topology t = test::clos(8, 2, 4, 1);
+  std::vector<collectives::Schedule> all;
+  for (NodeId g = 0; g < 4; ++g) {
+    std::vector<NodeId> group;
+    for (NodeId i = g; i < 16; i += 4) group.push_back(i);
+    all.push_back(*collectives::build_schedule(t, collectives::Op::kAllToAll, collectives::Algo::kDirect, group,
+                                               Bytes::of(1 << 24), {}, nullptr));
+  }
+  const auto flow = collectives::NetworkModel::build("flow", "test");
+  collectives::CostParams one_p;
+  one_p.overhead = Seconds::of(1e-6);
+  const double one = flow->time(t, all, one_p).value();
+  CHECK(one > flow->time(t, all.front(), one_p).value());  // the copies slow one another
+  Hub hub(2);
+  std::vector<double> got(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      const ThreadExchange ex(hub, r);
+      collectives::CostParams p = one_p;
+      p.exchange = &ex;
+      p.schedule_offset = 2 * static_cast<std::size_t>(r);
+      got[static_cast<std::size_t>(r)] =
+          flow->time(t, std::span<const collectives::Schedule>(all).subspan(2 * static_cast<std::size_t>(r), 2), p).value();
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(got[0] == one);
+  CHECK(got[1] == one);
 }

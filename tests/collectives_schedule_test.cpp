@@ -2,6 +2,9 @@
 #include <catch2/catch.hpp>
 
 #include <bit>
+#include <set>
+
+#include "collectives/flow_model.hpp"
 
 #include "collectives/network_model.hpp"
 #include "core/error.hpp"
@@ -187,7 +190,8 @@ TEST_CASE("collectives analytic: a tapered Clos's leaf uplinks are shared by the
   const double S = 100e6;
   Schedule s;
   s.op = Op::kSendRecv;
-  s.phases = {Phase{{Transfer{0, 2, Bytes::of(S)}, Transfer{1, 3, Bytes::of(S)}}, 1.0}};
+  s.phases.emplace_back();
+  s.phases[0].transfers = {Transfer{0, 2, Bytes::of(S)}, Transfer{1, 3, Bytes::of(S)}};
   SECTION("one spine for two down-links (2:1): both messages leave leaf 0 over one uplink") {
     const Topology t = test::clos(4, 1, 2, 1);
     // Each GPU's port carries S (S/B = 2 ms), leaf 0's one uplink 2S: 4 l + 2S/B.
@@ -227,4 +231,75 @@ TEST_CASE("collectives analytic: a step on a Clos with fewer spines is slower (i
   const double s16 = step(16), s8 = step(8), s2 = step(2);
   CHECK(s16 < s8);
   CHECK(s8 < s2);
+}
+
+namespace {
+
+/// An independent reference for the direct all-to-all under `flow`: every transfer of a step
+/// cut into P equal pieces spread evenly over the equal-cost routes its router picks among
+/// (found by trying ECMP keys; P a multiple of every transfer's route count, so that each
+/// transfer weighs the same on a link), each piece a flow of simulate_flows (the solver checked
+/// against SimGrid), the step ending with its last piece, steps in sequence.
+double spread_reference(const Topology& t, const Schedule& s, double overhead) {
+  constexpr double P = 144.0;  // 1, 2, 3, 4, 6, 8, 9, 12 or 16 routes
+  double total = 0.0;
+  for (const auto& ph : s.phases) {
+    std::vector<Flow> flows;
+    ph.for_each([&](const Transfer& x) {
+      if (x.src == x.dst) return;
+      std::set<Path> routes;
+      for (std::uint64_t key = 0; key < 512; ++key) routes.insert(t.route(x.src, x.dst, key));
+      const double each = P / static_cast<double>(routes.size());
+      REQUIRE(each == std::floor(each));
+      for (const auto& r : routes) flows.push_back({r, x.bytes / P, Seconds::of(overhead), each});
+    });
+    double span = 0.0;
+    for (const auto& f : simulate_flows(t, flows)) span = std::max(span, f.value());
+    total += ph.repeat * span;
+  }
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("collectives direct all_to_all under flow: pair classes give max-min over every equal-cost path",
+          "[collectives][flow]") {
+  const double S = 1 << 24, o = 3e-6;
+  CostParams p;
+  p.overhead = Seconds::of(o);
+  struct Case {
+    const char* what;
+    Topology t;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"clos, 2 spines for 4 nodes per leaf (2:1)", test::clos(8, 2, 4, 2)});
+  cases.push_back({"clos, 1 spine for 4 nodes per leaf (4:1)", test::clos(8, 2, 4, 1)});
+  cases.push_back({"clos, non-blocking", test::clos(8, 2, 4, 4)});
+  cases.push_back({"clos, one GPU per node, 3 leaves", test::clos(12, 1, 4, 2)});
+  cases.push_back({"fat-tree k=4", test::fat_tree(4)});
+  cases.push_back({"fat-tree k=4, 2:1", test::fat_tree(4, 2.0)});
+  cases.push_back({"fat-tree k=4, 3:1", test::fat_tree(4, 3.0)});
+  for (const auto& c : cases) {
+    for (std::size_t n : {c.t.num_endpoints(), c.t.num_endpoints() - 3}) {
+      INFO(c.what << ", " << n << " ranks");
+      const Schedule s = sched(c.t, Op::kAllToAll, Algo::kDirect, n, S);
+      REQUIRE(s.phases.front().ring);  // a rotation: the class path's input
+      CHECK(flow->time(c.t, s, p).value() == Approx(spread_reference(c.t, s, o)).epsilon(1e-9));
+    }
+  }
+}
+
+TEST_CASE("collectives direct all_to_all under flow on a tapered Clos: hand-derived", "[collectives][flow]") {
+  // 4 nodes of one GPU, 2 nodes per leaf, `spines` spines: a leaf's egress is spines x B. A
+  // cross-leaf message crosses GPU-leaf-spine-leaf-GPU (4 l); each step adds the overhead o.
+  // Shift 1 and 3: one message leaves each leaf (B each); shift 2: both do, sharing the egress.
+  const double S = 1 << 26, o = 2e-6, blk = S / 4;
+  CostParams p;
+  p.overhead = Seconds::of(o);
+  const Topology one = test::clos(4, 1, 2, 1);
+  CHECK(flow->time(one, sched(one, Op::kAllToAll, Algo::kDirect, 4, S), p).value() ==
+        Approx(3 * (o + 4 * l) + blk / B + 2 * blk / B + blk / B).epsilon(1e-12));
+  const Topology two = test::clos(4, 1, 2, 2);  // no taper: every message at B
+  CHECK(flow->time(two, sched(two, Op::kAllToAll, Algo::kDirect, 4, S), p).value() ==
+        Approx(3 * (o + 4 * l) + 3 * blk / B).epsilon(1e-12));
 }

@@ -96,7 +96,13 @@ Topology with_scale_up(Topology fabric_in, int domain, const LinkParams& scale_u
   }
   t.set_router(std::make_shared<ScaleUpRouter>(fabric, std::move(to_new), std::move(up), std::move(down),
                                                static_cast<std::size_t>(domain)));
-  if (!levels.empty()) t.set_cost_levels(std::move(levels));
+  if (!levels.empty()) {
+    t.set_cost_levels(std::move(levels));
+    // The fabric's group egresses, one level up (the domain, level 0, has none).
+    std::vector<Bandwidth> egress{Bandwidth{}};
+    for (std::size_t i = 0; i + 1 < fabric->num_cost_levels(); ++i) egress.push_back(fabric->level_egress(i));
+    t.set_level_egress(std::move(egress));
+  }
   return t;
 }
 

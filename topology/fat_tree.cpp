@@ -167,6 +167,9 @@ Topology build_fat_tree(const FatTreeParams& p) {
   }
   topo.set_router(std::make_shared<FatTreeRouter>(std::move(t)));
   topo.set_cost_levels(std::move(levels));
+  // Oversubscription thins an edge switch's h up-links: all that leaves the edge is h thinned
+  // links (the aggregation-core links keep the hosts' bandwidth, so a pod's egress never binds).
+  if (p.oversubscription > 1.0) topo.set_level_egress({uplink.bandwidth * static_cast<double>(h)});
   return topo;
 }
 
