@@ -48,6 +48,7 @@ constexpr std::string_view kHeadsWhy = "the limit on attention heads";
 constexpr std::string_view kExpertsWhy = "the limit on experts";
 constexpr std::string_view kSeqWhy = "the limit on sequence length";
 constexpr std::string_view kBatchWhy = "the limit on sequences per step";
+constexpr std::string_view kPassesWhy = "the limit on pipeline passes per step";
 
 std::string one_of(const Config& c, std::initializer_list<std::string_view> allowed) {
   const std::string v = c.as_string();
@@ -87,7 +88,7 @@ TrainingSpec parse_training(const Config& c) {
 
 ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
-                "stage_layers", "order", "overlap_grad_reduce", "wafer_mode"});
+                "stage_layers", "order", "overlap_grad_reduce", "wafer_mode", "microbatch_group"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
   p.pp = optional_int(c, "pp", 1, limits::kMaxGpus, kGpusWhy);
@@ -96,6 +97,7 @@ ParallelSpec parse_parallel(const Config& c) {
   p.ep = optional_int(c, "ep", 1, limits::kMaxGpus, kGpusWhy);
   p.etp = optional_int(c, "etp", 0, limits::kMaxGpus, kGpusWhy);
   p.vpp = optional_int(c, "vpp", 1, limits::kMaxLayers, kLayersWhy);
+  p.microbatch_group = optional_int(c, "microbatch_group", 0, limits::kMaxPipelinePasses, kPassesWhy);
   if (auto f = c.find("sp")) p.sp = f->as_bool();
   if (auto f = c.find("schedule")) {
     p.schedule = one_of(*f, {"gpipe", "1f1b", "interleaved", "zero-bubble"});

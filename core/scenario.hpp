@@ -142,6 +142,9 @@ struct ParallelSpec {
   int etp = 0;  ///< expert tensor parallelism (Megatron's --expert-tensor-parallel-size); 0 = tp
   bool sp = false;
   int vpp = 1;
+  /// Interleaving: micro-batches run through each chunk in groups of this many (Megatron-Core's
+  /// --microbatch-group-size-per-virtual-pipeline-stage); 0 = pp.
+  int microbatch_group = 0;
   std::string schedule = "1f1b";
   int zero = 0;
   std::string recompute = "none";

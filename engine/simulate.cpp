@@ -153,12 +153,23 @@ class Engine {
     return "never starts: it waits on an op that never ends";
   }
 
+  /// Receives are posted in order, each without waiting for the one before to complete (an
+  /// irecv): their stream moves on when one is posted, not when it ends. Any order of sends
+  /// then matches (Megatron batches each step's isend/irecv, which NCCL progresses in any order).
+  static bool posts_only(std::size_t stream) {
+    return stream == static_cast<std::size_t>(parallelism::StreamKind::kPipelineRecv);
+  }
+
   void try_start(std::uint32_t r) {
     RankState& rs = ranks_[r];
     for (std::size_t s = 0; s < rs.streams.size(); ++s) {
-      if (rs.head[s] >= rs.streams[s].size()) continue;
-      const std::uint32_t i = rs.streams[s][rs.head[s]];
-      if (!rs.ops[i].started && rs.ops[i].deps_left == 0) start_op(r, i);
+      while (rs.head[s] < rs.streams[s].size()) {
+        const std::uint32_t i = rs.streams[s][rs.head[s]];
+        if (rs.ops[i].started || rs.ops[i].deps_left != 0) break;
+        start_op(r, i);
+        if (!posts_only(s)) break;
+        ++rs.head[s];
+      }
     }
   }
 
@@ -220,6 +231,13 @@ class Engine {
   void finish_run(std::uint32_t r, std::uint32_t i, std::uint32_t n) {
     RankState& rs = ranks_[r];
     const auto stream = static_cast<std::size_t>(p_.ranks[r].ops[i].stream);
+    if (posts_only(stream)) {  // already past its stream's head
+      OpState& s = rs.ops[i];
+      s.done = true;
+      for (auto d : s.dependents) --rs.ops[d].deps_left;
+      try_start(r);
+      return;
+    }
     for (std::uint32_t j = 0; j < n; ++j) {
       OpState& s = rs.ops[rs.streams[stream][rs.head[stream]]];
       s.done = true;

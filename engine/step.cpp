@@ -364,7 +364,8 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     mem.gradients = Bytes::of(kGradBytes * (dense / gdiv_d + expert / gdiv_e));
     mem.optimizer = Bytes::of(kOptimizerBytes * (dense / odiv_d + expert / odiv_e));
     // Activations: each micro-batch chunk in flight holds its layers' activations.
-    const int in_flight = parallelism::peak_in_flight(p.schedule, p.pp, p.vpp, static_cast<int>(p.micro_batches), s);
+    const int in_flight = parallelism::peak_in_flight(p.schedule, p.pp, p.vpp, static_cast<int>(p.micro_batches), s,
+                                                            p.microbatch_group);
     double per_chunk = 0.0;
     for (int c = 0; c < p.vpp; ++c) {
       double chunk = 0.0;
@@ -594,7 +595,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   double flops_model = 0, flops_hw = 0;
   std::vector<double> hbm(static_cast<std::size_t>(p.pp), 0.0);  // bytes one GPU of each stage reads and writes
   for (int s = 0; s < p.pp; ++s) {
-    for (const auto& op : parallelism::stage_order(p.schedule, p.pp, v, m_count, s)) {
+    for (const auto& op : parallelism::stage_order(p.schedule, p.pp, v, m_count, s, p.microbatch_group)) {
       const ChunkCost& cc = chunk_cost(op.chunk, s);
       Task k;
       k.stream = 2 * s;

@@ -140,12 +140,29 @@ Plan make_plan(const Scenario& sc) {
       throw Error("parallel.vpp", "vpp " + str(p.vpp) + " needs schedule interleaved");
     }
     if (p.pp < 2) throw Error("parallel.vpp", "interleaving needs pp of at least 2");
-    if (plan.micro_batches % p.pp != 0) {
-      throw Error("parallel.vpp", "interleaving needs micro-batches (" + str(plan.micro_batches) +
-                                      ") to be a multiple of pp " + str(p.pp));
+    // Megatron-Core's rule: micro-batches run through each chunk in groups of G in [pp, m],
+    // the last holding the rest; a last group of fewer than pp leaves the stages waiting on one
+    // another (and can deadlock), so it is refused, with the smallest G that works.
+    const long long m_count = plan.micro_batches, g = p.microbatch_group > 0 ? p.microbatch_group : p.pp;
+    const auto fits = [&](long long size) { return m_count % size == 0 || m_count % size >= p.pp; };
+    if (p.microbatch_group > 0 && (g < p.pp || g > m_count)) {
+      throw Error("parallel.microbatch_group", str(g) + " is not between pp " + str(p.pp) + " and the " +
+                                                   str(m_count) + " micro-batches per pipeline");
     }
+    if (!fits(g)) {
+      long long good = p.pp;
+      while (!fits(good)) ++good;  // ends by good = m_count at the latest
+      throw Error(p.microbatch_group > 0 ? "parallel.microbatch_group" : "training.global_batch",
+                  str(m_count) + " micro-batches in groups of " + str(g) + " leave a last group of " +
+                      str(m_count % g) + ", fewer than pp " + str(p.pp) +
+                      " (Megatron-Core refuses it: the stages would wait on one another); set "
+                      "parallel.microbatch_group to " + str(good) + " or make the micro-batches a multiple of pp");
+    }
+    plan.microbatch_group = static_cast<int>(g);
   } else if (plan.schedule == PipeSchedule::kInterleaved) {
     throw Error("parallel.vpp", "schedule interleaved needs vpp of at least 2");
+  } else if (p.microbatch_group > 0) {
+    throw Error("parallel.microbatch_group", "groups micro-batches per chunk of the interleaved schedule (vpp > 1)");
   }
   if (p.zero >= 2 && p.pp > 1) {
     throw Error("parallel.zero", "ZeRO stage " + str(p.zero) +

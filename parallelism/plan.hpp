@@ -27,6 +27,9 @@ struct Plan {
   PipeSchedule schedule = PipeSchedule::kOneFOneB;
   long long micro_batch = 1, global_batch = 1, seq_len = 0;
   long long micro_batches = 1;  ///< per pipeline per step: global_batch / (micro_batch * dp)
+  /// Interleaving: micro-batches go through each chunk in groups of this many (pp by default;
+  /// pipeline.hpp); 0 when not interleaved.
+  int microbatch_group = 0;
   std::string precision = "bf16";
   [[nodiscard]] bool fp8() const { return precision == "fp8"; }
   double capacity_factor = 1.0;

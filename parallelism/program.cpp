@@ -9,7 +9,7 @@
 namespace wallsim::parallelism {
 
 Program pipeline_program(PipeSchedule schedule, int pp, int vpp, int micro_batches, int dp,
-                         const std::vector<topology::NodeId>& gpus, const PassCosts& costs) {
+                         const std::vector<topology::NodeId>& gpus, const PassCosts& costs, int group) {
   if (pp < 1 || dp < 1 || micro_batches < 1 || vpp < 1) throw Error("parallel", "pp, dp, vpp and micro-batches are at least 1");
   if (gpus.size() != static_cast<std::size_t>(pp) * static_cast<std::size_t>(dp)) {
     throw Error("parallel", "the pipeline needs pp x dp = " + std::to_string(pp * dp) + " GPUs");
@@ -36,7 +36,7 @@ Program pipeline_program(PipeSchedule schedule, int pp, int vpp, int micro_batch
       auto& ops = prog.ranks[rank(s, d)].ops;
       std::uint32_t last_backward = 0;
       bool any_backward = false;
-      for (const PipeOp& po : stage_order(schedule, pp, vpp, micro_batches, s)) {
+      for (const PipeOp& po : stage_order(schedule, pp, vpp, micro_batches, s, group)) {
         const int vs = po.chunk * pp + s;
         ProgramOp c;
         c.kind = ProgramOp::Kind::kCompute;

@@ -19,7 +19,8 @@ namespace wallsim::parallelism {
 
 /// The streams of one rank: compute; a side stream for communication the plan overlaps with
 /// compute (TP/CP/EP); gradient reduction; parameter gathers (ZeRO-3, FSDP); pipeline sends;
-/// pipeline receives (posted apart from the sends, as Megatron batches its isend/irecv).
+/// pipeline receives (posted apart from the sends, in order, each without waiting for the one
+/// before to complete: irecvs, as Megatron batches its isend/irecv).
 enum class StreamKind : std::uint8_t { kCompute, kSide, kDataParallel, kParamGather, kPipelineSend, kPipelineRecv };
 inline constexpr int kStreams = 6;
 
@@ -68,7 +69,8 @@ struct PassCosts {
 /// pass that needs another stage's output waits for its receive; each output goes one way to
 /// the next stage (forward) or the previous one (backward) on the pipeline streams; after its last backward
 /// each rank all-reduces its gradients with its data-parallel peers. `gpus[rank]` places ranks.
+/// `group`: the interleaved schedule's micro-batch group (0: pp; see stage_order).
 Program pipeline_program(PipeSchedule schedule, int pp, int vpp, int micro_batches, int dp,
-                         const std::vector<topology::NodeId>& gpus, const PassCosts& costs);
+                         const std::vector<topology::NodeId>& gpus, const PassCosts& costs, int group = 0);
 
 }  // namespace wallsim::parallelism

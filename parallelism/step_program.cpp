@@ -264,7 +264,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     std::vector<std::uint32_t> grad_scatters;
     std::vector<std::uint32_t> layer_done(static_cast<std::size_t>(m.layers), 0);  // last backward op of each layer
     std::uint32_t last_backward = 0;
-    for (const PipeOp& po : stage_order(p.schedule, pp, v, static_cast<int>(p.micro_batches), stage)) {
+    for (const PipeOp& po : stage_order(p.schedule, pp, v, static_cast<int>(p.micro_batches), stage, p.microbatch_group)) {
       const int vs = po.chunk * pp + stage;
       const bool fwd = po.pass == Pass::kForward;
       const std::string where = " mb " + std::to_string(po.micro_batch) + (v > 1 ? " chunk " + std::to_string(po.chunk) : "");

@@ -219,6 +219,33 @@ TEST_CASE("engine::simulate pipeline programs: 1F1B and GPipe take (m+p-1)(f+b),
   }
 }
 
+TEST_CASE("engine::simulate pipeline programs: interleaving with a micro-batch count that is not a multiple of pp",
+          "[engine]") {
+  // pp 2, v 2, m 3 (Llama 3 section 3.3.2). Chunk forward 1, backward 2 (units of f), free
+  // sends; Fmc is the forward of micro-batch m, chunk c. Hand-run:
+  // - In groups of 2 (micro-batches 0 and 1 through chunk 0 then 1, then micro-batch 2 alone;
+  //   plan.cpp refuses it, but the engine must run it):
+  //   stage 0: F00 0-1 F10 1-2 F01 2-3 F11 3-4 F20 4-5 B01 6-8 F21 10-11 B11 11-13 B00 13-15
+  //            B10 15-17 B21 17-19 B20 21-23
+  //   stage 1: F00 1-2 F10 2-3 F01 3-4 B01 4-6 F11 6-7 B11 7-9 F20 9-10 B00 10-12 F21 12-13
+  //            B10 13-15 B21 15-17 B20 19-21
+  //   Stage 1's sends (a gradient of micro-batch 1 before micro-batch 2's activation) come in
+  //   another order than stage 0 receives them.
+  // - In one group of 3:
+  //   stage 0: F00 0-1 F10 1-2 F20 2-3 F01 3-4 F11 4-5 F21 5-6 B01 7-9 B11 10-12 B21 13-15
+  //            B00 15-17 B10 17-19 B20 19-21
+  //   stage 1: F00 1-2 F10 2-3 F20 3-4 F01 4-5 B01 5-7 F11 7-8 B11 8-10 F21 10-11 B21 11-13
+  //            B00 13-15 B10 15-17 B20 17-19
+  const double f = 1e-3;
+  for (auto [group, span] : {std::pair{2, 23.0}, std::pair{3, 21.0}}) {
+    INFO("groups of " << group);
+    const auto prog = pipeline_program(PipeSchedule::kInterleaved, 2, 2, 3, 1, first_gpus(2),
+                                       {Seconds::of(f), Seconds::of(2 * f), {}, Bytes::of(0), Bytes::of(0)}, group);
+    const auto r = simulate(prog, instant(2), model(true));
+    CHECK(r.makespan.value() == Approx(span * f).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("engine::simulate pipeline programs send activations one way and all-reduce gradients after the last backward",
           "[engine]") {
   const double f = 1e-3, b = 2e-3, S = 1e8, G = 1e9;

@@ -138,6 +138,19 @@ TEST_CASE("parallelism::plan invalid plans are rejected with the key named", "[p
   bad("parallel: {tp: 8, pp: 2, zero: 3}", "parallel.zero: ZeRO stage 3");
   bad("parallel: {tp: 8, pp: 4, vpp: 2, schedule: gpipe}", "parallel.vpp: vpp 2 needs schedule interleaved");
   bad("parallel: {tp: 8, pp: 4, stage_layers: [20, 20, 20, 19]}", "parallel.stage_layers: sum to 79");
+  // Interleaving 5 micro-batches on pp 4: Megatron-Core's groups of 4 leave a last group of 1.
+  const char* il = "parallel: {tp: 8, pp: 4, vpp: 2, schedule: interleaved}";
+  CHECK_THROWS_WITH(make_plan(scenario(il, {"training.global_batch=160"})),
+                    Contains("training.global_batch: 5 micro-batches in groups of 4 leave a last group of 1, fewer than pp 4") &&
+                        Contains("set parallel.microbatch_group to 5"));
+  CHECK(make_plan(scenario(il, {"training.global_batch=160", "parallel.microbatch_group=5"})).microbatch_group == 5);
+  // 9 in groups of 5: a last group of 4, as many as pp.
+  CHECK(make_plan(scenario(il, {"training.global_batch=288", "parallel.microbatch_group=5"})).microbatch_group == 5);
+  CHECK(make_plan(scenario(il, {"training.global_batch=256"})).microbatch_group == 4);
+  CHECK_THROWS_WITH(make_plan(scenario(il, {"training.global_batch=160", "parallel.microbatch_group=3"})),
+                    Contains("parallel.microbatch_group: 3 is not between pp 4 and the 5 micro-batches"));
+  CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 4}", {"parallel.microbatch_group=4"})),
+                    Contains("parallel.microbatch_group: groups micro-batches per chunk of the interleaved schedule"));
   bad("parallel: {tp: 8, pp: 4, order: tp-dp-pp}", "parallel.order");
 }
 
@@ -245,6 +258,23 @@ TEST_CASE("parallelism::pipeline schedules run every pass once, 1F1B holds at mo
     }
   }
   CHECK(stage_order(PipeSchedule::kInterleaved, 4, 2, 8, 0).size() == 32u);
+  {
+    // Interleaved, 3 micro-batches on pp 2 (not a multiple, as Megatron-Core and Llama 3 allow):
+    // micro-batches 0 and 1 through chunk 0 then chunk 1, then micro-batch 2 alone. Stage 0
+    // warms up with (2 - 0 - 1) x 2 + (2 - 1) x 2 = 4 forwards, stage 1 with 2.
+    auto text = [](int stage, int group = 0) {
+      std::string out;
+      for (const auto& op : stage_order(PipeSchedule::kInterleaved, 2, 2, 3, stage, group)) {
+        out += (op.pass == Pass::kForward ? "F" : "B") + std::to_string(op.micro_batch) + std::to_string(op.chunk) + " ";
+      }
+      return out;
+    };
+    CHECK(text(0) == "F00 F10 F01 F11 F20 B01 F21 B11 B00 B10 B21 B20 ");
+    CHECK(text(1) == "F00 F10 F01 B01 F11 B11 F20 B00 F21 B10 B21 B20 ");
+    // One group of all 3 (Megatron-Core's microbatch group size 3): warm-up 2 + 3 and 0 + 3.
+    CHECK(text(0, 3) == "F00 F10 F20 F01 F11 F21 B01 B11 B21 B00 B10 B20 ");
+    CHECK(text(1, 3) == "F00 F10 F20 F01 B01 F11 B11 F21 B21 B00 B10 B20 ");
+  }
   for (int s = 0; s < 4; ++s) CHECK(peak_in_flight(PipeSchedule::kOneFOneB, 4, 1, 8, s) == 4 - s);
   CHECK(peak_in_flight(PipeSchedule::kGpipe, 4, 1, 8, 0) == 8);
   // Interleaved (Megatron): (p - s - 1) * 2 + (v - 1) * p warm-up forwards, plus one.
