@@ -113,7 +113,9 @@ ParallelSpec parse_parallel(const Config& c) {
     if (static_cast<long long>(stages.size()) > limits::kMaxLayers) {
       limits::out_of_range(f->path(), std::to_string(stages.size()) + " stages", limits::kMaxLayers, kLayersWhy);
     }
-    for (const auto& e : stages) p.stage_layers.push_back(positive_int(e, limits::kMaxLayers, kLayersWhy));
+    // A chunk may be empty (Llama 3 405B: 126 layers in 128 one-layer chunks, the first holding
+    // only the embedding and the last only the head); plan.cpp checks each stage holds a layer.
+    for (const auto& e : stages) p.stage_layers.push_back(static_cast<int>(e.as_int(0, limits::kMaxLayers, kLayersWhy)));
   }
   if (auto f = c.find("order")) p.order = f->as_string();
   if (auto f = c.find("overlap_grad_reduce")) p.overlap_grad_reduce = f->as_bool();

@@ -483,6 +483,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   // Cost of one pass over chunk c of stage s.
   struct ChunkCost {
     double fwd = 0, fwd_comm = 0, bwd = 0, bwd_comm = 0, wgt = 0;
+    std::vector<double> scatters;  ///< ZeRO-2/3: each layer's gradient reduce-scatter, last layer first
     double flops_model = 0, flops_hw = 0, hbm = 0;
     CommCost::Tally fwd_comms, bwd_comms;  ///< the collectives of one forward, one backward
   };
@@ -524,7 +525,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       cc.bwd += recompute + lc.bwd_input + (split ? 0.0 : lc.bwd_weight);
       cc.wgt += split ? lc.bwd_weight : 0.0;
       cc.bwd_comm += bc + recompute_comm + cp_exposed;
-      if (c == 0 && s == 0 && i == first) {
+      if (i == 0) {
         r.layer_forward = Seconds::of(lc.fwd + fc + cp_exposed);
         r.layer_backward = Seconds::of(recompute + recompute_comm + lc.bwd_input + lc.bwd_weight + bc + cp_exposed);
       }
@@ -532,10 +533,12 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       cc.flops_hw += 3.0 * lc.flops + recompute_flops;
       cc.hbm += 3.0 * lc.hbm + (recompute_flops > 0 ? lc.hbm : 0.0);
     }
-    // ZeRO-3 gathers each layer's weights before its forward and again before its backward;
-    // ZeRO-2 and 3 reduce-scatter gradients in every backward. Prefetched layer by layer, so
-    // only the first layer's share and whatever exceeds the compute is exposed.
-    if (p.zero >= 2 && p.dp * p.cp > 1) {
+    // ZeRO-3 gathers each layer's weights before its forward and again before its backward,
+    // prefetched layer by layer, so only the first layer's share and whatever exceeds the
+    // compute is exposed. ZeRO-2 and 3 reduce-scatter each layer's gradients in every backward
+    // as the layer's backward ends, on the data-parallel stream (tasks below), as FSDP does:
+    // they overlap the next layers' and micro-batches' compute.
+    if (p.zero >= 2 && p.dp * p.cp > 1 && p.layers_of(c, s) > 0) {
       const int layers = p.layers_of(c, s);
       double dense = 0, expert = 0;
       for (int i = first; i < first + layers; ++i) {
@@ -554,10 +557,18 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       const double gather = p.zero >= 3 ? over_dp(Op::kAllGather, kWeightBytes) : 0.0;
       comm.capture = &cc.bwd_comms;
       if (p.zero >= 3) over_dp(Op::kAllGather, kWeightBytes);
-      const double scatter = over_dp(Op::kReduceScatter, kGradBytes);
+      // Per layer, last first (the backward's order); counted at every backward pass.
+      for (int i = first + layers - 1; i >= first; --i) {
+        const auto lp = parallelism::layer_params(m, pc, p, i);
+        double x = comm.collective(Op::kReduceScatter, GroupKind::kDpCp, s, Bytes::of(kGradBytes * lp.dense)).value();
+        if (lp.expert > 0 && p.expert_dp() > 1) {
+          x += comm.collective(Op::kReduceScatter, GroupKind::kExpertDp, s, Bytes::of(kGradBytes * lp.expert)).value();
+        }
+        cc.scatters.push_back(x);
+      }
       comm.capture = nullptr;
       cc.fwd_comm += std::max(0.0, gather - cc.fwd) + gather / layers;
-      cc.bwd_comm += std::max(0.0, gather + scatter - cc.bwd) + (gather + scatter) / layers;
+      cc.bwd_comm += std::max(0.0, gather - cc.bwd) + gather / layers;
     }
     if (c == p.vpp - 1 && s == p.pp - 1) {
       cc.fwd += head.fwd;
@@ -582,7 +593,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
     if (p.tp > 1) add(p.sp ? "TP all-gather/reduce-scatter" : "TP all-reduce");
     if (p.cp > 1) add("CP ring");
     if (p.ep > 1) add("EP all-to-all");
-    if (p.zero >= 2 && p.dp * p.cp > 1) add(p.zero >= 3 ? "ZeRO-3 gather + grad reduce-scatter" : "ZeRO-2 grad reduce-scatter");
+    if (p.zero >= 3 && p.dp * p.cp > 1) add("ZeRO-3 gather");
     return n.empty() ? std::string("comm") : n;
   }();
   std::vector<Task> tasks;
@@ -594,6 +605,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   std::vector<int> last_backward(p.pp * v, -1);
   double flops_model = 0, flops_hw = 0;
   std::vector<double> hbm(static_cast<std::size_t>(p.pp), 0.0);  // bytes one GPU of each stage reads and writes
+  std::vector<std::vector<int>> dp_tasks(p.pp);  // per stage: its data-parallel stream's tasks
   for (int s = 0; s < p.pp; ++s) {
     for (const auto& op : parallelism::stage_order(p.schedule, p.pp, v, m_count, s, p.microbatch_group)) {
       const ChunkCost& cc = chunk_cost(op.chunk, s);
@@ -624,8 +636,25 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
         w_id[vs][op.micro_batch] = static_cast<int>(tasks.size());
         last_backward[vs] = static_cast<int>(tasks.size());
       }
-      streams[k.stream].push_back(static_cast<int>(tasks.size()));
+      const bool grads = op.pass == (p.schedule == parallelism::PipeSchedule::kZeroBubble ? Pass::kWeight : Pass::kBackward);
+      const int pass_id = static_cast<int>(tasks.size());
+      streams[k.stream].push_back(pass_id);
       tasks.push_back(std::move(k));
+      // ZeRO-2/3: each layer's gradients are reduce-scattered as the pass reaches it.
+      const std::size_t n = cc.scatters.size();
+      for (std::size_t li = 0; grads && li < n; ++li) {
+        Task x;
+        x.stream = 2 * s + 1;
+        x.comm = cc.scatters[li];
+        x.deps.push_back({pass_id, static_cast<double>(li + 1) / static_cast<double>(n), 0.0, Wait::kComm});
+        if (o.timeline) {
+          label(tasks.size(), "", "ZeRO reduce-scatter layer " + std::to_string(p.first_layer(op.chunk, s) + static_cast<int>(n - 1 - li)) +
+                                       " mb " + std::to_string(op.micro_batch));
+        }
+        dp_tasks[s].push_back(static_cast<int>(tasks.size()));
+        streams[x.stream].push_back(static_cast<int>(tasks.size()));
+        tasks.push_back(std::move(x));
+      }
     }
   }
   // Pipeline dependencies: activations forward, gradients backward, after a p2p send. The
@@ -656,7 +685,6 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   // Data parallelism: per-layer gradient buckets, ready as the last backward of their chunk
   // sweeps through its layers (last layer first); reduce-scatter (ZeRO >= 1) or all-reduce.
   const int dpcp = p.dp * p.cp;
-  std::vector<std::vector<int>> dp_tasks(p.pp);
   if (dpcp > 1 && p.zero < 2) {  // ZeRO-2/3 reduce-scatter inside every backward instead
     for (int s = 0; s < p.pp; ++s) {
       for (int c = v - 1; c >= 0; --c) {

@@ -164,11 +164,6 @@ Plan make_plan(const Scenario& sc) {
   } else if (p.microbatch_group > 0) {
     throw Error("parallel.microbatch_group", "groups micro-batches per chunk of the interleaved schedule (vpp > 1)");
   }
-  if (p.zero >= 2 && p.pp > 1) {
-    throw Error("parallel.zero", "ZeRO stage " + str(p.zero) +
-                                     " shards gradients, which pipeline parallelism (pp " + str(p.pp) +
-                                     ") accumulates across micro-batches; use zero 0 or 1 with pp > 1");
-  }
   const int parts = p.pp * p.vpp;
   if (!p.stage_layers.empty()) {
     if (static_cast<int>(p.stage_layers.size()) != parts) {
@@ -179,10 +174,16 @@ Plan make_plan(const Scenario& sc) {
     if (sum != m.layers) {
       throw Error("parallel.stage_layers", "sum to " + str(sum) + " but model.layers is " + str(m.layers));
     }
+    for (int s = 0; s < p.pp; ++s) {
+      int held = 0;
+      for (int c = 0; c < p.vpp; ++c) held += p.stage_layers[static_cast<std::size_t>(c * p.pp + s)];
+      if (held == 0) throw Error("parallel.stage_layers", "stage " + str(s) + " holds no layer (its chunks are entries s, s + pp, ...)");
+    }
     plan.chunk_layers = p.stage_layers;
   } else {
     if (parts > m.layers) {
-      throw Error("parallel.vpp", "pp·vpp = " + str(parts) + " exceeds model.layers " + str(m.layers));
+      throw Error("parallel.vpp", "pp·vpp = " + str(parts) + " exceeds model.layers " + str(m.layers) +
+                                      "; parallel.stage_layers can leave chunks empty (Llama 3: 126 layers in 128 chunks)");
     }
     plan.chunk_layers = spread_layers(m.layers, parts);
   }

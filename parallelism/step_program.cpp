@@ -225,8 +225,13 @@ Program step_program(const ModelSpec& m, const Plan& p) {
 
     // Parameters of layer i on this GPU before ZeRO; the embedding goes with the stage's first
     // layer, the final norm and LM head with its last (their gathers and gradient buckets).
-    const int stage_first = p.first_layer(0, stage);
-    const int stage_last = p.first_layer(v - 1, stage) + p.layers_of(v - 1, stage) - 1;
+    // The stage's first and last layers (a chunk may be empty; plan.cpp gives every stage one).
+    int stage_first = -1, stage_last = -1;
+    for (int c = 0; c < v; ++c) {
+      if (p.layers_of(c, stage) == 0) continue;
+      if (stage_first < 0) stage_first = p.first_layer(c, stage);
+      stage_last = p.first_layer(c, stage) + p.layers_of(c, stage) - 1;
+    }
     // Expert weights are sharded over ep x etp and replicated over the expert-data-parallel group.
     auto expert_params_of = [&](int i) { return layer_params(m, pc, p, i).expert; };
     auto params_of = [&](int i) {
@@ -294,6 +299,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         last_backward = b.last();
         continue;
       }
+      const std::size_t pass_start = rp.ops.size();  // an empty chunk may push nothing
       if (fwd ? vs > 0 : vs < last_virtual) {
         const int from = fwd ? vs - 1 : vs + 1;
         b.gate(b.p2p(false, peer(from), tag(po.pass, po.micro_batch, vs), 0.0,
@@ -348,8 +354,10 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       const bool sends = fwd ? vs < last_virtual : vs > 0;
       if (sends) {
         const int to = fwd ? vs + 1 : vs - 1;
+        std::vector<std::uint32_t> after;
+        if (rp.ops.size() > pass_start) after.push_back(b.last());
         b.p2p(true, peer(to), tag(po.pass, po.micro_batch, to), act_bytes / p.tp,
-              std::string(fwd ? "send activation" : "send gradient") + where, {b.last()});
+              std::string(fwd ? "send activation" : "send gradient") + where, std::move(after));
       }
     }
 

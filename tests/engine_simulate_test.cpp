@@ -3,6 +3,8 @@
 // transfers, rendezvous, and contention between a collective and a send on one fabric.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "collectives/flow_model.hpp"
 #include "core/error.hpp"
 #include "collectives/network_model.hpp"
@@ -487,5 +489,76 @@ TEST_CASE("engine::simulate step programs of bundled scenarios come within 0.5 %
     const auto net = collectives::NetworkModel::build("analytic", "network");
     const auto composed = engine::simulate_step(s, p, t, engine::step_options(net.get()));
     CHECK(events.makespan.value() == Approx(composed.step_time.value()).epsilon(0.005));
+  }
+}
+
+TEST_CASE("engine::simulate step programs: interleaved chunks may be empty as Llama 3 405B ran them (stage_layers)",
+          "[engine]") {
+  // Llama 3 8B's 32 layers on pp 2, vpp 2 as [0, 16, 16, 0]: stage 0's first chunk holds only
+  // the embedding and stage 1's last only the head (Llama 3 405B: 126 layers in 128 chunks).
+  // Every layer still runs once per micro-batch (the model FLOPs of the even split [8, 8, 8,
+  // 8]), stage 0 holds the embedding and its 16 layers, and the event engine agrees with the
+  // composed step.
+  auto load = [](const std::string& layers) {
+    return load_scenario(test::source_path("data/scenarios/tiny-8gpu.yaml"),
+                         {"parallel.tp=2", "parallel.pp=2", "parallel.dp=2", "parallel.vpp=2", "parallel.schedule=interleaved",
+                          "training.global_batch=4", "parallel.stage_layers=" + layers},
+                         test::presets());
+  };
+  const Scenario empty = load("[0, 16, 16, 0]"), even = load("[8, 8, 8, 8]");
+  const Plan pe = make_plan(empty), pv = make_plan(even);
+  const auto t = topology::build_cluster(empty.cluster);
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  const auto composed = engine::simulate_step(empty, pe, t, engine::step_options(net.get()));
+  const auto reference = engine::simulate_step(even, pv, t, engine::step_options(net.get()));
+  CHECK(composed.model_flops_per_gpu.value() * composed.step_time.value() ==
+        Approx(reference.model_flops_per_gpu.value() * reference.step_time.value()).epsilon(1e-12));
+  const auto pc = parallelism::count_params(*empty.model);
+  CHECK(parallelism::stage_params(*empty.model, pe, 0).first == Approx((pc.embedding + 16 * pc.dense_layer) / 2).epsilon(1e-12));
+  CHECK(parallelism::stage_params(*empty.model, pe, 1).first ==
+        Approx((pc.lm_head + static_cast<double>(empty.model->hidden) + 16 * pc.dense_layer) / 2).epsilon(1e-12));
+  const hardware::GpuModel gpu(empty.cluster.gpu, {}, pe.fp8());
+  SimulateOptions o;
+  o.flow = false;
+  o.compute_time = [&gpu](const ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
+  const auto events = simulate(step_program(*empty.model, pe), t, o);
+  CHECK(events.makespan.value() == Approx(composed.step_time.value()).epsilon(0.005));
+  CHECK_THROWS_WITH(make_plan(load("[0, 16, 0, 16]")), Catch::Matchers::Contains("parallel.stage_layers: stage 0 holds no layer"));
+}
+
+TEST_CASE("engine::simulate step programs: ZeRO-2 and 3 with pipelines reduce-scatter every micro-batch (FSDP with PP)",
+          "[engine]") {
+  // As torchtitan runs FSDP with pipeline parallelism (and Llama 3 405B its FSDP/ZeRO-2 with
+  // PP 16): each micro-batch's backward reduce-scatters its layers' gradients into the shard, so
+  // 3 micro-batches on pp 2 (one layer per stage) give 3 scatters per rank, and ZeRO-3 gathers
+  // the layer before each forward and each backward, 6 per rank. Gradients take 1/dp of
+  // ZeRO-1's memory.
+  const Tiny z1 = tiny(4, "{pp: 2, dp: 2, zero: 1}", 6), z2 = tiny(4, "{pp: 2, dp: 2, zero: 2}", 6),
+             z3 = tiny(4, "{pp: 2, dp: 2, zero: 3}", 6);
+  auto count = [](const Tiny& t, const std::string& prefix) {
+    std::vector<int> n;
+    for (const auto& rank : step_program(*t.s.model, t.p).ranks) {
+      n.push_back(static_cast<int>(std::count_if(rank.ops.begin(), rank.ops.end(), [&](const ProgramOp& op) {
+        return op.kind == ProgramOp::Kind::kCollective && op.name.rfind(prefix, 0) == 0;
+      })));
+    }
+    return n;
+  };
+  CHECK(count(z2, "ZeRO reduce-scatter") == std::vector<int>{3, 3, 3, 3});
+  CHECK(count(z3, "ZeRO reduce-scatter") == std::vector<int>{3, 3, 3, 3});
+  CHECK(count(z3, "ZeRO-3 all-gather") == std::vector<int>{6, 6, 6, 6});
+  CHECK(engine::memory_per_gpu(z2.s, z2.p).gradients.value() ==
+        Approx(engine::memory_per_gpu(z1.s, z1.p).gradients.value() / 2).epsilon(1e-12));
+  // The composed step (what `run` reports) scatters every micro-batch too: it agrees with the
+  // event engine, as on the bundled scenarios.
+  const auto t = topology::build_cluster(z2.s.cluster);
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  const hardware::GpuModel gpu(z2.s.cluster.gpu, {}, false);
+  SimulateOptions o;
+  o.flow = false;
+  o.compute_time = [&gpu](const ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
+  for (const Tiny* z : {&z2, &z3}) {
+    const double composed = engine::simulate_step(z->s, z->p, t, engine::step_options(net.get())).step_time.value();
+    CHECK(simulate(step_program(*z->s.model, z->p), t, o).makespan.value() == Approx(composed).epsilon(0.05));
   }
 }

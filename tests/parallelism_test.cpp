@@ -135,7 +135,6 @@ TEST_CASE("parallelism::plan invalid plans are rejected with the key named", "[p
   bad("parallel: {tp: 8, pp: 4, dp: 16}", "parallel.dp: tp·pp·dp·cp = 512 but the cluster has 1024 GPUs");
   CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 32}", {"training.global_batch=32"})),
                     Contains("training.global_batch: 8 micro-batches per pipeline are fewer than pp 32"));
-  bad("parallel: {tp: 8, pp: 2, zero: 3}", "parallel.zero: ZeRO stage 3");
   bad("parallel: {tp: 8, pp: 4, vpp: 2, schedule: gpipe}", "parallel.vpp: vpp 2 needs schedule interleaved");
   bad("parallel: {tp: 8, pp: 4, stage_layers: [20, 20, 20, 19]}", "parallel.stage_layers: sum to 79");
   // Interleaving 5 micro-batches on pp 4: Megatron-Core's groups of 4 leave a last group of 1.
