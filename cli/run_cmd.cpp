@@ -58,6 +58,36 @@ std::string gib(Bytes b) { return format_number(b.value() / (1024.0 * 1024 * 102
 
 }  // namespace
 
+/// The most loaded stage's total, whether it fits (borderline: within 2 % of the capacity,
+/// either side), and every stage's breakdown.
+nlohmann::json memory_json(const engine::Memory& m) {
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& s : m.stages) {
+    stages.push_back({{"stage", s.stage},
+                      {"weights_bytes", s.weights.value()},
+                      {"gradients_bytes", s.gradients.value()},
+                      {"optimizer_bytes", s.optimizer.value()},
+                      {"activations_bytes", s.activations.value()},
+                      {"buffers_bytes", s.buffers.value()},
+                      {"total_bytes", s.total().value()}});
+  }
+  return {{"peak_bytes_per_gpu", m.total().value()},
+          {"capacity_bytes", m.capacity.value()},
+          {"peak_stage", m.stage},
+          {"fits", m.fits()},
+          {"borderline", m.borderline()},
+          {"stages", std::move(stages)}};
+}
+
+/// "fits", "DOES NOT FIT", or borderline with how far from the capacity.
+std::string fit_text(const engine::Memory& m) {
+  if (!m.borderline()) return m.fits() ? "fits" : "DOES NOT FIT";
+  const double off = 100.0 * (m.total().value() / m.capacity.value() - 1.0);
+  char s[96];
+  std::snprintf(s, sizeof s, "borderline: %.1f %% %s the capacity", std::abs(off), off > 0 ? "over" : "under");
+  return s;
+}
+
 nlohmann::json step_summary_json(const engine::StepResult& r) {
   return {{"step_time_s", r.step_time.value()},
           {"tokens_per_s", r.tokens_per_s},
@@ -68,7 +98,7 @@ nlohmann::json step_summary_json(const engine::StepResult& r) {
           {"breakdown_s",
            {{"compute", r.compute.value()}, {"exposed_comm", r.exposed_comm.value()},
             {"bubble", r.bubble.value()}, {"other", r.other.value()}}},
-          {"memory", {{"peak_bytes_per_gpu", r.memory.total().value()}, {"fits", r.memory.fits()}}},
+          {"memory", memory_json(r.memory)},
           {"energy", {{"step_j", r.step_energy.value()}, {"per_token_j", r.energy_per_token_j}}},
           {"power", {{"gpu_avg_w", r.gpu_avg_power.value()}, {"cluster_avg_w", r.cluster_avg_power.value()}}},
           {"bytes_moved",
@@ -89,7 +119,7 @@ std::string plan_text(const parallelism::Plan& p) {
 
 const char* kStepCsvHeader =
     "step_time_s,tokens_per_s,mfu,hfu,model_tflops_per_gpu,compute_s,exposed_comm_s,bubble_s,other_s,"
-    "peak_bytes_per_gpu,fits,energy_per_token_j,gpu_avg_w";
+    "peak_bytes_per_gpu,fits,memory_borderline,energy_per_token_j,gpu_avg_w";
 
 std::string step_csv_row(const engine::StepResult& r) {
   std::ostringstream o;
@@ -97,7 +127,8 @@ std::string step_csv_row(const engine::StepResult& r) {
   o << r.step_time.value() << "," << r.tokens_per_s << "," << r.mfu << "," << r.hfu << ","
     << r.model_flops_per_gpu.value() / 1e12 << "," << r.compute.value() << "," << r.exposed_comm.value() << ","
     << r.bubble.value() << "," << r.other.value() << "," << r.memory.total().value() << ","
-    << (r.memory.fits() ? "true" : "false") << "," << r.energy_per_token_j << "," << r.gpu_avg_power.value();
+    << (r.memory.fits() ? "true" : "false") << "," << (r.memory.borderline() ? "true" : "false") << ","
+    << r.energy_per_token_j << "," << r.gpu_avg_power.value();
   return o.str();
 }
 
@@ -106,7 +137,7 @@ void run(const RunFlags& f) {
   const Scenario s = load_scenario(f.scenario, f.common.sets, presets);
   const parallelism::Plan plan = parallelism::make_plan(s);
   const engine::Memory mem = engine::memory_per_gpu(s, plan);
-  if (!mem.fits()) {
+  if (mem.over()) {
     throw Error("parallel", "the plan does not fit: stage " + std::to_string(mem.stage) + " needs " + gib(mem.total()) +
                                 " per GPU (weights " + gib(mem.weights) + ", gradients " + gib(mem.gradients) +
                                 ", optimizer " + gib(mem.optimizer) + ", activations " + gib(mem.activations) +
@@ -181,7 +212,7 @@ void run(const RunFlags& f) {
                      {"bubble", share(r.bubble)},
                      {"other (optimizer)", share(r.other)},
                      {"memory per GPU", gib(r.memory.total()) + " of " + gib(r.memory.capacity) +
-                                            (r.memory.fits() ? " (fits)" : " (DOES NOT FIT)") + ": weights " +
+                                            " (" + fit_text(r.memory) + "): weights " +
                                             gib(r.memory.weights) + ", grads " + gib(r.memory.gradients) +
                                             ", optimizer " + gib(r.memory.optimizer) + ", activations " +
                                             gib(r.memory.activations) + ", buffers " + gib(r.memory.buffers)},
@@ -299,8 +330,9 @@ void search(const RunFlags& f) {
   text << line;
   for (std::size_t i = 0; i < res.plans.size() && i < f.top; ++i) {
     const auto& [p, r] = res.plans[i];
-    std::snprintf(line, sizeof line, "%4zu  %-78s %10s %6.2f%% %10s %10.4g J\n", i + 1, plan_text(p).c_str(),
-                  to_string(r.step_time).c_str(), 100.0 * r.mfu, gib(r.memory.total()).c_str(), r.energy_per_token_j);
+    std::snprintf(line, sizeof line, "%4zu  %-78s %10s %6.2f%% %10s %10.4g J%s\n", i + 1, plan_text(p).c_str(),
+                  to_string(r.step_time).c_str(), 100.0 * r.mfu, gib(r.memory.total()).c_str(), r.energy_per_token_j,
+                  r.memory.borderline() ? "  (memory borderline)" : "");
     text << line;
     nlohmann::json j = step_summary_json(r);
     j["parallel"] = {{"tp", p.tp}, {"pp", p.pp}, {"dp", p.dp}, {"cp", p.cp}, {"ep", p.ep}, {"sp", p.sp},

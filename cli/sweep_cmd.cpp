@@ -168,7 +168,7 @@ void run(const SweepFlags& f) {
     try {
       const auto plan = parallelism::make_plan(s);
       const auto mem = engine::memory_per_gpu(s, plan);
-      if (!mem.fits()) return out.put(std::uint8_t{0}).put(std::string("does not fit")).take();
+      if (mem.over()) return out.put(std::uint8_t{0}).put(std::string("does not fit")).take();
       const std::string step = engine::pack(engine::simulate_step(s, plan, t, engine::step_options(network.get(), cap)));
       return out.put(std::uint8_t{1}).put(step).take();
     } catch (const Error& e) {

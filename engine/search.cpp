@@ -121,7 +121,7 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
             continue;
           }
           ++valid;
-          if (!mem.fits()) {
+          if (mem.over()) {  // a borderline plan is kept, and marked in the output
             ++dropped;
             continue;
           }

@@ -338,7 +338,10 @@ Memory gpu_memory(const Scenario& sc, const Plan& p);
 
 Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
   const Memory gpu = gpu_memory(sc, p);
-  return is_wafer(sc.cluster) ? wafer_memory(sc, p, gpu) : gpu;
+  if (!is_wafer(sc.cluster)) return gpu;
+  Memory w = wafer_memory(sc, p, gpu);
+  w.stages = {{w.stage, w.weights, w.gradients, w.optimizer, w.activations, w.buffers}};
+  return w;
 }
 
 namespace {
@@ -351,6 +354,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
   const double dp_dense = static_cast<double>(p.dp) * p.cp;
   const double dp_expert = p.expert_dp();
   const auto pc = parallelism::count_params(m);
+  std::vector<StageMemory> stages;
   for (int s = 0; s < p.pp; ++s) {
     const auto [dense, expert] = stage_params(m, p, s);
     Memory mem;
@@ -389,8 +393,10 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     double buffers = kRuntimeReserveBytes + 4.0 * 40e6;
     if (p.zero >= 3) buffers += 2.0 * kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp;
     mem.buffers = Bytes::of(buffers);
+    stages.push_back({s, mem.weights, mem.gradients, mem.optimizer, mem.activations, mem.buffers});
     if (s == 0 || mem.total().value() > best.total().value()) best = mem;
   }
+  best.stages = std::move(stages);
   return best;
 }
 }  // namespace
@@ -876,7 +882,8 @@ template <class IO, class R>
 void fields(IO& io, R& r) {
   io(r.step_time, r.tokens_per_s, r.mfu, r.hfu, r.model_flops_per_gpu, r.hardware_flops_per_gpu, r.compute,
      r.exposed_comm, r.bubble, r.other, r.memory.weights, r.memory.gradients, r.memory.optimizer,
-     r.memory.activations, r.memory.buffers, r.memory.capacity, r.memory.stage, r.step_energy, r.energy_per_token_j,
+     r.memory.activations, r.memory.buffers, r.memory.capacity, r.memory.stage, r.memory.stages, r.step_energy,
+     r.energy_per_token_j,
      r.gpu_avg_power, r.cluster_avg_power, r.clock, r.hbm_bytes, r.scale_up_bytes, r.scale_out_bytes, r.stage_busy,
      r.layer_forward, r.layer_backward, r.stages, r.link_bytes);
 }

@@ -10,6 +10,8 @@
 // model, groups that leave a scale-up domain are timed together so they contend for links).
 #pragma once
 
+#include <cmath>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,13 +30,33 @@ namespace wallsim::engine {
 inline constexpr double kWeightBytes = parallelism::kWeightBytesPerParam, kGradBytes = parallelism::kGradBytesPerParam,
                         kOptimizerBytes = parallelism::kOptimizerBytesPerParam;
 
-/// Memory per GPU on the most loaded stage.
+/// One GPU's memory on one pipeline stage.
+struct StageMemory {
+  int stage = 0;
+  Bytes weights, gradients, optimizer, activations, buffers;
+  [[nodiscard]] Bytes total() const { return weights + gradients + optimizer + activations + buffers; }
+};
+
+/// A plan whose most loaded stage is within this fraction of the GPU's memory, either side,
+/// is borderline: neither refused nor said to fit ([A]: the memory model counts tensors, not
+/// the caching allocator's fragmentation or the framework's workspaces, which move a real run
+/// by a few percent either way).
+inline constexpr double kBorderlineMemory = 0.02;
+
+/// Memory per GPU on the most loaded stage, and on every stage.
 struct Memory {
   Bytes weights, gradients, optimizer, activations, buffers;
   Bytes capacity;
   int stage = 0;  ///< the most loaded stage
+  std::vector<StageMemory> stages;  ///< every stage, in order
   [[nodiscard]] Bytes total() const { return weights + gradients + optimizer + activations + buffers; }
   [[nodiscard]] bool fits() const { return total().value() <= capacity.value(); }
+  /// Within kBorderlineMemory of the capacity, either side.
+  [[nodiscard]] bool borderline() const {
+    return std::abs(total().value() - capacity.value()) <= kBorderlineMemory * capacity.value();
+  }
+  /// Over the capacity by more than the borderline: the plan is refused.
+  [[nodiscard]] bool over() const { return total().value() > capacity.value() * (1.0 + kBorderlineMemory); }
 };
 Memory memory_per_gpu(const Scenario& s, const parallelism::Plan& p);
 

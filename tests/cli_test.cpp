@@ -254,6 +254,50 @@ TEST_CASE("cli run prints the summary and writes the SPEC JSON keys", "[cli][eng
   CHECK_THAT(text.out, Contains("step time") && Contains("MFU / HFU") && Contains("memory per GPU"));
 }
 
+TEST_CASE("cli run --json reports memory per stage and a plan within 2 % of capacity as borderline", "[cli]") {
+  // Llama 3 8B on pp 2 (tp 4): stage 0 holds the embedding (128,256 x 4,096) and layers 0-15,
+  // stage 1 layers 16-31, the final norm and the head; a layer is 218,112,000 parameters
+  // (attention 4096 x (4096 + 2 x 1024 + 4096), SwiGLU 3 x 4096 x 14,336, two norms of 4,096:
+  // 32 of them, both embeddings and the final norm make Llama 3 8B's 8,030,261,248), each
+  // stage's weights 2 bytes per parameter over tp 4.
+  const std::string scenario = wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml");
+  const std::string plan = " --network analytic --set parallel.tp=4 --set parallel.pp=2 --json -";
+  const Result r = run("run " + scenario + plan);
+  REQUIRE(r.code == 0);
+  const auto mem = nlohmann::json::parse(r.out)["memory"];
+  REQUIRE(mem["stages"].size() == 2);
+  const double layer = 218'112'000.0, embedding = 128'256.0 * 4096;
+  CHECK(mem["stages"][0]["weights_bytes"].get<double>() == Approx(2.0 * (embedding + 16 * layer) / 4).epsilon(1e-12));
+  CHECK(mem["stages"][1]["weights_bytes"].get<double>() == Approx(2.0 * (16 * layer + embedding + 4096) / 4).epsilon(1e-12));
+  double peak = 0.0;
+  for (const auto& s : mem["stages"]) {
+    CHECK(s["total_bytes"].get<double>() ==
+          Approx(s["weights_bytes"].get<double>() + s["gradients_bytes"].get<double>() + s["optimizer_bytes"].get<double>() +
+                 s["activations_bytes"].get<double>() + s["buffers_bytes"].get<double>()).epsilon(1e-12));
+    peak = std::max(peak, s["total_bytes"].get<double>());
+  }
+  CHECK(mem["peak_bytes_per_gpu"].get<double>() == peak);
+  CHECK(mem["borderline"] == false);
+  // The GPU's memory set 1 % above, 1 % below and 3 % below the peak: borderline and fits;
+  // borderline and runs although over; refused (exit 2).
+  auto with = [&](double capacity) {
+    return run("run " + scenario + plan + " --set cluster.gpu.memory=" + std::to_string(static_cast<long long>(capacity)) + "B");
+  };
+  const Result above = with(peak * 1.01), below = with(peak * 0.99), refused = with(peak * 0.97);
+  REQUIRE(above.code == 0);
+  REQUIRE(below.code == 0);
+  const auto a = nlohmann::json::parse(above.out)["memory"], b = nlohmann::json::parse(below.out)["memory"];
+  CHECK(a["borderline"] == true);
+  CHECK(a["fits"] == true);
+  CHECK(b["borderline"] == true);
+  CHECK(b["fits"] == false);
+  CHECK(refused.code == 2);
+  CHECK_THAT(refused.err, Contains("the plan does not fit"));
+  CHECK_THAT(run("run " + scenario + " --network analytic --set parallel.tp=4 --set parallel.pp=2 --set cluster.gpu.memory=" +
+                 std::to_string(static_cast<long long>(peak * 0.99)) + "B").out,
+             Contains("borderline: 1.0 % over the capacity"));
+}
+
 TEST_CASE("cli run bad input: a plan that does not fit says how much it needs", "[cli][engine]") {
   const std::string scenario = "'" + wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml") + "'";
   const fs::path json = scratch() / "never-run.json";
