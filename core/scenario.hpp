@@ -135,6 +135,10 @@ struct TrainingSpec {
   std::string precision = "bf16";
   double capacity_factor = 1.0;  ///< MoE: expert capacity over the even share of tokens
   bool flash_attention = true;   ///< fused attention: the s x s scores are never stored
+  std::string optimizer = "adam";         ///< adam, adamw, lamb, sgd (with momentum)
+  std::string master_weights = "fp32";    ///< the optimizer's copy of the weights: fp32 or bf16
+  std::string optimizer_states = "fp32";  ///< its moments (momentum, variance): fp32 or bf16
+  std::optional<bool> dropout;            ///< unset: the model's (GPT-style models have it)
 };
 
 struct ParallelSpec {

@@ -350,7 +350,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
   Memory best;
   best.capacity = sc.cluster.gpu.memory;
   const auto shard = shard_of(m, p);
-  const bool dropout = parallelism::has_dropout(m);
+  const bool dropout = p.dropout;
   const double dp_dense = static_cast<double>(p.dp) * p.cp;
   const double dp_expert = p.expert_dp();
   const auto pc = parallelism::count_params(m);
@@ -366,7 +366,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     const double weight_bytes = kWeightBytes + (p.fp8() ? kFp8WeightCopyBytes : 0.0);
     mem.weights = Bytes::of(weight_bytes * (dense / wdiv_d + expert / wdiv_e));
     mem.gradients = Bytes::of(kGradBytes * (dense / gdiv_d + expert / gdiv_e));
-    mem.optimizer = Bytes::of(kOptimizerBytes * (dense / odiv_d + expert / odiv_e));
+    mem.optimizer = Bytes::of(p.optimizer_bytes * (dense / odiv_d + expert / odiv_e));
     // Activations: each micro-batch chunk in flight holds its layers' activations.
     const int in_flight = parallelism::peak_in_flight(p.schedule, p.pp, p.vpp, static_cast<int>(p.micro_batches), s,
                                                             p.microbatch_group);
@@ -730,8 +730,8 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
     opt.stream = 2 * s;
     opt.optimizer = true;
     // Reads gradients, master weights and moments, writes weights and moments.
-    const Kernel adam{KernelKind::kElementwise, "adam", Flops::of(10.0 * shard_params),
-                      Bytes::of(shard_params * (kGradBytes + 2.0 * kOptimizerBytes + kWeightBytes))};
+    const Kernel adam{KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard_params),
+                      Bytes::of(shard_params * (kGradBytes + 2.0 * p.optimizer_bytes + kWeightBytes))};
     opt.compute = gpu.time(adam).value();
     if (o.timeline && s == 0) r.ops.push_back({adam.name, adam.flops, adam.bytes, Seconds::of(opt.compute)});
     hbm[static_cast<std::size_t>(s)] += adam.bytes.value();

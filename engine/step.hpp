@@ -26,9 +26,9 @@
 
 namespace wallsim::engine {
 
-// Adam's bytes per parameter, stated once in parallelism/step_program.hpp.
-inline constexpr double kWeightBytes = parallelism::kWeightBytesPerParam, kGradBytes = parallelism::kGradBytesPerParam,
-                        kOptimizerBytes = parallelism::kOptimizerBytesPerParam;
+// Weights' and gradients' bytes per parameter, stated once in parallelism/step_program.hpp
+// (the optimizer's follow the plan: Plan::optimizer_bytes).
+inline constexpr double kWeightBytes = parallelism::kWeightBytesPerParam, kGradBytes = parallelism::kGradBytesPerParam;
 
 /// One GPU's memory on one pipeline stage.
 struct StageMemory {

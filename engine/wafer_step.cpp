@@ -123,7 +123,7 @@ Memory wafer_memory(const Scenario& sc, const parallelism::Plan& p, const Memory
     mem.capacity = sc.cluster.gpu.memory;
     mem.weights = Bytes::of(kWeightBytes * pc.total);
     mem.gradients = Bytes::of(kGradBytes * pc.total);
-    mem.optimizer = Bytes::of(kOptimizerBytes * pc.total);
+    mem.optimizer = Bytes::of(p.optimizer_bytes * pc.total);
     // 1F1B over layers + 1 stages: stage l holds (stages - l) micro-batches; on average half.
     mem.activations = gpu_model.activations * ((m.layers + 2) / 2.0);
     return mem;
@@ -131,7 +131,7 @@ Memory wafer_memory(const Scenario& sc, const parallelism::Plan& p, const Memory
   // Weight streaming: the external store holds every weight and its optimizer state.
   if (const auto& ext = sc.cluster.external_memory) {
     const double params = parallelism::count_params(m).total;
-    const double per_param = kWeightBytes + kGradBytes + kOptimizerBytes;
+    const double per_param = kWeightBytes + kGradBytes + p.optimizer_bytes;
     if (per_param * params > ext->value()) {
       throw Error("cluster.external_memory",
                   to_string(*ext) + " holds the weights, gradients and optimizer state (" + format_number(per_param) +
@@ -198,7 +198,7 @@ StepResult pipelined_step(const Scenario& sc, const parallelism::Plan& p, const 
     // SRAM per core: the stage's weights, gradients and optimizer state, and its in-flight activations.
     const double params = i < m.layers ? layer_params(m, i) : pc.total - static_cast<double>(m.layers) * pc.dense_layer;
     const double in_flight = stages - i;
-    const double sram = ((kWeightBytes + kGradBytes + kOptimizerBytes) * std::max(0.0, params) +
+    const double sram = ((kWeightBytes + kGradBytes + p.optimizer_bytes) * std::max(0.0, params) +
                          act_per_stage_mb * in_flight) / (static_cast<double>(region.x) * region.y);
     if (sram > worst_sram) {
       worst_sram = sram;
@@ -214,7 +214,7 @@ StepResult pipelined_step(const Scenario& sc, const parallelism::Plan& p, const 
   const double micro = static_cast<double>(p.micro_batches);
   const double pipeline = (micro + stages - 1) * slowest;
   // Adam on the wafer (SRAM-bound), then the gradients all-reduced across wafers over the I/O.
-  const double optimizer = pc.total * (kGradBytes + 2.0 * kOptimizerBytes + kWeightBytes) / sc.cluster.gpu.memory_bandwidth.value();
+  const double optimizer = pc.total * (kGradBytes + 2.0 * p.optimizer_bytes + kWeightBytes) / sc.cluster.gpu.memory_bandwidth.value();
   const double wafers = static_cast<double>(p.gpus());
   const double io = sc.cluster.scale_out->link.payload().value();
   const double reduce = wafers > 1 ? 2.0 * (wafers - 1) / wafers * kGradBytes * pc.total / io : 0.0;

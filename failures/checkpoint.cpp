@@ -9,11 +9,11 @@
 
 namespace wallsim::failures {
 
-double checkpoint_bytes_per_param() { return engine::kWeightBytes + engine::kOptimizerBytes; }
+double checkpoint_bytes_per_param(const parallelism::Plan& p) { return engine::kWeightBytes + p.optimizer_bytes; }
 
 CheckpointShards checkpoint_shards(const Scenario& s, const parallelism::Plan& p) {
   CheckpointShards c;
-  c.total = Bytes::of(parallelism::count_params(*s.model).total * checkpoint_bytes_per_param());
+  c.total = Bytes::of(parallelism::count_params(*s.model).total * checkpoint_bytes_per_param(p));
   for (long long r = 0; r < p.gpus(); ++r) {
     if (p.zero >= 1 || parallelism::coords_of(p, r).dp == 0) {
       c.writers.push_back(static_cast<topology::NodeId>(r));

@@ -21,8 +21,9 @@ struct CheckpointShards {
   std::vector<topology::NodeId> writers;    ///< GPUs that write (and later read) a shard
 };
 
-/// Bytes per parameter in a checkpoint: bf16 weights + fp32 main weights, momentum, variance.
-double checkpoint_bytes_per_param();
+/// Bytes per parameter in a checkpoint: the bf16 weights and the optimizer's master weights and
+/// moments (Adam with fp32 ones: 2 + 12).
+double checkpoint_bytes_per_param(const parallelism::Plan& p);
 CheckpointShards checkpoint_shards(const Scenario& s, const parallelism::Plan& p);
 
 /// The flows of a write (`read` = false: GPU to storage) or a read, all starting at 0. An

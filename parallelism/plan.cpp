@@ -73,6 +73,15 @@ Plan make_plan(const Scenario& sc) {
   plan.schedule = parse_schedule(p.schedule, p.vpp);
   plan.micro_batch = t.micro_batch;
   plan.global_batch = t.global_batch;
+  plan.dropout = t.dropout.value_or(has_dropout(m));
+  // Mixed precision (ZeRO, Rajbhandari et al. SC'20, sec. 3.1: K = 12 for Adam): an fp32 (or,
+  // with a precision-aware optimizer as Megatron-Core's --main-params-dtype and
+  // --exp-avg-dtype, bf16) master copy and moments of the same width.
+  const double master = t.master_weights == "fp32" ? 4.0 : 2.0, state = t.optimizer_states == "fp32" ? 4.0 : 2.0;
+  const double moments = t.optimizer == "sgd" ? 1.0 : 2.0;
+  plan.optimizer = t.optimizer;
+  plan.optimizer_bytes = master + moments * state;
+  plan.optimizer_flops = t.optimizer == "sgd" ? 4.0 : t.optimizer == "lamb" ? 13.0 : 10.0;
   plan.seq_len = t.seq_len > 0 ? t.seq_len : m.seq_len;
   plan.precision = t.precision;
   plan.capacity_factor = t.capacity_factor;
@@ -207,9 +216,9 @@ Plan make_plan(const Scenario& sc) {
   return plan;
 }
 
-Shard shard_of(const ModelSpec& m, const Plan& p) {
+Shard shard_of(const ModelSpec&, const Plan& p) {
   Shard s;
-  s.dropout = has_dropout(m);
+  s.dropout = p.dropout;
   s.micro_batch = p.micro_batch;
   s.seq_len = p.seq_len;
   s.tp = p.tp;

@@ -34,6 +34,12 @@ struct Plan {
   [[nodiscard]] bool fp8() const { return precision == "fp8"; }
   double capacity_factor = 1.0;
   bool flash_attention = true;
+  bool dropout = false;  ///< training.dropout, else the model's
+  /// The optimizer's bytes per parameter beyond the bf16 weights and gradients (ZeRO's K):
+  /// master weights plus its moments (Adam, AdamW, LAMB: 2; SGD with momentum: 1).
+  double optimizer_bytes = 12.0;
+  double optimizer_flops = 10.0;  ///< per parameter per step ([A]: it is memory-bound)
+  std::string optimizer = "adam";
   bool overlap_grad_reduce = true;  ///< DP gradient buckets start during the last backward
   bool wafer_pipelined = false;     ///< wafer-scale: layers resident in mesh regions (else streamed)
   /// Layers of each virtual stage, in model order: chunk c of stage s is entry c * pp + s.

@@ -384,8 +384,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const double shard = p.zero >= 1 ? dense / dpcp + expert / p.expert_dp() : dense + expert;
     for (auto d : buckets) b.gate(d);
     b.gate(last_backward);
-    const auto adam = b.compute({KernelKind::kElementwise, "adam", Flops::of(10.0 * shard),
-                                 Bytes::of(shard * (kGradBytesPerParam + 2.0 * kOptimizerBytesPerParam + kWeightBytesPerParam))});
+    const auto adam = b.compute({KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard),
+                                 Bytes::of(shard * (kGradBytesPerParam + 2.0 * p.optimizer_bytes + kWeightBytesPerParam))});
     rp.ops[adam].optimizer = true;
     if (p.zero >= 1 && p.zero <= 2) {  // ZeRO-3 gathers them layer by layer instead
       over_dp(Op::kAllGather, kWeightBytesPerParam, dense, expert, StreamKind::kCompute, "DP all-gather (ZeRO weights)", {});

@@ -35,9 +35,10 @@
 
 namespace wallsim::parallelism {
 
-/// Mixed-precision Adam's bytes per parameter (ZeRO, Rajbhandari et al. SC'20, sec. 3.1):
-/// bf16 weights and gradients, fp32 master weights, momentum and variance (K = 12).
-inline constexpr double kWeightBytesPerParam = 2.0, kGradBytesPerParam = 2.0, kOptimizerBytesPerParam = 12.0;
+/// Mixed precision's bytes per parameter (ZeRO, Rajbhandari et al. SC'20, sec. 3.1): bf16
+/// weights and gradients; the optimizer's master weights and moments follow the plan
+/// (Plan::optimizer_bytes: K = 12 for Adam with fp32 ones).
+inline constexpr double kWeightBytesPerParam = 2.0, kGradBytesPerParam = 2.0;
 
 /// The most ops a step program holds over all its ranks: the event engine keeps each op and
 /// its state, about 550 bytes (tiny-8gpu at batch 512: 4.1M ops, 2.2 GB; Llama 3 70B on 1,024

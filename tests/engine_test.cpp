@@ -4,6 +4,7 @@
 #include "collectives/network_model.hpp"
 #include "engine/search.hpp"
 #include "engine/step.hpp"
+#include "failures/checkpoint.hpp"
 #include "hardware/gpu_model.hpp"
 #include "parallelism/model_math.hpp"
 #include "test_support.hpp"
@@ -285,4 +286,55 @@ TEST_CASE("engine a wafer in pipelined mode: layers in mesh regions, the 1F1B bu
                     Catch::Contains("parallel.wafer_mode") && Catch::Contains("per core"));
   CHECK_THROWS_WITH(parse_scenario(text, "t.yaml", {"parallel.wafer_mode=stacked"}, test::presets()),
                     Catch::Contains("parallel.wafer_mode"));
+}
+
+TEST_CASE("engine the optimizer and its precisions and dropout are scenario keys that memory and step and checkpoint follow",
+          "[engine]") {
+  // Bytes per parameter beyond the bf16 weights and gradients (ZeRO's K): master weights (4 or
+  // 2) plus moments (Adam, AdamW, LAMB: 2; SGD with momentum: 1) of 4 or 2 bytes each.
+  auto scenario = [](const std::vector<std::string>& sets) {
+    return parse_scenario(pipe_scenario("parallel: {tp: 4, sp: true, recompute: selective}", 4), "t.yaml", sets,
+                          test::presets());
+  };
+  struct Want {
+    std::vector<std::string> sets;
+    double k;
+  };
+  const std::vector<Want> wants = {{{}, 12.0},
+                                   {{"training.optimizer=adamw"}, 12.0},
+                                   {{"training.optimizer=lamb"}, 12.0},
+                                   {{"training.optimizer=sgd"}, 8.0},
+                                   {{"training.master_weights=bf16"}, 10.0},
+                                   {{"training.optimizer_states=bf16"}, 8.0},
+                                   {{"training.optimizer=sgd", "training.master_weights=bf16", "training.optimizer_states=bf16"}, 4.0}};
+  const Scenario adam = scenario({});
+  const auto adam_mem = engine::memory_per_gpu(adam, parallelism::make_plan(adam));
+  const double params = adam_mem.gradients.value() / 2.0;  // 2 bytes a gradient, one GPU's share
+  for (const auto& w : wants) {
+    INFO(w.k);
+    const Scenario s = scenario(w.sets);
+    const auto plan = parallelism::make_plan(s);
+    CHECK(plan.optimizer_bytes == w.k);
+    CHECK(engine::memory_per_gpu(s, plan).optimizer.value() == Approx(w.k * params).epsilon(1e-12));
+    // A checkpoint holds the bf16 weights and the optimizer's state.
+    CHECK(failures::checkpoint_shards(s, plan).total.value() ==
+          Approx((2.0 + w.k) * parallelism::count_params(*s.model).total).epsilon(1e-12));
+  }
+  // The optimizer step reads gradients, master weights and moments and writes them and the
+  // weights: 2 + 2K + 2 bytes per parameter of HBM traffic, the rest of the step unchanged.
+  auto hbm = [&](const Scenario& s) {
+    const auto t = topology::build_cluster(s.cluster);
+    const auto net = collectives::NetworkModel::build("analytic", "network");
+    return engine::simulate_step(s, parallelism::make_plan(s), t, engine::step_options(net.get())).hbm_bytes.value();
+  };
+  const Scenario sgd = scenario({"training.optimizer=sgd"});
+  CHECK(hbm(adam) - hbm(sgd) == Approx(4 * 2.0 * (12.0 - 8.0) * params).epsilon(1e-9));  // 4 GPUs
+  // Dropout: Llama-style models have none; the key adds the two 1-byte masks per layer, sharded
+  // over TP with SP: 2 sbh / t bytes per layer, times 8 layers and the micro-batches in flight.
+  const auto no = engine::memory_per_gpu(adam, parallelism::make_plan(adam));
+  const Scenario drop = scenario({"training.dropout=true"});
+  const auto with = engine::memory_per_gpu(drop, parallelism::make_plan(drop));
+  CHECK(parallelism::make_plan(drop).dropout);
+  CHECK(!parallelism::make_plan(adam).dropout);
+  CHECK(with.activations.value() - no.activations.value() == Approx(8 * 2.0 * 4096 * 4096 / 4).epsilon(1e-12));
 }
