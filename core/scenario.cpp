@@ -371,11 +371,8 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     s.allow_only({"description", "notes", "bandwidth", "latency", "energy", "efficiency", "switch_reduction", "domain"});
     k.scale_up = parse_link(*su, presets);
     if (auto d = s.find("domain")) k.scale_up_domain = positive_int(*d, limits::kMaxGpus, kGpusWhy);
-    if (k.gpus() % k.scale_up_domain != 0) {
-      throw Error(s.path() + ".domain", std::to_string(k.scale_up_domain) +
-                                            " does not divide the cluster's " +
-                                            std::to_string(k.gpus()) + " GPUs");
-    }
+    // A domain need not divide the job: a job on part of an NVL72 rack, or over racks of
+    // which the last is partial (its NVSwitch joins the GPUs the job has there).
     if (k.scale_up_domain % k.gpus_per_node != 0) {
       throw Error(s.path() + ".domain", "must be a multiple of gpus_per_node " +
                                             std::to_string(k.gpus_per_node));

@@ -147,8 +147,8 @@ TEST_CASE("cli bad input: one line naming the key, exit 2, no output file", "[cl
   };
   check_bad("topo 'fat-tree:k=4,bandwidth=400 Gbs'", "fat-tree.bandwidth: unknown unit 'Gbs'");
   check_bad("topo 'fat-tree:k=4,bandwidth=400 Gb/s,radix=8'", "fat-tree.radix: give either k or radix");
-  check_bad("topo 'clos:nodes=6,gpus_per_node=8,nodes_per_leaf=4,bandwidth=50 GB/s,scale_up_bandwidth=450 GB/s'",
-            "clos.nodes_per_leaf: 4 does not divide nodes 6");
+  check_bad("topo 'clos:nodes=6,gpus_per_node=8,domain=12,bandwidth=50 GB/s,scale_up_bandwidth=450 GB/s'",
+            "clos.domain: 12 must be a multiple of gpus_per_node 8");
   const std::string scenario = "'" + wallsim::test::source_path("data/scenarios/tiny-8gpu.yaml") + "'";
   check_bad("topo " + scenario + " --set cluster.gpu=h100", "cluster.gpu: unknown gpus preset 'h100'");
   check_bad("topo " + scenario + " --set cluster.gpuz=1", "cluster.gpuz: unknown key (did you mean 'gpu'?)");

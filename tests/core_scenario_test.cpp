@@ -86,9 +86,12 @@ TEST_CASE("core::scenario bad input names the key", "[core]") {
     CHECK_THROWS_WITH(load(kBase, {"cluster.gpu=h100"}),
                       StartsWith("cluster.gpu: unknown gpus preset 'h100' (did you mean 'h100-sxm'?)"));
   }
-  SECTION("non-dividing dimension") {
+  SECTION("a scale-up domain that is not a multiple of the node") {
     CHECK_THROWS_WITH(load(kBase, {"cluster.scale_up.domain=12"}),
-                      StartsWith("cluster.scale_up.domain: 12 does not divide the cluster's 32 GPUs"));
+                      StartsWith("cluster.scale_up.domain: must be a multiple of gpus_per_node 8"));
+  }
+  SECTION("a scale-up domain that does not divide the job: the last is partial") {
+    CHECK(load(kBase, {"cluster.scale_up.domain=24"}).cluster.scale_up_domain == 24);
   }
   SECTION("kv_heads must divide heads") {
     CHECK_THROWS_WITH(load(kBase, {"model.kv_heads=5"}),

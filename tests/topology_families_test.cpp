@@ -192,8 +192,8 @@ TEST_CASE("topology spec strings: bad input names the key", "[topology]") {
   CHECK_THROWS_WITH(build("fat-tree:k=4,bandwith=1 GB/s"), StartsWith("fat-tree.bandwith: unknown key (did you mean 'bandwidth'?)"));
   CHECK_THROWS_WITH(build("fat-tree:k=4"), StartsWith("fat-tree.bandwidth: missing"));
   CHECK_THROWS_WITH(build("torus:dims=4x0,bandwidth=1 GB/s"), StartsWith("torus.dims"));
-  CHECK_THROWS_WITH(build("clos:nodes=10,gpus_per_node=8,nodes_per_leaf=4,bandwidth=1 GB/s,scale_up_bandwidth=9 GB/s"),
-                    StartsWith("clos.nodes_per_leaf: 4 does not divide nodes 10"));
+  CHECK_THROWS_WITH(build("clos:nodes=10,gpus_per_node=8,domain=12,bandwidth=1 GB/s,scale_up_bandwidth=9 GB/s"),
+                    StartsWith("clos.domain: 12 must be a multiple of gpus_per_node 8"));
   CHECK_THROWS_WITH(build("fat-tre:k=4"), StartsWith("fat-tre.topology: unknown topology 'fat-tre' (did you mean 'fat-tree'?)"));
   CHECK_THROWS_WITH(build("ring:n"), StartsWith("ring: 'n' is not key=value"));
 }
@@ -296,4 +296,25 @@ TEST_CASE("topology GPU clusters on fat-tree, dragonfly and torus: NVSwitch insi
                                                  cluster_presets())
                                       .cluster),
                     Catch::Contains("cluster.scale_out") && Catch::Contains("8 endpoints but the cluster has 16 GPUs"));
+}
+
+TEST_CASE("topology clos: a job on part of an NVL72 rack, and over racks of which the last is partial", "[topology]") {
+  // 256 GPUs in trays of 4 on NVL72 racks (domain 72) with a rail leaf per rack (18 trays):
+  // racks 0-2 are whole, rack 3 holds the job's last 40 GPUs (10 trays). Its NVSwitch joins
+  // those 40, its 4 rail leaves have 10 GPUs each below and the same 18 spine uplinks.
+  const Topology t = test::clos(64, 4, 18, 18, 72);
+  std::size_t nvswitches = 0, leaves = 0;
+  for (NodeId v = 0; v < t.num_nodes(); ++v) {
+    nvswitches += t.node_name(v).rfind("nvswitch", 0) == 0;
+    leaves += t.node_name(v).rfind("leaf", 0) == 0;
+  }
+  CHECK(nvswitches == 4);
+  CHECK(leaves == 16);
+  CHECK(t.route(220, 255).size() == 2);  // rack 3: GPU, NVSwitch, GPU
+  CHECK(t.route(215, 216).size() == 4);  // racks 2 and 3, rail 3 and rail 0: leaf, spine, leaf
+  CHECK(t.route(3, 219).size() == 4);  // rail 3 of racks 0 and 3: each rack has its own rail leaves
+  // 72 GPUs of one rack: its GPUs all-reduce inside the domain, as a job on part of a rack.
+  const Topology part = test::clos(9, 4, 9, 9, 72);
+  CHECK(part.num_endpoints() == 36);
+  CHECK(part.route(0, 35).size() == 2);
 }

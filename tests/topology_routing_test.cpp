@@ -177,6 +177,9 @@ TEST_CASE("topology route cost without routing equals the cost of the route", "[
     check(test::clos(8, 1, 4, 2));
     check(test::clos(1, 8, 1, 1));
   }
+  SECTION("clos: a partial last NVL72 rack and a partial last leaf group (256 GPUs)") {
+    check(test::clos(64, 4, 18, 18, 72));
+  }
   SECTION("after a failure the lookup gives way to the rerouted path") {
     Topology t = build_fat_tree({.k = 4, .link = test::link()});
     const Path before = t.route(0, 15, 7);

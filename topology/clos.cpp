@@ -100,19 +100,18 @@ Topology build_clos(const ClosParams& p, Part part) {
   }
   const int domain = p.domain == 0 ? p.gpus_per_node : p.domain;
   const long long gpus = p.nodes * p.gpus_per_node;
-  if (domain % p.gpus_per_node != 0 || gpus % domain != 0) {
+  if (domain % p.gpus_per_node != 0) {
     throw Error("clos.domain", std::to_string(domain) + " must be a multiple of gpus_per_node " +
-                                   std::to_string(p.gpus_per_node) + " and divide " +
-                                   std::to_string(gpus) + " GPUs");
+                                   std::to_string(p.gpus_per_node));
   }
+  // Domains in GPU order; the last may be partial (a job on part of a rack).
+  const long long domains = (gpus + domain - 1) / domain;
   const bool scale_out = gpus > domain;
   const long long npl = p.nodes_per_leaf == 0 ? std::min<long long>(p.nodes, 32) : p.nodes_per_leaf;
-  if (scale_out && p.nodes % npl != 0) {
-    throw Error("clos.nodes_per_leaf", std::to_string(npl) + " does not divide nodes " +
-                                           std::to_string(p.nodes));
-  }
   const int spines = p.spines == 0 ? static_cast<int>(npl) : p.spines;
-  const long long groups = scale_out ? p.nodes / npl : 0;
+  // Leaf groups in node order; the last may be partial (a job on part of the racks a leaf
+  // group serves: its leaves have fewer GPUs below, the same uplinks).
+  const long long groups = scale_out ? (p.nodes + npl - 1) / npl : 0;
   const long long leaves = groups * p.gpus_per_node;
   {
     // Every node and cable, counted before any is made: a million spines is bad input, not
@@ -120,9 +119,9 @@ Topology build_clos(const ClosParams& p, Part part) {
     const long double g = static_cast<long double>(gpus), out = scale_out ? 1 : 0;
     const long double st = p.storage.value() > 0.0 ? p.storage_nodes : 0;
     const long double sp = out * spines;
-    const long double nodes = g + g / domain + leaves + sp + st;
+    const long double nodes = g + static_cast<long double>(domains) + leaves + sp + st;
     const long double cables = (domain > 1 ? g : 0) + out * g + static_cast<long double>(leaves) * sp +
-                               st * (scale_out ? sp : g / domain);
+                               st * (scale_out ? sp : static_cast<long double>(domains));
     check_size(p.spines > static_cast<int>(npl) ? "clos.spines" : "clos.nodes", nodes, cables);
   }
 
@@ -145,7 +144,7 @@ Topology build_clos(const ClosParams& p, Part part) {
   for (long long i = 0; i < gpus; ++i) b.add_node(NodeKind::kEndpoint, t_gpu, i, false);
   // A rank holding part of the fabric keeps each NVSwitch and leaf with its first GPU.
   const NodeId first_nvs = static_cast<NodeId>(b.num_nodes());
-  for (long long d = 0; d < gpus / domain; ++d) {
+  for (long long d = 0; d < domains; ++d) {
     b.anchor(b.add_node(NodeKind::kSwitch, t_nvs, d, true), static_cast<NodeId>(d * domain));
   }
   const NodeId first_leaf = static_cast<NodeId>(b.num_nodes());
@@ -193,10 +192,10 @@ Topology build_clos(const ClosParams& p, Part part) {
     }
   } else if (storage) {
     LinkParams sp = p.scale_up;
-    sp.bandwidth = p.storage / static_cast<double>(storage_nodes * (gpus / domain));
+    sp.bandwidth = p.storage / static_cast<double>(storage_nodes * domains);
     const Link sl = make_link(sp, LinkClass::kStorage);
     for (int i = 0; i < storage_nodes; ++i) {
-      for (long long d = 0; d < gpus / domain; ++d) {
+      for (long long d = 0; d < domains; ++d) {
         b.add_cable(first_nvs + static_cast<NodeId>(d), t.storage[i], sl);
       }
     }

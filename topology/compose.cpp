@@ -44,10 +44,9 @@ thread_local Path ScaleUpRouter::scratch_;
 Topology with_scale_up(Topology fabric_in, int domain, const LinkParams& scale_up, double switch_reduction) {
   auto fabric = std::make_shared<const Topology>(std::move(fabric_in));
   const std::size_t gpus = fabric->num_endpoints();
-  if (domain < 1 || gpus % static_cast<std::size_t>(domain) != 0) {
-    throw Error("cluster.scale_up.domain", std::to_string(domain) + " does not divide the fabric's " +
-                                               std::to_string(gpus) + " endpoints");
-  }
+  if (domain < 1) throw Error("cluster.scale_up.domain", "must be at least 1");
+  // Domains in GPU order; the last may be partial (a job on part of a rack).
+  const std::size_t domains = (gpus + static_cast<std::size_t>(domain) - 1) / static_cast<std::size_t>(domain);
   TopologyBuilder b;
   std::vector<std::uint8_t> tier;
   for (const auto& label : fabric->tier_labels()) tier.push_back(b.tier(label == "ep" ? "gpu" : label));
@@ -57,7 +56,7 @@ Topology with_scale_up(Topology fabric_in, int domain, const LinkParams& scale_u
   }
   const auto t_nv = b.tier("nvswitch");
   const NodeId first_switch = static_cast<NodeId>(b.num_nodes());
-  for (std::size_t d = 0; d < gpus / static_cast<std::size_t>(domain); ++d) {
+  for (std::size_t d = 0; d < domains; ++d) {
     b.add_node(NodeKind::kSwitch, t_nv, static_cast<std::uint32_t>(d), true);
   }
   // The fabric's cables (each once), then the scale-up cables.
