@@ -88,6 +88,17 @@ std::string fit_text(const engine::Memory& m) {
   return s;
 }
 
+/// What the model cannot yet judge about a plan, said beside its numbers (README, "How far to
+/// trust the numbers").
+std::vector<std::string> plan_caveats(const parallelism::Plan& p) {
+  std::vector<std::string> out;
+  if (p.zero >= 3 && p.dp * p.cp > 1) {
+    out.push_back("zero3_unvalidated: ZeRO-3 throughput is not validated; DeepSpeed's measured ZeRO-3 runs "
+                  "(Narayanan et al. Table 2) were 1.5-4x slower than this model gives");
+  }
+  return out;
+}
+
 nlohmann::json step_summary_json(const engine::StepResult& r) {
   return {{"step_time_s", r.step_time.value()},
           {"tokens_per_s", r.tokens_per_s},
@@ -181,6 +192,7 @@ void run(const RunFlags& f) {
   }
   PendingFiles files;
   nlohmann::json summary = step_summary_json(r);
+  summary["caveats"] = plan_caveats(plan);
   if (whole) summary["run"] = run_json(*whole);
   if (!f.common.json.empty()) files.add(f.common.json, report::json_text(summary));
   if (!f.csv.empty()) files.add(f.csv, std::string(kStepCsvHeader) + "\n" + step_csv_row(r) + "\n");
@@ -223,6 +235,7 @@ void run(const RunFlags& f) {
                      {"bytes moved", "HBM " + to_string(r.hbm_bytes) + ", scale-up " + to_string(r.scale_up_bytes) +
                                          ", scale-out " + to_string(r.scale_out_bytes)},
                  });
+    for (const auto& c : plan_caveats(plan)) std::cout << "caveat             " << c.substr(c.find(": ") + 2) << "\n";
     if (whole) {
       const auto& w = whole->stats;
       std::cout << "whole run (" << w.trials << " trials; wallsim reliability for causes and intervals): "
@@ -332,9 +345,11 @@ void search(const RunFlags& f) {
     const auto& [p, r] = res.plans[i];
     std::snprintf(line, sizeof line, "%4zu  %-78s %10s %6.2f%% %10s %10.4g J%s\n", i + 1, plan_text(p).c_str(),
                   to_string(r.step_time).c_str(), 100.0 * r.mfu, gib(r.memory.total()).c_str(), r.energy_per_token_j,
-                  r.memory.borderline() ? "  (memory borderline)" : "");
+                  (std::string(r.memory.borderline() ? "  (memory borderline)" : "") +
+                   (plan_caveats(p).empty() ? "" : "  (ZeRO-3: unvalidated)")).c_str());
     text << line;
     nlohmann::json j = step_summary_json(r);
+    j["caveats"] = plan_caveats(p);
     j["parallel"] = {{"tp", p.tp}, {"pp", p.pp}, {"dp", p.dp}, {"cp", p.cp}, {"ep", p.ep}, {"sp", p.sp},
                      {"vpp", p.vpp}, {"micro_batch", p.micro_batch}, {"zero", p.zero},
                      {"recompute", recompute_name(p.recompute)},
