@@ -9,7 +9,9 @@
 #include "report/tables.hpp"
 #include "core/error.hpp"
 #include "core/presets.hpp"
+#include "core/scenario.hpp"
 #include "core/text.hpp"
+#include "hardware/gpu_model.hpp"
 
 namespace wallsim::cli {
 namespace {
@@ -43,10 +45,34 @@ void run(const PresetsFlags& f) {
     for (const auto& p : list) width = std::max(width, p.name.size());
     for (const auto& p : list) {
       text << "  " << p.name << std::string(width + 2 - p.name.size(), ' ') << p.description << "\n";
-      for (const auto& s : p.sources) {
-        text << "  " << std::string(width + 2, ' ') << "  source: " << s << "\n";
+      // A GPU that lacks a field the roofline or power model reads is incomplete: said here,
+      // and `run` on it names the same fields.
+      std::vector<std::string> missing;
+      if (kind == PresetKind::kGpus) {
+        YAML::Node node(YAML::NodeType::Map);
+        node["preset"] = p.name;
+        missing = hardware::missing_fields(parse_gpu(Config(node, "gpus." + p.name), presets));
+        if (!missing.empty()) {
+          text << "  " << std::string(width + 2, ' ') << "  INCOMPLETE: no " << join(missing, ", ")
+               << " (run refuses it)\n";
+        }
       }
-      arr.push_back({{"name", p.name}, {"description", p.description}, {"sources", p.sources}});
+      // Each value beside its source (a choice, such as a topology, has none).
+      std::size_t kw = 0, vw = 0;
+      for (const auto& fd : p.fields) {
+        kw = std::max(kw, fd.key.size());
+        vw = std::max(vw, fd.value.size());
+      }
+      vw = std::min<std::size_t>(vw, 24);
+      nlohmann::json fields = nlohmann::json::array();
+      for (const auto& fd : p.fields) {
+        text << "  " << std::string(width + 2, ' ') << "  " << fd.key << std::string(kw + 2 - fd.key.size(), ' ')
+             << fd.value << std::string(fd.value.size() < vw + 2 ? vw + 2 - fd.value.size() : 2, ' ')
+             << (fd.source.empty() ? "" : "source: " + fd.source) << "\n";
+        fields.push_back({{"key", fd.key}, {"value", fd.value}, {"source", fd.source}});
+      }
+      arr.push_back({{"name", p.name}, {"description", p.description}, {"sources", p.sources}, {"fields", fields},
+                     {"missing", missing}});
     }
     const auto refs = presets.references(kind);
     if (!refs.empty()) {

@@ -85,6 +85,28 @@ void collect_sources(const YAML::Node& n, std::set<std::string>& seen,
     for (const auto& e : n) collect_sources(e, seen, out);
   }
 }
+
+/// Every value below `n` in file order: {value, source} maps and plain scalars (lists written
+/// as flow sequences); descriptions and notes are prose, not values.
+void collect_fields(const YAML::Node& n, const std::string& prefix, std::vector<PresetField>& out) {
+  for (const auto& kv : n) {
+    const std::string key = kv.first.as<std::string>();
+    if (prefix.empty() && (key == "description" || key == "notes")) continue;
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    const YAML::Node& v = kv.second;
+    if (v.IsMap() && v["value"]) {
+      YAML::Emitter e;
+      e << YAML::Flow << v["value"];
+      out.push_back({path, e.c_str(), v["source"] && v["source"].IsScalar() ? v["source"].Scalar() : std::string()});
+    } else if (v.IsMap()) {
+      collect_fields(v, path, out);
+    } else {
+      YAML::Emitter e;
+      e << YAML::Flow << v;
+      out.push_back({path, e.c_str(), ""});
+    }
+  }
+}
 }  // namespace
 
 std::vector<PresetInfo> Presets::list(PresetKind kind) const {
@@ -95,6 +117,7 @@ std::vector<PresetInfo> Presets::list(PresetKind kind) const {
     if (kv.second["description"]) info.description = kv.second["description"].as<std::string>();
     std::set<std::string> seen;
     collect_sources(kv.second, seen, info.sources);
+    if (kv.second.IsMap()) collect_fields(kv.second, "", info.fields);
     out.push_back(std::move(info));
   }
   return out;

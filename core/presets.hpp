@@ -20,11 +20,18 @@ std::optional<PresetKind> preset_kind_from_name(const std::string& name);
 /// All kinds in listing order.
 std::vector<PresetKind> all_preset_kinds();
 
+/// One value of a preset: its key (dotted below the preset), the value as written, and the
+/// source beside it (empty for a choice such as a topology or a preset name).
+struct PresetField {
+  std::string key, value, source;
+};
+
 /// One preset as listed by `wallsim presets`.
 struct PresetInfo {
   std::string name;
   std::string description;
   std::vector<std::string> sources;  ///< distinct `source:` texts of its numbers
+  std::vector<PresetField> fields;   ///< every value, in file order
 };
 
 /// The preset files of one data directory, loaded on first use of each kind.

@@ -15,16 +15,23 @@ Watts dynamic_power(const GpuSpec& spec) {
 }
 }  // namespace
 
-GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve)
-    : spec_(spec), fp8_(fp8 && spec.fp8_dense.value() > 0.0), idle_(spec.idle_power) {
-  // Every field the roofline and power models read, all the missing ones named at once.
-  std::string missing;
+std::vector<std::string> missing_fields(const GpuSpec& spec) {
+  std::vector<std::string> out;
+  if (spec.cores > 0) return out;  // a wafer: its own model (wafer/)
   for (auto [key, v] : {std::pair{"gemm_efficiency", spec.gemm_efficiency},
                         std::pair{"attention_efficiency", spec.attention_efficiency},
                         std::pair{"memory_efficiency", spec.memory_efficiency},
                         std::pair{"idle_power", spec.idle_power.value()}}) {
-    if (v <= 0.0) missing += (missing.empty() ? "cluster.gpu." : ", cluster.gpu.") + std::string(key);
+    if (v <= 0.0) out.emplace_back(key);
   }
+  return out;
+}
+
+GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve)
+    : spec_(spec), fp8_(fp8 && spec.fp8_dense.value() > 0.0), idle_(spec.idle_power) {
+  // Every field the roofline and power models read, all the missing ones named at once.
+  std::string missing;
+  for (const auto& key : missing_fields(spec)) missing += (missing.empty() ? "cluster.gpu." : ", cluster.gpu.") + key;
   if (!missing.empty()) {
     throw Error("cluster.gpu", "'" + spec.name + "' is incomplete for the roofline and power models: missing " + missing +
                                    " (see data/gpus.yaml)");

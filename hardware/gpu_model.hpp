@@ -29,6 +29,10 @@
 
 namespace wallsim::hardware {
 
+/// The fields of a GPU preset that the roofline and power models read and it lacks (none for
+/// a wafer, which has its own model): such a preset is incomplete, and `run` on it names them all.
+std::vector<std::string> missing_fields(const GpuSpec& spec);
+
 class GpuModel {
  public:
   /// `power_cap` 0 = the GPU's TDP. `fp8` runs GEMMs at the FP8 peak where the GPU has one.

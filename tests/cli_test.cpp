@@ -135,6 +135,22 @@ TEST_CASE("cli presets lists presets with their sources", "[cli]") {
   CHECK_THAT(r.out, Contains("h100-sxm"));
   CHECK_THAT(r.out, Contains("source: [V] nc-212"));
   CHECK_THAT(r.out, Contains("references:"));
+  // Each value beside its source, and a preset the roofline cannot run is marked as such.
+  std::istringstream lines(r.out);
+  bool peak = false;
+  for (std::string line; std::getline(lines, line);) {
+    peak = peak || (line.find("bf16_dense") != std::string::npos && line.find("312 TFLOP/s") != std::string::npos &&
+                    line.find("source: [V] nv-a100-ds") != std::string::npos);
+  }
+  CHECK(peak);
+  CHECK_THAT(r.out, Contains("INCOMPLETE: no gemm_efficiency, attention_efficiency, memory_efficiency, idle_power"));
+  const auto j = nlohmann::json::parse(run("presets gpus --json -").out);
+  for (const auto& p : j["gpus"]["presets"]) {
+    INFO(p["name"]);
+    if (p["name"] == "h100-sxm") CHECK(p["missing"].empty());
+    if (p["name"] == "b200") CHECK(p["missing"].size() == 4);
+    for (const auto& fd : p["fields"]) CHECK(fd.contains("source"));
+  }
   CHECK(run("presets").code == 0);
   const Result bad = run("presets gpu");
   CHECK(bad.code == 2);
