@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -99,6 +100,13 @@ std::vector<std::string> plan_caveats(const parallelism::Plan& p) {
   return out;
 }
 
+/// The slow GPUs the step waited for, each with its stage and speed.
+nlohmann::json stragglers_json(const engine::StepResult& r) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& x : r.stragglers) out.push_back({{"gpu", x.gpu}, {"stage", x.stage}, {"speed", x.speed}});
+  return out;
+}
+
 nlohmann::json step_summary_json(const engine::StepResult& r) {
   return {{"step_time_s", r.step_time.value()},
           {"tokens_per_s", r.tokens_per_s},
@@ -110,6 +118,7 @@ nlohmann::json step_summary_json(const engine::StepResult& r) {
            {{"compute", r.compute.value()}, {"exposed_comm", r.exposed_comm.value()},
             {"bubble", r.bubble.value()}, {"other", r.other.value()}}},
           {"memory", memory_json(r.memory)},
+          {"stragglers", stragglers_json(r)},
           {"energy", {{"step_j", r.step_energy.value()}, {"per_token_j", r.energy_per_token_j}}},
           {"power", {{"gpu_avg_w", r.gpu_avg_power.value()}, {"cluster_avg_w", r.cluster_avg_power.value()}}},
           {"bytes_moved",
@@ -235,6 +244,17 @@ void run(const RunFlags& f) {
                      {"bytes moved", "HBM " + to_string(r.hbm_bytes) + ", scale-up " + to_string(r.scale_up_bytes) +
                                          ", scale-out " + to_string(r.scale_out_bytes)},
                  });
+    if (!r.stragglers.empty()) {
+      std::set<int> stages;
+      for (const auto& x : r.stragglers) stages.insert(x.stage);
+      std::string list;
+      for (int st : stages) list += (list.empty() ? "" : ", ") + std::to_string(st);
+      const bool many = r.stragglers.size() > 1;
+      std::cout << "stragglers         " << r.stragglers.size() << " slow GPU" << (many ? "s" : "") << " at "
+                << format_number(100.0 * r.stragglers.front().speed, 3) << " % speed (gpu " << r.stragglers.front().gpu
+                << (many ? ", ..." : "") << "; stage" << (stages.size() > 1 ? "s " : " ") << list << "): "
+                << (many ? "their stages' peers and the pipeline wait for them\n" : "its stage's peers and the pipeline wait for it\n");
+    }
     for (const auto& c : plan_caveats(plan)) std::cout << "caveat             " << c.substr(c.find(": ") + 2) << "\n";
     if (whole) {
       const auto& w = whole->stats;

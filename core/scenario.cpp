@@ -1,6 +1,9 @@
 #include "core/scenario.hpp"
 
+#include <limits>
+
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "core/io.hpp"
 #include "core/limits.hpp"
 #include "core/text.hpp"
@@ -353,10 +356,50 @@ ModelSpec parse_model(const Config& raw, const Presets& presets) {
   return m;
 }
 
+/// cluster.slow_gpus: {gpus: [ids], speed: s} or {fraction: f, speed: s, seed: n}; a fraction
+/// picks round(f x gpus) GPUs (at least one), those whose mixed id (with the seed) is smallest:
+/// the same GPUs on every machine and library.
+ClusterSpec::SlowGpus parse_slow_gpus(const Config& c, long long gpus) {
+  c.allow_only({"gpus", "fraction", "speed", "seed"});
+  ClusterSpec::SlowGpus s;
+  const Config speed = c.at("speed");
+  s.speed = speed.as_double();
+  if (!(s.speed > 0.0 && s.speed <= 1.0)) {
+    throw Error(speed.path(), "is a slow GPU's compute rate relative to its peers: above 0 and at most 1, not " +
+                                  quote_value(speed.as_string()));
+  }
+  const auto list = c.find("gpus");
+  const auto fraction = c.find("fraction");
+  if (list.has_value() == fraction.has_value()) throw Error(c.path(), "give either gpus (a list of ids) or fraction");
+  if (list) {
+    const auto ids = list->elements();
+    if (ids.empty()) throw Error(list->path(), "lists no GPU");
+    if (static_cast<long long>(ids.size()) > gpus) {
+      throw Error(list->path(), "lists " + std::to_string(ids.size()) + " GPUs but the cluster has " + std::to_string(gpus));
+    }
+    for (const auto& e : ids) s.gpus.push_back(e.as_int(0, gpus - 1, "the cluster's GPU ids"));
+    std::sort(s.gpus.begin(), s.gpus.end());
+    if (std::adjacent_find(s.gpus.begin(), s.gpus.end()) != s.gpus.end()) throw Error(list->path(), "lists a GPU twice");
+    if (c.has("seed")) throw Error(c.path() + ".seed", "picks GPUs for a fraction; a list needs none");
+    return s;
+  }
+  const double f = fraction->as_double();
+  if (!(f > 0.0 && f <= 1.0)) throw Error(fraction->path(), "must be above 0 and at most 1, not " + quote_value(fraction->as_string()));
+  const long long n = std::max(1LL, std::llround(f * static_cast<double>(gpus)));
+  const std::uint64_t seed = c.has("seed") ? static_cast<std::uint64_t>(c.at("seed").as_int(0, std::numeric_limits<long long>::max(), "seeds")) : 0;
+  std::vector<std::pair<std::uint64_t, long long>> order;
+  order.reserve(static_cast<std::size_t>(gpus));
+  for (long long g = 0; g < gpus; ++g) order.emplace_back(splitmix64(splitmix64(seed) ^ static_cast<std::uint64_t>(g)), g);
+  std::partial_sort(order.begin(), order.begin() + n, order.end());
+  for (long long i = 0; i < n; ++i) s.gpus.push_back(order[static_cast<std::size_t>(i)].second);
+  std::sort(s.gpus.begin(), s.gpus.end());
+  return s;
+}
+
 ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
   Config c = resolve(raw, PresetKind::kClusters, presets);
   c.allow_only({"description", "notes", "gpu", "nodes", "gpus_per_node", "scale_up",
-                "scale_out", "storage", "external_memory", "power_cap"});
+                "scale_out", "storage", "external_memory", "power_cap", "slow_gpus"});
   ClusterSpec k;
   k.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -407,6 +450,7 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     k.power_cap = f->as<Watts>();
     if (k.power_cap->value() <= 0.0) throw Error(f->path(), "must be positive, not " + quote_value(f->as_string()));
   }
+  if (auto f = c.find("slow_gpus")) k.slow_gpus = parse_slow_gpus(*f, k.gpus());
   if (auto f = c.find("external_memory")) {
     k.external_memory = f->as<Bytes>();
     if (k.external_memory->value() <= 0.0) throw Error(f->path(), "must be positive, not " + quote_value(f->as_string()));

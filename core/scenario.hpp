@@ -4,6 +4,7 @@
 // (nodes_per_leaf, k, dims, ...) stay as a Config for the topology module to read and check.
 #pragma once
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -96,7 +97,19 @@ struct ClusterSpec {
   /// cluster.power_cap: each GPU's power limit (nvidia-smi -pl); unset = its TDP. The CLI's
   /// --power-cap (and sweep's power_cap) override it.
   std::optional<Watts> power_cap;
+  /// cluster.slow_gpus: stragglers (a throttled or failing GPU), each computing at `speed` of
+  /// its peers' rate; `gpus` sorted, resolved from a list or a fraction of the cluster.
+  struct SlowGpus {
+    std::vector<long long> gpus;
+    double speed = 1.0;
+  };
+  std::optional<SlowGpus> slow_gpus;
   [[nodiscard]] long long gpus() const { return nodes * gpus_per_node; }
+  /// GPU g's compute rate relative to its peers (1 unless it is a slow GPU).
+  [[nodiscard]] double speed_of(long long g) const {
+    if (!slow_gpus) return 1.0;
+    return std::binary_search(slow_gpus->gpus.begin(), slow_gpus->gpus.end(), g) ? slow_gpus->speed : 1.0;
+  }
 };
 
 /// A decoder-only transformer, dense or mixture-of-experts.

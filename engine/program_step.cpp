@@ -20,7 +20,11 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   SimulateOptions so;
   so.flow = o.network->name() == "flow";
   so.reserved_Bps = o.reserved_Bps;
-  so.compute_time = [&gpu](const parallelism::ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
+  // A slow GPU (cluster.slow_gpus) runs its kernels at its speed; its peers wait for it where
+  // the program synchronizes them.
+  so.compute_time = [&gpu, &prog, &sc](const parallelism::ProgramOp& op, std::uint32_t rank) {
+    return gpu.time(op.kernel) / sc.cluster.speed_of(prog.ranks[rank].gpu);
+  };
   const ProgramResult res = simulate(prog, t, so);
 
   StepResult r;
@@ -28,6 +32,7 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   r.step_time = res.makespan;
   r.memory = memory_per_gpu(sc, p);
   r.clock = gpu.clock();
+  r.stragglers = stragglers(sc, p);
   // Per rank: the compute stream's kernels (the optimizer apart) and its communication ops;
   // the other streams' tail past the compute stream's end is exposed communication too; the
   // rest of the step is bubble.

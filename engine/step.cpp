@@ -336,6 +336,15 @@ namespace {
 Memory gpu_memory(const Scenario& sc, const Plan& p);
 }
 
+std::vector<Straggler> stragglers(const Scenario& sc, const Plan& p) {
+  std::vector<Straggler> out;
+  if (!sc.cluster.slow_gpus) return out;
+  for (long long g : sc.cluster.slow_gpus->gpus) {
+    if (g < p.gpus()) out.push_back({static_cast<int>(g), parallelism::coords_of(p, g).pp, sc.cluster.slow_gpus->speed});
+  }
+  return out;
+}
+
 Memory memory_per_gpu(const Scenario& sc, const Plan& p) {
   const Memory gpu = gpu_memory(sc, p);
   if (!is_wafer(sc.cluster)) return gpu;
@@ -417,6 +426,13 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   StepResult r;
   r.memory = memory_per_gpu(sc, p);
   r.clock = gpu.clock();
+  // Slow GPUs (cluster.slow_gpus): a stage runs at its slowest GPU's speed, since its TP, CP
+  // and DP peers wait for it at every collective and its pipeline neighbours for its sends.
+  std::vector<double> speed(static_cast<std::size_t>(p.pp), 1.0);
+  r.stragglers = stragglers(sc, p);
+  for (const auto& x : r.stragglers) {
+    speed[static_cast<std::size_t>(x.stage)] = std::min(speed[static_cast<std::size_t>(x.stage)], x.speed);
+  }
 
   // Per-layer pass costs on one GPU (dense and MoE layers differ).
   struct PassCost {
@@ -624,7 +640,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
               layer_comm_name + where);
       }
       if (op.pass == Pass::kForward) {
-        k.compute = cc.fwd;
+        k.compute = cc.fwd / speed[static_cast<std::size_t>(s)];
         k.comm = cc.fwd_comm;
         flops_model += cc.flops_model;
         flops_hw += cc.flops_hw;
@@ -632,13 +648,13 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
         comm.charge(cc.fwd_comms, s);
         f_id[vs][op.micro_batch] = static_cast<int>(tasks.size());
       } else if (op.pass == Pass::kBackward) {
-        k.compute = cc.bwd;
+        k.compute = cc.bwd / speed[static_cast<std::size_t>(s)];
         k.comm = cc.bwd_comm;
         comm.charge(cc.bwd_comms, s);
         b_id[vs][op.micro_batch] = static_cast<int>(tasks.size());
         if (p.schedule != parallelism::PipeSchedule::kZeroBubble) last_backward[vs] = static_cast<int>(tasks.size());
       } else {
-        k.compute = cc.wgt;
+        k.compute = cc.wgt / speed[static_cast<std::size_t>(s)];
         w_id[vs][op.micro_batch] = static_cast<int>(tasks.size());
         last_backward[vs] = static_cast<int>(tasks.size());
       }
@@ -732,7 +748,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
     // Reads gradients, master weights and moments, writes weights and moments.
     const Kernel adam{KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard_params),
                       Bytes::of(shard_params * (kGradBytes + 2.0 * p.optimizer_bytes + kWeightBytes))};
-    opt.compute = gpu.time(adam).value();
+    opt.compute = gpu.time(adam).value() / speed[static_cast<std::size_t>(s)];
     if (o.timeline && s == 0) r.ops.push_back({adam.name, adam.flops, adam.bytes, Seconds::of(opt.compute)});
     hbm[static_cast<std::size_t>(s)] += adam.bytes.value();
     for (int d : dp_tasks[s]) opt.deps.push_back({d, 1.0, 0.0, Wait::kComm});
@@ -810,10 +826,16 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   const EnergyPerBit link_up = sc.cluster.scale_up.energy;
   const EnergyPerBit link_out = sc.cluster.scale_out ? sc.cluster.scale_out->link.energy : EnergyPerBit{};
   double energy = 0.0;
+  std::vector<double> slow_count(static_cast<std::size_t>(p.pp), 0.0);
+  for (const auto& x : r.stragglers) slow_count[static_cast<std::size_t>(x.stage)] += 1.0;
   for (int s = 0; s < p.pp; ++s) {
     const auto i = static_cast<std::size_t>(s);
     StageTimes& times = r.stages[i];
-    times.energy = gpu.energy({Seconds::of(step), times.compute + times.other, Bytes::of(hbm[i]), comm.scale_up_bytes[i],
+    // With slow GPUs the stage's times are theirs; its other GPUs compute for `speed` of that
+    // and wait the rest: the stage's mean busy time.
+    const double slow = slow_count[i] / replicas, busy = (times.compute + times.other).value();
+    const Seconds mean_busy = Seconds::of(busy * (slow + (1.0 - slow) * speed[i]));
+    times.energy = gpu.energy({Seconds::of(step), mean_busy, Bytes::of(hbm[i]), comm.scale_up_bytes[i],
                                comm.scale_out_bytes[i]},
                               link_up, link_out);
     energy += times.energy.value() * replicas;
@@ -871,7 +893,10 @@ StepResult within_cap(const Scenario& sc, const Plan& p, const StepOptions& o,
 }
 
 StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o) {
-  if (is_wafer(sc.cluster)) return finite(simulate_wafer_step(sc, p, o), sc.cluster.gpu);
+  if (is_wafer(sc.cluster)) {
+    if (sc.cluster.slow_gpus) throw Error("cluster.slow_gpus", "applies to GPU clusters, not to a wafer");
+    return finite(simulate_wafer_step(sc, p, o), sc.cluster.gpu);
+  }
   if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
   return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return composed_step(sc, p, t, q, reserve); });
 }
@@ -885,7 +910,7 @@ void fields(IO& io, R& r) {
      r.memory.activations, r.memory.buffers, r.memory.capacity, r.memory.stage, r.memory.stages, r.step_energy,
      r.energy_per_token_j,
      r.gpu_avg_power, r.cluster_avg_power, r.clock, r.hbm_bytes, r.scale_up_bytes, r.scale_out_bytes, r.stage_busy,
-     r.layer_forward, r.layer_backward, r.stages, r.link_bytes);
+     r.layer_forward, r.layer_backward, r.stages, r.link_bytes, r.stragglers);
 }
 
 }  // namespace

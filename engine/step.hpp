@@ -30,6 +30,12 @@ namespace wallsim::engine {
 // (the optimizer's follow the plan: Plan::optimizer_bytes).
 inline constexpr double kWeightBytes = parallelism::kWeightBytesPerParam, kGradBytes = parallelism::kGradBytesPerParam;
 
+/// A slow GPU and the pipeline stage it holds (cluster.slow_gpus): its stage's peers wait for it.
+struct Straggler {
+  int gpu = 0, stage = 0;
+  double speed = 1.0;
+};
+
 /// One GPU's memory on one pipeline stage.
 struct StageMemory {
   int stage = 0;
@@ -59,6 +65,8 @@ struct Memory {
   [[nodiscard]] bool over() const { return total().value() > capacity.value() * (1.0 + kBorderlineMemory); }
 };
 Memory memory_per_gpu(const Scenario& s, const parallelism::Plan& p);
+/// The slow GPUs of the cluster (cluster.slow_gpus) the plan runs on, with their stages.
+std::vector<Straggler> stragglers(const Scenario& s, const parallelism::Plan& p);
 
 /// One slice of a representative rank's step, for traces: lane 0 computes, lane 1 is the
 /// communication exposed inside compute tasks (TP/SP/CP/EP), lane 2 the data-parallel stream.
@@ -103,6 +111,7 @@ struct StepResult {
   /// compute plus the exposed TP/CP/EP communication; backward includes recompute.
   Seconds layer_forward, layer_backward;
   std::vector<TimelineEvent> timeline;  ///< with StepOptions::timeline: every task of one rank per stage
+  std::vector<Straggler> stragglers;    ///< the slow GPUs the step waited for
   std::vector<StageTimes> stages;       ///< per pipeline stage, one GPU's
   std::vector<OpPoint> ops;             ///< with StepOptions::timeline: kernels for the roofline
   /// With StepOptions::link_bytes: bytes each directed link (by id) carries in the step, every

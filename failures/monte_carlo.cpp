@@ -1,3 +1,4 @@
+#include "core/hash.hpp"
 #include "failures/monte_carlo.hpp"
 
 #include "engine/distribute.hpp"
@@ -15,13 +16,6 @@ namespace wallsim::failures {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 /// A trial's random stream: the same numbers for (seed, trial) on any machine and rank.
 class Stream {

@@ -290,3 +290,23 @@ TEST_CASE("core::text quoted clips long values to a prefix and a length", "[core
     }
   }
 }
+
+TEST_CASE("core::scenario cluster.slow_gpus: a list, or a fraction picked the same way everywhere", "[core]") {
+  const auto list = load(kBase, {"cluster.slow_gpus={gpus: [17, 3], speed: 0.8}"}).cluster;
+  REQUIRE(list.slow_gpus);
+  CHECK(list.slow_gpus->gpus == std::vector<long long>{3, 17});
+  CHECK(list.speed_of(3) == 0.8);
+  CHECK(list.speed_of(4) == 1.0);
+  // A quarter of 32 GPUs: 8, distinct, in range, the same on every load; another seed picks others.
+  const auto a = load(kBase, {"cluster.slow_gpus={fraction: 0.25, speed: 0.5}"}).cluster.slow_gpus->gpus;
+  const auto b = load(kBase, {"cluster.slow_gpus={fraction: 0.25, speed: 0.5}"}).cluster.slow_gpus->gpus;
+  const auto c = load(kBase, {"cluster.slow_gpus={fraction: 0.25, speed: 0.5, seed: 7}"}).cluster.slow_gpus->gpus;
+  CHECK(a.size() == 8);
+  CHECK(a == b);
+  CHECK(a != c);
+  CHECK(std::adjacent_find(a.begin(), a.end()) == a.end());
+  CHECK(a.front() >= 0);
+  CHECK(a.back() < 32);
+  // A fraction too small for one GPU still picks one.
+  CHECK(load(kBase, {"cluster.slow_gpus={fraction: 0.001, speed: 0.5}"}).cluster.slow_gpus->gpus.size() == 1);
+}

@@ -338,3 +338,38 @@ TEST_CASE("engine the optimizer and its precisions and dropout are scenario keys
   CHECK(!parallelism::make_plan(adam).dropout);
   CHECK(with.activations.value() - no.activations.value() == Approx(8 * 2.0 * 4096 * 4096 / 4).epsilon(1e-12));
 }
+
+TEST_CASE("engine a slow GPU sets its stage's pace and the event engine agrees", "[engine]") {
+  // cluster.slow_gpus: GPU 3 at half speed on one stage of TP 4 (no pipeline): every kernel of
+  // the stage waits for it at each TP collective, so the compute and the optimizer take twice
+  // as long and communication is unchanged: step + compute + optimizer. (The GPUs' dynamic
+  // power is set low so that no power cap moves the clock between the two runs.)
+  const std::string base = pipe_scenario("parallel: {tp: 4, sp: true, recompute: selective}", 4);
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  auto step = [&](const std::string& text, std::vector<std::string> sets, bool events = false) {
+    sets.push_back("cluster.gpu.dynamic_power=100 W");
+    const Scenario s = parse_scenario(text, "t.yaml", sets, test::presets());
+    const auto plan = parallelism::make_plan(s);
+    const auto t = topology::build_cluster(s.cluster);
+    return events ? engine::simulate_step_events(s, plan, t, engine::step_options(net.get()))
+                  : engine::simulate_step(s, plan, t, engine::step_options(net.get()));
+  };
+  const std::string slow3 = "cluster.slow_gpus={gpus: [3], speed: 0.5}";
+  const auto healthy = step(base, {}), r = step(base, {slow3});
+  CHECK(r.clock.value() == healthy.clock.value());
+  CHECK(r.step_time.value() == Approx(healthy.step_time.value() + healthy.compute.value() + healthy.other.value()).epsilon(1e-9));
+  CHECK(r.exposed_comm.value() == Approx(healthy.exposed_comm.value()).epsilon(1e-9));
+  REQUIRE(r.stragglers.size() == 1);
+  CHECK(r.stragglers[0].gpu == 3);
+  CHECK(r.stragglers[0].stage == 0);
+  // The event engine runs GPU 3's kernels at half speed and its peers wait at each collective.
+  CHECK(step(base, {slow3}, true).step_time.value() == Approx(r.step_time.value()).epsilon(0.005));
+  // On two pipeline stages, a slow GPU on stage 1 slows stage 1's compute only.
+  const std::string pp = pipe_scenario("parallel: {tp: 2, pp: 2, sp: true, recompute: selective}", 4);
+  const auto h2 = step(pp, {}), r2 = step(pp, {slow3});
+  REQUIRE(r2.stragglers.size() == 1);
+  CHECK(r2.stragglers[0].stage == 1);
+  CHECK(r2.stages[1].compute.value() == Approx(2.0 * h2.stages[1].compute.value()).epsilon(1e-9));
+  CHECK(r2.stages[0].compute.value() == Approx(h2.stages[0].compute.value()).epsilon(1e-9));
+  CHECK(step(pp, {slow3}, true).step_time.value() == Approx(r2.step_time.value()).epsilon(0.005));
+}
