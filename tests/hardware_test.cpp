@@ -216,3 +216,28 @@ TEST_CASE("hardware a step's average GPU power never exceeds the cap (HBM and li
     CHECK(r.gpu_avg_power.value() <= (cap > 0.0 ? cap : 700.0));
   }
 }
+
+TEST_CASE("hardware the B200 model reproduces its kernel-level measurements (MAMF's best BF16 and FP8 matmuls)",
+          "[hardware]") {
+  // data/gpus.yaml b200: gemm_efficiency and fp8_efficiency_ratio fitted on MAMF's best
+  // matmuls, each at its own shape (C = M x N, depth K), kernel overhead included: 1,745.0
+  // TFLOP/s BF16 at 1792 x 16128 x 3072 and 3,432.5 FP8 at 15360 x 4096 x 3072. Within 0.1 %.
+  const Scenario s = parse_scenario("cluster: {gpu: b200, nodes: 1, gpus_per_node: 8, scale_up: {bandwidth: 900 GB/s, latency: 1 us}}\n"
+                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
+                                    "t.yaml", {}, test::presets());
+  const GpuModel bf16(s.cluster.gpu, Watts{}, false), fp8(s.cluster.gpu, Watts{}, true);
+  auto rate = [](const GpuModel& g, double m, double n, double k, double bytes_per_value) {
+    const Kernel gemm{KernelKind::kGemm, "g", Flops::of(2 * m * n * k), Bytes::of(bytes_per_value * (m * k + k * n) + 2 * m * n), m, n, k};
+    return 2 * m * n * k / g.time(gemm).value() / 1e12;
+  };
+  CHECK(rate(bf16, 1792, 16128, 3072, 2) == Approx(1745.0).epsilon(1e-3));
+  CHECK(rate(fp8, 15360, 4096, 3072, 1) == Approx(3432.5).epsilon(1e-3));
+  // A large GEMM's FP8 speed-up is MAMF's best-over-best (1.967) within its shapes' 1 %, not 2x.
+  const double n = 8192;
+  const Kernel big{KernelKind::kGemm, "g", Flops::of(2 * n * n * n), Bytes::of(3 * 2 * n * n), n, n, n};
+  const double speedup = (bf16.time(big) - s.cluster.gpu.kernel_overhead).value() / (fp8.time(big) - s.cluster.gpu.kernel_overhead).value();
+  CHECK(speedup == Approx(3432.5 / 1745.0).epsilon(0.01));
+  CHECK(speedup < 1.96);
+  // The preset is complete: a step runs on it.
+  CHECK(hardware::missing_fields(s.cluster.gpu).empty());
+}
