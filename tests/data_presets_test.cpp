@@ -69,7 +69,7 @@ TEST_CASE("data: every preset parses", "[data]") {
 }
 
 TEST_CASE("data: bundled scenarios load and build", "[data]") {
-  for (const char* s : {"tiny-8gpu", "llama3-70b-1024xh100", "llama3-405b-16kxh100"}) {
+  for (const char* s : {"tiny-8gpu", "llama3-70b-1024xh100", "llama3-405b-16kxh100", "llama3-70b-256xgb200"}) {
     INFO(s);
     const Scenario sc = load_scenario(test::source_path(std::string("data/scenarios/") + s + ".yaml"),
                                       {}, test::presets());

@@ -217,7 +217,7 @@ TEST_CASE("hardware a step's average GPU power never exceeds the cap (HBM and li
   }
 }
 
-TEST_CASE("hardware the B200 model reproduces its kernel-level measurements (MAMF's best BF16 and FP8 matmuls)",
+TEST_CASE("hardware the B200 and GB200 models reproduce their kernel-level measurements (MAMF's best BF16 and FP8 matmuls)",
           "[hardware]") {
   // data/gpus.yaml b200: gemm_efficiency and fp8_efficiency_ratio fitted on MAMF's best
   // matmuls, each at its own shape (C = M x N, depth K), kernel overhead included: 1,745.0
@@ -240,4 +240,13 @@ TEST_CASE("hardware the B200 model reproduces its kernel-level measurements (MAM
   CHECK(speedup < 1.96);
   // The preset is complete: a step runs on it.
   CHECK(hardware::missing_fields(s.cluster.gpu).empty());
+  // GB200, fitted the same way: 1,822.0 BF16 at 4096 x 9728 x 2048, 3,615.6 FP8 at
+  // 19456 x 5120 x 1536.
+  const Scenario g = parse_scenario("cluster: {gpu: gb200, nodes: 1, gpus_per_node: 4, scale_up: {bandwidth: 900 GB/s, latency: 1 us}}\n"
+                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
+                                    "t.yaml", {}, test::presets());
+  const GpuModel gb(g.cluster.gpu, Watts{}, false), gf(g.cluster.gpu, Watts{}, true);
+  CHECK(rate(gb, 4096, 9728, 2048, 2) == Approx(1822.0).epsilon(1e-3));
+  CHECK(rate(gf, 19456, 5120, 1536, 1) == Approx(3615.6).epsilon(1e-3));
+  CHECK(hardware::missing_fields(g.cluster.gpu).empty());
 }
