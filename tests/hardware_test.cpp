@@ -250,3 +250,17 @@ TEST_CASE("hardware the B200 and GB200 models reproduce their kernel-level measu
   CHECK(rate(gf, 19456, 5120, 1536, 1) == Approx(3615.6).epsilon(1e-3));
   CHECK(hardware::missing_fields(g.cluster.gpu).empty());
 }
+
+TEST_CASE("hardware the H100 PCIe streams at its measured STREAM triad rate", "[hardware]") {
+  // data/gpus.yaml h100-pcie: memory_efficiency from gpu-stream's best triad on an H100 PCIe,
+  // 1,832 GB/s of 2,039: a 1 GiB triad (3 loads, 1 store) moves at that rate, within 0.5 %,
+  // once the kernel overhead is off.
+  const Scenario s = parse_scenario("cluster: {gpu: h100-pcie, nodes: 1, gpus_per_node: 2, scale_up: {bandwidth: 300 GB/s, latency: 1 us}}\n"
+                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
+                                    "t.yaml", {}, test::presets());
+  const GpuModel g(s.cluster.gpu, Watts{}, false);
+  const double bytes = 4.0 * (1 << 30);
+  const Kernel triad{KernelKind::kElementwise, "triad", Flops::of(2.0 * (1 << 30) / 8), Bytes::of(bytes)};
+  CHECK(bytes / (g.time(triad) - s.cluster.gpu.kernel_overhead).value() / 1e9 == Approx(1832.0).epsilon(0.005));
+  CHECK(hardware::missing_fields(s.cluster.gpu).empty());
+}
