@@ -222,8 +222,8 @@ class PairClasses {
     left_.resize(resources);
   }
 
-  /// The step's makespan, or nullopt when it cannot go by class: a transfer is not a
-  /// rotation's, an endpoint sends or receives twice, a level's route is narrower than its
+  /// The step's makespan, or nullopt when it cannot go by class: a phase is not a rotation
+  /// (callers check that first, so as not to exchange on every step), an endpoint sends or receives twice, a level's route is narrower than its
   /// endpoints' links with no taper to account for it, or the transfers that cross a taper
   /// differ in size. With `exchange`, every rank calls together and gets the same answer.
   std::optional<double> makespan(const std::vector<const Phase*>& phases, Seconds overhead,
@@ -465,7 +465,12 @@ class FlowLevelModel final : public NetworkModel {
     std::optional<PairClasses> classes;
     if (PairClasses::fabric_allows(t, p)) classes.emplace(t);
     for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
-      if (classes) {
+      // Only a rotation's steps go by class; every rank holds copies of one collective, so all
+      // see the same kind of step and the other steps cost no exchange here.
+      const bool rotations = std::all_of(phases.begin(), phases.end(), [](const Phase* ph) {
+        return ph->ring != nullptr && ph->transfers.empty();
+      });
+      if (classes && rotations) {
         // Every rank gets the same answer: the exchange's schedules are copies of one
         // collective over disjoint groups, so a rank's own check covers its endpoints.
         const std::optional<double> span = classes->makespan(phases, p.overhead, p.exchange);
