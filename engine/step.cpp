@@ -54,13 +54,25 @@ std::shared_ptr<CommCache> make_comm_cache() { return std::make_shared<CommCache
 
 namespace {
 
+/// A set of groups' hash, fed rank by rank (so a set need not be built to be looked up).
+class GroupsHash {
+ public:
+  explicit GroupsHash(std::size_t groups) : h_(groups) {}
+  void rank(topology::NodeId r) { h_ = h_ * 1000003u ^ (r + 0x9e3779b9u + (h_ << 6) + (h_ >> 2)); }
+  void end_group(std::size_t size) { h_ = h_ * 31u + size; }
+  [[nodiscard]] std::size_t value() const { return h_; }
+
+ private:
+  std::size_t h_;
+};
+
 std::size_t hash_groups(const std::vector<std::vector<topology::NodeId>>& groups) {
-  std::size_t h = groups.size();
+  GroupsHash h(groups.size());
   for (const auto& g : groups) {
-    for (auto r : g) h = h * 1000003u ^ (r + 0x9e3779b9u + (h << 6) + (h >> 2));
-    h = h * 31u + g.size();
+    for (auto r : g) h.rank(r);
+    h.end_group(g.size());
   }
-  return h;
+  return h.value();
 }
 
 class CommCost {
@@ -80,24 +92,40 @@ class CommCost {
   Seconds collective(Op op, GroupKind kind, int stage, Bytes bytes, int count = 1) {
     const auto key = std::make_tuple(static_cast<int>(kind), stage, static_cast<int>(op), bytes.value());
     auto it = local_.find(key);
-    if (it == local_.end()) it = local_.emplace(key, cost(op, parallelism::groups_in_stage(p_, stage, kind), bytes)).first;
+    if (it == local_.end()) it = local_.emplace(key, cost(op, groups(stage, kind), bytes)).first;
     for (int i = 1; i < count; ++i) account(it->second, stage);
     return account(it->second, stage) * static_cast<double>(count);
   }
 
-  /// Point-to-point send of `bytes` from every rank of stage `from` to its peer in `to`.
-  Seconds p2p(int from, int to, Bytes bytes) {
+  /// Time of one point-to-point send of `bytes` from every rank of stage `from` to its peer in
+  /// `to`; its bytes are counted `count` times.
+  Seconds p2p(int from, int to, Bytes bytes, int count = 1) {
     const auto key = std::make_tuple(-1 - from, to, -1, bytes.value());
-    if (auto it = local_.find(key); it != local_.end()) return account(it->second, from);
-    std::vector<std::vector<topology::NodeId>> pairs;
-    for (const auto& g : parallelism::groups_in_stage(p_, from, GroupKind::kTp)) {
+    auto it = local_.find(key);
+    if (it == local_.end()) it = local_.emplace(key, p2p_cost(from, to, bytes)).first;
+    for (int i = 1; i < count; ++i) account(it->second, from);
+    return account(it->second, from);
+  }
+  CommEntry p2p_cost(int from, int to, Bytes bytes) {
+    std::vector<topology::NodeId> flat;  // sender, receiver, sender, ...
+    for (const auto& g : groups(from, GroupKind::kTp).groups) {
       for (auto r : g) {
         auto c = parallelism::coords_of(p_, r);
         c.pp = to;
-        pairs.push_back({r, static_cast<topology::NodeId>(parallelism::rank_of(p_, c))});
+        flat.push_back(r);
+        flat.push_back(static_cast<topology::NodeId>(parallelism::rank_of(p_, c)));
       }
     }
-    return account(local_[key] = cost(Op::kSendRecv, pairs, bytes), from);  // entries stay put in the map
+    GroupsHash h(flat.size() / 2);
+    for (std::size_t i = 0; i < flat.size(); i += 2) {
+      h.rank(flat[i]);
+      h.rank(flat[i + 1]);
+      h.end_group(2);
+    }
+    if (const CommEntry* e = cached(Op::kSendRecv, h.value(), flat.front(), bytes)) return *e;
+    Groups pairs{{}, h.value()};
+    for (std::size_t i = 0; i < flat.size(); i += 2) pairs.groups.push_back({flat[i], flat[i + 1]});
+    return cost(Op::kSendRecv, pairs, bytes);
   }
 
   /// The bytes of a set of calls, to count again each time they run.
@@ -137,11 +165,33 @@ class CommCost {
       for (const auto& [l, b] : *e.links) link_bytes_[l] += b;
     }
   }
-  CommEntry cost(Op op, const std::vector<std::vector<topology::NodeId>>& groups, Bytes bytes) {
-    const auto key = std::make_tuple(static_cast<int>(op), hash_groups(groups), groups.front().front(), bytes.value());
-    if (auto it = cache_.entries.find(key); it != cache_.entries.end() && (link_bytes_.empty() || it->second.links)) {
-      return it->second;
+  /// The groups of one kind in one stage, with their hash (the shared cache's key).
+  struct Groups {
+    std::vector<std::vector<topology::NodeId>> groups;
+    std::size_t hash;
+  };
+  const Groups& groups(int stage, GroupKind kind) {
+    auto it = groups_.find({stage, static_cast<int>(kind)});
+    if (it == groups_.end()) {
+      auto g = parallelism::groups_in_stage(p_, stage, kind);
+      const std::size_t h = hash_groups(g);
+      it = groups_.emplace(std::make_pair(stage, static_cast<int>(kind)), Groups{std::move(g), h}).first;
     }
+    return it->second;
+  }
+  /// The shared cache's entry for a set of groups (by hash and first rank), if it has one
+  /// that serves this step.
+  const CommEntry* cached(Op op, std::size_t hash, topology::NodeId first, Bytes bytes) const {
+    const auto key = std::make_tuple(static_cast<int>(op), hash, first, bytes.value());
+    if (auto it = cache_.entries.find(key); it != cache_.entries.end() && (link_bytes_.empty() || it->second.links)) {
+      return &it->second;
+    }
+    return nullptr;
+  }
+  CommEntry cost(Op op, const Groups& set, Bytes bytes) {
+    const auto& groups = set.groups;
+    const auto key = std::make_tuple(static_cast<int>(op), set.hash, groups.front().front(), bytes.value());
+    if (const CommEntry* e = cached(op, set.hash, groups.front().front(), bytes)) return *e;
     CommEntry e;
     const auto& g0 = groups.front();
     if (g0.size() >= 2) {
@@ -257,6 +307,7 @@ class CommCost {
   std::size_t domain_;
   CommCache& cache_;
   std::map<std::tuple<int, int, int, double>, CommEntry> local_;
+  std::map<std::pair<int, int>, Groups> groups_;
 };
 
 // ---------------------------------------------------------------- the task graph
@@ -274,10 +325,27 @@ struct Task {
   int stream;
   double compute = 0, comm = 0;  ///< duration = compute + exposed communication inside it
   bool optimizer = false;
-  std::vector<Dep> deps;
+  int first_dep = -1, last_dep = -1;  ///< its dependencies, a list in Deps
   double start = 0, end = 0;
   bool done = false;
   [[nodiscard]] double duration() const { return compute + comm; }
+};
+
+/// Every task's dependencies, each task's a linked list in the order they were added (so a
+/// step's hundreds of thousands of tasks allocate nothing each).
+struct Deps {
+  struct Link {
+    Dep dep;
+    int next = -1;
+  };
+  std::vector<Link> links;
+  void add(std::vector<Task>& tasks, int task, const Dep& d) {
+    Task& k = tasks[static_cast<std::size_t>(task)];
+    const int id = static_cast<int>(links.size());
+    links.push_back({d, -1});
+    (k.last_dep < 0 ? k.first_dep : links[static_cast<std::size_t>(k.last_dep)].next) = id;
+    k.last_dep = id;
+  }
 };
 
 struct StreamStats {
@@ -287,7 +355,8 @@ struct StreamStats {
 /// Runs the tasks: each stream executes its tasks in order, each as soon as the stream is free
 /// and its dependencies are ready. Durations are known, so the event order is fixed by the
 /// dependencies; the loop advances any stream whose head is ready until all are done.
-std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const std::vector<std::vector<int>>& streams) {
+std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const Deps& deps,
+                                   const std::vector<std::vector<int>>& streams) {
   std::vector<std::size_t> head(streams.size(), 0);
   std::vector<StreamStats> stats(streams.size());
   std::size_t remaining = tasks.size();
@@ -299,8 +368,9 @@ std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const std::vector<s
         double ready = stats[s].end;
         Wait why = Wait::kPipeline;
         bool ok = true;
-        for (const auto& d : k.deps) {
-          const Task& pre = tasks[d.task];
+        for (int l = k.first_dep; l >= 0; l = deps.links[static_cast<std::size_t>(l)].next) {
+          const Dep& d = deps.links[static_cast<std::size_t>(l)].dep;
+          const Task& pre = tasks[static_cast<std::size_t>(d.task)];
           if (!pre.done) {
             ok = false;
             break;
@@ -619,9 +689,17 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
     return n.empty() ? std::string("comm") : n;
   }();
   std::vector<Task> tasks;
+  Deps deps;
+  auto add_dep = [&](int task, const Dep& d) { deps.add(tasks, task, d); };
   std::vector<std::vector<int>> streams(2 * p.pp);
   const int m_count = static_cast<int>(p.micro_batches);
   const int v = p.vpp;
+  {  // Room for every task and dependency (passes, a scatter per layer and pass, buckets).
+    const std::size_t passes = static_cast<std::size_t>(p.pp) * v * m_count * 3;
+    const std::size_t per_pass = p.zero >= 2 ? static_cast<std::size_t>(m.layers) / p.pp + 2 : 1;
+    tasks.reserve(passes * per_pass + 2 * static_cast<std::size_t>(m.layers + 2 * p.pp));
+    deps.links.reserve(tasks.capacity() + passes);
+  }
   // Task ids of F and B per (virtual stage, micro-batch).
   std::vector<std::vector<int>> f_id(p.pp * v, std::vector<int>(m_count, -1)), b_id = f_id, w_id = f_id;
   std::vector<int> last_backward(p.pp * v, -1);
@@ -668,7 +746,6 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
         Task x;
         x.stream = 2 * s + 1;
         x.comm = cc.scatters[li];
-        x.deps.push_back({pass_id, static_cast<double>(li + 1) / static_cast<double>(n), 0.0, Wait::kComm});
         if (o.timeline) {
           label(tasks.size(), "", "ZeRO reduce-scatter layer " + std::to_string(p.first_layer(op.chunk, s) + static_cast<int>(n - 1 - li)) +
                                        " mb " + std::to_string(op.micro_batch));
@@ -676,6 +753,8 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
         dp_tasks[s].push_back(static_cast<int>(tasks.size()));
         streams[x.stream].push_back(static_cast<int>(tasks.size()));
         tasks.push_back(std::move(x));
+        add_dep(static_cast<int>(tasks.size()) - 1,
+                {pass_id, static_cast<double>(li + 1) / static_cast<double>(n), 0.0, Wait::kComm});
       }
     }
   }
@@ -691,17 +770,15 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   const int vstages = p.pp * v;
   for (int vs = 0; vs < vstages; ++vs) {
     const int s = vs % p.pp;
-    for (int j = 0; j < m_count; ++j) {
-      if (vs > 0) {
-        const int from = (vs - 1) % p.pp;
-        const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes)).value() + regather;
-        tasks[f_id[vs][j]].deps.push_back({f_id[vs - 1][j], 1.0, lag, Wait::kPipeline});
-      }
-      if (vs < vstages - 1) {
-        const int from = (vs + 1) % p.pp;
-        const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes)).value() + regather;
-        tasks[b_id[vs][j]].deps.push_back({b_id[vs + 1][j], 1.0, lag, Wait::kPipeline});
-      }
+    if (vs > 0) {
+      const int from = (vs - 1) % p.pp;
+      const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes), m_count).value() + regather;
+      for (int j = 0; j < m_count; ++j) add_dep(f_id[vs][j], {f_id[vs - 1][j], 1.0, lag, Wait::kPipeline});
+    }
+    if (vs < vstages - 1) {
+      const int from = (vs + 1) % p.pp;
+      const double lag = comm.p2p(from, s, Bytes::of(p2p_bytes), m_count).value() + regather;
+      for (int j = 0; j < m_count; ++j) add_dep(b_id[vs][j], {b_id[vs + 1][j], 1.0, lag, Wait::kPipeline});
     }
   }
   // Data parallelism: per-layer gradient buckets, ready as the last backward of their chunk
@@ -730,10 +807,10 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
                                         " layer " + std::to_string(i));
           }
           const double frac = p.overlap_grad_reduce ? static_cast<double>(layers - li) / layers : 1.0;
-          k.deps.push_back({last_backward[vs], frac, 0.0, Wait::kComm});
           dp_tasks[s].push_back(static_cast<int>(tasks.size()));
           streams[k.stream].push_back(static_cast<int>(tasks.size()));
           tasks.push_back(std::move(k));
+          add_dep(static_cast<int>(tasks.size()) - 1, {last_backward[vs], frac, 0.0, Wait::kComm});
         }
       }
     }
@@ -751,12 +828,13 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
     opt.compute = gpu.time(adam).value() / speed[static_cast<std::size_t>(s)];
     if (o.timeline && s == 0) r.ops.push_back({adam.name, adam.flops, adam.bytes, Seconds::of(opt.compute)});
     hbm[static_cast<std::size_t>(s)] += adam.bytes.value();
-    for (int d : dp_tasks[s]) opt.deps.push_back({d, 1.0, 0.0, Wait::kComm});
-    for (int vs = s; vs < vstages; vs += p.pp) opt.deps.push_back({last_backward[vs], 1.0, 0.0, Wait::kPipeline});
     const int opt_id = static_cast<int>(tasks.size());
     if (o.timeline) label(tasks.size(), "optimizer (Adam)", "");
     streams[opt.stream].push_back(opt_id);
     tasks.push_back(std::move(opt));
+    // The data-parallel stream runs its tasks in order, so its last one ends after all the others.
+    if (!dp_tasks[s].empty()) add_dep(opt_id, {dp_tasks[s].back(), 1.0, 0.0, Wait::kComm});
+    for (int vs = s; vs < vstages; vs += p.pp) add_dep(opt_id, {last_backward[vs], 1.0, 0.0, Wait::kPipeline});
     if (p.zero >= 1 && dpcp > 1) {
       Task ag;
       ag.stream = 2 * s;  // the next step's forward needs the weights: on the critical path
@@ -764,13 +842,13 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       if (expert > 0 && p.expert_dp() > 1) {
         ag.comm += comm.collective(Op::kAllGather, GroupKind::kExpertDp, s, Bytes::of(kWeightBytes * expert)).value();
       }
-      ag.deps.push_back({opt_id, 1.0, 0.0, Wait::kComm});
       if (o.timeline) label(tasks.size(), "", "DP all-gather (ZeRO parameters)");
       streams[ag.stream].push_back(static_cast<int>(tasks.size()));
       tasks.push_back(std::move(ag));
+      add_dep(static_cast<int>(tasks.size()) - 1, {opt_id, 1.0, 0.0, Wait::kComm});
     }
   }
-  const auto stats = run_tasks(tasks, streams);
+  const auto stats = run_tasks(tasks, deps, streams);
   if (o.timeline) {
     labels.resize(tasks.size());
     for (std::size_t id = 0; id < tasks.size(); ++id) {

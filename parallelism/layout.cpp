@@ -1,21 +1,27 @@
 #include "parallelism/layout.hpp"
 
-#include <set>
 
 namespace wallsim::parallelism {
 namespace {
 
+// The plan's order names each dimension by a distinct first letter (tp, cp, dp, pp; the plan
+// rules refuse anything else), so one character picks it: this runs for every rank of every
+// group a step costs.
 int size_of(const Plan& p, const std::string& dim) {
-  if (dim == "tp") return p.tp;
-  if (dim == "cp") return p.cp;
-  if (dim == "dp") return p.dp;
-  return p.pp;
+  switch (dim.front()) {
+    case 't': return p.tp;
+    case 'c': return p.cp;
+    case 'd': return p.dp;
+    default: return p.pp;
+  }
 }
 int& field(Coords& c, const std::string& dim) {
-  if (dim == "tp") return c.tp;
-  if (dim == "cp") return c.cp;
-  if (dim == "dp") return c.dp;
-  return c.pp;
+  switch (dim.front()) {
+    case 't': return c.tp;
+    case 'c': return c.cp;
+    case 'd': return c.dp;
+    default: return c.pp;
+  }
 }
 
 }  // namespace
@@ -82,14 +88,14 @@ std::vector<topology::NodeId> group_of(const Plan& p, const Coords& c, GroupKind
 
 std::vector<std::vector<topology::NodeId>> groups_in_stage(const Plan& p, int stage, GroupKind kind) {
   std::vector<std::vector<topology::NodeId>> out;
-  std::set<topology::NodeId> seen;
+  std::vector<char> seen(static_cast<std::size_t>(p.tp) * p.cp * p.dp * p.pp, 0);
   for (int d = 0; d < p.dp; ++d) {
     for (int c = 0; c < p.cp; ++c) {
       for (int t = 0; t < p.tp; ++t) {
         const Coords x{t, c, d, stage};
-        if (seen.count(static_cast<topology::NodeId>(rank_of(p, x)))) continue;
+        if (seen[static_cast<std::size_t>(rank_of(p, x))] != 0) continue;
         auto g = group_of(p, x, kind);
-        seen.insert(g.begin(), g.end());
+        for (auto r : g) seen[r] = 1;
         out.push_back(std::move(g));
       }
     }
