@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <tuple>
+#include <unordered_map>
 
 #include "core/error.hpp"
 #include "parallelism/layout.hpp"
@@ -86,6 +87,7 @@ class CommCost {
   }
   collectives::CostParams params;  ///< passed to every network-model call
   const collectives::FlowExchange* partition = nullptr;  ///< see StepOptions::partition
+  bool by_class = true;                                   ///< see StepOptions::classes
 
   /// Time of `count` runs of `op` over the groups of `kind` in `stage`, `bytes` as nccl-tests
   /// counts them.
@@ -179,6 +181,48 @@ class CommCost {
     }
     return it->second;
   }
+  /// A class of groups that run a collective at the same cost: one representative (an index
+  /// into the groups) and how many groups it stands for.
+  struct Class {
+    std::size_t rep, count;
+  };
+  /// Symmetry decided, not assumed: on a healthy fabric with cost levels (every route between
+  /// two endpoints costs what their level costs), two groups whose members fall in the same
+  /// pattern of shared groups at every level and of scale-up domains have the same routes'
+  /// costs pair by pair, so one stands for both. Anything that makes routes differ from their
+  /// level's cost (a failed link or node, bandwidth reserved on some links, a fabric with no
+  /// levels) makes every group its own class.
+  std::vector<Class> classes_of(const std::vector<std::vector<topology::NodeId>>& groups) const {
+    std::vector<Class> out;
+    const std::size_t levels = t_.num_cost_levels();
+    if (!by_class || levels == 0 || t_.has_failures() || !params.reserved_Bps.empty()) {
+      for (std::size_t i = 0; i < groups.size(); ++i) out.push_back({i, 1});
+      return out;
+    }
+    std::map<std::vector<std::uint32_t>, std::size_t> seen;  // signature -> class
+    std::vector<std::uint32_t> sig;
+    std::unordered_map<std::size_t, std::uint32_t> first_of;
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      const auto& g = groups[i];
+      sig.clear();
+      // Per level (and the scale-up domain), each member's group named by the first member
+      // of the group that is in it.
+      for (std::size_t level = 0; level < levels; ++level) {  // levels - 1 levels, then the domain
+        first_of.clear();
+        for (std::size_t a = 0; a < g.size(); ++a) {
+          const std::size_t key = level + 1 < levels ? t_.cost_group(g[a], level) : g[a] / domain_;
+          sig.push_back(first_of.emplace(key, static_cast<std::uint32_t>(a)).first->second);
+        }
+      }
+      auto [it, fresh] = seen.emplace(sig, out.size());
+      if (fresh) {
+        out.push_back({i, 1});
+      } else {
+        ++out[it->second].count;
+      }
+    }
+    return out;
+  }
   /// The shared cache's entry for a set of groups (by hash and first rank), if it has one
   /// that serves this step.
   const CommEntry* cached(Op op, std::size_t hash, topology::NodeId first, Bytes bytes) const {
@@ -196,21 +240,47 @@ class CommCost {
     const auto& g0 = groups.front();
     if (g0.size() >= 2) {
       const auto analytic = collectives::NetworkModel::build("analytic", "network");
-      const auto choice = collectives::choose_schedule(t_, op, g0, bytes, {}, {}, std::nullopt, *analytic);
-      for (const auto& ph : choice.schedule.phases) {
-        ph.for_each([&](const collectives::Transfer& x) {
-          const bool inside = x.src / domain_ == x.dst / domain_;
-          (inside ? e.up : e.out) += x.bytes * ph.repeat;
-        });
+      // Each class's representative picks its algorithm as NCCL's tuner would; the step
+      // waits for the slowest class. The bytes are the mean GPU's.
+      const auto classes = classes_of(groups);
+      std::vector<collectives::Choice> choices;
+      double members = 0.0;
+      Bytes up, out;  // over every group
+      for (const Class& c : classes) {
+        choices.push_back(collectives::choose_schedule(t_, op, groups[c.rep], bytes, {}, {}, std::nullopt, *analytic));
+        Bytes u, o;
+        for (const auto& ph : choices.back().schedule.phases) {
+          ph.for_each([&](const collectives::Transfer& x) {
+            const bool inside = x.src / domain_ == x.dst / domain_;
+            (inside ? u : o) += x.bytes * ph.repeat;
+          });
+        }
+        const double size = static_cast<double>(groups[c.rep].size());
+        if (classes.size() == 1) {
+          e.up = u / size;
+          e.out = o / size;
+        }
+        up += u * static_cast<double>(c.count);
+        out += o * static_cast<double>(c.count);
+        members += static_cast<double>(c.count) * size;
       }
-      e.up = e.up / static_cast<double>(g0.size());
-      e.out = e.out / static_cast<double>(g0.size());
-      bool local = true;  // every group inside one scale-up domain: groups never share links
+      if (classes.size() > 1) {
+        e.up = up / members;
+        e.out = out / members;
+      }
+      const auto& choice = choices.front();
+      // Every group inside one scale-up domain of a healthy fabric: groups never share links.
+      bool local = !t_.has_failures();
       for (const auto& g : groups) {
         for (auto r : g) local = local && r / domain_ == g.front() / domain_;
       }
+      auto slowest_class = [&](auto&& time_of) {
+        double worst = 0.0;
+        for (const auto& c : choices) worst = std::max(worst, time_of(c).value());
+        return Seconds::of(worst);
+      };
       if (net_.name() == "analytic") {
-        e.time = choice.time;
+        e.time = slowest_class([](const collectives::Choice& c) { return c.time; });
         // On a tapered fabric the groups leaving their domains share the uplinks (a rail
         // leaf's spine links): cost them together, as the flow model does below.
         if (!local && groups.size() > 1 && tapered()) {
@@ -222,7 +292,7 @@ class CommCost {
           e.time = net_.time(t_, all, params);
         }
       } else if (local || groups.size() == 1) {
-        e.time = net_.time(t_, choice.schedule, params);
+        e.time = slowest_class([&](const collectives::Choice& c) { return net_.time(t_, c.schedule, params); });
       } else if (auto mine = my_share(op, choice.schedule.algo, groups, bytes)) {
         collectives::CostParams shared = params;
         shared.exchange = partition;
@@ -493,6 +563,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   CommCost comm(t, p, *o.network, domain, *cache, o.link_bytes);
   comm.params.reserved_Bps = o.reserved_Bps;
   comm.partition = o.partition;
+  comm.by_class = o.classes;
   StepResult r;
   r.memory = memory_per_gpu(sc, p);
   r.clock = gpu.clock();

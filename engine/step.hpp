@@ -144,6 +144,9 @@ struct StepOptions {
   /// and times only its share's flows, and the ranks combine them (engine::flow_exchange()).
   /// The result is the one-process result. Null = this process simulates everything.
   const collectives::FlowExchange* partition = nullptr;
+  /// Cost one group per class of groups that provably cost the same (the default), or every
+  /// group: the reference the classes must equal. A cache must not mix steps with and without.
+  bool classes = true;
 };
 /// The cap a step runs under: `o.power_cap` when given (--power-cap, sweep's power_cap), else
 /// the scenario's cluster.power_cap, range-checked against its GPU (hardware::check_power_cap)

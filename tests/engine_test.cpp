@@ -373,3 +373,69 @@ TEST_CASE("engine a slow GPU sets its stage's pace and the event engine agrees",
   CHECK(r2.stages[0].compute.value() == Approx(h2.stages[0].compute.value()).epsilon(1e-9));
   CHECK(step(pp, {slow3}, true).step_time.value() == Approx(r2.step_time.value()).epsilon(0.005));
 }
+
+TEST_CASE("engine symmetry is decided: a failed cable costs the same under any group, and one group per class equals every group", "[engine]") {
+  const auto analytic = collectives::NetworkModel::build("analytic", "network");
+  const auto flow = collectives::NetworkModel::build("flow", "network");
+  // Issue 20's case: 2 nodes x 8 H100, TP 8, DP 2. GPU 0's and GPU 8's NVLink cables are
+  // mirror images (first GPU of each TP group); before, only group 0's was seen.
+  const std::string two_nodes =
+      "cluster: {gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_up: {preset: nvswitch-h100},\n"
+      "          scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 2}}\n"
+      "model: llama3-8b\n"
+      "training: {seq_len: 4096, global_batch: 4, micro_batch: 1}\n"
+      "parallel: {tp: 8, dp: 2, sp: true, zero: 1, recompute: selective}\n";
+  auto step = [](const std::string& text, const collectives::NetworkModel& net, const std::string& failed,
+                 bool classes = true) {
+    const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+    const auto plan = parallelism::make_plan(s);
+    auto t = topology::build_cluster(s.cluster);
+    if (!failed.empty()) {
+      const auto dash = failed.find('-');
+      bool found = false;
+      for (topology::LinkId l = 0; l < t.num_links(); ++l) {
+        if (t.node_name(t.link_source(l)) == failed.substr(0, dash) && t.node_name(t.link_target(l)) == failed.substr(dash + 1)) {
+          t.fail_link(l);
+          found = true;
+          break;
+        }
+      }
+      REQUIRE(found);
+    }
+    auto o = engine::step_options(&net);
+    o.classes = classes;
+    return engine::simulate_step(s, plan, t, o);
+  };
+  for (const auto* net : {analytic.get(), flow.get()}) {
+    INFO(net->name());
+    const double healthy = step(two_nodes, *net, "").step_time.value();
+    const double under0 = step(two_nodes, *net, "gpu0-nvswitch0").step_time.value();
+    const double under1 = step(two_nodes, *net, "gpu8-nvswitch1").step_time.value();
+    CHECK(under0 > 1.2 * healthy);  // GPU 0's TP traffic leaves the node through its NIC
+    CHECK(under1 == Approx(under0).epsilon(1e-12));
+  }
+  // 16 GPUs in nodes of 4 on scale-up domains of 12 (the last partial, as on NVL72 racks):
+  // TP group 0 (GPUs 0-7) is inside domain 0, TP group 1 (GPUs 8-15) straddles domains 0 and
+  // 1, so its collectives cross the scale-out fabric and the step waits for it. The classes
+  // must give what costing every group gives, and more than a job whose groups all stay in.
+  auto sixteen = [](int domain) {
+    return "cluster: {gpu: h100-sxm, nodes: 4, gpus_per_node: 4, scale_up: {preset: nvswitch-h100, domain: " +
+           std::to_string(domain) +
+           "},\n"
+           "          scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 2}}\n"
+           "model: llama3-8b\n"
+           "training: {seq_len: 4096, global_batch: 4, micro_batch: 1}\n"
+           "parallel: {tp: 8, dp: 2, sp: true, zero: 1, recompute: selective}\n";
+  };
+  for (const auto* net : {analytic.get(), flow.get()}) {
+    INFO(net->name());
+    const auto inside = step(sixteen(16), *net, "");
+    const auto by_class = step(sixteen(12), *net, "");
+    const auto every = step(sixteen(12), *net, "", false);
+    CHECK(by_class.step_time.value() == Approx(every.step_time.value()).epsilon(1e-12));
+    CHECK(by_class.scale_out_bytes.value() == Approx(every.scale_out_bytes.value()).epsilon(1e-12));
+    CHECK(by_class.step_time.value() > 1.2 * inside.step_time.value());
+    // Half the TP groups cross: per GPU, 4 of group 1's 8 GPUs send part of their TP bytes out.
+    CHECK(inside.scale_out_bytes.value() < by_class.scale_out_bytes.value());
+  }
+}

@@ -318,3 +318,29 @@ TEST_CASE("topology clos: a job on part of an NVL72 rack, and over racks of whic
   CHECK(part.num_endpoints() == 36);
   CHECK(part.route(0, 35).size() == 2);
 }
+
+TEST_CASE("topology cost levels hold for every pair when scale-up domains do not nest in the fabric's groups", "[topology]") {
+  // 16 GPUs in nodes of 4, scale-up domains of 12 (the last partial) over a Clos with 2 nodes
+  // per leaf: GPUs 8-11 and 12-15 first share a fabric group without sharing a domain, a pair
+  // GPU 0 has with no one. Every pair's level cost must be its route's cost.
+  const Scenario s = parse_scenario(
+      "cluster: {gpu: h100-sxm, nodes: 4, gpus_per_node: 4, scale_up: {preset: nvswitch-h100, domain: 12},\n"
+      "          scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 2}}\nmodel: llama3-8b\n",
+      "t.yaml", {}, cluster_presets());
+  const Topology t = build_cluster(s.cluster);
+  REQUIRE(t.num_cost_levels() > 0);
+  std::size_t checked = 0;
+  for (NodeId a = 0; a < 16; ++a) {
+    for (NodeId b = 0; b < 16; ++b) {
+      if (a == b) continue;
+      const std::size_t level = t.cost_level(a, b);
+      REQUIRE(level != Topology::kNoLevel);
+      const auto routed = t.path_cost(t.route(a, b));
+      INFO(a << " -> " << b << " level " << level);
+      CHECK(t.level_cost(level).bandwidth.value() == routed.bandwidth.value());
+      CHECK(t.level_cost(level).latency.value() == Approx(routed.latency.value()).epsilon(1e-12));
+      ++checked;
+    }
+  }
+  CHECK(checked == 240);
+}

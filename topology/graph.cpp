@@ -265,16 +265,36 @@ void Topology::set_cost_levels(std::vector<std::vector<std::uint32_t>> levels) {
     for (NodeId e = 0; e < endpoints_; ++e) cost_levels_[e * num_levels_ + i] = levels[i][e];
   }
   level_cost_.assign(num_levels_ + 1, PathCost{});
-  // Endpoint 0 and the first endpoint at each level (a level no pair reaches is never asked).
-  std::vector<bool> seen(level_cost_.size(), false);
-  Path p;
-  for (NodeId e = 1; e < endpoints_; ++e) {
+  // One pair per level: each endpoint with the first endpoint of its group at each level, and
+  // with endpoint 0 (the "nothing shared" level). Endpoint 0 alone is not enough when the
+  // levels do not nest (scale-up domains of 12 GPUs over leaf groups of 8: the pairs that
+  // first share a leaf group are GPUs 8-11 with 12-15), and a level no pair reaches is never
+  // asked for.
+  std::vector<std::vector<NodeId>> first(num_levels_);
+  for (std::size_t i = 0; i < num_levels_; ++i) {
+    const std::uint32_t top = levels[i].empty() ? 0 : *std::max_element(levels[i].begin(), levels[i].end());
+    first[i].assign(std::size_t{top} + 1, static_cast<NodeId>(endpoints_));
+    for (NodeId e = static_cast<NodeId>(endpoints_); e-- > 0;) first[i][levels[i][e]] = e;
+  }
+  auto shared_level = [&](NodeId a, NodeId b) {
     std::size_t i = 0;
-    while (i < num_levels_ && levels[i][0] != levels[i][e]) ++i;
-    if (seen[i]) continue;
-    seen[i] = true;
-    route_into(0, e, 0, p);
-    level_cost_[i] = path_cost(p);
+    while (i < num_levels_ && levels[i][a] != levels[i][b]) ++i;
+    return i;
+  };
+  std::vector<bool> seen(level_cost_.size(), false);
+  std::size_t found = 0;
+  Path p;
+  for (NodeId e = 1; e < endpoints_ && found < seen.size(); ++e) {
+    for (std::size_t k = 0; k <= num_levels_; ++k) {
+      const NodeId a = k < num_levels_ ? first[k][levels[k][e]] : 0;
+      if (a == e) continue;
+      const std::size_t i = shared_level(a, e);
+      if (seen[i]) continue;
+      seen[i] = true;
+      ++found;
+      route_into(a, e, 0, p);
+      level_cost_[i] = path_cost(p);
+    }
   }
 }
 
