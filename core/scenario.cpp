@@ -399,7 +399,8 @@ ClusterSpec::SlowGpus parse_slow_gpus(const Config& c, long long gpus) {
 ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
   Config c = resolve(raw, PresetKind::kClusters, presets);
   c.allow_only({"description", "notes", "gpu", "nodes", "gpus_per_node", "scale_up",
-                "scale_out", "storage", "external_memory", "power_cap", "slow_gpus"});
+                "scale_out", "storage", "external_memory", "power_cap", "slow_gpus",
+                "degraded_links"});
   ClusterSpec k;
   k.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -451,6 +452,24 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     if (k.power_cap->value() <= 0.0) throw Error(f->path(), "must be positive, not " + quote_value(f->as_string()));
   }
   if (auto f = c.find("slow_gpus")) k.slow_gpus = parse_slow_gpus(*f, k.gpus());
+  if (auto f = c.find("degraded_links")) {
+    if (k.gpu.cores > 0) throw Error(f->path(), "applies to GPU clusters, not to a wafer");
+    const auto list = f->elements();
+    if (list.empty()) throw Error(f->path(), "lists no link; give [{link: leaf0-spine0, factor: 0.5}, ...]");
+    for (const auto& e : list) {
+      e.allow_only({"link", "factor"});
+      ClusterSpec::DegradedLink d;
+      d.link = e.at("link").as_string();
+      d.path = e.path();
+      const Config factor = e.at("factor");
+      d.factor = factor.as_double();
+      if (!(d.factor > 0.0 && d.factor <= 1.0)) {
+        throw Error(factor.path(), "is the share of its bandwidth a degraded link keeps: above 0 and at most 1, not " +
+                                       quote_value(factor.as_string()));
+      }
+      k.degraded_links.push_back(std::move(d));
+    }
+  }
   if (auto f = c.find("external_memory")) {
     k.external_memory = f->as<Bytes>();
     if (k.external_memory->value() <= 0.0) throw Error(f->path(), "must be positive, not " + quote_value(f->as_string()));

@@ -104,6 +104,14 @@ struct ClusterSpec {
     double speed = 1.0;
   };
   std::optional<SlowGpus> slow_gpus;
+  /// cluster.degraded_links: cables running at `factor` of their bandwidth (a link trained
+  /// down to fewer lanes or a lower rate), named FROM-TO by node names as `topo` prints them.
+  struct DegradedLink {
+    std::string link;
+    double factor = 1.0;
+    std::string path;  ///< the scenario key, for errors the fabric finds (no such link)
+  };
+  std::vector<DegradedLink> degraded_links;
   [[nodiscard]] long long gpus() const { return nodes * gpus_per_node; }
   /// GPU g's compute rate relative to its peers (1 unless it is a slow GPU).
   [[nodiscard]] double speed_of(long long g) const {

@@ -154,6 +154,18 @@ TEST_CASE("collectives::flow_model hand-computed cases", "[collectives][flow]") 
     CHECK(f[2].value() == Approx(2 * S / B - L).epsilon(1e-12));
     CHECK(f[0].value() == Approx(2 * S / B + L).epsilon(1e-12));
   }
+  SECTION("a degraded link: its share of the bandwidth binds the flows that cross it") {
+    // Link 1-2 at 0.4 B (both ways). The long flow 0-3 moves at 0.4 B from 3L; a flow 0-1
+    // beside it runs alone from L to 3L (2LB done), then shares link 0-1, where max-min gives
+    // it B - 0.4 B = 0.6 B.
+    Topology t = line;
+    t.degrade_link(t.route(1, 2).front(), 0.4);
+    CHECK(simulate_flows(t, {flow(t, 0, 3, S)})[0].value() == Approx(3 * L + S / (0.4 * B)).epsilon(1e-12));
+    CHECK(simulate_flows(t, {flow(t, 3, 0, S)})[0].value() == Approx(3 * L + S / (0.4 * B)).epsilon(1e-12));
+    const auto f = simulate_flows(t, {flow(t, 0, 3, S), flow(t, 0, 1, S)});
+    CHECK(f[1].value() == Approx(3 * L + (S - 2 * L * B) / (0.6 * B)).epsilon(1e-12));  // ends first
+    CHECK(f[0].value() == Approx(3 * L + S / (0.4 * B)).epsilon(1e-12));
+  }
   SECTION("staggered starts") {
     // Flow b starts 10 ms after a on the same link. a alone until 10 ms + L: 0.5 GB done;
     // then both at B/2: a's last 0.5 GB takes 20 ms (ends 30 ms + L); b then has 0.5 GB left

@@ -386,8 +386,8 @@ TEST_CASE("engine symmetry is decided: a failed cable costs the same under any g
       "training: {seq_len: 4096, global_batch: 4, micro_batch: 1}\n"
       "parallel: {tp: 8, dp: 2, sp: true, zero: 1, recompute: selective}\n";
   auto step = [](const std::string& text, const collectives::NetworkModel& net, const std::string& failed,
-                 bool classes = true) {
-    const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+                 bool classes = true, const std::vector<std::string>& sets = {}) {
+    const Scenario s = parse_scenario(text, "t.yaml", sets, test::presets());
     const auto plan = parallelism::make_plan(s);
     auto t = topology::build_cluster(s.cluster);
     if (!failed.empty()) {
@@ -413,6 +413,15 @@ TEST_CASE("engine symmetry is decided: a failed cable costs the same under any g
     const double under1 = step(two_nodes, *net, "gpu8-nvswitch1").step_time.value();
     CHECK(under0 > 1.2 * healthy);  // GPU 0's TP traffic leaves the node through its NIC
     CHECK(under1 == Approx(under0).epsilon(1e-12));
+    // cluster.degraded_links: GPU 0's or GPU 8's NVLink at a quarter of its bandwidth. Each
+    // TP group's ring then moves at the slow link's rate: the same step either way, slower
+    // than healthy; and the classes (every group its own here) equal every group.
+    auto degraded = [&](const std::string& link) {
+      return step(two_nodes, *net, "", true, {"cluster.degraded_links=[{link: " + link + ", factor: 0.25}]"});
+    };
+    const double slow0 = degraded("gpu0-nvswitch0").step_time.value();
+    CHECK(slow0 > 1.2 * healthy);
+    CHECK(degraded("gpu8-nvswitch1").step_time.value() == Approx(slow0).epsilon(1e-12));
   }
   // 16 GPUs in nodes of 4 on scale-up domains of 12 (the last partial, as on NVL72 racks):
   // TP group 0 (GPUs 0-7) is inside domain 0, TP group 1 (GPUs 8-15) straddles domains 0 and

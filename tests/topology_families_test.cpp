@@ -344,3 +344,45 @@ TEST_CASE("topology cost levels hold for every pair when scale-up domains do not
   }
   CHECK(checked == 240);
 }
+
+TEST_CASE("topology cluster.degraded_links: a cable at a share of its bandwidth, both ways, nothing else changed", "[topology]") {
+  const std::string cluster =
+      "cluster: {gpu: h100-sxm, nodes: 4, gpus_per_node: 4, scale_up: {preset: nvswitch-h100, domain: 12},\n"
+      "          scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 2}";
+  auto build = [&](const std::string& degraded) {
+    return build_cluster(parse_scenario(cluster + degraded + "}\nmodel: llama3-8b\n", "t.yaml", {}, cluster_presets()).cluster);
+  };
+  const Topology healthy = build("");
+  const Topology t = build(",\n degraded_links: [{link: gpu9-leaf5, factor: 0.25}, {link: leaf1-spine0, factor: 0.5},\n"
+                           "                  {link: leaf1-spine0, factor: 0.5}]");
+  CHECK(t.has_failures());  // cost levels no longer hold
+  CHECK(t.cost_level(0, 9) == Topology::kNoLevel);
+  const NodeId gpu9 = *t.find_node("gpu9"), leaf5 = *t.find_node("leaf5");
+  const NodeId leaf1 = *t.find_node("leaf1"), spine0 = *t.find_node("spine0");
+  std::size_t changed = 0;
+  for (LinkId l = 0; l < t.num_links(); ++l) {
+    const NodeId a = t.link_source(l), b = t.link_target(l);
+    const double want = healthy.link(l).bandwidth.value() *
+                        ((a == gpu9 && b == leaf5) || (a == leaf5 && b == gpu9)       ? 0.25
+                         : (a == leaf1 && b == spine0) || (a == spine0 && b == leaf1) ? 0.25  // 0.5 twice
+                                                                                        : 1.0);
+    INFO(t.node_name(a) << " -> " << t.node_name(b));
+    CHECK(t.link(l).bandwidth.value() == want);
+    CHECK(t.link(l).latency.value() == healthy.link(l).latency.value());
+    changed += want != healthy.link(l).bandwidth.value();
+  }
+  CHECK(changed == 4);
+  // The graph's edges (GraphML) carry it too; routes are unchanged.
+  for (auto e : boost::make_iterator_range(edges(t.graph()))) {
+    CHECK(t.graph()[e].bandwidth.value() == t.link(t.graph()[e].id).bandwidth.value());
+  }
+  CHECK(t.route(9, 13) == healthy.route(9, 13));
+  CHECK(t.path_cost(t.route(9, 13)).bandwidth.value() == 0.25 * healthy.path_cost(healthy.route(9, 13)).bandwidth.value());
+  // Bad input names the key.
+  CHECK_THROWS_WITH(build(", degraded_links: [{link: gpu9-leaf9, factor: 0.5}]"),
+                    StartsWith("cluster.degraded_links[0].link: no link 'gpu9-leaf9'"));
+  CHECK_THROWS_WITH(build(", degraded_links: [{link: gpu9-leaf5, factor: 1.5}]"),
+                    StartsWith("cluster.degraded_links[0].factor: is the share"));
+  CHECK_THROWS_WITH(build(", degraded_links: [{link: gpu9-leaf5}]"), Contains("factor"));
+  CHECK_THROWS_WITH(build(", degraded_links: []"), StartsWith("cluster.degraded_links: lists no link"));
+}

@@ -161,6 +161,49 @@ void Topology::fail_link(LinkId l) {
   failed_link_[2 * c + 1] = 1;
 }
 
+void Topology::degrade_link(LinkId l, double factor) {
+  if (l >= num_links()) throw Error("link " + std::to_string(l), "no such link");
+  if (!(factor > 0.0 && factor <= 1.0)) throw std::logic_error("degrade_link: factor outside (0, 1]");
+  // The cable gets a run of its own: [first, c) keeps the old run, [c, c + 1) the degraded
+  // properties, [c + 1, next run) the old ones again.
+  const std::uint32_t c = l / 2;
+  const auto it = std::upper_bound(runs_.begin(), runs_.end(), c, [](std::uint32_t x, const Run& r) { return x < r.first; });
+  const auto k = static_cast<std::size_t>(it - runs_.begin()) - 1;
+  const Run old = runs_[k];
+  const std::uint32_t next = k + 1 < runs_.size() ? runs_[k + 1].first : static_cast<std::uint32_t>(num_links_ / 2);
+  Run mine{c, {old.props[0], old.props[1]}};
+  for (Link& d : mine.props) d.bandwidth = d.bandwidth * factor;
+  std::vector<Run> split;
+  if (old.first < c) split.push_back(old);
+  split.push_back(mine);
+  if (c + 1 < next) split.push_back(Run{c + 1, {old.props[0], old.props[1]}});
+  runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(k));
+  runs_.insert(runs_.begin() + static_cast<std::ptrdiff_t>(k), split.begin(), split.end());
+  // The graph's edge bundles carry the properties too (GraphML export reads them).
+  if (holds(l)) {
+    for (LinkId x : {l, reverse(l)}) {
+      for (auto e : boost::make_iterator_range(out_edges(link_source(x), g_))) {
+        if (g_[e].id == x) g_[e].bandwidth = link(x).bandwidth;
+      }
+    }
+  }
+  degraded_ = true;
+}
+
+std::optional<NodeId> Topology::find_node(std::string_view name) const {
+  for (NodeId v = 0; v < num_nodes(); ++v) {
+    if (node_name(v) == name) return v;
+  }
+  return std::nullopt;
+}
+
+std::optional<LinkId> Topology::find_link(NodeId from, NodeId to) const {
+  for (auto e : boost::make_iterator_range(out_edges(from, g_))) {
+    if (target(e, g_) == to) return g_[e].id;
+  }
+  return std::nullopt;
+}
+
 void Topology::fail_node(NodeId n) {
   if (n >= num_nodes()) throw Error("node " + std::to_string(n), "no such node");
   if (failed_node_.empty()) failed_node_.assign(num_nodes(), 0);

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/graph/compressed_sparse_row_graph.hpp>
@@ -137,7 +138,16 @@ class Topology {
     return failed_link_.empty() || failed_link_[2 * std::size_t{held_cable(l)} + (l & 1u)] == 0;
   }
   [[nodiscard]] bool node_alive(NodeId n) const { return failed_node_.empty() || !failed_node_[n]; }
-  [[nodiscard]] bool has_failures() const { return !failed_link_.empty() || !failed_node_.empty(); }
+  /// Scales a cable's bandwidth (both directions) by `factor` in (0, 1]: a link that trained
+  /// down to fewer lanes or a lower rate, or flaps. Factors compound.
+  void degrade_link(LinkId l, double factor);
+  /// Whether a link or node has failed or a link is degraded: routes of one cost level may
+  /// then differ, and nothing that assumes they do not (cost levels, closed forms) holds.
+  [[nodiscard]] bool has_failures() const { return !failed_link_.empty() || !failed_node_.empty() || degraded_; }
+  /// The node named `name` (node_name), if any.
+  [[nodiscard]] std::optional<NodeId> find_node(std::string_view name) const;
+  /// The held link from `from` to `to`, if any.
+  [[nodiscard]] std::optional<LinkId> find_link(NodeId from, NodeId to) const;
 
   /// The route of one flow: the family's router (ECMP by `flow_key`, dimension order, ...);
   /// around failures the shortest surviving paths, spread by the same hash. Throws
@@ -251,6 +261,7 @@ class Topology {
   std::vector<Bandwidth> level_egress_;  ///< see level_egress
   std::vector<std::uint8_t> failed_link_;  ///< by held link (2 x held cable + direction)
   std::vector<std::uint8_t> failed_node_;
+  bool degraded_ = false;
 };
 
 /// Collects nodes and cables, then freezes them into a Topology. Endpoints must be added

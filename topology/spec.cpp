@@ -193,7 +193,8 @@ Topology build_from_config(const Config& c) {
                   "; one of " + join(topology_kinds(), ", "));
 }
 
-Topology build_cluster(const ClusterSpec& k, Part part) {
+namespace {
+Topology build_healthy_cluster(const ClusterSpec& k, Part part) {
   const std::string path = "cluster.scale_out";
   const std::string kind = k.scale_out ? k.scale_out->topology : "clos";
   if (k.gpu.cores > 0) {
@@ -292,6 +293,24 @@ Topology build_cluster(const ClusterSpec& k, Part part) {
     }
     throw Error(where, e.message());
   }
+}
+}  // namespace
+
+Topology build_cluster(const ClusterSpec& k, Part part) {
+  Topology t = build_healthy_cluster(k, part);
+  for (const auto& d : k.degraded_links) {
+    const auto dash = d.link.find('-');
+    const auto from = dash == std::string::npos ? std::nullopt : t.find_node(d.link.substr(0, dash));
+    const auto to = dash == std::string::npos ? std::nullopt : t.find_node(d.link.substr(dash + 1));
+    const auto l = from && to ? t.find_link(*from, *to) : std::nullopt;
+    if (!l) {
+      throw Error(d.path + ".link", "no link " + quote_value(d.link) + " in this cluster (FROM-TO by node names, e.g. " +
+                                         t.node_name(t.link_source(0)) + "-" + t.node_name(t.link_target(0)) +
+                                         "; `wallsim topo SCENARIO --links FILE` lists them)");
+    }
+    t.degrade_link(*l, d.factor);
+  }
+  return t;
 }
 
 Topology build_topology_argument(const std::string& arg, const std::vector<std::string>& overrides,
