@@ -178,6 +178,9 @@ struct ParallelSpec {
   /// Gradient reduction overlapped with the backward (Megatron-LM's --overlap-grad-reduce);
   /// false: it starts once the backward is done (Megatron-LM before 2023).
   bool overlap_grad_reduce = true;
+  /// TP communication pipelined with the GEMMs beside it (Megatron-Core's --tp-comm-overlap,
+  /// Transformer Engine's userbuffers; needs sequence parallelism). Megatron's default: off.
+  bool tp_comm_overlap = false;
   /// Wafer-scale clusters: "streaming" (weights stream in from external memory layer by
   /// layer) or "pipelined" (every layer resident in its own region of the mesh).
   std::string wafer_mode = "streaming";

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "engine/simulate.hpp"
+#include "core/error.hpp"
 #include "engine/step.hpp"
 #include "hardware/gpu_model.hpp"
 #include "parallelism/layout.hpp"
@@ -110,6 +111,10 @@ StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, 
   if (o.network == nullptr) throw std::logic_error("simulate_step_events: no network model");
   if (o.timeline || o.link_bytes || o.partition != nullptr) {
     throw std::logic_error("simulate_step_events: no timeline, link bytes or MPI partition yet");
+  }
+  if (p.tp_comm_overlap) {
+    throw Error("parallel.tp_comm_overlap", "is modelled by the composed step only: the event engine (--engine events) "
+                                            "does not yet pipeline TP communication with the GEMMs");
   }
   return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return events_step(sc, p, t, q, reserve); });
 }

@@ -79,7 +79,11 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
                   ps.schedule = schedule;
                   ps.zero = zero;
                   ps.recompute = rc;
-                  if (base.parallel) ps.order = base.parallel->order;
+                  if (base.parallel) {  // the framework's settings the scenario gives
+                    ps.order = base.parallel->order;
+                    ps.overlap_grad_reduce = base.parallel->overlap_grad_reduce;
+                    ps.tp_comm_overlap = base.parallel->tp_comm_overlap && sh.tp > 1;
+                  }
                   out.push_back({ps, mbs});
                 }
               }

@@ -92,12 +92,12 @@ class CommCost {
   /// Time of `count` runs of `op` over the groups of `kind` in `stage`, `bytes` as nccl-tests
   /// counts them.
   Seconds collective(Op op, GroupKind kind, int stage, Bytes bytes, int count = 1) {
-    const auto key = std::make_tuple(static_cast<int>(kind), stage, static_cast<int>(op), bytes.value());
-    auto it = local_.find(key);
-    if (it == local_.end()) it = local_.emplace(key, cost(op, groups(stage, kind), bytes)).first;
-    for (int i = 1; i < count; ++i) account(it->second, stage);
-    return account(it->second, stage) * static_cast<double>(count);
+    const CommEntry& e = entry(op, kind, stage, bytes);
+    for (int i = 1; i < count; ++i) account(e, stage);
+    return account(e, stage) * static_cast<double>(count);
   }
+  /// Time of one such run, its bytes not counted (they are counted where it runs).
+  Seconds time_of(Op op, GroupKind kind, int stage, Bytes bytes) { return entry(op, kind, stage, bytes).time; }
 
   /// Time of one point-to-point send of `bytes` from every rank of stage `from` to its peer in
   /// `to`; its bytes are counted `count` times.
@@ -166,6 +166,12 @@ class CommCost {
     if (!link_bytes_.empty() && e.links) {
       for (const auto& [l, b] : *e.links) link_bytes_[l] += b;
     }
+  }
+  const CommEntry& entry(Op op, GroupKind kind, int stage, Bytes bytes) {
+    const auto key = std::make_tuple(static_cast<int>(kind), stage, static_cast<int>(op), bytes.value());
+    auto it = local_.find(key);
+    if (it == local_.end()) it = local_.emplace(key, cost(op, groups(stage, kind), bytes)).first;
+    return it->second;
   }
   /// The groups of one kind in one stage, with their hash (the shared cache's key).
   struct Groups {
@@ -639,6 +645,71 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   };
   const PassCost head = pass_cost(parallelism::head_forward(m, shard));
 
+  // TP communication overlap (parallel.tp_comm_overlap, Megatron-Core's --tp-comm-overlap over
+  // Transformer Engine's userbuffers): each SP all-gather is pipelined with the GEMM that reads
+  // its output and each reduce-scatter with the GEMM that writes its input, in chunks, the
+  // communication kernels taking SMs from the GEMM while both run. The methods and SM counts
+  // are NeMo's userbuffers configuration for Llama 70B on H100 at TP 8 (NVIDIA/NeMo,
+  // nemo/collections/llm/recipes/tp_overlap_configs/userbuffers.py,
+  // userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192) [S]; the same SM counts on other GPUs [A]:
+  //   forward all-gathers (qkv_fprop, fc1_fprop) and backward all-gathers of the output
+  //   gradient (proj_dgrad, fc2_dgrad): ring exchange, tp chunks, 1 SM (copy engines);
+  //   forward reduce-scatters: pipeline, 4 splits, 24 SMs after the attention (proj_fprop)
+  //   and 16 after the MLP (fc2_fprop), the GEMM launched on the rest (set_sm_margin);
+  //   backward reduce-scatters of the input gradient: bulk, beside the weight-gradient GEMM,
+  //   24 SMs (qkv_wgrad) and 4 (fc1_wgrad).
+  // MoE blocks keep their TP communication exposed (their token dispatcher's, not TE's).
+  // Returned: per layer, the change of its exposed communication, forward and backward.
+  struct Overlap {
+    int chunks;  ///< 0: bulk (beside the whole GEMM)
+    int sms;
+  };
+  auto overlapped = [&](double c, double g, Overlap how) {
+    // A collective of time c beside a GEMM of time g (kernel overhead included) that runs on
+    // sms - how.sms SMs while they overlap; the time saved or lost against c then g.
+    const double ov = sc.cluster.gpu.kernel_overhead.value();
+    const double slow = static_cast<double>(sc.cluster.gpu.sms) / (sc.cluster.gpu.sms - how.sms);
+    if (how.chunks == 0) return std::max(c, (g - ov) * slow + ov) - (c + g);
+    const double n = how.chunks, cc = c / n, gc = (g - ov) * slow / n + ov;
+    return cc + (n - 1.0) * std::max(cc, gc) + gc - (c + g);  // a two-stage pipeline of n chunks
+  };
+  std::map<std::pair<int, int>, std::pair<double, double>> tp_overlaps;  // (moe?, stage) -> (forward, backward)
+  auto tp_overlap_of_layer = [&](int i, int stage) -> std::pair<double, double> {
+    if (!p.tp_comm_overlap) return {0.0, 0.0};
+    if (sc.cluster.gpu.sms <= 24) {
+      throw Error("cluster.gpu.sms", "parallel.tp_comm_overlap needs the GPU's SM count, above the 24 its reduce-scatters take");
+    }
+    const std::pair<int, int> key{parallelism::is_moe_layer(m, i) ? 1 : 0, stage};
+    if (auto it = tp_overlaps.find(key); it != tp_overlaps.end()) return it->second;
+    const double ag = comm.time_of(Op::kAllGather, GroupKind::kTp, stage, Bytes::of(act_bytes)).value();
+    const double rs = comm.time_of(Op::kReduceScatter, GroupKind::kTp, stage, Bytes::of(act_bytes)).value();
+    const auto ks = parallelism::layer_forward(m, i, shard);
+    double fwd = 0.0, bwd = 0.0;
+    int block = 0;  // 0: attention, 1: MLP
+    for (std::size_t a = 0; a < ks.size(); ++a) {
+      if (!ks[a].opens_block) continue;
+      std::size_t end = a + 1;
+      while (end < ks.size() && !ks[end].closes_block) ++end;
+      const Kernel* first = nullptr;
+      const Kernel* last = nullptr;
+      bool moe = false;
+      for (std::size_t b = a + 1; b < end; ++b) {
+        moe = moe || ks[b].expert_in || ks[b].expert_out;
+        if (ks[b].kind != KernelKind::kGemm || ks[b].core_attention) continue;
+        if (first == nullptr) first = &ks[b];
+        last = &ks[b];
+      }
+      if (!moe && first != nullptr) {
+        const double g_in = gpu.time(*first).value(), g_out = gpu.time(*last).value();
+        fwd += overlapped(ag, g_in, {p.tp, 1}) + overlapped(rs, g_out, {4, block == 0 ? 24 : 16});
+        bwd += overlapped(ag, gpu.time(parallelism::data_gradient(*last)).value(), {p.tp, 1}) +
+               overlapped(rs, gpu.time(parallelism::weight_gradient(*first)).value(), {0, block == 0 ? 24 : 4});
+      }
+      ++block;
+    }
+    return tp_overlaps[key] = {fwd, bwd};
+  };
+
   // CP: ring exchange of K/V blocks, overlapped with the attention of the block in hand.
   const double kv_bytes = 2.0 * 2.0 * static_cast<double>(p.micro_batch * p.seq_len) / p.cp *
                           static_cast<double>(m.kv_heads) * static_cast<double>(m.head_dim) / p.tp;
@@ -663,10 +734,11 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
         return p.cp > 1 ? comm.collective(Op::kAllGather, GroupKind::kCp, s, Bytes::of(kv_bytes * p.cp)).value() : 0.0;
       };
       comm.capture = &cc.fwd_comms;
-      const double fc = layer_comm(i, s);
+      const auto [fwd_overlap, bwd_overlap] = tp_overlap_of_layer(i, s);
+      const double fc = layer_comm(i, s) + fwd_overlap;
       const double cp_exposed = std::max(0.0, cp_ring() - lc.fwd_attention);
       comm.capture = &cc.bwd_comms;
-      const double bc = layer_comm(i, s);
+      const double bc = layer_comm(i, s) + bwd_overlap;
       cp_ring();
       if (p.recompute == Recompute::kFull) {
         layer_comm(i, s);

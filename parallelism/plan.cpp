@@ -87,6 +87,13 @@ Plan make_plan(const Scenario& sc) {
   plan.capacity_factor = t.capacity_factor;
   plan.flash_attention = t.flash_attention;
   plan.overlap_grad_reduce = p.overlap_grad_reduce;
+  plan.tp_comm_overlap = p.tp_comm_overlap;
+  // Megatron-LM refuses --tp-comm-overlap without --sequence-parallel (its userbuffers
+  // overlap SP's all-gathers and reduce-scatters).
+  if (plan.tp_comm_overlap && !plan.sp) {
+    throw Error("parallel.tp_comm_overlap", p.tp > 1 ? "needs sequence parallelism (parallel.sp: true), as Megatron-LM's does"
+                                                    : "needs tensor parallelism (tp above 1): there is no TP communication to overlap");
+  }
   plan.wafer_pipelined = p.wafer_mode == "pipelined";
   if (plan.seq_len <= 0) throw Error("training.seq_len", "missing, and the model gives none");
   if (plan.fp8() && sc.cluster.gpu.fp8_dense.value() <= 0.0 && sc.cluster.gpu.cores == 0) {

@@ -448,3 +448,77 @@ TEST_CASE("engine symmetry is decided: a failed cable costs the same under any g
     CHECK(inside.scale_out_bytes.value() < by_class.scale_out_bytes.value());
   }
 }
+
+TEST_CASE("engine parallel.tp_comm_overlap pipelines SP's collectives with their GEMMs, at the SMs they take", "[engine]") {
+  // One 4-GPU node at 100 GB/s, TP 4 + SP, Llama-style dense layer. Per layer and pass, each
+  // of the two blocks (attention, MLP) has an all-gather before its first GEMM and a
+  // reduce-scatter after its last. With overlap (NeMo's H100 userbuffers methods), a
+  // collective of time c beside a GEMM of time g (kernel overhead o included), the GEMM on
+  // S - k of the S SMs while they run, g' = (g - o) S / (S - k) + o:
+  //   ring exchange (all-gathers; tp chunks, k = 1) and pipeline (forward reduce-scatters;
+  //   4 chunks, k = 24 then 16): n chunks of c/n and (g - o) S/(S - k)/n + o in a two-stage
+  //   pipeline, c/n + (n - 1) max(c/n, g_n) + g_n, instead of c + g;
+  //   bulk (backward reduce-scatters beside the weight-gradient GEMM; k = 24 then 4):
+  //   max(c, g'), instead of c + g.
+  const std::string text =
+      "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, scale_up: {bandwidth: 100 GB/s, latency: 2 us}}\n"
+      "model: {layers: 4, hidden: 4096, heads: 32, kv_heads: 8, ffn: 14336, vocab: 32000}\n"
+      "training: {seq_len: 4096, global_batch: 1}\n"
+      "parallel: {tp: 4, sp: true, recompute: none}\n";
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  auto step = [&](bool overlap) {
+    const Scenario s = parse_scenario(text, "t.yaml", {"parallel.tp_comm_overlap=" + std::string(overlap ? "true" : "false")},
+                                      test::presets());
+    const auto plan = parallelism::make_plan(s);
+    const auto t = topology::build_cluster(s.cluster);
+    return engine::simulate_step(s, plan, t, engine::step_options(net.get()));
+  };
+  const auto plain = step(false), overlapped = step(true);
+  // The inputs, from the GPU and collective models on their own.
+  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+  const auto t = topology::build_cluster(s.cluster);
+  const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, false);
+  parallelism::Shard sh;
+  sh.micro_batch = 1;
+  sh.seq_len = 4096;
+  sh.tp = 4;
+  sh.sp = true;
+  const auto ks = parallelism::layer_forward(*s.model, 0, sh);
+  auto gemm_named = [&](const std::string& name) -> const parallelism::Kernel& {
+    for (const auto& k : ks) {
+      if (k.name == name) return k;
+    }
+    FAIL("no kernel " << name);
+    return ks.front();
+  };
+  const std::vector<topology::NodeId> g{0, 1, 2, 3};
+  const Bytes act = Bytes::of(2.0 * 4096 * 4096);
+  const double ag = collectives::choose_schedule(t, collectives::Op::kAllGather, g, act, {}, {}, std::nullopt, *net).time.value();
+  const double rs = collectives::choose_schedule(t, collectives::Op::kReduceScatter, g, act, {}, {}, std::nullopt, *net).time.value();
+  const double S = 132, o = 5e-6;  // h100-sxm: 132 SMs, 5 us per kernel
+  auto piped = [&](double c, double gt, double n, double k) {
+    const double gn = (gt - o) * S / (S - k) / n + o;
+    return c / n + (n - 1) * std::max(c / n, gn) + gn - (c + gt);
+  };
+  auto bulk = [&](double c, double gt, double k) { return std::max(c, (gt - o) * S / (S - k) + o) - (c + gt); };
+  auto fwd_of = [&](const char* name) { return gpu.time(gemm_named(name)).value(); };
+  auto dgrad_of = [&](const char* name) { return gpu.time(parallelism::data_gradient(gemm_named(name))).value(); };
+  auto wgrad_of = [&](const char* name) { return gpu.time(parallelism::weight_gradient(gemm_named(name))).value(); };
+  const double forward = piped(ag, fwd_of("qkv projection"), 4, 1) + piped(rs, fwd_of("output projection"), 4, 24) +
+                         piped(ag, fwd_of("mlp up/gate"), 4, 1) + piped(rs, fwd_of("mlp down"), 4, 16);
+  const double backward = piped(ag, dgrad_of("output projection"), 4, 1) + bulk(rs, wgrad_of("qkv projection"), 24) +
+                          piped(ag, dgrad_of("mlp down"), 4, 1) + bulk(rs, wgrad_of("mlp up/gate"), 4);
+  INFO("ag " << ag << " rs " << rs << " forward change " << forward << " backward change " << backward);
+  CHECK(forward < 0.0);  // the overlap hides more than the SMs it takes cost
+  CHECK(overlapped.layer_forward.value() - plain.layer_forward.value() == Approx(forward).epsilon(1e-9));
+  CHECK(overlapped.layer_backward.value() - plain.layer_backward.value() == Approx(backward).epsilon(1e-9));
+  CHECK(overlapped.step_time.value() < plain.step_time.value());
+  CHECK(overlapped.scale_up_bytes.value() == plain.scale_up_bytes.value());  // the same bytes move
+  // Megatron-LM's rule: no overlap without SP; no TP, nothing to overlap.
+  CHECK_THROWS_WITH(parallelism::make_plan(parse_scenario(text, "t.yaml", {"parallel.tp_comm_overlap=true", "parallel.sp=false"},
+                                                          test::presets())),
+                    Catch::StartsWith("parallel.tp_comm_overlap: needs sequence parallelism"));
+  CHECK_THROWS_WITH(parallelism::make_plan(parse_scenario(text, "t.yaml", {"parallel.tp_comm_overlap=true", "parallel.tp=1"},
+                                                          test::presets())),
+                    Catch::StartsWith("parallel.tp_comm_overlap: needs tensor parallelism"));
+}
