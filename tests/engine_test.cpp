@@ -495,7 +495,8 @@ TEST_CASE("engine parallel.tp_comm_overlap pipelines SP's collectives with their
   const Bytes act = Bytes::of(2.0 * 4096 * 4096);
   const double ag = collectives::choose_schedule(t, collectives::Op::kAllGather, g, act, {}, {}, std::nullopt, *net).time.value();
   const double rs = collectives::choose_schedule(t, collectives::Op::kReduceScatter, g, act, {}, {}, std::nullopt, *net).time.value();
-  const double S = 132, o = 5e-6;  // h100-sxm: 132 SMs, 5 us per kernel
+  const double S = s.cluster.gpu.sms, o = s.cluster.gpu.kernel_overhead.value();  // h100-sxm: 132 SMs
+  REQUIRE(S == 132);
   auto piped = [&](double c, double gt, double n, double k) {
     const double gn = (gt - o) * S / (S - k) / n + o;
     return c / n + (n - 1) * std::max(c / n, gn) + gn - (c + gt);
