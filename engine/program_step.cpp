@@ -1,6 +1,7 @@
 // A StepResult from the event engine: the step program run once, then each rank's streams
 // read back into compute, exposed communication, bubble and optimizer time, FLOPs and energy.
 #include <algorithm>
+#include <map>
 #include <stdexcept>
 
 #include "engine/simulate.hpp"
@@ -21,6 +22,7 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   SimulateOptions so;
   so.flow = o.network->name() == "flow";
   so.reserved_Bps = o.reserved_Bps;
+  so.link_bytes = o.link_bytes;
   // A slow GPU (cluster.slow_gpus) runs its kernels at its speed; its peers wait for it where
   // the program synchronizes them.
   so.compute_time = [&gpu, &prog, &sc](const parallelism::ProgramOp& op, std::uint32_t rank) {
@@ -98,6 +100,39 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   r.mfu = r.model_flops_per_gpu.value() / gpu.peak().value();
   r.hfu = r.hardware_flops_per_gpu.value() / gpu.peak().value();
   r.hbm_bytes = Bytes::of(hbm);
+  r.link_bytes = res.link_bytes;
+  if (o.timeline) {
+    // Each stage as its first rank runs it: every op by its stream (lane 0 its kernels, 1 the
+    // communication on the compute and side streams, 2 the data-parallel and parameter-gather
+    // streams, 3 the pipeline sends and receives), named as the program names it; and each
+    // kernel of the step once (its first run), for the roofline.
+    std::vector<bool> seen_kernel;
+    std::map<std::string, bool> kernels;
+    for (int s = 0; s < p.pp; ++s) {
+      parallelism::Coords c;
+      c.pp = s;
+      const auto rk = static_cast<std::size_t>(parallelism::rank_of(p, c));
+      const auto& ops = prog.ranks[rk].ops;
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        const auto& op = ops[i];
+        const OpSpan& span = res.ops[rk][i];
+        if (!(span.end.value() > span.start.value())) continue;
+        const bool kernel = op.kind == parallelism::ProgramOp::Kind::kCompute;
+        int lane = 1;
+        if (kernel) {
+          lane = 0;
+        } else if (op.stream == parallelism::StreamKind::kDataParallel || op.stream == parallelism::StreamKind::kParamGather) {
+          lane = 2;
+        } else if (op.stream == parallelism::StreamKind::kPipelineSend || op.stream == parallelism::StreamKind::kPipelineRecv) {
+          lane = 3;
+        }
+        r.timeline.push_back({s, lane, op.name.empty() ? (kernel ? op.kernel.name : "communication") : op.name, span.start, span.end});
+        if (kernel && s == 0 && kernels.emplace(op.kernel.name, true).second) {
+          r.ops.push_back({op.kernel.name, op.kernel.flops, op.kernel.bytes, (span.end - span.start) / op.count});
+        }
+      }
+    }
+  }
   r.step_energy = Joules::of(energy);
   r.energy_per_token_j = energy / tokens;
   r.cluster_avg_power = Watts::of(energy / step);
@@ -109,9 +144,7 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
 StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
                                 const StepOptions& o) {
   if (o.network == nullptr) throw std::logic_error("simulate_step_events: no network model");
-  if (o.timeline || o.link_bytes || o.partition != nullptr) {
-    throw std::logic_error("simulate_step_events: no timeline, link bytes or MPI partition yet");
-  }
+  if (o.partition != nullptr) throw std::logic_error("simulate_step_events: no MPI partition yet");
   if (p.tp_comm_overlap) {
     throw Error("parallel.tp_comm_overlap", "is modelled by the composed step only: the event engine (--engine events) "
                                             "does not yet pipeline TP communication with the GEMMs");

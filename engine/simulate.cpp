@@ -137,6 +137,7 @@ class Engine {
       res.scale_out_sent.push_back(Bytes::of(out_sent_[r]));
     }
     res.flow = solver_.stats();
+    res.link_bytes = std::move(link_bytes_);
     return res;
   }
 
@@ -416,6 +417,11 @@ class Engine {
     const bool out = dom == 0 || tr.src / dom != tr.dst / dom;
     if (const auto it = rank_of_gpu_.find(tr.src); it != rank_of_gpu_.end()) (out ? out_sent_ : up_sent_)[it->second] += tr.bytes;
     const std::uint64_t key = flow_key_++;
+    if (o_.link_bytes) {  // the route the transfer takes (the flow model's, the same key)
+      if (link_bytes_.empty()) link_bytes_.assign(t_.num_links(), 0.0);
+      t_.route_into(tr.src, tr.dst, key, path_);
+      for (auto l : path_) link_bytes_[l] += tr.bytes;
+    }
     if (o_.flow) {
       const auto id = solver_.add({t_.route(tr.src, tr.dst, key), Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0});
       if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kNone);
@@ -454,6 +460,7 @@ class Engine {
   collectives::FlowSolver solver_;
   std::vector<RankState> ranks_;
   std::vector<double> compute_, up_sent_, out_sent_;
+  std::vector<double> link_bytes_;  ///< per link, when asked for
   std::unordered_map<topology::NodeId, std::uint32_t> rank_of_gpu_;
   double now_ = 0.0;
   std::uint64_t seq_ = 0, flow_key_ = 0;

@@ -28,6 +28,7 @@ struct SimulateOptions {
   /// engine multiplies it by the op's count); required if any op needs it.
   std::function<Seconds(const parallelism::ProgramOp&, std::uint32_t rank)> compute_time;
   std::span<const double> reserved_Bps;  ///< bandwidth taken on links by outside traffic
+  bool link_bytes = false;  ///< fill ProgramResult::link_bytes (routes every transfer)
 };
 
 struct OpSpan {
@@ -42,6 +43,8 @@ struct ProgramResult {
   /// Per rank, the bytes it sent inside its scale-up domain and out of it.
   std::vector<Bytes> scale_up_sent, scale_out_sent;
   collectives::FlowStats flow;           ///< the flow solver's work (flow model)
+  /// Bytes each link carried, every transfer counted once in its direction (when asked for).
+  std::vector<double> link_bytes;
 };
 
 /// Runs `p` on `t`. An Error names the rank and op when the program cannot run (a send

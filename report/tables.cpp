@@ -34,8 +34,8 @@ std::string json_text(const nlohmann::json& j, int indent) {
 
 
 const char* lane_name(int lane) {
-  static const char* names[] = {"compute", "exposed comm (TP/SP/CP/EP)", "data-parallel comm"};
-  return lane >= 0 && lane < 3 ? names[lane] : "other";
+  static const char* names[] = {"compute", "exposed comm (TP/SP/CP/EP)", "data-parallel comm", "pipeline sends and receives"};
+  return lane >= 0 && lane < kLanes ? names[lane] : "other";
 }
 
 std::string stage_label(const parallelism::Plan& p, int stage) {
@@ -46,11 +46,12 @@ std::string stage_label(const parallelism::Plan& p, int stage) {
 
 std::string trace_json(const engine::StepResult& r, const parallelism::Plan& p) {
   nlohmann::json events = nlohmann::json::array();
+  const int lanes = std::any_of(r.timeline.begin(), r.timeline.end(), [](const auto& e) { return e.lane == 3; }) ? 4 : 3;
   for (int s = 0; s < p.pp; ++s) {
     const std::string name = stage_label(p, s);
     events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"name", name}}}});
     events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"sort_index", s}}}});
-    for (int l = 0; l < 3; ++l) {
+    for (int l = 0; l < lanes; ++l) {
       events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", s}, {"tid", l}, {"args", {{"name", lane_name(l)}}}});
     }
   }
@@ -168,6 +169,10 @@ std::string step_svg(const engine::StepResult& r, const parallelism::Plan& p, co
   tl.title = title + ": one step, a rank per pipeline stage";
   tl.x_label = "time in the step (s)";
   tl.kinds = {lane_name(0), lane_name(1), lane_name(2)};
+  // The pipeline lane only when the step has one (the event engine's sends and receives).
+  if (std::any_of(r.timeline.begin(), r.timeline.end(), [](const auto& e) { return e.lane == 3; })) {
+    tl.kinds.emplace_back(lane_name(3));
+  }
   for (int s = 0; s < p.pp; ++s) tl.rows.push_back(stage_label(p, s));
   for (const auto& e : r.timeline) tl.bars.push_back({e.stage, e.lane, e.start.value(), e.end.value()});
 

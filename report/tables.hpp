@@ -12,6 +12,9 @@
 
 namespace wallsim::report {
 
+/// Lanes of TimelineEvent::lane: compute, exposed communication, data-parallel, pipeline
+/// (the last only from the event engine).
+inline constexpr int kLanes = 4;
 /// Lane names of TimelineEvent::lane.
 const char* lane_name(int lane);
 /// "stage s (rank r)": a pipeline stage by its first rank.

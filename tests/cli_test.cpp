@@ -751,8 +751,32 @@ TEST_CASE("cli run --engine events: the event engine gives the composed step whe
   CHECK(b["compute"].get<double>() + b["exposed_comm"].get<double>() + b["bubble"].get<double>() + b["other"].get<double>() ==
         Approx(je["step_time_s"].get<double>()).epsilon(1e-9));
   check_bad_input("run " + tiny + " --engine eventful", "--engine", true);
-  const fs::path trace = scratch() / "never.trace.json";
+  // --trace from the event engine: each stage's first rank, its ops by stream, named as the
+  // program names them, the pipeline's sends and receives on a lane of their own.
+  const fs::path trace = scratch() / "events.trace.json";
   fs::remove(trace);
-  check_bad_input("run " + tiny + " --engine events --trace '" + trace.string() + "'", "--engine", true);
-  CHECK_FALSE(fs::exists(trace));
+  const Result t = run("run " + tiny + " --set 'parallel={tp: 4, pp: 2, sp: true}' --engine events --quiet --trace '" +
+                       trace.string() + "'");
+  REQUIRE(t.code == 0);
+  std::ifstream in(trace);
+  const auto events = nlohmann::json::parse(in)["traceEvents"];
+  std::set<std::string> lanes;
+  std::map<int, int> per_lane;
+  bool recv0 = false, send0 = false, tp = false;
+  for (const auto& e : events) {
+    if (e["ph"] == "M" && e["name"] == "thread_name") lanes.insert(e["args"]["name"].get<std::string>());
+    if (e["ph"] != "X") continue;
+    ++per_lane[e["tid"].get<int>()];
+    const auto name = e["name"].get<std::string>();
+    recv0 = recv0 || (e["pid"] == 1 && name == "recv activation mb 0");
+    send0 = send0 || (e["pid"] == 0 && name.rfind("send activation mb 0", 0) == 0);
+    tp = tp || name.rfind("TP ", 0) == 0;
+  }
+  CHECK(lanes.count("pipeline sends and receives") == 1);
+  CHECK(recv0);
+  CHECK(send0);
+  CHECK(tp);
+  CHECK(per_lane[0] > 0);
+  CHECK(per_lane[1] > 0);
+  CHECK(per_lane[3] > 0);
 }

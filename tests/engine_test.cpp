@@ -1,6 +1,8 @@
 // The step engine: pipeline bubbles, overlap, power cap, against closed forms.
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "collectives/network_model.hpp"
 #include "engine/search.hpp"
 #include "engine/step.hpp"
@@ -522,4 +524,40 @@ TEST_CASE("engine parallel.tp_comm_overlap pipelines SP's collectives with their
   CHECK_THROWS_WITH(parallelism::make_plan(parse_scenario(text, "t.yaml", {"parallel.tp_comm_overlap=true", "parallel.tp=1"},
                                                           test::presets())),
                     Catch::StartsWith("parallel.tp_comm_overlap: needs tensor parallelism"));
+}
+
+TEST_CASE("engine the event engine's link bytes count each transfer once, in its direction", "[engine]") {
+  // One 16-GPU NVSwitch node, TP 4 x PP 2 x DP 2: every transfer goes GPU -> NVSwitch -> GPU, two links,
+  // so the links carry twice the bytes the GPUs send; and every GPU's uplink carries exactly
+  // what it sends, its downlink what it receives (the two differ where the pipeline sends one
+  // way: stage 0 sends activations, stage 1 gradients, of the same size here).
+  const Scenario s = parse_scenario(pipe_scenario("parallel: {tp: 4, pp: 2, dp: 2, sp: true, recompute: selective}", 4),
+                                    "t.yaml", {"cluster.gpus_per_node=16"}, test::presets());
+  const auto plan = parallelism::make_plan(s);
+  const auto t = topology::build_cluster(s.cluster);
+  const auto net = collectives::NetworkModel::build("flow", "network");
+  auto o = engine::step_options(net.get());
+  o.link_bytes = true;
+  o.timeline = true;
+  const auto r = engine::simulate_step_events(s, plan, t, o);
+  REQUIRE(r.link_bytes.size() == t.num_links());
+  double total = 0.0;
+  for (double b : r.link_bytes) total += b;
+  CHECK(total == Approx(2.0 * r.scale_up_bytes.value()).epsilon(1e-12));
+  CHECK(r.scale_out_bytes.value() == 0.0);
+  double up = 0.0, down = 0.0;
+  for (topology::LinkId l = 0; l < t.num_links(); ++l) {
+    (t.link_source(l) < t.num_endpoints() ? up : down) += r.link_bytes[l];
+  }
+  CHECK(up == Approx(r.scale_up_bytes.value()).epsilon(1e-12));
+  CHECK(down == Approx(up).epsilon(1e-12));
+  // The timeline: both stages, every lane the step uses.
+  std::set<std::pair<int, int>> lanes;
+  for (const auto& e : r.timeline) lanes.insert({e.stage, e.lane});
+  for (int stage : {0, 1}) {
+    for (int lane : {0, 1, 2, 3}) {
+      INFO("stage " << stage << " lane " << lane);
+      CHECK(lanes.count({stage, lane}) == 1);
+    }
+  }
 }
