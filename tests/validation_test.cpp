@@ -105,3 +105,36 @@ TEST_CASE("validation a choice no candidate of which is valid is an error naming
   const auto cases = validation::load_cases(case_dir("choice", yaml).string());
   CHECK_THROWS_WITH(validation::run_case(cases[0], test::presets(), {}), Contains("BAD: no valid plan"));
 }
+
+TEST_CASE("validation a gemm_tflops case is the roofline of one GEMM (closed form)", "[validation]") {
+  // 2048 x 2048 outputs in 256 x 128 tiles: 128 tiles on 132 SMs, one wave, 128/132 filled.
+  // No depth or kernel overhead: BF16 at 989.4 x 0.5 x 128/132 TFLOP/s; FP8 at 1978.9 x 0.5 x
+  // the FP8 ratio (0.8826) x 128/132. Both compute-bound (HBM: 42 MB in 16 us against 72 us).
+  const std::string yaml =
+      "group: g\n"
+      "defaults:\n"
+      "  metric: gemm_tflops\n"
+      "  tolerance: 5%\n"
+      "  source: test\n"
+      "  scenario: {cluster: {gpu: {preset: h100-sxm, gemm_efficiency: 0.5, gemm_depth_overhead: 0, kernel_overhead: 0 s},\n"
+      "             nodes: 1, gpus_per_node: 1}}\n"
+      "cases:\n"
+      "  - {id: BF16, measured: 400, gemm: {m: 2048, n: 2048, k: 4096}}\n"
+      "  - {id: FP8, measured: 800, gemm: {m: 2048, n: 2048, k: 4096, precision: fp8}}\n";
+  const auto cases = validation::load_cases(case_dir("gemm", yaml).string());
+  REQUIRE(cases.size() == 2);
+  CHECK(validation::run_case(cases[0], test::presets(), {}).predicted == Approx(989.4 * 0.5 * 128 / 132).epsilon(1e-9));
+  CHECK(validation::run_case(cases[1], test::presets(), {}).predicted ==
+        Approx(1978.9 * 0.5 * 0.8826 * 128 / 132).epsilon(1e-9));
+  auto error_of = [](const std::string& name, const std::string& text) {
+    try {
+      validation::load_cases(case_dir(name, text).string());
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK_THAT(error_of("gemm-precision", std::string(yaml).replace(yaml.find("precision: fp8"), 14, "precision: fp16")),
+             Contains("cases.yaml.cases[1].gemm.precision: 'fp16' is not one of bf16, fp8"));
+  CHECK_THAT(error_of("gemm-dim", std::string(yaml).replace(yaml.find("m: 2048"), 7, "m: 0")), Contains("gemm.m"));
+}

@@ -15,6 +15,7 @@
 #include "core/io.hpp"
 #include "core/scenario.hpp"
 #include "engine/step.hpp"
+#include "hardware/gpu_model.hpp"
 #include "parallelism/model_math.hpp"
 #include "parallelism/plan.hpp"
 #include "topology/spec.hpp"
@@ -34,6 +35,7 @@ constexpr MetricName kMetrics[] = {
     {Metric::kBusBandwidth, "busbw_GBps"},
     {Metric::kActivationBytes, "activation_bytes_per_layer"},
     {Metric::kCheckpointBytes, "checkpoint_bytes"},
+    {Metric::kGemmTflops, "gemm_tflops"},
 };
 
 Metric parse_metric(const Config& c) {
@@ -67,7 +69,7 @@ std::string scalar_text(const YAML::Node& n) {
 
 Case parse_case(const Config& c, const std::string& group, const std::string& file) {
   c.allow_only({"id", "group", "metric", "measured", "tolerance", "fit", "source", "assumptions", "scenario", "choose",
-                "collective", "flops"});
+                "collective", "flops", "gemm"});
   Case k;
   k.id = c.at("id").as_string();
   k.group = c.find("group") ? c.at("group").as_string() : group;
@@ -96,6 +98,20 @@ Case parse_case(const Config& c, const std::string& group, const std::string& fi
   if (k.metric == Metric::kTflopsPerGpu) {
     k.flops = c.at("flops").as_string();
     if (k.flops != "narayanan") throw Error(c.path() + ".flops", "'" + k.flops + "' is not one of narayanan");
+  }
+  if (k.metric == Metric::kGemmTflops) {
+    const Config g = c.at("gemm");
+    g.allow_only({"b", "m", "n", "k", "precision"});
+    auto dim = [&](const char* key) { return static_cast<double>(g.at(key).as_int(1, 1LL << 20, "GEMM dimensions")); };
+    k.gemm_b = g.find("b") ? dim("b") : 1.0;
+    k.gemm_m = dim("m");
+    k.gemm_n = dim("n");
+    k.gemm_k = dim("k");
+    const std::string precision = g.find("precision") ? g.at("precision").as_string() : "bf16";
+    if (precision != "bf16" && precision != "fp8") {
+      throw Error(g.path() + ".precision", "'" + precision + "' is not one of bf16, fp8");
+    }
+    k.gemm_fp8 = precision == "fp8";
   }
   if (k.metric == Metric::kBusBandwidth) {
     const Config col = c.at("collective");
@@ -151,6 +167,19 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
     default: break;
   }
   throw std::logic_error("predict_training: metric");
+}
+
+/// One GEMM on one of the scenario's GPUs, by the roofline (tile and wave fill, depth
+/// overhead, kernel overhead, HBM traffic: inputs at the precision's width, a bf16 output).
+double predict_gemm(const Case& c, const Scenario& s) {
+  const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, c.gemm_fp8);
+  if (c.gemm_fp8 && s.cluster.gpu.fp8_dense.value() <= 0.0) {
+    throw Error(c.id + ".gemm.precision", "fp8: '" + s.cluster.gpu.name + "' has no fp8_dense peak");
+  }
+  const double b = c.gemm_b, m = c.gemm_m, n = c.gemm_n, k = c.gemm_k, in = c.gemm_fp8 ? 1.0 : 2.0;
+  const parallelism::Kernel g{parallelism::KernelKind::kGemm, "gemm", Flops::of(2 * b * m * n * k),
+                              Bytes::of(b * (in * (m * k + k * n) + 2.0 * m * n)), m, n, k, b};
+  return 2 * b * m * n * k / gpu.time(g).value() / 1e12;
 }
 
 double predict_busbw(const Case& c, const Scenario& s, const Options& o) {
@@ -235,6 +264,8 @@ Result run_case(const Case& c, const Presets& presets, const Options& o) {
       std::optional<Candidate> cand;
       if (c.metric == Metric::kBusBandwidth) {
         cand = Candidate{predict_busbw(c, s, o), 0.0};
+      } else if (c.metric == Metric::kGemmTflops) {
+        cand = Candidate{predict_gemm(c, s), 0.0};
       } else {
         cand = predict_training(c, s, o);
       }

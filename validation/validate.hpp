@@ -39,6 +39,7 @@ enum class Metric {
   kBusBandwidth,     ///< busbw_GBps: nccl-tests bus bandwidth, GB/s
   kActivationBytes,  ///< activation_bytes_per_layer: bytes one layer keeps for backward
   kCheckpointBytes,  ///< checkpoint_bytes: the whole checkpoint (weights and optimizer)
+  kGemmTflops,       ///< gemm_tflops: one GEMM's throughput on one GPU (kernel-level), TFLOP/s
 };
 std::string to_string(Metric m);
 
@@ -53,6 +54,9 @@ struct Case {
   std::string flops;          ///< FLOP formula of tflops_per_gpu
   std::string op, bytes, algo;  ///< busbw cases
   std::vector<int> endpoints;   ///< busbw: endpoints in rank order; empty = every GPU
+  /// gemm_tflops: b GEMMs of m x k by k x n, in bf16 or fp8 (inputs; bf16 output)
+  double gemm_b = 1, gemm_m = 0, gemm_n = 0, gemm_k = 0;
+  bool gemm_fp8 = false;
 };
 
 /// Every case of every *.yaml file in `dir`, in file then listing order. Errors name the file
