@@ -21,6 +21,16 @@ fs::path case_dir(const std::string& name, const std::string& yaml) {
   return d;
 }
 
+/// The error loading a case file gives ("no error" when it loads).
+std::string error_of(const std::string& name, const std::string& yaml) {
+  try {
+    validation::load_cases(case_dir(name, yaml).string());
+  } catch (const Error& e) {
+    return std::string(e.what());
+  }
+  return std::string("no error");
+}
+
 const char* kRingCase =
     "group: g\n"
     "defaults:\n"
@@ -67,14 +77,6 @@ TEST_CASE("validation summaries are the median and the largest absolute error", 
 }
 
 TEST_CASE("validation bad case files name the key", "[validation]") {
-  auto error_of = [](const std::string& name, const std::string& yaml) {
-    try {
-      validation::load_cases(case_dir(name, yaml).string());
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   std::string ring = kRingCase;
   CHECK_THAT(error_of("metric", std::string(ring).replace(ring.find("busbw_GBps"), 10, "busbw")),
              Contains("cases.yaml.cases[0].metric: 'busbw' is not one of"));
@@ -126,14 +128,6 @@ TEST_CASE("validation a gemm_tflops case is the roofline of one GEMM (closed for
   CHECK(validation::run_case(cases[0], test::presets(), {}).predicted == Approx(989.4 * 0.5 * 128 / 132).epsilon(1e-9));
   CHECK(validation::run_case(cases[1], test::presets(), {}).predicted ==
         Approx(1978.9 * 0.5 * 0.8826 * 128 / 132).epsilon(1e-9));
-  auto error_of = [](const std::string& name, const std::string& text) {
-    try {
-      validation::load_cases(case_dir(name, text).string());
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   CHECK_THAT(error_of("gemm-precision", std::string(yaml).replace(yaml.find("precision: fp8"), 14, "precision: fp16")),
              Contains("cases.yaml.cases[1].gemm.precision: 'fp16' is not one of bf16, fp8"));
   CHECK_THAT(error_of("gemm-dim", std::string(yaml).replace(yaml.find("m: 2048"), 7, "m: 0")), Contains("gemm.m"));
