@@ -21,7 +21,7 @@ namespace {
 
 struct ReliabilityFlags {
   CommonFlags common;
-  std::string scenario, network = "flow", blast_topology, csv;
+  std::string scenario, network = "flow", blast_topology, csv, engine = "composed";
   int trials = 1000;
   bool no_blast = false;
 };
@@ -119,6 +119,8 @@ void run(const ReliabilityFlags& f) {
   o.trials = f.trials;
   o.seed = f.common.seed;
   o.blast_radius = !f.no_blast;
+  if (f.engine != "composed" && f.engine != "events") throw Error("--engine", "'" + f.engine + "' is not one of composed, events");
+  o.events = f.engine == "events";
   ProgressBar bar("reliability", f.common);
   o.progress = [&bar](double done) { bar.update(done); };
   const failures::ReliabilityResult r = failures::analyze_run(s, plan, t, o);
@@ -233,6 +235,9 @@ void register_reliability(CLI::App& app, Action& action) {
   cmd->add_option("SCENARIO", f->scenario, "Scenario YAML file with a run: section");
   cmd->add_option("--trials", f->trials, "Monte Carlo trials (default 1000)");
   cmd->add_option("--network", f->network, "analytic or flow (default flow)");
+  cmd->add_option("--engine", f->engine,
+                  "composed (default) or events: the event engine, whose steps run an asynchronous checkpoint "
+                  "write's flows beside the step's on the shared fabric");
   cmd->add_option("--blast-radius", f->blast_topology, "Only the blast radius of TOPOLOGY (a spec or scenario)");
   cmd->add_flag("--no-blast-radius", f->no_blast, "Skip the blast-radius table");
   add_output_option(*cmd, "--csv", f->csv, "Write interruptions and lost hours by cause as CSV to FILE");

@@ -23,6 +23,7 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   so.flow = o.network->name() == "flow";
   so.reserved_Bps = o.reserved_Bps;
   so.link_bytes = o.link_bytes;
+  so.background = o.background;
   // A slow GPU (cluster.slow_gpus) runs its kernels at its speed; its peers wait for it where
   // the program synchronizes them.
   so.compute_time = [&gpu, &prog, &sc](const parallelism::ProgramOp& op, std::uint32_t rank) {

@@ -94,6 +94,13 @@ class Engine {
   }
 
   ProgramResult run() {
+    if (o_.flow) {
+      for (const auto& f : o_.background) {
+        const auto id = solver_.add(f);
+        if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kNone);
+        transfer_of_flow_[id] = kNone;
+      }
+    }
     for (std::uint32_t r = 0; r < ranks_.size(); ++r) try_start(r);
     while (true) {
       const double t_timer = timers_.empty() ? kInf : timers_.top().at;
@@ -114,7 +121,13 @@ class Engine {
         now_ = t_flow;
         const auto done = solver_.advance_to(Seconds::of(t_flow));
         finished_.assign(done.begin(), done.end());  // finishing may add flows
-        for (auto id : finished_) finish_transfer(transfer_of_flow_[id]);
+        for (auto id : finished_) {
+          if (transfer_of_flow_[id] == kNone) {  // background traffic
+            background_end_ = now_;
+          } else {
+            finish_transfer(transfer_of_flow_[id]);
+          }
+        }
       }
     }
     ProgramResult res;
@@ -138,6 +151,7 @@ class Engine {
     }
     res.flow = solver_.stats();
     res.link_bytes = std::move(link_bytes_);
+    res.background_end = Seconds::of(background_end_);
     return res;
   }
 
@@ -461,6 +475,7 @@ class Engine {
   std::vector<RankState> ranks_;
   std::vector<double> compute_, up_sent_, out_sent_;
   std::vector<double> link_bytes_;  ///< per link, when asked for
+  double background_end_ = 0.0;
   std::unordered_map<topology::NodeId, std::uint32_t> rank_of_gpu_;
   double now_ = 0.0;
   std::uint64_t seq_ = 0, flow_key_ = 0;

@@ -29,6 +29,10 @@ struct SimulateOptions {
   std::function<Seconds(const parallelism::ProgramOp&, std::uint32_t rank)> compute_time;
   std::span<const double> reserved_Bps;  ///< bandwidth taken on links by outside traffic
   bool link_bytes = false;  ///< fill ProgramResult::link_bytes (routes every transfer)
+  /// Traffic beside the program (an asynchronous checkpoint write): flows of the same solver
+  /// under `flow`, so the program's transfers and these share links as max-min says; they
+  /// delay no op (the step ends with its last op). Ignored under `analytic` (no contention).
+  std::span<const collectives::Flow> background;
 };
 
 struct OpSpan {
@@ -45,6 +49,8 @@ struct ProgramResult {
   collectives::FlowStats flow;           ///< the flow solver's work (flow model)
   /// Bytes each link carried, every transfer counted once in its direction (when asked for).
   std::vector<double> link_bytes;
+  /// When the last background flow finished (flow model; zero without any).
+  Seconds background_end;
 };
 
 /// Runs `p` on `t`. An Error names the rank and op when the program cannot run (a send

@@ -144,6 +144,9 @@ struct StepOptions {
   /// and times only its share's flows, and the ranks combine them (engine::flow_exchange()).
   /// The result is the one-process result. Null = this process simulates everything.
   const collectives::FlowExchange* partition = nullptr;
+  /// The event engine only: traffic beside the step (an asynchronous checkpoint write,
+  /// failures::checkpoint_flows), flows of its solver under `flow` (SimulateOptions::background).
+  std::span<const collectives::Flow> background;
   /// Cost one group per class of groups that provably cost the same (the default), or every
   /// group: the reference the classes must equal. A cache must not mix steps with and without.
   bool classes = true;

@@ -98,7 +98,10 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
   const RunSpec& run = *s.run;
   check_trials(o.trials);
   ReliabilityResult r;
-  r.step = engine::simulate_step(s, p, t, engine::step_options(o.network));
+  auto step_of = [&](const topology::Topology& fabric, const engine::StepOptions& so) {
+    return o.events ? engine::simulate_step_events(s, p, fabric, so) : engine::simulate_step(s, p, fabric, so);
+  };
+  r.step = step_of(t, engine::step_options(o.network));
   RunModel& m = r.model;
   m.work = Seconds::of(run.tokens / r.step.tokens_per_s);
   m.causes = scale_causes(*run.failures, p.gpus(), s.cluster.gpus_per_node);
@@ -115,10 +118,15 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
   m.async = run.async_checkpoint;
   if (m.async) {
     m.snapshot = r.shards.per_writer / run.snapshot_bandwidth;
-    const std::vector<double> load = average_load(t, writes, write_finish);
     engine::StepOptions bg = engine::step_options(o.network);
-    bg.reserved_Bps = load;
-    m.async_slowdown = engine::simulate_step(s, p, t, bg).step_time / r.step.step_time;
+    std::vector<double> load;
+    if (o.events) {
+      bg.background = writes;  // every write's flow beside the step's, from its start
+    } else {
+      load = average_load(t, writes, write_finish);
+      bg.reserved_Bps = load;
+    }
+    m.async_slowdown = step_of(t, bg).step_time / r.step.step_time;
   }
   // Step time with 1..3 failed fabric cables, picked at random (seeded). A cable whose loss
   // cuts GPUs off (a leaf with one uplink) is skipped: rerouting cannot help there.
@@ -129,7 +137,7 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
     topology::Topology next = damaged;
     next.fail_link(cables[uniform_index(pick, cables.size())]);
     try {
-      const Seconds slow = engine::simulate_step(s, p, next, engine::step_options(o.network)).step_time;
+      const Seconds slow = step_of(next, engine::step_options(o.network)).step_time;
       m.degraded_rate.push_back(r.step.step_time / slow);
       damaged = std::move(next);
     } catch (const Error&) {  // disconnected

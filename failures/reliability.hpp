@@ -25,6 +25,10 @@ struct ReliabilityOptions {
   int search_trials = 400;  ///< trials per candidate interval of the search (common random numbers)
   bool blast_radius = true;
   std::function<void(double)> progress;  ///< optional: told the fraction of the trials done
+  /// The event engine for the steps (healthy, during an asynchronous write, degraded): the
+  /// write's flows then run beside the step's on the shared fabric (joint max-min) instead of
+  /// reserving their average bandwidth on each link through the step.
+  bool events = false;
 };
 
 struct ReliabilityResult {

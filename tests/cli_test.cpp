@@ -436,6 +436,23 @@ TEST_CASE("cli reliability on bad input exits 2 and names the key", "[cli][failu
                       " --trials 0",
                   "--trials", true);
   check_bad_input("reliability --blast-radius 'torus:dims=4x4'", "torus.bandwidth", true);
+  check_bad_input("reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") + " --engine eventful",
+                  "--engine", true);
+}
+
+TEST_CASE("cli reliability --engine events runs the steps and the asynchronous write on the event engine", "[cli][failures]") {
+  // The healthy step is the event engine's (as `run --engine events` gives it), and the write's
+  // flows run beside the step's (engine::simulate's background flows, tested there).
+  const std::string scenario = wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml");
+  const Result r = run("reliability " + scenario +
+                       " --engine events --set run.checkpoint.mode=async --set run.checkpoint.snapshot_bandwidth=50GB/s"
+                       " --trials 20 --no-blast-radius");
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Contains("while writing"));
+  const auto step = nlohmann::json::parse(run("run " + scenario + " --engine events --json -").out);
+  char healthy[64];
+  std::snprintf(healthy, sizeof healthy, "%.4g s healthy", step["step_time_s"].get<double>());
+  CHECK_THAT(r.out, Contains(healthy));
 }
 
 TEST_CASE("cli sweep runs the product of the varied keys", "[cli][sweep]") {

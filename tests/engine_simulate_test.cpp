@@ -562,3 +562,28 @@ TEST_CASE("engine::simulate step programs: ZeRO-2 and 3 with pipelines reduce-sc
     CHECK(simulate(step_program(*z->s.model, z->p), t, o).makespan.value() == Approx(composed).epsilon(0.05));
   }
 }
+
+TEST_CASE("engine::simulate background traffic (a checkpoint write) shares the links as max-min says", "[engine]") {
+  // A send of S from GPU 0 to 1 while a write of 2S leaves GPU 0 for GPU 1's side (the same
+  // link 0 -> switch): both at B/2 until the send's S is done at 2L + 2S/B; the write's
+  // remaining S then runs alone. simulate_flows on the same three transfers agrees; the step
+  // ends with its last op, not with the write; under analytic nothing contends.
+  const double S = 1e9;
+  Program p;
+  p.ranks.push_back({0, {p2p(true, 1, S)}});
+  p.ranks.push_back({1, {p2p(false, 0, 0.0)}});
+  const auto t = sw(2);
+  const std::vector<collectives::Flow> write{{t.route(0, 1), Bytes::of(2 * S), Seconds::of(0), 1.0}};
+  auto o = model(true);
+  o.background = write;
+  const auto r = simulate(p, t, o);
+  const auto replay = collectives::simulate_flows(t, {write[0], {t.route(0, 1), Bytes::of(S), Seconds::of(0), 1.0}});
+  CHECK(r.makespan.value() == Approx(2 * L + 2 * S / B).epsilon(1e-12));
+  CHECK(r.makespan.value() == Approx(replay[1].value()).epsilon(1e-12));
+  CHECK(r.background_end.value() == Approx(replay[0].value()).epsilon(1e-12));
+  CHECK(r.background_end.value() == Approx(2 * L + 3 * S / B).epsilon(1e-12));
+  CHECK(simulate(p, t, model(true)).makespan.value() == Approx(2 * L + S / B).epsilon(1e-12));
+  auto a = model(false);
+  a.background = write;
+  CHECK(simulate(p, t, a).makespan.value() == Approx(2 * L + S / B).epsilon(1e-12));
+}
