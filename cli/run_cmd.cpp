@@ -130,7 +130,7 @@ namespace {
 
 std::string plan_text(const parallelism::Plan& p) {
   return "tp " + std::to_string(p.tp) + ", pp " + std::to_string(p.pp) + ", dp " + std::to_string(p.dp) +
-         ", cp " + std::to_string(p.cp) + ", ep " + std::to_string(p.ep) + (p.etp != p.tp ? " (etp " + std::to_string(p.etp) + ")" : "") + (p.sp ? " (sp)" : "") +
+         ", cp " + std::to_string(p.cp) + ", ep " + std::to_string(p.ep) + (p.etp != p.tp ? " (etp " + std::to_string(p.etp) + ")" : "") + (p.sp ? (p.tp_comm_overlap ? " (sp, tp comm overlap)" : " (sp)") : "") +
          ", vpp " + std::to_string(p.vpp) + ", mbs " + std::to_string(p.micro_batch) + ", zero " +
          std::to_string(p.zero) + ", recompute " +
          recompute_name(p.recompute) +
@@ -371,7 +371,7 @@ void search(const RunFlags& f) {
     j["parallel"] = {{"tp", p.tp}, {"pp", p.pp}, {"dp", p.dp}, {"cp", p.cp}, {"ep", p.ep}, {"sp", p.sp},
                      {"vpp", p.vpp}, {"micro_batch", p.micro_batch}, {"zero", p.zero},
                      {"recompute", recompute_name(p.recompute)},
-                     {"schedule", parallelism::to_string(p.schedule)}};
+                     {"schedule", parallelism::to_string(p.schedule)}, {"tp_comm_overlap", p.tp_comm_overlap}};
     plans.push_back(j);
     csv << i + 1 << "," << p.tp << "," << p.pp << "," << p.dp << "," << p.cp << "," << p.ep << "," << p.vpp << ","
         << p.micro_batch << "," << p.zero << "," << j["parallel"]["recompute"].get<std::string>() << ","
