@@ -24,6 +24,16 @@ std::string pipe_scenario(const std::string& parallel, long long batch) {
          "training: {seq_len: 4096, global_batch: " + std::to_string(batch) + "}\n" + parallel + "\n";
 }
 
+/// One GPU's shard of a layer under TP with sequence parallelism.
+parallelism::Shard sp_shard(long long micro_batch, long long seq_len, int tp) {
+  parallelism::Shard sh;
+  sh.micro_batch = micro_batch;
+  sh.seq_len = seq_len;
+  sh.tp = tp;
+  sh.sp = true;
+  return sh;
+}
+
 engine::StepResult run(const std::string& text, const char* network = "analytic", Watts cap = {}) {
   const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
   const auto plan = parallelism::make_plan(s);
@@ -151,11 +161,7 @@ TEST_CASE("engine the A100 GEMM efficiency reproduces K22-6 (one 22B layer, TP 8
   const auto t = topology::build_cluster(s.cluster);
   const auto net = collectives::NetworkModel::build("analytic", "network");
   const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, false);
-  parallelism::Shard sh;
-  sh.micro_batch = 4;
-  sh.seq_len = 2048;
-  sh.tp = 8;
-  sh.sp = true;
+  parallelism::Shard sh = sp_shard(4, 2048, 8);
   sh.flash_attention = false;
   double fwd = 0, attention = 0, gemm = 0, gemm_backward = 0, other = 0;
   for (const auto& k : parallelism::layer_forward(*s.model, 0, sh)) {
@@ -480,11 +486,7 @@ TEST_CASE("engine parallel.tp_comm_overlap pipelines SP's collectives with their
   const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
   const auto t = topology::build_cluster(s.cluster);
   const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, false);
-  parallelism::Shard sh;
-  sh.micro_batch = 1;
-  sh.seq_len = 4096;
-  sh.tp = 4;
-  sh.sp = true;
+  const parallelism::Shard sh = sp_shard(1, 4096, 4);
   const auto ks = parallelism::layer_forward(*s.model, 0, sh);
   auto gemm_named = [&](const std::string& name) -> const parallelism::Kernel& {
     for (const auto& k : ks) {
