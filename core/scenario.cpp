@@ -246,8 +246,9 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   Config c = resolve(raw, PresetKind::kGpus, presets);
   c.allow_only({"description", "notes", "kind", "bf16_dense", "fp8_dense", "memory",
                 "memory_bandwidth", "scale_up_bandwidth", "tdp", "idle_power", "min_power_limit", "base_clock",
-                "boost_clock", "memory_energy", "cores", "sram_per_core", "mesh",
+                "boost_clock", "sustained_clock", "memory_energy", "cores", "sram_per_core", "mesh",
                 "fabric_bandwidth", "gemm_efficiency", "fp8_efficiency_ratio", "gemm_depth_overhead", "attention_efficiency",
+                "attention_backward_efficiency", "attention_depth_overhead", "attention_backward_depth_overhead",
                 "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile",
                 "attention_block", "routing_entries", "core_power"});
   GpuSpec g;
@@ -266,12 +267,14 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("min_power_limit")) g.min_power_limit = f->as<Watts>();
   if (auto f = c.find("base_clock")) g.base_clock = f->as<Frequency>();
   if (auto f = c.find("boost_clock")) g.boost_clock = f->as<Frequency>();
+  if (auto f = c.find("sustained_clock")) g.sustained_clock = f->as<Frequency>();
   if (auto f = c.find("memory_energy")) g.memory_energy = f->as<EnergyPerBit>();
   if (auto f = c.find("sram_per_core")) g.sram_per_core = f->as<Bytes>();
   if (auto f = c.find("routing_entries")) g.routing_entries = positive_int(*f, 1'000'000'000, "");
   if (auto f = c.find("core_power")) g.core_power = f->as<Watts>();
   for (auto [key, field] : {std::pair{"gemm_efficiency", &g.gemm_efficiency},
                             std::pair{"attention_efficiency", &g.attention_efficiency},
+                            std::pair{"attention_backward_efficiency", &g.attention_backward_efficiency},
                             std::pair{"memory_efficiency", &g.memory_efficiency}}) {
     if (auto f = c.find(key)) {
       *field = f->as_double();
@@ -285,6 +288,13 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("gemm_depth_overhead")) {
     g.gemm_depth_overhead = f->as_double();
     if (!(g.gemm_depth_overhead >= 0.0)) throw Error(f->path(), "must be zero or positive");
+  }
+  for (auto [key, field] : {std::pair{"attention_depth_overhead", &g.attention_depth_overhead},
+                            std::pair{"attention_backward_depth_overhead", &g.attention_backward_depth_overhead}}) {
+    if (auto f = c.find(key)) {
+      *field = f->as_double();
+      if (!(*field >= 0.0 && *field <= 1e6)) throw Error(f->path(), "must be between 0 and 1,000,000 keys");
+    }
   }
   if (auto f = c.find("kernel_overhead")) g.kernel_overhead = f->as<Seconds>();
   if (auto f = c.find("dynamic_power")) g.dynamic_power = f->as<Watts>();

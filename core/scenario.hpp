@@ -43,7 +43,9 @@ struct GpuSpec {
   Watts idle_power;              ///< 0 when not given
   Watts min_power_limit;         ///< lowest power cap the board accepts (nvidia-smi); 0 when not given
   Frequency base_clock;
-  Frequency boost_clock;
+  Frequency boost_clock;          ///< the clock the dense peaks are quoted at
+  /// The clock a full-load GEMM holds at the TDP, measured; 0 = the boost clock (the peaks).
+  Frequency sustained_clock;
   EnergyPerBit memory_energy;    ///< 0 when not given
   // Achieved fractions of peak (roofline efficiencies) and kernel costs; 0 = not given.
   double gemm_efficiency = 0.0;       ///< large dense GEMMs, fraction of the dense peak
@@ -53,7 +55,19 @@ struct GpuSpec {
   /// Per output tile, the prologue and epilogue cost as much as this much reduction depth: a
   /// GEMM of depth k runs at gemm_efficiency x k / (k + gemm_depth_overhead). 0 = none.
   double gemm_depth_overhead = 0.0;
-  double attention_efficiency = 0.0;  ///< fused (flash) attention, fraction of the dense peak
+  /// Fused (flash) attention's forward, fraction of the dense peak reached by its score and
+  /// value matmuls once a query block's loop over the keys is long (FLOPs counted as
+  /// FlashAttention counts them: 4 x queries x keys x head_dim per head, half when causal).
+  double attention_efficiency = 0.0;
+  /// Its backward, against FlashAttention's backward count (2.5x the forward's: five matmuls
+  /// for the forward's two, the scores recomputed); 0 = attention_efficiency.
+  double attention_backward_efficiency = 0.0;
+  /// Per query block, loading the queries and writing the output cost as much as this many
+  /// more keys of the block's loop: attention over n keys runs at n / (n + overhead). 0 = none.
+  double attention_depth_overhead = 0.0;
+  /// The same for the backward (per key block: its K/V loaded, dK/dV written, dQ accumulated);
+  /// 0 = attention_depth_overhead.
+  double attention_backward_depth_overhead = 0.0;
   double memory_efficiency = 0.0;     ///< streaming kernels, fraction of HBM bandwidth
   Seconds kernel_overhead;            ///< fixed cost per kernel (launch, tail)
   // Shape effects (tile and wave quantization); 0 = not modelled.

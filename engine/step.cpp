@@ -609,7 +609,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       } else if (k.kind == KernelKind::kElementwise) {
         c.bwd_input += gpu.time(parallelism::elementwise_backward(k)).value();
       } else {
-        c.bwd_input += 2.0 * dt;  // fused attention: FlashAttention's backward, about twice the forward
+        c.bwd_input += gpu.time(parallelism::attention_backward(k)).value();
       }
     }
     return c;

@@ -13,6 +13,10 @@ namespace {
 Watts dynamic_power(const GpuSpec& spec) {
   return spec.dynamic_power.value() > 0.0 ? spec.dynamic_power : spec.tdp - spec.idle_power;
 }
+/// The clock a full load holds at the TDP: the measured sustained clock, else the boost clock.
+Frequency full_load_clock(const GpuSpec& spec) {
+  return spec.sustained_clock.value() > 0.0 ? spec.sustained_clock : spec.boost_clock;
+}
 }  // namespace
 
 std::vector<std::string> missing_fields(const GpuSpec& spec) {
@@ -47,7 +51,11 @@ GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve
   cap_ = power_cap.value() > 0.0 ? power_cap : spec.tdp;
   if (!(reserve.value() >= 0.0) || !std::isfinite(reserve.value())) throw std::logic_error("GpuModel: bad reserve");
   const double headroom = (cap_ - reserve - idle_).value() / dynamic_.value();
-  clock_ = spec.boost_clock;
+  // At the TDP a full load runs at its sustained clock: the peaks' share of it is ratio_.
+  const Frequency full = full_load_clock(spec);
+  const double full_ratio = spec.sustained_clock.value() > 0.0 ? full.value() / spec.boost_clock.value() : 1.0;
+  clock_ = full;
+  ratio_ = full_ratio;
   if (headroom >= 1.0) return;
   if (spec.boost_clock.value() <= 0.0) {
     throw Error("cluster.gpu.boost_clock", "missing: a power cap below the full-load draw needs the clocks");
@@ -55,7 +63,7 @@ GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve
   // DVFS goes no lower than the base clock: the cores' share of the cap (what the traffic
   // leaves of it) must reach the base clock's draw. (A min_power_limit bounds the caps a user
   // may set, check_power_cap; the board holds it whatever its traffic draws.)
-  const double floor = spec.base_clock.value() > 0.0 ? spec.base_clock.value() / spec.boost_clock.value() : 0.0;
+  const double floor = spec.base_clock.value() > 0.0 ? spec.base_clock.value() / full.value() : 0.0;
   const Watts floor_draw = idle_ + dynamic_ * (floor * floor * floor);
   if (!(headroom > 0.0) || (cap_ - reserve).value() < floor_draw.value()) {
     throw Error("power cap", to_string(cap_) + " (--power-cap, sweep's power_cap, cluster.power_cap or the TDP) cannot be held by " +
@@ -67,8 +75,9 @@ GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve
                                    "; give a higher cap");
   }
   const double r = std::max(std::cbrt(headroom), floor);
-  ratio_ = r;
-  clock_ = Frequency::of(spec.boost_clock.value() * r);
+  load_ = r;
+  ratio_ = full_ratio * r;
+  clock_ = Frequency::of(full.value() * r);
 }
 
 void check_spec(const GpuSpec& spec) {
@@ -79,6 +88,15 @@ void check_spec(const GpuSpec& spec) {
   }
   if (spec.base_clock.value() > 0.0 && !(spec.boost_clock.value() > 0.0)) {
     throw Error("cluster.gpu.boost_clock", "missing: a base clock is read against the boost clock");
+  }
+  if (spec.sustained_clock.value() > 0.0 &&
+      !(spec.boost_clock.value() > 0.0 && spec.sustained_clock.value() <= spec.boost_clock.value())) {
+    throw Error("cluster.gpu.sustained_clock", to_string(spec.sustained_clock) +
+                                                   " must be at most the boost clock (cluster.gpu.boost_clock), which the peaks are quoted at");
+  }
+  if (spec.base_clock.value() > full_load_clock(spec).value()) {
+    throw Error("cluster.gpu.base_clock", to_string(spec.base_clock) + " is above the clock a full load holds at the TDP " +
+                                              to_string(full_load_clock(spec)));
   }
   if (spec.base_clock.value() > spec.boost_clock.value()) {
     throw Error("cluster.gpu.base_clock", to_string(spec.base_clock) + " is above the boost clock " +
@@ -97,7 +115,7 @@ std::optional<CapFloor> lowest_cap(const GpuSpec& spec) {
   const Watts dynamic = dynamic_power(spec);
   std::optional<CapFloor> f;
   if (spec.base_clock.value() > 0.0 && spec.boost_clock.value() > 0.0) {
-    const double r = spec.base_clock.value() / spec.boost_clock.value();
+    const double r = spec.base_clock.value() / full_load_clock(spec).value();
     f = CapFloor{spec.idle_power + dynamic * (r * r * r),
                  "its full-load draw at its base clock " + to_string(spec.base_clock) + ", below which DVFS cannot go"};
   }
@@ -167,8 +185,26 @@ double GpuModel::fill(const parallelism::Kernel& k) const {
     return best;
   }
   if (k.kind == KernelKind::kAttention && spec_.attention_block > 0) {
-    const double tiles = std::ceil(k.rows / spec_.attention_block) * k.batch;
-    return wave_fill(k.rows * k.batch / spec_.attention_block, tiles, spec_.sms);
+    // One thread block per query block of each sequence-head, in waves of one per SM; each
+    // loops over the key blocks its queries see (all of them, or under a causal mask those up
+    // to the diagonal, whose blocks are computed whole and half used), and pays a fixed cost
+    // per query block worth attention_depth_overhead keys.
+    const double b = spec_.attention_block;
+    const double q_blocks = std::ceil(k.rows / b);
+    const double tiles = q_blocks * k.batch;
+    double f = tiles / (std::ceil(tiles / spec_.sms) * spec_.sms);
+    if (k.keys > 0.0) {
+      const double k_blocks = std::ceil(k.keys / b);
+      const double useful = k.rows * k.keys / (b * b) * (k.causal ? 0.5 : 1.0);
+      const double visited = k.causal ? (q_blocks * k_blocks + q_blocks) / 2.0 : q_blocks * k_blocks;
+      const double overhead = k.backward && spec_.attention_backward_depth_overhead > 0.0
+                                  ? spec_.attention_backward_depth_overhead
+                                  : spec_.attention_depth_overhead;
+      f *= useful / (visited + q_blocks * overhead / b);
+    } else {
+      f *= k.rows / (q_blocks * b);
+    }
+    return f;
   }
   return 1.0;
 }
@@ -184,10 +220,18 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
       peak = spec_.fp8_dense.value();
       eff *= spec_.fp8_efficiency_ratio;
     }
-  } else if (k.kind == KernelKind::kAttention) {
-    eff = spec_.attention_efficiency;
   }
-  const double compute = k.kind == KernelKind::kElementwise ? 0.0 : k.flops.value() / (peak * eff * fill(k) * ratio_);
+  double work = k.flops.value();
+  if (k.kind == KernelKind::kAttention) {
+    eff = spec_.attention_efficiency;
+    if (k.backward) {
+      // FlashAttention's backward recomputes the scores: five matmuls for the forward's two, 2.5x
+      // the forward's FLOPs where the model counts 2x; its efficiency is measured on that count.
+      work *= 1.25;
+      if (spec_.attention_backward_efficiency > 0.0) eff = spec_.attention_backward_efficiency;
+    }
+  }
+  const double compute = k.kind == KernelKind::kElementwise ? 0.0 : work / (peak * eff * fill(k) * ratio_);
   const double memory = k.bytes.value() / (spec_.memory_bandwidth.value() * spec_.memory_efficiency);
   const Seconds t = Seconds::of(std::max(compute, memory)) + spec_.kernel_overhead;
   if (!std::isfinite(t.value())) {
@@ -204,6 +248,6 @@ Joules GpuModel::energy(const Activity& a, EnergyPerBit scale_up, EnergyPerBit s
                     a.scale_out.value() * 8.0 * scale_out.value());
 }
 
-Watts GpuModel::busy_power() const { return idle_ + dynamic_ * (ratio_ * ratio_ * ratio_); }
+Watts GpuModel::busy_power() const { return idle_ + dynamic_ * (load_ * load_ * load_); }
 
 }  // namespace wallsim::hardware

@@ -7,9 +7,11 @@
 // Background guide (DU-09799-001, ch. 3) describes; fused attention is cut into query blocks.
 // A GEMM's efficiency also falls with its reduction depth k as k / (k + k0): each output tile
 // pays a fixed prologue and epilogue (k0, gemm_depth_overhead) besides its k-long main loop.
-// Power is static + activity x dynamic x (f/f_boost)^3 (dynamic
-// power ∝ f·V² with the voltage scaling with the clock over the DVFS range); under a power
-// cap the sustained clock is the highest one whose full-load draw fits. A cap is the board's
+// Power is static + activity x dynamic x (f/f_full)^3 (dynamic power ∝ f·V² with the voltage
+// scaling with the clock over the DVFS range), f_full the clock a full load holds at the TDP:
+// the measured sustained_clock where a source gives one (AMD's MI300X holds 1,207 of its
+// 2,100 MHz at 750 W), else the boost clock; the peaks are quoted at the boost clock. Under a
+// power cap the clock is the highest one whose full-load draw fits. A cap is the board's
 // limit, as nvidia-smi -pl sets it: it must be above the idle draw, at most the TDP (the
 // highest limit), and at least the lowest limit the GPU accepts — its min_power_limit
 // (nvidia-smi's "Min Power Limit") or, without one, its full-load draw at the base clock, below
@@ -75,7 +77,8 @@ class GpuModel {
   bool fp8_;
   Watts idle_, dynamic_, cap_;
   Frequency clock_;
-  double ratio_ = 1.0;
+  double ratio_ = 1.0;  ///< the clock over the boost clock (the peaks' clock)
+  double load_ = 1.0;   ///< the clock over the full-load clock at the TDP (the dynamic power's cube root)
 };
 
 /// The GPU figures' physical ranges the models rely on (memory bandwidth above zero, base

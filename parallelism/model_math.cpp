@@ -59,6 +59,15 @@ Kernel weight_gradient(const Kernel& f) {
   return k;
 }
 
+Kernel attention_backward(const Kernel& f) {
+  Kernel k = f;
+  k.name += " (backward)";
+  k.flops = f.flops * 2.0;
+  k.bytes = f.bytes * 2.0;
+  k.backward = true;
+  return k;
+}
+
 Kernel elementwise_backward(const Kernel& f) {
   Kernel k = f;
   k.name += " (backward)";
@@ -137,6 +146,8 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
     k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
                  Bytes::of(w * tokens * a * (2.0 * qk + 2.0 * vd)), queries, vd, qk, sequence_heads, 1.0, true});
+    k.back().keys = seq;
+    k.back().causal = true;
     gemm("output projection", tokens, a * vd, h);
   } else {
     const double d = static_cast<double>(m.head_dim), g = m.kv_heads / tp;
@@ -146,6 +157,8 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
       k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
                    Bytes::of(w * tokens * d * (2.0 * a + 2.0 * g)), queries, d, d, sequence_heads,
                    1.0, true});
+      k.back().keys = seq;  // under CP, each GPU's queries meet every key over the ring
+      k.back().causal = true;
     } else {
       // Per (sequence, head): scores = q k^T (queries x keys, depth d), the scaled, masked
       // softmax and dropout over the square in HBM, then probabilities x v (depth = keys).

@@ -46,6 +46,11 @@ struct Kernel {
   double useful = 1.0;  ///< fraction of the FLOPs that are model FLOPs (capacity padding is not)
   bool core_attention = false;  ///< part of softmax(q k^T) v: what selective recompute redoes
   Bytes written{};  ///< element-wise kernels: the part of `bytes` written (the rest is read)
+  /// Fused attention: the keys each query's sequence has (its loop over key blocks; 0 = no
+  /// shape), whether it is causally masked, and whether this is the backward pass.
+  double keys = 0;
+  bool causal = false;
+  bool backward = false;
   // Where a layer's parallel communication sits (layer_forward marks it; the step program reads it):
   bool opens_block = false;   ///< a norm whose output feeds a block (SP gathers the sequence after it)
   bool closes_block = false;  ///< a residual add: the block's output is reduced over TP before it
@@ -58,6 +63,11 @@ struct Kernel {
 /// with the forward's FLOPs and bytes.
 Kernel data_gradient(const Kernel& forward);
 Kernel weight_gradient(const Kernel& forward);
+
+/// Fused attention's backward (FlashAttention's): the same shape; its FLOPs twice the
+/// forward's by the model-FLOP convention (the roofline charges the scores' recompute on top,
+/// GpuModel), its HBM traffic the inputs, output and their gradients, twice the forward's.
+Kernel attention_backward(const Kernel& forward);
 
 /// The backward of an element-wise kernel that reads R bytes and writes W: it reads the saved
 /// inputs and the output's gradient and writes the inputs' gradients, 2R + W bytes.

@@ -172,9 +172,13 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         steps.push_back(b.collective(cp_group, Op::kSendRecv, ring_bytes, StreamKind::kSide,
                                      "CP ring step " + std::to_string(j) + " " + at, std::move(deps)));
       }
+      // Each piece is its own kernel over one K/V block (the diagonal's half-used blocks, in
+      // one piece of cp, are left out).
       Kernel piece = k;
       piece.flops = k.flops / p.cp;
       piece.bytes = k.bytes / p.cp;
+      piece.keys = k.keys / p.cp;
+      piece.causal = false;
       for (int j = 0; j < p.cp; ++j) {
         if (j > 0) b.gate(steps[static_cast<std::size_t>(j - 1)]);
         b.compute(piece, count);
@@ -203,7 +207,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       } else if (k.kind == KernelKind::kElementwise) {
         b.compute(elementwise_backward(k));
       } else {
-        attention(k, 2.0, 2.0 * kv_bytes, at + " (backward)");  // fused attention's backward: about twice its forward
+        attention(attention_backward(k), 1.0, 2.0 * kv_bytes, at + " (backward)");
       }
     };
     auto backward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {

@@ -132,3 +132,38 @@ TEST_CASE("validation a gemm_tflops case is the roofline of one GEMM (closed for
              Contains("cases.yaml.cases[1].gemm.precision: 'fp16' is not one of bf16, fp8"));
   CHECK_THAT(error_of("gemm-dim", std::string(yaml).replace(yaml.find("m: 2048"), 7, "m: 0")), Contains("gemm.m"));
 }
+
+TEST_CASE("validation an attention_tflops case is fused attention's roofline (closed form)", "[validation]") {
+  // 8 sequences x 33 heads of 1024 queries: 8 blocks of 128 each, 2112 blocks = 16 full waves
+  // of 132 SMs. No overheads: the forward runs at 989.4 x 0.5; the backward, counted as 2.5x
+  // the forward's FLOPs, at 989.4 x 0.4; both together at 3.5 / (1/0.5 + 2.5/0.4) of the peak.
+  // Causal with an overhead of one block per query block: 32 useful pairs of 36 computed + 8.
+  const std::string yaml =
+      "group: g\n"
+      "defaults:\n"
+      "  metric: attention_tflops\n"
+      "  tolerance: 5%\n"
+      "  source: test\n"
+      "  scenario: {cluster: {gpu: {preset: h100-sxm, attention_efficiency: 0.5, attention_backward_efficiency: 0.4,\n"
+      "             attention_depth_overhead: 0, attention_backward_depth_overhead: 0, kernel_overhead: 0 s},\n"
+      "             nodes: 1, gpus_per_node: 1}}\n"
+      "cases:\n"
+      "  - {id: FWD, measured: 400, attention: {batch: 8, seq: 1024, heads: 33, head_dim: 128}}\n"
+      "  - {id: BWD, measured: 400, attention: {batch: 8, seq: 1024, heads: 33, head_dim: 128, pass: backward}}\n"
+      "  - {id: BOTH, measured: 400, attention: {batch: 8, seq: 1024, heads: 33, kv_heads: 3, head_dim: 128, pass: both}}\n"
+      "  - {id: CAUSAL, measured: 400, attention: {batch: 8, seq: 1024, heads: 33, head_dim: 128, causal: true},\n"
+      "     scenario: {cluster: {gpu: {attention_depth_overhead: 128}}}}\n";
+  const auto cases = validation::load_cases(case_dir("attention", yaml).string());
+  REQUIRE(cases.size() == 4);
+  CHECK(validation::run_case(cases[0], test::presets(), {}).predicted == Approx(989.4 * 0.5).epsilon(1e-9));
+  CHECK(validation::run_case(cases[1], test::presets(), {}).predicted == Approx(989.4 * 0.4).epsilon(1e-9));
+  CHECK(validation::run_case(cases[2], test::presets(), {}).predicted ==
+        Approx(989.4 * 3.5 / (1 / 0.5 + 2.5 / 0.4)).epsilon(1e-9));
+  CHECK(validation::run_case(cases[3], test::presets(), {}).predicted == Approx(989.4 * 0.5 * 32 / 44).epsilon(1e-9));
+  CHECK_THAT(error_of("attention-pass", std::string(yaml).replace(yaml.find("pass: backward"), 14, "pass: sideways")),
+             Contains("cases.yaml.cases[1].attention.pass: 'sideways' is not one of forward, backward, both"));
+  CHECK_THAT(error_of("attention-seq", std::string(yaml).replace(yaml.find("seq: 1024"), 9, "seq: -1")),
+             Contains("attention.seq"));
+  CHECK_THAT(error_of("attention-key", std::string(yaml).replace(yaml.find("head_dim: 128}}\n  - {id: BWD"), 13, "head_dims: 1")),
+             Contains("head_dims"));
+}

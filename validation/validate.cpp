@@ -36,6 +36,7 @@ constexpr MetricName kMetrics[] = {
     {Metric::kActivationBytes, "activation_bytes_per_layer"},
     {Metric::kCheckpointBytes, "checkpoint_bytes"},
     {Metric::kGemmTflops, "gemm_tflops"},
+    {Metric::kAttentionTflops, "attention_tflops"},
 };
 
 Metric parse_metric(const Config& c) {
@@ -69,7 +70,7 @@ std::string scalar_text(const YAML::Node& n) {
 
 Case parse_case(const Config& c, const std::string& group, const std::string& file) {
   c.allow_only({"id", "group", "metric", "measured", "tolerance", "fit", "source", "assumptions", "scenario", "choose",
-                "collective", "flops", "gemm"});
+                "collective", "flops", "gemm", "attention"});
   Case k;
   k.id = c.at("id").as_string();
   k.group = c.find("group") ? c.at("group").as_string() : group;
@@ -112,6 +113,21 @@ Case parse_case(const Config& c, const std::string& group, const std::string& fi
       throw Error(g.path() + ".precision", "'" + precision + "' is not one of bf16, fp8");
     }
     k.gemm_fp8 = precision == "fp8";
+  }
+  if (k.metric == Metric::kAttentionTflops) {
+    const Config a = c.at("attention");
+    a.allow_only({"batch", "seq", "heads", "kv_heads", "head_dim", "causal", "pass"});
+    auto dim = [&](const char* key) { return static_cast<double>(a.at(key).as_int(1, 1LL << 20, "attention dimensions")); };
+    k.att_batch = dim("batch");
+    k.att_seq = dim("seq");
+    k.att_heads = dim("heads");
+    k.att_kv_heads = a.find("kv_heads") ? dim("kv_heads") : k.att_heads;
+    k.att_head_dim = dim("head_dim");
+    if (auto f = a.find("causal")) k.att_causal = f->as_bool();
+    if (auto f = a.find("pass")) k.att_pass = f->as_string();
+    if (k.att_pass != "forward" && k.att_pass != "backward" && k.att_pass != "both") {
+      throw Error(a.path() + ".pass", "'" + k.att_pass + "' is not one of forward, backward, both");
+    }
   }
   if (k.metric == Metric::kBusBandwidth) {
     const Config col = c.at("collective");
@@ -180,6 +196,28 @@ double predict_gemm(const Case& c, const Scenario& s) {
   const parallelism::Kernel g{parallelism::KernelKind::kGemm, "gemm", Flops::of(2 * b * m * n * k),
                               Bytes::of(b * (in * (m * k + k * n) + 2.0 * m * n)), m, n, k, b};
   return 2 * b * m * n * k / gpu.time(g).value() / 1e12;
+}
+
+/// Fused attention on one of the scenario's GPUs, in bf16, as FlashAttention's benchmarks count
+/// it: forward 4 x batch x heads x seq^2 x head_dim FLOPs (half when causal), backward 2.5x that.
+double predict_attention(const Case& c, const Scenario& s) {
+  const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, false);
+  const double b = c.att_batch, q = c.att_seq, a = c.att_heads, g = c.att_kv_heads, d = c.att_head_dim;
+  const double forward = 4.0 * b * a * q * q * d * (c.att_causal ? 0.5 : 1.0);
+  parallelism::Kernel k{parallelism::KernelKind::kAttention, "attention", Flops::of(forward),
+                        Bytes::of(2.0 * b * q * d * (2.0 * a + 2.0 * g)), q, d, d, b * a, 1.0, true};
+  k.keys = q;
+  k.causal = c.att_causal;
+  double flops = 0.0, time = 0.0;
+  if (c.att_pass != "backward") {
+    flops += forward;
+    time += gpu.time(k).value();
+  }
+  if (c.att_pass != "forward") {
+    flops += 2.5 * forward;
+    time += gpu.time(parallelism::attention_backward(k)).value();
+  }
+  return flops / time / 1e12;
 }
 
 double predict_busbw(const Case& c, const Scenario& s, const Options& o) {
@@ -266,6 +304,8 @@ Result run_case(const Case& c, const Presets& presets, const Options& o) {
         cand = Candidate{predict_busbw(c, s, o), 0.0};
       } else if (c.metric == Metric::kGemmTflops) {
         cand = Candidate{predict_gemm(c, s), 0.0};
+      } else if (c.metric == Metric::kAttentionTflops) {
+        cand = Candidate{predict_attention(c, s), 0.0};
       } else {
         cand = predict_training(c, s, o);
       }

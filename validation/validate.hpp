@@ -40,6 +40,7 @@ enum class Metric {
   kActivationBytes,  ///< activation_bytes_per_layer: bytes one layer keeps for backward
   kCheckpointBytes,  ///< checkpoint_bytes: the whole checkpoint (weights and optimizer)
   kGemmTflops,       ///< gemm_tflops: one GEMM's throughput on one GPU (kernel-level), TFLOP/s
+  kAttentionTflops,  ///< attention_tflops: fused attention's throughput on one GPU, FlashAttention's FLOP count
 };
 std::string to_string(Metric m);
 
@@ -57,6 +58,12 @@ struct Case {
   /// gemm_tflops: b GEMMs of m x k by k x n, in bf16 or fp8 (inputs; bf16 output)
   double gemm_b = 1, gemm_m = 0, gemm_n = 0, gemm_k = 0;
   bool gemm_fp8 = false;
+  /// attention_tflops: `batch` sequences of `seq` tokens, `heads` query heads (kv_heads of
+  /// keys and values) of `head_dim`, causal or not; pass forward, backward or both (their sum
+  /// of FLOPs over their sum of times, as FlashAttention's benchmarks report).
+  double att_batch = 0, att_seq = 0, att_heads = 0, att_kv_heads = 0, att_head_dim = 0;
+  bool att_causal = false;
+  std::string att_pass = "forward";
 };
 
 /// Every case of every *.yaml file in `dir`, in file then listing order. Errors name the file
