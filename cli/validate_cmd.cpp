@@ -79,8 +79,15 @@ void validate(const ValidateFlags& f) {
       if (eq == std::string::npos || colon == std::string::npos || colon < eq) {
         throw Error("--fit", "'" + s + "' is not KEY=LO:HI");
       }
+      // KEY=LO:HI, or KEY=LO:HI UNIT for a key with units (cluster.gpu.kernel_overhead=0:20 us).
+      std::string hi = s.substr(colon + 1), unit;
+      if (const auto sp = hi.find(' '); sp != std::string::npos) {
+        unit = hi.substr(sp + 1);
+        hi = hi.substr(0, sp);
+        if (unit.empty() || unit.find(' ') != std::string::npos) throw Error("--fit", "'" + s + "': UNIT must be one word");
+      }
       validation::FitKey k{s.substr(0, eq), parse_count_or_fraction(s.substr(eq + 1, colon - eq - 1)),
-                           parse_count_or_fraction(s.substr(colon + 1))};
+                           parse_count_or_fraction(hi), unit};
       if (!(k.lo < k.hi)) throw Error("--fit", "'" + s + "': LO must be below HI");
       keys.push_back(k);
     }
@@ -94,7 +101,9 @@ void validate(const ValidateFlags& f) {
     }
     const auto x = validation::fit(fit_cases, keys, presets, opt);
     std::cout << "wallsim validate --fit: " << fit_cases.size() << " fit cases (" << ids << ")\n";
-    for (std::size_t i = 0; i < keys.size(); ++i) std::cout << keys[i].key << " = " << format_number(x[i], 4) << "\n";
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      std::cout << keys[i].key << " = " << format_number(x[i], 4) << (keys[i].unit.empty() ? "" : " " + keys[i].unit) << "\n";
+    }
     return;
   }
 

@@ -249,7 +249,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
                 "boost_clock", "sustained_clock", "memory_energy", "cores", "sram_per_core", "mesh",
                 "fabric_bandwidth", "gemm_efficiency", "fp8_efficiency_ratio", "gemm_depth_overhead", "attention_efficiency",
                 "attention_backward_efficiency", "attention_depth_overhead", "attention_backward_depth_overhead",
-                "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile",
+                "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile", "gemm_tile_intensity",
                 "attention_block", "routing_entries", "core_power"});
   GpuSpec g;
   g.name = raw.is_scalar() ? raw.as_string()
@@ -300,6 +300,12 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("dynamic_power")) g.dynamic_power = f->as<Watts>();
   if (auto f = c.find("sms")) g.sms = positive_int(*f, 1'000'000, "");
   if (auto f = c.find("attention_block")) g.attention_block = positive_int(*f, 1'000'000, "");
+  if (auto f = c.find("gemm_tile_intensity")) {
+    g.gemm_tile_intensity = f->as_double();
+    if (!(g.gemm_tile_intensity >= 0.0 && g.gemm_tile_intensity <= 1e4)) {
+      throw Error(f->path(), "must be between 0 and 10,000 values (a tile's multiply-adds per value loaded)");
+    }
+  }
   if (auto f = c.find("gemm_tile")) {
     // "256x128": rows x columns of the output tile one thread block computes.
     std::vector<int> dims;

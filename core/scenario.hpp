@@ -72,7 +72,12 @@ struct GpuSpec {
   Seconds kernel_overhead;            ///< fixed cost per kernel (launch, tail)
   // Shape effects (tile and wave quantization); 0 = not modelled.
   int sms = 0;                        ///< streaming multiprocessors: thread blocks run in waves of this many
-  int gemm_tile_rows = 0, gemm_tile_cols = 0;  ///< output tile of one GEMM thread block
+  int gemm_tile_rows = 0, gemm_tile_cols = 0;  ///< output tile of one GEMM thread block (the most efficient)
+  /// cuBLAS also picks smaller tiles (NVIDIA's Matrix Multiplication Background guide, sec. 2.3:
+  /// 64 to 256 a side, no larger than gemm_tile): one of r x c does r c multiply-adds per r + c
+  /// values loaded, and runs at min(1, (r c / (r + c)) / this) of the largest's rate. 0 = only
+  /// gemm_tile (and its transpose).
+  double gemm_tile_intensity = 0.0;
   int attention_block = 0;            ///< query rows of one fused-attention thread block
   Watts dynamic_power;                ///< full-load dynamic draw at boost clock; 0 = tdp - idle
   long long cores = 0;           ///< wafer-scale: compute cores on the wafer (0 for a GPU)

@@ -175,12 +175,25 @@ double GpuModel::fill(const parallelism::Kernel& k) const {
   using parallelism::KernelKind;
   if (spec_.sms <= 0 || k.rows <= 0.0) return 1.0;
   if (k.kind == KernelKind::kGemm && spec_.gemm_tile_rows > 0) {
-    // cuBLAS picks the tile orientation that suits the shape; take the better of the two.
+    // cuBLAS picks the tile that suits the shape: the largest (either way round), or with
+    // gemm_tile_intensity a smaller one that fills the waves better at its lower rate.
     double best = 0.0;
-    for (auto [tr, tc] : {std::pair{spec_.gemm_tile_rows, spec_.gemm_tile_cols},
-                          std::pair{spec_.gemm_tile_cols, spec_.gemm_tile_rows}}) {
+    auto consider = [&](double tr, double tc, double rate) {
       const double tiles = std::ceil(k.rows / tr) * std::ceil(k.cols / tc) * k.batch;
-      best = std::max(best, wave_fill(k.rows * k.cols * k.batch / (tr * tc), tiles, spec_.sms));
+      best = std::max(best, rate * wave_fill(k.rows * k.cols * k.batch / (tr * tc), tiles, spec_.sms));
+    };
+    const double r0 = spec_.gemm_tile_rows, c0 = spec_.gemm_tile_cols;
+    consider(r0, c0, 1.0);
+    consider(c0, r0, 1.0);
+    if (spec_.gemm_tile_intensity > 0.0) {
+      const double top = r0 * c0 / (r0 + c0);
+      for (double tr = 64; tr <= std::max(r0, c0); tr *= 2) {
+        for (double tc = 64; tc <= std::max(r0, c0); tc *= 2) {
+          if (tr * tc > r0 * c0) continue;
+          const double intensity = tr * tc / (tr + tc);
+          consider(tr, tc, (1.0 + spec_.gemm_tile_intensity / top) / (1.0 + spec_.gemm_tile_intensity / intensity));
+        }
+      }
     }
     return best;
   }

@@ -1,6 +1,7 @@
 #include "validation/validate.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -351,7 +352,11 @@ std::vector<double> fit(const std::vector<const Case*>& cases, const std::vector
   for (const auto& k : keys) x.push_back(0.5 * (k.lo + k.hi));
   auto objective = [&](const std::vector<double>& v) {
     Options with = o;
-    for (std::size_t i = 0; i < keys.size(); ++i) with.sets.push_back(keys[i].key + "=" + std::to_string(v[i]));
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      char value[40];
+      std::snprintf(value, sizeof value, "%.9g", v[i]);
+      with.sets.push_back(keys[i].key + "=" + value + (keys[i].unit.empty() ? "" : " " + keys[i].unit));
+    }
     double sum = 0.0;
     for (const Case* c : cases) {
       const double e = std::log1p(run_case(*c, presets, with).error);

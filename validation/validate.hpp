@@ -99,6 +99,7 @@ Summary summarize(const std::vector<Result>& results);
 struct FitKey {
   std::string key;
   double lo = 0.0, hi = 0.0;
+  std::string unit;  ///< appended to each trial value (e.g. "us"); empty for a plain number
 };
 std::vector<double> fit(const std::vector<const Case*>& cases, const std::vector<FitKey>& keys,
                         const Presets& presets, const Options& o);
