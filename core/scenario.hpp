@@ -179,6 +179,9 @@ struct TrainingSpec {
   std::string master_weights = "fp32";    ///< the optimizer's copy of the weights: fp32 or bf16
   std::string optimizer_states = "fp32";  ///< its moments (momentum, variance): fp32 or bf16
   std::optional<bool> dropout;            ///< unset: the model's (GPT-style models have it)
+  /// The kernels a layer runs: "fused" (Megatron-LM / Transformer Engine: fused norms, SwiGLU,
+  /// RoPE, QKV and gate/up GEMMs) or "eager" (PyTorch eager modules, op by op).
+  std::string kernels = "fused";
 };
 
 struct ParallelSpec {

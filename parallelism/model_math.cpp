@@ -80,6 +80,8 @@ Kernel elementwise_backward(const Kernel& f) {
 bool is_moe_layer(const ModelSpec& m, int i) { return m.experts > 0 && i >= m.dense_layers; }
 
 bool has_dropout(const ModelSpec& m) { return m.activation == "gelu"; }
+bool has_rms_norm(const ModelSpec& m) { return m.activation == "swiglu"; }
+bool has_rotary(const ModelSpec& m) { return m.activation == "swiglu"; }
 
 ParamCount count_params(const ModelSpec& m) {
   ParamCount p;
@@ -106,6 +108,52 @@ Recompute parse_recompute(const std::string& s) {
   throw Error("parallel.recompute", quote_value(s) + " is not one of none, selective, full");
 }
 
+namespace {
+/// An element-wise kernel reading and writing these many bytes (FLOPs: one per value read, at w
+/// bytes a value; element-wise kernels are memory-bound).
+Kernel elementwise_kernel(const std::string& name, double bytes_read, double bytes_written, double w) {
+  Kernel e{KernelKind::kElementwise, name, Flops::of(bytes_read / w), Bytes::of(bytes_read + bytes_written)};
+  e.written = Bytes::of(bytes_written);
+  return e;
+}
+
+/// A norm over `values` activations (w bytes each) of `rows` tokens. Fused: one pass. Eager
+/// RMSNorm, as transformers' LlamaRMSNorm runs it: x.to(fp32), pow(2), mean(-1), + eps, rsqrt,
+/// x * rsqrt, .to(bf16), weight * x: eight kernels, the per-token ones tiny.
+void norm_kernels(std::vector<Kernel>& k, const ModelSpec& m, const Shard& s, const std::string& name, double values,
+                  double rows, double extra_read = 0.0) {
+  const double w = s.bytes_per_value, f32 = 4.0;
+  if (!s.eager || !has_rms_norm(m)) {
+    k.push_back(elementwise_kernel(name, w * (values + extra_read), w * values, w));
+    return;
+  }
+  k.push_back(elementwise_kernel(name + ": to fp32", w * values, f32 * values, w));
+  k.push_back(elementwise_kernel(name + ": pow", f32 * values, f32 * values, w));
+  k.push_back(elementwise_kernel(name + ": mean", f32 * values, f32 * rows, w));
+  k.push_back(elementwise_kernel(name + ": add eps", f32 * rows, f32 * rows, w));
+  k.push_back(elementwise_kernel(name + ": rsqrt", f32 * rows, f32 * rows, w));
+  k.push_back(elementwise_kernel(name + ": scale", f32 * (values + rows), f32 * values, w));
+  k.push_back(elementwise_kernel(name + ": to bf16", f32 * values, w * values, w));
+  k.push_back(elementwise_kernel(name + ": weight", w * values, w * values, w));
+}
+
+/// Rotary position embeddings on `values` query or key activations. Fused (Megatron-LM's
+/// apply_rope_fusion): one pass. Eager, as transformers' apply_rotary_pos_emb: x * cos, the
+/// rotated half (-x2 and a cat of both halves), * sin, and the sum: five kernels.
+void rotary_kernels(std::vector<Kernel>& k, const Shard& s, const std::string& name, double values) {
+  const double w = s.bytes_per_value;
+  if (!s.eager) {
+    k.push_back(elementwise_kernel(name, w * values, w * values, w));
+    return;
+  }
+  k.push_back(elementwise_kernel(name + ": x cos", w * values, w * values, w));
+  k.push_back(elementwise_kernel(name + ": negate half", w * values / 2.0, w * values / 2.0, w));
+  k.push_back(elementwise_kernel(name + ": cat", w * values, w * values, w));
+  k.push_back(elementwise_kernel(name + ": x sin", w * values, w * values, w));
+  k.push_back(elementwise_kernel(name + ": add", 2.0 * w * values, w * values, w));
+}
+}  // namespace
+
 std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   const double b = static_cast<double>(s.micro_batch);
   const double seq = static_cast<double>(s.seq_len);
@@ -124,11 +172,9 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   // Fused attention runs one thread block per query block of each (sequence, head).
   const double queries = seq / s.cp, sequence_heads = b * m.heads / tp;
   auto elementwise = [&](const char* name, double values_read, double values_written) {
-    Kernel e{KernelKind::kElementwise, name, Flops::of(values_read), Bytes::of(w * (values_read + values_written))};
-    e.written = Bytes::of(w * values_written);
-    k.push_back(e);
+    k.push_back(elementwise_kernel(name, w * values_read, w * values_written, w));
   };
-  elementwise("input norm", norm_tokens * h, norm_tokens * h);
+  norm_kernels(k, m, s, "input norm", norm_tokens * h, norm_tokens);
   k.back().opens_block = true;
   const double a = m.heads / tp;
   if (is_mla(m)) {
@@ -143,6 +189,8 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     gemm("kv down-projection", tokens, h, static_cast<double>(m.kv_lora_rank + m.qk_rope_head_dim));
     gemm("kv up-projection", tokens, static_cast<double>(m.kv_lora_rank),
          a * static_cast<double>(m.qk_nope_head_dim) + a * vd);
+    // RoPE on the decoupled rope dimensions: each head's query part and the shared key part.
+    rotary_kernels(k, s, "rotary", tokens * (a + 1.0) * static_cast<double>(m.qk_rope_head_dim));
     const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
     k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
                  Bytes::of(w * tokens * a * (2.0 * qk + 2.0 * vd)), queries, vd, qk, sequence_heads, 1.0, true});
@@ -151,7 +199,17 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     gemm("output projection", tokens, a * vd, h);
   } else {
     const double d = static_cast<double>(m.head_dim), g = m.kv_heads / tp;
-    gemm("qkv projection", tokens, h, (a + 2.0 * g) * d);
+    if (s.eager) {
+      gemm("q projection", tokens, h, a * d);
+      gemm("k projection", tokens, h, g * d);
+      gemm("v projection", tokens, h, g * d);
+    } else {
+      gemm("qkv projection", tokens, h, (a + 2.0 * g) * d);
+    }
+    if (has_rotary(m)) {
+      rotary_kernels(k, s, "rotary q", tokens * a * d);
+      rotary_kernels(k, s, "rotary k", tokens * g * d);
+    }
     if (s.flash_attention) {
       const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
       k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
@@ -179,13 +237,31 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     }
     gemm("output projection", tokens, a * d, h);
   }
-  elementwise("residual + post-attention norm", 2.0 * norm_tokens * h, norm_tokens * h);
-  k.back().closes_block = k.back().opens_block = true;
-  auto mlp = [&](const char* up, const char* down, double rows, double f, double groups = 1.0,
+  if (s.eager) {
+    // The residual add apart, then the norm (op by op for RMSNorm).
+    elementwise("residual", 2.0 * norm_tokens * h, norm_tokens * h);
+    k.back().closes_block = true;
+    norm_kernels(k, m, s, "post-attention norm", norm_tokens * h, norm_tokens);
+  } else {
+    norm_kernels(k, m, s, "residual + post-attention norm", norm_tokens * h, norm_tokens, norm_tokens * h);
+    k.back().closes_block = true;
+  }
+  k.back().opens_block = true;
+  auto mlp = [&](const char* up, const char* gate, const char* down, double rows, double f, double groups = 1.0,
                  double useful = 1.0) {
-    gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f, groups, useful);
-    elementwise(m.activation == "swiglu" ? "swiglu" : "gelu", (mlp_matrices(m) - 1.0) * rows * f, rows * f);
+    const std::size_t first = k.size();
+    if (m.activation == "swiglu" && s.eager) {
+      // transformers' LlamaMLP: down(silu(gate(x)) * up(x)), two GEMMs and two kernels.
+      gemm(gate, rows, h, f, groups, useful);
+      gemm(up, rows, h, f, groups, useful);
+      elementwise("silu", rows * f, rows * f);
+      elementwise("silu x up", 2.0 * rows * f, rows * f);
+    } else {
+      gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f, groups, useful);
+      elementwise(m.activation == "swiglu" ? "swiglu" : "gelu", (mlp_matrices(m) - 1.0) * rows * f, rows * f);
+    }
     gemm(down, rows, f, h, groups, useful);
+    return first;
   };
   if (is_moe_layer(m, i)) {
     gemm("router", tokens, h, m.experts);
@@ -196,16 +272,17 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     // through whole-er experts (moe_ffn / etp): the same FLOPs, other shapes.
     const double etp = s.etp > 0 ? s.etp : tp;
     const double routed = tokens * m.top_k * s.capacity_factor * etp / tp;
-    mlp("expert up/gate", "expert down", routed, static_cast<double>(m.moe_ffn) / etp,
-        static_cast<double>(m.experts) / s.ep, 1.0 / s.capacity_factor);
-    k[k.size() - 3].expert_in = true;  // up/gate, activation, down
+    const std::size_t first = mlp("expert up/gate", "expert gate", "expert down", routed,
+                                  static_cast<double>(m.moe_ffn) / etp, static_cast<double>(m.experts) / s.ep,
+                                  1.0 / s.capacity_factor);
+    k[first].expert_in = true;  // tokens are dispatched before the first expert GEMM
     k.back().expert_out = true;
     if (m.shared_experts > 0) {
-      mlp("shared expert up/gate", "shared expert down", tokens,
+      mlp("shared expert up/gate", "shared expert gate", "shared expert down", tokens,
           static_cast<double>(m.moe_ffn) * m.shared_experts / tp);
     }
   } else {
-    mlp("mlp up/gate", "mlp down", tokens, static_cast<double>(m.ffn) / tp);
+    mlp("mlp up/gate", "mlp gate", "mlp down", tokens, static_cast<double>(m.ffn) / tp);
   }
   elementwise("residual", 2.0 * norm_tokens * h, norm_tokens * h);
   k.back().closes_block = true;
@@ -216,13 +293,16 @@ std::vector<Kernel> head_forward(const ModelSpec& m, const Shard& s) {
   const double tokens = static_cast<double>(s.micro_batch * s.seq_len) / s.cp;
   const double h = static_cast<double>(m.hidden), v = static_cast<double>(m.vocab) / s.tp;
   const double w = s.bytes_per_value;
+  std::vector<Kernel> k;
+  norm_kernels(k, m, s, "final norm", tokens * h, tokens);
+  k.push_back({KernelKind::kGemm, "lm head", Flops::of(2.0 * tokens * h * v), Bytes::of(w * (h * v + tokens * h + tokens * v)),
+               tokens, v, h});
+  // Eager: the bf16 logits cast to fp32 first (transformers' logits.float()).
+  if (s.eager) k.push_back(elementwise_kernel("logits to fp32", w * tokens * v, 4.0 * tokens * v, w));
   // The loss reads the fp32 logits and writes fp32 probabilities for the backward.
-  return {{KernelKind::kElementwise, "final norm", Flops::of(tokens * h), Bytes::of(w * 2.0 * tokens * h), 0, 0, 0, 1,
-           1.0, false, Bytes::of(w * tokens * h)},
-          {KernelKind::kGemm, "lm head", Flops::of(2.0 * tokens * h * v),
-           Bytes::of(w * (h * v + tokens * h + tokens * v)), tokens, v, h},
-          {KernelKind::kElementwise, "cross entropy", Flops::of(3.0 * tokens * v), Bytes::of(4.0 * 2.0 * tokens * v), 0,
-           0, 0, 1, 1.0, false, Bytes::of(4.0 * tokens * v)}};
+  k.push_back(elementwise_kernel("cross entropy", 4.0 * tokens * v, 4.0 * tokens * v, w));
+  k.back().flops = Flops::of(3.0 * tokens * v);
+  return k;
 }
 
 Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len) {

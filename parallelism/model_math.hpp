@@ -90,7 +90,18 @@ struct Shard {
   /// with the scores, probabilities and dropout through HBM in between.
   bool flash_attention = true;
   bool dropout = false;  ///< attention dropout (GPT): one more pass over the s x s probabilities
+  /// Eager PyTorch (transformers' Llama modules, as torchtitan without torch.compile runs them):
+  /// RMSNorm, RoPE and SwiGLU op by op with fp32 casts, residual adds apart, separate Q/K/V and
+  /// gate/up GEMMs, logits cast to fp32 before the loss. Else the fused kernels of Megatron-LM and
+  /// Transformer Engine.
+  bool eager = false;
 };
+
+/// The presets' model families: Llama, Mixtral and DeepSeek pair SwiGLU with RMSNorm and rotary
+/// position embeddings; GPT pairs GELU with LayerNorm (one kernel even in eager PyTorch) and
+/// learned positions.
+bool has_rms_norm(const ModelSpec& m);
+bool has_rotary(const ModelSpec& m);
 
 /// The forward kernels of layer `i` on one GPU.
 std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s);

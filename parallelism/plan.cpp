@@ -86,6 +86,7 @@ Plan make_plan(const Scenario& sc) {
   plan.precision = t.precision;
   plan.capacity_factor = t.capacity_factor;
   plan.flash_attention = t.flash_attention;
+  plan.eager = t.kernels == "eager";
   plan.overlap_grad_reduce = p.overlap_grad_reduce;
   plan.tp_comm_overlap = p.tp_comm_overlap;
   // Megatron-LM refuses --tp-comm-overlap without --sequence-parallel (its userbuffers
@@ -235,6 +236,7 @@ Shard shard_of(const ModelSpec&, const Plan& p) {
   s.sp = p.sp;
   s.capacity_factor = p.capacity_factor;
   s.flash_attention = p.flash_attention;
+  s.eager = p.eager;
   s.gemm_input_bytes = p.fp8() ? 1.0 : s.bytes_per_value;
   return s;
 }

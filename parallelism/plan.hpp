@@ -34,6 +34,7 @@ struct Plan {
   [[nodiscard]] bool fp8() const { return precision == "fp8"; }
   double capacity_factor = 1.0;
   bool flash_attention = true;
+  bool eager = false;    ///< training.kernels: eager PyTorch modules op by op, else fused kernels
   bool dropout = false;  ///< training.dropout, else the model's
   /// The optimizer's bytes per parameter beyond the bf16 weights and gradients (ZeRO's K):
   /// master weights plus its moments (Adam, AdamW, LAMB: 2; SGD with momentum: 1).

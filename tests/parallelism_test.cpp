@@ -1,6 +1,8 @@
 // Model math, plan rules and pipeline schedules against published counts and closed forms.
 #include <catch2/catch.hpp>
 
+#include <tuple>
+
 #include "core/error.hpp"
 #include "parallelism/layout.hpp"
 #include "parallelism/model_math.hpp"
@@ -83,6 +85,66 @@ TEST_CASE("parallelism::model_math MoE experts: capacity padding is hardware wor
   CHECK(model_one == Approx(2.0 * 8192 * 3 * 6144 * 16384.0));
   CHECK(expert_flops(1.25, true) == Approx(model_one));
   CHECK(expert_flops(1.25, false) == Approx(1.25 * model_one));
+}
+
+TEST_CASE("parallelism::model_math eager PyTorch runs transformers' Llama ops one by one, fused runs Megatron's kernels",
+          "[parallelism]") {
+  // Llama 3 8B (h 4096, 32 heads, 8 KV heads of 128, SwiGLU ffn 14336), one sequence of 1024.
+  const ModelSpec m = preset_model("llama3-8b");
+  Shard s;
+  s.micro_batch = 1;
+  s.seq_len = 1024;
+  const double t = 1024, h = 4096, e = t * h, q = t * 32 * 128, kv = t * 8 * 128, f = 14336;
+  auto total = [](const std::vector<Kernel>& ks, const std::string& prefix, KernelKind kind) {
+    double bytes = 0, flops = 0;
+    int n = 0;
+    for (const auto& k : ks) {
+      if (k.kind != kind || k.name.rfind(prefix, 0) != 0) continue;
+      bytes += k.bytes.value();
+      flops += k.flops.value();
+      ++n;
+    }
+    return std::tuple{n, bytes, flops};
+  };
+  const auto fused = layer_forward(m, 0, s);
+  s.eager = true;
+  const auto eager = layer_forward(m, 0, s);
+  using K = KernelKind;
+  // RMSNorm fused: read and write the bf16 values (4 bytes each). Eager, by hand: to fp32 (2 + 4),
+  // pow (4 + 4), mean (4, and 4 per token), + eps and rsqrt (4 + 4 per token each), scale
+  // (4 + 4 per token, 4), to bf16 (4 + 2), weight (2 + 2): 36 bytes a value and 24 a token.
+  CHECK(total(fused, "input norm", K::kElementwise) == std::tuple{1, 4 * e, e});
+  CHECK(std::get<0>(total(eager, "input norm", K::kElementwise)) == 8);
+  CHECK(std::get<1>(total(eager, "input norm", K::kElementwise)) == Approx(36 * e + 24 * t));
+  // RoPE on q and k: fused one pass each (4 bytes a value); eager x cos (4), the negated half
+  // (2), cat (4), x sin (4), sum (6): 20 bytes a value, five kernels each.
+  CHECK(std::get<1>(total(fused, "rotary q", K::kElementwise)) == Approx(4 * q));
+  CHECK(std::get<1>(total(fused, "rotary k", K::kElementwise)) == Approx(4 * kv));
+  CHECK(std::get<0>(total(eager, "rotary", K::kElementwise)) == 10);
+  CHECK(std::get<1>(total(eager, "rotary", K::kElementwise)) == Approx(20 * (q + kv)));
+  // SwiGLU: fused reads gate and up, writes one (6 bytes per inner value); eager silu (4) and
+  // the product (6).
+  CHECK(std::get<1>(total(fused, "swiglu", K::kElementwise)) == Approx(6 * t * f));
+  CHECK(std::get<1>(total(eager, "silu", K::kElementwise)) == Approx(10 * t * f));
+  // The residual adds: fused into the post-attention norm, apart in eager.
+  CHECK(std::get<1>(total(fused, "residual + post-attention norm", K::kElementwise)) == Approx(6 * e));
+  CHECK(std::get<1>(total(eager, "residual", K::kElementwise)) == Approx(2 * 6 * e));
+  // The same GEMM FLOPs either way: eager splits Q/K/V and gate/up into separate GEMMs.
+  CHECK(std::get<2>(total(eager, "", K::kGemm)) == Approx(std::get<2>(total(fused, "", K::kGemm))));
+  CHECK(std::get<0>(total(eager, "", K::kGemm)) == std::get<0>(total(fused, "", K::kGemm)) + 3);
+  // The blocks' edges stay marked: a gather after each norm, a reduction before each residual.
+  int opens = 0, closes = 0;
+  for (const auto& k : eager) {
+    opens += k.opens_block;
+    closes += k.closes_block;
+  }
+  CHECK(opens == 2);
+  CHECK(closes == 2);
+  CHECK(eager[7].opens_block);  // the input norm's last op
+  // GPT (LayerNorm, learned positions): a LayerNorm is one kernel even in eager PyTorch, no RoPE.
+  const ModelSpec gpt = preset_model("gpt3-175b");
+  CHECK(std::get<0>(total(layer_forward(gpt, 0, s), "input norm", K::kElementwise)) == 1);
+  CHECK(std::get<0>(total(layer_forward(gpt, 0, s), "rotary", K::kElementwise)) == 0);
 }
 
 TEST_CASE("parallelism::model_math activation memory equals Korthikanti et al.'s closed forms", "[parallelism]") {
