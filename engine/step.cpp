@@ -589,6 +589,11 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   auto pass_cost = [&](const std::vector<Kernel>& ks) {
     PassCost c;
     for (const auto& k : ks) {
+      if (k.pass == parallelism::KernelPass::kBackward) {  // FP8's output-gradient casts
+        c.bwd_input += gpu.time(k).value();
+        c.hbm += k.bytes.value();
+        continue;
+      }
       const double dt = gpu.time(k).value();
       if (o.timeline) r.ops.push_back({k.name, k.flops, k.bytes, Seconds::of(dt)});
       c.fwd += dt;
@@ -607,7 +612,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
         c.bwd_input += gpu.time(parallelism::data_gradient(k)).value() + (k.core_attention ? wgrad : 0.0);
         c.bwd_weight += k.core_attention ? 0.0 : wgrad;
       } else if (k.kind == KernelKind::kElementwise) {
-        c.bwd_input += gpu.time(parallelism::elementwise_backward(k)).value();
+        if (k.pass == parallelism::KernelPass::kBoth) c.bwd_input += gpu.time(parallelism::elementwise_backward(k)).value();
       } else {
         c.bwd_input += gpu.time(parallelism::attention_backward(k)).value();
       }

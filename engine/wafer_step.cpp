@@ -35,6 +35,7 @@ namespace {
 
 using parallelism::Kernel;
 using parallelism::KernelKind;
+using parallelism::KernelPass;
 
 void require_wafer_plan(const parallelism::Plan& p) {
   if (p.tp != 1 || p.pp != 1 || p.cp != 1 || p.ep != 1) {
@@ -60,6 +61,7 @@ class WaferKernels {
     PassTimes t;
     double attention_rate = 0.0;  // FLOP/s of the layer's first GEMM
     for (const auto& k : kernels) {
+      if (k.pass != KernelPass::kBoth) continue;  // FP8's casts: the wafer model has no FP8 path
       double time = 0.0, bwd = 0.0;
       if (k.kind == KernelKind::kGemm && k.rows > 0) {
         const auto& g = gemm(static_cast<long long>(k.rows), static_cast<long long>(k.depth),

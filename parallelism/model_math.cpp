@@ -161,13 +161,33 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   const double tp = s.tp, h = static_cast<double>(m.hidden), w = s.bytes_per_value;
   const double norm_tokens = s.sp ? tokens / tp : tokens;  // SP shards norms and residuals
   std::vector<Kernel> k;
-  auto gemm = [&](const char* name, double rows, double in, double out, double groups = 1.0,
+  // FP8 (Transformer Engine's recipe): each linear layer's input is cast to FP8 in two layouts
+  // (row-wise for its forward, column-wise for its weight gradient) before it, unless a norm
+  // wrote it so (TE's LayerNormLinear); in backward its output gradient is cast the same way
+  // before its two gradient GEMMs. Each cast reads the bf16 values and writes two FP8 copies.
+  const bool fp8 = s.gemm_input_bytes < w;
+  bool from_norm = false;  // the next linear's input comes straight from a norm
+  auto gemm = [&](const std::string& name, double rows, double in, double out, double groups = 1.0,
                   double useful = 1.0) {
     // rows x in times in x out; reads weights and input, writes output. `groups` GEMMs of
     // rows / groups each (experts), run as one grouped kernel.
+    if (fp8 && !from_norm) {
+      k.push_back(elementwise_kernel("fp8 cast: " + name + " input", w * rows * in, 2.0 * s.gemm_input_bytes * rows * in, w));
+      k.back().pass = KernelPass::kForward;
+    }
     k.push_back({KernelKind::kGemm, name, Flops::of(2.0 * rows * in * out),
                  Bytes::of(s.gemm_input_bytes * (groups * in * out + rows * in) + w * rows * out),
                  rows / groups, out, in, groups, useful});
+    if (fp8) {
+      k.push_back(elementwise_kernel("fp8 cast: " + name + " output gradient", w * rows * out,
+                                     2.0 * s.gemm_input_bytes * rows * out, w));
+      k.back().pass = KernelPass::kBackward;
+    }
+  };
+  // The router stays in bf16 (its scores pick the experts).
+  auto router = [&](double rows, double in, double out) {
+    k.push_back({KernelKind::kGemm, "router", Flops::of(2.0 * rows * in * out), Bytes::of(w * (in * out + rows * in + rows * out)),
+                 rows, out, in, 1.0, 1.0});
   };
   // Fused attention runs one thread block per query block of each (sequence, head).
   const double queries = seq / s.cp, sequence_heads = b * m.heads / tp;
@@ -180,13 +200,17 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   if (is_mla(m)) {
     const double qk = static_cast<double>(m.qk_nope_head_dim + m.qk_rope_head_dim);
     const double vd = static_cast<double>(m.v_head_dim);
+    from_norm = true;
     if (m.q_lora_rank > 0) {
       gemm("q down-projection", tokens, h, static_cast<double>(m.q_lora_rank));
+      from_norm = false;
       gemm("q up-projection", tokens, static_cast<double>(m.q_lora_rank), a * qk);
+      from_norm = true;
     } else {
       gemm("q projection", tokens, h, a * qk);
     }
     gemm("kv down-projection", tokens, h, static_cast<double>(m.kv_lora_rank + m.qk_rope_head_dim));
+    from_norm = false;
     gemm("kv up-projection", tokens, static_cast<double>(m.kv_lora_rank),
          a * static_cast<double>(m.qk_nope_head_dim) + a * vd);
     // RoPE on the decoupled rope dimensions: each head's query part and the shared key part.
@@ -199,6 +223,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     gemm("output projection", tokens, a * vd, h);
   } else {
     const double d = static_cast<double>(m.head_dim), g = m.kv_heads / tp;
+    from_norm = true;
     if (s.eager) {
       gemm("q projection", tokens, h, a * d);
       gemm("k projection", tokens, h, g * d);
@@ -206,6 +231,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     } else {
       gemm("qkv projection", tokens, h, (a + 2.0 * g) * d);
     }
+    from_norm = false;
     if (has_rotary(m)) {
       rotary_kernels(k, s, "rotary q", tokens * a * d);
       rotary_kernels(k, s, "rotary k", tokens * g * d);
@@ -248,8 +274,9 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   }
   k.back().opens_block = true;
   auto mlp = [&](const char* up, const char* gate, const char* down, double rows, double f, double groups = 1.0,
-                 double useful = 1.0) {
+                 double useful = 1.0, bool after_norm = true) {
     const std::size_t first = k.size();
+    from_norm = after_norm;
     if (m.activation == "swiglu" && s.eager) {
       // transformers' LlamaMLP: down(silu(gate(x)) * up(x)), two GEMMs and two kernels.
       gemm(gate, rows, h, f, groups, useful);
@@ -260,11 +287,12 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
       gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f, groups, useful);
       elementwise(m.activation == "swiglu" ? "swiglu" : "gelu", (mlp_matrices(m) - 1.0) * rows * f, rows * f);
     }
+    from_norm = false;
     gemm(down, rows, f, h, groups, useful);
     return first;
   };
   if (is_moe_layer(m, i)) {
-    gemm("router", tokens, h, m.experts);
+    router(tokens, h, m.experts);
     // Each GPU runs its experts on the tokens routed to them: top_k per token, padded to the
     // capacity factor (padding is hardware work, not model FLOPs), spread evenly over the
     // expert-parallel group, as one grouped GEMM over its experts.
@@ -272,9 +300,10 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     // through whole-er experts (moe_ffn / etp): the same FLOPs, other shapes.
     const double etp = s.etp > 0 ? s.etp : tp;
     const double routed = tokens * m.top_k * s.capacity_factor * etp / tp;
+    // The experts' input is the dispatched tokens, not a norm's output.
     const std::size_t first = mlp("expert up/gate", "expert gate", "expert down", routed,
                                   static_cast<double>(m.moe_ffn) / etp, static_cast<double>(m.experts) / s.ep,
-                                  1.0 / s.capacity_factor);
+                                  1.0 / s.capacity_factor, false);
     k[first].expert_in = true;  // tokens are dispatched before the first expert GEMM
     k.back().expert_out = true;
     if (m.shared_experts > 0) {

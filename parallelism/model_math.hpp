@@ -32,6 +32,9 @@ ParamCount count_params(const ModelSpec& m);
 bool is_moe_layer(const ModelSpec& m, int i);
 
 enum class KernelKind { kGemm, kAttention, kElementwise };
+/// Which passes run a kernel: most run in forward and have a derived backward; FP8's input
+/// casts run in forward only, its output-gradient casts in backward only (as they are).
+enum class KernelPass { kBoth, kForward, kBackward };
 
 /// One kernel as one GPU runs it. Its shape, where known, sets how well it fills the GPU:
 /// a GEMM's output is `rows` x `cols` (reduction depth `depth`), `batch` independent ones
@@ -51,6 +54,7 @@ struct Kernel {
   double keys = 0;
   bool causal = false;
   bool backward = false;
+  KernelPass pass = KernelPass::kBoth;
   // Where a layer's parallel communication sits (layer_forward marks it; the step program reads it):
   bool opens_block = false;   ///< a norm whose output feeds a block (SP gathers the sequence after it)
   bool closes_block = false;  ///< a residual add: the block's output is reduced over TP before it

@@ -190,7 +190,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         if (k.expert_in) ep_exchange("dispatch " + at);
         if (k.kind == KernelKind::kAttention) {
           attention(k, 1.0, kv_bytes, at);
-        } else {
+        } else if (k.pass != KernelPass::kBackward) {
           b.compute(k);
         }
         if (k.expert_out) ep_exchange("combine " + at);
@@ -201,6 +201,11 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // their gradients are input gradients, needed before the layer below can go on.
     auto weight_grad_apart = [&](const Kernel& k) { return split && k.kind == KernelKind::kGemm && !k.core_attention; };
     auto backward_kernel = [&](const Kernel& k, const std::string& at) {
+      if (k.pass == KernelPass::kForward) return;
+      if (k.pass == KernelPass::kBackward) {
+        b.compute(k);
+        return;
+      }
       if (k.kind == KernelKind::kGemm) {
         b.compute(data_gradient(k));
         if (!weight_grad_apart(k)) b.compute(weight_gradient(k));

@@ -793,6 +793,14 @@ TEST_CASE("cli run --engine events: the event engine gives the composed step whe
   const auto& b = je["breakdown_s"];
   CHECK(b["compute"].get<double>() + b["exposed_comm"].get<double>() + b["bubble"].get<double>() + b["other"].get<double>() ==
         Approx(je["step_time_s"].get<double>()).epsilon(1e-9));
+  // FP8's forward-only and backward-only casts and eager PyTorch's kernels run the same in both.
+  for (const char* set : {"training.precision=fp8", "training.kernels=eager"}) {
+    INFO(set);
+    const auto pc = nlohmann::json::parse(run("run " + tiny + " --set " + set + " --json -").out);
+    const auto pe = nlohmann::json::parse(run("run " + tiny + " --set " + set + " --engine events --json -").out);
+    CHECK(pe["step_time_s"].get<double>() == Approx(pc["step_time_s"].get<double>()).epsilon(1e-9));
+    CHECK(pc["step_time_s"].get<double>() != Approx(jc["step_time_s"].get<double>()).epsilon(1e-3));
+  }
   check_bad_input("run " + tiny + " --engine eventful", "--engine", true);
   // --trace from the event engine: each stage's first rank, its ops by stream, named as the
   // program names them, the pipeline's sends and receives on a lane of their own.

@@ -18,6 +18,13 @@ namespace {
 ModelSpec preset_model(const std::string& name) {
   return parse_model(Config(YAML::Node(name), "model"), test::presets());
 }
+/// One sequence of `seq` tokens on one GPU, no parallelism.
+Shard one_sequence(long long seq) {
+  Shard s;
+  s.micro_batch = 1;
+  s.seq_len = seq;
+  return s;
+}
 Scenario scenario(const std::string& extra, const std::vector<std::string>& sets = {}) {
   const std::string text = "cluster: {gpu: h100-sxm, nodes: 128, gpus_per_node: 8,\n"
                            "  scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 16}}\n"
@@ -91,9 +98,7 @@ TEST_CASE("parallelism::model_math eager PyTorch runs transformers' Llama ops on
           "[parallelism]") {
   // Llama 3 8B (h 4096, 32 heads, 8 KV heads of 128, SwiGLU ffn 14336), one sequence of 1024.
   const ModelSpec m = preset_model("llama3-8b");
-  Shard s;
-  s.micro_batch = 1;
-  s.seq_len = 1024;
+  Shard s = one_sequence(1024);
   const double t = 1024, h = 4096, e = t * h, q = t * 32 * 128, kv = t * 8 * 128, f = 14336;
   auto total = [](const std::vector<Kernel>& ks, const std::string& prefix, KernelKind kind) {
     double bytes = 0, flops = 0;
@@ -145,6 +150,38 @@ TEST_CASE("parallelism::model_math eager PyTorch runs transformers' Llama ops on
   const ModelSpec gpt = preset_model("gpt3-175b");
   CHECK(std::get<0>(total(layer_forward(gpt, 0, s), "input norm", K::kElementwise)) == 1);
   CHECK(std::get<0>(total(layer_forward(gpt, 0, s), "rotary", K::kElementwise)) == 0);
+}
+
+TEST_CASE("parallelism::model_math FP8 casts each linear layer's input and output gradient, as Transformer Engine does",
+          "[parallelism]") {
+  // Llama 3 8B, one sequence of 1024, fp8 GEMM inputs: the output projection's and the MLP down
+  // projection's inputs are cast in forward (the QKV and up/gate inputs come from norms, which
+  // write FP8 themselves); every linear layer's output gradient is cast in backward. A cast reads
+  // 2 bytes a value and writes two 1-byte copies (row- and column-wise).
+  const ModelSpec m = preset_model("llama3-8b");
+  Shard s = one_sequence(1024);
+  s.gemm_input_bytes = 1.0;
+  const double t = 1024, h = 4096, ad = 32 * 128, gd = 8 * 128, f = 14336;
+  double fwd = 0, bwd = 0;
+  int nf = 0, nb = 0;
+  for (const auto& k : layer_forward(m, 0, s)) {
+    if (k.pass == KernelPass::kForward) {
+      fwd += k.bytes.value();
+      ++nf;
+    } else if (k.pass == KernelPass::kBackward) {
+      bwd += k.bytes.value();
+      ++nb;
+    } else {
+      CHECK(k.name.rfind("fp8", 0) != 0);
+    }
+  }
+  CHECK(nf == 2);
+  CHECK(fwd == Approx(4 * t * (ad + f)));
+  CHECK(nb == 4);
+  CHECK(bwd == Approx(4 * t * ((ad + 2 * gd) + h + 2 * f + h)));
+  // BF16: no casts.
+  s.gemm_input_bytes = 2.0;
+  for (const auto& k : layer_forward(m, 0, s)) CHECK(k.pass == KernelPass::kBoth);
 }
 
 TEST_CASE("parallelism::model_math activation memory equals Korthikanti et al.'s closed forms", "[parallelism]") {
