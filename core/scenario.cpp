@@ -96,7 +96,7 @@ TrainingSpec parse_training(const Config& c) {
 
 ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
-                "stage_layers", "order", "overlap_grad_reduce", "wafer_mode", "microbatch_group",
+                "stage_layers", "order", "overlap_grad_reduce", "overlap_param_gather", "wafer_mode", "microbatch_group",
                 "tp_comm_overlap"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
@@ -128,6 +128,7 @@ ParallelSpec parse_parallel(const Config& c) {
   }
   if (auto f = c.find("order")) p.order = f->as_string();
   if (auto f = c.find("overlap_grad_reduce")) p.overlap_grad_reduce = f->as_bool();
+  if (auto f = c.find("overlap_param_gather")) p.overlap_param_gather = f->as_bool();
   if (auto f = c.find("tp_comm_overlap")) p.tp_comm_overlap = f->as_bool();
   if (auto f = c.find("wafer_mode")) {
     p.wafer_mode = f->as_string();

@@ -200,6 +200,9 @@ struct ParallelSpec {
   /// Gradient reduction overlapped with the backward (Megatron-LM's --overlap-grad-reduce);
   /// false: it starts once the backward is done (Megatron-LM before 2023).
   bool overlap_grad_reduce = true;
+  /// The distributed optimizer's parameter all-gathers overlapped with the next step's forward,
+  /// bucket by bucket (Megatron-LM's --overlap-param-gather; default off, as there).
+  bool overlap_param_gather = false;
   /// TP communication pipelined with the GEMMs beside it (Megatron-Core's --tp-comm-overlap,
   /// Transformer Engine's userbuffers; needs sequence parallelism). Megatron's default: off.
   bool tp_comm_overlap = false;

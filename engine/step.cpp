@@ -854,6 +854,30 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   double flops_model = 0, flops_hw = 0;
   std::vector<double> hbm(static_cast<std::size_t>(p.pp), 0.0);  // bytes one GPU of each stage reads and writes
   std::vector<std::vector<int>> dp_tasks(p.pp);  // per stage: its data-parallel stream's tasks
+  // ZeRO-1/2's weight all-gather: after the optimizer, on the critical path; or, overlapped
+  // (Megatron's --overlap-param-gather), first on the data-parallel stream, the weights of the
+  // step before gathered as this step's first micro-batch goes forward.
+  auto param_gather = [&](int s) {
+    const auto [dense, expert] = stage_params(m, p, s);
+    double t_ag = comm.collective(Op::kAllGather, GroupKind::kDpCp, s, Bytes::of(kWeightBytes * dense)).value();
+    if (expert > 0 && p.expert_dp() > 1) {
+      t_ag += comm.collective(Op::kAllGather, GroupKind::kExpertDp, s, Bytes::of(kWeightBytes * expert)).value();
+    }
+    return t_ag;
+  };
+  const bool gather_weights = p.zero >= 1 && p.dp * p.cp > 1;
+  std::vector<int> early_gather(static_cast<std::size_t>(p.pp), -1);
+  if (gather_weights && p.overlap_param_gather) {
+    for (int s = 0; s < p.pp; ++s) {
+      Task ag;
+      ag.stream = 2 * s + 1;
+      ag.comm = param_gather(s);
+      if (o.timeline) label(tasks.size(), "", "DP all-gather (ZeRO parameters, overlapped)");
+      early_gather[static_cast<std::size_t>(s)] = static_cast<int>(tasks.size());
+      streams[ag.stream].push_back(static_cast<int>(tasks.size()));
+      tasks.push_back(std::move(ag));
+    }
+  }
   for (int s = 0; s < p.pp; ++s) {
     for (const auto& op : parallelism::stage_order(p.schedule, p.pp, v, m_count, s, p.microbatch_group)) {
       const ChunkCost& cc = chunk_cost(op.chunk, s);
@@ -904,6 +928,33 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
         add_dep(static_cast<int>(tasks.size()) - 1,
                 {pass_id, static_cast<double>(li + 1) / static_cast<double>(n), 0.0, Wait::kComm});
       }
+    }
+  }
+  // Each layer's first forward waits for its weights, gathered in layer order: the first
+  // micro-batch's chunk starts no earlier than the latest of (gathered through layer j) less
+  // (the chunk's time before layer j), its layers taken as equal.
+  for (int s = 0; gather_weights && p.overlap_param_gather && s < p.pp; ++s) {
+    std::vector<double> cum;  // the stage's parameters through each of its layers, in order
+    for (int c = 0; c < v; ++c) {
+      for (int i = p.first_layer(c, s); i < p.first_layer(c, s) + p.layers_of(c, s); ++i) {
+        const auto lp = parallelism::layer_params(m, pc, p, i);
+        cum.push_back((cum.empty() ? 0.0 : cum.back()) + lp.dense + lp.expert);
+      }
+    }
+    if (cum.empty()) continue;  // a stage without layers
+    const int gather_id = early_gather[static_cast<std::size_t>(s)];
+    const double t_gather = tasks[static_cast<std::size_t>(gather_id)].comm;
+    std::size_t at = 0;
+    for (int c = 0; c < v; ++c) {
+      const int n = p.layers_of(c, s);
+      const int first_f = f_id[c * p.pp + s][0];
+      double ready = 0.0;
+      for (int j = 0; j < n && first_f >= 0; ++j) {
+        const double before = tasks[static_cast<std::size_t>(first_f)].compute * j / n;
+        ready = std::max(ready, (cum.back() > 0.0 ? cum[at + static_cast<std::size_t>(j)] / cum.back() : 1.0) * t_gather - before);
+      }
+      at += static_cast<std::size_t>(n);
+      if (first_f >= 0) add_dep(first_f, {gather_id, 0.0, ready, Wait::kComm});
     }
   }
   // Pipeline dependencies: activations forward, gradients backward, after a p2p send. The
@@ -983,13 +1034,10 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
     // The data-parallel stream runs its tasks in order, so its last one ends after all the others.
     if (!dp_tasks[s].empty()) add_dep(opt_id, {dp_tasks[s].back(), 1.0, 0.0, Wait::kComm});
     for (int vs = s; vs < vstages; vs += p.pp) add_dep(opt_id, {last_backward[vs], 1.0, 0.0, Wait::kPipeline});
-    if (p.zero >= 1 && dpcp > 1) {
+    if (gather_weights && !p.overlap_param_gather) {
       Task ag;
       ag.stream = 2 * s;  // the next step's forward needs the weights: on the critical path
-      ag.comm = comm.collective(Op::kAllGather, GroupKind::kDpCp, s, Bytes::of(kWeightBytes * dense)).value();
-      if (expert > 0 && p.expert_dp() > 1) {
-        ag.comm += comm.collective(Op::kAllGather, GroupKind::kExpertDp, s, Bytes::of(kWeightBytes * expert)).value();
-      }
+      ag.comm = param_gather(s);
       if (o.timeline) label(tasks.size(), "", "DP all-gather (ZeRO parameters)");
       streams[ag.stream].push_back(static_cast<int>(tasks.size()));
       tasks.push_back(std::move(ag));

@@ -88,6 +88,16 @@ Plan make_plan(const Scenario& sc) {
   plan.flash_attention = t.flash_attention;
   plan.eager = t.kernels == "eager";
   plan.overlap_grad_reduce = p.overlap_grad_reduce;
+  plan.overlap_param_gather = p.overlap_param_gather;
+  // Megatron-LM asserts --overlap-param-gather needs the distributed optimizer and
+  // --overlap-grad-reduce.
+  if (plan.overlap_param_gather && !(p.zero == 1 || p.zero == 2)) {
+    throw Error("parallel.overlap_param_gather", p.zero == 0 ? "needs the distributed optimizer (parallel.zero 1 or 2): without it there is no parameter all-gather"
+                                                             : "applies to ZeRO 1 and 2: ZeRO-3 gathers each layer's weights before its forward anyway");
+  }
+  if (plan.overlap_param_gather && !plan.overlap_grad_reduce) {
+    throw Error("parallel.overlap_param_gather", "needs parallel.overlap_grad_reduce, as Megatron-LM's does");
+  }
   plan.tp_comm_overlap = p.tp_comm_overlap;
   // Megatron-LM refuses --tp-comm-overlap without --sequence-parallel (its userbuffers
   // overlap SP's all-gathers and reduce-scatters).

@@ -275,6 +275,19 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         b.gate(id);
       }
     };
+    // ZeRO-1/2 with overlap_param_gather (Megatron's --overlap-param-gather): the weights the
+    // last step's optimizer updated are all-gathered layer by layer as this step begins, on the
+    // parameter stream; each layer's first forward waits for its own.
+    std::vector<std::vector<std::uint32_t>> early_gathers(static_cast<std::size_t>(m.layers));
+    if (p.overlap_param_gather && p.zero >= 1 && p.zero <= 2 && any_dp) {
+      for (int c = 0; c < v; ++c) {
+        for (int i = p.first_layer(c, stage); i < p.first_layer(c, stage) + p.layers_of(c, stage); ++i) {
+          early_gathers[static_cast<std::size_t>(i)] =
+              over_dp(Op::kAllGather, kWeightBytesPerParam, params_of(i), expert_params_of(i), StreamKind::kParamGather,
+                      "DP all-gather layer " + std::to_string(i) + " (overlapped)", {});
+        }
+      }
+    }
     std::vector<std::uint32_t> grad_scatters;
     std::vector<std::uint32_t> layer_done(static_cast<std::size_t>(m.layers), 0);  // last backward op of each layer
     std::uint32_t last_backward = 0;
@@ -321,6 +334,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       if (fwd) {
         for (int i = first; i < first + layers; ++i) {
           if (shard_weights) gather(i, "");
+          for (auto id : early_gathers[static_cast<std::size_t>(i)]) b.gate(id);
+          early_gathers[static_cast<std::size_t>(i)].clear();
           const auto start = static_cast<std::uint32_t>(rp.ops.size());
           forward_layer(layer_forward(m, i, sh), "layer " + std::to_string(i));
           prefetch_after = start;
@@ -396,7 +411,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const auto adam = b.compute({KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard),
                                  Bytes::of(shard * (kGradBytesPerParam + 2.0 * p.optimizer_bytes + kWeightBytesPerParam))});
     rp.ops[adam].optimizer = true;
-    if (p.zero >= 1 && p.zero <= 2) {  // ZeRO-3 gathers them layer by layer instead
+    if (p.zero >= 1 && p.zero <= 2 && !p.overlap_param_gather) {  // ZeRO-3 gathers them layer by layer instead
       over_dp(Op::kAllGather, kWeightBytesPerParam, dense, expert, StreamKind::kCompute, "DP all-gather (ZeRO weights)", {});
     }
   }
