@@ -40,6 +40,22 @@ GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve
     throw Error("cluster.gpu", "'" + spec.name + "' is incomplete for the roofline and power models: missing " + missing +
                                    " (see data/gpus.yaml)");
   }
+  // The GEMM tiles cuBLAS picks among: the largest either way round, and with
+  // gemm_tile_intensity the smaller ones (64 to 256 a side, no larger in area) at their rate.
+  if (spec.gemm_tile_rows > 0) {
+    const double r0 = spec.gemm_tile_rows, c0 = spec.gemm_tile_cols;
+    tiles_.push_back({r0, c0, 1.0});
+    if (c0 != r0) tiles_.push_back({c0, r0, 1.0});
+    if (spec.gemm_tile_intensity > 0.0) {
+      const double top = r0 * c0 / (r0 + c0);
+      for (double tr = 64; tr <= std::max(r0, c0); tr *= 2) {
+        for (double tc = 64; tc <= std::max(r0, c0); tc *= 2) {
+          if (tr * tc > r0 * c0 || (tr == r0 && tc == c0) || (tr == c0 && tc == r0)) continue;
+          tiles_.push_back({tr, tc, (1.0 + spec.gemm_tile_intensity / top) / (1.0 + spec.gemm_tile_intensity / (tr * tc / (tr + tc)))});
+        }
+      }
+    }
+  }
   dynamic_ = dynamic_power(spec);
   if (dynamic_.value() <= 0.0) {
     throw Error("cluster.gpu.tdp", to_string(spec.tdp) + " is not above the idle power " + to_string(idle_) +
@@ -175,25 +191,11 @@ double GpuModel::fill(const parallelism::Kernel& k) const {
   using parallelism::KernelKind;
   if (spec_.sms <= 0 || k.rows <= 0.0) return 1.0;
   if (k.kind == KernelKind::kGemm && spec_.gemm_tile_rows > 0) {
-    // cuBLAS picks the tile that suits the shape: the largest (either way round), or with
-    // gemm_tile_intensity a smaller one that fills the waves better at its lower rate.
+    // cuBLAS picks the tile that suits the shape (tiles_, set up with the model).
     double best = 0.0;
-    auto consider = [&](double tr, double tc, double rate) {
-      const double tiles = std::ceil(k.rows / tr) * std::ceil(k.cols / tc) * k.batch;
-      best = std::max(best, rate * wave_fill(k.rows * k.cols * k.batch / (tr * tc), tiles, spec_.sms));
-    };
-    const double r0 = spec_.gemm_tile_rows, c0 = spec_.gemm_tile_cols;
-    consider(r0, c0, 1.0);
-    consider(c0, r0, 1.0);
-    if (spec_.gemm_tile_intensity > 0.0) {
-      const double top = r0 * c0 / (r0 + c0);
-      for (double tr = 64; tr <= std::max(r0, c0); tr *= 2) {
-        for (double tc = 64; tc <= std::max(r0, c0); tc *= 2) {
-          if (tr * tc > r0 * c0) continue;
-          const double intensity = tr * tc / (tr + tc);
-          consider(tr, tc, (1.0 + spec_.gemm_tile_intensity / top) / (1.0 + spec_.gemm_tile_intensity / intensity));
-        }
-      }
+    for (const auto& t : tiles_) {
+      const double tiles = std::ceil(k.rows / t.rows) * std::ceil(k.cols / t.cols) * k.batch;
+      best = std::max(best, t.rate * wave_fill(k.rows * k.cols * k.batch / (t.rows * t.cols), tiles, spec_.sms));
     }
     return best;
   }

@@ -24,6 +24,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/scenario.hpp"
 #include "core/units.hpp"
@@ -77,6 +78,10 @@ class GpuModel {
   bool fp8_;
   Watts idle_, dynamic_, cap_;
   Frequency clock_;
+  struct Tile {
+    double rows, cols, rate;  ///< a GEMM output tile and its rate relative to the largest
+  };
+  std::vector<Tile> tiles_;
   double ratio_ = 1.0;  ///< the clock over the boost clock (the peaks' clock)
   double load_ = 1.0;   ///< the clock over the full-load clock at the TDP (the dynamic power's cube root)
 };
