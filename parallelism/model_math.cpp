@@ -166,12 +166,11 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   // wrote it so (TE's LayerNormLinear); in backward its output gradient is cast the same way
   // before its two gradient GEMMs. Each cast reads the bf16 values and writes two FP8 copies.
   const bool fp8 = s.gemm_input_bytes < w;
-  bool from_norm = false;  // the next linear's input comes straight from a norm
   auto gemm = [&](const std::string& name, double rows, double in, double out, double groups = 1.0,
-                  double useful = 1.0) {
+                  double useful = 1.0, bool input_from_norm = false) {
     // rows x in times in x out; reads weights and input, writes output. `groups` GEMMs of
     // rows / groups each (experts), run as one grouped kernel.
-    if (fp8 && !from_norm) {
+    if (fp8 && !input_from_norm) {
       k.push_back(elementwise_kernel("fp8 cast: " + name + " input", w * rows * in, 2.0 * s.gemm_input_bytes * rows * in, w));
       k.back().pass = KernelPass::kForward;
     }
@@ -200,17 +199,13 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   if (is_mla(m)) {
     const double qk = static_cast<double>(m.qk_nope_head_dim + m.qk_rope_head_dim);
     const double vd = static_cast<double>(m.v_head_dim);
-    from_norm = true;
     if (m.q_lora_rank > 0) {
-      gemm("q down-projection", tokens, h, static_cast<double>(m.q_lora_rank));
-      from_norm = false;
+      gemm("q down-projection", tokens, h, static_cast<double>(m.q_lora_rank), 1.0, 1.0, true);
       gemm("q up-projection", tokens, static_cast<double>(m.q_lora_rank), a * qk);
-      from_norm = true;
     } else {
-      gemm("q projection", tokens, h, a * qk);
+      gemm("q projection", tokens, h, a * qk, 1.0, 1.0, true);
     }
-    gemm("kv down-projection", tokens, h, static_cast<double>(m.kv_lora_rank + m.qk_rope_head_dim));
-    from_norm = false;
+    gemm("kv down-projection", tokens, h, static_cast<double>(m.kv_lora_rank + m.qk_rope_head_dim), 1.0, 1.0, true);
     gemm("kv up-projection", tokens, static_cast<double>(m.kv_lora_rank),
          a * static_cast<double>(m.qk_nope_head_dim) + a * vd);
     // RoPE on the decoupled rope dimensions: each head's query part and the shared key part.
@@ -223,15 +218,13 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     gemm("output projection", tokens, a * vd, h);
   } else {
     const double d = static_cast<double>(m.head_dim), g = m.kv_heads / tp;
-    from_norm = true;
     if (s.eager) {
-      gemm("q projection", tokens, h, a * d);
-      gemm("k projection", tokens, h, g * d);
-      gemm("v projection", tokens, h, g * d);
+      gemm("q projection", tokens, h, a * d, 1.0, 1.0, true);
+      gemm("k projection", tokens, h, g * d, 1.0, 1.0, true);
+      gemm("v projection", tokens, h, g * d, 1.0, 1.0, true);
     } else {
-      gemm("qkv projection", tokens, h, (a + 2.0 * g) * d);
+      gemm("qkv projection", tokens, h, (a + 2.0 * g) * d, 1.0, 1.0, true);
     }
-    from_norm = false;
     if (has_rotary(m)) {
       rotary_kernels(k, s, "rotary q", tokens * a * d);
       rotary_kernels(k, s, "rotary k", tokens * g * d);
@@ -276,18 +269,16 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   auto mlp = [&](const char* up, const char* gate, const char* down, double rows, double f, double groups = 1.0,
                  double useful = 1.0, bool after_norm = true) {
     const std::size_t first = k.size();
-    from_norm = after_norm;
     if (m.activation == "swiglu" && s.eager) {
       // transformers' LlamaMLP: down(silu(gate(x)) * up(x)), two GEMMs and two kernels.
-      gemm(gate, rows, h, f, groups, useful);
-      gemm(up, rows, h, f, groups, useful);
+      gemm(gate, rows, h, f, groups, useful, after_norm);
+      gemm(up, rows, h, f, groups, useful, after_norm);
       elementwise("silu", rows * f, rows * f);
       elementwise("silu x up", 2.0 * rows * f, rows * f);
     } else {
-      gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f, groups, useful);
+      gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f, groups, useful, after_norm);
       elementwise(m.activation == "swiglu" ? "swiglu" : "gelu", (mlp_matrices(m) - 1.0) * rows * f, rows * f);
     }
-    from_norm = false;
     gemm(down, rows, f, h, groups, useful);
     return first;
   };
