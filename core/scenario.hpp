@@ -75,11 +75,11 @@ struct GpuSpec {
   int gemm_tile_rows = 0, gemm_tile_cols = 0;  ///< output tile of one GEMM thread block (the most efficient)
   /// cuBLAS also picks smaller tiles (NVIDIA's Matrix Multiplication Background guide, sec. 2.3:
   /// 64 to 256 a side, no larger than gemm_tile): one of r x c does r c multiply-adds per r + c
-  /// values loaded, and runs at min(1, (r c / (r + c)) / this) of the largest's rate. 0 = only
-  /// gemm_tile (and its transpose).
+  /// values loaded, I = r c / (r + c), and runs at (1 + this / I_largest) / (1 + this / I) of the
+  /// largest's rate. 0 = only gemm_tile (and its transpose).
   double gemm_tile_intensity = 0.0;
   int attention_block = 0;            ///< query rows of one fused-attention thread block
-  Watts dynamic_power;                ///< full-load dynamic draw at boost clock; 0 = tdp - idle
+  Watts dynamic_power;                ///< full-load dynamic draw at the full-load clock (sustained, else boost); 0 = tdp - idle
   long long cores = 0;           ///< wafer-scale: compute cores on the wafer (0 for a GPU)
   Bytes sram_per_core;           ///< wafer-scale: local memory per core
   int routing_entries = 0;       ///< wafer-scale: routes (colors) one core's router can hold; 0 = unknown

@@ -4,7 +4,9 @@
 // at the sustained clock f. fill(shape) is the fraction of the GPU's thread-block slots doing
 // useful work, after tile quantization (a GEMM's output is cut into whole tiles) and wave
 // quantization (tiles run in waves of one per SM), as NVIDIA's Matrix Multiplication
-// Background guide (DU-09799-001, ch. 3) describes; fused attention is cut into query blocks.
+// Background guide (DU-09799-001, ch. 3) describes, with the tile (of those cuBLAS has) that runs
+// the GEMM fastest; fused attention is cut into query blocks, each looping over the key blocks
+// it sees (up to the diagonal when causal) with a fixed cost per block.
 // A GEMM's efficiency also falls with its reduction depth k as k / (k + k0): each output tile
 // pays a fixed prologue and epilogue (k0, gemm_depth_overhead) besides its k-long main loop.
 // Power is static + activity x dynamic x (f/f_full)^3 (dynamic power ∝ f·V² with the voltage
