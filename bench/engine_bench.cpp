@@ -27,6 +27,7 @@ double run_once(const Presets& presets, const std::string& file, bool flow) {
   const hardware::GpuModel gpu(s.cluster.gpu, {}, plan.fp8());
   engine::SimulateOptions o;
   o.flow = flow;
+  o.classes = true;
   o.compute_time = [&gpu](const parallelism::ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
   const auto r = engine::simulate(prog, t, o);
   const double wall = seconds_since(t0);
@@ -34,9 +35,9 @@ double run_once(const Presets& presets, const std::string& file, bool flow) {
   for (const auto& rank : prog.ranks) ops += rank.ops.size();
   const auto net = collectives::NetworkModel::build(flow ? "flow" : "analytic", "bench");
   const auto composed = engine::simulate_step(s, plan, t, engine::step_options(net.get()));
-  std::printf("  %s (%s): step %.4f s (composed step %.4f s); %zu ranks, %zu ops, %zu transfers, %zu flow events\n",
+  std::printf("  %s (%s): step %.4f s (composed step %.4f s); %zu ranks in %zu classes, %zu ops, %zu transfers, %zu flow events\n",
               s.name.c_str(), flow ? "flow" : "analytic", r.makespan.value(), composed.step_time.value(), prog.ranks.size(),
-              ops, r.transfers, r.flow.events);
+              r.classes.count(), ops, r.transfers, r.flow.events);
   return wall;
 }
 

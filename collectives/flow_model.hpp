@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -22,10 +23,14 @@ namespace wallsim::collectives {
 constexpr double kRelativePrecision = 1e-11;
 
 struct Flow {
-  topology::Path path;     ///< directed link ids; empty = a local copy (finishes at start)
+  /// Directed link ids; empty = a local copy (finishes at start). A link named k times carries
+  /// the flow k times over (the copies of one transfer on their several routes, at one rate).
+  topology::Path path;
   Bytes bytes;
   Seconds start;
   double multiplicity = 1.0;  ///< identical flows on the same path
+  /// Moves after this latency (set for copies on several routes: one route's), else the path's.
+  std::optional<Seconds> latency = std::nullopt;
 };
 
 /// The other ranks of a flow simulation partitioned over MPI ranks (engine/distribute.hpp

@@ -44,6 +44,7 @@ struct ClassRec {
   topology::Path key;                  // link ids (the map key)
   std::vector<std::uint32_t> links;    // local link ids
   std::vector<std::uint32_t> slots;    // position in each link's class list
+  std::vector<double> mult;            // times the path names each link (whole numbers)
   std::vector<std::uint32_t> members;  // flow ids
   double weight = 0.0;
   double rate = 0.0;       // the level of the last filling
@@ -63,6 +64,7 @@ struct LinkRec {
   double cap = 0.0, wsum = 0.0, acc = 0.0, new_level = kInf;  // filling state
   std::uint32_t dirty = 0, touch = 0, changed = 0;
   std::vector<std::uint32_t> classes;
+  std::vector<double> mults;  // by position in `classes`: times that class's path names this link
 };
 
 template <class T>
@@ -167,7 +169,7 @@ class FlowSolver::Impl {
     r.path = f.path;
     r.bytes = f.bytes.value();
     r.weight = f.multiplicity;
-    r.at = f.start.value() + t_.path_latency(f.path).value();
+    r.at = f.start.value() + (f.latency ? f.latency->value() : t_.path_latency(f.path).value());
     flows_.push_back(std::move(r));
     heap_push(agenda_, Start{flows_.back().at, id});
     ++unfinished_;
@@ -324,11 +326,20 @@ class FlowSolver::Impl {
       k.key = f.path;
       k.links.clear();
       k.slots.clear();
-      for (auto l : f.path) {
-        const auto i = local(l);
+      k.mult.clear();
+      // A link the path names more than once is one entry with its count.
+      sorted_.assign(f.path.begin(), f.path.end());
+      std::sort(sorted_.begin(), sorted_.end());
+      for (std::size_t a = 0; a < sorted_.size();) {
+        std::size_t b = a;
+        while (b < sorted_.size() && sorted_[b] == sorted_[a]) ++b;
+        const auto i = local(sorted_[a]);
         k.links.push_back(i);
+        k.mult.push_back(static_cast<double>(b - a));
         k.slots.push_back(static_cast<std::uint32_t>(links_[i].classes.size()));
         links_[i].classes.push_back(c);
+        links_[i].mults.push_back(static_cast<double>(b - a));
+        a = b;
       }
       k.alive = true;
       k.fresh = true;
@@ -341,9 +352,9 @@ class FlowSolver::Impl {
     f.member = static_cast<std::uint32_t>(k.members.size());
     k.members.push_back(id);
     k.weight += f.weight;
-    for (auto i : k.links) {
-      links_[i].load += f.weight;
-      mark_link(i);
+    for (std::size_t j = 0; j < k.links.size(); ++j) {
+      links_[k.links[j]].load += f.weight * k.mult[j];
+      mark_link(k.links[j]);
     }
     mark_class(c);
     topology::Path().swap(f.path);  // the class holds it now
@@ -359,16 +370,19 @@ class FlowSolver::Impl {
     flows_[moved].member = f.member;
     k.members.pop_back();
     k.weight -= f.weight;
-    for (auto i : k.links) {
-      links_[i].load -= f.weight;  // whole numbers: exact, back to 0 with the last flow
-      mark_link(i);
+    for (std::size_t j = 0; j < k.links.size(); ++j) {
+      links_[k.links[j]].load -= f.weight * k.mult[j];  // whole numbers: exact, back to 0 with the last flow
+      mark_link(k.links[j]);
     }
     if (k.members.empty()) {
       for (std::size_t j = 0; j < k.links.size(); ++j) {
         auto& on = links_[k.links[j]].classes;
+        auto& mults = links_[k.links[j]].mults;
         const std::uint32_t other = on.back();
         on[k.slots[j]] = other;
         on.pop_back();
+        mults[k.slots[j]] = mults.back();
+        mults.pop_back();
         if (other != f.cls) {
           ClassRec& o = classes_[other];
           for (std::size_t q = 0; q < o.links.size(); ++q) {
@@ -408,12 +422,12 @@ class FlowSolver::Impl {
     double wsum = k.load;
     if (y > -kInf) {
       below_.clear();
-      for (auto c : k.classes) {
-        const ClassRec& o = classes_[c];
+      for (std::size_t q = 0; q < k.classes.size(); ++q) {
+        const ClassRec& o = classes_[k.classes[q]];
         if (o.fixed == epoch_) {
-          below_.push_back({o.fill_rate, o.weight});
+          below_.push_back({o.fill_rate, o.weight * k.mults[q]});
         } else if (o.flag != epoch_ && o.rate <= y) {
-          below_.push_back({o.rate, o.weight});
+          below_.push_back({o.rate, o.weight * k.mults[q]});
         }
       }
       std::sort(below_.begin(), below_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -573,9 +587,10 @@ class FlowSolver::Impl {
     touched_.clear();
     for (auto c : round_fixed_) {
       const ClassRec& o = classes_[c];
-      for (auto m : o.links) {
+      for (std::size_t j = 0; j < o.links.size(); ++j) {
+        const auto m = o.links[j];
         if (links_[m].dirty != epoch_ || links_[m].wsum <= 0.0) continue;
-        links_[m].acc += o.weight;
+        links_[m].acc += o.weight * o.mult[j];
         touch(m);
       }
     }
@@ -686,6 +701,7 @@ class FlowSolver::Impl {
   IndexedHeap link_q_, check_q_;  // the refill's dirty links by level, checks by old level
   std::vector<std::uint32_t> dirty_, fixed_, flagged_, round_fixed_, moved_, tied_, checks_, touched_;
   std::vector<std::pair<double, double>> below_;
+  topology::Path sorted_;
   struct Shared {
     std::uint32_t local, index;
   };

@@ -24,12 +24,15 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   so.reserved_Bps = o.reserved_Bps;
   so.link_bytes = o.link_bytes;
   so.background = o.background;
-  // A slow GPU (cluster.slow_gpus) runs its kernels at its speed; its peers wait for it where
-  // the program synchronizes them.
-  so.compute_time = [&gpu, &prog, &sc](const parallelism::ProgramOp& op, std::uint32_t rank) {
-    return gpu.time(op.kernel) / sc.cluster.speed_of(prog.ranks[rank].gpu);
+  // One rank per class (classes.hpp): a slow GPU (cluster.slow_gpus) is a class of its own and
+  // runs its kernels at its speed; its peers wait for it where the program synchronizes them.
+  so.classes = true;
+  for (const auto& rank : prog.ranks) so.speed.push_back(sc.cluster.speed_of(rank.gpu));
+  so.compute_time = [&gpu, &so](const parallelism::ProgramOp& op, std::uint32_t rank) {
+    return gpu.time(op.kernel) / so.speed[rank];
   };
   const ProgramResult res = simulate(prog, t, so);
+  const RankClasses& cls = res.classes;
 
   StepResult r;
   const double step = res.makespan.value();
@@ -37,48 +40,52 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   r.memory = memory_per_gpu(sc, p);
   r.clock = gpu.clock();
   r.stragglers = stragglers(sc, p);
-  // Per rank: the compute stream's kernels (the optimizer apart) and its communication ops;
-  // the other streams' tail past the compute stream's end is exposed communication too; the
-  // rest of the step is bubble.
+  // Per class (its simulated rank, weighed by its ranks): the compute stream's kernels (the
+  // optimizer apart) and its communication ops; the other streams' tail past the compute
+  // stream's end is exposed communication too; the rest of the step is bubble.
   const EnergyPerBit link_up = sc.cluster.scale_up.energy;
   const EnergyPerBit link_out = sc.cluster.scale_out ? sc.cluster.scale_out->link.energy : EnergyPerBit{};
   double compute = 0, exposed = 0, bubble = 0, other = 0, energy = 0, hbm = 0, hw_flops = 0;
-  std::vector<StageTimes> per_rank(prog.ranks.size());
-  for (std::size_t rk = 0; rk < prog.ranks.size(); ++rk) {
-    const auto& ops = prog.ranks[rk].ops;
-    double c = 0, comm = 0, opt = 0, bytes = 0, compute_end = 0, other_end = 0;
+  std::vector<StageTimes> per_class(cls.count());
+  for (std::size_t k = 0; k < cls.count(); ++k) {
+    const auto& ops = prog.ops_of(cls.rep[k]);
+    const double ranks = cls.size[k];
+    double c = 0, comm = 0, opt = 0, bytes = 0, flops = 0, compute_end = 0, other_end = 0;
     for (std::size_t i = 0; i < ops.size(); ++i) {
       const auto& op = ops[i];
-      const double d = res.ops[rk][i].end.value() - res.ops[rk][i].start.value();
+      const OpSpan& span = res.ops[k][i];
+      const double d = span.end.value() - span.start.value();
       if (op.stream == parallelism::StreamKind::kCompute) {
-        compute_end = std::max(compute_end, res.ops[rk][i].end.value());
+        compute_end = std::max(compute_end, span.end.value());
         if (op.kind == parallelism::ProgramOp::Kind::kCompute) {
           (op.optimizer ? opt : c) += d;
           bytes += op.count * op.kernel.bytes.value();
-          if (op.kernel.kind != parallelism::KernelKind::kElementwise) hw_flops += op.count * op.kernel.flops.value();
+          if (op.kernel.kind != parallelism::KernelKind::kElementwise) flops += op.count * op.kernel.flops.value();
         } else {
           comm += d;
         }
       } else {
-        other_end = std::max(other_end, res.ops[rk][i].end.value());
+        other_end = std::max(other_end, span.end.value());
       }
     }
     comm += std::max(0.0, other_end - compute_end);
-    StageTimes& st = per_rank[rk];
+    StageTimes& st = per_class[k];
     st.compute = Seconds::of(c);
     st.comm = Seconds::of(comm);
     st.other = Seconds::of(opt);
     st.bubble = Seconds::of(std::max(0.0, step - c - comm - opt));
-    st.energy = gpu.energy({res.makespan, Seconds::of(c + opt), Bytes::of(bytes), res.scale_up_sent[rk], res.scale_out_sent[rk]},
+    st.energy = gpu.energy({res.makespan, Seconds::of(c + opt), Bytes::of(bytes), res.scale_up_sent[k] / ranks,
+                            res.scale_out_sent[k] / ranks},
                            link_up, link_out);
-    compute += c;
-    exposed += comm;
-    other += opt;
-    bubble += st.bubble.value();
-    energy += st.energy.value();
-    hbm += bytes;
-    r.scale_up_bytes += res.scale_up_sent[rk];
-    r.scale_out_bytes += res.scale_out_sent[rk];
+    compute += ranks * c;
+    exposed += ranks * comm;
+    other += ranks * opt;
+    bubble += ranks * st.bubble.value();
+    energy += ranks * st.energy.value();
+    hbm += ranks * bytes;
+    hw_flops += ranks * flops;
+    r.scale_up_bytes += res.scale_up_sent[k];
+    r.scale_out_bytes += res.scale_out_sent[k];
   }
   const double gpus = static_cast<double>(prog.ranks.size());
   r.compute = Seconds::of(compute / gpus);
@@ -88,7 +95,7 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   for (int s = 0; s < p.pp; ++s) {  // each stage as its first rank saw it
     parallelism::Coords c;
     c.pp = s;
-    const auto& st = per_rank[static_cast<std::size_t>(parallelism::rank_of(p, c))];
+    const auto& st = per_class[cls.of[static_cast<std::size_t>(parallelism::rank_of(p, c))]];
     r.stages.push_back(st);
     r.stage_busy.push_back(st.compute);
   }
@@ -112,11 +119,11 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
     for (int s = 0; s < p.pp; ++s) {
       parallelism::Coords c;
       c.pp = s;
-      const auto rk = static_cast<std::size_t>(parallelism::rank_of(p, c));
-      const auto& ops = prog.ranks[rk].ops;
+      const auto rk = static_cast<std::uint32_t>(parallelism::rank_of(p, c));
+      const auto& ops = prog.ops_of(cls.rep[cls.of[rk]]);
       for (std::size_t i = 0; i < ops.size(); ++i) {
         const auto& op = ops[i];
-        const OpSpan& span = res.ops[rk][i];
+        const OpSpan& span = res.ops[cls.of[rk]][i];
         if (!(span.end.value() > span.start.value())) continue;
         const bool kernel = op.kind == parallelism::ProgramOp::Kind::kCompute;
         int lane = 1;

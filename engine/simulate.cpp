@@ -14,6 +14,7 @@
 #include "collectives/flow_solver.hpp"
 #include "collectives/network_model.hpp"
 #include "core/error.hpp"
+#include "parallelism/step_program.hpp"
 
 namespace wallsim::engine {
 namespace {
@@ -35,17 +36,31 @@ struct RankState {
   std::array<std::size_t, parallelism::kStreams> head{};
 };
 
-/// A collective in flight: its members' ops and, per member, the transfers not yet done.
+/// A collective in flight, run once for its group class (`group`, the class's first group):
+/// per rank class among the members, its op and the transfers of its members not yet done.
 struct Instance {
-  std::vector<std::uint32_t> op_of;    // by member position: the member's op
-  std::vector<std::uint32_t> left;     // by member position
+  struct Entry {
+    std::uint32_t cls = 0, op = kNone, left = 0;
+  };
+  std::vector<Entry> entries;          // by class, in the order the members first name them
+  std::vector<std::uint32_t> entry_of;  // by member position
   std::uint32_t group = 0;
   std::uint32_t posted = 0;
 };
 
-/// A send and its receive.
+/// A send and its receive (of the sender's class and the receiver's).
 struct Pair {
   std::uint32_t send_op = kNone, recv_op = kNone;
+  std::uint32_t route = kNone;  // the sender's rank and peer: routes of every copy
+};
+
+/// The routes of a transfer's copies (a group class's groups, or a class's senders): one
+/// flow path naming every copy's links, the first copy's cost, and how many copies leave
+/// their scale-up domain.
+struct Route {
+  topology::Path links;
+  topology::Topology::PathCost first;
+  double copies = 0, copies_out = 0;
 };
 
 struct Transfer {
@@ -56,7 +71,8 @@ struct Transfer {
   std::uint32_t instance = kNone;  // a collective's, or kNone for a send
   std::uint32_t src_member = 0, dst_member = 0;
   std::uint32_t pair = kNone;
-  std::uint32_t send_rank = 0, recv_rank = 0;
+  std::uint32_t send_class = 0, recv_class = 0;
+  std::uint32_t route = kNone;  // routes_ index (kNone: not yet routed)
   double share = 1.0;  // analytic: transfers of its step sharing its busiest endpoint port
 };
 
@@ -72,19 +88,28 @@ struct Timer {
 class Engine {
  public:
   Engine(const parallelism::Program& p, const topology::Topology& t, const SimulateOptions& o)
-      : p_(p), t_(t), o_(o), solver_(t, o.reserved_Bps) {
-    ranks_.resize(p.ranks.size());
-    compute_.assign(p.ranks.size(), 0.0);
-    up_sent_.assign(p.ranks.size(), 0.0);
-    out_sent_.assign(p.ranks.size(), 0.0);
-    for (std::uint32_t r = 0; r < p.ranks.size(); ++r) rank_of_gpu_[p.ranks[r].gpu] = r;
-    for (std::uint32_t r = 0; r < p.ranks.size(); ++r) {
-      const auto& ops = p.ranks[r].ops;
-      RankState& rs = ranks_[r];
+      : p_(p), t_(t), o_(o), solver_(t, o.reserved_Bps),
+        cls_(o.classes ? classify(p, t, o.speed) : every_rank(p)) {
+    const std::size_t n = cls_.count();
+    ranks_.resize(n);
+    compute_.assign(n, 0.0);
+    up_sent_.assign(n, 0.0);
+    out_sent_.assign(n, 0.0);
+    members_.resize(n);
+    for (std::uint32_t r = 0; r < p.ranks.size(); ++r) members_[cls_.of[r]].push_back(r);
+    std::size_t held = 0;
+    for (std::uint32_t c = 0; c < n; ++c) {
+      const auto& ops = ops_of(c);
+      held += ops.size();
+      if (held > parallelism::kMaxProgramOps) {
+        throw Error("training.global_batch", "the ranks simulated hold more than " + std::to_string(parallelism::kMaxProgramOps) +
+                                                 " ops, the most the event engine holds (fewer micro-batches or GPUs)");
+      }
+      RankState& rs = ranks_[c];
       rs.ops.resize(ops.size());
       for (std::uint32_t i = 0; i < ops.size(); ++i) {
         for (auto d : ops[i].deps) {
-          if (d >= i) throw Error(where(r, i), "depends on op " + std::to_string(d) + ", which is not an earlier op");
+          if (d >= i) throw Error(where(c, i), "depends on op " + std::to_string(d) + ", which is not an earlier op");
           rs.ops[d].dependents.push_back(i);
         }
         rs.ops[i].deps_left = static_cast<std::uint32_t>(ops[i].deps.size());
@@ -101,7 +126,7 @@ class Engine {
         transfer_of_flow_[id] = kNone;
       }
     }
-    for (std::uint32_t r = 0; r < ranks_.size(); ++r) try_start(r);
+    for (std::uint32_t c = 0; c < ranks_.size(); ++c) try_start(c);
     while (true) {
       const double t_timer = timers_.empty() ? kInf : timers_.top().at;
       const double t_flow = o_.flow ? solver_.next_event().value() : kInf;
@@ -134,36 +159,41 @@ class Engine {
     res.ops.resize(ranks_.size());
     res.compute.resize(ranks_.size());
     double makespan = 0.0;
-    for (std::uint32_t r = 0; r < ranks_.size(); ++r) {
-      for (std::uint32_t i = 0; i < ranks_[r].ops.size(); ++i) {
-        const OpState& s = ranks_[r].ops[i];
-        if (!s.done) throw Error(where(r, i), never_ran(r, i));
-        res.ops[r].push_back({Seconds::of(s.start), Seconds::of(s.end)});
+    for (std::uint32_t c = 0; c < ranks_.size(); ++c) {
+      res.ops[c].reserve(ranks_[c].ops.size());
+      for (std::uint32_t i = 0; i < ranks_[c].ops.size(); ++i) {
+        const OpState& s = ranks_[c].ops[i];
+        if (!s.done) throw Error(where(c, i), never_ran(c, i));
+        res.ops[c].push_back({Seconds::of(s.start), Seconds::of(s.end)});
         makespan = std::max(makespan, s.end);
       }
-      res.compute[r] = Seconds::of(compute_[r]);
+      res.compute[c] = Seconds::of(compute_[c]);
     }
     res.makespan = Seconds::of(makespan);
     res.transfers = started_transfers_;
-    for (std::size_t r = 0; r < ranks_.size(); ++r) {
-      res.scale_up_sent.push_back(Bytes::of(up_sent_[r]));
-      res.scale_out_sent.push_back(Bytes::of(out_sent_[r]));
+    for (std::size_t c = 0; c < ranks_.size(); ++c) {
+      res.scale_up_sent.push_back(Bytes::of(up_sent_[c]));
+      res.scale_out_sent.push_back(Bytes::of(out_sent_[c]));
     }
     res.flow = solver_.stats();
     res.link_bytes = std::move(link_bytes_);
     res.background_end = Seconds::of(background_end_);
+    res.classes = std::move(cls_);
     return res;
   }
 
  private:
-  [[nodiscard]] std::string where(std::uint32_t r, std::uint32_t i) const {
-    const auto& op = p_.ranks[r].ops[i];
-    return "rank " + std::to_string(r) + " op " + std::to_string(i) + (op.name.empty() ? "" : " (" + op.name + ")");
+  /// Class `c`'s ops: those of the rank simulated for it.
+  [[nodiscard]] const std::vector<ProgramOp>& ops_of(std::uint32_t c) const { return p_.ops_of(cls_.rep[c]); }
+  [[nodiscard]] const ProgramOp& op(std::uint32_t c, std::uint32_t i) const { return ops_of(c)[i]; }
+
+  [[nodiscard]] std::string where(std::uint32_t c, std::uint32_t i) const {
+    const auto& x = op(c, i);
+    return "rank " + std::to_string(cls_.rep[c]) + " op " + std::to_string(i) + (x.name.empty() ? "" : " (" + x.name + ")");
   }
-  [[nodiscard]] std::string never_ran(std::uint32_t r, std::uint32_t i) const {
-    const auto& op = p_.ranks[r].ops[i];
-    const OpState& s = ranks_[r].ops[i];
-    if (s.started && op.kind == ProgramOp::Kind::kCollective) return "never ends: a member of its group never reaches it";
+  [[nodiscard]] std::string never_ran(std::uint32_t c, std::uint32_t i) const {
+    const OpState& s = ranks_[c].ops[i];
+    if (s.started && op(c, i).kind == ProgramOp::Kind::kCollective) return "never ends: a member of its group never reaches it";
     if (s.started) return "never ends: its peer never posts the matching send or receive";
     return "never starts: it waits on an op that never ends";
   }
@@ -175,82 +205,82 @@ class Engine {
     return stream == static_cast<std::size_t>(parallelism::StreamKind::kPipelineRecv);
   }
 
-  void try_start(std::uint32_t r) {
-    RankState& rs = ranks_[r];
+  void try_start(std::uint32_t c) {
+    RankState& rs = ranks_[c];
     for (std::size_t s = 0; s < rs.streams.size(); ++s) {
       while (rs.head[s] < rs.streams[s].size()) {
         const std::uint32_t i = rs.streams[s][rs.head[s]];
         if (rs.ops[i].started || rs.ops[i].deps_left != 0) break;
-        start_op(r, i);
+        start_op(c, i);
         if (!posts_only(s)) break;
         ++rs.head[s];
       }
     }
   }
 
-  void start_op(std::uint32_t r, std::uint32_t i) {
-    OpState& s = ranks_[r].ops[i];
-    const ProgramOp& op = p_.ranks[r].ops[i];
+  void start_op(std::uint32_t c, std::uint32_t i) {
+    OpState& s = ranks_[c].ops[i];
+    const ProgramOp& x = op(c, i);
     s.started = true;
     s.start = now_;
-    switch (op.kind) {
+    switch (x.kind) {
       case ProgramOp::Kind::kCompute: {
         // The op and the compute ops right behind it on its stream that wait for nothing else
         // run back to back: one timer for the run (none of them but the last has dependents,
         // so no one needs to hear of the others' ends at their time).
-        RankState& rs = ranks_[r];
-        const auto stream = static_cast<std::size_t>(op.stream);
-        double end = now_ + compute_time(r, i);
+        RankState& rs = ranks_[c];
+        const auto stream = static_cast<std::size_t>(x.stream);
+        double end = now_ + compute_time(c, i);
         s.end = end;
         std::uint32_t n = 1, last = i;
         for (std::size_t pos = rs.head[stream] + 1; pos < rs.streams[stream].size() && rs.ops[last].dependents.empty(); ++pos) {
           const std::uint32_t k = rs.streams[stream][pos];
           OpState& next = rs.ops[k];
-          if (p_.ranks[r].ops[k].kind != ProgramOp::Kind::kCompute || next.deps_left != 0 || next.started) break;
+          if (op(c, k).kind != ProgramOp::Kind::kCompute || next.deps_left != 0 || next.started) break;
           next.started = true;
           next.start = end;
-          end += compute_time(r, k);
+          end += compute_time(c, k);
           next.end = end;
           last = k;
           ++n;
         }
-        timers_.push({end, seq_++, true, r, i, n});
+        timers_.push({end, seq_++, true, c, i, n});
         break;
       }
-      case ProgramOp::Kind::kCollective: post_collective(r, i, op); break;
+      case ProgramOp::Kind::kCollective: post_collective(c, i, x); break;
       case ProgramOp::Kind::kSend:
-      case ProgramOp::Kind::kRecv: post_p2p(r, i, op); break;
+      case ProgramOp::Kind::kRecv: post_p2p(c, i, x); break;
     }
   }
 
-  /// One compute op's time, counted in the rank's compute.
-  double compute_time(std::uint32_t r, std::uint32_t i) {
-    const ProgramOp& op = p_.ranks[r].ops[i];
-    double d = op.duration.value();
+  /// One compute op's time, counted in the class's compute.
+  double compute_time(std::uint32_t c, std::uint32_t i) {
+    const ProgramOp& x = op(c, i);
+    double d = x.duration.value();
     if (d <= 0.0) {
-      if (!o_.compute_time) throw Error(where(r, i), "a compute op without a duration needs a compute-time model");
-      d = op.count * o_.compute_time(op, r).value();
+      if (!o_.compute_time) throw Error(where(c, i), "a compute op without a duration needs a compute-time model");
+      d = x.count * o_.compute_time(x, cls_.rep[c]).value();
     }
-    if (!(d >= 0.0) || !std::isfinite(d)) throw Error(where(r, i), "compute time is not a finite, non-negative number");
-    compute_[r] += d;
+    if (!(d >= 0.0) || !std::isfinite(d)) throw Error(where(c, i), "compute time is not a finite, non-negative number");
+    compute_[c] += d;
     return d;
   }
 
-  void finish_op(std::uint32_t r, std::uint32_t i) {
-    ranks_[r].ops[i].end = now_;
-    finish_run(r, i, 1);
+  void finish_op(std::uint32_t c, std::uint32_t i) {
+    ranks_[c].ops[i].end = now_;
+    finish_run(c, i, 1);
   }
 
   /// Ends op `i` and the n - 1 ops behind it on its stream (their ends were set when they
   /// started as one run).
-  void finish_run(std::uint32_t r, std::uint32_t i, std::uint32_t n) {
-    RankState& rs = ranks_[r];
-    const auto stream = static_cast<std::size_t>(p_.ranks[r].ops[i].stream);
+  void finish_run(std::uint32_t c, std::uint32_t i, std::uint32_t n) {
+    RankState& rs = ranks_[c];
+    const auto stream = static_cast<std::size_t>(op(c, i).stream);
     if (posts_only(stream)) {  // already past its stream's head
       OpState& s = rs.ops[i];
       s.done = true;
       for (auto d : s.dependents) --rs.ops[d].deps_left;
-      try_start(r);
+      try_start(c);
       return;
     }
     for (std::uint32_t j = 0; j < n; ++j) {
@@ -259,31 +289,43 @@ class Engine {
       ++rs.head[stream];
       for (auto d : s.dependents) --rs.ops[d].deps_left;
     }
-    try_start(r);
+    try_start(c);
   }
 
   // ---- collectives -----------------------------------------------------------------------
 
-  void post_collective(std::uint32_t r, std::uint32_t i, const ProgramOp& op) {
-    if (op.group >= p_.groups.size()) throw Error(where(r, i), "group " + std::to_string(op.group) + " does not exist");
-    const auto& g = p_.groups[op.group];
-    const auto pos = std::find(g.begin(), g.end(), r);
-    if (pos == g.end()) throw Error(where(r, i), "rank " + std::to_string(r) + " is not in group " + std::to_string(op.group));
-    auto [it, fresh] = instance_of_.try_emplace({op.group, op.collective}, static_cast<std::uint32_t>(instances_.size()));
+  void post_collective(std::uint32_t c, std::uint32_t i, const ProgramOp& x) {
+    const std::uint32_t r = cls_.rep[c];
+    const std::uint32_t g = p_.group_of(r, x);
+    if (g >= p_.groups.size()) throw Error(where(c, i), "group " + std::to_string(g) + " does not exist");
+    const auto& members = p_.groups[g];
+    if (std::find(members.begin(), members.end(), r) == members.end()) {
+      throw Error(where(c, i), "rank " + std::to_string(r) + " is not in group " + std::to_string(g));
+    }
+    const std::uint32_t rg = cls_.group_rep[g];
+    auto [it, fresh] = instance_of_.try_emplace({rg, x.collective}, static_cast<std::uint32_t>(instances_.size()));
     if (fresh) {
       instances_.emplace_back();
-      instances_.back().op_of.assign(g.size(), kNone);
-      instances_.back().group = op.group;
+      Instance& in = instances_.back();
+      in.group = rg;
+      for (auto m : p_.groups[rg]) {
+        const std::uint32_t mc = cls_.of[m];
+        std::uint32_t e = 0;
+        while (e < in.entries.size() && in.entries[e].cls != mc) ++e;
+        if (e == in.entries.size()) in.entries.push_back({mc, kNone, 0});
+        in.entry_of.push_back(e);
+      }
     }
     Instance& in = instances_[it->second];
-    const auto m = static_cast<std::size_t>(pos - g.begin());
-    if (in.op_of[m] != kNone) throw Error(where(r, i), "reaches its group's collective " + std::to_string(op.collective) + " twice");
-    in.op_of[m] = i;
-    if (++in.posted == g.size()) launch(it->second, op);
+    auto e = std::find_if(in.entries.begin(), in.entries.end(), [c](const Instance::Entry& y) { return y.cls == c; });
+    if (e == in.entries.end()) throw std::logic_error("simulate: a rank class posts a collective of a group class it is not in");
+    if (e->op != kNone) throw Error(where(c, i), "reaches its group's collective " + std::to_string(x.collective) + " twice");
+    e->op = i;
+    if (++in.posted == in.entries.size()) launch(it->second, x);
   }
 
   /// A collective's transfers with their dependencies, by member position, built once per
-  /// group, op, size and algorithm and instantiated at every launch.
+  /// group class, op, size and algorithm and instantiated at every launch.
   struct Template {
     std::vector<Transfer> transfers;   // dependents are template indices
     std::vector<std::uint32_t> left;   // transfers per member
@@ -292,9 +334,9 @@ class Engine {
 
   /// Every member is there: the algorithm's steps become transfers, each waiting for what
   /// its sender received in the step before and for its sender's own previous send.
-  void launch(std::uint32_t id, const ProgramOp& op) {
-    const auto& g = p_.groups[op.group];
-    const Template& tpl = template_of(op);
+  void launch(std::uint32_t id, const ProgramOp& x) {
+    const std::uint32_t g = instances_[id].group;
+    const Template& tpl = template_of(g, x);
     const auto base = static_cast<std::uint32_t>(transfers_.size());
     for (const Transfer& tt : tpl.transfers) {
       Transfer tr = tt;
@@ -302,34 +344,36 @@ class Engine {
       for (auto& d : tr.dependents) d += base;
       transfers_.push_back(std::move(tr));
     }
-    instances_[id].left = tpl.left;
-    for (std::uint32_t m = 0; m < g.size(); ++m) {
-      if (instances_[id].left[m] == 0) finish_op(g[m], instances_[id].op_of[m]);
+    Instance& in = instances_[id];
+    for (std::size_t m = 0; m < tpl.left.size(); ++m) in.entries[in.entry_of[m]].left += tpl.left[m];
+    for (std::size_t e = 0; e < instances_[id].entries.size(); ++e) {
+      const auto entry = instances_[id].entries[e];
+      if (entry.left == 0) finish_op(entry.cls, entry.op);
     }
-    for (auto x : tpl.ready) start_transfer(base + x);
+    for (auto y : tpl.ready) start_transfer(base + y);
   }
 
-  const Template& template_of(const ProgramOp& op) {
-    const auto key = std::tuple{op.group, static_cast<int>(op.op), op.bytes.value(), op.tuned ? -1 : static_cast<int>(op.algo)};
+  const Template& template_of(std::uint32_t group, const ProgramOp& x) {
+    const auto key = std::tuple{group, static_cast<int>(x.op), x.bytes.value(), x.tuned ? -1 : static_cast<int>(x.algo)};
     if (const auto it = templates_.find(key); it != templates_.end()) return it->second;
-    const auto& g = p_.groups[op.group];
+    const auto& g = p_.groups[group];
     std::vector<topology::NodeId> gpus;
     std::unordered_map<topology::NodeId, std::uint32_t> member;
     for (std::uint32_t m = 0; m < g.size(); ++m) {
       gpus.push_back(p_.ranks[g[m]].gpu);
       if (!member.emplace(gpus.back(), m).second) {
-        throw Error("group " + std::to_string(op.group), "two ranks on one GPU in a collective");
+        throw Error("group " + std::to_string(group), "two ranks on one GPU in a collective");
       }
     }
     std::string why;
     std::optional<collectives::Schedule> s;
-    if (op.tuned) {
+    if (x.tuned) {
       // NCCL's tuner: the fastest valid algorithm by alpha-beta.
-      s = collectives::choose_schedule(t_, op.op, gpus, op.bytes, {}, {}, std::nullopt, *analytic_).schedule;
+      s = collectives::choose_schedule(t_, x.op, gpus, x.bytes, {}, {}, std::nullopt, *analytic_).schedule;
     } else {
-      s = collectives::build_schedule(t_, op.op, op.algo, gpus, op.bytes, {}, &why);
+      s = collectives::build_schedule(t_, x.op, x.algo, gpus, x.bytes, {}, &why);
     }
-    if (!s) throw Error("group " + std::to_string(op.group), to_string(op.algo) + " cannot run " + to_string(op.op) + ": " + why);
+    if (!s) throw Error("group " + std::to_string(group), to_string(x.algo) + " cannot run " + to_string(x.op) + ": " + why);
     Template tpl;
     tpl.left.assign(g.size(), 0);
     auto& tt = tpl.transfers;
@@ -340,23 +384,24 @@ class Engine {
       for (double k = 0; k < reps; ++k) {
         for (auto& v : in) v.clear();
         for (auto& v : out) v.clear();
-        ph.for_each([&](const collectives::Transfer& x) {
-          if (x.src == x.dst) return;
-          const auto x_id = static_cast<std::uint32_t>(tt.size());
+        ph.for_each([&](const collectives::Transfer& y) {
+          if (y.src == y.dst) return;
+          const auto y_id = static_cast<std::uint32_t>(tt.size());
           Transfer tr;
-          tr.src = x.src;
-          tr.dst = x.dst;
-          tr.bytes = x.bytes.value();
-          tr.src_member = member.at(x.src);
-          tr.dst_member = member.at(x.dst);
-          for (auto d : prev_in[tr.src_member]) tt[d].dependents.push_back(x_id);
-          for (auto d : prev_out[tr.src_member]) tt[d].dependents.push_back(x_id);
+          tr.src = y.src;
+          tr.dst = y.dst;
+          tr.bytes = y.bytes.value();
+          tr.src_member = member.at(y.src);
+          tr.dst_member = member.at(y.dst);
+          tr.route = collective_route(group, tr.src_member, tr.dst_member);
+          for (auto d : prev_in[tr.src_member]) tt[d].dependents.push_back(y_id);
+          for (auto d : prev_out[tr.src_member]) tt[d].dependents.push_back(y_id);
           tr.deps_left = static_cast<std::uint32_t>(prev_in[tr.src_member].size() + prev_out[tr.src_member].size());
           ++tpl.left[tr.src_member];
           ++tpl.left[tr.dst_member];
-          in[tr.dst_member].push_back(x_id);
-          out[tr.src_member].push_back(x_id);
-          if (tr.deps_left == 0) tpl.ready.push_back(x_id);
+          in[tr.dst_member].push_back(y_id);
+          out[tr.src_member].push_back(y_id);
+          if (tr.deps_left == 0) tpl.ready.push_back(y_id);
           tt.push_back(std::move(tr));
         });
         share_ports(tt, out, in, g.size());
@@ -392,28 +437,74 @@ class Engine {
     }
   }
 
+  // ---- routes ----------------------------------------------------------------------------
+
+  /// Adds the route from `src` to `dst` (route key `key`) as one copy of route `r`.
+  void add_copy(Route& r, topology::NodeId src, topology::NodeId dst, std::uint64_t key) {
+    if (src == dst) return;
+    t_.route_into(src, dst, key, path_);
+    if (r.copies == 0) r.first = t_.path_cost(path_);
+    r.links.insert(r.links.end(), path_.begin(), path_.end());
+    r.copies += 1;
+    const std::size_t dom = t_.info().domain_size;
+    if (dom == 0 || src / dom != dst / dom) r.copies_out += 1;
+  }
+
+  /// The routes of the transfer from member a to member b of every group of group class `g`.
+  std::uint32_t collective_route(std::uint32_t g, std::uint32_t a, std::uint32_t b) {
+    auto [it, fresh] = collective_routes_.try_emplace({g, a, b}, static_cast<std::uint32_t>(routes_.size()));
+    if (!fresh) return it->second;
+    Route r;
+    for (auto copy : cls_.copies[g]) {
+      const auto src = p_.ranks[p_.groups[copy][a]].gpu, dst = p_.ranks[p_.groups[copy][b]].gpu;
+      add_copy(r, src, dst, route_key(copy, src, dst));
+    }
+    routes_.push_back(std::move(r));
+    return it->second;
+  }
+
+  /// The routes of op `i`'s send from every rank of class `c` to its peer.
+  std::uint32_t send_route(std::uint32_t c, std::uint32_t i, std::uint32_t peer) {
+    auto [it, fresh] = send_routes_.try_emplace({c, peer}, static_cast<std::uint32_t>(routes_.size()));
+    if (!fresh) return it->second;
+    Route r;
+    for (auto rank : members_[c]) {
+      const std::uint32_t q = p_.peer_of(rank, p_.ops_of(rank)[i]);
+      if (q >= p_.ranks.size()) throw Error(where(c, i), "peer rank " + std::to_string(q) + " does not exist");
+      const auto src = p_.ranks[rank].gpu, dst = p_.ranks[q].gpu;
+      add_copy(r, src, dst, route_key(kP2pKey, src, dst));
+    }
+    routes_.push_back(std::move(r));
+    return it->second;
+  }
+
   // ---- point to point --------------------------------------------------------------------
 
-  void post_p2p(std::uint32_t r, std::uint32_t i, const ProgramOp& op) {
-    if (op.peer >= p_.ranks.size()) throw Error(where(r, i), "peer rank " + std::to_string(op.peer) + " does not exist");
-    const bool send = op.kind == ProgramOp::Kind::kSend;
-    const auto key = send ? std::tuple{r, op.peer, op.tag} : std::tuple{op.peer, r, op.tag};
+  void post_p2p(std::uint32_t c, std::uint32_t i, const ProgramOp& x) {
+    const std::uint32_t peer = p_.peer_of(cls_.rep[c], x);
+    if (peer >= p_.ranks.size()) throw Error(where(c, i), "peer rank " + std::to_string(peer) + " does not exist");
+    const bool send = x.kind == ProgramOp::Kind::kSend;
+    const std::uint32_t other = cls_.of[peer];
+    const auto key = send ? std::tuple{c, other, x.tag} : std::tuple{other, c, x.tag};
     auto [it, fresh] = pair_of_.try_emplace(key, static_cast<std::uint32_t>(pairs_.size()));
     if (fresh) pairs_.emplace_back();
     Pair& pr = pairs_[it->second];
     std::uint32_t& mine = send ? pr.send_op : pr.recv_op;
-    if (mine != kNone) throw Error(where(r, i), "a second op with the same peer and tag " + std::to_string(op.tag));
+    if (mine != kNone) throw Error(where(c, i), "a second op with the same peer and tag " + std::to_string(x.tag));
     mine = i;
+    if (send) pr.route = send_route(c, i, peer);
     if (pr.send_op == kNone || pr.recv_op == kNone) return;
-    const std::uint32_t sender = send ? r : op.peer, receiver = send ? op.peer : r;
-    const ProgramOp& s_op = p_.ranks[sender].ops[pr.send_op];
+    const std::uint32_t sender = send ? c : other, receiver = send ? other : c;
+    const std::uint32_t route = pr.route;
     Transfer tr;
-    tr.src = p_.ranks[sender].gpu;
-    tr.dst = p_.ranks[receiver].gpu;
-    tr.bytes = s_op.bytes.value();
+    tr.src = p_.ranks[cls_.rep[sender]].gpu;
+    tr.dst = p_.ranks[p_.peer_of(cls_.rep[sender], op(sender, pr.send_op))].gpu;
+    tr.bytes = op(sender, pr.send_op).bytes.value();
     tr.pair = it->second;
-    tr.send_rank = sender;
-    tr.recv_rank = receiver;
+    tr.send_class = sender;
+    tr.recv_class = receiver;
+    tr.route = route;
+    tr.src_member = sender;
     transfers_.push_back(std::move(tr));
     start_transfer(static_cast<std::uint32_t>(transfers_.size() - 1));
   }
@@ -423,27 +514,26 @@ class Engine {
   void start_transfer(std::uint32_t x) {
     ++started_transfers_;
     const Transfer& tr = transfers_[x];
-    if (tr.src == tr.dst) {
+    const Route& route = routes_[tr.route];
+    if (route.copies == 0) {  // a copy on one GPU
       timers_.push({now_, seq_++, false, x, 0});
       return;
     }
-    const std::size_t dom = t_.info().domain_size;
-    const bool out = dom == 0 || tr.src / dom != tr.dst / dom;
-    if (const auto it = rank_of_gpu_.find(tr.src); it != rank_of_gpu_.end()) (out ? out_sent_ : up_sent_)[it->second] += tr.bytes;
-    const std::uint64_t key = flow_key_++;
-    if (o_.link_bytes) {  // the route the transfer takes (the flow model's, the same key)
+    const std::uint32_t sender = tr.instance == kNone ? tr.send_class
+                                                      : cls_.of[p_.groups[instances_[tr.instance].group][tr.src_member]];
+    out_sent_[sender] += tr.bytes * route.copies_out;
+    up_sent_[sender] += tr.bytes * (route.copies - route.copies_out);
+    if (o_.link_bytes) {  // every copy's route
       if (link_bytes_.empty()) link_bytes_.assign(t_.num_links(), 0.0);
-      t_.route_into(tr.src, tr.dst, key, path_);
-      for (auto l : path_) link_bytes_[l] += tr.bytes;
+      for (auto l : route.links) link_bytes_[l] += tr.bytes;
     }
     if (o_.flow) {
-      const auto id = solver_.add({t_.route(tr.src, tr.dst, key), Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0});
+      const auto id = solver_.add({route.links, Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0, route.first.latency});
       if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kNone);
       transfer_of_flow_[id] = x;
     } else {
-      const auto cost = t_.route_cost(tr.src, tr.dst, key, path_);
-      timers_.push({now_ + o_.overhead.value() + cost.latency.value() + tr.share * tr.bytes / cost.bandwidth.value(), seq_++,
-                    false, x, 0});
+      timers_.push({now_ + o_.overhead.value() + route.first.latency.value() + tr.share * tr.bytes / route.first.bandwidth.value(),
+                    seq_++, false, x, 0});
     }
   }
 
@@ -456,13 +546,13 @@ class Engine {
     }
     const std::uint32_t instance = transfers_[x].instance;
     if (instance != kNone) {
-      const auto& g = p_.groups[instances_[instance].group];
       for (auto m : {transfers_[x].src_member, transfers_[x].dst_member}) {
-        if (--instances_[instance].left[m] == 0) finish_op(g[m], instances_[instance].op_of[m]);
+        auto& e = instances_[instance].entries[instances_[instance].entry_of[m]];
+        if (--e.left == 0) finish_op(e.cls, e.op);
       }
     } else {
       const Pair pr = pairs_[transfers_[x].pair];
-      const auto sender = transfers_[x].send_rank, receiver = transfers_[x].recv_rank;
+      const auto sender = transfers_[x].send_class, receiver = transfers_[x].recv_class;
       finish_op(sender, pr.send_op);
       finish_op(receiver, pr.recv_op);
     }
@@ -472,13 +562,14 @@ class Engine {
   const topology::Topology& t_;
   const SimulateOptions& o_;
   collectives::FlowSolver solver_;
-  std::vector<RankState> ranks_;
-  std::vector<double> compute_, up_sent_, out_sent_;
+  RankClasses cls_;
+  std::vector<std::vector<std::uint32_t>> members_;  // by class: its ranks
+  std::vector<RankState> ranks_;                       // by class
+  std::vector<double> compute_, up_sent_, out_sent_;  // by class
   std::vector<double> link_bytes_;  ///< per link, when asked for
   double background_end_ = 0.0;
-  std::unordered_map<topology::NodeId, std::uint32_t> rank_of_gpu_;
   double now_ = 0.0;
-  std::uint64_t seq_ = 0, flow_key_ = 0;
+  std::uint64_t seq_ = 0;
   std::size_t started_transfers_ = 0;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> instance_of_;
@@ -486,6 +577,9 @@ class Engine {
   std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::uint32_t> pair_of_;
   std::vector<Pair> pairs_;
   std::vector<Transfer> transfers_;
+  std::vector<Route> routes_;
+  std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::uint32_t> collective_routes_;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> send_routes_;
   std::vector<std::uint32_t> transfer_of_flow_;
   std::vector<collectives::FlowSolver::Id> finished_;
   std::unique_ptr<collectives::NetworkModel> analytic_ = collectives::NetworkModel::build("analytic", "engine");

@@ -8,6 +8,12 @@
 // transfer. Under `flow` every transfer of every rank is a flow of one incremental max-min
 // solver on the shared fabric, so all kinds of traffic slow one another; under `analytic` a
 // transfer costs its path's latency plus its bytes over the path's narrowest link, alone.
+//
+// With `classes`, one rank per rank class (classes.hpp) is simulated: a collective runs once
+// per group class, each of its transfers one flow weighted over the copies' routes (every
+// copy of a transfer at the same rate: the class's), and a class's op ends when its last
+// member in the group is done; a send stands for every rank of its class's. Without, every
+// rank is simulated (each its own class).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +22,7 @@
 #include <vector>
 
 #include "collectives/flow_model.hpp"
+#include "engine/classes.hpp"
 #include "parallelism/program.hpp"
 #include "topology/graph.hpp"
 
@@ -33,6 +40,10 @@ struct SimulateOptions {
   /// under `flow`, so the program's transfers and these share links as max-min says; they
   /// delay no op (the step ends with its last op). Ignored under `analytic` (no contention).
   std::span<const collectives::Flow> background;
+  /// One rank per rank class (false: every rank); `speed` (by rank, optional) tells slow GPUs
+  /// apart for the classes.
+  bool classes = false;
+  std::vector<double> speed;
 };
 
 struct OpSpan {
@@ -41,10 +52,11 @@ struct OpSpan {
 
 struct ProgramResult {
   Seconds makespan;                      ///< the last op's end
-  std::vector<std::vector<OpSpan>> ops;  ///< by rank, by op
-  std::vector<Seconds> compute;          ///< per rank, time computing
-  std::size_t transfers = 0;             ///< transfers put on the network
-  /// Per rank, the bytes it sent inside its scale-up domain and out of it.
+  RankClasses classes;                   ///< the rank classes simulated (every rank its own without)
+  std::vector<std::vector<OpSpan>> ops;  ///< by class (its simulated rank), by op
+  std::vector<Seconds> compute;          ///< by class: its simulated rank's time computing
+  std::size_t transfers = 0;             ///< transfers put on the network (a class's copies as one)
+  /// By class, the bytes its ranks together sent inside their scale-up domains and out of them.
   std::vector<Bytes> scale_up_sent, scale_out_sent;
   collectives::FlowStats flow;           ///< the flow solver's work (flow model)
   /// Bytes each link carried, every transfer counted once in its direction (when asked for).

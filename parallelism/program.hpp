@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "collectives/schedule.hpp"
@@ -47,14 +48,43 @@ struct ProgramOp {
   std::uint32_t tag = 0;
 };
 
+/// `RankProgram::like` of a rank that holds its own ops.
+inline constexpr std::uint32_t kOwnOps = ~std::uint32_t{0};
+
 struct RankProgram {
   topology::NodeId gpu = 0;  ///< the endpoint this rank runs on
-  std::vector<ProgramOp> ops;
+  std::vector<ProgramOp> ops;  ///< empty when the rank runs another's (`like`)
+  /// The rank whose ops this one runs (kOwnOps: its own), as data-parallel replicas and the
+  /// ranks of one pipeline stage do: the same ops, with that rank's groups and peers renamed
+  /// to this rank's (`{theirs, mine}`); a group or peer not named is the same.
+  std::uint32_t like = kOwnOps;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> group_names{}, peer_names{};
 };
 
 struct Program {
   std::vector<RankProgram> ranks;
   std::vector<std::vector<std::uint32_t>> groups;  ///< communicator groups, as rank indices
+
+  /// The rank whose `ops` rank `r` runs (itself unless it runs another's).
+  [[nodiscard]] std::uint32_t source_of(std::uint32_t r) const {
+    return ranks[r].like == kOwnOps ? r : ranks[r].like;
+  }
+  [[nodiscard]] const std::vector<ProgramOp>& ops_of(std::uint32_t r) const { return ranks[source_of(r)].ops; }
+  /// Op `op` of rank `r`'s ops: its group and its peer, as rank `r` sees them.
+  [[nodiscard]] std::uint32_t group_of(std::uint32_t r, const ProgramOp& op) const {
+    return renamed(ranks[r].group_names, op.group);
+  }
+  [[nodiscard]] std::uint32_t peer_of(std::uint32_t r, const ProgramOp& op) const {
+    return renamed(ranks[r].peer_names, op.peer);
+  }
+
+ private:
+  static std::uint32_t renamed(const std::vector<std::pair<std::uint32_t, std::uint32_t>>& names, std::uint32_t x) {
+    for (const auto& [theirs, mine] : names) {
+      if (theirs == x) return mine;
+    }
+    return x;
+  }
 };
 
 /// What one pipeline stage's passes cost and carry (per micro-batch and model chunk).

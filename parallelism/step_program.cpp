@@ -21,8 +21,8 @@ bool reduces_before(const Kernel& k) { return k.closes_block; }
 /// One rank's program under construction.
 class RankBuilder {
  public:
-  /// `total_ops` counts the ops of every rank built so far; the first rank's own count times
-  /// `ranks` projects the whole program's, so a program too large fails before it is built.
+  /// `total_ops` counts the ops of every stage built so far; the first stage's own count times
+  /// `ranks` (the stages) projects the whole program's, so a program too large fails before it is built.
   RankBuilder(RankProgram& out, std::map<std::uint32_t, std::uint32_t>& next_collective, std::size_t& total_ops,
               std::size_t ranks)
       : out_(out), next_(next_collective), total_(total_ops), ranks_(total_ops == 0 ? ranks : 1) {}
@@ -64,6 +64,13 @@ class RankBuilder {
     op.deps = std::move(deps);
     return push(std::move(op));
   }
+  /// After the first forward pass (`ops` of them) of `passes` forward passes: forward passes
+  /// alone would hold more ops than the engine holds, over every stage.
+  void project(std::size_t ops, std::size_t passes) const {
+    if (static_cast<double>(ops) * static_cast<double>(passes) * static_cast<double>(ranks_) > static_cast<double>(kMaxProgramOps)) {
+      too_many();
+    }
+  }
   /// The next compute-stream op also waits for `dep`.
   void gate(std::uint32_t dep) { gate_.push_back(dep); }
   [[nodiscard]] std::uint32_t last() const { return static_cast<std::uint32_t>(out_.ops.size() - 1); }
@@ -74,14 +81,16 @@ class RankBuilder {
       op.deps.insert(op.deps.end(), gate_.begin(), gate_.end());
       gate_.clear();
     }
-    if (++total_ > kMaxProgramOps || (out_.ops.size() + 1) * ranks_ > kMaxProgramOps) {
-      throw Error("training.global_batch", "the step program of every rank holds more than " +
-                                               std::to_string(kMaxProgramOps) +
-                                               " ops, the most the event engine holds (fewer micro-batches or GPUs, "
-                                               "or --engine composed)");
-    }
+    if (++total_ > kMaxProgramOps || (out_.ops.size() + 1) * ranks_ > kMaxProgramOps) too_many();
     out_.ops.push_back(std::move(op));
     return last();
+  }
+
+  [[noreturn]] static void too_many() {
+    throw Error("training.global_batch", "the step program of the pipeline stages holds more than " +
+                                             std::to_string(kMaxProgramOps) +
+                                             " ops, the most the event engine holds (fewer micro-batches or layers, "
+                                             "or --engine composed)");
   }
   RankProgram& out_;
   std::map<std::uint32_t, std::uint32_t>& next_;
@@ -120,24 +129,50 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     return static_cast<std::uint32_t>((mb * v * pp + to_virtual) * 2 + (pass == Pass::kForward ? 0 : 1));
   };
 
+  // Every rank of a stage runs the same ops over its own groups and peers: the stage's first
+  // rank holds them, the others run them renamed (RankProgram::like).
+  struct Holder {
+    std::uint32_t rank = kOwnOps;
+    std::vector<std::uint32_t> groups, peers;  // by kind; the previous and next stage's ranks
+  };
+  std::vector<Holder> holder(static_cast<std::size_t>(pp));
   for (std::size_t r = 0; r < n; ++r) {
     RankProgram& rp = prog.ranks[r];
     rp.gpu = static_cast<topology::NodeId>(r);
     const Coords c = coords_of(p, static_cast<long long>(r));
     const int stage = c.pp;
-    const std::uint32_t tp_group = p.tp > 1 ? group_id(group_of(p, c, GroupKind::kTp)) : 0;
     const int dpcp = p.dp * p.cp;  // ranks holding the same dense weights
-    const std::uint32_t dp_group = dpcp > 1 ? group_id(group_of(p, c, GroupKind::kDpCp)) : 0;
-    const std::uint32_t cp_group = p.cp > 1 ? group_id(group_of(p, c, GroupKind::kCp)) : 0;
-    const std::uint32_t ep_group = p.ep > 1 ? group_id(group_of(p, c, GroupKind::kEp)) : 0;
-    const std::uint32_t edp_group = p.expert_dp() > 1 ? group_id(group_of(p, c, GroupKind::kExpertDp)) : 0;
-    std::map<std::uint32_t, std::uint32_t> next_collective;
-    RankBuilder b(rp, next_collective, total_ops, n);
+    std::vector<std::uint32_t> kinds;  // this rank's groups, of the kinds the plan has, in one order
+    auto kind = [&](bool has, GroupKind k) {
+      if (!has) return std::uint32_t{0};
+      kinds.push_back(group_id(group_of(p, c, k)));
+      return kinds.back();
+    };
+    const std::uint32_t tp_group = kind(p.tp > 1, GroupKind::kTp);
+    const std::uint32_t dp_group = kind(dpcp > 1, GroupKind::kDpCp);
+    const std::uint32_t cp_group = kind(p.cp > 1, GroupKind::kCp);
+    const std::uint32_t ep_group = kind(p.ep > 1, GroupKind::kEp);
+    const std::uint32_t edp_group = kind(p.expert_dp() > 1, GroupKind::kExpertDp);
     auto peer = [&](int virtual_stage) {
       Coords o = c;
       o.pp = virtual_stage % pp;
       return static_cast<std::uint32_t>(rank_of(p, o));
     };
+    const std::vector<std::uint32_t> peers{peer(stage + pp - 1), peer(stage + 1)};
+    Holder& h = holder[static_cast<std::size_t>(stage)];
+    if (h.rank != kOwnOps) {
+      rp.like = h.rank;
+      for (std::size_t k = 0; k < kinds.size(); ++k) {
+        if (h.groups[k] != kinds[k]) rp.group_names.emplace_back(h.groups[k], kinds[k]);
+      }
+      for (std::size_t k = 0; k < peers.size(); ++k) {
+        if (h.peers[k] != peers[k]) rp.peer_names.emplace_back(h.peers[k], peers[k]);
+      }
+      continue;
+    }
+    h = {static_cast<std::uint32_t>(r), kinds, peers};
+    std::map<std::uint32_t, std::uint32_t> next_collective;
+    RankBuilder b(rp, next_collective, total_ops, static_cast<std::size_t>(pp));
     // Tensor-parallel collectives: entering a block (SP gathers the sequence shards) and
     // leaving it (SP reduce-scatters, else all-reduces); in backward, each one's transpose.
     auto tp_enter = [&](const std::string& at) {
@@ -291,7 +326,15 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     std::vector<std::uint32_t> grad_scatters;
     std::vector<std::uint32_t> layer_done(static_cast<std::size_t>(m.layers), 0);  // last backward op of each layer
     std::uint32_t last_backward = 0;
-    for (const PipeOp& po : stage_order(p.schedule, pp, v, static_cast<int>(p.micro_batches), stage, p.microbatch_group)) {
+    const auto order = stage_order(p.schedule, pp, v, static_cast<int>(p.micro_batches), stage, p.microbatch_group);
+    const auto forwards = static_cast<std::size_t>(
+        std::count_if(order.begin(), order.end(), [](const PipeOp& po) { return po.pass == Pass::kForward; }));
+    bool projected = false;
+    for (const PipeOp& po : order) {
+      if (!projected && po.pass != Pass::kForward) {
+        b.project(rp.ops.size(), forwards);  // a too large program fails before it is built
+        projected = true;
+      }
       const int vs = po.chunk * pp + stage;
       const bool fwd = po.pass == Pass::kForward;
       const std::string where = " mb " + std::to_string(po.micro_batch) + (v > 1 ? " chunk " + std::to_string(po.chunk) : "");

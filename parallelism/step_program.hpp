@@ -40,9 +40,9 @@ namespace wallsim::parallelism {
 /// (Plan::optimizer_bytes: K = 12 for Adam with fp32 ones).
 inline constexpr double kWeightBytesPerParam = 2.0, kGradBytesPerParam = 2.0;
 
-/// The most ops a step program holds over all its ranks: the event engine keeps each op and
-/// its state, about 550 bytes (tiny-8gpu at batch 512: 4.1M ops, 2.2 GB; Llama 3 70B on 1,024
-/// GPUs: 10.3M ops); past this, memory, not the model, decides.
+/// The most ops a step program holds (one program per pipeline stage: the other ranks of a
+/// stage run it renamed, RankProgram::like): the event engine keeps each op of every rank class
+/// it simulates and its state, about 550 bytes (Llama 3 70B at pp 4: 45K ops).
 inline constexpr std::size_t kMaxProgramOps = 16'000'000;
 
 /// The step program of `p` for model `m`; rank r runs on endpoint r. An Error naming

@@ -537,8 +537,10 @@ TEST_CASE("engine::simulate step programs: ZeRO-2 and 3 with pipelines reduce-sc
              z3 = tiny(4, "{pp: 2, dp: 2, zero: 3}", 6);
   auto count = [](const Tiny& t, const std::string& prefix) {
     std::vector<int> n;
-    for (const auto& rank : step_program(*t.s.model, t.p).ranks) {
-      n.push_back(static_cast<int>(std::count_if(rank.ops.begin(), rank.ops.end(), [&](const ProgramOp& op) {
+    const Program prog = step_program(*t.s.model, t.p);
+    for (std::uint32_t r = 0; r < prog.ranks.size(); ++r) {
+      const auto& ops = prog.ops_of(r);
+      n.push_back(static_cast<int>(std::count_if(ops.begin(), ops.end(), [&](const ProgramOp& op) {
         return op.kind == ProgramOp::Kind::kCollective && op.name.rfind(prefix, 0) == 0;
       })));
     }
