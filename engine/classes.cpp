@@ -89,29 +89,55 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
     out.push_back(bits(c.bandwidth.value()));
   };
 
-  // Each group's route costs, as an id (groups with the same costs position by position share it).
+  // Each group's route costs, as an id (groups with the same costs position by position share
+  // it), and each member's own: its costs to and from the other members.
   std::vector<std::uint32_t> group_cost(p.groups.size());
+  std::vector<std::vector<std::uint32_t>> member_cost(p.groups.size());
   {
-    Ids<std::vector<std::uint64_t>> ids;
-    std::vector<std::uint64_t> sig;
+    Ids<std::vector<std::uint64_t>> ids, rows;
+    std::vector<std::uint64_t> sig, row;
+    std::vector<std::size_t> offsets;
     for (std::uint32_t g = 0; g < p.groups.size(); ++g) {
       const auto& m = p.groups[g];
       const std::size_t k = m.size();
-      sig.clear();
+      offsets.clear();
       if (k <= 64) {
-        for (std::size_t a = 0; a < k; ++a) {
-          for (std::size_t b = 0; b < k; ++b) {
-            if (a != b) cost(g, m[a], m[b], sig);
-          }
-        }
+        for (std::size_t j = 1; j < k; ++j) offsets.push_back(j);
       } else {
-        for (std::size_t a = 0; a < k; ++a) {
-          cost(g, m[a], m[(a + 1) % k], sig);
-          cost(g, m[a], m[(a + k - 1) % k], sig);
-          cost(g, m[a], m[(a + k / 2) % k], sig);
-        }
+        offsets = {1, k - 1, k / 2};
+      }
+      // to[a]: the costs from member a to the members `offsets` after it, in ring order
+      std::vector<std::vector<std::uint64_t>> to(k);
+      sig.clear();
+      for (std::size_t a = 0; a < k; ++a) {
+        for (auto j : offsets) cost(g, m[a], m[(a + j) % k], to[a]);
+        sig.insert(sig.end(), to[a].begin(), to[a].end());
       }
       group_cost[g] = ids(sig);
+      std::vector<std::vector<std::uint64_t>> ordered(k), sorted(k);
+      for (std::size_t a = 0; a < k; ++a) {
+        row = to[a];
+        for (std::size_t q = 0; q < offsets.size(); ++q) {  // from the member `offsets[q]` before it
+          const std::size_t b = (a + k - offsets[q]) % k;
+          row.push_back(to[b][2 * q]);
+          row.push_back(to[b][2 * q + 1]);
+        }
+        ordered[a] = row;
+        std::vector<std::pair<std::uint64_t, std::uint64_t>> pairs;  // to (odd) and from (even)
+        for (std::size_t x = 0; x < row.size(); x += 2) pairs.emplace_back(row[x], row[x + 1] ^ (x < row.size() / 2 ? 1 : 0));
+        std::sort(pairs.begin(), pairs.end());
+        for (const auto& [lat, bw] : pairs) {
+          sorted[a].push_back(lat);
+          sorted[a].push_back(bw);
+        }
+      }
+      // A group whose members all see the same costs (as a multiset) is symmetric: its members
+      // are alike whatever their place (a ring over two nodes meets the other node at another
+      // step for each member, at the same cost). One that is not (a member's cable failed) tells
+      // its members apart by their costs in ring order: a ring step or an all-to-all round
+      // meets the odd member at another time for each.
+      const bool symmetric = std::all_of(sorted.begin(), sorted.end(), [&](const auto& x) { return x == sorted[0]; });
+      for (std::size_t a = 0; a < k; ++a) member_cost[g].push_back(rows(symmetric ? sorted[a] : ordered[a]));
     }
   }
 
@@ -128,24 +154,18 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
       if (std::find(list.begin(), list.end(), x) == list.end()) list.push_back(x);
     }
   }
-  auto groups_of = [&](std::uint32_t r, std::vector<std::uint32_t>& out) {
+  // Rank r's names for the groups (or peers) its ops' source rank names.
+  auto renamed = [&](std::uint32_t r, bool groups, std::vector<std::uint32_t>& out) {
     out.clear();
-    const auto s = p.source_of(r);
-    for (auto g : src_groups[s]) {
+    for (auto x : (groups ? src_groups : src_peers)[p.source_of(r)]) {
       ProgramOp op;
-      op.group = g;
-      out.push_back(p.group_of(r, op));
+      op.group = x;
+      op.peer = x;
+      out.push_back(groups ? p.group_of(r, op) : p.peer_of(r, op));
     }
   };
-  auto peers_of = [&](std::uint32_t r, std::vector<std::uint32_t>& out) {
-    out.clear();
-    const auto s = p.source_of(r);
-    for (auto q : src_peers[s]) {
-      ProgramOp op;
-      op.peer = q;
-      out.push_back(p.peer_of(r, op));
-    }
-  };
+  auto groups_of = [&](std::uint32_t r, std::vector<std::uint32_t>& out) { renamed(r, true, out); };
+  auto peers_of = [&](std::uint32_t r, std::vector<std::uint32_t>& out) { renamed(r, false, out); };
 
   std::vector<std::uint32_t> colour(n);
   std::size_t colours = 0;
@@ -168,6 +188,8 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
       for (auto g : gs) {
         sig.push_back(group_cost[g]);
         sig.push_back(p.groups[g].size());
+        const auto at = std::find(p.groups[g].begin(), p.groups[g].end(), r);
+        sig.push_back(at == p.groups[g].end() ? ~std::uint64_t{0} : member_cost[g][static_cast<std::size_t>(at - p.groups[g].begin())]);
         for (auto m : p.groups[g]) sig.push_back(colour[m]);
       }
       peers_of(r, ps);
@@ -195,9 +217,18 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
   }
   c.group_rep.resize(p.groups.size());
   c.copies.resize(p.groups.size());
+  // A group's role: which of its first member's groups it is (a TP and a CP group of two
+  // ranks each may have the same members' classes and route costs; they are not copies).
+  std::vector<std::uint32_t> role(p.groups.size(), 0);
+  for (std::uint32_t r = 0; r < n; ++r) {
+    groups_of(r, gs);
+    for (std::uint32_t k = 0; k < gs.size(); ++k) {
+      if (gs[k] < p.groups.size() && !p.groups[gs[k]].empty() && p.groups[gs[k]].front() == r) role[gs[k]] = k;
+    }
+  }
   std::map<std::vector<std::uint64_t>, std::uint32_t> first;
   for (std::uint32_t g = 0; g < p.groups.size(); ++g) {
-    sig.assign(1, group_cost[g]);
+    sig.assign({group_cost[g], role[g]});
     for (auto m : p.groups[g]) sig.push_back(colour[m]);
     const auto it = first.try_emplace(sig, g).first;
     c.group_rep[g] = it->second;

@@ -277,9 +277,10 @@ struct Tiny {
   Plan p;
   double act;  // bytes of one micro-batch's activation: 2 x micro_batch x seq x hidden
 };
-/// The 2-layer model (`model`'s keys added to it) on `cluster` with `parallel`, 128 tokens a sequence.
+/// The 2-layer model (`model`'s keys added to it; its own `layers` if it has them) on `cluster` with `parallel`, 128 tokens a sequence.
 Tiny tiny_on(const std::string& cluster, const std::string& model, const std::string& parallel, int global_batch) {
-  const std::string text = "cluster: " + cluster + "\nmodel: {layers: 2, hidden: 256, ffn: 1024, vocab: 512, " + model +
+  const std::string layers = model.find("layers:") == std::string::npos ? "layers: 2, " : "";
+  const std::string text = "cluster: " + cluster + "\nmodel: {" + layers + "hidden: 256, ffn: 1024, vocab: 512, " + model +
                            "}\ntraining: {seq_len: 128, global_batch: " + std::to_string(global_batch) + ", micro_batch: 1}\n"
                            "parallel: " + parallel + "\n";
   Tiny t{parse_scenario(text, "t.yaml", {}, test::presets()), {}, 2.0 * 128 * 256};
@@ -588,4 +589,58 @@ TEST_CASE("engine::simulate background traffic (a checkpoint write) shares the l
   auto a = model(false);
   a.background = write;
   CHECK(simulate(p, t, a).makespan.value() == Approx(2 * L + S / B).epsilon(1e-12));
+}
+
+TEST_CASE("engine::simulate rank classes: one rank per class gives what simulating every rank gives", "[engine]") {
+  // 2 nodes x 8 GPUs on a Clos (a spine between the nodes' leaves), every kernel 0.1 ms; each
+  // parallel dimension alone and mixed, healthy, with a failed cable (GPU 9's NVSwitch cable: its
+  // TP traffic leaves through its NIC) and with a slow GPU (GPU 5 at half speed). Simulating one
+  // rank per class (classes.hpp) must give every rank's step time.
+  auto fabric = [] {
+    return topology::build_clos({.nodes = 2, .gpus_per_node = 8, .nodes_per_leaf = 1, .spines = 1,
+                                 .scale_up = {units::gbyte_per_s(450), units::us(1), {}},
+                                 .scale_out = {units::gbyte_per_s(50), units::us(2), {}}});
+  };
+  const std::string cluster = "{gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_out: {topology: clos, bandwidth: 50 GB/s}}";
+  const std::string dense = "heads: 8, kv_heads: 8, layers: 4", moe = "heads: 8, kv_heads: 8, experts: 8, top_k: 2, moe_ffn: 512";
+  struct Case {
+    std::string model, parallel;
+    int batch;
+  };
+  const std::vector<Case> cases{
+      {dense, "{tp: 8, dp: 2, sp: true}", 2},
+      {dense, "{tp: 2, pp: 2, dp: 4, sp: true}", 8},
+      {dense, "{tp: 2, pp: 2, vpp: 2, dp: 4, schedule: interleaved}", 8},
+      {dense, "{dp: 16, zero: 3}", 16},
+      {dense, "{tp: 2, dp: 8, zero: 2, overlap_grad_reduce: true}", 8},
+      {dense, "{cp: 2, tp: 2, dp: 4}", 4},
+      {moe, "{dp: 16, ep: 8}", 16},
+  };
+  for (const auto& c : cases) {
+    const Tiny t = tiny_on(cluster, c.model, c.parallel, c.batch);
+    const Program prog = step_program(*t.s.model, t.p);
+    for (int variant = 0; variant < 3; ++variant) {
+      auto f = fabric();
+      if (variant == 1) {
+        for (topology::LinkId l = 0; l < f.num_links(); ++l) {
+          if (f.node_name(f.link_source(l)) == "gpu9" && f.node_name(f.link_target(l)) == "nvswitch1") f.fail_link(l);
+        }
+      }
+      for (bool flow : {false, true}) {
+        INFO(c.parallel << (variant == 1 ? ", GPU 9's NVSwitch cable failed" : variant == 2 ? ", GPU 5 at half speed" : "")
+                        << (flow ? ", flow" : ", analytic"));
+        SimulateOptions o = timed(1e-4);
+        o.flow = flow;
+        o.speed.assign(prog.ranks.size(), 1.0);
+        if (variant == 2) o.speed[5] = 0.5;
+        const std::vector<double> speed = o.speed;
+        o.compute_time = [speed](const ProgramOp&, std::uint32_t rank) { return Seconds::of(1e-4 / speed[rank]); };
+        const auto every = simulate(prog, f, o);
+        o.classes = true;
+        const auto one = simulate(prog, f, o);
+        CHECK(one.makespan.value() == Approx(every.makespan.value()).epsilon(1e-9));
+        if (variant == 0) CHECK(one.classes.count() <= static_cast<std::size_t>(t.p.pp));
+      }
+    }
+  }
 }
