@@ -23,7 +23,7 @@ struct PathHash {
   }
 };
 
-enum class Phase : std::uint8_t { waiting, moving, done, cancelled };
+enum class Phase : std::uint8_t { waiting, moving, done, cancelled, released };
 
 struct FlowRec {
   topology::Path path;  // until the flow moves; its class holds the path after that
@@ -157,7 +157,7 @@ class FlowSolver::Impl {
   }
 
   Id add(const Flow& f) {
-    const auto id = static_cast<Id>(flows_.size());
+    const auto id = free_flows_.empty() ? static_cast<Id>(flows_.size()) : free_flows_.back();
     for (auto l : f.path) {
       if (l >= t_.num_links()) throw Error("flow " + std::to_string(id), "link " + std::to_string(l) + " does not exist");
     }
@@ -170,10 +170,22 @@ class FlowSolver::Impl {
     r.bytes = f.bytes.value();
     r.weight = f.multiplicity;
     r.at = f.start.value() + (f.latency ? f.latency->value() : t_.path_latency(f.path).value());
-    flows_.push_back(std::move(r));
-    heap_push(agenda_, Start{flows_.back().at, id});
+    const double at = r.at;
+    if (free_flows_.empty()) {
+      flows_.push_back(std::move(r));
+    } else {
+      free_flows_.pop_back();
+      flows_[id] = std::move(r);
+    }
+    heap_push(agenda_, Start{at, id});
     ++unfinished_;
     return id;
+  }
+
+  void release(Id id) {
+    if (flows_.at(id).phase != Phase::done) throw std::logic_error("FlowSolver: only a finished flow is released");
+    flows_[id].phase = Phase::released;
+    free_flows_.push_back(id);
   }
 
   void cancel(Id id) {
@@ -686,6 +698,7 @@ class FlowSolver::Impl {
   bool pending_change_ = false;
   bool new_links_ = false;
   std::vector<FlowRec> flows_;
+  std::vector<Id> free_flows_;  // released ids, reused last first
   std::vector<ClassRec> classes_;
   std::vector<std::uint32_t> free_classes_;
   std::unordered_map<topology::Path, std::uint32_t, PathHash> class_of_;
@@ -718,6 +731,7 @@ FlowSolver& FlowSolver::operator=(FlowSolver&&) noexcept = default;
 
 FlowSolver::Id FlowSolver::add(const Flow& f) { return impl_->add(f); }
 void FlowSolver::cancel(Id id) { impl_->cancel(id); }
+void FlowSolver::release(Id id) { impl_->release(id); }
 void FlowSolver::reserve(topology::LinkId l, Bandwidth taken) { impl_->reserve(l, taken); }
 Seconds FlowSolver::next_event() { return impl_->next_event(); }
 std::span<const FlowSolver::Id> FlowSolver::advance_to(Seconds t) { return impl_->advance_to(t); }

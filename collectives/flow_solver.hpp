@@ -43,8 +43,11 @@ class FlowSolver {
   FlowSolver& operator=(FlowSolver&&) noexcept;
 
   /// Adds `f` (start at or after now()); it moves after its path's latency. Ids count up from
-  /// 0 in the order flows are added. Multiplicities must be whole numbers.
+  /// 0 in the order flows are added, but for released ones, reused last released first. Multiplicities must be whole numbers.
   Id add(const Flow& f);
+  /// The caller is done with finished flow `id` (its finish time read): a later add() may
+  /// reuse its id and record, so that a long simulation holds only the flows in flight.
+  void release(Id id);
   /// Stops a flow that has not finished; its remaining bytes are dropped.
   void cancel(Id id);
   /// From now on, `taken` of link `l`'s bandwidth belongs to traffic outside the solver.

@@ -36,33 +36,6 @@ struct RankState {
   std::array<std::size_t, parallelism::kStreams> head{};
 };
 
-/// A collective in flight, run once for its group class (`group`, the class's first group):
-/// per rank class among the members, its op and the transfers of its members not yet done.
-struct Instance {
-  struct Entry {
-    std::uint32_t cls = 0, op = kNone, left = 0;
-  };
-  std::vector<Entry> entries;          // by class, in the order the members first name them
-  std::vector<std::uint32_t> entry_of;  // by member position
-  std::uint32_t group = 0;
-  std::uint32_t posted = 0;
-};
-
-/// A send and its receive (of the sender's class and the receiver's).
-struct Pair {
-  std::uint32_t send_op = kNone, recv_op = kNone;
-  std::uint32_t route = kNone;  // the sender's rank and peer: routes of every copy
-};
-
-/// The routes of a transfer's copies (a group class's groups, or a class's senders): one
-/// flow path naming every copy's links, the first copy's cost, and how many copies leave
-/// their scale-up domain.
-struct Route {
-  topology::Path links;
-  topology::Topology::PathCost first;
-  double copies = 0, copies_out = 0;
-};
-
 struct Transfer {
   topology::NodeId src = 0, dst = 0;
   double bytes = 0.0;
@@ -75,6 +48,37 @@ struct Transfer {
   std::uint32_t route = kNone;  // routes_ index (kNone: not yet routed)
   double share = 1.0;  // analytic: transfers of its step sharing its busiest endpoint port
 };
+
+/// A collective in flight, run once for its group class (`group`, the class's first group):
+/// per rank class among the members, its op and the transfers of its members not yet done.
+struct Instance {
+  struct Entry {
+    std::uint32_t cls = 0, op = kNone, left = 0;
+  };
+  std::vector<Entry> entries;          // by class, in the order the members first name them
+  std::vector<std::uint32_t> entry_of;  // by member position
+  std::uint32_t group = 0;
+  std::uint32_t posted = 0;
+  std::vector<Transfer> transfers;  // while any is not done (dependents: indices in it)
+  std::uint32_t transfers_left = 0;
+};
+
+/// A send and its receive (of the sender's class and the receiver's).
+struct Pair {
+  std::uint32_t send_op = kNone, recv_op = kNone;
+  std::uint32_t route = kNone;  // the sender's rank and peer: routes of every copy
+  Transfer transfer;
+};
+
+/// The routes of a transfer's copies (a group class's groups, or a class's senders): one
+/// flow path naming every copy's links, the first copy's cost, and how many copies leave
+/// their scale-up domain.
+struct Route {
+  topology::Path links;
+  topology::Topology::PathCost first;
+  double copies = 0, copies_out = 0;
+};
+
 
 struct Timer {
   double at;
@@ -122,8 +126,8 @@ class Engine {
     if (o_.flow) {
       for (const auto& f : o_.background) {
         const auto id = solver_.add(f);
-        if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kNone);
-        transfer_of_flow_[id] = kNone;
+        if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kBackground);
+        transfer_of_flow_[id] = kBackground;
       }
     }
     for (std::uint32_t c = 0; c < ranks_.size(); ++c) try_start(c);
@@ -139,7 +143,7 @@ class Engine {
           if (e.is_op) {
             finish_run(e.a, e.b, e.n);
           } else {
-            finish_transfer(e.a);
+            finish_transfer({e.a, e.b});
           }
         }
       } else {
@@ -147,10 +151,12 @@ class Engine {
         const auto done = solver_.advance_to(Seconds::of(t_flow));
         finished_.assign(done.begin(), done.end());  // finishing may add flows
         for (auto id : finished_) {
-          if (transfer_of_flow_[id] == kNone) {  // background traffic
+          const Ref x = transfer_of_flow_[id];
+          if (x.instance == kBackground.instance) {  // background traffic
             background_end_ = now_;
           } else {
-            finish_transfer(transfer_of_flow_[id]);
+            solver_.release(id);
+            finish_transfer(x);
           }
         }
       }
@@ -337,20 +343,16 @@ class Engine {
   void launch(std::uint32_t id, const ProgramOp& x) {
     const std::uint32_t g = instances_[id].group;
     const Template& tpl = template_of(g, x);
-    const auto base = static_cast<std::uint32_t>(transfers_.size());
-    for (const Transfer& tt : tpl.transfers) {
-      Transfer tr = tt;
-      tr.instance = id;
-      for (auto& d : tr.dependents) d += base;
-      transfers_.push_back(std::move(tr));
-    }
     Instance& in = instances_[id];
+    in.transfers = tpl.transfers;
+    in.transfers_left = static_cast<std::uint32_t>(tpl.transfers.size());
+    for (auto& tr : in.transfers) tr.instance = id;
     for (std::size_t m = 0; m < tpl.left.size(); ++m) in.entries[in.entry_of[m]].left += tpl.left[m];
     for (std::size_t e = 0; e < instances_[id].entries.size(); ++e) {
       const auto entry = instances_[id].entries[e];
       if (entry.left == 0) finish_op(entry.cls, entry.op);
     }
-    for (auto y : tpl.ready) start_transfer(base + y);
+    for (auto y : tpl.ready) start_transfer({id, y});
   }
 
   const Template& template_of(std::uint32_t group, const ProgramOp& x) {
@@ -496,7 +498,7 @@ class Engine {
     if (pr.send_op == kNone || pr.recv_op == kNone) return;
     const std::uint32_t sender = send ? c : other, receiver = send ? other : c;
     const std::uint32_t route = pr.route;
-    Transfer tr;
+    Transfer& tr = pr.transfer;
     tr.src = p_.ranks[cls_.rep[sender]].gpu;
     tr.dst = p_.ranks[p_.peer_of(cls_.rep[sender], op(sender, pr.send_op))].gpu;
     tr.bytes = op(sender, pr.send_op).bytes.value();
@@ -505,18 +507,27 @@ class Engine {
     tr.recv_class = receiver;
     tr.route = route;
     tr.src_member = sender;
-    transfers_.push_back(std::move(tr));
-    start_transfer(static_cast<std::uint32_t>(transfers_.size() - 1));
+    start_transfer({kNone, it->second});
   }
 
   // ---- transfers -------------------------------------------------------------------------
 
-  void start_transfer(std::uint32_t x) {
+  /// A transfer: the index-th of a collective's instance, or a send's (instance kNone, index
+  /// its pair).
+  struct Ref {
+    std::uint32_t instance, index;
+  };
+  static constexpr Ref kBackground{kNone - 1, 0};
+  Transfer& transfer(Ref x) {
+    return x.instance == kNone ? pairs_[x.index].transfer : instances_[x.instance].transfers[x.index];
+  }
+
+  void start_transfer(Ref x) {
     ++started_transfers_;
-    const Transfer& tr = transfers_[x];
+    const Transfer& tr = transfer(x);
     const Route& route = routes_[tr.route];
     if (route.copies == 0) {  // a copy on one GPU
-      timers_.push({now_, seq_++, false, x, 0});
+      timers_.push({now_, seq_++, false, x.instance, x.index});
       return;
     }
     const std::uint32_t sender = tr.instance == kNone ? tr.send_class
@@ -529,32 +540,35 @@ class Engine {
     }
     if (o_.flow) {
       const auto id = solver_.add({route.links, Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0, route.first.latency});
-      if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kNone);
+      if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kBackground);
       transfer_of_flow_[id] = x;
     } else {
       timers_.push({now_ + o_.overhead.value() + route.first.latency.value() + tr.share * tr.bytes / route.first.bandwidth.value(),
-                    seq_++, false, x, 0});
+                    seq_++, false, x.instance, x.index});
     }
   }
 
-  void finish_transfer(std::uint32_t x) {
+  void finish_transfer(Ref x) {
     // By index throughout: finishing an op may post the next collective, whose launch grows
-    // transfers_ and instances_.
-    for (std::size_t k = 0; k < transfers_[x].dependents.size(); ++k) {
-      const auto d = transfers_[x].dependents[k];
-      if (--transfers_[d].deps_left == 0) start_transfer(d);
+    // instances_.
+    if (x.instance == kNone) {
+      const Pair& pr = pairs_[x.index];
+      const auto sender = pr.transfer.send_class, receiver = pr.transfer.recv_class;
+      const auto send_op = pr.send_op, recv_op = pr.recv_op;
+      finish_op(sender, send_op);
+      finish_op(receiver, recv_op);
+      return;
     }
-    const std::uint32_t instance = transfers_[x].instance;
-    if (instance != kNone) {
-      for (auto m : {transfers_[x].src_member, transfers_[x].dst_member}) {
-        auto& e = instances_[instance].entries[instances_[instance].entry_of[m]];
-        if (--e.left == 0) finish_op(e.cls, e.op);
-      }
-    } else {
-      const Pair pr = pairs_[transfers_[x].pair];
-      const auto sender = transfers_[x].send_class, receiver = transfers_[x].recv_class;
-      finish_op(sender, pr.send_op);
-      finish_op(receiver, pr.recv_op);
+    const std::size_t deps = transfer(x).dependents.size();
+    for (std::size_t k = 0; k < deps; ++k) {
+      const Ref d{x.instance, transfer(x).dependents[k]};
+      if (--transfer(d).deps_left == 0) start_transfer(d);
+    }
+    const std::uint32_t members[2] = {transfer(x).src_member, transfer(x).dst_member};
+    if (--instances_[x.instance].transfers_left == 0) std::vector<Transfer>().swap(instances_[x.instance].transfers);
+    for (auto m : members) {
+      auto& e = instances_[x.instance].entries[instances_[x.instance].entry_of[m]];
+      if (--e.left == 0) finish_op(e.cls, e.op);
     }
   }
 
@@ -576,11 +590,10 @@ class Engine {
   std::vector<Instance> instances_;
   std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::uint32_t> pair_of_;
   std::vector<Pair> pairs_;
-  std::vector<Transfer> transfers_;
   std::vector<Route> routes_;
   std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::uint32_t> collective_routes_;
   std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> send_routes_;
-  std::vector<std::uint32_t> transfer_of_flow_;
+  std::vector<Ref> transfer_of_flow_;
   std::vector<collectives::FlowSolver::Id> finished_;
   std::unique_ptr<collectives::NetworkModel> analytic_ = collectives::NetworkModel::build("analytic", "engine");
   std::map<std::tuple<std::uint32_t, int, double, int>, Template> templates_;  // (group, op, bytes, algo or -1: tuned)
