@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <stdexcept>
 #include <unordered_map>
 #include <vector>
@@ -111,6 +112,35 @@ class IndexedHeap {
     h_[i] = last;
     up(down(i));
   }
+  /// Moves every id at the lowest key into `out` (appended, in the heap's order: the refill's
+  /// numbers do not depend on the order of a round's tied links). They sit at the top of the heap, each under another of them; many at
+  /// once (a flow's many links at one level) are taken out together and the rest re-heaped.
+  void take_min(std::vector<std::uint32_t>& out) {
+    const double key = h_.front().key;
+    const std::size_t from = out.size();
+    stack_.assign(1, 0);
+    while (!stack_.empty()) {
+      const std::size_t i = stack_.back();
+      stack_.pop_back();
+      out.push_back(h_[i].id);
+      for (std::size_t c = 2 * i + 1; c <= 2 * i + 2 && c < h_.size(); ++c) {
+        if (h_[c].key == key) stack_.push_back(c);
+      }
+    }
+    const std::size_t k = out.size() - from;
+    if (k < 8 || k * 4 < h_.size()) {
+      for (std::size_t j = from; j < out.size(); ++j) erase(out[j]);
+      return;
+    }
+    for (std::size_t j = from; j < out.size(); ++j) pos_[out[j]] = kNone;
+    std::size_t w = 0;
+    for (std::size_t i = 0; i < h_.size(); ++i) {
+      if (pos_[h_[i].id] != kNone) h_[w++] = h_[i];
+    }
+    h_.resize(w);
+    for (std::size_t i = 0; i < w; ++i) pos_[h_[i].id] = static_cast<std::uint32_t>(i);
+    for (std::size_t i = w / 2; i-- > 0;) down(i);
+  }
 
  private:
   static bool before(const Entry& a, const Entry& b) { return a.key != b.key ? a.key < b.key : a.id < b.id; }
@@ -143,7 +173,9 @@ class IndexedHeap {
   }
   std::vector<Entry> h_;
   std::vector<std::uint32_t> pos_;  // by flow id: place in h_, kNone when absent
+  std::vector<std::size_t> stack_;
 };
+
 
 }  // namespace
 
@@ -532,14 +564,8 @@ class FlowSolver::Impl {
       if (y == kInf) break;
       tied_.clear();
       checks_.clear();
-      while (mine == y && !link_q_.empty() && link_q_.top().key == y) {
-        tied_.push_back(link_q_.top().id);
-        link_q_.erase(link_q_.top().id);
-      }
-      while (mine == y && !check_q_.empty() && check_q_.top().key == y) {
-        checks_.push_back(check_q_.top().id);
-        check_q_.erase(check_q_.top().id);
-      }
+      if (mine == y && !link_q_.empty() && link_q_.top().key == y) link_q_.take_min(tied_);
+      if (mine == y && !check_q_.empty() && check_q_.top().key == y) check_q_.take_min(checks_);
       round(y);
     }
     for (auto m : dirty_) {
