@@ -40,6 +40,7 @@ std::uint64_t ops_hash(const std::vector<ProgramOp>& ops) {
       for (double x : {k.flops.value(), k.bytes.value(), k.rows, k.cols, k.depth, k.batch, k.useful, k.written.value(), k.keys}) {
         h = mix(h, bits(x));
       }
+      h = mix(h, static_cast<std::uint64_t>(k.sms_taken));
       h = mix(h, static_cast<std::uint64_t>(k.kind) | static_cast<std::uint64_t>(k.causal) << 8 |
                      static_cast<std::uint64_t>(k.backward) << 9 | static_cast<std::uint64_t>(k.pass) << 10);
     }

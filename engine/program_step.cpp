@@ -56,6 +56,16 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
       const OpSpan& span = res.ops[k][i];
       const double d = span.end.value() - span.start.value();
       if (op.stream == parallelism::StreamKind::kCompute) {
+        // The compute stream idle before this op: waiting for communication on another stream
+        // (a TP chunk, a ZeRO gather, the gradient buckets before the optimizer) is exposed
+        // communication; waiting for a pipeline receive is bubble (the rest of the step).
+        if (const double gap = span.start.value() - compute_end; gap > 0.0 && !op.deps.empty()) {
+          const auto last = *std::max_element(op.deps.begin(), op.deps.end(), [&](auto a, auto b) {
+            return res.ops[k][a].end.value() < res.ops[k][b].end.value();
+          });
+          const auto& why = ops[last];
+          if (why.stream != parallelism::StreamKind::kCompute && why.kind != parallelism::ProgramOp::Kind::kRecv) comm += gap;
+        }
         compute_end = std::max(compute_end, span.end.value());
         if (op.kind == parallelism::ProgramOp::Kind::kCompute) {
           (op.optimizer ? opt : c) += d;
@@ -153,10 +163,6 @@ StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, 
                                 const StepOptions& o) {
   if (o.network == nullptr) throw std::logic_error("simulate_step_events: no network model");
   if (o.partition != nullptr) throw std::logic_error("simulate_step_events: no MPI partition yet");
-  if (p.tp_comm_overlap) {
-    throw Error("parallel.tp_comm_overlap", "is modelled by the composed step only: the event engine (--engine events) "
-                                            "does not yet pipeline TP communication with the GEMMs");
-  }
   return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return events_step(sc, p, t, q, reserve); });
 }
 

@@ -248,7 +248,15 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   }
   const double compute = k.kind == KernelKind::kElementwise ? 0.0 : work / (peak * eff * fill(k) * ratio_);
   const double memory = k.bytes.value() / (spec_.memory_bandwidth.value() * spec_.memory_efficiency);
-  const Seconds t = Seconds::of(std::max(compute, memory)) + spec_.kernel_overhead;
+  double share = 1.0;  // of the SMs: a communication kernel beside it takes some (TP overlap)
+  if (k.sms_taken > 0) {
+    if (spec_.sms <= k.sms_taken) {
+      throw Error("cluster.gpu.sms", "parallel.tp_comm_overlap needs the GPU's SM count, above the " + std::to_string(k.sms_taken) +
+                                         " its communication kernels take");
+    }
+    share = static_cast<double>(spec_.sms - k.sms_taken) / spec_.sms;
+  }
+  const Seconds t = Seconds::of(std::max(compute, memory) / share) + spec_.kernel_overhead;
   if (!std::isfinite(t.value())) {
     // Only out-of-range GPU figures get here (a huge gemm_depth_overhead, a vanishing peak).
     throw Error("cluster.gpu", "'" + spec_.name + "' takes no finite time for kernel '" + k.name +

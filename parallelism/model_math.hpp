@@ -60,6 +60,8 @@ struct Kernel {
   bool closes_block = false;  ///< a residual add: the block's output is reduced over TP before it
   bool expert_in = false;     ///< the routed experts' first GEMM (tokens are dispatched before it)
   bool expert_out = false;    ///< the routed experts' last GEMM (tokens are combined after it)
+  /// SMs a communication kernel beside it takes (TP overlap): it runs on the rest.
+  int sms_taken = 0;
 };
 
 /// The backward GEMMs of a forward GEMM (rows x depth by depth x cols): the data gradient

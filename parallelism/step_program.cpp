@@ -219,17 +219,96 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         b.compute(piece, count);
       }
     };
+    // TP communication overlap (parallel.tp_comm_overlap; Megatron-Core's --tp-comm-overlap over
+    // Transformer Engine's userbuffers, as the composed step has it, engine/step.cpp): in each
+    // dense block, the SP all-gather after the norm runs in tp chunks on the side stream, each
+    // feeding its chunk of the block's first GEMM (one SM for the copy), and the reduce-scatter
+    // before the residual add follows the block's last GEMM in 4 chunks (the GEMM on the SMs the
+    // communication kernels leave: 24 after attention, 16 after the MLP). In backward, the output
+    // gradient's all-gather feeds the last GEMM's data gradient the same way, and the input
+    // gradient's reduce-scatter runs beside the first GEMM's weight gradient, whole (24 SMs in
+    // attention, 4 in the MLP). NeMo's userbuffers configuration for Llama 70B on H100 [S]
+    // (engine/step.cpp names it). MoE blocks keep their TP communication exposed.
+    const bool tp_overlap = p.tp_comm_overlap && p.tp > 1 && p.sp;
+    struct Block {
+      std::size_t norm = 0, add = 0;     // the norm that opens it, the residual add that closes it
+      std::size_t first = 0, last = 0;  // its first and last GEMM (not core attention)
+      int index = 0;                     // 0: attention, 1: MLP
+    };
+    auto overlap_blocks = [&](const std::vector<Kernel>& ks) {
+      std::vector<Block> blocks;
+      if (!tp_overlap) return blocks;
+      int index = 0;
+      for (std::size_t a = 0; a < ks.size(); ++a) {
+        if (!gathers_after(ks[a])) continue;
+        std::size_t end = a + 1;
+        while (end < ks.size() && !reduces_before(ks[end])) ++end;
+        Block bl{a, end, ks.size(), ks.size(), index++};
+        bool moe = false;
+        for (std::size_t x = a + 1; x < end; ++x) {
+          moe = moe || ks[x].expert_in || ks[x].expert_out;
+          if (ks[x].kind != KernelKind::kGemm || ks[x].core_attention) continue;
+          if (bl.first == ks.size()) bl.first = x;
+          bl.last = x;
+        }
+        if (!moe && bl.first < ks.size()) blocks.push_back(bl);
+      }
+      return blocks;
+    };
+    auto chunk = [](Kernel k, int n, int sms_taken) {
+      k.flops = k.flops / n;
+      k.bytes = k.bytes / n;
+      k.rows /= n;
+      k.sms_taken = sms_taken;
+      return k;
+    };
+    // The all-gather pipelined with GEMM `k` (its rows in tp chunks), the first chunk after `after`.
+    auto gather_into = [&](const Kernel& k, const std::string& what) {
+      const int n = p.tp;
+      const Kernel piece = chunk(k, n, 1);
+      for (int j = 0; j < n; ++j) {
+        const std::vector<std::uint32_t> deps{b.last()};
+        b.gate(b.collective(tp_group, Op::kAllGather, act_bytes / n, StreamKind::kSide,
+                            "TP all-gather chunk " + std::to_string(j) + " " + what, j == 0 ? deps : std::vector<std::uint32_t>{}));
+        b.compute(piece);
+      }
+    };
     auto forward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
-      for (const auto& k : ks) {
-        if (reduces_before(k)) tp_leave(at);
+      const auto blocks = overlap_blocks(ks);
+      auto in_block = [&](std::size_t x, bool first) {
+        return std::any_of(blocks.begin(), blocks.end(), [&](const Block& bl) { return (first ? bl.first : bl.last) == x; });
+      };
+      auto block_of_last = [&](std::size_t x) {
+        return std::find_if(blocks.begin(), blocks.end(), [&](const Block& bl) { return bl.last == x; });
+      };
+      std::vector<std::uint32_t> scatters;  // the overlapped reduce-scatter's chunks: the residual add waits
+      for (std::size_t x = 0; x < ks.size(); ++x) {
+        const Kernel& k = ks[x];
+        if (reduces_before(k)) {
+          if (scatters.empty()) tp_leave(at);
+          for (auto id : scatters) b.gate(id);
+          scatters.clear();
+        }
         if (k.expert_in) ep_exchange("dispatch " + at);
         if (k.kind == KernelKind::kAttention) {
           attention(k, 1.0, kv_bytes, at);
+        } else if (in_block(x, true)) {
+          gather_into(k, at);
+        } else if (const auto bl = block_of_last(x); bl != blocks.end()) {
+          const int n = 4;
+          const Kernel piece = chunk(k, n, bl->index == 0 ? 24 : 16);
+          for (int j = 0; j < n; ++j) {
+            b.compute(piece);
+            scatters.push_back(b.collective(tp_group, Op::kReduceScatter, act_bytes / n, StreamKind::kSide,
+                                            "TP reduce-scatter chunk " + std::to_string(j) + " " + at, {b.last()}));
+          }
         } else if (k.pass != KernelPass::kBackward) {
           b.compute(k);
         }
         if (k.expert_out) ep_exchange("combine " + at);
-        if (gathers_after(k)) tp_enter(at);
+        if (gathers_after(k) && std::none_of(blocks.begin(), blocks.end(), [x](const Block& bl) { return bl.norm == x; })) {
+          tp_enter(at);
+        }
       }
     };
     // A GEMM's weight gradient; attention's batched GEMMs have two activation operands, so both
@@ -251,18 +330,49 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
     };
     auto backward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
-      for (auto it = ks.rbegin(); it != ks.rend(); ++it) {
+      const auto blocks = overlap_blocks(ks);
+      constexpr std::uint32_t kNoScatter = ~std::uint32_t{0};
+      std::uint32_t input_scatter = kNoScatter;  // the overlapped reduce-scatter the norm's backward waits for
+      bool gather_pending = false;  // the output gradient's all-gather goes with the last GEMM's data gradient
+      for (std::size_t x = ks.size(); x-- > 0;) {
+        const Kernel& k = ks[x];
         // The transpose of a gather is a reduce-scatter; of SP's reduce-scatter, a gather; of
         // the all-reduce leaving a block without SP, nothing; of its identity entry, an all-reduce.
-        if (gathers_after(*it) && p.tp > 1) {
-          b.collective(tp_group, p.sp ? Op::kReduceScatter : Op::kAllReduce, act_bytes, StreamKind::kCompute,
-                       std::string(p.sp ? "TP reduce-scatter " : "TP all-reduce ") + at + " (backward)");
+        if (gathers_after(k) && p.tp > 1) {
+          if (input_scatter != kNoScatter) {
+            b.gate(input_scatter);
+            input_scatter = kNoScatter;
+          } else {
+            b.collective(tp_group, p.sp ? Op::kReduceScatter : Op::kAllReduce, act_bytes, StreamKind::kCompute,
+                         std::string(p.sp ? "TP reduce-scatter " : "TP all-reduce ") + at + " (backward)");
+          }
         }
-        if (it->expert_out) ep_exchange("combine " + at + " (backward)");
-        backward_kernel(*it, at);
-        if (it->expert_in) ep_exchange("dispatch " + at + " (backward)");
-        if (reduces_before(*it)) {
-          if (p.tp > 1 && p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP all-gather " + at + " (backward)");
+        if (k.expert_out) ep_exchange("combine " + at + " (backward)");
+        const auto first = std::find_if(blocks.begin(), blocks.end(), [&](const Block& bl) { return bl.first == x; });
+        const auto last = std::find_if(blocks.begin(), blocks.end(), [&](const Block& bl) { return bl.last == x; });
+        if (last != blocks.end() && gather_pending && k.pass == KernelPass::kBoth) {
+          gather_into(data_gradient(k), at + " (backward)");
+          if (!weight_grad_apart(k)) b.compute(weight_gradient(k));
+          gather_pending = false;
+        } else if (first != blocks.end() && k.pass == KernelPass::kBoth) {
+          b.compute(data_gradient(k));
+          input_scatter = b.collective(tp_group, Op::kReduceScatter, act_bytes, StreamKind::kSide,
+                                       "TP reduce-scatter " + at + " (backward, overlapped)", {b.last()});
+          if (!weight_grad_apart(k)) {
+            Kernel w = weight_gradient(k);
+            w.sms_taken = first->index == 0 ? 24 : 4;
+            b.compute(w);
+          }
+        } else {
+          backward_kernel(k, at);
+        }
+        if (k.expert_in) ep_exchange("dispatch " + at + " (backward)");
+        if (reduces_before(k) && p.tp > 1 && p.sp) {
+          if (std::any_of(blocks.begin(), blocks.end(), [x](const Block& bl) { return bl.add == x; })) {
+            gather_pending = true;
+          } else {
+            b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP all-gather " + at + " (backward)");
+          }
         }
       }
     };

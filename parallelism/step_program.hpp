@@ -4,7 +4,8 @@
 // * A layer's forward is its kernels (model_math.hpp) on the compute stream; with tensor
 //   parallelism, an all-gather (SP) after each norm and a reduce-scatter (SP) or all-reduce
 //   after the attention and MLP blocks, on the compute stream (not overlapped: Megatron's
-//   default). The backward runs the blocks in reverse: each GEMM's data and weight gradients,
+//   default; with tp_comm_overlap, in chunks on the side stream, pipelined with the GEMMs).
+//   The backward runs the blocks in reverse: each GEMM's data and weight gradients,
 //   element-wise kernels' backward, fused attention's backward (twice its forward), and the
 //   mirrored TP collectives; selective recompute reruns core attention, full recompute the
 //   whole forward with its collectives, before the layer's backward.

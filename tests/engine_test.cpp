@@ -457,6 +457,15 @@ TEST_CASE("engine symmetry is decided: a failed cable costs the same under any g
   }
 }
 
+namespace {
+/// One 4-GPU node at 100 GB/s, TP 4 + SP, a Llama-style dense model: the TP overlap cases.
+const std::string kTpOverlapNode =
+    "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, scale_up: {bandwidth: 100 GB/s, latency: 2 us}}\n"
+    "model: {layers: 4, hidden: 4096, heads: 32, kv_heads: 8, ffn: 14336, vocab: 32000}\n"
+    "training: {seq_len: 4096, global_batch: 1}\n"
+    "parallel: {tp: 4, sp: true, recompute: none}\n";
+}  // namespace
+
 TEST_CASE("engine parallel.tp_comm_overlap pipelines SP's collectives with their GEMMs, at the SMs they take", "[engine]") {
   // One 4-GPU node at 100 GB/s, TP 4 + SP, Llama-style dense layer. Per layer and pass, each
   // of the two blocks (attention, MLP) has an all-gather before its first GEMM and a
@@ -468,11 +477,7 @@ TEST_CASE("engine parallel.tp_comm_overlap pipelines SP's collectives with their
   //   pipeline, c/n + (n - 1) max(c/n, g_n) + g_n, instead of c + g;
   //   bulk (backward reduce-scatters beside the weight-gradient GEMM; k = 24 then 4):
   //   max(c, g'), instead of c + g.
-  const std::string text =
-      "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, scale_up: {bandwidth: 100 GB/s, latency: 2 us}}\n"
-      "model: {layers: 4, hidden: 4096, heads: 32, kv_heads: 8, ffn: 14336, vocab: 32000}\n"
-      "training: {seq_len: 4096, global_batch: 1}\n"
-      "parallel: {tp: 4, sp: true, recompute: none}\n";
+  const std::string text = kTpOverlapNode;
   const auto net = collectives::NetworkModel::build("analytic", "network");
   auto step = [&](bool overlap) {
     const Scenario s = parse_scenario(text, "t.yaml", {"parallel.tp_comm_overlap=" + std::string(overlap ? "true" : "false")},
@@ -623,4 +628,42 @@ TEST_CASE("engine overlap_param_gather: ZeRO-1's weight all-gather runs under th
   CHECK_THROWS_WITH(parallelism::make_plan(parse_scenario(base + "parallel: {dp: 16, zero: 1, overlap_param_gather: true, overlap_grad_reduce: false}\n",
                                                           "t.yaml", {}, test::presets())),
                     Catch::Matchers::Contains("needs parallel.overlap_grad_reduce"));
+}
+
+TEST_CASE("engine parallel.tp_comm_overlap on the event engine: SP's collectives in chunks on the side stream", "[engine]") {
+  // The same 4-GPU node, TP 4 + SP. With overlap, per layer, each block's all-gather runs as
+  // tp = 4 chunks on the side stream, each feeding its chunk of the block's first GEMM, and
+  // its reduce-scatter as 4 chunks after the last GEMM's chunks; in backward the output
+  // gradient's all-gather in 4 chunks with the last GEMM's data gradient and the input
+  // gradient's reduce-scatter whole, beside the first GEMM's weight gradient: 2 x (4 + 4) forward
+  // and 2 x (4 + 1) backward, 26 collectives a layer on the side stream, none on the compute stream.
+  const std::string text = kTpOverlapNode;
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  auto scenario = [&](bool overlap) {
+    return parse_scenario(text, "t.yaml", {"parallel.tp_comm_overlap=" + std::string(overlap ? "true" : "false")}, test::presets());
+  };
+  const Scenario on = scenario(true), off = scenario(false);
+  const auto plan_on = parallelism::make_plan(on), plan_off = parallelism::make_plan(off);
+  const auto prog = parallelism::step_program(*on.model, plan_on);
+  int side = 0, compute_stream = 0;
+  for (const auto& op : prog.ops_of(0)) {
+    if (op.kind != parallelism::ProgramOp::Kind::kCollective || op.name.rfind("TP", 0) != 0) continue;
+    (op.stream == parallelism::StreamKind::kSide ? side : compute_stream) += 1;
+  }
+  CHECK(side == 4 * 26);
+  CHECK(compute_stream == 0);
+  const auto t = topology::build_cluster(on.cluster);
+  const auto events_on = engine::simulate_step_events(on, plan_on, t, engine::step_options(net.get()));
+  const auto events_off = engine::simulate_step_events(off, plan_off, t, engine::step_options(net.get()));
+  const auto composed_on = engine::simulate_step(on, plan_on, t, engine::step_options(net.get()));
+  CHECK(events_on.step_time.value() < events_off.step_time.value());
+  CHECK(events_on.exposed_comm.value() < events_off.exposed_comm.value());
+  CHECK(events_on.scale_up_bytes.value() == Approx(events_off.scale_up_bytes.value()).epsilon(1e-12));  // the same bytes move
+  // The chunked GEMMs on fewer SMs count as compute here, as a change of exposed time in the
+  // composed step; their smaller tiles make the event engine's step a little longer.
+  CHECK(events_on.step_time.value() == Approx(composed_on.step_time.value()).epsilon(0.06));
+  // A GPU without the SMs the reduce-scatters take cannot overlap.
+  const Scenario few = parse_scenario(text, "t.yaml", {"parallel.tp_comm_overlap=true", "cluster.gpu.sms=16"}, test::presets());
+  CHECK_THROWS_WITH(engine::simulate_step_events(few, parallelism::make_plan(few), t, engine::step_options(net.get())),
+                    Catch::StartsWith("cluster.gpu.sms"));
 }
