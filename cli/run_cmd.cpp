@@ -167,8 +167,11 @@ void run(const RunFlags& f) {
   // Under mpirun each rank holds its part of the fabric and the step's flows split over the
   // ranks. The whole-run analysis (failures reroute around cables, checkpoints) and the HDF5
   // link table need every link: they get the whole fabric, built once the step is done.
+  // The event engine routes every rank class's copies over the whole fabric: it gets all of it.
   const engine::World& world = engine::World::get();
-  std::optional<topology::Topology> part(topology::build_step_fabric(s.cluster, {world.rank(), world.size()}));
+  const bool events = f.engine == "events";
+  std::optional<topology::Topology> part(events ? topology::build_step_fabric(s.cluster)
+                                                : topology::build_step_fabric(s.cluster, {world.rank(), world.size()}));
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   check_network(f, s);
   engine::StepOptions options = engine::step_options(network.get(), power_cap(f, s.cluster.gpu));
@@ -176,8 +179,6 @@ void run(const RunFlags& f) {
   options.link_bytes = !f.common.hdf5.empty();
   options.partition = engine::flow_exchange();
   if (f.engine != "composed" && f.engine != "events") throw Error("--engine", "'" + f.engine + "' is not one of composed, events");
-  const bool events = f.engine == "events";
-  if (events && options.partition != nullptr) throw Error("--engine", "events does not run under mpirun yet");
   const engine::StepResult r = events ? engine::simulate_step_events(s, plan, *part, options)
                                       : engine::simulate_step(s, plan, *part, options);
   const bool need_whole = (s.run && s.run->failures) || !f.common.hdf5.empty();

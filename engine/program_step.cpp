@@ -24,6 +24,7 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   so.reserved_Bps = o.reserved_Bps;
   so.link_bytes = o.link_bytes;
   so.background = o.background;
+  so.exchange = so.flow ? o.partition : nullptr;  // under MPI: the flows split over the ranks
   // One rank per class (classes.hpp): a slow GPU (cluster.slow_gpus) is a class of its own and
   // runs its kernels at its speed; its peers wait for it where the program synchronizes them.
   so.classes = true;
@@ -162,7 +163,6 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
 StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
                                 const StepOptions& o) {
   if (o.network == nullptr) throw std::logic_error("simulate_step_events: no network model");
-  if (o.partition != nullptr) throw std::logic_error("simulate_step_events: no MPI partition yet");
   return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return events_step(sc, p, t, q, reserve); });
 }
 

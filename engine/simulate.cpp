@@ -92,7 +92,7 @@ struct Timer {
 class Engine {
  public:
   Engine(const parallelism::Program& p, const topology::Topology& t, const SimulateOptions& o)
-      : p_(p), t_(t), o_(o), solver_(t, o.reserved_Bps),
+      : p_(p), t_(t), o_(o), solver_(t, o.reserved_Bps, o.exchange),
         cls_(o.classes ? classify(p, t, o.speed) : every_rank(p)) {
     const std::size_t n = cls_.count();
     ranks_.resize(n);
@@ -123,11 +123,11 @@ class Engine {
   }
 
   ProgramResult run() {
-    if (o_.flow) {
+    if (o_.flow && (o_.exchange == nullptr || o_.exchange->rank() == 0)) {  // rank 0 holds the background
       for (const auto& f : o_.background) {
         const auto id = solver_.add(f);
-        if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kBackground);
-        transfer_of_flow_[id] = kBackground;
+        if (seq_of_flow_.size() <= id) seq_of_flow_.resize(id + 1, kBackgroundSeq);
+        seq_of_flow_[id] = kBackgroundSeq;
       }
     }
     for (std::uint32_t c = 0; c < ranks_.size(); ++c) try_start(c);
@@ -148,16 +148,24 @@ class Engine {
         }
       } else {
         now_ = t_flow;
-        const auto done = solver_.advance_to(Seconds::of(t_flow));
-        finished_.assign(done.begin(), done.end());  // finishing may add flows
-        for (auto id : finished_) {
-          const Ref x = transfer_of_flow_[id];
-          if (x.instance == kBackground.instance) {  // background traffic
+        // The flows that finished, on every rank, taken in the order they were started (so
+        // any number of MPI ranks runs the same program events in the same order).
+        finished_.clear();
+        for (auto id : solver_.advance_to(Seconds::of(t_flow))) {
+          finished_.push_back(seq_of_flow_[id]);
+          if (seq_of_flow_[id] != kBackgroundSeq) solver_.release(id);
+        }
+        gather_finished();
+        std::sort(finished_.begin(), finished_.end());
+        for (auto seq : finished_) {  // finishing may start flows
+          if (seq == kBackgroundSeq) {  // background traffic
             background_end_ = now_;
-          } else {
-            solver_.release(id);
-            finish_transfer(x);
+            continue;
           }
+          const auto it = flowing_.find(seq);
+          const Ref x = it->second;
+          flowing_.erase(it);
+          finish_transfer(x);
         }
       }
     }
@@ -512,12 +520,33 @@ class Engine {
 
   // ---- transfers -------------------------------------------------------------------------
 
+  /// Every rank's finished flows (their numbers) on every rank, under MPI.
+  void gather_finished() {
+    const collectives::FlowExchange* ex = o_.exchange;
+    if (ex == nullptr || ex->ranks() == 1) return;
+    std::vector<double> counts(static_cast<std::size_t>(ex->ranks()), 0.0);
+    counts[static_cast<std::size_t>(ex->rank())] = static_cast<double>(finished_.size());
+    ex->sum(counts);
+    std::size_t offset = 0, total = 0;
+    for (int r = 0; r < ex->ranks(); ++r) {
+      if (r < ex->rank()) offset += static_cast<std::size_t>(counts[static_cast<std::size_t>(r)]);
+      total += static_cast<std::size_t>(counts[static_cast<std::size_t>(r)]);
+    }
+    // Numbers below 2^53 and the background's mark travel exactly as doubles (-1: background).
+    std::vector<double> all(total, 0.0);
+    for (std::size_t i = 0; i < finished_.size(); ++i) {
+      all[offset + i] = finished_[i] == kBackgroundSeq ? -1.0 : static_cast<double>(finished_[i]);
+    }
+    ex->sum(all);
+    finished_.clear();
+    for (double x : all) finished_.push_back(x < 0.0 ? kBackgroundSeq : static_cast<std::uint64_t>(x));
+  }
+
   /// A transfer: the index-th of a collective's instance, or a send's (instance kNone, index
   /// its pair).
   struct Ref {
     std::uint32_t instance, index;
   };
-  static constexpr Ref kBackground{kNone - 1, 0};
   Transfer& transfer(Ref x) {
     return x.instance == kNone ? pairs_[x.index].transfer : instances_[x.instance].transfers[x.index];
   }
@@ -539,9 +568,15 @@ class Engine {
       for (auto l : route.links) link_bytes_[l] += tr.bytes;
     }
     if (o_.flow) {
-      const auto id = solver_.add({route.links, Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0, route.first.latency});
-      if (transfer_of_flow_.size() <= id) transfer_of_flow_.resize(id + 1, kBackground);
-      transfer_of_flow_[id] = x;
+      // Under MPI every rank runs the program; each flow is held by one rank (by its number).
+      const std::uint64_t seq = next_flow_++;
+      flowing_.emplace(seq, x);
+      if (o_.exchange == nullptr || seq % static_cast<std::uint64_t>(o_.exchange->ranks()) ==
+                                        static_cast<std::uint64_t>(o_.exchange->rank())) {
+        const auto id = solver_.add({route.links, Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0, route.first.latency});
+        if (seq_of_flow_.size() <= id) seq_of_flow_.resize(id + 1, kBackgroundSeq);
+        seq_of_flow_[id] = seq;
+      }
     } else {
       timers_.push({now_ + o_.overhead.value() + route.first.latency.value() + tr.share * tr.bytes / route.first.bandwidth.value(),
                     seq_++, false, x.instance, x.index});
@@ -593,8 +628,11 @@ class Engine {
   std::vector<Route> routes_;
   std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::uint32_t> collective_routes_;
   std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> send_routes_;
-  std::vector<Ref> transfer_of_flow_;
-  std::vector<collectives::FlowSolver::Id> finished_;
+  static constexpr std::uint64_t kBackgroundSeq = ~std::uint64_t{0};
+  std::uint64_t next_flow_ = 0;
+  std::unordered_map<std::uint64_t, Ref> flowing_;  // flows in flight (on any rank), by number
+  std::vector<std::uint64_t> seq_of_flow_;          // by this rank's solver id
+  std::vector<std::uint64_t> finished_;
   std::unique_ptr<collectives::NetworkModel> analytic_ = collectives::NetworkModel::build("analytic", "engine");
   std::map<std::tuple<std::uint32_t, int, double, int>, Template> templates_;  // (group, op, bytes, algo or -1: tuned)
   topology::Path path_;

@@ -44,6 +44,9 @@ struct SimulateOptions {
   /// apart for the classes.
   bool classes = false;
   std::vector<double> speed;
+  /// Under MPI (flow model): every rank runs the program, each holding some of the flows of
+  /// one solver partitioned over the ranks; every rank gets the same result, bit for bit.
+  const collectives::FlowExchange* exchange = nullptr;
 };
 
 struct OpSpan {

@@ -685,6 +685,9 @@ TEST_CASE("cli under mpirun -np 1, 2 and 3 writes the JSON one process writes", 
       "validate --only nccl",
       // One step split over the ranks: each times its share of the concurrent groups' flows.
       "run " + wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml") + " --network flow",
+      // The event engine: every rank runs the program, the flows of one solver split over them.
+      "run " + wallsim::test::source_path("data/scenarios/llama3-8b-32xh100.yaml") +
+          " --engine events --network flow --set parallel.tp=2 --set parallel.pp=2 --set parallel.dp=8 --set parallel.sp=true",
   };
   for (const auto& c : commands) {
     INFO(c);
