@@ -32,7 +32,7 @@ namespace {
 
 struct RunFlags {
   CommonFlags common;
-  std::string scenario, network = "flow", power_cap, objective = "time", csv, trace, svg, engine = "composed";
+  std::string scenario, network = "flow", power_cap, objective = "time", csv, trace, svg, engine = "events";
   std::size_t top = 10;
   CLI::Option* network_flag = nullptr;  ///< to tell a --network given from the default
 };
@@ -416,8 +416,9 @@ void register_run(CLI::App& app, Action& action) {
   add_output_option(*cmd, "--trace", f->trace, "Write the step as Chrome trace-event JSON (Perfetto)");
   add_output_option(*cmd, "--svg", f->svg, "Draw the step's timeline and its kernels' roofline as SVG");
   cmd->add_option("--engine", f->engine,
-                  "composed (default) or events: the event engine, every rank simulated and every transfer a "
-                  "flow (in progress: slow beyond a few hundred GPUs; no --trace, --svg, --hdf5 or mpirun)");
+                  "events (default: the event engine, one rank per rank class simulated, every transfer a flow "
+                  "on the shared fabric under --network flow) or composed (each collective costed alone, then "
+                  "composed; what search ranks plans with)");
   cmd->callback([f, &action] { action = [f] { run(*f); }; });
 }
 

@@ -32,7 +32,7 @@ namespace {
 
 struct SweepFlags {
   CommonFlags common;
-  std::string scenario, network = "analytic", csv, svg, metric = "step_time_s";
+  std::string scenario, network = "analytic", csv, svg, metric = "step_time_s", engine = "events";
   std::vector<std::string> vary;
   CLI::Option* network_flag = nullptr;  ///< to tell a --network given from the default
 };
@@ -130,6 +130,7 @@ void run(const SweepFlags& f) {
     count *= a.values.size();
     if (count > 100000) throw Error("--vary", "more than 100,000 points");
   }
+  if (f.engine != "composed" && f.engine != "events") throw Error("--engine", "'" + f.engine + "' is not one of composed, events");
   const Presets presets(default_data_dir());
   const auto network = collectives::NetworkModel::build(f.network, "--network");
   // Points are spread over MPI ranks (engine/distribute.hpp); each comes back as bytes.
@@ -169,7 +170,9 @@ void run(const SweepFlags& f) {
       const auto plan = parallelism::make_plan(s);
       const auto mem = engine::memory_per_gpu(s, plan);
       if (mem.over()) return out.put(std::uint8_t{0}).put(std::string("does not fit")).take();
-      const std::string step = engine::pack(engine::simulate_step(s, plan, t, engine::step_options(network.get(), cap)));
+      const auto options = engine::step_options(network.get(), cap);
+      const std::string step = engine::pack(f.engine == "events" ? engine::simulate_step_events(s, plan, t, options)
+                                                                 : engine::simulate_step(s, plan, t, options));
       return out.put(std::uint8_t{1}).put(step).take();
     } catch (const Error& e) {
       return out.put(std::uint8_t{0}).put(std::string("invalid: ") + e.what()).take();
@@ -297,6 +300,7 @@ void register_sweep(CLI::App& app, Action& action) {
   cmd->add_option("SCENARIO", f->scenario, "Scenario YAML file")->required();
   cmd->add_option("--vary", f->vary, "KEY=V1,V2,... or KEY=FROM:TO:xFACTOR or KEY=FROM:TO:+STEP (repeatable)");
   f->network_flag = cmd->add_option("--network", f->network, "analytic or flow (default analytic)");
+  cmd->add_option("--engine", f->engine, "events (default: the event engine, as run) or composed");
   add_output_option(*cmd, "--csv", f->csv, "Write the table as CSV");
   add_output_option(*cmd, "--svg", f->svg, "Plot --metric against the first varied key");
   cmd->add_option("--metric", f->metric, "What --svg plots (default step_time_s)");

@@ -7,6 +7,7 @@
 #include "engine/simulate.hpp"
 #include "core/error.hpp"
 #include "engine/step.hpp"
+#include "engine/wafer_step.hpp"
 #include "hardware/gpu_model.hpp"
 #include "parallelism/layout.hpp"
 #include "parallelism/step_program.hpp"
@@ -162,6 +163,7 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
 
 StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
                                 const StepOptions& o) {
+  if (is_wafer(sc.cluster)) return simulate_step(sc, p, t, o);  // a wafer's step is its own model (wafer_step.hpp)
   if (o.network == nullptr) throw std::logic_error("simulate_step_events: no network model");
   return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return events_step(sc, p, t, q, reserve); });
 }

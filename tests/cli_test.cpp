@@ -564,7 +564,7 @@ TEST_CASE("cli --csv writes the tables of run, search and reliability", "[cli]")
 TEST_CASE("cli run --trace writes Chrome trace events of every stage", "[cli][engine]") {
   const fs::path trace = scratch() / "trace.json";
   const std::string scenario = wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml");
-  const Result r = run("run " + scenario + " --json - --trace '" + trace.string() + "'");
+  const Result r = run("run " + scenario + " --engine composed --json - --trace '" + trace.string() + "'");
   REQUIRE(r.code == 0);
   const double step = nlohmann::json::parse(r.out)["step_time_s"].get<double>();
   const auto j = nlohmann::json::parse(slurp(trace));
@@ -683,8 +683,8 @@ TEST_CASE("cli under mpirun -np 1, 2 and 3 writes the JSON one process writes", 
       "sweep " + tiny + " --vary 'training.micro_batch=1,2,4' --vary power_cap=400W,700W",
       "reliability " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") + " --trials 300 --no-blast-radius",
       "validate --only nccl",
-      // One step split over the ranks: each times its share of the concurrent groups' flows.
-      "run " + wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml") + " --network flow",
+      // One composed step split over the ranks: each times its share of the concurrent groups' flows.
+      "run " + wallsim::test::source_path("data/scenarios/llama3-70b-1024xh100.yaml") + " --network flow --engine composed",
       // The event engine: every rank runs the program, the flows of one solver split over them.
       "run " + wallsim::test::source_path("data/scenarios/llama3-8b-32xh100.yaml") +
           " --engine events --network flow --set parallel.tp=2 --set parallel.pp=2 --set parallel.dp=8 --set parallel.sp=true",
