@@ -430,3 +430,21 @@ TEST_CASE("hardware the MI300X and MI325X: one die at 750 W and 1,000 W, AMD's m
   // Without a floor, a cap below the full-load draw is refused with its reason.
   CHECK_THROWS_WITH(GpuModel(mi325x, Watts::of(750), false), Catch::Matchers::Contains("how far DVFS can lower its clock is unknown"));
 }
+
+TEST_CASE("hardware a kernel beside a communication kernel runs on the SMs it leaves", "[hardware]") {
+  // TP overlap (Kernel::sms_taken): a GEMM launched with an SM margin of k on a GPU of S SMs
+  // takes (t - o) S / (S - k) + o, t its time on the whole GPU and o the launch overhead
+  // (H100 SXM: 132 SMs; 24 taken by a reduce-scatter as NeMo's userbuffers configuration has it).
+  const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
+                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
+                                    "t.yaml", {}, test::presets());
+  const GpuModel gpu(s.cluster.gpu, Watts{}, false);
+  parallelism::Kernel k{parallelism::KernelKind::kGemm, "g", Flops::of(2.0 * 8192 * 8192 * 8192),
+                        Bytes::of(3.0 * 2 * 8192 * 8192), 8192, 8192, 8192};
+  const double whole = gpu.time(k).value(), o = s.cluster.gpu.kernel_overhead.value();
+  REQUIRE(s.cluster.gpu.sms == 132);
+  k.sms_taken = 24;
+  CHECK(gpu.time(k).value() == Approx((whole - o) * 132.0 / 108.0 + o).epsilon(1e-12));
+  k.sms_taken = 132;
+  CHECK_THROWS_WITH(gpu.time(k), Catch::StartsWith("cluster.gpu.sms"));
+}
