@@ -31,6 +31,10 @@ struct Flow {
   double multiplicity = 1.0;  ///< identical flows on the same path
   /// Moves after this latency (set for copies on several routes: one route's), else the path's.
   std::optional<Seconds> latency = std::nullopt;
+  /// Empty, or by position in `path`: how many times the flow crosses that link (whole
+  /// numbers of at least 1; a latency must be given). Many transfers' routes in one flow stay
+  /// as long as the links they cross, not as the sum of their routes.
+  std::vector<std::uint32_t> times = {};
 };
 
 /// The other ranks of a flow simulation partitioned over MPI ranks (engine/distribute.hpp

@@ -28,6 +28,7 @@ enum class Phase : std::uint8_t { waiting, moving, done, cancelled, released };
 
 struct FlowRec {
   topology::Path path;  // until the flow moves; its class holds the path after that
+  std::vector<std::uint32_t> times;  // empty, or times the flow crosses each of `path`'s links
   double bytes = 0.0;
   double remaining = 0.0;  // bytes left at `last`
   double rate = 0.0;       // bytes/s per unit of weight, as last applied
@@ -42,7 +43,7 @@ struct FlowRec {
 
 /// Flows on one path: one unit of the max-min solve, weighted by their multiplicities.
 struct ClassRec {
-  topology::Path key;                  // link ids (the map key)
+  topology::Path key;                  // the map key: its link ids sorted, then their counts
   std::vector<std::uint32_t> links;    // local link ids
   std::vector<std::uint32_t> slots;    // position in each link's class list
   std::vector<double> mult;            // times the path names each link (whole numbers)
@@ -66,6 +67,7 @@ struct LinkRec {
   std::uint32_t dirty = 0, touch = 0, changed = 0;
   std::vector<std::uint32_t> classes;
   std::vector<double> mults;  // by position in `classes`: times that class's path names this link
+  std::vector<std::uint32_t> at;  // by position in `classes`: this link's index in that class's lists
 };
 
 template <class T>
@@ -197,8 +199,17 @@ class FlowSolver::Impl {
       throw std::logic_error("FlowSolver: multiplicities are whole numbers");
     }
     if (f.start.value() < now_) throw std::logic_error("FlowSolver: a flow cannot start before now()");
+    if (!f.times.empty()) {
+      if (f.times.size() != f.path.size() || !f.latency) {
+        throw std::logic_error("FlowSolver: counts need one per link and a latency");
+      }
+      for (auto k : f.times) {
+        if (k == 0) throw std::logic_error("FlowSolver: a link's count is at least 1");
+      }
+    }
     FlowRec r;
     r.path = f.path;
+    r.times = f.times;
     r.bytes = f.bytes.value();
     r.weight = f.multiplicity;
     r.at = f.start.value() + (f.latency ? f.latency->value() : t_.path_latency(f.path).value());
@@ -355,7 +366,24 @@ class FlowSolver::Impl {
     f.remaining = f.bytes;
     f.last = now;
     f.rate = 0.0;
-    auto [it, inserted] = class_of_.try_emplace(f.path, kNone);
+    // The class key: the path's links sorted, each once, then how many times the flow
+    // crosses each (flows crossing the same links as often share a class, in any order).
+    pairs_.clear();
+    for (std::size_t j = 0; j < f.path.size(); ++j) pairs_.push_back({f.path[j], f.times.empty() ? 1u : f.times[j]});
+    std::sort(pairs_.begin(), pairs_.end());
+    key_.clear();
+    std::size_t n = 0;
+    for (std::size_t a = 0; a < pairs_.size(); ++n) {
+      std::size_t b = a;
+      std::uint32_t count = 0;
+      while (b < pairs_.size() && pairs_[b].first == pairs_[a].first) count += pairs_[b++].second;
+      pairs_[n] = {pairs_[a].first, count};
+      a = b;
+    }
+    pairs_.resize(n);
+    for (const auto& x : pairs_) key_.push_back(x.first);
+    for (const auto& x : pairs_) key_.push_back(x.second);
+    auto [it, inserted] = class_of_.try_emplace(key_, kNone);
     if (inserted) {
       std::uint32_t c;
       if (!free_classes_.empty()) {
@@ -367,23 +395,18 @@ class FlowSolver::Impl {
       }
       it->second = c;
       ClassRec& k = classes_[c];
-      k.key = f.path;
+      k.key = key_;
       k.links.clear();
       k.slots.clear();
       k.mult.clear();
-      // A link the path names more than once is one entry with its count.
-      sorted_.assign(f.path.begin(), f.path.end());
-      std::sort(sorted_.begin(), sorted_.end());
-      for (std::size_t a = 0; a < sorted_.size();) {
-        std::size_t b = a;
-        while (b < sorted_.size() && sorted_[b] == sorted_[a]) ++b;
-        const auto i = local(sorted_[a]);
-        k.links.push_back(i);
-        k.mult.push_back(static_cast<double>(b - a));
+      for (const auto& [link, count] : pairs_) {
+        const auto i = local(link);
         k.slots.push_back(static_cast<std::uint32_t>(links_[i].classes.size()));
+        links_[i].at.push_back(static_cast<std::uint32_t>(k.links.size()));
         links_[i].classes.push_back(c);
-        links_[i].mults.push_back(static_cast<double>(b - a));
-        a = b;
+        links_[i].mults.push_back(static_cast<double>(count));
+        k.links.push_back(i);
+        k.mult.push_back(static_cast<double>(count));
       }
       k.alive = true;
       k.fresh = true;
@@ -402,6 +425,7 @@ class FlowSolver::Impl {
     }
     mark_class(c);
     topology::Path().swap(f.path);  // the class holds it now
+    std::vector<std::uint32_t>().swap(f.times);
     pending_change_ = true;
   }
 
@@ -420,22 +444,16 @@ class FlowSolver::Impl {
     }
     if (k.members.empty()) {
       for (std::size_t j = 0; j < k.links.size(); ++j) {
-        auto& on = links_[k.links[j]].classes;
-        auto& mults = links_[k.links[j]].mults;
-        const std::uint32_t other = on.back();
-        on[k.slots[j]] = other;
-        on.pop_back();
-        mults[k.slots[j]] = mults.back();
-        mults.pop_back();
-        if (other != f.cls) {
-          ClassRec& o = classes_[other];
-          for (std::size_t q = 0; q < o.links.size(); ++q) {
-            if (o.links[q] == k.links[j]) {
-              o.slots[q] = k.slots[j];
-              break;
-            }
-          }
-        }
+        LinkRec& link = links_[k.links[j]];
+        const std::uint32_t other = link.classes.back();
+        const std::uint32_t s = k.slots[j];
+        link.classes[s] = other;
+        link.mults[s] = link.mults.back();
+        link.at[s] = link.at.back();
+        link.classes.pop_back();
+        link.mults.pop_back();
+        link.at.pop_back();
+        if (other != f.cls) classes_[other].slots[link.at[s]] = s;
       }
       class_of_.erase(k.key);
       k.alive = false;
@@ -740,7 +758,8 @@ class FlowSolver::Impl {
   IndexedHeap link_q_, check_q_;  // the refill's dirty links by level, checks by old level
   std::vector<std::uint32_t> dirty_, fixed_, flagged_, round_fixed_, moved_, tied_, checks_, touched_;
   std::vector<std::pair<double, double>> below_;
-  topology::Path sorted_;
+  std::vector<std::pair<topology::LinkId, std::uint32_t>> pairs_;  // join's scratch: (link, count)
+  topology::Path key_;
   struct Shared {
     std::uint32_t local, index;
   };

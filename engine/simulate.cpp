@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <queue>
+#include <span>
 #include <tuple>
 #include <unordered_map>
 
@@ -49,6 +50,8 @@ struct Transfer {
   double share = 1.0;  // analytic: transfers of its step sharing its busiest endpoint port
 };
 
+struct Template;
+
 /// A collective in flight, run once for its group class (`group`, the class's first group):
 /// per rank class among the members, its op and the transfers of its members not yet done.
 struct Instance {
@@ -61,6 +64,7 @@ struct Instance {
   std::uint32_t posted = 0;
   std::vector<Transfer> transfers;  // while any is not done (dependents: indices in it)
   std::uint32_t transfers_left = 0;
+  const Template* tpl = nullptr;
 };
 
 /// A send and its receive (of the sender's class and the receiver's).
@@ -70,13 +74,25 @@ struct Pair {
   Transfer transfer;
 };
 
-/// The routes of a transfer's copies (a group class's groups, or a class's senders): one
-/// flow path naming every copy's links, the first copy's cost, and how many copies leave
+/// The routes of a transfer's copies (a group class's groups, or a class's senders, or the
+/// several member pairs of a merged transfer): one flow crossing every copy's links (each
+/// link once in `links`, `times` over), the first copy's cost, and how many copies leave
 /// their scale-up domain.
 struct Route {
   topology::Path links;
+  std::vector<std::uint32_t> times;
   topology::Topology::PathCost first;
   double copies = 0, copies_out = 0;
+};
+
+/// A collective's transfers with their dependencies, by member position, built once per
+/// group class, op, size and algorithm and instantiated at every launch.
+struct Template {
+  std::vector<Transfer> transfers;   // dependents are template indices
+  std::vector<std::uint32_t> left;   // transfers per member
+  std::vector<std::uint32_t> ready;  // transfers with no dependency
+  /// By transfer, when merged: the members it moves data of (else its two ends).
+  std::vector<std::vector<std::uint32_t>> touches;
 };
 
 
@@ -338,20 +354,13 @@ class Engine {
     if (++in.posted == in.entries.size()) launch(it->second, x);
   }
 
-  /// A collective's transfers with their dependencies, by member position, built once per
-  /// group class, op, size and algorithm and instantiated at every launch.
-  struct Template {
-    std::vector<Transfer> transfers;   // dependents are template indices
-    std::vector<std::uint32_t> left;   // transfers per member
-    std::vector<std::uint32_t> ready;  // transfers with no dependency
-  };
-
   /// Every member is there: the algorithm's steps become transfers, each waiting for what
   /// its sender received in the step before and for its sender's own previous send.
   void launch(std::uint32_t id, const ProgramOp& x) {
     const std::uint32_t g = instances_[id].group;
     const Template& tpl = template_of(g, x);
     Instance& in = instances_[id];
+    in.tpl = &tpl;
     in.transfers = tpl.transfers;
     in.transfers_left = static_cast<std::uint32_t>(tpl.transfers.size());
     for (auto& tr : in.transfers) tr.instance = id;
@@ -384,6 +393,18 @@ class Engine {
       s = collectives::build_schedule(t_, x.op, x.algo, gpus, x.bytes, {}, &why);
     }
     if (!s) throw Error("group " + std::to_string(group), to_string(x.algo) + " cannot run " + to_string(x.op) + ": " + why);
+    if (x.op == collectives::Op::kAllToAll) {
+      // NCCL runs an all-to-all as one group of sends and receives: every pair's transfer at
+      // once (its proxy spreads the peers over channels), not the rotation's steps in turn.
+      collectives::Phase all;
+      for (const auto& ph : s->phases) {
+        for (double k = 0; k < ph.repeat; ++k) ph.for_each([&](const collectives::Transfer& y) { all.transfers.push_back(y); });
+      }
+      s->phases.assign(1, std::move(all));
+    }
+    // One step with no dependencies: its transfers of one sender class, receiver class, size
+    // and route cost become one flow over all their routes (below).
+    const bool merge = s->phases.size() == 1 && s->phases.front().repeat == 1.0;
     Template tpl;
     tpl.left.assign(g.size(), 0);
     auto& tt = tpl.transfers;
@@ -403,7 +424,7 @@ class Engine {
           tr.bytes = y.bytes.value();
           tr.src_member = member.at(y.src);
           tr.dst_member = member.at(y.dst);
-          tr.route = collective_route(group, tr.src_member, tr.dst_member);
+          tr.route = merge ? kNone : collective_route(group, tr.src_member, tr.dst_member);
           for (auto d : prev_in[tr.src_member]) tt[d].dependents.push_back(y_id);
           for (auto d : prev_out[tr.src_member]) tt[d].dependents.push_back(y_id);
           tr.deps_left = static_cast<std::uint32_t>(prev_in[tr.src_member].size() + prev_out[tr.src_member].size());
@@ -424,7 +445,56 @@ class Engine {
         }
       }
     }
+    if (merge) merge_transfers(tpl, group);
     return templates_.emplace(key, std::move(tpl)).first->second;
+  }
+
+  /// The transfers of a one-step template with the same sender and receiver classes, bytes,
+  /// port share and route cost become one transfer whose route is all of theirs (in every
+  /// copy of the group): they would move at one rate as max-min gives equal shares to equal
+  /// flows, unless routes collide unevenly (then all move at the collided one's rate).
+  void merge_transfers(Template& tpl, std::uint32_t group) {
+    const auto& g = p_.groups[group];
+    std::map<std::tuple<std::uint32_t, std::uint32_t, double, double, double, double>, std::uint32_t> slot;
+    std::vector<Transfer> merged;
+    std::vector<std::vector<std::pair<std::uint32_t, std::uint32_t>>> pairs;
+    for (const auto& tr : tpl.transfers) {
+      t_.route_into(tr.src, tr.dst, route_key(group, tr.src, tr.dst), path_);
+      const auto cost = t_.path_cost(path_);
+      const auto key = std::tuple{cls_.of[g[tr.src_member]], cls_.of[g[tr.dst_member]], cost.latency.value(),
+                                  cost.bandwidth.value(), tr.share, tr.bytes};
+      const auto [it, fresh] = slot.try_emplace(key, static_cast<std::uint32_t>(merged.size()));
+      if (fresh) {
+        merged.push_back(tr);
+        pairs.emplace_back();
+      }
+      pairs[it->second].emplace_back(tr.src_member, tr.dst_member);
+    }
+    tpl.left.assign(g.size(), 0);
+    tpl.ready.clear();
+    tpl.touches.assign(merged.size(), {});
+    for (std::uint32_t j = 0; j < merged.size(); ++j) {
+      Route r;
+      auto& touch = tpl.touches[j];
+      for (auto copy : cls_.copies[group]) {
+        for (const auto& [a, b] : pairs[j]) {
+          const auto src = p_.ranks[p_.groups[copy][a]].gpu, dst = p_.ranks[p_.groups[copy][b]].gpu;
+          add_copy(r, src, dst, route_key(copy, src, dst));
+        }
+      }
+      for (const auto& [a, b] : pairs[j]) {
+        touch.push_back(a);
+        touch.push_back(b);
+      }
+      std::sort(touch.begin(), touch.end());
+      touch.erase(std::unique(touch.begin(), touch.end()), touch.end());
+      for (auto m : touch) ++tpl.left[m];
+      merged[j].route = add_route(std::move(r));
+      merged[j].dependents.clear();
+      merged[j].deps_left = 0;
+      tpl.ready.push_back(j);
+    }
+    tpl.transfers = std::move(merged);
   }
 
   /// Under `analytic`, the transfers of one step that leave or enter one endpoint share its
@@ -449,6 +519,23 @@ class Engine {
 
   // ---- routes ----------------------------------------------------------------------------
 
+  /// Keeps route `r` (its links sorted, each once with its count); returns its index.
+  std::uint32_t add_route(Route&& r) {
+    std::sort(r.links.begin(), r.links.end());
+    r.times.clear();
+    std::size_t n = 0;
+    for (std::size_t a = 0; a < r.links.size(); ++n) {
+      std::size_t b = a;
+      while (b < r.links.size() && r.links[b] == r.links[a]) ++b;
+      r.links[n] = r.links[a];
+      r.times.push_back(static_cast<std::uint32_t>(b - a));
+      a = b;
+    }
+    r.links.resize(n);
+    routes_.push_back(std::move(r));
+    return static_cast<std::uint32_t>(routes_.size() - 1);
+  }
+
   /// Adds the route from `src` to `dst` (route key `key`) as one copy of route `r`.
   void add_copy(Route& r, topology::NodeId src, topology::NodeId dst, std::uint64_t key) {
     if (src == dst) return;
@@ -469,7 +556,7 @@ class Engine {
       const auto src = p_.ranks[p_.groups[copy][a]].gpu, dst = p_.ranks[p_.groups[copy][b]].gpu;
       add_copy(r, src, dst, route_key(copy, src, dst));
     }
-    routes_.push_back(std::move(r));
+    add_route(std::move(r));
     return it->second;
   }
 
@@ -484,7 +571,7 @@ class Engine {
       const auto src = p_.ranks[rank].gpu, dst = p_.ranks[q].gpu;
       add_copy(r, src, dst, route_key(kP2pKey, src, dst));
     }
-    routes_.push_back(std::move(r));
+    add_route(std::move(r));
     return it->second;
   }
 
@@ -565,7 +652,7 @@ class Engine {
     up_sent_[sender] += tr.bytes * (route.copies - route.copies_out);
     if (o_.link_bytes) {  // every copy's route
       if (link_bytes_.empty()) link_bytes_.assign(t_.num_links(), 0.0);
-      for (auto l : route.links) link_bytes_[l] += tr.bytes;
+      for (std::size_t j = 0; j < route.links.size(); ++j) link_bytes_[route.links[j]] += tr.bytes * route.times[j];
     }
     if (o_.flow) {
       // Under MPI every rank runs the program; each flow is held by one rank (by its number).
@@ -573,7 +660,8 @@ class Engine {
       flowing_.emplace(seq, x);
       if (o_.exchange == nullptr || seq % static_cast<std::uint64_t>(o_.exchange->ranks()) ==
                                         static_cast<std::uint64_t>(o_.exchange->rank())) {
-        const auto id = solver_.add({route.links, Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0, route.first.latency});
+        const auto id =
+            solver_.add({route.links, Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0, route.first.latency, route.times});
         if (seq_of_flow_.size() <= id) seq_of_flow_.resize(id + 1, kBackgroundSeq);
         seq_of_flow_[id] = seq;
       }
@@ -599,7 +687,10 @@ class Engine {
       const Ref d{x.instance, transfer(x).dependents[k]};
       if (--transfer(d).deps_left == 0) start_transfer(d);
     }
-    const std::uint32_t members[2] = {transfer(x).src_member, transfer(x).dst_member};
+    const Template& tpl = *instances_[x.instance].tpl;
+    const std::uint32_t ends[2] = {transfer(x).src_member, transfer(x).dst_member};
+    const std::span<const std::uint32_t> members = tpl.touches.empty() ? std::span<const std::uint32_t>(ends)
+                                                                       : std::span<const std::uint32_t>(tpl.touches[x.index]);
     if (--instances_[x.instance].transfers_left == 0) std::vector<Transfer>().swap(instances_[x.instance].transfers);
     for (auto m : members) {
       auto& e = instances_[x.instance].entries[instances_[x.instance].entry_of[m]];

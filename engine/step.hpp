@@ -178,9 +178,9 @@ StepResult simulate_step(const Scenario& s, const parallelism::Plan& p, const to
                          const StepOptions& o);
 
 /// The same step run by the event engine (engine/simulate.hpp over the step program of
-/// parallelism/step_program.hpp): every rank simulated, every transfer a flow under `flow`.
-/// In progress: no timeline, roofline points or link bytes, and no MPI partition (`o.timeline`,
-/// `o.link_bytes` and `o.partition` must be unset), and it does not split into rank classes.
+/// parallelism/step_program.hpp): one rank per rank class simulated (classes.hpp), every
+/// transfer a flow under `flow` (split over the MPI ranks of `o.partition`); the timeline and
+/// roofline points are each stage's first rank's.
 StepResult simulate_step_events(const Scenario& s, const parallelism::Plan& p, const topology::Topology& t,
                                 const StepOptions& o);
 

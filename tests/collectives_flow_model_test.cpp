@@ -180,6 +180,25 @@ TEST_CASE("collectives::flow_model hand-computed cases", "[collectives][flow]") 
     CHECK(f[0].value() == Approx(L + 4 * S / B).epsilon(1e-12));
     CHECK(f[1].value() == Approx(L + 4 * S / B).epsilon(1e-12));
   }
+  SECTION("a flow that crosses a link k times (counts) takes k shares there, as naming it k times does") {
+    // Flow a crosses 0-1 three times and 1-2 once (counts); b crosses 1-2 once. On 0-1 a alone
+    // moves at B/3; on 1-2 a (1 share) and b share B, but a is held to B/3 at 0-1, so b gets
+    // 2B/3. Both move from L (a's latency given): b ends at L + 1.5 S/B, then a still at B/3
+    // (0-1 binds it) ends at L + 3S/B.
+    const LinkId l01 = line.route(0, 1).front(), l12 = line.route(1, 2).front();
+    Flow a{{l12, l01}, Bytes::of(S), Seconds::of(0), 1.0, Seconds::of(L), {1, 3}};
+    Flow named{{l01, l12, l01, l01}, Bytes::of(S), Seconds::of(0), 1.0, Seconds::of(L)};
+    for (const Flow& x : {a, named}) {
+      const auto f = simulate_flows(line, {x, flow(line, 1, 2, S)});
+      CHECK(f[0].value() == Approx(L + 3 * S / B).epsilon(1e-12));
+      CHECK(f[1].value() == Approx(L + 1.5 * S / B).epsilon(1e-12));
+    }
+    Flow bad = a;
+    bad.times = {1, 0};
+    CHECK_THROWS_AS(simulate_flows(line, {bad}), std::logic_error);
+    bad.times = {1};
+    CHECK_THROWS_AS(simulate_flows(line, {bad}), std::logic_error);
+  }
   SECTION("max-min, not proportional: a flow limited elsewhere leaves its share") {
     // Fat-tree k=4 with 2:1 oversubscribed uplinks (25 GB/s): flow 0->15 is capped at 25 GB/s
     // by its uplink; flow 0->1 shares only the host link with it and gets the other 25 GB/s.

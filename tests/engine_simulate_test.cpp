@@ -145,6 +145,50 @@ TEST_CASE("engine::simulate a ring step waits for the data it forwards, not for 
   CHECK(r.ops[2][0].end.value() == Approx(6 * D).epsilon(1e-12));
 }
 
+TEST_CASE("engine::simulate an all-to-all sends every pair's block at once, as NCCL's grouped sends do", "[engine]") {
+  // 4 GPUs on a switch, an all-to-all of S (S/4 per pair): each GPU's uplink and downlink
+  // carry its 3 blocks together, one latency: 2L + 3S/(4B), under both models, with one rank
+  // per class or every rank. (The rotation's steps in turn would take 3(2L + S/(4B)).)
+  const double S = 4e8;
+  Program p;
+  p.groups.push_back({0, 1, 2, 3});
+  for (topology::NodeId g = 0; g < 4; ++g) {
+    p.ranks.push_back({g, {collective(0, collectives::Op::kAllToAll, S)}});
+    p.ranks.back().ops[0].algo = collectives::Algo::kDirect;
+  }
+  for (bool flow : {true, false}) {
+    for (bool classes : {true, false}) {
+      INFO((flow ? "flow" : "analytic") << (classes ? ", classes" : ", every rank"));
+      SimulateOptions o = model(flow);
+      o.classes = classes;
+      const auto r = simulate(p, sw(4), o);
+      CHECK(r.makespan.value() == Approx(2 * L + 3 * S / (4 * B)).epsilon(1e-12));
+      double sent = 0.0;  // every block once: 12 of S/4
+      for (std::size_t c = 0; c < r.scale_up_sent.size(); ++c) sent += r.scale_up_sent[c].value() + r.scale_out_sent[c].value();
+      CHECK(sent == Approx(3 * S).epsilon(1e-12));
+    }
+  }
+  SECTION("a send beside it on GPU 0's uplink takes a quarter of the link, as max-min says") {
+    // GPU 0's uplink carries its 3 blocks and a send of S/4 to GPU 1, GPU 1's downlink 3
+    // blocks and the send: 4 flows each, the lowest level (B/4), so the send ends at 2L + S/B,
+    // as simulate_flows gives for the same 13 transfers.
+    p.ranks[0].ops.push_back(p2p(true, 1, S / 4));
+    p.ranks[1].ops.push_back(p2p(false, 0, 0.0));
+    const auto t = sw(4);
+    std::vector<collectives::Flow> same;
+    for (topology::NodeId a = 0; a < 4; ++a) {
+      for (topology::NodeId b = 0; b < 4; ++b) {
+        if (a != b) same.push_back({t.route(a, b), Bytes::of(S / 4), Seconds::of(0), 1.0});
+      }
+    }
+    same.push_back({t.route(0, 1), Bytes::of(S / 4), Seconds::of(0), 1.0});
+    const auto replay = collectives::simulate_flows(t, same);
+    const auto r = simulate(p, t, model(true));
+    CHECK(r.ops[0][1].end.value() == Approx(replay.back().value()).epsilon(1e-12));
+    CHECK(r.ops[0][1].end.value() == Approx(2 * L + S / B).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("engine::simulate a send and a collective on one link share it as max-min says", "[engine]") {
   // An all-gather of S over GPUs {0, 1} (one step: S/2 each way) and a send of S/2 from 0 to
   // 1, all from 0. Under flow, 0->1 carries two flows: each at B/2, both done at 2L + S/B;
