@@ -21,7 +21,7 @@ namespace {
 
 struct ReliabilityFlags {
   CommonFlags common;
-  std::string scenario, network = "flow", blast_topology, csv, engine = "composed";
+  std::string scenario, network = "flow", blast_topology, csv, engine = "events";
   int trials = 1000;
   bool no_blast = false;
 };
@@ -236,8 +236,9 @@ void register_reliability(CLI::App& app, Action& action) {
   cmd->add_option("--trials", f->trials, "Monte Carlo trials (default 1000)");
   cmd->add_option("--network", f->network, "analytic or flow (default flow)");
   cmd->add_option("--engine", f->engine,
-                  "composed (default) or events: the event engine, whose steps run an asynchronous checkpoint "
-                  "write's flows beside the step's on the shared fabric");
+                  "events (default: the event engine, whose steps run an asynchronous checkpoint write's flows "
+                  "beside the step's on the shared fabric) or composed (each collective costed alone, the write's "
+                  "average bandwidth reserved on its links)");
   cmd->add_option("--blast-radius", f->blast_topology, "Only the blast radius of TOPOLOGY (a spec or scenario)");
   cmd->add_flag("--no-blast-radius", f->no_blast, "Skip the blast-radius table");
   add_output_option(*cmd, "--csv", f->csv, "Write interruptions and lost hours by cause as CSV to FILE");

@@ -109,7 +109,7 @@ ParallelSpec parse_parallel(const Config& c) {
   p.microbatch_group = optional_int(c, "microbatch_group", 0, limits::kMaxPipelinePasses, kPassesWhy);
   if (auto f = c.find("sp")) p.sp = f->as_bool();
   if (auto f = c.find("schedule")) {
-    p.schedule = one_of(*f, {"gpipe", "1f1b", "interleaved", "zero-bubble"});
+    p.schedule = one_of(*f, {"gpipe", "1f1b", "interleaved", "zero-bubble", "dualpipe"});
   }
   if (auto f = c.find("zero")) {
     const long long z = f->as_int();

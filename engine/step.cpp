@@ -506,12 +506,14 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
   best.capacity = sc.cluster.gpu.memory;
   const auto shard = shard_of(m, p);
   const bool dropout = p.dropout;
-  const double dp_dense = static_cast<double>(p.dp) * p.cp;
-  const double dp_expert = p.expert_dp();
+  // The ranks that share each weight's copies (DualPipe keeps two, and shards over both).
+  const double dp_dense = p.weight_copies();
+  const double dp_expert = p.expert_copies();
+  const parallelism::PipeMap map(p.schedule, p.pp, p.vpp);
   const auto pc = parallelism::count_params(m);
   std::vector<StageMemory> stages;
   for (int s = 0; s < p.pp; ++s) {
-    const auto [dense, expert] = stage_params(m, p, s);
+    const auto [dense, expert] = parallelism::rank_params(m, p, s);
     Memory mem;
     mem.capacity = best.capacity;
     mem.stage = s;
@@ -526,17 +528,20 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     const int in_flight = parallelism::peak_in_flight(p.schedule, p.pp, p.vpp, static_cast<int>(p.micro_batches), s,
                                                             p.microbatch_group);
     double per_chunk = 0.0;
-    for (int c = 0; c < p.vpp; ++c) {
+    bool head = false;  // holds the last stage (its logits)
+    for (int c = 0; c < map.chunks(); ++c) {
       double chunk = 0.0;
-      const int first = p.first_layer(c, s);
-      for (int i = first; i < first + p.layers_of(c, s); ++i) {
+      const parallelism::PipePlace at = map.at(c, s);
+      head = head || at.layer_stage == p.pp - 1;
+      const int first = p.first_layer(at.layer_chunk, at.layer_stage);
+      for (int i = first; i < first + p.layers_of(at.layer_chunk, at.layer_stage); ++i) {
         chunk += parallelism::layer_activation_bytes(m, i, shard, p.recompute, dropout).value();
       }
       per_chunk = std::max(per_chunk, chunk);
     }
     double act = in_flight * per_chunk;
     const double tokens = static_cast<double>(p.micro_batch * p.seq_len) / p.cp;
-    if (s == p.pp - 1) act += 4.0 * tokens * static_cast<double>(m.vocab) / p.tp;  // fp32 logits
+    if (head) act += 4.0 * tokens * static_cast<double>(m.vocab) / p.tp;  // fp32 logits
     // One layer's full activations while it is recomputed, and the backward's working set.
     if (p.recompute == Recompute::kFull) {
       act += parallelism::layer_activation_bytes(m, std::max(0, m.layers - 1), shard, Recompute::kNone, dropout).value();
@@ -1172,6 +1177,10 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     return finite(simulate_wafer_step(sc, p, o), sc.cluster.gpu);
   }
   if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
+  if (p.dual()) {
+    throw Error("parallel.schedule", "dualpipe runs on the event engine (run and sweep's default), not the composed step "
+                                     "(--engine composed, search, validate)");
+  }
   return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return composed_step(sc, p, t, q, reserve); });
 }
 

@@ -5,7 +5,99 @@
 
 namespace wallsim::parallelism {
 
+PipeMap::PipeMap(PipeSchedule s, int pp, int vpp)
+    : dual_(s == PipeSchedule::kDualPipe), pp_(pp), v_(s == PipeSchedule::kInterleaved ? vpp : 1) {}
+
+PipePlace PipeMap::at(int chunk, int stage) const {
+  if (!dual_) {
+    const int vs = chunk * pp_ + stage;
+    return {vs, chunk, stage, vs == 0, vs == v_ * pp_ - 1};
+  }
+  // The first half of the ranks run the forward direction in phase 0, the second half in phase 1.
+  const int direction = stage < pp_ / 2 ? chunk : 1 - chunk;
+  const int model_stage = direction == 0 ? stage : pp_ - 1 - stage;
+  return {direction * pp_ + model_stage, 0, model_stage, model_stage == 0, model_stage == pp_ - 1};
+}
+
+int PipeMap::stage_of(int vs) const {
+  if (!dual_) return vs % pp_;
+  const int direction = vs / pp_, model_stage = vs % pp_;
+  return direction == 0 ? model_stage : pp_ - 1 - model_stage;
+}
+
+namespace {
+/// DualPipe.step's order for one rank (deepseek-ai/DualPipe, dualpipe/dualpipe.py): steps 1-8,
+/// with its overlapped pairs and the sends it defers past the next chunk.
+std::vector<PipeOp> dualpipe_order(int pp, int m, int stage) {
+  std::vector<PipeOp> ops;
+  const int half = pp / 2, hr = std::min(stage, pp - 1 - stage), hm = m / 2;
+  const bool middle = hr == half - 1;
+  auto direction = [&](int c) { return stage < half ? c : 1 - c; };
+  int next_f[2] = {0, 0}, next_b[2] = {0, 0};
+  std::deque<PipeOp> deferred;
+  auto F = [&](int c, bool send_later = false) {
+    ops.push_back({Pass::kForward, direction(c) * hm + next_f[c]++, c, false, send_later});
+  };
+  auto B = [&](int c, bool zb) {
+    const PipeOp b{Pass::kBackward, direction(c) * hm + next_b[c]++, c};
+    ops.push_back(b);
+    const PipeOp w{Pass::kWeight, b.micro_batch, c};
+    if (zb) {
+      deferred.push_back(w);
+    } else {
+      ops.push_back(w);
+    }
+  };
+  auto FB = [&](int c0, int c1) {  // _forward_backward_chunk(c0, c1)
+    F(c0);
+    ops.back().with_next = true;
+    B(c1, false);
+  };
+  auto W = [&] {
+    ops.push_back(deferred.front());
+    deferred.pop_front();
+  };
+  for (int i = 0; i < (half - hr - 1) * 2; ++i) F(0);  // 1: nF0
+  for (int i = 0; i < hr + 1; ++i) {                     // 2: nF0F1
+    F(0, !middle);  // sent after F1, but on the middle ranks
+    F(1, middle && i == hr);  // the middle ranks' last one leaves after step 4's first F0
+  }
+  for (int i = 0; i < half - hr - 1; ++i) {  // 3: nB1W1F1
+    B(1, true);
+    W();
+    F(1);
+  }
+  for (int i = 0; i < hm - pp + hr + 1; ++i) {  // 4: nF0B1F1B0
+    if (i == 0 && middle) {  // not overlapped, to shrink the bubble; F0 leaves after B1
+      F(0, true);
+      B(1, false);
+    } else {
+      FB(0, 1);
+    }
+    FB(1, 0);
+  }
+  for (int i = 0; i < half - hr - 1; ++i) {  // 5: nB1F1B0
+    B(1, false);
+    FB(1, 0);
+  }
+  bool zb = false;  // 6: nB1B0, the second half with zero bubble
+  for (int i = 0; i < hr + 1; ++i) {
+    if (i == (hr + 1) / 2 && hr % 2 == 1) zb = true;
+    B(1, zb);
+    if (i == (hr + 1) / 2 && hr % 2 == 0) zb = true;
+    B(0, zb);
+  }
+  for (int i = 0; i < half - hr - 1; ++i) {  // 7: nWB0
+    W();
+    B(0, true);
+  }
+  while (!deferred.empty()) W();  // 8: nW
+  return ops;
+}
+}  // namespace
+
 std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stage, int group) {
+  if (s == PipeSchedule::kDualPipe) return dualpipe_order(pp, m, stage);
   std::vector<PipeOp> ops;
   const int v = s == PipeSchedule::kInterleaved ? vpp : 1;
   if (s == PipeSchedule::kGpipe) {
@@ -73,12 +165,32 @@ std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stag
   return ops;
 }
 
+std::vector<std::size_t> output_after(PipeSchedule s, const std::vector<PipeOp>& ops) {
+  std::vector<std::size_t> at(ops.size());
+  for (std::size_t k = 0; k < ops.size(); ++k) at[k] = k;
+  if (s != PipeSchedule::kDualPipe) return at;
+  // The end of the chunk that starts at k: a backward with its W right behind it ends there.
+  auto whole = [&](std::size_t k) {
+    const bool w = k + 1 < ops.size() && ops[k].pass == Pass::kBackward && ops[k + 1].pass == Pass::kWeight &&
+                   ops[k + 1].micro_batch == ops[k].micro_batch && ops[k + 1].chunk == ops[k].chunk;
+    return w ? k + 1 : k;
+  };
+  for (std::size_t k = 0; k < ops.size(); ++k) {
+    if (ops[k].pass == Pass::kWeight) continue;
+    at[k] = whole(k);
+    if (ops[k].pass == Pass::kForward && (ops[k].with_next || ops[k].send_later) && k + 1 < ops.size()) at[k] = whole(k + 1);
+  }
+  // A pair's backward leaves with it (its own end already).
+  return at;
+}
+
 int peak_in_flight(PipeSchedule s, int pp, int vpp, int m, int stage, int group) {
   int live = 0, peak = 0;
   for (const auto& op : stage_order(s, pp, vpp, m, stage, group)) {
     if (op.pass == Pass::kForward) peak = std::max(peak, ++live);
-    // Zero-bubble frees a micro-batch's activations after its W; the others after B.
-    const bool frees = s == PipeSchedule::kZeroBubble ? op.pass == Pass::kWeight : op.pass == Pass::kBackward;
+    // Zero-bubble and DualPipe free a micro-batch's activations after its W; the others after B.
+    const bool w = s == PipeSchedule::kZeroBubble || s == PipeSchedule::kDualPipe;
+    const bool frees = w ? op.pass == Pass::kWeight : op.pass == Pass::kBackward;
     if (frees) --live;
   }
   return peak;

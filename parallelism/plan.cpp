@@ -18,7 +18,8 @@ PipeSchedule parse_schedule(const std::string& s, int vpp) {
   if (s == "1f1b") return vpp > 1 ? PipeSchedule::kInterleaved : PipeSchedule::kOneFOneB;
   if (s == "interleaved") return PipeSchedule::kInterleaved;
   if (s == "zero-bubble") return PipeSchedule::kZeroBubble;
-  throw Error("parallel.schedule", quote_value(s) + " is not one of gpipe, 1f1b, interleaved, zero-bubble");
+  if (s == "dualpipe") return PipeSchedule::kDualPipe;
+  throw Error("parallel.schedule", quote_value(s) + " is not one of gpipe, 1f1b, interleaved, zero-bubble, dualpipe");
 }
 
 }  // namespace
@@ -29,6 +30,7 @@ std::string to_string(PipeSchedule s) {
     case PipeSchedule::kOneFOneB: return "1f1b";
     case PipeSchedule::kInterleaved: return "interleaved";
     case PipeSchedule::kZeroBubble: return "zero-bubble";
+    case PipeSchedule::kDualPipe: return "dualpipe";
   }
   return "?";
 }
@@ -162,6 +164,15 @@ Plan make_plan(const Scenario& sc) {
     throw Error("training.global_batch", str(plan.micro_batches) + " micro-batches per pipeline are fewer than pp " +
                                              str(p.pp) + " (1F1B needs at least one per stage)");
   }
+  if (plan.schedule == PipeSchedule::kDualPipe) {
+    // DualPipe's own checks (deepseek-ai/DualPipe, DualPipe.step): pp even, the micro-batches
+    // split evenly between the two directions, at least 2·pp of them.
+    if (p.pp < 2 || p.pp % 2 != 0) throw Error("parallel.pp", "dualpipe needs an even pp of at least 2, not " + str(p.pp));
+    if (plan.micro_batches % 2 != 0 || plan.micro_batches < 2LL * p.pp) {
+      throw Error("training.global_batch", str(plan.micro_batches) + " micro-batches per pipeline: dualpipe needs an even "
+                                               "number, at least 2·pp = " + str(2LL * p.pp) + " (half go each way)");
+    }
+  }
   if (p.vpp > 1) {
     if (plan.schedule != PipeSchedule::kInterleaved) {
       throw Error("parallel.vpp", "vpp " + str(p.vpp) + " needs schedule interleaved");
@@ -269,6 +280,16 @@ std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int st
   }
   if (stage == 0) dense += pc.embedding / p.tp;
   if (stage == p.pp - 1) dense += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
+  return {dense, expert};
+}
+
+std::pair<double, double> rank_params(const ModelSpec& m, const Plan& p, int stage) {
+  auto [dense, expert] = stage_params(m, p, stage);
+  if (p.dual()) {
+    const auto [d2, e2] = stage_params(m, p, p.pp - 1 - stage);
+    dense += d2;
+    expert += e2;
+  }
   return {dense, expert};
 }
 

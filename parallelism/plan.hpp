@@ -13,7 +13,7 @@
 
 namespace wallsim::parallelism {
 
-enum class PipeSchedule { kGpipe, kOneFOneB, kInterleaved, kZeroBubble };
+enum class PipeSchedule { kGpipe, kOneFOneB, kInterleaved, kZeroBubble, kDualPipe };
 std::string to_string(PipeSchedule s);
 
 struct Plan {
@@ -57,6 +57,12 @@ struct Plan {
   /// The first layer of virtual stage (chunk, stage).
   [[nodiscard]] int first_layer(int chunk, int stage) const;
   [[nodiscard]] int layers_of(int chunk, int stage) const { return chunk_layers[chunk * pp + stage]; }
+  /// DualPipe (DeepSeek-V3): pipeline rank s holds model stage s of the forward direction and
+  /// its mirror pp-1-s of the reverse one, two copies of every stage's weights in all.
+  [[nodiscard]] bool dual() const { return schedule == PipeSchedule::kDualPipe; }
+  /// The ranks that hold each copy of a weight: data x context parallel, twice under DualPipe.
+  [[nodiscard]] int weight_copies() const { return dp * cp * (dual() ? 2 : 1); }
+  [[nodiscard]] int expert_copies() const { return expert_dp() * (dual() ? 2 : 1); }
 };
 
 /// The plan of a scenario (its parallel: and training: sections), checked against its model
@@ -70,9 +76,12 @@ struct LayerParams {
 };
 LayerParams layer_params(const ModelSpec& m, const ParamCount& pc, const Plan& p, int i);
 
-/// Parameters one GPU of pipeline stage `stage` holds before ZeRO: (dense, expert), its
-/// layers' shares plus the embedding (first stage) and the LM head and final norm (last).
+/// Parameters of pipeline stage `stage` on one GPU before ZeRO: (dense, expert), its layers'
+/// shares plus the embedding (first stage) and the LM head and final norm (last).
 std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage);
+/// Parameters one GPU of pipeline rank `stage` holds before ZeRO: its stage's, and under
+/// DualPipe its mirror stage's too.
+std::pair<double, double> rank_params(const ModelSpec& m, const Plan& p, int stage);
 
 /// How each layer of `p` is sharded and batched on one GPU.
 Shard shard_of(const ModelSpec& m, const Plan& p);

