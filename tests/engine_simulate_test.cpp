@@ -717,3 +717,35 @@ TEST_CASE("engine::simulate rank classes: one rank per class gives what simulati
     }
   }
 }
+
+TEST_CASE("engine::simulate step programs: DualPipe holds two stages and reduces their gradients over both copies",
+          "[engine]") {
+  // 4 layers on pp 4 (one each), DualPipe, 8 micro-batches, ZeRO-0. Rank s holds stage s and
+  // its mirror 3 - s: ranks 0 and 3 carry layers 0 and 3 with the embedding and the head, ranks
+  // 1 and 2 layers 1 and 2. Each layer's gradient bucket is all-reduced over the two ranks that
+  // hold it ({0, 3} or {1, 2}); the composed step refuses the schedule, naming it.
+  const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 4}", "heads: 4, kv_heads: 4, layers: 4", "{pp: 4, schedule: dualpipe}", 8);
+  const auto pc = count_params(*t.s.model);
+  const auto mem = engine::memory_per_gpu(t.s, t.p);
+  CHECK(mem.weights.value() ==
+        Approx(2.0 * (2 * pc.dense_layer + pc.embedding + pc.lm_head + t.s.model->hidden)).epsilon(1e-12));
+  CHECK(mem.stages[1].weights.value() == Approx(2.0 * 2 * pc.dense_layer).epsilon(1e-12));
+  const Program prog = step_program(*t.s.model, t.p);
+  for (std::uint32_t r = 0; r < 4; ++r) {
+    INFO("rank " << r);
+    int buckets = 0;
+    for (const auto& op : prog.ops_of(r)) {
+      if (op.kind != ProgramOp::Kind::kCollective || op.name.rfind("DP all-reduce", 0) != 0) continue;
+      ++buckets;
+      auto g = prog.groups[prog.group_of(r, op)];
+      std::sort(g.begin(), g.end());
+      CHECK(g == std::vector<std::uint32_t>{std::min(r, 3 - r), std::max(r, 3 - r)});
+    }
+    CHECK(buckets == 2);
+  }
+  const auto r = simulate(prog, sw(4), timed(1e-4));
+  CHECK(r.makespan.value() > 0.0);
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  CHECK_THROWS_WITH(engine::simulate_step(t.s, t.p, topology::build_cluster(t.s.cluster), engine::step_options(net.get())),
+                    Catch::Contains("parallel.schedule"));
+}

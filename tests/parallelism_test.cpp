@@ -237,6 +237,14 @@ TEST_CASE("parallelism::plan invalid plans are rejected with the key named", "[p
                     Contains("training.global_batch: 8 micro-batches per pipeline are fewer than pp 32"));
   bad("parallel: {tp: 8, pp: 4, vpp: 2, schedule: gpipe}", "parallel.vpp: vpp 2 needs schedule interleaved");
   bad("parallel: {tp: 8, pp: 4, stage_layers: [20, 20, 20, 19]}", "parallel.stage_layers: sum to 79");
+  // DualPipe: an even pp, an even number of micro-batches, at least 2·pp (DualPipe.step's asserts).
+  CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 5, schedule: dualpipe}", {"cluster.nodes=120", "training.global_batch=480"})),
+                    Contains("parallel.pp: dualpipe needs an even pp of at least 2, not 5"));
+  CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 16, schedule: dualpipe}", {"training.global_batch=192"})),
+                    Contains("training.global_batch: 24 micro-batches per pipeline: dualpipe needs an even number, at least 2·pp = 32"));
+  CHECK_THROWS_WITH(make_plan(scenario("parallel: {tp: 8, pp: 4, schedule: dualpipe}", {"training.global_batch=288"})),
+                    Contains("training.global_batch: 9 micro-batches per pipeline: dualpipe needs an even number"));
+  CHECK_NOTHROW(make_plan(scenario("parallel: {tp: 8, pp: 16, schedule: dualpipe}", {"training.global_batch=256"})));
   // Interleaving 5 micro-batches on pp 4: Megatron-Core's groups of 4 leave a last group of 1.
   const char* il = "parallel: {tp: 8, pp: 4, vpp: 2, schedule: interleaved}";
   CHECK_THROWS_WITH(make_plan(scenario(il, {"training.global_batch=160"})),
