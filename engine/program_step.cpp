@@ -15,6 +15,39 @@
 namespace wallsim::engine {
 
 namespace {
+/// Sorted, merged intervals.
+std::vector<std::pair<double, double>> merged(std::vector<std::pair<double, double>> v) {
+  std::sort(v.begin(), v.end());
+  std::vector<std::pair<double, double>> out;
+  for (const auto& x : v) {
+    if (!(x.second > x.first)) continue;
+    if (!out.empty() && x.first <= out.back().second) {
+      out.back().second = std::max(out.back().second, x.second);
+    } else {
+      out.push_back(x);
+    }
+  }
+  return out;
+}
+
+/// The time in `waits` outside `busy`.
+double exposed_time(std::vector<std::pair<double, double>> waits, std::vector<std::pair<double, double>> busy) {
+  const auto w = merged(std::move(waits)), b = merged(std::move(busy));
+  double total = 0.0;
+  std::size_t j = 0;
+  for (const auto& [lo, hi] : w) {
+    double t = lo;
+    while (j < b.size() && b[j].second <= t) ++j;
+    for (std::size_t q = j; q < b.size() && b[q].first < hi; ++q) {
+      if (b[q].first > t) total += b[q].first - t;
+      t = std::max(t, b[q].second);
+      if (t >= hi) break;
+    }
+    if (t < hi) total += hi - t;
+  }
+  return total;
+}
+
 StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
                        const StepOptions& o, Watts reserve) {
   const ModelSpec& m = *sc.model;
@@ -52,35 +85,46 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   for (std::size_t k = 0; k < cls.count(); ++k) {
     const auto& ops = prog.ops_of(cls.rep[k]);
     const double ranks = cls.size[k];
-    double c = 0, comm = 0, opt = 0, bytes = 0, flops = 0, compute_end = 0, other_end = 0;
+    double c = 0, opt = 0, bytes = 0, flops = 0, compute_end = 0, compute2_end = 0, other_end = 0;
+    // Kernels hold the SMs (busy); waits are communication ops on the compute streams, and the
+    // compute stream's idle time before an op that waited on another stream's collective (a
+    // TP chunk, a ZeRO gather, the buckets before the optimizer; waiting for a pipeline receive
+    // is bubble). Exposed communication is the waits while no kernel runs (an overlapped pair's
+    // communication under the other's kernels is hidden).
+    std::vector<std::pair<double, double>> busy, waits;
     for (std::size_t i = 0; i < ops.size(); ++i) {
       const auto& op = ops[i];
       const OpSpan& span = res.ops[k][i];
       const double d = span.end.value() - span.start.value();
       if (op.stream == parallelism::StreamKind::kCompute) {
-        // The compute stream idle before this op: waiting for communication on another stream
-        // (a TP chunk, a ZeRO gather, the gradient buckets before the optimizer) is exposed
-        // communication; waiting for a pipeline receive is bubble (the rest of the step).
         if (const double gap = span.start.value() - compute_end; gap > 0.0 && !op.deps.empty()) {
           const auto last = *std::max_element(op.deps.begin(), op.deps.end(), [&](auto a, auto b) {
             return res.ops[k][a].end.value() < res.ops[k][b].end.value();
           });
           const auto& why = ops[last];
-          if (why.stream != parallelism::StreamKind::kCompute && why.kind != parallelism::ProgramOp::Kind::kRecv) comm += gap;
+          if (why.stream != parallelism::StreamKind::kCompute && why.kind != parallelism::ProgramOp::Kind::kRecv) {
+            waits.emplace_back(compute_end, span.start.value());
+          }
         }
         compute_end = std::max(compute_end, span.end.value());
-        if (op.kind == parallelism::ProgramOp::Kind::kCompute) {
-          (op.optimizer ? opt : c) += d;
-          bytes += op.count * op.kernel.bytes.value();
-          if (op.kernel.kind != parallelism::KernelKind::kElementwise) flops += op.count * op.kernel.flops.value();
-        } else {
-          comm += d;
-        }
+      } else if (op.stream == parallelism::StreamKind::kCompute2) {
+        compute2_end = std::max(compute2_end, span.end.value());
       } else {
         other_end = std::max(other_end, span.end.value());
+        continue;
+      }
+      if (op.kind == parallelism::ProgramOp::Kind::kCompute) {
+        (op.optimizer ? opt : c) += d;
+        bytes += op.count * op.kernel.bytes.value();
+        if (op.kernel.kind != parallelism::KernelKind::kElementwise) flops += op.count * op.kernel.flops.value();
+        busy.emplace_back(span.start.value(), span.end.value());
+      } else {
+        waits.emplace_back(span.start.value(), span.end.value());
       }
     }
-    comm += std::max(0.0, other_end - compute_end);
+    const double streams_end = std::max(compute_end, compute2_end);
+    if (other_end > streams_end) waits.emplace_back(streams_end, other_end);
+    const double comm = exposed_time(std::move(waits), std::move(busy));
     StageTimes& st = per_class[k];
     st.compute = Seconds::of(c);
     st.comm = Seconds::of(comm);
@@ -138,7 +182,7 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
         const OpSpan& span = res.ops[cls.of[rk]][i];
         if (!(span.end.value() > span.start.value())) continue;
         const bool kernel = op.kind == parallelism::ProgramOp::Kind::kCompute;
-        int lane = 1;
+        int lane = 1;  // communication on the compute streams
         if (kernel) {
           lane = 0;
         } else if (op.stream == parallelism::StreamKind::kDataParallel || op.stream == parallelism::StreamKind::kParamGather) {

@@ -35,6 +35,7 @@ struct RankState {
   std::vector<OpState> ops;
   std::array<std::vector<std::uint32_t>, parallelism::kStreams> streams;  // op indices in order
   std::array<std::size_t, parallelism::kStreams> head{};
+  bool sms_busy = false;  // a kernel of one of the two compute streams runs
 };
 
 struct Transfer {
@@ -241,6 +242,8 @@ class Engine {
       while (rs.head[s] < rs.streams[s].size()) {
         const std::uint32_t i = rs.streams[s][rs.head[s]];
         if (rs.ops[i].started || rs.ops[i].deps_left != 0) break;
+        // The two compute streams run one kernel at a time between them.
+        if (rs.sms_busy && op(c, i).kind == ProgramOp::Kind::kCompute && parallelism::holds_sms(op(c, i).stream)) break;
         start_op(c, i);
         if (!posts_only(s)) break;
         ++rs.head[s];
@@ -262,8 +265,14 @@ class Engine {
         const auto stream = static_cast<std::size_t>(x.stream);
         double end = now_ + compute_time(c, i);
         s.end = end;
+        if (parallelism::holds_sms(x.stream)) rs.sms_busy = true;
+        // While the other compute stream has work, its kernels may take the SMs between these.
+        const auto c1 = static_cast<std::size_t>(parallelism::StreamKind::kCompute);
+        const auto c2 = static_cast<std::size_t>(parallelism::StreamKind::kCompute2);
+        const std::size_t other = stream == c1 ? c2 : c1;
+        const bool alone = !parallelism::holds_sms(x.stream) || rs.head[other] >= rs.streams[other].size();
         std::uint32_t n = 1, last = i;
-        for (std::size_t pos = rs.head[stream] + 1; pos < rs.streams[stream].size() && rs.ops[last].dependents.empty(); ++pos) {
+        for (std::size_t pos = rs.head[stream] + 1; alone && pos < rs.streams[stream].size() && rs.ops[last].dependents.empty(); ++pos) {
           const std::uint32_t k = rs.streams[stream][pos];
           OpState& next = rs.ops[k];
           if (op(c, k).kind != ProgramOp::Kind::kCompute || next.deps_left != 0 || next.started) break;
@@ -313,6 +322,7 @@ class Engine {
       try_start(c);
       return;
     }
+    if (parallelism::holds_sms(op(c, i).stream) && op(c, i).kind == ProgramOp::Kind::kCompute) rs.sms_busy = false;
     for (std::uint32_t j = 0; j < n; ++j) {
       OpState& s = rs.ops[rs.streams[stream][rs.head[stream]]];
       s.done = true;

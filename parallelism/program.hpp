@@ -21,9 +21,14 @@ namespace wallsim::parallelism {
 /// The streams of one rank: compute; a side stream for communication the plan overlaps with
 /// compute (TP/CP/EP); gradient reduction; parameter gathers (ZeRO-3, FSDP); pipeline sends;
 /// pipeline receives (posted apart from the sends, in order, each without waiting for the one
-/// before to complete: irecvs, as Megatron batches its isend/irecv).
-enum class StreamKind : std::uint8_t { kCompute, kSide, kDataParallel, kParamGather, kPipelineSend, kPipelineRecv };
-inline constexpr int kStreams = 6;
+/// before to complete: irecvs, as Megatron batches its isend/irecv); and a second compute
+/// stream, the backward of an overlapped forward-backward pair (DualPipe), whose kernels take
+/// the SMs in turn with the compute stream's (one kernel at a time on the two) while either's
+/// communication runs beside the other's kernels.
+enum class StreamKind : std::uint8_t { kCompute, kSide, kDataParallel, kParamGather, kPipelineSend, kPipelineRecv, kCompute2 };
+inline constexpr int kStreams = 7;
+/// Whether kernels on `s` hold the SMs (the two compute streams share them).
+constexpr bool holds_sms(StreamKind s) { return s == StreamKind::kCompute || s == StreamKind::kCompute2; }
 
 struct ProgramOp {
   enum class Kind : std::uint8_t { kCompute, kCollective, kSend, kRecv };

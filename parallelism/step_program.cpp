@@ -32,6 +32,7 @@ class RankBuilder {
     op.kind = ProgramOp::Kind::kCompute;
     op.stream = StreamKind::kCompute;
     op.kernel = k;
+    op.kernel.sms_taken = std::max(op.kernel.sms_taken, sms_taken_);
     op.count = count;
     op.name = k.name;
     return push(std::move(op));
@@ -73,11 +74,18 @@ class RankBuilder {
   }
   /// The next compute-stream op also waits for `dep`.
   void gate(std::uint32_t dep) { gate_.push_back(dep); }
+  /// From now on, what goes to the compute stream goes to `s` (the second compute stream of an
+  /// overlapped pair, or back), and kernels leave `sms_taken` SMs to communication beside them.
+  void compute_on(StreamKind s, int sms_taken) {
+    stream_ = s;
+    sms_taken_ = sms_taken;
+  }
   [[nodiscard]] std::uint32_t last() const { return static_cast<std::uint32_t>(out_.ops.size() - 1); }
 
  private:
   std::uint32_t push(ProgramOp op) {
-    if (op.stream == StreamKind::kCompute && !gate_.empty()) {
+    if (op.stream == StreamKind::kCompute) op.stream = stream_;
+    if (op.stream == stream_ && !gate_.empty()) {
       op.deps.insert(op.deps.end(), gate_.begin(), gate_.end());
       gate_.clear();
     }
@@ -97,6 +105,8 @@ class RankBuilder {
   std::size_t& total_;
   std::size_t ranks_;
   std::vector<std::uint32_t> gate_;
+  StreamKind stream_ = StreamKind::kCompute;
+  int sms_taken_ = 0;
 };
 
 }  // namespace
@@ -475,7 +485,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // Inputs arrive before their pass (an overlapped pair's both before its forward); outputs
     // leave after the op output_after names (DualPipe defers some).
     const auto leaves = output_after(p.schedule, order);
-    std::vector<char> received(order.size(), 0);
+    constexpr std::uint32_t kNotYet = ~std::uint32_t{0};
+    std::vector<std::uint32_t> received(order.size(), kNotYet);  // the receive op of each pass's input
     std::vector<std::size_t> pass_start(order.size(), 0);  // an empty chunk may push nothing
     auto where_of = [&](const PipeOp& q) {
       return " mb " + std::to_string(q.micro_batch) + (map.chunks() > 1 ? " chunk " + std::to_string(q.chunk) : "");
@@ -484,11 +495,11 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       const PipeOp& q = order[k];
       const PipePlace at = map.at(q.chunk, stage);
       const bool f = q.pass == Pass::kForward;
-      if (q.pass == Pass::kWeight || received[k] != 0 || (f ? at.first : at.last)) return;
-      received[k] = 1;
+      if (q.pass == Pass::kWeight || received[k] != kNotYet || (f ? at.first : at.last)) return;
       const int from = f ? map.prev(at.virtual_stage) : map.next(at.virtual_stage);
-      b.gate(b.p2p(false, peer(from), tag(q.pass, q.micro_batch, at.virtual_stage), 0.0,
-                   std::string(f ? "recv activation" : "recv gradient") + where_of(q)));
+      received[k] = b.p2p(false, peer(from), tag(q.pass, q.micro_batch, at.virtual_stage), 0.0,
+                          std::string(f ? "recv activation" : "recv gradient") + where_of(q));
+      b.gate(received[k]);
       // Without SP the tensor came split over the TP ranks (Megatron's scatter/gather
       // optimization, SC'21 sec. 4.1): gathered again over the scale-up link.
       if (p.tp > 1 && !p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP re-gather" + where_of(q));
@@ -507,9 +518,29 @@ Program step_program(const ModelSpec& m, const Plan& p) {
               std::string(f ? "send activation" : "send gradient") + where_of(q), std::move(after));
       }
     };
+    // An overlapped pair (DualPipe's _forward_backward_chunk): the forward on the compute
+    // stream, its backward (and W) on the second one; their kernels share the SMs, each one's
+    // communication runs beside the other's kernels, which leave the SMs DeepSeek-V3 gives its
+    // all-to-all kernels (20 of the H800's 132: DeepSeek-V3 technical report, sec. 3.2.2) [S].
+    constexpr int kPairCommSms = 20;
+    std::size_t pair_end = order.size();  // the last op of the pair in hand
+    // After a pair, the compute stream goes on once the pair's backward is done too.
+    auto end_pair = [&](std::size_t k) {
+      if (k != pair_end) return;
+      pair_end = order.size();
+      b.compute_on(StreamKind::kCompute, 0);
+      if (!rp.ops.empty()) b.gate(b.last());
+    };
     for (std::size_t k = 0; k < order.size(); ++k) {
       const PipeOp& po = order[k];
       pass_start[k] = rp.ops.size();
+      if (po.with_next && k + 1 < order.size()) {
+        pair_end = leaves[k];
+        b.compute_on(StreamKind::kCompute, p.ep > 1 ? kPairCommSms : 0);
+      } else if (k > 0 && order[k - 1].with_next) {
+        b.compute_on(StreamKind::kCompute2, p.ep > 1 ? kPairCommSms : 0);
+        if (received[k] != kNotYet) b.gate(received[k]);  // received before the pair began
+      }
       if (!projected && po.pass != Pass::kForward) {
         b.project(rp.ops.size(), forwards);  // a too large program fails before it is built
         projected = true;
@@ -541,6 +572,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         }
         last_backward = b.last();
         send_outputs(k);
+        end_pair(k);
         continue;
       }
       receive(k);
@@ -591,6 +623,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         last_backward = b.last();
       }
       send_outputs(k);
+      end_pair(k);
     }
 
     // Data parallelism (ZeRO 0/1): a bucket per layer as its last backward ends (last layer first).

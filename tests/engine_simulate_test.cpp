@@ -85,6 +85,28 @@ TEST_CASE("engine::simulate streams run in order, side by side, and wait on depe
   CHECK(r.compute[0].value() == Approx(0.018));
 }
 
+TEST_CASE("engine::simulate the two compute streams take the SMs in turn, and one's communication runs beside the other's kernels",
+          "[engine]") {
+  // Rank 0: compute stream A (1 ms), a send to rank 1 (0.5 ms), then C (1 ms, after the send);
+  // second compute stream D, E (1 ms each). One kernel at a time, the compute stream first when
+  // both are ready: A 0-1; at 1 the send starts and D runs 1-2; C, ready at 1.5, waits for the
+  // SMs until D ends: C 2-3, E 3-4. Makespan 4 ms: the kernels back to back, the send hidden
+  // (streams that did not share the SMs would end at 2.5 ms, one stream at 4.5).
+  const double T = 0.5e-3, S = (T - 2 * L) * B;  // the send: 2L + S/B
+  Program p;
+  ProgramOp send = p2p(true, 1, S, {0});
+  send.stream = StreamKind::kCompute;
+  p.ranks.push_back({0, {compute(1e-3), send, compute(1e-3, StreamKind::kCompute, {1}), compute(1e-3, StreamKind::kCompute2),
+                         compute(1e-3, StreamKind::kCompute2)}});
+  p.ranks.push_back({1, {p2p(false, 0, 0.0)}});
+  const auto r = simulate(p, sw(2), model(true));
+  CHECK(r.ops[0][1].end.value() == Approx(1e-3 + T).epsilon(1e-12));
+  CHECK(r.ops[0][3].start.value() == Approx(1e-3).epsilon(1e-12));
+  CHECK(r.ops[0][2].start.value() == Approx(2e-3).epsilon(1e-12));
+  CHECK(r.ops[0][4].start.value() == Approx(3e-3).epsilon(1e-12));
+  CHECK(r.makespan.value() == Approx(4e-3).epsilon(1e-12));
+}
+
 TEST_CASE("engine::simulate a pipeline boundary is one send, one way: alpha + S/B", "[engine]") {
   // Stage 0 computes 10 ms and sends S to stage 1, which then computes 10 ms:
   // 10 ms + 2L + S/B + 10 ms, the same under both models (the send is alone).
