@@ -97,7 +97,7 @@ TrainingSpec parse_training(const Config& c) {
 ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
                 "stage_layers", "order", "overlap_grad_reduce", "overlap_param_gather", "wafer_mode", "microbatch_group",
-                "tp_comm_overlap"});
+                "tp_comm_overlap", "dp_shard"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
   p.pp = optional_int(c, "pp", 1, limits::kMaxGpus, kGpusWhy);
@@ -107,6 +107,7 @@ ParallelSpec parse_parallel(const Config& c) {
   p.etp = optional_int(c, "etp", 0, limits::kMaxGpus, kGpusWhy);
   p.vpp = optional_int(c, "vpp", 1, limits::kMaxLayers, kLayersWhy);
   p.microbatch_group = optional_int(c, "microbatch_group", 0, limits::kMaxPipelinePasses, kPassesWhy);
+  p.dp_shard = optional_int(c, "dp_shard", 0, limits::kMaxGpus, kGpusWhy);
   if (auto f = c.find("sp")) p.sp = f->as_bool();
   if (auto f = c.find("schedule")) {
     p.schedule = one_of(*f, {"gpipe", "1f1b", "interleaved", "zero-bubble", "dualpipe"});

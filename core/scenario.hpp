@@ -206,6 +206,10 @@ struct ParallelSpec {
   /// TP communication pipelined with the GEMMs beside it (Megatron-Core's --tp-comm-overlap,
   /// Transformer Engine's userbuffers; needs sequence parallelism). Megatron's default: off.
   bool tp_comm_overlap = false;
+  /// Hybrid sharding (FSDP2's HSDP, torchtitan's data_parallel_shard_degree): ZeRO's states
+  /// are sharded over groups of this many data-parallel ranks and replicated across the
+  /// groups (dp / dp_shard of them); 0 = shard over all dp ranks.
+  int dp_shard = 0;
   /// Wafer-scale clusters: "streaming" (weights stream in from external memory layer by
   /// layer) or "pipelined" (every layer resident in its own region of the mesh).
   std::string wafer_mode = "streaming";

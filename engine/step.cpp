@@ -507,7 +507,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
   const auto shard = shard_of(m, p);
   const bool dropout = p.dropout;
   // The ranks that share each weight's copies (DualPipe keeps two, and shards over both).
-  const double dp_dense = p.weight_copies();
+  const double dp_dense = p.weight_shards();
   const double dp_expert = p.expert_copies();
   const parallelism::PipeMap map(p.schedule, p.pp, p.vpp);
   const auto pc = parallelism::count_params(m);
@@ -1180,6 +1180,10 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   if (p.dual()) {
     throw Error("parallel.schedule", "dualpipe runs on the event engine (run and sweep's default), not the composed step "
                                      "(--engine composed, search, validate)");
+  }
+  if (p.hybrid()) {
+    throw Error("parallel.dp_shard", "hybrid sharding runs on the event engine (run and sweep's default), not the "
+                                     "composed step (--engine composed, search, validate)");
   }
   return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return composed_step(sc, p, t, q, reserve); });
 }

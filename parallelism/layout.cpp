@@ -64,6 +64,14 @@ std::vector<topology::NodeId> group_of(const Plan& p, const Coords& c, GroupKind
         for (x.cp = 0; x.cp < p.cp; ++x.cp) add(x);
       }
       break;
+    case GroupKind::kDpShard:
+      for (x.dp = c.dp - c.dp % p.dp_shard; x.dp < c.dp - c.dp % p.dp_shard + p.dp_shard; ++x.dp) {
+        for (x.cp = 0; x.cp < p.cp; ++x.cp) add(x);
+      }
+      break;
+    case GroupKind::kDpReplicate:
+      for (x.dp = c.dp % p.dp_shard; x.dp < p.dp; x.dp += p.dp_shard) add(x);
+      break;
     case GroupKind::kEp:
     case GroupKind::kExpertDp: {
       // MoE folding: the flattened index f = tp + tp_size (cp + cp_size dp) splits as

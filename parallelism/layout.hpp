@@ -17,7 +17,9 @@ struct Coords {
   int tp = 0, cp = 0, dp = 0, pp = 0;
 };
 
-enum class GroupKind { kTp, kCp, kDp, kDpCp, kEp, kExpertDp };
+/// kDpShard: the data x context ranks of one hybrid-sharding group (kDpCp when not hybrid);
+/// kDpReplicate: the ranks at the same place of every shard group.
+enum class GroupKind { kTp, kCp, kDp, kDpCp, kEp, kExpertDp, kDpShard, kDpReplicate };
 
 long long rank_of(const Plan& p, const Coords& c);
 Coords coords_of(const Plan& p, long long rank);

@@ -144,6 +144,15 @@ Plan make_plan(const Scenario& sc) {
     throw Error("parallel.ep", "ep·etp = " + str(plan.expert_shards()) + " does not divide tp·cp·dp = " + str(folded) +
                                    " (expert layers fold the same ranks as the attention)");
   }
+  plan.dp_shard = p.dp_shard > 0 ? p.dp_shard : plan.dp;
+  if (plan.dp % plan.dp_shard != 0) {
+    throw Error("parallel.dp_shard", str(plan.dp_shard) + " does not divide dp " + str(plan.dp));
+  }
+  if (plan.hybrid()) {
+    if (p.zero == 0) throw Error("parallel.dp_shard", "hybrid sharding shards ZeRO's states: set parallel.zero to 1, 2 or 3");
+    if (p.ep > 1) throw Error("parallel.dp_shard", "hybrid sharding with expert parallelism is not built yet");
+    if (plan.dual()) throw Error("parallel.dp_shard", "hybrid sharding with dualpipe is not built yet");
+  }
   if (plan.seq_len % (2LL * p.cp) != 0 && p.cp > 1) {
     throw Error("parallel.cp", "2·cp = " + str(2LL * p.cp) + " does not divide training.seq_len " +
                                    str(plan.seq_len) + " (load-balanced causal context parallelism)");

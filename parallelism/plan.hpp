@@ -21,6 +21,9 @@ struct Plan {
   /// Expert layers fold the tp x cp x dp ranks of a stage into etp x ep x expert-dp (Megatron's
   /// MoE parallel folding): experts are split over ep, each expert's GEMMs over etp.
   int etp = 1;
+  /// Hybrid sharding (HSDP): ZeRO shards over groups of this many data-parallel ranks (times
+  /// cp), replicated across dp / dp_shard groups; dp when not hybrid.
+  int dp_shard = 1;
   bool sp = false;
   int zero = 0;
   Recompute recompute = Recompute::kNone;
@@ -62,6 +65,10 @@ struct Plan {
   [[nodiscard]] bool dual() const { return schedule == PipeSchedule::kDualPipe; }
   /// The ranks that hold each copy of a weight: data x context parallel, twice under DualPipe.
   [[nodiscard]] int weight_copies() const { return dp * cp * (dual() ? 2 : 1); }
+  /// The ranks ZeRO shards a weight's states over: all its copies, or under hybrid sharding
+  /// the copies in one shard group.
+  [[nodiscard]] int weight_shards() const { return dp_shard * cp * (dual() ? 2 : 1); }
+  [[nodiscard]] bool hybrid() const { return dp_shard < dp; }
   [[nodiscard]] int expert_copies() const { return expert_dp() * (dual() ? 2 : 1); }
 };
 

@@ -175,7 +175,10 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       return kinds.back();
     };
     const std::uint32_t tp_group = kind(p.tp > 1, GroupKind::kTp);
-    const std::uint32_t dp_group = kind_of(p.weight_copies() > 1, copies(GroupKind::kDpCp));
+    // Hybrid sharding: ZeRO's collectives run inside the shard group, and each reduced shard is
+    // then all-reduced across the replicas (FSDP2's HSDP).
+    const std::uint32_t dp_group = kind_of(p.weight_copies() > 1, copies(p.hybrid() ? GroupKind::kDpShard : GroupKind::kDpCp));
+    const std::uint32_t replicas = kind_of(p.hybrid(), group_of(p, c, GroupKind::kDpReplicate));
     const std::uint32_t cp_group = kind(p.cp > 1, GroupKind::kCp);
     const std::uint32_t ep_group = kind(p.ep > 1, GroupKind::kEp);
     const std::uint32_t edp_group = kind_of(p.expert_copies() > 1, copies(GroupKind::kExpertDp));
@@ -447,6 +450,10 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       std::vector<std::uint32_t> ids;
       if (p.weight_copies() > 1 && dense_params > 0.0) {
         ids.push_back(b.collective(dp_group, op, bytes_per_param * dense_params, stream, name, deps));
+        if (p.hybrid() && op == Op::kReduceScatter) {
+          ids.back() = b.collective(replicas, Op::kAllReduce, bytes_per_param * dense_params / p.weight_shards(), stream,
+                                    name + " (across replicas)", {ids.back()});
+        }
       }
       if (p.expert_copies() > 1 && expert_params > 0.0) {
         ids.push_back(b.collective(edp_group, op, bytes_per_param * expert_params, stream, name + " (experts)", deps));
@@ -645,7 +652,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     }
     // The optimizer over this rank's shard: reads gradients, master weights and moments,
     // writes weights and moments.
-    const double shard = p.zero >= 1 ? dense / p.weight_copies() + expert / p.expert_copies() : dense + expert;
+    const double shard = p.zero >= 1 ? dense / p.weight_shards() + expert / p.expert_copies() : dense + expert;
     for (auto d : buckets) b.gate(d);
     b.gate(last_backward);
     const auto adam = b.compute({KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard),

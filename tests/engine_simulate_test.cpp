@@ -771,3 +771,55 @@ TEST_CASE("engine::simulate step programs: DualPipe holds two stages and reduces
   CHECK_THROWS_WITH(engine::simulate_step(t.s, t.p, topology::build_cluster(t.s.cluster), engine::step_options(net.get())),
                     Catch::Contains("parallel.schedule"));
 }
+
+TEST_CASE("engine::simulate step programs: hybrid sharding gathers and scatters in its shard group, then all-reduces "
+          "across replicas",
+          "[engine]") {
+  // 8 GPUs, dp 8, ZeRO-3 in shard groups of 4 (FSDP2's HSDP, torchtitan's
+  // data_parallel_shard_degree 4): weights, gradients and optimizer are sharded over 4 ranks,
+  // not 8 (twice the bytes), every gather and reduce-scatter runs over {0..3} or {4..7}, and each
+  // reduce-scatter's shard (1/4 of it) is all-reduced over the 2 ranks at the same place of
+  // the two groups (FSDP2's foreach_reduce), before anything that waits on the gradients.
+  const std::string cluster = "{gpu: h100-sxm, nodes: 1, gpus_per_node: 8}";
+  const Tiny full = tiny_on(cluster, "heads: 4, kv_heads: 4", "{dp: 8, zero: 3}", 8);
+  const Tiny hsdp = tiny_on(cluster, "heads: 4, kv_heads: 4", "{dp: 8, zero: 3, dp_shard: 4}", 8);
+  const auto mf = engine::memory_per_gpu(full.s, full.p), mh = engine::memory_per_gpu(hsdp.s, hsdp.p);
+  CHECK(mh.weights.value() == Approx(2 * mf.weights.value()).epsilon(1e-12));
+  CHECK(mh.gradients.value() == Approx(2 * mf.gradients.value()).epsilon(1e-12));
+  CHECK(mh.optimizer.value() == Approx(2 * mf.optimizer.value()).epsilon(1e-12));
+  const Program prog = step_program(*hsdp.s.model, hsdp.p);
+  for (std::uint32_t r : {0u, 5u}) {
+    INFO("rank " << r);
+    const auto& ops = prog.ops_of(r);
+    const std::uint32_t base = r < 4 ? 0 : 4;
+    const std::vector<std::uint32_t> shard{base, base + 1, base + 2, base + 3}, replicas{r % 4, r % 4 + 4};
+    int scatters = 0, gathers = 0;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const auto& op = ops[i];
+      if (op.kind != ProgramOp::Kind::kCollective) continue;
+      const auto& g = prog.groups[prog.group_of(r, op)];
+      if (op.op == collectives::Op::kAllGather) {
+        ++gathers;
+        CHECK(g == shard);
+      } else if (op.op == collectives::Op::kReduceScatter) {
+        ++scatters;
+        CHECK(g == shard);
+        REQUIRE(i + 1 < ops.size());
+        const auto& ar = ops[i + 1];
+        CHECK(ar.op == collectives::Op::kAllReduce);
+        CHECK(prog.groups[prog.group_of(r, ar)] == replicas);
+        CHECK(ar.bytes.value() == Approx(op.bytes.value() / 4).epsilon(1e-12));
+        CHECK(ar.deps == std::vector<std::uint32_t>{static_cast<std::uint32_t>(i)});
+      }
+    }
+    CHECK(scatters == 2);  // one per layer (one micro-batch)
+    CHECK(gathers == 4);   // each layer before its forward and its backward
+  }
+  CHECK(simulate(prog, sw(8), timed(1e-4)).makespan.value() > 0.0);  // it runs: every member posts its collectives
+  auto bad = [&](const std::string& parallel, const std::string& message) {
+    INFO(parallel);
+    CHECK_THROWS_WITH(tiny_on(cluster, "heads: 4, kv_heads: 4", parallel, 8), Catch::Contains(message));
+  };
+  bad("{dp: 8, zero: 3, dp_shard: 3}", "parallel.dp_shard: 3 does not divide dp 8");
+  bad("{dp: 8, dp_shard: 4}", "parallel.dp_shard: hybrid sharding shards ZeRO's states");
+}
