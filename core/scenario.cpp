@@ -97,7 +97,7 @@ TrainingSpec parse_training(const Config& c) {
 ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
                 "stage_layers", "order", "overlap_grad_reduce", "overlap_param_gather", "wafer_mode", "microbatch_group",
-                "tp_comm_overlap", "dp_shard"});
+                "tp_comm_overlap", "dp_shard", "reshard_after_forward", "grad_reduce"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
   p.pp = optional_int(c, "pp", 1, limits::kMaxGpus, kGpusWhy);
@@ -131,6 +131,14 @@ ParallelSpec parse_parallel(const Config& c) {
   if (auto f = c.find("overlap_grad_reduce")) p.overlap_grad_reduce = f->as_bool();
   if (auto f = c.find("overlap_param_gather")) p.overlap_param_gather = f->as_bool();
   if (auto f = c.find("tp_comm_overlap")) p.tp_comm_overlap = f->as_bool();
+  if (auto f = c.find("reshard_after_forward")) {
+    p.reshard_after_forward = f->as_bool();
+    p.reshard_set = true;
+  }
+  if (auto f = c.find("grad_reduce")) {
+    p.grad_reduce = one_of(*f, {"microbatch", "step"});
+    p.grad_reduce_set = true;
+  }
   if (auto f = c.find("wafer_mode")) {
     p.wafer_mode = f->as_string();
     if (p.wafer_mode != "streaming" && p.wafer_mode != "pipelined") {

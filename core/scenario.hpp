@@ -210,6 +210,16 @@ struct ParallelSpec {
   /// are sharded over groups of this many data-parallel ranks and replicated across the
   /// groups (dp / dp_shard of them); 0 = shard over all dp ranks.
   int dp_shard = 0;
+  /// ZeRO-3 (FSDP): free a layer's gathered weights after its forward and gather them again for
+  /// its backward (DeepSpeed's and FSDP's default), or keep them (FSDP's
+  /// reshard_after_forward=False; torchtitan's default under pipelines, where it also keeps
+  /// them through every micro-batch: one gather per layer per step).
+  bool reshard_after_forward = true;
+  /// ZeRO-2/3: reduce-scatter each layer's gradients after its backward in every micro-batch
+  /// ("microbatch", DeepSpeed's) or once per step, accumulating them unsharded until then
+  /// ("step": PyTorch pipelining's REDUCE_GRAD, as torchtitan runs FSDP with pipelines).
+  std::string grad_reduce = "microbatch";
+  bool grad_reduce_set = false, reshard_set = false;
   /// Wafer-scale clusters: "streaming" (weights stream in from external memory layer by
   /// layer) or "pipelined" (every layer resident in its own region of the mesh).
   std::string wafer_mode = "streaming";

@@ -522,7 +522,11 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     const double odiv_d = p.zero >= 1 ? dp_dense : 1.0, odiv_e = p.zero >= 1 ? dp_expert : 1.0;
     const double weight_bytes = kWeightBytes + (p.fp8() ? kFp8WeightCopyBytes : 0.0);
     mem.weights = Bytes::of(weight_bytes * (dense / wdiv_d + expert / wdiv_e));
-    mem.gradients = Bytes::of(kGradBytes * (dense / gdiv_d + expert / gdiv_e));
+    // ZeRO-3 keeping the gathered weights after the forward holds them whole besides the
+    // shard; gradients reduced once per step accumulate whole until then.
+    if (p.zero >= 3 && !p.reshard_after_forward) mem.weights += Bytes::of(weight_bytes * (dense + expert));
+    const bool whole_grads = p.zero >= 2 && p.grad_reduce_per_step;
+    mem.gradients = Bytes::of(kGradBytes * (whole_grads ? dense + expert : dense / gdiv_d + expert / gdiv_e));
     mem.optimizer = Bytes::of(p.optimizer_bytes * (dense / odiv_d + expert / odiv_e));
     // Activations: each micro-batch chunk in flight holds its layers' activations.
     const int in_flight = parallelism::peak_in_flight(p.schedule, p.pp, p.vpp, static_cast<int>(p.micro_batches), s,
@@ -551,7 +555,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     // prefetch); with bucketed gradient reduction one fp32 bucket staging copy of 40M
     // parameters (Megatron's default bucket); plus the runtime reserve.
     double buffers = kRuntimeReserveBytes + 4.0 * 40e6;
-    if (p.zero >= 3) buffers += 2.0 * kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp;
+    if (p.zero >= 3 && p.reshard_after_forward) buffers += 2.0 * kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp;
     mem.buffers = Bytes::of(buffers);
     stages.push_back({s, mem.weights, mem.gradients, mem.optimizer, mem.activations, mem.buffers});
     if (s == 0 || mem.total().value() > best.total().value()) best = mem;
@@ -1180,6 +1184,11 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
   if (p.dual()) {
     throw Error("parallel.schedule", "dualpipe runs on the event engine (run and sweep's default), not the composed step "
                                      "(--engine composed, search, validate)");
+  }
+  if (!p.reshard_after_forward || p.grad_reduce_per_step) {
+    throw Error(p.grad_reduce_per_step ? "parallel.grad_reduce" : "parallel.reshard_after_forward",
+                "runs on the event engine (run and sweep's default), not the composed step (--engine composed, search, "
+                "validate)");
   }
   if (p.hybrid()) {
     throw Error("parallel.dp_shard", "hybrid sharding runs on the event engine (run and sweep's default), not the "

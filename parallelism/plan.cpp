@@ -144,6 +144,15 @@ Plan make_plan(const Scenario& sc) {
     throw Error("parallel.ep", "ep·etp = " + str(plan.expert_shards()) + " does not divide tp·cp·dp = " + str(folded) +
                                    " (expert layers fold the same ranks as the attention)");
   }
+  plan.reshard_after_forward = p.reshard_after_forward;
+  plan.grad_reduce_per_step = p.grad_reduce == "step";
+  if (p.reshard_set && p.zero < 3) {
+    throw Error("parallel.reshard_after_forward", "applies to ZeRO-3 (FSDP's sharded weights); zero is " + str(p.zero));
+  }
+  if (p.grad_reduce_set && p.zero < 2) {
+    throw Error("parallel.grad_reduce", "applies to ZeRO-2 and 3 (sharded gradients); with zero " + str(p.zero) +
+                                            " gradients are reduced once per step");
+  }
   plan.dp_shard = p.dp_shard > 0 ? p.dp_shard : plan.dp;
   if (plan.dp % plan.dp_shard != 0) {
     throw Error("parallel.dp_shard", str(plan.dp_shard) + " does not divide dp " + str(plan.dp));

@@ -24,6 +24,8 @@ struct Plan {
   /// Hybrid sharding (HSDP): ZeRO shards over groups of this many data-parallel ranks (times
   /// cp), replicated across dp / dp_shard groups; dp when not hybrid.
   int dp_shard = 1;
+  bool reshard_after_forward = true;  ///< ZeRO-3: gather again for the backward (else keep)
+  bool grad_reduce_per_step = false;  ///< ZeRO-2/3: reduce-scatter once per step (else per micro-batch)
   bool sp = false;
   int zero = 0;
   Recompute recompute = Recompute::kNone;

@@ -443,6 +443,14 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // backward, in every micro-batch.
     const bool any_dp = p.weight_copies() > 1 || p.expert_copies() > 1;
     const bool shard_weights = p.zero >= 3 && any_dp, shard_grads = p.zero >= 2 && any_dp;
+    // FSDP's choices: gradients reduce-scattered per micro-batch or once per step (then as the
+    // buckets below, after each layer's last backward); weights gathered again for the
+    // backward, or kept (under pipelines, torchtitan keeps them the whole step: one gather per
+    // layer per step).
+    const bool scatter_each = shard_grads && !p.grad_reduce_per_step;
+    const bool gather_backward = shard_weights && p.reshard_after_forward;
+    const bool gather_once = shard_weights && !p.reshard_after_forward && pp > 1;
+    std::vector<char> gathered(static_cast<std::size_t>(m.layers), 0);
     // One collective over the data-parallel group for the dense weights and one over the
     // expert-data-parallel group for the experts', where each has peers and bytes.
     auto over_dp = [&](Op op, double bytes_per_param, double dense_params, double expert_params, StreamKind stream,
@@ -570,7 +578,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
             if (weight_grad_apart(*it)) b.compute(weight_gradient(*it));
           }
           layer_done[static_cast<std::size_t>(i)] = b.last();
-          if (shard_grads) {
+          if (scatter_each) {
             for (auto id : over_dp(Op::kReduceScatter, kGradBytesPerParam, params_of(i), expert_params_of(i),
                                    StreamKind::kDataParallel, "ZeRO reduce-scatter layer " + std::to_string(i), {b.last()})) {
               grad_scatters.push_back(id);
@@ -587,7 +595,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       prefetch_after.reset();
       if (fwd) {
         for (int i = first; i < first + layers; ++i) {
-          if (shard_weights) gather(i, "");
+          if (shard_weights && !(gather_once && gathered[static_cast<std::size_t>(i)] != 0)) gather(i, "");
+          gathered[static_cast<std::size_t>(i)] = 1;
           for (auto id : early_gathers[static_cast<std::size_t>(i)]) b.gate(id);
           early_gathers[static_cast<std::size_t>(i)].clear();
           const auto start = static_cast<std::uint32_t>(rp.ops.size());
@@ -599,7 +608,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         }
       } else {
         // The head's backward needs the last layer's gather (it carries the head's weights).
-        const bool head_first = place.last && shard_weights && layers > 0;
+        const bool head_first = place.last && gather_backward && layers > 0;
         if (head_first) gather(first + layers - 1, " (backward)");
         if (place.last) {
           const auto head = head_forward(m, sh);
@@ -608,7 +617,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         for (int i = first + layers - 1; i >= first; --i) {
           const auto ks = layer_forward(m, i, sh);
           const std::string at = "layer " + std::to_string(i);
-          if (shard_weights && !(head_first && i == first + layers - 1)) gather(i, " (backward)");
+          if (gather_backward && !(head_first && i == first + layers - 1)) gather(i, " (backward)");
           const auto start = static_cast<std::uint32_t>(rp.ops.size());
           if (p.recompute == Recompute::kFull) {
             forward_layer(ks, at + " (recompute)");
@@ -620,7 +629,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           backward_layer(ks, at);
           layer_done[static_cast<std::size_t>(i)] = b.last();
           prefetch_after = start;
-          if (shard_grads && !split) {
+          if (scatter_each && !split) {
             for (auto id : over_dp(Op::kReduceScatter, kGradBytesPerParam, params_of(i), expert_params_of(i),
                                    StreamKind::kDataParallel, "ZeRO reduce-scatter " + at, {b.last()})) {
               grad_scatters.push_back(id);
@@ -636,7 +645,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // Data parallelism (ZeRO 0/1): a bucket per layer as its last backward ends (last layer first).
     const auto [dense, expert] = rank_params(m, p, stage);
     std::vector<std::uint32_t> buckets = grad_scatters;
-    if (any_dp && !shard_grads) {
+    if (any_dp && !scatter_each) {
       const Op op = p.zero >= 1 ? Op::kReduceScatter : Op::kAllReduce;
       for (auto h = held.rbegin(); h != held.rend(); ++h) {
         for (int i = h->first + h->count - 1; i >= h->first; --i) {

@@ -622,10 +622,10 @@ TEST_CASE("engine::simulate step programs: interleaved chunks may be empty as Ll
   CHECK_THROWS_WITH(make_plan(load("[0, 16, 0, 16]")), Catch::Matchers::Contains("parallel.stage_layers: stage 0 holds no layer"));
 }
 
-TEST_CASE("engine::simulate step programs: ZeRO-2 and 3 with pipelines reduce-scatter every micro-batch (FSDP with PP)",
+TEST_CASE("engine::simulate step programs: ZeRO-2 and 3 with pipelines reduce-scatter every micro-batch, or once a step as torchtitan does",
           "[engine]") {
-  // As torchtitan runs FSDP with pipeline parallelism (and Llama 3 405B its FSDP/ZeRO-2 with
-  // PP 16): each micro-batch's backward reduce-scatters its layers' gradients into the shard, so
+  // wallsim's default (DeepSpeed ZeRO's; Llama 3 405B's FSDP/ZeRO-2 with PP 16 as the README
+  // takes it): each micro-batch's backward reduce-scatters its layers' gradients into the shard, so
   // 3 micro-batches on pp 2 (one layer per stage) give 3 scatters per rank, and ZeRO-3 gathers
   // the layer before each forward and each backward, 6 per rank. Gradients take 1/dp of
   // ZeRO-1's memory.
@@ -645,6 +645,25 @@ TEST_CASE("engine::simulate step programs: ZeRO-2 and 3 with pipelines reduce-sc
   CHECK(count(z2, "ZeRO reduce-scatter") == std::vector<int>{3, 3, 3, 3});
   CHECK(count(z3, "ZeRO reduce-scatter") == std::vector<int>{3, 3, 3, 3});
   CHECK(count(z3, "ZeRO-3 all-gather") == std::vector<int>{6, 6, 6, 6});
+  // torchtitan's FSDP with pipelines (PyTorch pipelining's REDUCE_GRAD; torchtitan's
+  // reshard_after_forward "default" = not pp): the weights are gathered once per step and kept,
+  // the gradients accumulate whole and are reduce-scattered once, after each layer's last
+  // backward. Memory: the whole weights beside the shard, whole gradients (ZeRO-1's).
+  const Tiny tt = tiny(4, "{pp: 2, dp: 2, zero: 3, reshard_after_forward: false, grad_reduce: step}", 6);
+  CHECK(count(tt, "ZeRO-3 all-gather") == std::vector<int>{1, 1, 1, 1});
+  CHECK(count(tt, "ZeRO reduce-scatter") == std::vector<int>{0, 0, 0, 0});
+  CHECK(count(tt, "DP reduce-scatter") == std::vector<int>{1, 1, 1, 1});
+  const auto m1 = engine::memory_per_gpu(z1.s, z1.p), m3 = engine::memory_per_gpu(z3.s, z3.p),
+             mt = engine::memory_per_gpu(tt.s, tt.p);
+  CHECK(mt.gradients.value() == Approx(m1.gradients.value()).epsilon(1e-12));
+  CHECK(mt.weights.value() == Approx(m3.weights.value() + m1.weights.value()).epsilon(1e-12));
+  CHECK(simulate(step_program(*tt.s.model, tt.p), sw(4), timed(1e-4)).makespan.value() > 0.0);
+  // Without pipelines, keeping the weights saves the backward's gather: one per micro-batch.
+  const Tiny keep = tiny(4, "{dp: 4, zero: 3, reshard_after_forward: false}", 8);
+  CHECK(count(keep, "ZeRO-3 all-gather") == std::vector<int>{4, 4, 4, 4});  // 2 micro-batches x 2 layers
+  CHECK_THROWS_WITH(tiny(4, "{dp: 4, zero: 2, reshard_after_forward: false}", 8),
+                    Catch::Contains("parallel.reshard_after_forward: applies to ZeRO-3"));
+  CHECK_THROWS_WITH(tiny(4, "{dp: 4, zero: 1, grad_reduce: step}", 8), Catch::Contains("parallel.grad_reduce: applies to ZeRO-2 and 3"));
   CHECK(engine::memory_per_gpu(z2.s, z2.p).gradients.value() ==
         Approx(engine::memory_per_gpu(z1.s, z1.p).gradients.value() / 2).epsilon(1e-12));
   // The composed step (what `run` reports) scatters every micro-batch too: it agrees with the
