@@ -75,7 +75,7 @@ std::optional<YAML::Node> expand_for_set(const std::string& path, const std::str
 
 TrainingSpec parse_training(const Config& c) {
   c.allow_only({"seq_len", "global_batch", "micro_batch", "precision", "capacity_factor",
-                "flash_attention", "optimizer", "master_weights", "optimizer_states", "dropout", "kernels"});
+                "flash_attention", "optimizer", "master_weights", "optimizer_states", "dropout", "kernels", "moe_dispatch"});
   TrainingSpec t;
   if (auto f = c.find("seq_len")) t.seq_len = positive(*f, limits::kMaxSeqLen, kSeqWhy);
   t.global_batch = positive(c.at("global_batch"), limits::kMaxBatch, kBatchWhy);
@@ -87,6 +87,7 @@ TrainingSpec parse_training(const Config& c) {
   if (auto f = c.find("optimizer_states")) t.optimizer_states = one_of(*f, {"fp32", "bf16"});
   if (auto f = c.find("dropout")) t.dropout = f->as_bool();
   if (auto f = c.find("kernels")) t.kernels = one_of(*f, {"fused", "eager"});
+  if (auto f = c.find("moe_dispatch")) t.moe_dispatch = one_of(*f, {"bf16", "fp8"});
   if (auto f = c.find("capacity_factor")) {
     t.capacity_factor = f->as_double();
     if (!(t.capacity_factor >= 1.0)) throw Error(f->path(), "must be at least 1");

@@ -174,6 +174,9 @@ struct TrainingSpec {
   long long micro_batch = 1;
   std::string precision = "bf16";
   double capacity_factor = 1.0;  ///< MoE: expert capacity over the even share of tokens
+  /// MoE: the forward dispatch's precision; "fp8" as DeepSeek-V3 dispatches (the combine and
+  /// every backward exchange stay bf16).
+  std::string moe_dispatch = "bf16";
   bool flash_attention = true;   ///< fused attention: the s x s scores are never stored
   std::string optimizer = "adam";         ///< adam, adamw, lamb, sgd (with momentum)
   std::string master_weights = "fp32";    ///< the optimizer's copy of the weights: fp32 or bf16

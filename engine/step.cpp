@@ -1190,6 +1190,10 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
                 "runs on the event engine (run and sweep's default), not the composed step (--engine composed, search, "
                 "validate)");
   }
+  if (p.dispatch_bytes != 2.0) {
+    throw Error("training.moe_dispatch", "fp8 dispatch runs on the event engine (run and sweep's default), not the "
+                                         "composed step (--engine composed, search, validate)");
+  }
   if (p.hybrid()) {
     throw Error("parallel.dp_shard", "hybrid sharding runs on the event engine (run and sweep's default), not the "
                                      "composed step (--engine composed, search, validate)");

@@ -87,6 +87,7 @@ Plan make_plan(const Scenario& sc) {
   plan.seq_len = t.seq_len > 0 ? t.seq_len : m.seq_len;
   plan.precision = t.precision;
   plan.capacity_factor = t.capacity_factor;
+  plan.dispatch_bytes = t.moe_dispatch == "fp8" ? 1.0 + 4.0 / 128.0 : 2.0;
   plan.flash_attention = t.flash_attention;
   plan.eager = t.kernels == "eager";
   plan.overlap_grad_reduce = p.overlap_grad_reduce;

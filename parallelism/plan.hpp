@@ -38,6 +38,9 @@ struct Plan {
   std::string precision = "bf16";
   [[nodiscard]] bool fp8() const { return precision == "fp8"; }
   double capacity_factor = 1.0;
+  /// MoE: bytes per value of the forward dispatch (2, or fp8's 1 plus a 4-byte scale per 128
+  /// values: DeepSeek-V3's 1x128 activation tiles, technical report sec. 3.3.2).
+  double dispatch_bytes = 2.0;
   bool flash_attention = true;
   bool eager = false;    ///< training.kernels: eager PyTorch modules op by op, else fused kernels
   bool dropout = false;  ///< training.dropout, else the model's

@@ -222,8 +222,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // factor, sequence-sharded under SP) go to their experts' GPUs before the expert GEMMs and
     // come back after them: an all-to-all each way, on the compute stream.
     const double routed = act_bytes / (p.sp ? p.tp : 1) * m.top_k * p.capacity_factor;
-    auto ep_exchange = [&](const std::string& what) {
-      if (p.ep > 1) b.collective(ep_group, Op::kAllToAll, routed, StreamKind::kCompute, "EP all-to-all " + what);
+    auto ep_exchange = [&](const std::string& what, double bytes_per_value = 2.0) {
+      if (p.ep > 1) b.collective(ep_group, Op::kAllToAll, routed * bytes_per_value / 2.0, StreamKind::kCompute, "EP all-to-all " + what);
     };
     // Context parallelism (ring attention, as Transformer Engine runs it): fused attention in
     // cp pieces, one per K/V block; the cp - 1 ring steps run on the side stream from the
@@ -323,7 +323,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           for (auto id : scatters) b.gate(id);
           scatters.clear();
         }
-        if (k.expert_in) ep_exchange("dispatch " + at);
+        if (k.expert_in) ep_exchange("dispatch " + at, p.dispatch_bytes);  // forward and recompute
         if (k.kind == KernelKind::kAttention) {
           attention(k, 1.0, kv_bytes, at);
         } else if (in_block(x, true)) {

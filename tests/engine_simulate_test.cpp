@@ -516,6 +516,18 @@ TEST_CASE("engine::simulate step programs: expert parallelism dispatches and com
   const auto r = simulate(step_program(*t.s.model, t.p), sw(2), o);
   CHECK(r.makespan.value() ==
         Approx(r.compute[0].value() + 8 * (2 * L + X / (2 * B)) + 2 * (2 * L + G / (2 * B))).epsilon(1e-9));
+  // FP8 dispatch (DeepSeek-V3): the 2 forward dispatches carry 1 byte per value and a 4-byte
+  // scale per 128, d = 1 + 4/128 bytes instead of 2; combines and backward exchanges stay bf16.
+  const Tiny f8 = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}", "heads: 4, kv_heads: 4, experts: 2, top_k: 1, moe_ffn: 512",
+                          "{dp: 2, ep: 2}", 2);
+  Scenario s8 = f8.s;
+  s8.training->moe_dispatch = "fp8";
+  const Plan p8 = make_plan(s8);
+  const double d = 1.0 + 4.0 / 128.0;
+  const auto r8 = simulate(step_program(*s8.model, p8), sw(2), o);
+  CHECK(r8.makespan.value() == Approx(r8.compute[0].value() + 2 * (2 * L + X * d / 2 / (2 * B)) + 6 * (2 * L + X / (2 * B)) +
+                                      2 * (2 * L + G / (2 * B)))
+                                   .epsilon(1e-9));
 }
 
 TEST_CASE("engine::simulate step programs: context parallelism's ring hides behind attention when attention is longer",
