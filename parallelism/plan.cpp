@@ -160,6 +160,9 @@ Plan make_plan(const Scenario& sc) {
   }
   if (plan.hybrid()) {
     if (p.zero == 0) throw Error("parallel.dp_shard", "hybrid sharding shards ZeRO's states: set parallel.zero to 1, 2 or 3");
+    if (plan.dp_shard * p.cp == 1) {
+      throw Error("parallel.dp_shard", "1 (with cp 1) shards nothing: that is plain data parallelism (parallel.zero 0)");
+    }
     if (p.ep > 1) throw Error("parallel.dp_shard", "hybrid sharding with expert parallelism is not built yet");
     if (plan.dual()) throw Error("parallel.dp_shard", "hybrid sharding with dualpipe is not built yet");
   }

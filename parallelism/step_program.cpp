@@ -1,6 +1,7 @@
 #include "parallelism/step_program.hpp"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <optional>
 
@@ -80,6 +81,11 @@ class RankBuilder {
     stream_ = s;
     sms_taken_ = sms_taken;
   }
+  /// Where compute-stream ops go now.
+  [[nodiscard]] StreamKind stream() const { return stream_; }
+  /// The last op pushed to stream `s` (kNoOp: none yet).
+  static constexpr std::uint32_t kNoOp = ~std::uint32_t{0};
+  [[nodiscard]] std::uint32_t last_on(StreamKind s) const { return last_on_[static_cast<std::size_t>(s)]; }
   [[nodiscard]] std::uint32_t last() const { return static_cast<std::uint32_t>(out_.ops.size() - 1); }
 
  private:
@@ -90,6 +96,7 @@ class RankBuilder {
       gate_.clear();
     }
     if (++total_ > kMaxProgramOps || (out_.ops.size() + 1) * ranks_ > kMaxProgramOps) too_many();
+    last_on_[static_cast<std::size_t>(op.stream)] = static_cast<std::uint32_t>(out_.ops.size());
     out_.ops.push_back(std::move(op));
     return last();
   }
@@ -107,6 +114,11 @@ class RankBuilder {
   std::vector<std::uint32_t> gate_;
   StreamKind stream_ = StreamKind::kCompute;
   int sms_taken_ = 0;
+  std::array<std::uint32_t, kStreams> last_on_ = [] {
+    std::array<std::uint32_t, kStreams> a{};
+    a.fill(kNoOp);
+    return a;
+  }();
 };
 
 }  // namespace
@@ -500,9 +512,11 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // Inputs arrive before their pass (an overlapped pair's both before its forward); outputs
     // leave after the op output_after names (DualPipe defers some).
     const auto leaves = output_after(p.schedule, order);
-    constexpr std::uint32_t kNotYet = ~std::uint32_t{0};
-    std::vector<std::uint32_t> received(order.size(), kNotYet);  // the receive op of each pass's input
-    std::vector<std::size_t> pass_start(order.size(), 0);  // an empty chunk may push nothing
+    constexpr std::uint32_t kNotYet = RankBuilder::kNoOp;
+    // Per pass: its input's arrival (the receive, or the re-gather after it), and its last op
+    // on its compute stream (or its input's arrival, for an empty chunk) that its output leaves after.
+    std::vector<std::uint32_t> received(order.size(), kNotYet), pass_end(order.size(), kNotYet);
+    std::uint32_t pass_mark = kNotYet;
     auto where_of = [&](const PipeOp& q) {
       return " mb " + std::to_string(q.micro_batch) + (map.chunks() > 1 ? " chunk " + std::to_string(q.chunk) : "");
     };
@@ -517,18 +531,22 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       b.gate(received[k]);
       // Without SP the tensor came split over the TP ranks (Megatron's scatter/gather
       // optimization, SC'21 sec. 4.1): gathered again over the scale-up link.
-      if (p.tp > 1 && !p.sp) b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP re-gather" + where_of(q));
+      if (p.tp > 1 && !p.sp) {
+        received[k] = b.collective(tp_group, Op::kAllGather, act_bytes, StreamKind::kCompute, "TP re-gather" + where_of(q));
+      }
     };
     auto send_outputs = [&](std::size_t k) {
-      for (std::size_t j = 0; j <= k; ++j) {
+      for (std::size_t j = k >= 2 ? k - 2 : 0; j <= k; ++j) {  // an output leaves at most 2 ops later
         const PipeOp& q = order[j];
         if (leaves[j] != k || q.pass == Pass::kWeight) continue;
         const PipePlace at = map.at(q.chunk, stage);
         const bool f = q.pass == Pass::kForward;
         if (f ? at.last : at.first) continue;
         const int to = f ? map.next(at.virtual_stage) : map.prev(at.virtual_stage);
-        std::vector<std::uint32_t> after;
-        if (rp.ops.size() > pass_start[j]) after.push_back(b.last());
+        std::vector<std::uint32_t> after;  // its own pass and the one it waits for
+        for (auto x : {pass_end[j], pass_end[k]}) {
+          if (x != kNotYet && std::find(after.begin(), after.end(), x) == after.end()) after.push_back(x);
+        }
         b.p2p(true, peer(to), tag(q.pass, q.micro_batch, to), act_bytes / p.tp,
               std::string(f ? "send activation" : "send gradient") + where_of(q), std::move(after));
       }
@@ -539,23 +557,32 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // all-to-all kernels (20 of the H800's 132: DeepSeek-V3 technical report, sec. 3.2.2) [S].
     constexpr int kPairCommSms = 20;
     std::size_t pair_end = order.size();  // the last op of the pair in hand
-    // After a pair, the compute stream goes on once the pair's backward is done too.
-    auto end_pair = [&](std::size_t k) {
+    std::uint32_t before_pair = kNotYet;  // the compute stream's last op before it
+    // A pass ends: its outputs leave; after a pair, the compute stream goes on once the pair's
+    // backward is done too.
+    auto finish_pass = [&](std::size_t k) {
+      const std::uint32_t last = b.last_on(b.stream());
+      pass_end[k] = last != pass_mark ? last : received[k];
+      send_outputs(k);
       if (k != pair_end) return;
       pair_end = order.size();
       b.compute_on(StreamKind::kCompute, 0);
-      if (!rp.ops.empty()) b.gate(b.last());
+      if (pass_end[k] != kNotYet) b.gate(pass_end[k]);
     };
     for (std::size_t k = 0; k < order.size(); ++k) {
       const PipeOp& po = order[k];
-      pass_start[k] = rp.ops.size();
       if (po.with_next && k + 1 < order.size()) {
         pair_end = leaves[k];
+        before_pair = b.last_on(StreamKind::kCompute);
         b.compute_on(StreamKind::kCompute, p.ep > 1 ? kPairCommSms : 0);
       } else if (k > 0 && order[k - 1].with_next) {
+        // The backward starts after what preceded the pair and once its input is in (received
+        // before the pair began).
         b.compute_on(StreamKind::kCompute2, p.ep > 1 ? kPairCommSms : 0);
-        if (received[k] != kNotYet) b.gate(received[k]);  // received before the pair began
+        if (before_pair != kNotYet) b.gate(before_pair);
+        if (received[k] != kNotYet) b.gate(received[k]);
       }
+      pass_mark = b.last_on(b.stream());
       if (!projected && po.pass != Pass::kForward) {
         b.project(rp.ops.size(), forwards);  // a too large program fails before it is built
         projected = true;
@@ -586,8 +613,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           }
         }
         last_backward = b.last();
-        send_outputs(k);
-        end_pair(k);
+        finish_pass(k);
         continue;
       }
       receive(k);
@@ -638,8 +664,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         }
         last_backward = b.last();
       }
-      send_outputs(k);
-      end_pair(k);
+      finish_pass(k);
     }
 
     // Data parallelism (ZeRO 0/1): a bucket per layer as its last backward ends (last layer first).

@@ -854,3 +854,40 @@ TEST_CASE("engine::simulate step programs: hybrid sharding gathers and scatters 
   bad("{dp: 8, zero: 3, dp_shard: 3}", "parallel.dp_shard: 3 does not divide dp 8");
   bad("{dp: 8, dp_shard: 4}", "parallel.dp_shard: hybrid sharding shards ZeRO's states");
 }
+
+TEST_CASE("engine::simulate step programs: under DualPipe a chunk's backward follows its forward, on every rank", "[engine]") {
+  // The loss's backward of the i-th micro-batch to reach the loss on a rank starts after the
+  // i-th loss forward there ends: an overlapped pair's backward (on the second compute stream)
+  // waits for what preceded the pair, so it cannot run ahead of its own forward. And every
+  // gradient a rank sends back for a chunk leaves after that chunk's activation arrived.
+  const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 4}", "heads: 4, kv_heads: 4, layers: 4",
+                         "{pp: 4, schedule: dualpipe}", 8);
+  const Program prog = step_program(*t.s.model, t.p);
+  SimulateOptions o = timed(1e-4);
+  o.flow = true;
+  const auto r = simulate(prog, sw(4), o);
+  int losses = 0, sends = 0;
+  for (std::uint32_t rank = 0; rank < 4; ++rank) {
+    INFO("rank " << rank);
+    const auto& ops = prog.ops_of(rank);
+    std::vector<double> forward_ends, backward_starts;
+    std::map<std::string, double> arrived;  // by " mb j chunk c"
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const auto& name = ops[i].name;
+      if (name == "cross entropy") forward_ends.push_back(r.ops[rank][i].end.value());
+      if (name == "cross entropy (backward)") backward_starts.push_back(r.ops[rank][i].start.value());
+      if (name.rfind("recv activation", 0) == 0) arrived[name.substr(15)] = r.ops[rank][i].end.value();
+      if (name.rfind("send gradient", 0) == 0 && arrived.count(name.substr(13)) != 0) {
+        CHECK(r.ops[rank][i].start.value() >= arrived[name.substr(13)]);
+        ++sends;
+      }
+    }
+    std::sort(forward_ends.begin(), forward_ends.end());
+    std::sort(backward_starts.begin(), backward_starts.end());
+    REQUIRE(forward_ends.size() == backward_starts.size());
+    for (std::size_t i = 0; i < forward_ends.size(); ++i) CHECK(backward_starts[i] >= forward_ends[i]);
+    losses += static_cast<int>(forward_ends.size());
+  }
+  CHECK(losses == 8);  // ranks 0 and 3 each hold one direction's last stage: 4 micro-batches each
+  CHECK(sends > 8);
+}
