@@ -28,6 +28,11 @@
 // * Zero-bubble (ZB-H1): the backward computes input gradients only; each W pass computes its
 //   micro-batch's weight gradients (attention's batched GEMMs excepted: both their operands are
 //   activations) and releases the layer's gradient buckets.
+// * DualPipe: each rank holds two stages (pipeline.hpp's PipeMap), their gradients reduced
+//   over both copies; an overlapped pair's backward runs on the second compute stream, whose
+//   kernels take the SMs in turn with the compute stream's.
+// * FSDP's choices: hybrid sharding (ZeRO in shard groups, then an all-reduce across the
+//   replicas), gradients reduce-scattered once per step, weights kept after the forward.
 //
 // Not yet built (the builder says so with an Error): context parallelism with unfused attention.
 #pragma once
