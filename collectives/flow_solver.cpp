@@ -43,7 +43,7 @@ struct FlowRec {
 
 /// Flows on one path: one unit of the max-min solve, weighted by their multiplicities.
 struct ClassRec {
-  topology::Path key;                  // the map key: its link ids sorted, then their counts
+  topology::Path key;                  // the map key (join() says its two forms)
   std::vector<std::uint32_t> links;    // local link ids
   std::vector<std::uint32_t> slots;    // position in each link's class list
   std::vector<double> mult;            // times the path names each link (whole numbers)
@@ -366,24 +366,16 @@ class FlowSolver::Impl {
     f.remaining = f.bytes;
     f.last = now;
     f.rate = 0.0;
-    // The class key: the path's links sorted, each once, then how many times the flow
-    // crosses each (flows crossing the same links as often share a class, in any order).
-    pairs_.clear();
-    for (std::size_t j = 0; j < f.path.size(); ++j) pairs_.push_back({f.path[j], f.times.empty() ? 1u : f.times[j]});
-    std::sort(pairs_.begin(), pairs_.end());
-    key_.clear();
-    std::size_t n = 0;
-    for (std::size_t a = 0; a < pairs_.size(); ++n) {
-      std::size_t b = a;
-      std::uint32_t count = 0;
-      while (b < pairs_.size() && pairs_[b].first == pairs_[a].first) count += pairs_[b++].second;
-      pairs_[n] = {pairs_[a].first, count};
-      a = b;
+    // The class key: the path as given; for a flow given with counts, a mark no link id
+    // takes, then its links and their counts (so the two forms never collide).
+    const bool counted = !f.times.empty();
+    if (counted) {
+      key_.assign(1, kNone);
+      key_.insert(key_.end(), f.path.begin(), f.path.end());
+      key_.insert(key_.end(), f.times.begin(), f.times.end());
     }
-    pairs_.resize(n);
-    for (const auto& x : pairs_) key_.push_back(x.first);
-    for (const auto& x : pairs_) key_.push_back(x.second);
-    auto [it, inserted] = class_of_.try_emplace(key_, kNone);
+    const topology::Path& key = counted ? key_ : f.path;
+    auto [it, inserted] = class_of_.try_emplace(key, kNone);
     if (inserted) {
       std::uint32_t c;
       if (!free_classes_.empty()) {
@@ -395,10 +387,23 @@ class FlowSolver::Impl {
       }
       it->second = c;
       ClassRec& k = classes_[c];
-      k.key = key_;
+      k.key = key;
       k.links.clear();
       k.slots.clear();
       k.mult.clear();
+      // Each link once, with how many times the flow crosses it.
+      pairs_.clear();
+      for (std::size_t j = 0; j < f.path.size(); ++j) pairs_.push_back({f.path[j], counted ? f.times[j] : 1u});
+      std::sort(pairs_.begin(), pairs_.end());
+      std::size_t n = 0;
+      for (std::size_t a = 0; a < pairs_.size(); ++n) {
+        std::size_t b = a;
+        std::uint32_t count = 0;
+        while (b < pairs_.size() && pairs_[b].first == pairs_[a].first) count += pairs_[b++].second;
+        pairs_[n] = {pairs_[a].first, count};
+        a = b;
+      }
+      pairs_.resize(n);
       for (const auto& [link, count] : pairs_) {
         const auto i = local(link);
         k.slots.push_back(static_cast<std::uint32_t>(links_[i].classes.size()));
