@@ -859,6 +859,9 @@ TEST_CASE("engine::simulate step programs: hybrid sharding gathers and scatters 
   };
   bad("{dp: 8, zero: 3, dp_shard: 3}", "parallel.dp_shard: 3 does not divide dp 8");
   bad("{dp: 8, dp_shard: 4}", "parallel.dp_shard: hybrid sharding shards ZeRO's states");
+  bad("{dp: 8, zero: 3, dp_shard: 1}", "parallel.dp_shard: 1 (with cp 1) shards nothing");
+  CHECK_THROWS_WITH(tiny_on(cluster, "heads: 4, kv_heads: 4, experts: 2, top_k: 1, moe_ffn: 512", "{dp: 8, zero: 3, dp_shard: 4}", 8),
+                    Catch::Contains("parallel.dp_shard: hybrid sharding of a mixture-of-experts model is not built yet"));
 }
 
 TEST_CASE("engine::simulate step programs: under DualPipe a chunk's backward follows its forward, on every rank", "[engine]") {
