@@ -8,6 +8,10 @@
 // transfer. Under `flow` every transfer of every rank is a flow of one incremental max-min
 // solver on the shared fabric, so all kinds of traffic slow one another; under `analytic` a
 // transfer costs its path's latency plus its bytes over the path's narrowest link, alone.
+// An all-to-all sends every pair's block at once (NCCL's grouped send/recv); in a step with no
+// dependencies inside, the transfers of one sender class, receiver class, size and route cost
+// are one flow over all their routes (each link with its count). The two compute streams
+// (kCompute, kCompute2) run one kernel at a time between them.
 //
 // With `classes`, one rank per rank class (classes.hpp) is simulated: a collective runs once
 // per group class, each of its transfers one flow weighted over the copies' routes (every
