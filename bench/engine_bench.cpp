@@ -37,7 +37,7 @@ double run_once(const Presets& presets, const Scenario& s, bool flow) {
   for (const auto& rank : prog.ranks) ops += rank.ops.size();
   const auto net = collectives::NetworkModel::build(flow ? "flow" : "analytic", "bench");
   std::string composed = "refused: the plan runs on the event engine only";  // DualPipe, FP8 dispatch, ...
-  if (!plan.dual() && plan.dispatch_bytes == 2.0) {
+  if (plan.event_engine_only().empty()) {
     char text[64];
     std::snprintf(text, sizeof text, "%.4f s", engine::simulate_step(s, plan, t, engine::step_options(net.get())).step_time.value());
     composed = text;

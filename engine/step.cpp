@@ -1181,22 +1181,9 @@ StepResult simulate_step(const Scenario& sc, const Plan& p, const topology::Topo
     return finite(simulate_wafer_step(sc, p, o), sc.cluster.gpu);
   }
   if (o.network == nullptr) throw std::logic_error("simulate_step: no network model");
-  if (p.dual()) {
-    throw Error("parallel.schedule", "dualpipe runs on the event engine (run and sweep's default), not the composed step "
-                                     "(--engine composed, search, validate)");
-  }
-  if (!p.reshard_after_forward || p.grad_reduce_per_step) {
-    throw Error(p.grad_reduce_per_step ? "parallel.grad_reduce" : "parallel.reshard_after_forward",
-                "runs on the event engine (run and sweep's default), not the composed step (--engine composed, search, "
-                "validate)");
-  }
-  if (p.dispatch_bytes != 2.0) {
-    throw Error("training.moe_dispatch", "fp8 dispatch runs on the event engine (run and sweep's default), not the "
-                                         "composed step (--engine composed, search, validate)");
-  }
-  if (p.hybrid()) {
-    throw Error("parallel.dp_shard", "hybrid sharding runs on the event engine (run and sweep's default), not the "
-                                     "composed step (--engine composed, search, validate)");
+  if (const std::string key = p.event_engine_only(); !key.empty()) {
+    throw Error(key, "runs on the event engine (run and sweep's default), not the composed step (--engine composed, "
+                     "search, validate)");
   }
   return within_cap(sc, p, o, [&](const StepOptions& q, Watts reserve) { return composed_step(sc, p, t, q, reserve); });
 }

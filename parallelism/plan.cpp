@@ -35,6 +35,15 @@ std::string to_string(PipeSchedule s) {
   return "?";
 }
 
+std::string Plan::event_engine_only() const {
+  if (dual()) return "parallel.schedule";
+  if (grad_reduce_per_step) return "parallel.grad_reduce";
+  if (!reshard_after_forward) return "parallel.reshard_after_forward";
+  if (hybrid()) return "parallel.dp_shard";
+  if (dispatch_bytes != 2.0) return "training.moe_dispatch";
+  return "";
+}
+
 int Plan::first_layer(int chunk, int stage) const {
   int first = 0;
   for (int i = 0; i < chunk * pp + stage; ++i) first += chunk_layers[i];

@@ -74,6 +74,9 @@ struct Plan {
   /// the copies in one shard group.
   [[nodiscard]] int weight_shards() const { return dp_shard * cp * (dual() ? 2 : 1); }
   [[nodiscard]] bool hybrid() const { return dp_shard < dp; }
+  /// The key of a choice only the event engine runs (DualPipe, FSDP's keep-and-reduce-once,
+  /// hybrid sharding, FP8 dispatch), or empty: the composed step refuses such plans.
+  [[nodiscard]] std::string event_engine_only() const;
   [[nodiscard]] int expert_copies() const { return expert_dp() * (dual() ? 2 : 1); }
 };
 
