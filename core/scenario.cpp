@@ -262,7 +262,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
                 "fabric_bandwidth", "gemm_efficiency", "fp8_efficiency_ratio", "gemm_depth_overhead", "attention_efficiency",
                 "attention_backward_efficiency", "attention_depth_overhead", "attention_backward_depth_overhead",
                 "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile", "gemm_tile_intensity",
-                "attention_block", "routing_entries", "core_power"});
+                "attention_block", "sfu_per_sm_clock", "attention_softmax_overlap", "routing_entries", "core_power"});
   GpuSpec g;
   g.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -312,6 +312,13 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("dynamic_power")) g.dynamic_power = f->as<Watts>();
   if (auto f = c.find("sms")) g.sms = positive_int(*f, 1'000'000, "");
   if (auto f = c.find("attention_block")) g.attention_block = positive_int(*f, 1'000'000, "");
+  if (auto f = c.find("sfu_per_sm_clock")) g.sfu_per_sm_clock = positive_int(*f, 1'000'000, "");
+  if (auto f = c.find("attention_softmax_overlap")) {
+    g.attention_softmax_overlap = f->as_double();
+    if (!(g.attention_softmax_overlap >= 0.0 && g.attention_softmax_overlap <= 1.0)) {
+      throw Error(f->path(), "must be between 0 (the softmax after the matmuls) and 1 (wholly beside them)");
+    }
+  }
   if (auto f = c.find("gemm_tile_intensity")) {
     g.gemm_tile_intensity = f->as_double();
     if (!(g.gemm_tile_intensity >= 0.0 && g.gemm_tile_intensity <= 1e4)) {

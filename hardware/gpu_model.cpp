@@ -105,6 +105,10 @@ void check_spec(const GpuSpec& spec) {
   if (spec.base_clock.value() > 0.0 && !(spec.boost_clock.value() > 0.0)) {
     throw Error("cluster.gpu.boost_clock", "missing: a base clock is read against the boost clock");
   }
+  if (spec.sfu_per_sm_clock > 0 && !(spec.boost_clock.value() > 0.0 && spec.sms > 0)) {
+    throw Error("cluster.gpu.sfu_per_sm_clock", "needs cluster.gpu.sms and cluster.gpu.boost_clock: the softmax's rate is "
+                                                "so many exponentials per SM per clock");
+  }
   if (spec.sustained_clock.value() > 0.0 &&
       !(spec.boost_clock.value() > 0.0 && spec.sustained_clock.value() <= spec.boost_clock.value())) {
     throw Error("cluster.gpu.sustained_clock", to_string(spec.sustained_clock) +
@@ -246,7 +250,17 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
       if (spec_.attention_backward_efficiency > 0.0) eff = spec_.attention_backward_efficiency;
     }
   }
-  const double compute = k.kind == KernelKind::kElementwise ? 0.0 : work / (peak * eff * fill(k) * ratio_);
+  double compute = k.kind == KernelKind::kElementwise ? 0.0 : work / (peak * eff);
+  if (k.kind == KernelKind::kAttention && spec_.sfu_per_sm_clock > 0 && spec_.sms > 0 && k.cols + k.depth > 0.0) {
+    // The softmax: one exponential per score on the special-function units, whose rate does
+    // not grow with the head dimension as the matmuls' work does. The forward's FLOPs are
+    // 2 (d_qk + d_v) per score, the backward's counted twice that.
+    const double scores = k.flops.value() / (2.0 * (k.depth + k.cols) * (k.backward ? 2.0 : 1.0));
+    const double softmax = scores / (spec_.sfu_per_sm_clock * static_cast<double>(spec_.sms) * spec_.boost_clock.value());
+    const double o = spec_.attention_softmax_overlap;
+    compute = std::max(compute, softmax) + (1.0 - o) * std::min(compute, softmax);
+  }
+  if (compute > 0.0) compute /= fill(k) * ratio_;
   const double memory = k.bytes.value() / (spec_.memory_bandwidth.value() * spec_.memory_efficiency);
   double share = 1.0;  // of the SMs: a communication kernel beside it takes some (TP overlap)
   if (k.sms_taken > 0) {

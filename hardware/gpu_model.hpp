@@ -6,7 +6,10 @@
 // quantization (tiles run in waves of one per SM), as NVIDIA's Matrix Multiplication
 // Background guide (DU-09799-001, ch. 3) describes, with the tile (of those cuBLAS has) that runs
 // the GEMM fastest; fused attention is cut into query blocks, each looping over the key blocks
-// it sees (up to the diagonal when causal) with a fixed cost per block.
+// it sees (up to the diagonal when causal) with a fixed cost per block, and its softmax takes
+// one exponential per score on the special-function units (sfu_per_sm_clock of them per SM per
+// clock), after the score matmuls or beside them (attention_softmax_overlap, the schedule's):
+// what makes a small head dimension slower per FLOP.
 // A GEMM's efficiency also falls with its reduction depth k as k / (k + k0): each output tile
 // pays a fixed prologue and epilogue (k0, gemm_depth_overhead) besides its k-long main loop.
 // Power is static + activity x dynamic x (f/f_full)^3 (dynamic power ∝ f·V² with the voltage

@@ -391,6 +391,38 @@ TEST_CASE("hardware fused attention: the causal diagonal, a fixed cost per query
   CHECK(same.time(b).value() == Approx(1.25 * 2.0 * flops / (1000e12 * 0.5 * 16.0 / 18.0) + 1e-6));
 }
 
+TEST_CASE("hardware fused attention's softmax: one exponential per score on the special-function units", "[hardware]") {
+  GpuSpec g = gpu();  // 1,000 TFLOP/s, attention at 0.5, 2 GHz, 1 us per kernel, no blocks (fill 1)
+  g.sms = 100;
+  g.sfu_per_sm_clock = 16;  // 16 x 100 x 2 GHz = 3.2e12 exponentials per second
+  // Head dim 64: 2.56e12 FLOPs are 2.56e12 / (2 x (64 + 64)) = 1e10 scores.
+  parallelism::Kernel a{KernelKind::kAttention, "a", Flops::of(2.56e12), Bytes::of(1e6), 512, 64, 64, 27};
+  const double matmul = 2.56e12 / (1000e12 * 0.5), softmax = 1e10 / 3.2e12;  // 5.12 ms, 3.125 ms
+  CHECK(GpuModel(g, Watts{}, false).time(a).value() == Approx(matmul + softmax + 1e-6));
+  // Beside the matmuls (FlashAttention-4's overlap): the longer one; half overlapped: half hidden.
+  g.attention_softmax_overlap = 1.0;
+  CHECK(GpuModel(g, Watts{}, false).time(a).value() == Approx(matmul + 1e-6));
+  g.attention_softmax_overlap = 0.5;
+  CHECK(GpuModel(g, Watts{}, false).time(a).value() == Approx(matmul + 0.5 * softmax + 1e-6));
+  g.attention_softmax_overlap = 0.0;
+  const GpuModel m(g, Watts{}, false);
+  // The backward recomputes each score's exponential once: its FLOPs count twice the forward's,
+  // its matmuls do 1.25x that, and the scores are the forward's 1e10.
+  const parallelism::Kernel b = parallelism::attention_backward(a);
+  CHECK(m.time(b).value() == Approx(1.25 * 2.0 * 2.56e12 / (1000e12 * 0.5) + softmax + 1e-6));
+  // Head dim 128 over the same scores: twice the matmul work, the same exponentials, so a
+  // smaller head dimension runs fewer FLOP/s: 2.56e12 / 8.245 ms against 5.12e12 / 13.365 ms.
+  parallelism::Kernel wide = a;
+  wide.flops = Flops::of(5.12e12);
+  wide.cols = wide.depth = 128;
+  CHECK(m.time(wide).value() == Approx(2.0 * matmul + softmax + 1e-6));
+  CHECK(2.56e12 / (m.time(a).value() - 1e-6) < 0.85 * 5.12e12 / (m.time(wide).value() - 1e-6));
+  // The rate needs the SM count and the clock.
+  g.boost_clock = Frequency{};
+  g.base_clock = Frequency{};
+  CHECK_THROWS_WITH(GpuModel(g, Watts{}, false), Catch::Contains("cluster.gpu.sfu_per_sm_clock"));
+}
+
 TEST_CASE("hardware the MI300X and MI325X: one die at 750 W and 1,000 W, AMD's measured clocks and GEMMs",
           "[hardware]") {
   // AMD's 'Measuring Max-Achievable FLOPs, Part 2' (data/gpus.yaml, amd-maf2): a BF16 GEMM of

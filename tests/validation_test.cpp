@@ -138,6 +138,7 @@ TEST_CASE("validation an attention_tflops case is fused attention's roofline (cl
   // of 132 SMs. No overheads: the forward runs at 989.4 x 0.5; the backward, counted as 2.5x
   // the forward's FLOPs, at 989.4 x 0.4; both together at 3.5 / (1/0.5 + 2.5/0.4) of the peak.
   // Causal with an overhead of one block per query block: 32 useful pairs of 36 computed + 8.
+  // The softmax's exponentials run beside the matmuls (attention_softmax_overlap 1), hidden.
   const std::string yaml =
       "group: g\n"
       "defaults:\n"
@@ -145,21 +146,28 @@ TEST_CASE("validation an attention_tflops case is fused attention's roofline (cl
       "  tolerance: 5%\n"
       "  source: test\n"
       "  scenario: {cluster: {gpu: {preset: h100-sxm, attention_efficiency: 0.5, attention_backward_efficiency: 0.4,\n"
-      "             attention_depth_overhead: 0, attention_backward_depth_overhead: 0, kernel_overhead: 0 s},\n"
+      "             attention_depth_overhead: 0, attention_backward_depth_overhead: 0, kernel_overhead: 0 s,\n"
+      "             attention_softmax_overlap: 1},\n"
       "             nodes: 1, gpus_per_node: 1}}\n"
       "cases:\n"
       "  - {id: FWD, measured: 400, attention: {batch: 8, seq: 1024, heads: 33, head_dim: 128}}\n"
       "  - {id: BWD, measured: 400, attention: {batch: 8, seq: 1024, heads: 33, head_dim: 128, pass: backward}}\n"
       "  - {id: BOTH, measured: 400, attention: {batch: 8, seq: 1024, heads: 33, kv_heads: 3, head_dim: 128, pass: both}}\n"
       "  - {id: CAUSAL, measured: 400, attention: {batch: 8, seq: 1024, heads: 33, head_dim: 128, causal: true},\n"
-      "     scenario: {cluster: {gpu: {attention_depth_overhead: 128}}}}\n";
+      "     scenario: {cluster: {gpu: {attention_depth_overhead: 128}}}}\n"
+      "  - {id: SOFTMAX, measured: 400, attention: {batch: 8, seq: 1024, heads: 33, head_dim: 128},\n"
+      "     scenario: {cluster: {gpu: {attention_softmax_overlap: 0}}}}\n";
   const auto cases = validation::load_cases(case_dir("attention", yaml).string());
-  REQUIRE(cases.size() == 4);
+  REQUIRE(cases.size() == 5);
   CHECK(validation::run_case(cases[0], test::presets(), {}).predicted == Approx(989.4 * 0.5).epsilon(1e-9));
   CHECK(validation::run_case(cases[1], test::presets(), {}).predicted == Approx(989.4 * 0.4).epsilon(1e-9));
   CHECK(validation::run_case(cases[2], test::presets(), {}).predicted ==
         Approx(989.4 * 3.5 / (1 / 0.5 + 2.5 / 0.4)).epsilon(1e-9));
   CHECK(validation::run_case(cases[3], test::presets(), {}).predicted == Approx(989.4 * 0.5 * 32 / 44).epsilon(1e-9));
+  // With the softmax after the matmuls: each score's 4 x 128 FLOPs at 989.4 x 0.5 TFLOP/s, then
+  // its exponential at 16 per SM per clock on 132 SMs at 1.83 GHz (above, hidden beside them).
+  CHECK(validation::run_case(cases[4], test::presets(), {}).predicted ==
+        Approx(512.0 / (512.0 / (989.4 * 0.5) + 1e12 / (16.0 * 132 * 1.83e9))).epsilon(1e-9));
   CHECK_THAT(error_of("attention-pass", std::string(yaml).replace(yaml.find("pass: backward"), 14, "pass: sideways")),
              Contains("cases.yaml.cases[1].attention.pass: 'sideways' is not one of forward, backward, both"));
   CHECK_THAT(error_of("attention-seq", std::string(yaml).replace(yaml.find("seq: 1024"), 9, "seq: -1")),
