@@ -71,8 +71,9 @@ int child(const std::string& what, int* argc, char*** argv) {
     if (world.root()) std::fprintf(stderr, "  search: %zu plans simulated on %d rank(s)\n", res.plans.size(), world.size());
   } else {
     // Llama 3 405B scaled to 8,192 nodes: 65,536 GPUs, TP8 PP16 DP512.
-    const Scenario s = load_scenario(kDir + "/data/scenarios/llama3-405b-16kxh100.yaml",
-                                     {"cluster.nodes=8192", "parallel.dp=512", "training.global_batch=8192"}, presets);
+    std::vector<std::string> sets = kLlama405bEarlierPlan;  // the workload the target was set on
+    for (const char* x : {"cluster.nodes=8192", "parallel.dp=512", "training.global_batch=8192"}) sets.emplace_back(x);
+    const Scenario s = load_scenario(kDir + "/data/scenarios/llama3-405b-16kxh100.yaml", sets, presets);
     const auto plan = parallelism::make_plan(s);
     // Each rank holds its part of the fabric: the links of its GPUs, their NVSwitches and leaves.
     const auto t = topology::build_cluster(s.cluster, {world.rank(), world.size()});

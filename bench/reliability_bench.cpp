@@ -17,7 +17,9 @@ int main() {
   const Presets presets(dir + "/data");
   // 7.2T tokens at the healthy step time are ~47 days of work, ~54 days of wall time at the
   // ~87 % goodput these rates give; the sync checkpoint interval is searched.
-  Scenario s = load_scenario(dir + "/data/scenarios/llama3-405b-16kxh100.yaml", {"run.tokens=7.2T"}, presets);
+  std::vector<std::string> sets = kLlama405bEarlierPlan;  // the workload the target was set on
+  sets.push_back("run.tokens=7.2T");
+  Scenario s = load_scenario(dir + "/data/scenarios/llama3-405b-16kxh100.yaml", sets, presets);
   const auto plan = parallelism::make_plan(s);
   const auto t = topology::build_cluster(s.cluster);
   const auto net = collectives::NetworkModel::build("flow", "bench");

@@ -8,6 +8,7 @@
 
 #include "collectives/flow_model.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "topology/routing.hpp"
 
 namespace wallsim::collectives {
@@ -489,7 +490,11 @@ class FlowLevelModel final : public NetworkModel {
         ph->for_each([&](const Transfer& x) {
           ++index;
           if (x.src == x.dst) return;
-          flows.push_back(Flow{t.route(x.src, x.dst, key_of(step_no, index)), x.bytes, p.overhead, 1.0});
+          const std::uint64_t key = key_of(step_no, index);
+          const std::uint32_t q = std::max<std::uint32_t>(1, p.flows_per_connection);
+          for (std::uint32_t j = 0; j < q; ++j) {
+            flows.push_back(Flow{t.route(x.src, x.dst, j == 0 ? key : splitmix64(key ^ j)), x.bytes / q, p.overhead, 1.0});
+          }
         });
       }
       double makespan = 0.0;

@@ -27,6 +27,10 @@ struct CostParams {
   /// exchange combines them. Null = one process holds every schedule.
   const FlowExchange* exchange = nullptr;
   std::size_t schedule_offset = 0;
+  /// `flow`: flows each transfer is cut into, each hashed onto its own equal-cost route with
+  /// its share of the bytes (cluster.scale_out.flows_per_connection; the steps that go by pair
+  /// class already spread every pair's bytes evenly over its equal-cost paths).
+  std::uint32_t flows_per_connection = 1;
   /// Told the fraction of the steps timed so far (`flow`, after each step; optional).
   std::function<void(double)> progress;
 };

@@ -470,6 +470,10 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     out.topology = s.at("topology").as_string();
     out.link = parse_link(*so, presets);
     if (auto f = s.find("switch_latency")) out.switch_latency = f->as<Seconds>();
+    if (auto f = s.find("flows_per_connection")) {
+      if (k.gpu.cores > 0) throw Error(f->path(), "applies to GPU clusters, not to a wafer (its fabric has no ECMP)");
+      out.flows_per_connection = positive_int(*f, 1024, "");
+    }
     out.params = s;
     k.scale_out = out;
   } else if (k.gpus() > k.scale_up_domain) {

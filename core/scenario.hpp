@@ -99,6 +99,9 @@ struct ScaleOutSpec {
   std::string topology;  ///< clos, fat-tree, dragonfly, torus, ...
   LinkSpec link;
   Seconds switch_latency;
+  /// Flows the collective library opens per connection between two GPUs, each hashed onto its
+  /// own equal-cost path (NCCL_IB_QPS_PER_CONNECTION, default 1; Llama 3's NCCLX: 16).
+  int flows_per_connection = 1;
   Config params{YAML::Node(), "cluster.scale_out"};
 };
 

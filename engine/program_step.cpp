@@ -59,6 +59,7 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   so.link_bytes = o.link_bytes;
   so.background = o.background;
   so.exchange = so.flow ? o.partition : nullptr;  // under MPI: the flows split over the ranks
+  if (sc.cluster.scale_out) so.flows_per_connection = static_cast<std::uint32_t>(sc.cluster.scale_out->flows_per_connection);
   // One rank per class (classes.hpp): a slow GPU (cluster.slow_gpus) is a class of its own and
   // runs its kernels at its speed; its peers wait for it where the program synchronizes them.
   so.classes = true;

@@ -15,6 +15,7 @@
 #include "collectives/flow_solver.hpp"
 #include "collectives/network_model.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "parallelism/step_program.hpp"
 
 namespace wallsim::engine {
@@ -84,6 +85,9 @@ struct Route {
   std::vector<std::uint32_t> times;
   topology::Topology::PathCost first;
   double copies = 0, copies_out = 0;
+  /// Flows per copy (SimulateOptions::flows_per_connection): the flow moves this share of a
+  /// transfer's bytes on each of its routes, every copy's routes named that many times over.
+  double split = 1;
 };
 
 /// A collective's transfers with their dependencies, by member position, built once per
@@ -546,15 +550,24 @@ class Engine {
     return static_cast<std::uint32_t>(routes_.size() - 1);
   }
 
-  /// Adds the route from `src` to `dst` (route key `key`) as one copy of route `r`.
+  /// Adds the route from `src` to `dst` (route key `key`) as one copy of route `r`: as
+  /// flows_per_connection flows, each on its own hashed route when the copy leaves its scale-up
+  /// domain (inside one, the same route that many times: one flow at that many times the rate).
   void add_copy(Route& r, topology::NodeId src, topology::NodeId dst, std::uint64_t key) {
     if (src == dst) return;
+    const std::uint32_t q = o_.flows_per_connection;
     t_.route_into(src, dst, key, path_);
     if (r.copies == 0) r.first = t_.path_cost(path_);
+    r.split = q;
     r.links.insert(r.links.end(), path_.begin(), path_.end());
     r.copies += 1;
     const std::size_t dom = t_.info().domain_size;
-    if (dom == 0 || src / dom != dst / dom) r.copies_out += 1;
+    const bool out = dom == 0 || src / dom != dst / dom;
+    if (out) r.copies_out += 1;
+    for (std::uint32_t j = 1; j < q; ++j) {
+      if (out) t_.route_into(src, dst, splitmix64(key ^ j), path_);
+      r.links.insert(r.links.end(), path_.begin(), path_.end());
+    }
   }
 
   /// The routes of the transfer from member a to member b of every group of group class `g`.
@@ -662,7 +675,7 @@ class Engine {
     up_sent_[sender] += tr.bytes * (route.copies - route.copies_out);
     if (o_.link_bytes) {  // every copy's route
       if (link_bytes_.empty()) link_bytes_.assign(t_.num_links(), 0.0);
-      for (std::size_t j = 0; j < route.links.size(); ++j) link_bytes_[route.links[j]] += tr.bytes * route.times[j];
+      for (std::size_t j = 0; j < route.links.size(); ++j) link_bytes_[route.links[j]] += tr.bytes / route.split * route.times[j];
     }
     if (o_.flow) {
       // Under MPI every rank runs the program; each flow is held by one rank (by its number).
@@ -671,7 +684,8 @@ class Engine {
       if (o_.exchange == nullptr || seq % static_cast<std::uint64_t>(o_.exchange->ranks()) ==
                                         static_cast<std::uint64_t>(o_.exchange->rank())) {
         const auto id =
-            solver_.add({route.links, Bytes::of(tr.bytes), Seconds::of(now_) + o_.overhead, 1.0, route.first.latency, route.times});
+            solver_.add({route.links, Bytes::of(tr.bytes / route.split), Seconds::of(now_) + o_.overhead, 1.0, route.first.latency,
+                         route.times});
         if (seq_of_flow_.size() <= id) seq_of_flow_.resize(id + 1, kBackgroundSeq);
         seq_of_flow_[id] = seq;
       }

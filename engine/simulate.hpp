@@ -48,6 +48,10 @@ struct SimulateOptions {
   /// apart for the classes.
   bool classes = false;
   std::vector<double> speed;
+  /// Flows each transfer between scale-up domains is cut into, each hashed onto its own
+  /// equal-cost path (NCCL's queue pairs per connection; Llama 3's collective library opens 16
+  /// between two GPUs for E-ECMP to spread): each carries its share of the bytes.
+  std::uint32_t flows_per_connection = 1;
   /// Under MPI (flow model): every rank runs the program, each holding some of the flows of
   /// one solver partitioned over the ranks; every rank gets the same result, bit for bit.
   const collectives::FlowExchange* exchange = nullptr;

@@ -577,6 +577,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   const std::shared_ptr<CommCache> cache = o.cache ? o.cache : make_comm_cache();
   CommCost comm(t, p, *o.network, domain, *cache, o.link_bytes);
   comm.params.reserved_Bps = o.reserved_Bps;
+  if (sc.cluster.scale_out) comm.params.flows_per_connection = static_cast<std::uint32_t>(sc.cluster.scale_out->flows_per_connection);
   comm.partition = o.partition;
   comm.by_class = o.classes;
   StepResult r;
