@@ -98,7 +98,7 @@ TrainingSpec parse_training(const Config& c) {
 ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
                 "stage_layers", "order", "overlap_grad_reduce", "overlap_param_gather", "wafer_mode", "microbatch_group",
-                "tp_comm_overlap", "dp_shard", "reshard_after_forward", "grad_reduce"});
+                "tp_comm_overlap", "dp_shard", "reshard_after_forward", "grad_reduce", "recompute_modules"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
   p.pp = optional_int(c, "pp", 1, limits::kMaxGpus, kGpusWhy);
@@ -119,6 +119,15 @@ ParallelSpec parse_parallel(const Config& c) {
     p.zero = static_cast<int>(z);
   }
   if (auto f = c.find("recompute")) p.recompute = one_of(*f, {"none", "selective", "full"});
+  if (auto f = c.find("recompute_modules")) {
+    const auto list = f->elements();  // empty: Megatron's default, the attention core
+    if (list.size() > 4) throw Error(f->path(), "names " + std::to_string(list.size()) + " modules; there are 4");
+    for (const auto& e : list) p.recompute_modules.push_back(one_of(e, {"core_attn", "layernorm", "mla_up_proj", "moe_act"}));
+    if (!list.empty() && p.recompute != "selective") {
+      throw Error(f->path(), "needs recompute: selective (Megatron-Core's --recompute-granularity selective), not " +
+                                 quote_value(p.recompute));
+    }
+  }
   if (auto f = c.find("stage_layers")) {
     const auto stages = f->elements();
     if (static_cast<long long>(stages.size()) > limits::kMaxLayers) {

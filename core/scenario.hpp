@@ -208,6 +208,9 @@ struct ParallelSpec {
   std::string schedule = "1f1b";
   int zero = 0;
   std::string recompute = "none";
+  /// Under selective recompute, the modules recomputed (Megatron-Core's --recompute-modules:
+  /// core_attn, layernorm, mla_up_proj, moe_act); empty = core_attn.
+  std::vector<std::string> recompute_modules;
   std::vector<int> stage_layers;
   std::string order = "tp-cp-ep-dp-pp";  ///< rank layout, fastest-varying first (Megatron)
   /// Gradient reduction overlapped with the backward (Megatron-LM's --overlap-grad-reduce);

@@ -539,7 +539,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
       head = head || at.layer_stage == p.pp - 1;
       const int first = p.first_layer(at.layer_chunk, at.layer_stage);
       for (int i = first; i < first + p.layers_of(at.layer_chunk, at.layer_stage); ++i) {
-        chunk += parallelism::layer_activation_bytes(m, i, shard, p.recompute, dropout).value();
+        chunk += parallelism::layer_activation_bytes(m, i, shard, p.recompute, dropout, p.recompute_modules).value();
       }
       per_chunk = std::max(per_chunk, chunk);
     }

@@ -108,6 +108,19 @@ Recompute parse_recompute(const std::string& s) {
   throw Error("parallel.recompute", quote_value(s) + " is not one of none, selective, full");
 }
 
+unsigned parse_recompute_modules(const std::vector<std::string>& names, const std::string& path) {
+  unsigned bits = 0;
+  for (const auto& n : names) {
+    const unsigned b = n == "core_attn" ? kCoreAttn : n == "layernorm" ? kLayerNorm : n == "mla_up_proj" ? kMlaUpProj
+                       : n == "moe_act" ? kMoeAct : 0u;
+    if (b == 0) throw Error(path, quote_value(n) + " is not one of core_attn, layernorm, mla_up_proj, moe_act");
+    if ((bits & b) != 0) throw Error(path, quote_value(n) + " is named twice");
+    bits |= b;
+  }
+  if (bits == 0) throw Error(path, "names no module; give a list such as [core_attn, layernorm]");
+  return bits;
+}
+
 namespace {
 /// An element-wise kernel reading and writing these many bytes (FLOPs: one per value read, at w
 /// bytes a value; element-wise kernels are memory-bound).
@@ -193,7 +206,9 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   auto elementwise = [&](const char* name, double values_read, double values_written) {
     k.push_back(elementwise_kernel(name, w * values_read, w * values_written, w));
   };
+  const std::size_t norm_first = k.size();
   norm_kernels(k, m, s, "input norm", norm_tokens * h, norm_tokens);
+  for (std::size_t x = norm_first; x < k.size(); ++x) k[x].module = kLayerNorm;
   k.back().opens_block = true;
   const double a = m.heads / tp;
   if (is_mla(m)) {
@@ -202,12 +217,20 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     if (m.q_lora_rank > 0) {
       gemm("q down-projection", tokens, h, static_cast<double>(m.q_lora_rank), 1.0, 1.0, true);
       gemm("q up-projection", tokens, static_cast<double>(m.q_lora_rank), a * qk);
+      k.back().module = kMlaUpProj;
     } else {
       gemm("q projection", tokens, h, a * qk, 1.0, 1.0, true);
     }
     gemm("kv down-projection", tokens, h, static_cast<double>(m.kv_lora_rank + m.qk_rope_head_dim), 1.0, 1.0, true);
     gemm("kv up-projection", tokens, static_cast<double>(m.kv_lora_rank),
          a * static_cast<double>(m.qk_nope_head_dim) + a * vd);
+    // The FP8 cast of the output gradient is the backward's; the GEMM is the module.
+    for (auto x = k.rbegin(); x != k.rend(); ++x) {
+      if (x->kind == KernelKind::kGemm) {
+        x->module = kMlaUpProj;
+        break;
+      }
+    }
     // RoPE on the decoupled rope dimensions: each head's query part and the shared key part.
     rotary_kernels(k, s, "rotary", tokens * (a + 1.0) * static_cast<double>(m.qk_rope_head_dim));
     const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
@@ -260,10 +283,13 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     // The residual add apart, then the norm (op by op for RMSNorm).
     elementwise("residual", 2.0 * norm_tokens * h, norm_tokens * h);
     k.back().closes_block = true;
+    const std::size_t first = k.size();
     norm_kernels(k, m, s, "post-attention norm", norm_tokens * h, norm_tokens);
+    for (std::size_t x = first; x < k.size(); ++x) k[x].module = kLayerNorm;
   } else {
     norm_kernels(k, m, s, "residual + post-attention norm", norm_tokens * h, norm_tokens, norm_tokens * h);
     k.back().closes_block = true;
+    k.back().module = kLayerNorm;
   }
   k.back().opens_block = true;
   auto mlp = [&](const char* up, const char* gate, const char* down, double rows, double f, double groups = 1.0,
@@ -297,6 +323,9 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
                                   1.0 / s.capacity_factor, false);
     k[first].expert_in = true;  // tokens are dispatched before the first expert GEMM
     k.back().expert_out = true;
+    for (std::size_t x = first; x < k.size(); ++x) {
+      if (k[x].kind == KernelKind::kElementwise && k[x].pass == KernelPass::kBoth) k[x].module = kMoeAct;  // the activation
+    }
     if (m.shared_experts > 0) {
       mlp("shared expert up/gate", "shared expert gate", "shared expert down", tokens,
           static_cast<double>(m.moe_ffn) * m.shared_experts / tp);
@@ -340,7 +369,7 @@ Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len) {
   return Flops::of(f);
 }
 
-Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recompute r, bool dropout) {
+Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recompute r, bool dropout, unsigned modules) {
   // Korthikanti et al. Sec. 4.1, per layer, s*b*h units with 2-byte values and 1-byte masks:
   // attention 11sbh + 5as^2b, MLP 19sbh, norms 4sbh (GPT: 34sbh + 5as^2b). Generalised:
   // Q and K/V sized by heads and kv_heads, the MLP by its own inner size and matrices,
@@ -360,15 +389,23 @@ Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recomput
   // With fp8 GEMMs the QKV, output-projection, MLP and down-projection inputs are kept in
   // fp8 (gemm_input_bytes = 1) for the weight gradients.
   const double g = s.gemm_input_bytes;
-  const double replicated = sb * (4.0 * h + g * h + g * h + 2.0 * mask * h);
-  const double f = is_moe_layer(m, i) ? static_cast<double>(m.moe_ffn) * m.top_k * s.capacity_factor
-                                      : static_cast<double>(m.ffn);
+  const bool selective = r == Recompute::kSelective;
+  // The norms' outputs are the QKV and MLP inputs; recomputing the norms keeps only their inputs.
+  const double norm_outputs = selective && (modules & kLayerNorm) != 0 ? 0.0 : g * h + g * h;
+  const double replicated = sb * (4.0 * h + norm_outputs + 2.0 * mask * h);
+  const bool moe = is_moe_layer(m, i);
+  const double f = moe ? static_cast<double>(m.moe_ffn) * m.top_k * s.capacity_factor : static_cast<double>(m.ffn);
   // SwiGLU: gate and up outputs (2 bytes each) and the down projection's input; GELU: the up
-  // output and the down projection's input.
-  const double mlp_inner = m.activation == "swiglu" ? (2.0 * 2.0 + g) * f : (2.0 + g) * f;
+  // output and the down projection's input (the routed experts' recomputed from the former).
+  const double act_out = moe && selective && (modules & kMoeAct) != 0 ? 0.0 : g;
+  const double mlp_inner = m.activation == "swiglu" ? (2.0 * 2.0 + act_out) * f : (2.0 + act_out) * f;
+  // MLA keeps its query and key/value latents (the up-projections' inputs); recomputing the
+  // up-projections keeps them instead of Q, K and V.
+  const double latents = is_mla(m) ? static_cast<double>(m.q_lora_rank + m.kv_lora_rank + m.qk_rope_head_dim) : 0.0;
+  const double qkv = is_mla(m) && selective && (modules & kMlaUpProj) != 0 ? 0.0 : 2.0 * qd + 2.0 * kvd;
   // Sharded by TP: Q, K, V (2 bytes each), the output projection's input, the MLP's inner
-  // activations.
-  const double sharded = sb * (2.0 * qd + 2.0 * kvd + g * vd + mlp_inner);
+  // activations (MLA's latents are TP-replicated but small; they are counted with these).
+  const double sharded = sb * (qkv + 2.0 * latents * t + g * vd + mlp_inner);
   // The attention core: softmax output (2as^2b), and with dropout its mask and output (3as^2b);
   // a fused (flash) kernel keeps only fp32 softmax statistics per query and head instead.
   const double core = s.flash_attention ? sb * a * 4.0
@@ -376,7 +413,8 @@ Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recomput
   const double rep_div = s.sp ? t : 1.0;
   switch (r) {
     case Recompute::kFull: return Bytes::of(2.0 * sb * h / rep_div);
-    case Recompute::kSelective: return Bytes::of(replicated / rep_div + sharded / t);
+    case Recompute::kSelective:
+      return Bytes::of(replicated / rep_div + (sharded + ((modules & kCoreAttn) != 0 ? 0.0 : core)) / t);
     case Recompute::kNone: return Bytes::of(replicated / rep_div + (sharded + core) / t);
   }
   return Bytes::of(0.0);

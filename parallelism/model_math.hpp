@@ -62,6 +62,8 @@ struct Kernel {
   bool expert_out = false;    ///< the routed experts' last GEMM (tokens are combined after it)
   /// SMs a communication kernel beside it takes (TP overlap): it runs on the rest.
   int sms_taken = 0;
+  /// The module selective recompute names it by (RecomputeModule bits; 0 = none).
+  unsigned module = 0;
 };
 
 /// The backward GEMMs of a forward GEMM (rows x depth by depth x cols): the data gradient
@@ -121,9 +123,22 @@ Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len);
 enum class Recompute { kNone, kSelective, kFull };
 Recompute parse_recompute(const std::string& s);
 
+/// What selective recompute redoes in backward, as Megatron-Core's --recompute-modules names
+/// it (bits): the attention core (softmax(q k^T) v), the block-opening norms, MLA's query and
+/// key/value up-projections, the routed experts' activation function. Megatron's default, and
+/// `recompute: selective` alone, is the attention core.
+enum RecomputeModule : unsigned { kCoreAttn = 1, kLayerNorm = 2, kMlaUpProj = 4, kMoeAct = 8 };
+/// A list of module names (core_attn, layernorm, mla_up_proj, moe_act) as bits; an Error
+/// naming `path` for an unknown or repeated one.
+unsigned parse_recompute_modules(const std::vector<std::string>& names, const std::string& path);
+
 /// Activation bytes layer `i` keeps for backward, per micro-batch, on one GPU (Korthikanti
 /// Table 2 with their 2-byte activations and 1-byte dropout masks; `dropout` as GPT has it).
-Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recompute r, bool dropout);
+/// Under selective recompute, what `modules` recompute is not kept: the attention core, the
+/// norms' outputs (their inputs are kept), MLA's Q, K and V (its latents are kept), the routed
+/// experts' activation output (its input is kept).
+Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recompute r, bool dropout,
+                             unsigned modules = kCoreAttn);
 
 /// Dropout is part of the published GPT architectures (Megatron GPT); Llama and Mixtral have none.
 bool has_dropout(const ModelSpec& m);

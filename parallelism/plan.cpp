@@ -41,6 +41,7 @@ std::string Plan::event_engine_only() const {
   if (!reshard_after_forward) return "parallel.reshard_after_forward";
   if (hybrid()) return "parallel.dp_shard";
   if (dispatch_bytes != 2.0) return "training.moe_dispatch";
+  if (recompute == Recompute::kSelective && recompute_modules != kCoreAttn) return "parallel.recompute_modules";
   return "";
 }
 
@@ -81,6 +82,12 @@ Plan make_plan(const Scenario& sc) {
   plan.sp = p.sp && p.tp > 1;
   plan.zero = p.zero;
   plan.recompute = parse_recompute(p.recompute);
+  if (!p.recompute_modules.empty()) {
+    plan.recompute_modules = parse_recompute_modules(p.recompute_modules, "parallel.recompute_modules");
+    if ((plan.recompute_modules & kMlaUpProj) != 0 && m.kv_lora_rank == 0) {
+      throw Error("parallel.recompute_modules", "mla_up_proj needs a model with multi-head latent attention (kv_lora_rank)");
+    }
+  }
   plan.schedule = parse_schedule(p.schedule, p.vpp);
   plan.micro_batch = t.micro_batch;
   plan.global_batch = t.global_batch;

@@ -29,6 +29,7 @@ struct Plan {
   bool sp = false;
   int zero = 0;
   Recompute recompute = Recompute::kNone;
+  unsigned recompute_modules = kCoreAttn;  ///< RecomputeModule bits, under selective recompute
   PipeSchedule schedule = PipeSchedule::kOneFOneB;
   long long micro_batch = 1, global_batch = 1, seq_len = 0;
   long long micro_batches = 1;  ///< per pipeline per step: global_batch / (micro_batch * dp)

@@ -648,8 +648,16 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           if (p.recompute == Recompute::kFull) {
             forward_layer(ks, at + " (recompute)");
           } else if (p.recompute == Recompute::kSelective) {
+            // The recomputed modules' forward kernels, in order (Megatron-Core's
+            // --recompute-modules; the attention core alone by default).
             for (const auto& k : ks) {
-              if (k.core_attention) attention(k, 1.0, kv_bytes, at + " (recompute)");
+              Kernel again = k;
+              again.name += " (recompute)";
+              if (k.core_attention && (p.recompute_modules & kCoreAttn) != 0) {
+                attention(again, 1.0, kv_bytes, at + " (recompute)");
+              } else if ((k.module & p.recompute_modules) != 0) {
+                b.compute(again);
+              }
             }
           }
           backward_layer(ks, at);

@@ -957,3 +957,34 @@ TEST_CASE("engine::simulate flows per connection: a transfer's bytes on several 
   CHECK(spread >= T);
   CHECK(spread <= 1.25 * (T + 4 * L));
 }
+
+TEST_CASE("engine::simulate step programs: selective recompute reruns the modules it names before each layer's backward",
+          "[engine]") {
+  // A 2-layer MoE model with multi-head latent attention on 1 GPU, one micro-batch. Per layer the
+  // forward has one attention kernel, two block-opening norms, two MLA up-projections (q and
+  // kv) and one routed-expert activation (fused SwiGLU): each named module reruns its own.
+  const std::string model =
+      "heads: 4, kv_heads: 4, experts: 4, top_k: 2, moe_ffn: 256, q_lora_rank: 64, kv_lora_rank: 32, "
+      "qk_nope_head_dim: 32, qk_rope_head_dim: 16, v_head_dim: 32";
+  auto recomputed = [&](const std::string& modules) {
+    const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 1}", model,
+                           "{recompute: selective, recompute_modules: " + modules + "}", 1);
+    std::map<std::string, int> n;
+    const Program prog = step_program(*t.s.model, t.p);
+    for (const auto& op : prog.ops_of(0)) {
+      if (op.name.find("(recompute)") != std::string::npos) ++n[op.kernel.kind == parallelism::KernelKind::kAttention ? "attention"
+                                                                 : op.kernel.module == parallelism::kLayerNorm  ? "norm"
+                                                                 : op.kernel.module == parallelism::kMlaUpProj  ? "up-projection"
+                                                                 : op.kernel.module == parallelism::kMoeAct     ? "activation"
+                                                                                                                 : "other"];
+    }
+    return n;
+  };
+  using M = std::map<std::string, int>;
+  CHECK(recomputed("[core_attn]") == M{{"attention", 2}});
+  CHECK(recomputed("[layernorm]") == M{{"norm", 4}});
+  CHECK(recomputed("[mla_up_proj]") == M{{"up-projection", 4}});
+  CHECK(recomputed("[moe_act]") == M{{"activation", 2}});
+  CHECK(recomputed("[core_attn, layernorm, mla_up_proj, moe_act]") ==
+        M{{"attention", 2}, {"norm", 4}, {"up-projection", 4}, {"activation", 2}});
+}

@@ -667,3 +667,20 @@ TEST_CASE("engine parallel.tp_comm_overlap on the event engine: SP's collectives
   CHECK_THROWS_WITH(engine::simulate_step_events(few, parallelism::make_plan(few), t, engine::step_options(net.get())),
                     Catch::StartsWith("cluster.gpu.sms"));
 }
+
+TEST_CASE("engine memory: the published plans of Llama 3 405B and DeepSeek-V3 fit their GPUs", "[engine]") {
+  // Llama 3 405B as published (TP 8, PP 16, DP 128, one-layer interleaved chunks, ZeRO-2, no
+  // recompute) on 80 GB H100s; DeepSeek-V3 (PP 16 DualPipe, EP 64, ZeRO-1, no TP, its norms, MLA
+  // up-projections and MoE SwiGLU recomputed) on 80 GB H800s. Each fits with room to spare;
+  // DeepSeek's without the recomputation does not.
+  for (const char* name : {"llama3-405b-16kxh100", "deepseek-v3-2048xh800"}) {
+    INFO(name);
+    const Scenario s = load_scenario(test::source_path(std::string("data/scenarios/") + name + ".yaml"), {}, test::presets());
+    const auto mem = engine::memory_per_gpu(s, parallelism::make_plan(s));
+    CHECK(mem.fits());
+    CHECK_FALSE(mem.borderline());
+  }
+  const Scenario none = load_scenario(test::source_path("data/scenarios/deepseek-v3-2048xh800.yaml"),
+                                      {"parallel.recompute=none", "parallel.recompute_modules=[]"}, test::presets());
+  CHECK(engine::memory_per_gpu(none, parallelism::make_plan(none)).over());
+}
