@@ -45,6 +45,13 @@ void for_each_step(std::span<const Schedule> ss, Fn&& fn) {
   }
 }
 
+/// The flows a transfer is cut into: flows_per_connection when it leaves its scale-up domain
+/// (each on its own hashed route, flow_key), else one.
+std::uint32_t flows_of(const topology::Topology& t, const Transfer& x, std::uint32_t flows_per_connection) {
+  const std::size_t dom = t.info().domain_size;
+  return dom > 0 && x.src / dom == x.dst / dom ? 1 : std::max<std::uint32_t>(1, flows_per_connection);
+}
+
 /// ECMP key of a transfer: its position in the step, so parallel messages spread.
 std::uint64_t key_of(std::size_t phase_no, std::size_t index) {
   return (static_cast<std::uint64_t>(phase_no) << 32) | index;
@@ -490,10 +497,9 @@ class FlowLevelModel final : public NetworkModel {
         ph->for_each([&](const Transfer& x) {
           ++index;
           if (x.src == x.dst) return;
-          const std::uint64_t key = key_of(step_no, index);
-          const std::uint32_t q = std::max<std::uint32_t>(1, p.flows_per_connection);
+          const std::uint32_t q = flows_of(t, x, p.flows_per_connection);
           for (std::uint32_t j = 0; j < q; ++j) {
-            flows.push_back(Flow{t.route(x.src, x.dst, j == 0 ? key : splitmix64(key ^ j)), x.bytes / q, p.overhead, 1.0});
+            flows.push_back(Flow{t.route(x.src, x.dst, flow_key(key_of(step_no, index), j)), x.bytes / q, p.overhead, 1.0});
           }
         });
       }
@@ -513,7 +519,10 @@ class FlowLevelModel final : public NetworkModel {
 
 }  // namespace
 
-void add_link_bytes(const topology::Topology& t, std::span<const Schedule> ss, std::vector<double>& bytes_by_link) {
+std::uint64_t flow_key(std::uint64_t key, std::uint32_t j) { return j == 0 ? key : splitmix64(key ^ j); }
+
+void add_link_bytes(const topology::Topology& t, std::span<const Schedule> ss, std::vector<double>& bytes_by_link,
+                    std::uint32_t flows_per_connection) {
   std::size_t step_no = 0;
   topology::Path path;
   for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
@@ -522,8 +531,11 @@ void add_link_bytes(const topology::Topology& t, std::span<const Schedule> ss, s
       ph->for_each([&](const Transfer& x) {
         ++index;
         if (x.src == x.dst) return;
-        t.route_into(x.src, x.dst, key_of(step_no, index), path);
-        for (auto l : path) bytes_by_link[l] += count * x.bytes.value();
+        const std::uint32_t q = flows_of(t, x, flows_per_connection);
+        for (std::uint32_t j = 0; j < q; ++j) {
+          t.route_into(x.src, x.dst, flow_key(key_of(step_no, index), j), path);
+          for (auto l : path) bytes_by_link[l] += count * x.bytes.value() / q;
+        }
       });
     }
     ++step_no;

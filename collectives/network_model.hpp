@@ -58,7 +58,13 @@ class NetworkModel {
 
 /// Adds to `bytes_by_link` (indexed by link id, sized to the topology's links) the bytes each
 /// link carries when `schedules` run together, every transfer routed as the flow model routes it.
-void add_link_bytes(const topology::Topology& t, std::span<const Schedule> schedules, std::vector<double>& bytes_by_link);
+/// The route key of flow j of a transfer cut into several (flows_per_connection): flow 0 keeps
+/// the transfer's own key, the others mix j in.
+std::uint64_t flow_key(std::uint64_t key, std::uint32_t j);
+
+/// `flows_per_connection` as CostParams has it.
+void add_link_bytes(const topology::Topology& t, std::span<const Schedule> schedules, std::vector<double>& bytes_by_link,
+                    std::uint32_t flows_per_connection = 1);
 
 /// The fastest valid algorithm for the case under `model` (as NCCL's tuner picks the fastest
 /// by its cost model): candidates are ranked by the analytic model and timed under `model`

@@ -321,7 +321,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   if (auto f = c.find("dynamic_power")) g.dynamic_power = f->as<Watts>();
   if (auto f = c.find("sms")) g.sms = positive_int(*f, 1'000'000, "");
   if (auto f = c.find("attention_block")) g.attention_block = positive_int(*f, 1'000'000, "");
-  if (auto f = c.find("sfu_per_sm_clock")) g.sfu_per_sm_clock = positive_int(*f, 1'000'000, "");
+  if (auto f = c.find("sfu_per_sm_clock")) g.sfu_per_sm_clock = static_cast<int>(f->as_int(0, 1'000'000, ""));  // 0: no softmax term
   if (auto f = c.find("attention_softmax_overlap")) {
     g.attention_softmax_overlap = f->as_double();
     if (!(g.attention_softmax_overlap >= 0.0 && g.attention_softmax_overlap <= 1.0)) {

@@ -82,9 +82,9 @@ struct GpuSpec {
   /// Special-function results (exp2) per SM per clock: fused attention's softmax takes one
   /// exponential per score each pass, on these units beside the tensor cores. 0 = not modelled.
   int sfu_per_sm_clock = 0;
-  /// Fraction of the softmax's exponentials that run while the score matmuls do (FlashAttention-3's
-  /// and -4's ping-pong schedules overlap them; FlashAttention-2's warps run them in turn): 0 =
-  /// the two add up, 1 = the longer one hides the other.
+  /// How far the softmax's exponentials and the score matmuls overlap (FlashAttention-4's
+  /// schedule runs them side by side; FlashAttention-2's warps in turn): the time is the longer
+  /// of the two plus (1 - this) of the shorter. 0 = they add up, 1 = the longer hides the other.
   double attention_softmax_overlap = 0.0;
   Watts dynamic_power;                ///< full-load dynamic draw at the full-load clock (sustained, else boost); 0 = tdp - idle
   long long cores = 0;           ///< wafer-scale: compute cores on the wafer (0 for a GPU)

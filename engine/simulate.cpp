@@ -15,7 +15,6 @@
 #include "collectives/flow_solver.hpp"
 #include "collectives/network_model.hpp"
 #include "core/error.hpp"
-#include "core/hash.hpp"
 #include "parallelism/step_program.hpp"
 
 namespace wallsim::engine {
@@ -85,8 +84,8 @@ struct Route {
   std::vector<std::uint32_t> times;
   topology::Topology::PathCost first;
   double copies = 0, copies_out = 0;
-  /// Flows per copy (SimulateOptions::flows_per_connection): the flow moves this share of a
-  /// transfer's bytes on each of its routes, every copy's routes named that many times over.
+  /// Flows per copy (SimulateOptions::flows_per_connection): the flow moves a transfer's bytes
+  /// / split on each of its routes, every copy's routes named that many times over.
   double split = 1;
 };
 
@@ -555,7 +554,7 @@ class Engine {
   /// domain (inside one, the same route that many times: one flow at that many times the rate).
   void add_copy(Route& r, topology::NodeId src, topology::NodeId dst, std::uint64_t key) {
     if (src == dst) return;
-    const std::uint32_t q = o_.flows_per_connection;
+    const std::uint32_t q = std::max<std::uint32_t>(1, o_.flows_per_connection);
     t_.route_into(src, dst, key, path_);
     if (r.copies == 0) r.first = t_.path_cost(path_);
     r.split = q;
@@ -565,7 +564,7 @@ class Engine {
     const bool out = dom == 0 || src / dom != dst / dom;
     if (out) r.copies_out += 1;
     for (std::uint32_t j = 1; j < q; ++j) {
-      if (out) t_.route_into(src, dst, splitmix64(key ^ j), path_);
+      if (out) t_.route_into(src, dst, collectives::flow_key(key, j), path_);
       r.links.insert(r.links.end(), path_.begin(), path_.end());
     }
   }

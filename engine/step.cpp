@@ -370,7 +370,7 @@ class CommCost {
       if (auto s = collectives::build_schedule(t_, op, first.algo, groups[i], bytes, {}, nullptr)) all.push_back(std::move(*s));
     }
     std::vector<double> dense(t_.num_links(), 0.0);
-    collectives::add_link_bytes(t_, all, dense);
+    collectives::add_link_bytes(t_, all, dense, params.flows_per_connection);
     auto sparse = std::make_shared<std::vector<std::pair<topology::LinkId, double>>>();
     for (std::size_t l = 0; l < dense.size(); ++l) {
       if (dense[l] > 0.0) sparse->emplace_back(static_cast<topology::LinkId>(l), dense[l]);

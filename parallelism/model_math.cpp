@@ -206,6 +206,15 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   auto elementwise = [&](const char* name, double values_read, double values_written) {
     k.push_back(elementwise_kernel(name, w * values_read, w * values_written, w));
   };
+  // Names the last GEMM pushed (not an FP8 cast after it) as part of a recompute module.
+  auto mark_last_gemm = [&](unsigned module) {
+    for (auto x = k.rbegin(); x != k.rend(); ++x) {
+      if (x->kind == KernelKind::kGemm) {
+        x->module = module;
+        return;
+      }
+    }
+  };
   const std::size_t norm_first = k.size();
   norm_kernels(k, m, s, "input norm", norm_tokens * h, norm_tokens);
   for (std::size_t x = norm_first; x < k.size(); ++x) k[x].module = kLayerNorm;
@@ -217,22 +226,19 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     if (m.q_lora_rank > 0) {
       gemm("q down-projection", tokens, h, static_cast<double>(m.q_lora_rank), 1.0, 1.0, true);
       gemm("q up-projection", tokens, static_cast<double>(m.q_lora_rank), a * qk);
-      k.back().module = kMlaUpProj;
+      mark_last_gemm(kMlaUpProj);
     } else {
       gemm("q projection", tokens, h, a * qk, 1.0, 1.0, true);
     }
     gemm("kv down-projection", tokens, h, static_cast<double>(m.kv_lora_rank + m.qk_rope_head_dim), 1.0, 1.0, true);
     gemm("kv up-projection", tokens, static_cast<double>(m.kv_lora_rank),
          a * static_cast<double>(m.qk_nope_head_dim) + a * vd);
-    // The FP8 cast of the output gradient is the backward's; the GEMM is the module.
-    for (auto x = k.rbegin(); x != k.rend(); ++x) {
-      if (x->kind == KernelKind::kGemm) {
-        x->module = kMlaUpProj;
-        break;
-      }
-    }
-    // RoPE on the decoupled rope dimensions: each head's query part and the shared key part.
+    mark_last_gemm(kMlaUpProj);
+    // RoPE on the decoupled rope dimensions: each head's query part and the shared key part
+    // (recomputed with the up-projections, as Megatron-Core's qkv_up_proj_and_rope_apply).
+    const std::size_t rope = k.size();
     rotary_kernels(k, s, "rotary", tokens * (a + 1.0) * static_cast<double>(m.qk_rope_head_dim));
+    for (std::size_t x = rope; x < k.size(); ++x) k[x].module = kMlaUpProj;
     const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
     k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
                  Bytes::of(w * tokens * a * (2.0 * qk + 2.0 * vd)), queries, vd, qk, sequence_heads, 1.0, true});
@@ -292,20 +298,29 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     k.back().module = kLayerNorm;
   }
   k.back().opens_block = true;
+  // `act_module`: the recompute module the activation belongs to (its kernels, and under FP8
+  // the forward cast of its output, the down-projection's input).
   auto mlp = [&](const char* up, const char* gate, const char* down, double rows, double f, double groups = 1.0,
-                 double useful = 1.0, bool after_norm = true) {
+                 double useful = 1.0, bool after_norm = true, unsigned act_module = 0) {
     const std::size_t first = k.size();
+    std::size_t act = 0;
     if (m.activation == "swiglu" && s.eager) {
       // transformers' LlamaMLP: down(silu(gate(x)) * up(x)), two GEMMs and two kernels.
       gemm(gate, rows, h, f, groups, useful, after_norm);
       gemm(up, rows, h, f, groups, useful, after_norm);
+      act = k.size();
       elementwise("silu", rows * f, rows * f);
       elementwise("silu x up", 2.0 * rows * f, rows * f);
     } else {
       gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f, groups, useful, after_norm);
+      act = k.size();
       elementwise(m.activation == "swiglu" ? "swiglu" : "gelu", (mlp_matrices(m) - 1.0) * rows * f, rows * f);
     }
+    const std::size_t down_first = k.size();
     gemm(down, rows, f, h, groups, useful);
+    for (std::size_t x = act; x < k.size(); ++x) {
+      if (x < down_first || k[x].pass == KernelPass::kForward) k[x].module = act_module;
+    }
     return first;
   };
   if (is_moe_layer(m, i)) {
@@ -320,12 +335,9 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     // The experts' input is the dispatched tokens, not a norm's output.
     const std::size_t first = mlp("expert up/gate", "expert gate", "expert down", routed,
                                   static_cast<double>(m.moe_ffn) / etp, static_cast<double>(m.experts) / s.ep,
-                                  1.0 / s.capacity_factor, false);
+                                  1.0 / s.capacity_factor, false, kMoeAct);
     k[first].expert_in = true;  // tokens are dispatched before the first expert GEMM
     k.back().expert_out = true;
-    for (std::size_t x = first; x < k.size(); ++x) {
-      if (k[x].kind == KernelKind::kElementwise && k[x].pass == KernelPass::kBoth) k[x].module = kMoeAct;  // the activation
-    }
     if (m.shared_experts > 0) {
       mlp("shared expert up/gate", "shared expert gate", "shared expert down", tokens,
           static_cast<double>(m.moe_ffn) * m.shared_experts / tp);
@@ -398,7 +410,13 @@ Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recomput
   // SwiGLU: gate and up outputs (2 bytes each) and the down projection's input; GELU: the up
   // output and the down projection's input (the routed experts' recomputed from the former).
   const double act_out = moe && selective && (modules & kMoeAct) != 0 ? 0.0 : g;
-  const double mlp_inner = m.activation == "swiglu" ? (2.0 * 2.0 + act_out) * f : (2.0 + act_out) * f;
+  double mlp_inner = m.activation == "swiglu" ? (2.0 * 2.0 + act_out) * f : (2.0 + act_out) * f;
+  if (moe) {
+    // The routed experts' input, the dispatched tokens (top_k copies, padded), kept for their
+    // first GEMM's weight gradient; and the shared experts' inner activations.
+    const double fs = static_cast<double>(m.moe_ffn) * m.shared_experts;
+    mlp_inner += g * h * m.top_k * s.capacity_factor + (m.activation == "swiglu" ? (2.0 * 2.0 + g) * fs : (2.0 + g) * fs);
+  }
   // MLA keeps its query and key/value latents (the up-projections' inputs); recomputing the
   // up-projections keeps them instead of Q, K and V.
   const double latents = is_mla(m) ? static_cast<double>(m.q_lora_rank + m.kv_lora_rank + m.qk_rope_head_dim) : 0.0;

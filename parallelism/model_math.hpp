@@ -134,9 +134,10 @@ unsigned parse_recompute_modules(const std::vector<std::string>& names, const st
 
 /// Activation bytes layer `i` keeps for backward, per micro-batch, on one GPU (Korthikanti
 /// Table 2 with their 2-byte activations and 1-byte dropout masks; `dropout` as GPT has it).
-/// Under selective recompute, what `modules` recompute is not kept: the attention core, the
-/// norms' outputs (their inputs are kept), MLA's Q, K and V (its latents are kept), the routed
-/// experts' activation output (its input is kept).
+/// MoE layers keep the dispatched tokens (the routed experts' input) and the shared experts'
+/// inner activations besides. Under selective recompute, what `modules` recompute is not kept:
+/// the attention core, the norms' outputs (their inputs are kept), MLA's Q, K and V (its latents
+/// are kept), the routed experts' activation output (its input is kept).
 Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recompute r, bool dropout,
                              unsigned modules = kCoreAttn);
 

@@ -87,6 +87,12 @@ Plan make_plan(const Scenario& sc) {
     if ((plan.recompute_modules & kMlaUpProj) != 0 && m.kv_lora_rank == 0) {
       throw Error("parallel.recompute_modules", "mla_up_proj needs a model with multi-head latent attention (kv_lora_rank)");
     }
+    if ((plan.recompute_modules & kMoeAct) != 0 && m.experts == 0) {
+      throw Error("parallel.recompute_modules", "moe_act needs a model with routed experts (model.experts)");
+    }
+    if (sc.cluster.gpu.cores > 0 && plan.recompute_modules != kCoreAttn) {
+      throw Error("parallel.recompute_modules", "applies to GPU clusters; the wafer step recomputes the attention core only");
+    }
   }
   plan.schedule = parse_schedule(p.schedule, p.vpp);
   plan.micro_batch = t.micro_batch;

@@ -655,7 +655,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
               again.name += " (recompute)";
               if (k.core_attention && (p.recompute_modules & kCoreAttn) != 0) {
                 attention(again, 1.0, kv_bytes, at + " (recompute)");
-              } else if ((k.module & p.recompute_modules) != 0) {
+              } else if ((k.module & p.recompute_modules) != 0 && k.pass != KernelPass::kBackward) {
                 b.compute(again);
               }
             }

@@ -961,30 +961,43 @@ TEST_CASE("engine::simulate flows per connection: a transfer's bytes on several 
 TEST_CASE("engine::simulate step programs: selective recompute reruns the modules it names before each layer's backward",
           "[engine]") {
   // A 2-layer MoE model with multi-head latent attention on 1 GPU, one micro-batch. Per layer the
-  // forward has one attention kernel, two block-opening norms, two MLA up-projections (q and
-  // kv) and one routed-expert activation (fused SwiGLU): each named module reruns its own.
+  // forward has one attention kernel, two block-opening norms, two MLA up-projection GEMMs (q
+  // and kv) and the RoPE they feed, and one routed-expert activation (fused SwiGLU): each named
+  // module reruns its own. Under FP8 the activation's output is cast for the down-projection
+  // (a forward kernel, rerun with it); the casts of output gradients (backward kernels) are not.
   const std::string model =
       "heads: 4, kv_heads: 4, experts: 4, top_k: 2, moe_ffn: 256, q_lora_rank: 64, kv_lora_rank: 32, "
       "qk_nope_head_dim: 32, qk_rope_head_dim: 16, v_head_dim: 32";
-  auto recomputed = [&](const std::string& modules) {
-    const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 1}", model,
-                           "{recompute: selective, recompute_modules: " + modules + "}", 1);
+  auto recomputed = [&](const std::string& modules, const std::string& precision) {
+    const std::string text = "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\nmodel: {layers: 2, hidden: 256, ffn: 1024, "
+                             "vocab: 512, " + model + "}\ntraining: {seq_len: 128, global_batch: 1, micro_batch: 1, precision: " +
+                             precision + "}\nparallel: {recompute: selective, recompute_modules: " + modules + "}\n";
+    const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+    const Program prog = step_program(*s.model, make_plan(s));
     std::map<std::string, int> n;
-    const Program prog = step_program(*t.s.model, t.p);
     for (const auto& op : prog.ops_of(0)) {
-      if (op.name.find("(recompute)") != std::string::npos) ++n[op.kernel.kind == parallelism::KernelKind::kAttention ? "attention"
-                                                                 : op.kernel.module == parallelism::kLayerNorm  ? "norm"
-                                                                 : op.kernel.module == parallelism::kMlaUpProj  ? "up-projection"
-                                                                 : op.kernel.module == parallelism::kMoeAct     ? "activation"
-                                                                                                                 : "other"];
+      if (op.name.find("(recompute)") == std::string::npos) continue;
+      const auto& k = op.kernel;
+      CHECK(k.pass != parallelism::KernelPass::kBackward);
+      ++n[k.kind == parallelism::KernelKind::kAttention                            ? "attention"
+          : k.module == parallelism::kLayerNorm                                    ? "norm"
+          : k.module == parallelism::kMlaUpProj && k.kind == parallelism::KernelKind::kGemm ? "up-projection"
+          : k.module == parallelism::kMlaUpProj                                    ? "rope"
+          : k.name.rfind("fp8 cast", 0) == 0                                       ? "fp8 cast"
+          : k.module == parallelism::kMoeAct                                       ? "activation"
+                                                                                   : "other"];
     }
     return n;
   };
   using M = std::map<std::string, int>;
-  CHECK(recomputed("[core_attn]") == M{{"attention", 2}});
-  CHECK(recomputed("[layernorm]") == M{{"norm", 4}});
-  CHECK(recomputed("[mla_up_proj]") == M{{"up-projection", 4}});
-  CHECK(recomputed("[moe_act]") == M{{"activation", 2}});
-  CHECK(recomputed("[core_attn, layernorm, mla_up_proj, moe_act]") ==
-        M{{"attention", 2}, {"norm", 4}, {"up-projection", 4}, {"activation", 2}});
+  for (const char* precision : {"bf16", "fp8"}) {
+    INFO(precision);
+    const bool fp8 = std::string(precision) == "fp8";
+    CHECK(recomputed("[core_attn]", precision) == M{{"attention", 2}});
+    CHECK(recomputed("[layernorm]", precision) == M{{"norm", 4}});
+    CHECK(recomputed("[mla_up_proj]", precision) == M{{"up-projection", 4}, {"rope", 2}});
+    CHECK(recomputed("[moe_act]", precision) == (fp8 ? M{{"activation", 2}, {"fp8 cast", 2}} : M{{"activation", 2}}));
+  }
+  CHECK(recomputed("[core_attn, layernorm, mla_up_proj, moe_act]", "bf16") ==
+        M{{"attention", 2}, {"norm", 4}, {"up-projection", 4}, {"rope", 2}, {"activation", 2}});
 }

@@ -417,6 +417,11 @@ TEST_CASE("hardware fused attention's softmax: one exponential per score on the 
   wide.cols = wide.depth = 128;
   CHECK(m.time(wide).value() == Approx(2.0 * matmul + softmax + 1e-6));
   CHECK(2.56e12 / (m.time(a).value() - 1e-6) < 0.85 * 5.12e12 / (m.time(wide).value() - 1e-6));
+  // At half the clock (a sustained clock of half the boost) both the matmuls and the
+  // exponentials take twice as long.
+  g.sustained_clock = Frequency::of(1e9);
+  CHECK(GpuModel(g, Watts{}, false).time(a).value() == Approx(2.0 * (matmul + softmax) + 1e-6));
+  g.sustained_clock = Frequency{};
   // The rate needs the SM count and the clock.
   g.boost_clock = Frequency{};
   g.base_clock = Frequency{};

@@ -226,21 +226,23 @@ TEST_CASE("parallelism::model_math selective recompute by module keeps what each
   // DeepSeek-V3's first MoE layer (3) on one GPU: no TP, 4,096 tokens, fused attention, FP8
   // GEMM inputs (1 byte). Per token: h 7168, Q 128 x (128 + 64) = 24,576, K and V 24,576 +
   // 128 x 128 = 40,960, the output projection's input 16,384, MLA's latents 1,536 + 512 + 64 =
-  // 2,112 (2 bytes), the routed experts' inner size 8 x 2,048 = 16,384.
+  // 2,112 (2 bytes), the routed experts' inner size 8 x 2,048 = 16,384 and their input, the
+  // 8 dispatched copies of the token (8 x 7,168 at 1 byte), the shared expert's inner size 2,048.
   const ModelSpec m = preset_model("deepseek-v3");
   Shard sh;
   sh.seq_len = 4096;
   sh.gemm_input_bytes = 1.0;
   const double tokens = 4096, h = 7168, q = 24576, kv = 40960, v = 16384, lat = 2112, f = 16384;
   const double norms_in = 4 * h, norms_out = 2 * h, qkv = 2 * q + 2 * kv, act_out = f, core = 128 * 4;
-  const double all = norms_in + norms_out + qkv + 2 * lat + v + 4 * f + act_out + core;  // 277,120 bytes
+  const double dispatched = 8 * h, shared = (4 + 1) * 2048.0;
+  const double all = norms_in + norms_out + qkv + 2 * lat + v + 4 * f + act_out + dispatched + shared + core;  // 344,704 bytes
   auto bytes = [&](Recompute r, unsigned mods) { return layer_activation_bytes(m, 3, sh, r, false, mods).value() / tokens; };
   CHECK(bytes(Recompute::kNone, kCoreAttn) == Approx(all));
   CHECK(bytes(Recompute::kSelective, kCoreAttn) == Approx(all - core));
   CHECK(bytes(Recompute::kSelective, kLayerNorm) == Approx(all - norms_out));  // the norms' inputs stay
   CHECK(bytes(Recompute::kSelective, kMlaUpProj) == Approx(all - qkv));        // the latents stay
   CHECK(bytes(Recompute::kSelective, kMoeAct) == Approx(all - act_out));       // the SwiGLU's input stays
-  // DeepSeek-V3's set (sec. 3.2.3 and 3.3.3): 115,328 bytes a token, 42 % of the whole.
+  // DeepSeek-V3's set (sec. 3.2.3 and 3.3.3): 182,912 bytes a token, 53 % of the whole.
   CHECK(bytes(Recompute::kSelective, kLayerNorm | kMlaUpProj | kMoeAct) == Approx(all - norms_out - qkv - act_out));
   CHECK(parse_recompute_modules({"layernorm", "moe_act"}, "k") == (kLayerNorm | kMoeAct));
   CHECK_THROWS_WITH(parse_recompute_modules({"mlp"}, "k"), Catch::Contains("'mlp' is not one of core_attn"));

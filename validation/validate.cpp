@@ -166,7 +166,7 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
   const auto plan = parallelism::make_plan(s);
   if (c.metric == Metric::kActivationBytes) {
     const auto bytes = parallelism::layer_activation_bytes(*s.model, 0, engine::shard_of(*s.model, plan),
-                                                           plan.recompute, plan.dropout);
+                                                           plan.recompute, plan.dropout, plan.recompute_modules);
     return Candidate{bytes.value(), 0.0};
   }
   if (c.metric == Metric::kCheckpointBytes) return Candidate{failures::checkpoint_shards(s, plan).total.value(), 0.0};
