@@ -128,13 +128,23 @@ nlohmann::json step_summary_json(const engine::StepResult& r) {
 
 namespace {
 
+/// Selective recompute's modules when they are not the default (the attention core alone).
+std::string modules_text(const parallelism::Plan& p) {
+  if (p.recompute != parallelism::Recompute::kSelective || p.recompute_modules == parallelism::kCoreAttn) return "";
+  std::string out;
+  for (auto [bit, name] : {std::pair{parallelism::kCoreAttn, "core_attn"}, std::pair{parallelism::kLayerNorm, "layernorm"},
+                           std::pair{parallelism::kMlaUpProj, "mla_up_proj"}, std::pair{parallelism::kMoeAct, "moe_act"}}) {
+    if ((p.recompute_modules & bit) != 0) out += std::string(out.empty() ? " [" : ", ") + name;
+  }
+  return out + "]";
+}
+
 std::string plan_text(const parallelism::Plan& p) {
   return "tp " + std::to_string(p.tp) + ", pp " + std::to_string(p.pp) + ", dp " + std::to_string(p.dp) +
          ", cp " + std::to_string(p.cp) + ", ep " + std::to_string(p.ep) + (p.etp != p.tp ? " (etp " + std::to_string(p.etp) + ")" : "") + (p.sp ? (p.tp_comm_overlap ? " (sp, tp comm overlap)" : " (sp)") : "") +
          ", vpp " + std::to_string(p.vpp) + ", mbs " + std::to_string(p.micro_batch) + ", zero " +
          std::to_string(p.zero) + ", recompute " +
-         recompute_name(p.recompute) +
-         ", " + parallelism::to_string(p.schedule);
+         recompute_name(p.recompute) + modules_text(p) + ", " + parallelism::to_string(p.schedule);
 }
 
 const char* kStepCsvHeader =

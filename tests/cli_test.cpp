@@ -286,6 +286,10 @@ TEST_CASE("cli run prints the summary and writes the SPEC JSON keys", "[cli][eng
   CHECK(j["mfu"].get<double>() <= j["hfu"].get<double>());
   const Result text = run("run " + scenario + " --network analytic");
   CHECK_THAT(text.out, Contains("step time") && Contains("MFU / HFU") && Contains("memory per GPU"));
+  // Selective recompute names its modules when they are not the default.
+  CHECK_THAT(text.out, Contains("recompute selective, "));
+  const Result modules = run("run " + scenario + " --network analytic --set 'parallel.recompute_modules=[layernorm, core_attn]'");
+  CHECK_THAT(modules.out, Contains("recompute selective [core_attn, layernorm], "));
 }
 
 TEST_CASE("cli run and search mark ZeRO-3 plans as unvalidated", "[cli]") {
