@@ -131,12 +131,7 @@ namespace {
 /// Selective recompute's modules when they are not the default (the attention core alone).
 std::string modules_text(const parallelism::Plan& p) {
   if (p.recompute != parallelism::Recompute::kSelective || p.recompute_modules == parallelism::kCoreAttn) return "";
-  std::string out;
-  for (auto [bit, name] : {std::pair{parallelism::kCoreAttn, "core_attn"}, std::pair{parallelism::kLayerNorm, "layernorm"},
-                           std::pair{parallelism::kMlaUpProj, "mla_up_proj"}, std::pair{parallelism::kMoeAct, "moe_act"}}) {
-    if ((p.recompute_modules & bit) != 0) out += std::string(out.empty() ? " [" : ", ") + name;
-  }
-  return out + "]";
+  return " [" + parallelism::recompute_modules_text(p.recompute_modules) + "]";
 }
 
 std::string plan_text(const parallelism::Plan& p) {

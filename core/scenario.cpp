@@ -122,7 +122,8 @@ ParallelSpec parse_parallel(const Config& c) {
   if (auto f = c.find("recompute_modules")) {
     const auto list = f->elements();  // empty: Megatron's default, the attention core
     if (list.size() > 4) throw Error(f->path(), "names " + std::to_string(list.size()) + " modules; there are 4");
-    for (const auto& e : list) p.recompute_modules.push_back(one_of(e, {"core_attn", "layernorm", "mla_up_proj", "moe_act"}));
+    // The names are checked where they become bits (parallelism::parse_recompute_modules).
+    for (const auto& e : list) p.recompute_modules.push_back(e.as_string());
     if (!list.empty() && p.recompute != "selective") {
       throw Error(f->path(), "needs recompute: selective (Megatron-Core's --recompute-granularity selective), not " +
                                  quote_value(p.recompute));

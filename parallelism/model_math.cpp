@@ -1,5 +1,7 @@
 #include "parallelism/model_math.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 #include "core/text.hpp"
 
@@ -110,15 +112,29 @@ Recompute parse_recompute(const std::string& s) {
 
 unsigned parse_recompute_modules(const std::vector<std::string>& names, const std::string& path) {
   unsigned bits = 0;
-  for (const auto& n : names) {
-    const unsigned b = n == "core_attn" ? kCoreAttn : n == "layernorm" ? kLayerNorm : n == "mla_up_proj" ? kMlaUpProj
-                       : n == "moe_act" ? kMoeAct : 0u;
-    if (b == 0) throw Error(path, quote_value(n) + " is not one of core_attn, layernorm, mla_up_proj, moe_act");
-    if ((bits & b) != 0) throw Error(path, quote_value(n) + " is named twice");
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const std::string at = path + "[" + std::to_string(i) + "]";
+    const auto* found = std::find_if(kRecomputeModules.begin(), kRecomputeModules.end(),
+                                     [&](const auto& e) { return names[i] == e.name; });
+    if (found == kRecomputeModules.end()) {
+      std::string all;
+      for (const auto& e : kRecomputeModules) all += std::string(all.empty() ? "" : ", ") + e.name;
+      throw Error(at, quote_value(names[i]) + " is not one of " + all);
+    }
+    const unsigned b = found->bit;
+    if ((bits & b) != 0) throw Error(at, quote_value(names[i]) + " is named twice");
     bits |= b;
   }
   if (bits == 0) throw Error(path, "names no module; give a list such as [core_attn, layernorm]");
   return bits;
+}
+
+std::string recompute_modules_text(unsigned bits) {
+  std::string out;
+  for (const auto& e : kRecomputeModules) {
+    if ((bits & e.bit) != 0) out += std::string(out.empty() ? "" : ", ") + e.name;
+  }
+  return out;
 }
 
 namespace {
@@ -215,9 +231,13 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
       }
     }
   };
+  // Names every kernel pushed since `first` as part of a recompute module.
+  auto mark_since = [&](std::size_t first, unsigned module) {
+    for (std::size_t x = first; x < k.size(); ++x) k[x].module = module;
+  };
   const std::size_t norm_first = k.size();
   norm_kernels(k, m, s, "input norm", norm_tokens * h, norm_tokens);
-  for (std::size_t x = norm_first; x < k.size(); ++x) k[x].module = kLayerNorm;
+  mark_since(norm_first, kLayerNorm);
   k.back().opens_block = true;
   const double a = m.heads / tp;
   if (is_mla(m)) {
@@ -238,7 +258,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     // (recomputed with the up-projections, as Megatron-Core's qkv_up_proj_and_rope_apply).
     const std::size_t rope = k.size();
     rotary_kernels(k, s, "rotary", tokens * (a + 1.0) * static_cast<double>(m.qk_rope_head_dim));
-    for (std::size_t x = rope; x < k.size(); ++x) k[x].module = kMlaUpProj;
+    mark_since(rope, kMlaUpProj);
     const double flops = tokens * attention_core_flops_per_token(m, seq) / tp;
     k.push_back({KernelKind::kAttention, "attention", Flops::of(flops),
                  Bytes::of(w * tokens * a * (2.0 * qk + 2.0 * vd)), queries, vd, qk, sequence_heads, 1.0, true});
@@ -291,7 +311,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     k.back().closes_block = true;
     const std::size_t first = k.size();
     norm_kernels(k, m, s, "post-attention norm", norm_tokens * h, norm_tokens);
-    for (std::size_t x = first; x < k.size(); ++x) k[x].module = kLayerNorm;
+    mark_since(first, kLayerNorm);
   } else {
     norm_kernels(k, m, s, "residual + post-attention norm", norm_tokens * h, norm_tokens, norm_tokens * h);
     k.back().closes_block = true;

@@ -8,6 +8,7 @@
 // forward (data and weight gradients); model FLOPs exclude recompute, hardware FLOPs include it.
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -128,9 +129,18 @@ Recompute parse_recompute(const std::string& s);
 /// key/value up-projections, the routed experts' activation function. Megatron's default, and
 /// `recompute: selective` alone, is the attention core.
 enum RecomputeModule : unsigned { kCoreAttn = 1, kLayerNorm = 2, kMlaUpProj = 4, kMoeAct = 8 };
+struct RecomputeModuleName {
+  RecomputeModule bit;
+  const char* name;
+};
+/// Each module's name, as Megatron-Core spells it: the one home of the names.
+inline constexpr std::array<RecomputeModuleName, 4> kRecomputeModules{
+    {{kCoreAttn, "core_attn"}, {kLayerNorm, "layernorm"}, {kMlaUpProj, "mla_up_proj"}, {kMoeAct, "moe_act"}}};
 /// A list of module names (core_attn, layernorm, mla_up_proj, moe_act) as bits; an Error
-/// naming `path` for an unknown or repeated one.
+/// naming `path[i]` for an unknown or repeated one, `path` for an empty list.
 unsigned parse_recompute_modules(const std::vector<std::string>& names, const std::string& path);
+/// The modules `bits` names, comma-separated in kRecomputeModules' order.
+std::string recompute_modules_text(unsigned bits);
 
 /// Activation bytes layer `i` keeps for backward, per micro-batch, on one GPU (Korthikanti
 /// Table 2 with their 2-byte activations and 1-byte dropout masks; `dropout` as GPT has it).
