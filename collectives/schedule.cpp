@@ -246,14 +246,39 @@ std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo 
     case Algo::kHierarchical: {
       const std::size_t dom = t.info().domain_size;
       if (dom < 2) return fail("hierarchical needs scale-up domains (a clos cluster)");
-      if (op != Op::kAllReduce && op != Op::kAllGather && op != Op::kReduceScatter) {
-        return fail("hierarchical runs all_reduce, all_gather and reduce_scatter");
+      const bool dispatch = op == Op::kAllToAll;
+      if (dispatch && opt.rail_share < 0.0) {
+        return fail("hierarchical runs all_to_all as MoE dispatch only (parallel.moe_token_dispatcher: deepep)");
+      }
+      if (!dispatch && op != Op::kAllReduce && op != Op::kAllGather && op != Op::kReduceScatter) {
+        return fail("hierarchical runs all_reduce, all_gather, reduce_scatter and MoE dispatch");
       }
       // Group the ranks by domain, keeping rank order; every domain must hold m ranks.
       const std::vector<Group> local = by_domain(group, dom);
       const std::size_t k = local.size(), m = local.front().size();
       for (const auto& l : local) {
         if (l.size() != m) return fail("hierarchical needs the same number of ranks in every domain");
+      }
+      if (dispatch) {
+        // DeepEP (DeepSeek-V3 sec. 3.2.2): each token crosses the scale-out once to every other
+        // domain its experts touch, to the rank of its own index there, which forwards it over
+        // the scale-up to the ranks holding its experts; forwarding is pipelined with the
+        // receipt, so both run as one step. A rank's expert copies (its whole buffer) are
+        // spread evenly over its domain's m ranks: each sends buffer / m to each of m - 1 peers.
+        Phase p;
+        p.transfers.reserve(k * m * (k + m - 2));
+        for (std::size_t d = 0; d < k; ++d) {
+          for (std::size_t j = 0; j < m; ++j) {
+            for (std::size_t e = 0; e < k; ++e) {
+              if (e != d) p.transfers.push_back({local[d][j], local[e][j], size * opt.rail_share});
+            }
+            for (std::size_t i = 0; i < m; ++i) {
+              if (i != j) p.transfers.push_back({local[d][j], local[d][i], size / static_cast<double>(m)});
+            }
+          }
+        }
+        s.phases.push_back(std::move(p));
+        return s;
       }
       if (k < 2 || m < 2) return fail("hierarchical needs at least 2 domains of at least 2 ranks");
       std::vector<Group> rails(m);

@@ -71,6 +71,10 @@ struct CollectiveOptions {
   Seconds alpha_hint = units::us(5);  ///< step latency used to pick the pipeline chunk count
   Bandwidth beta_hint = units::gbyte_per_s(50);
   std::size_t max_chunks = 1024;
+  /// all_to_all with hierarchical, as DeepEP dispatches MoE tokens: the share of a rank's buffer
+  /// it sends once to each other scale-up domain's rank of its own index (a token goes once to
+  /// each domain its experts touch, not once per expert); negative when not given.
+  double rail_share = -1.0;
 };
 
 /// The schedule of `op` with `algo` over `group` (endpoint ids, rank order) for a buffer of

@@ -98,7 +98,8 @@ TrainingSpec parse_training(const Config& c) {
 ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
                 "stage_layers", "order", "overlap_grad_reduce", "overlap_param_gather", "wafer_mode", "microbatch_group",
-                "tp_comm_overlap", "dp_shard", "reshard_after_forward", "grad_reduce", "recompute_modules"});
+                "tp_comm_overlap", "dp_shard", "reshard_after_forward", "grad_reduce", "recompute_modules",
+                "moe_token_dispatcher"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
   p.pp = optional_int(c, "pp", 1, limits::kMaxGpus, kGpusWhy);
@@ -142,6 +143,7 @@ ParallelSpec parse_parallel(const Config& c) {
   if (auto f = c.find("overlap_grad_reduce")) p.overlap_grad_reduce = f->as_bool();
   if (auto f = c.find("overlap_param_gather")) p.overlap_param_gather = f->as_bool();
   if (auto f = c.find("tp_comm_overlap")) p.tp_comm_overlap = f->as_bool();
+  if (auto f = c.find("moe_token_dispatcher")) p.moe_token_dispatcher = one_of(*f, {"alltoall", "deepep"});
   if (auto f = c.find("reshard_after_forward")) {
     p.reshard_after_forward = f->as_bool();
     p.reshard_set = true;
@@ -359,7 +361,7 @@ ModelSpec parse_model(const Config& raw, const Presets& presets) {
                 "ffn", "vocab", "activation", "tied_embeddings", "seq_len", "experts",
                 "shared_experts", "top_k", "moe_ffn", "dense_layers", "q_lora_rank",
                 "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
-                "params"});
+                "router_groups", "router_group_topk", "params"});
   ModelSpec m;
   m.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -380,6 +382,8 @@ ModelSpec parse_model(const Config& raw, const Presets& presets) {
   if (auto f = c.find("top_k")) m.top_k = positive_int(*f, limits::kMaxExperts, kExpertsWhy);
   if (auto f = c.find("moe_ffn")) m.moe_ffn = positive(*f, limits::kMaxWidth, kWidthWhy);
   if (auto f = c.find("dense_layers")) m.dense_layers = static_cast<int>(f->as_int(0, limits::kMaxLayers, kLayersWhy));
+  if (auto f = c.find("router_groups")) m.router_groups = positive_int(*f, limits::kMaxExperts, kExpertsWhy);
+  if (auto f = c.find("router_group_topk")) m.router_group_topk = positive_int(*f, limits::kMaxExperts, kExpertsWhy);
   for (auto [key, field] : {std::pair{"q_lora_rank", &m.q_lora_rank}, std::pair{"kv_lora_rank", &m.kv_lora_rank},
                             std::pair{"qk_nope_head_dim", &m.qk_nope_head_dim},
                             std::pair{"qk_rope_head_dim", &m.qk_rope_head_dim}, std::pair{"v_head_dim", &m.v_head_dim}}) {
@@ -396,6 +400,25 @@ ModelSpec parse_model(const Config& raw, const Presets& presets) {
                                            std::to_string(m.experts) + ")");
     }
     if (m.moe_ffn == 0) m.moe_ffn = m.ffn;
+  }
+  if ((m.router_groups > 0) != (m.router_group_topk > 0)) {
+    throw Error(c.path() + (m.router_groups > 0 ? ".router_group_topk" : ".router_groups"),
+                "missing: group-limited routing needs both router_groups and router_group_topk");
+  }
+  if (m.router_groups > 0) {
+    if (m.experts == 0) throw Error(c.path() + ".router_groups", "needs routed experts (experts)");
+    if (m.experts % m.router_groups != 0) {
+      throw Error(c.path() + ".router_groups", std::to_string(m.router_groups) + " does not divide experts " +
+                                                   std::to_string(m.experts));
+    }
+    if (m.router_group_topk > m.router_groups || m.router_group_topk > m.top_k) {
+      throw Error(c.path() + ".router_group_topk", "must be at most router_groups (" + std::to_string(m.router_groups) +
+                                                       ") and top_k (" + std::to_string(m.top_k) + ")");
+    }
+    if (static_cast<long long>(m.router_group_topk) * (m.experts / m.router_groups) < m.top_k) {
+      throw Error(c.path() + ".router_group_topk", "leaves fewer experts than top_k (" + std::to_string(m.top_k) +
+                                                       ") in a token's groups");
+    }
   }
   if (m.dense_layers > m.layers) {
     throw Error(c.path() + ".dense_layers", "exceeds layers " + std::to_string(m.layers));

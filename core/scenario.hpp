@@ -169,6 +169,12 @@ struct ModelSpec {
   int top_k = 0;
   long long moe_ffn = 0;      ///< inner size of one expert
   int dense_layers = 0;       ///< leading layers that stay dense (DeepSeek-V3: 3)
+  /// Group-limited routing (DeepSeek's node-limited routing; HF config's n_group and
+  /// topk_group, Megatron-Core's --moe-router-num-groups and --moe-router-group-topk): the
+  /// routed experts in this many equal groups, each token's experts in at most
+  /// `router_group_topk` of them. 0: any expert.
+  int router_groups = 0;
+  int router_group_topk = 0;
   // Multi-head latent attention (DeepSeek-V2/V3); all 0 for standard attention.
   long long q_lora_rank = 0;
   long long kv_lora_rank = 0;
@@ -222,6 +228,10 @@ struct ParallelSpec {
   /// TP communication pipelined with the GEMMs beside it (Megatron-Core's --tp-comm-overlap,
   /// Transformer Engine's userbuffers; needs sequence parallelism). Megatron's default: off.
   bool tp_comm_overlap = false;
+  /// How MoE tokens reach their experts (Megatron-Core's --moe-token-dispatcher-type):
+  /// "alltoall", one copy per expert over an all-to-all, or "deepep" (DeepEP, Megatron's flex
+  /// dispatcher): one copy per scale-up domain to the same-index GPU there, forwarded inside it.
+  std::string moe_token_dispatcher = "alltoall";
   /// Hybrid sharding (FSDP2's HSDP, torchtitan's data_parallel_shard_degree): ZeRO's states
   /// are sharded over groups of this many data-parallel ranks and replicated across the
   /// groups (dp / dp_shard of them); 0 = shard over all dp ranks.

@@ -386,7 +386,7 @@ class Engine {
   }
 
   const Template& template_of(std::uint32_t group, const ProgramOp& x) {
-    const auto key = std::tuple{group, static_cast<int>(x.op), x.bytes.value(), x.tuned ? -1 : static_cast<int>(x.algo)};
+    const auto key = std::tuple{group, static_cast<int>(x.op), x.bytes.value(), x.tuned ? -1 : static_cast<int>(x.algo), x.rail_share};
     if (const auto it = templates_.find(key); it != templates_.end()) return it->second;
     const auto& g = p_.groups[group];
     std::vector<topology::NodeId> gpus;
@@ -403,7 +403,9 @@ class Engine {
       // NCCL's tuner: the fastest valid algorithm by alpha-beta.
       s = collectives::choose_schedule(t_, x.op, gpus, x.bytes, {}, {}, std::nullopt, *analytic_).schedule;
     } else {
-      s = collectives::build_schedule(t_, x.op, x.algo, gpus, x.bytes, {}, &why);
+      collectives::CollectiveOptions opt;
+      opt.rail_share = x.rail_share;
+      s = collectives::build_schedule(t_, x.op, x.algo, gpus, x.bytes, opt, &why);
     }
     if (!s) throw Error("group " + std::to_string(group), to_string(x.algo) + " cannot run " + to_string(x.op) + ": " + why);
     if (x.op == collectives::Op::kAllToAll) {
@@ -748,7 +750,7 @@ class Engine {
   std::vector<std::uint64_t> seq_of_flow_;          // by this rank's solver id
   std::vector<std::uint64_t> finished_;
   std::unique_ptr<collectives::NetworkModel> analytic_ = collectives::NetworkModel::build("analytic", "engine");
-  std::map<std::tuple<std::uint32_t, int, double, int>, Template> templates_;  // (group, op, bytes, algo or -1: tuned)
+  std::map<std::tuple<std::uint32_t, int, double, int, double>, Template> templates_;  // (group, op, bytes, algo or -1: tuned, rail share)
   topology::Path path_;
 };
 

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/limits.hpp"
 #include "core/text.hpp"
+#include "parallelism/layout.hpp"
 
 namespace wallsim::parallelism {
 namespace {
@@ -20,6 +21,64 @@ PipeSchedule parse_schedule(const std::string& s, int vpp) {
   if (s == "zero-bubble") return PipeSchedule::kZeroBubble;
   if (s == "dualpipe") return PipeSchedule::kDualPipe;
   throw Error("parallel.schedule", quote_value(s) + " is not one of gpipe, 1f1b, interleaved, zero-bubble, dualpipe");
+}
+
+/// prod_{i < k} (a - i) / (b - i): the chance that k draws without replacement from b items
+/// all fall among a given a of them.
+double all_among(double a, double b, int k) {
+  double q = 1.0;
+  for (int i = 0; i < k; ++i) q *= std::max(a - i, 0.0) / (b - i);
+  return q;
+}
+
+/// The chance that one token's routed experts touch a given scale-up domain of the EP group
+/// (the same for every domain: the dispatcher checks they are spread evenly), experts placed
+/// on the EP ranks in order (Megatron's). Routing is taken as even over the experts (DeepSeek-V3
+/// balances its expert load, sec. 2.1.2); under group-limited routing over the groups, every
+/// chosen group receiving at least one of the token's experts (the routing's "at most" as equal).
+double domain_touch_chance(const ModelSpec& m, const Plan& plan, const Scenario& sc) {
+  const long long dom = sc.cluster.scale_up_domain;
+  const auto ep = group_of(plan, Coords{}, GroupKind::kEp);
+  // The domains of the EP group, each with its experts, and each router group's domains.
+  std::vector<long long> domains;
+  for (auto gpu : ep) {
+    if (domains.empty() || domains.back() != static_cast<long long>(gpu) / dom) domains.push_back(static_cast<long long>(gpu) / dom);
+  }
+  std::sort(domains.begin(), domains.end());
+  domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
+  const double experts = m.experts, per_rank = experts / plan.ep;
+  auto domain_of_expert = [&](long long x) {
+    const auto gpu = static_cast<long long>(ep[static_cast<std::size_t>(x / static_cast<long long>(per_rank))]);
+    return static_cast<std::size_t>(std::lower_bound(domains.begin(), domains.end(), gpu / dom) - domains.begin());
+  };
+  const double e0 = experts / static_cast<double>(domains.size());  // experts of a domain, when even
+  if (m.router_groups == 0) return 1.0 - all_among(experts - e0, experts, m.top_k);
+  const long long per_group = m.experts / m.router_groups;
+  bool groups_in_domains = true, domains_in_groups = true;
+  std::vector<int> group_domain(static_cast<std::size_t>(m.router_groups)), domain_group(domains.size(), -1);
+  for (long long x = 0; x < m.experts; ++x) {
+    const auto g = static_cast<std::size_t>(x / per_group);
+    const auto d = domain_of_expert(x);
+    if (x % per_group == 0) group_domain[g] = static_cast<int>(d);
+    groups_in_domains = groups_in_domains && group_domain[g] == static_cast<int>(d);
+    if (domain_group[d] < 0) domain_group[d] = static_cast<int>(g);
+    domains_in_groups = domains_in_groups && domain_group[d] == static_cast<int>(g);
+  }
+  const double groups = m.router_groups;
+  if (groups_in_domains) {
+    // The token's groups fall in this domain's groups (groups / domains of them) or not.
+    return 1.0 - all_among(groups - groups / static_cast<double>(domains.size()), groups, m.router_group_topk);
+  }
+  if (domains_in_groups) {
+    // The domain's group is chosen, then its experts hold one of the token's, drawn from the
+    // chosen groups' experts.
+    const double chosen = m.router_group_topk * static_cast<double>(per_group);
+    return m.router_group_topk / groups * (1.0 - all_among(chosen - e0, chosen, m.top_k));
+  }
+  throw Error("model.router_groups", std::to_string(m.router_groups) + " router groups straddle the " +
+                                         std::to_string(domains.size()) + " scale-up domains of the EP group (ep " +
+                                         std::to_string(plan.ep) + "): deepep needs each group inside one domain, or each "
+                                         "domain inside one group");
 }
 
 }  // namespace
@@ -41,6 +100,7 @@ std::string Plan::event_engine_only() const {
   if (!reshard_after_forward) return "parallel.reshard_after_forward";
   if (hybrid()) return "parallel.dp_shard";
   if (dispatch_bytes != 2.0) return "training.moe_dispatch";
+  if (deepep()) return "parallel.moe_token_dispatcher";
   if (recompute == Recompute::kSelective && recompute_modules != kCoreAttn) return "parallel.recompute_modules";
   return "";
 }
@@ -286,6 +346,13 @@ Plan make_plan(const Scenario& sc) {
     throw Error("parallel.order", quote_value(p.order) + " must order tp, cp, dp and pp (ep optional), e.g. tp-cp-ep-dp-pp");
   }
   std::copy(order.begin(), order.end(), plan.order.begin());
+  if (p.moe_token_dispatcher == "deepep") {
+    const char* key = "parallel.moe_token_dispatcher";
+    if (plan.ep < 2) throw Error(key, "deepep dispatches tokens over expert parallelism: set parallel.ep above 1");
+    if (sc.cluster.gpu.cores > 0) throw Error(key, "deepep runs on GPU clusters' scale-up domains, not on a wafer");
+    if (plan.etp > 1) throw Error(key, "deepep with expert tensor parallelism (etp above 1) is not built yet");
+    plan.dispatch_rail_share = domain_touch_chance(m, plan, sc) / m.top_k;
+  }
   return plan;
 }
 

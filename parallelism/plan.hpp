@@ -42,6 +42,12 @@ struct Plan {
   /// MoE: bytes per value of the forward dispatch (2, or fp8's 1 plus a 4-byte scale per 128
   /// values: DeepSeek-V3's 1x128 activation tiles, technical report sec. 3.3.2).
   double dispatch_bytes = 2.0;
+  /// MoE dispatch as DeepEP runs it (parallel.moe_token_dispatcher: deepep): the share of a
+  /// rank's dispatch buffer (top_k copies a token) it sends once to each other scale-up domain
+  /// of its EP group: the chance a token's experts touch a given domain, over top_k. Negative
+  /// under the all-to-all dispatcher.
+  double dispatch_rail_share = -1.0;
+  [[nodiscard]] bool deepep() const { return dispatch_rail_share >= 0.0; }
   bool flash_attention = true;
   bool eager = false;    ///< training.kernels: eager PyTorch modules op by op, else fused kernels
   bool dropout = false;  ///< training.dropout, else the model's

@@ -48,6 +48,9 @@ struct ProgramOp {
   collectives::Algo algo = collectives::Algo::kRing;
   bool tuned = false;  ///< the engine picks the algorithm as NCCL's tuner would (fastest by alpha-beta)
   Bytes bytes;  ///< the collective's size (nccl-tests' meaning), or a send's payload
+  /// MoE dispatch as DeepEP runs it (algo hierarchical, op all_to_all): the share of the buffer
+  /// sent once to each other scale-up domain (collectives::CollectiveOptions::rail_share).
+  double rail_share = -1.0;
   // send / receive: the peer rank and a tag that pairs them
   std::uint32_t peer = 0;
   std::uint32_t tag = 0;

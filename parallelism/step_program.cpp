@@ -87,6 +87,8 @@ class RankBuilder {
   static constexpr std::uint32_t kNoOp = ~std::uint32_t{0};
   [[nodiscard]] std::uint32_t last_on(StreamKind s) const { return last_on_[static_cast<std::size_t>(s)]; }
   [[nodiscard]] std::uint32_t last() const { return static_cast<std::uint32_t>(out_.ops.size() - 1); }
+  /// Op `i` of this rank, to refine after pushing.
+  ProgramOp& op(std::uint32_t i) { return out_.ops[i]; }
 
  private:
   std::uint32_t push(ProgramOp op) {
@@ -235,7 +237,15 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // come back after them: an all-to-all each way, on the compute stream.
     const double routed = act_bytes / (p.sp ? p.tp : 1) * m.top_k * p.capacity_factor;
     auto ep_exchange = [&](const std::string& what, double bytes_per_value = 2.0) {
-      if (p.ep > 1) b.collective(ep_group, Op::kAllToAll, routed * bytes_per_value / 2.0, StreamKind::kCompute, "EP all-to-all " + what);
+      if (p.ep == 1) return;
+      const auto x = b.collective(ep_group, Op::kAllToAll, routed * bytes_per_value / 2.0, StreamKind::kCompute, "EP all-to-all " + what);
+      if (p.deepep()) {
+        // DeepEP: once to each domain the token's experts touch, forwarded inside it.
+        ProgramOp& o = b.op(x);
+        o.algo = collectives::Algo::kHierarchical;
+        o.tuned = false;
+        o.rail_share = p.dispatch_rail_share;
+      }
     };
     // Context parallelism (ring attention, as Transformer Engine runs it): fused attention in
     // cp pieces, one per K/V block; the cp - 1 ring steps run on the side stream from the

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <bit>
+#include <map>
 #include <set>
 
 #include "collectives/flow_model.hpp"
@@ -107,6 +108,39 @@ TEST_CASE("collectives each algorithm's own closed form", "[collectives]") {
     CHECK(analytic->time(c, sched(c, Op::kAllReduce, Algo::kHierarchical, 16, S), kNoOverhead).value() ==
           Approx(want).epsilon(1e-9));
   }
+}
+
+TEST_CASE("collectives hierarchical all_to_all is DeepEP's dispatch: once to each other domain's rail peer, forwarded inside the domain",
+          "[collectives]") {
+  // 3 nodes x 4 GPUs. Rank (node d, index j) sends S r to (e, j) for each other node e, and
+  // S / 4 to each of its 3 node peers: S (2 r + 3/4) in all, against the direct all-to-all's
+  // S 11/12.
+  const Topology c = build_clos({.nodes = 3, .gpus_per_node = 4, .nodes_per_leaf = 1, .spines = 1,
+                                 .scale_up = test::link(450), .scale_out = test::link(50)});
+  const double S = 1 << 20, r = 0.1;
+  CollectiveOptions opt;
+  opt.rail_share = r;
+  std::string why;
+  const auto s = build_schedule(c, Op::kAllToAll, Algo::kHierarchical, first(12), Bytes::of(S), opt, &why);
+  INFO(why);
+  REQUIRE(s);
+  REQUIRE(s->phases.size() == 1);
+  std::map<std::pair<NodeId, NodeId>, double> sent;
+  s->phases.front().for_each([&](const Transfer& x) { sent[{x.src, x.dst}] += x.bytes.value(); });
+  CHECK(sent.size() == 12 * (2 + 3));
+  for (NodeId a = 0; a < 12; ++a) {
+    double out = 0.0;
+    for (NodeId b = 0; b < 12; ++b) {
+      const auto it = sent.find({a, b});
+      const double want = a == b ? 0.0 : a / 4 == b / 4 ? S / 4 : a % 4 == b % 4 ? S * r : 0.0;
+      CHECK((it == sent.end() ? 0.0 : it->second) == Approx(want));
+      out += it == sent.end() ? 0.0 : it->second;
+    }
+    CHECK(out == Approx(S * (2 * r + 0.75)));
+  }
+  // Without the routing's share it is refused (nccl-tests has no such all-to-all).
+  CHECK_FALSE(build_schedule(c, Op::kAllToAll, Algo::kHierarchical, first(12), Bytes::of(S), {}, &why));
+  CHECK_THAT(why, Contains("moe_token_dispatcher: deepep"));
 }
 
 TEST_CASE("collectives tree beats ring on small messages, ring beats tree on large", "[collectives]") {

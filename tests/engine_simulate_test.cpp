@@ -536,6 +536,34 @@ TEST_CASE("engine::simulate step programs: expert parallelism dispatches and com
                                    .epsilon(1e-9));
 }
 
+TEST_CASE("engine::simulate step programs: DeepEP's dispatch crosses the scale-out once per domain a token's experts touch",
+          "[engine]") {
+  // 2 nodes x 4 GPUs, EP 8 over both; 8 experts (4 a node) in 2 router groups, top-2 within 1
+  // group: each token's experts sit on one node, the other with chance 1/2. Each of the 8
+  // all-to-alls (2 MoE layers, dispatch and combine, forward and backward) carries S = 2 X (top-2,
+  // X a micro-batch's activation bytes) a rank. The all-to-all dispatcher sends S / 8 to each
+  // of the 4 ranks of the other node: S / 2 over the scale-out. DeepEP sends the token once to
+  // the other node's GPU of its index if its experts are there: S / 2 (a copy) x 1/2 = S / 4.
+  const std::string cluster = "{gpu: h100-sxm, nodes: 2, gpus_per_node: 4, scale_out: {topology: clos, bandwidth: 50 GB/s}}";
+  const std::string moe = "heads: 4, kv_heads: 4, experts: 8, top_k: 2, moe_ffn: 512, router_groups: 2, router_group_topk: 1";
+  const Tiny all = tiny_on(cluster, moe, "{dp: 8, ep: 8}", 8);
+  const Tiny deep = tiny_on(cluster, moe, "{dp: 8, ep: 8, moe_token_dispatcher: deepep}", 8);
+  CHECK(deep.p.dispatch_rail_share == Approx(0.5 / 2));
+  const auto fabric = topology::build_clos({.nodes = 2, .gpus_per_node = 4, .nodes_per_leaf = 1, .spines = 1,
+                                            .scale_up = {units::gbyte_per_s(450), units::us(1), {}},
+                                            .scale_out = {units::gbyte_per_s(50), units::us(2), {}}});
+  auto scale_out = [&](const Tiny& t) {
+    const auto r = simulate(step_program(*t.s.model, t.p), fabric, timed(1e-4));
+    double sum = 0.0;
+    for (const auto& b : r.scale_out_sent) sum += b.value();
+    return sum;
+  };
+  const double S = 2.0 * all.act;
+  CHECK(scale_out(all) - scale_out(deep) == Approx(8 * 8 * (S / 2 - S / 4)).epsilon(1e-9));
+  // The composed step refuses it, naming the key.
+  CHECK(deep.p.event_engine_only() == "parallel.moe_token_dispatcher");
+}
+
 TEST_CASE("engine::simulate step programs: context parallelism's ring hides behind attention when attention is longer",
           "[engine]") {
   // CP 2 on 2 GPUs, alpha-beta; every kernel 1 ms but fused attention, which takes `a` per
@@ -735,6 +763,7 @@ TEST_CASE("engine::simulate rank classes: one rank per class gives what simulati
   };
   const std::string cluster = "{gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_out: {topology: clos, bandwidth: 50 GB/s}}";
   const std::string dense = "heads: 8, kv_heads: 8, layers: 4", moe = "heads: 8, kv_heads: 8, experts: 8, top_k: 2, moe_ffn: 512";
+  const std::string moe16 = "heads: 8, kv_heads: 8, experts: 16, top_k: 2, moe_ffn: 512, router_groups: 2, router_group_topk: 1";
   struct Case {
     std::string model, parallel;
     int batch;
@@ -747,6 +776,7 @@ TEST_CASE("engine::simulate rank classes: one rank per class gives what simulati
       {dense, "{tp: 2, dp: 8, zero: 2, overlap_grad_reduce: true}", 8},
       {dense, "{cp: 2, tp: 2, dp: 4}", 4},
       {moe, "{dp: 16, ep: 8}", 16},
+      {moe16, "{dp: 16, ep: 16, moe_token_dispatcher: deepep}", 16},
   };
   for (const auto& c : cases) {
     const Tiny t = tiny_on(cluster, c.model, c.parallel, c.batch);

@@ -249,6 +249,41 @@ TEST_CASE("parallelism::model_math selective recompute by module keeps what each
   CHECK_THROWS_WITH(parse_recompute_modules({"moe_act", "moe_act"}, "k"), Catch::Contains("named twice"));
 }
 
+TEST_CASE("parallelism::plan DeepEP's share of a dispatch sent to each other domain follows the routing's limits",
+          "[parallelism]") {
+  // share = P(a token's experts touch a given domain of the EP group) / top_k, experts placed on
+  // the EP ranks in order, routing even. Hand-derived: C(a, k) / C(b, k) = all k among a of b.
+  auto share = [](int gpus_per_node, int ep, const std::string& routing) {
+    const std::string text = "cluster: {gpu: h100-sxm, nodes: " + std::to_string(16 / gpus_per_node) +
+                             ", gpus_per_node: " + std::to_string(gpus_per_node) + ", scale_out: {topology: clos, bandwidth: 50 GB/s}}\n"
+                             "model: {layers: 2, hidden: 256, ffn: 1024, vocab: 512, heads: 4, moe_ffn: 512, " + routing + "}\n"
+                             "training: {seq_len: 128, global_batch: 16}\n"
+                             "parallel: {dp: 16, ep: " + std::to_string(ep) + ", moe_token_dispatcher: deepep}\n";
+    return make_plan(parse_scenario(text, "t.yaml", {}, test::presets())).dispatch_rail_share;
+  };
+  // 16 experts, top-2, no groups, 2 domains of 8: 1 - C(8,2)/C(16,2) = 1 - 28/120.
+  CHECK(share(8, 16, "experts: 16, top_k: 2") == Approx((1.0 - 28.0 / 120.0) / 2));
+  // 4 groups of 4 experts, top-2 in 1 group, 4 domains of 4 GPUs (a group a domain): 1/4 each.
+  CHECK(share(4, 16, "experts: 16, top_k: 2, router_groups: 4, router_group_topk: 1") == Approx(0.25 / 2));
+  // DeepSeek-V3's: 8 groups on 8 domains, 4 chosen: 1 - C(7,4)/C(8,4) = 1/2.
+  CHECK(share(2, 16, "experts: 256, top_k: 8, router_groups: 8, router_group_topk: 4") == Approx(0.5 / 8));
+  // 2 groups of 8 experts on 8 domains of 2 GPUs (4 domains a group), top-2 in 1 group: the
+  // domain's group is chosen (1/2), then 1 - C(6,2)/C(8,2) that one of its 2 experts is drawn.
+  CHECK(share(2, 16, "experts: 16, top_k: 2, router_groups: 2, router_group_topk: 1") ==
+        Approx(0.5 * (1.0 - 15.0 / 28.0) / 2));
+  // 48 experts, 3 a rank, domains of 4 ranks (12 experts): group 1 (experts 8-15) spans
+  // domains 0 and 1, and domain 0 holds parts of groups 0 and 1.
+  CHECK_THROWS_WITH(share(4, 16, "experts: 48, top_k: 2, router_groups: 6, router_group_topk: 1"),
+                    Contains("model.router_groups: 6 router groups straddle the 4 scale-up domains"));
+  CHECK_THROWS_WITH(share(4, 1, "experts: 16, top_k: 2"), Contains("parallel.moe_token_dispatcher: deepep dispatches tokens over expert"));
+  // The model's own limits.
+  CHECK_THROWS_WITH(share(4, 16, "experts: 16, top_k: 2, router_groups: 4"), Contains("router_group_topk: missing"));
+  CHECK_THROWS_WITH(share(4, 16, "experts: 16, top_k: 2, router_groups: 3, router_group_topk: 1"),
+                    Contains("router_groups: 3 does not divide experts 16"));
+  CHECK_THROWS_WITH(share(4, 16, "experts: 16, top_k: 8, router_groups: 8, router_group_topk: 2"),
+                    Contains("router_group_topk: leaves fewer experts than top_k"));
+}
+
 TEST_CASE("parallelism::plan invalid plans are rejected with the key named", "[parallelism]") {
   auto bad = [](const std::string& extra, const std::string& message) {
     INFO(extra);
