@@ -246,6 +246,10 @@ struct ParallelSpec {
   /// ("step": PyTorch pipelining's REDUCE_GRAD, as torchtitan runs FSDP with pipelines).
   std::string grad_reduce = "microbatch";
   bool grad_reduce_set = false, reshard_set = false;
+  /// The data type gradients are accumulated and reduced in over the data-parallel ranks
+  /// (FSDP's MixedPrecisionPolicy reduce_dtype, torchtitan's training.mixed_precision_reduce,
+  /// Megatron-LM's fp32 main grads unless --grad-reduce-in-bf16): "bf16" or "fp32".
+  std::string grad_reduce_dtype = "bf16";
   /// Wafer-scale clusters: "streaming" (weights stream in from external memory layer by
   /// layer) or "pipelined" (every layer resident in its own region of the mesh).
   std::string wafer_mode = "streaming";

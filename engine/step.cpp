@@ -526,7 +526,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     // shard; gradients reduced once per step accumulate whole until then.
     if (p.zero >= 3 && !p.reshard_after_forward) mem.weights += Bytes::of(weight_bytes * (dense + expert));
     const bool whole_grads = p.zero >= 2 && p.grad_reduce_per_step;
-    mem.gradients = Bytes::of(kGradBytes * (whole_grads ? dense + expert : dense / gdiv_d + expert / gdiv_e));
+    mem.gradients = Bytes::of(p.grad_bytes * (whole_grads ? dense + expert : dense / gdiv_d + expert / gdiv_e));
     mem.optimizer = Bytes::of(p.optimizer_bytes * (dense / odiv_d + expert / odiv_e));
     // Activations: each micro-batch chunk in flight holds its layers' activations.
     const int in_flight = parallelism::peak_in_flight(p.schedule, p.pp, p.vpp, static_cast<int>(p.micro_batches), s,
@@ -810,9 +810,9 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       // Per layer, last first (the backward's order); counted at every backward pass.
       for (int i = first + layers - 1; i >= first; --i) {
         const auto lp = parallelism::layer_params(m, pc, p, i);
-        double x = comm.collective(Op::kReduceScatter, GroupKind::kDpCp, s, Bytes::of(kGradBytes * lp.dense)).value();
+        double x = comm.collective(Op::kReduceScatter, GroupKind::kDpCp, s, Bytes::of(p.grad_bytes * lp.dense)).value();
         if (lp.expert > 0 && p.expert_dp() > 1) {
-          x += comm.collective(Op::kReduceScatter, GroupKind::kExpertDp, s, Bytes::of(kGradBytes * lp.expert)).value();
+          x += comm.collective(Op::kReduceScatter, GroupKind::kExpertDp, s, Bytes::of(p.grad_bytes * lp.expert)).value();
         }
         cc.scatters.push_back(x);
       }
@@ -1004,9 +1004,9 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
           const auto [dense, expert] = parallelism::layer_params(m, pc, p, i);
           double t_comm = 0.0;
           const Op op = p.zero >= 1 ? Op::kReduceScatter : Op::kAllReduce;
-          if (dpcp > 1) t_comm += comm.collective(op, GroupKind::kDpCp, s, Bytes::of(kGradBytes * dense)).value();
+          if (dpcp > 1) t_comm += comm.collective(op, GroupKind::kDpCp, s, Bytes::of(p.grad_bytes * dense)).value();
           if (expert > 0 && p.expert_dp() > 1) {
-            t_comm += comm.collective(op, GroupKind::kExpertDp, s, Bytes::of(kGradBytes * expert)).value();
+            t_comm += comm.collective(op, GroupKind::kExpertDp, s, Bytes::of(p.grad_bytes * expert)).value();
           }
           Task k;
           k.stream = 2 * s + 1;
@@ -1033,7 +1033,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
     opt.optimizer = true;
     // Reads gradients, master weights and moments, writes weights and moments.
     const Kernel adam{KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard_params),
-                      Bytes::of(shard_params * (kGradBytes + 2.0 * p.optimizer_bytes + kWeightBytes))};
+                      Bytes::of(shard_params * (p.grad_bytes + 2.0 * p.optimizer_bytes + kWeightBytes))};
     opt.compute = gpu.time(adam).value() / speed[static_cast<std::size_t>(s)];
     if (o.timeline && s == 0) r.ops.push_back({adam.name, adam.flops, adam.bytes, Seconds::of(opt.compute)});
     hbm[static_cast<std::size_t>(s)] += adam.bytes.value();

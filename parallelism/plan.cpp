@@ -229,6 +229,10 @@ Plan make_plan(const Scenario& sc) {
   }
   plan.reshard_after_forward = p.reshard_after_forward;
   plan.grad_reduce_per_step = p.grad_reduce == "step";
+  plan.grad_bytes = p.grad_reduce_dtype == "fp32" ? 4.0 : 2.0;
+  if (plan.grad_bytes != 2.0 && sc.cluster.gpu.cores > 0) {
+    throw Error("parallel.grad_reduce_dtype", "fp32 applies to GPU clusters; the wafer step reduces gradients in bf16");
+  }
   if (p.reshard_set && p.zero < 3) {
     throw Error("parallel.reshard_after_forward", "applies to ZeRO-3 (FSDP's sharded weights); zero is " + str(p.zero));
   }

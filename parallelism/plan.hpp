@@ -26,6 +26,8 @@ struct Plan {
   int dp_shard = 1;
   bool reshard_after_forward = true;  ///< ZeRO-3: gather again for the backward (else keep)
   bool grad_reduce_per_step = false;  ///< ZeRO-2/3: reduce-scatter once per step (else per micro-batch)
+  /// Bytes per gradient value as they are accumulated, held and reduced (parallel.grad_reduce_dtype).
+  double grad_bytes = 2.0;
   bool sp = false;
   int zero = 0;
   Recompute recompute = Recompute::kNone;

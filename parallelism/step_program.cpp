@@ -616,7 +616,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           }
           layer_done[static_cast<std::size_t>(i)] = b.last();
           if (scatter_each) {
-            for (auto id : over_dp(Op::kReduceScatter, kGradBytesPerParam, params_of(i), expert_params_of(i),
+            for (auto id : over_dp(Op::kReduceScatter, p.grad_bytes, params_of(i), expert_params_of(i),
                                    StreamKind::kDataParallel, "ZeRO reduce-scatter layer " + std::to_string(i), {b.last()})) {
               grad_scatters.push_back(id);
             }
@@ -674,7 +674,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           layer_done[static_cast<std::size_t>(i)] = b.last();
           prefetch_after = start;
           if (scatter_each && !split) {
-            for (auto id : over_dp(Op::kReduceScatter, kGradBytesPerParam, params_of(i), expert_params_of(i),
+            for (auto id : over_dp(Op::kReduceScatter, p.grad_bytes, params_of(i), expert_params_of(i),
                                    StreamKind::kDataParallel, "ZeRO reduce-scatter " + at, {b.last()})) {
               grad_scatters.push_back(id);
             }
@@ -693,7 +693,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       for (auto h = held.rbegin(); h != held.rend(); ++h) {
         for (int i = h->first + h->count - 1; i >= h->first; --i) {
           const std::uint32_t after = p.overlap_grad_reduce ? layer_done[static_cast<std::size_t>(i)] : last_backward;
-          for (auto id : over_dp(op, kGradBytesPerParam, params_of(i), expert_params_of(i), StreamKind::kDataParallel,
+          for (auto id : over_dp(op, p.grad_bytes, params_of(i), expert_params_of(i), StreamKind::kDataParallel,
                                  std::string(op == Op::kReduceScatter ? "DP reduce-scatter" : "DP all-reduce") +
                                      " layer " + std::to_string(i),
                                  {after})) {
@@ -708,7 +708,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     for (auto d : buckets) b.gate(d);
     b.gate(last_backward);
     const auto adam = b.compute({KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard),
-                                 Bytes::of(shard * (kGradBytesPerParam + 2.0 * p.optimizer_bytes + kWeightBytesPerParam))});
+                                 Bytes::of(shard * (p.grad_bytes + 2.0 * p.optimizer_bytes + kWeightBytesPerParam))});
     rp.ops[adam].optimizer = true;
     if (p.zero >= 1 && p.zero <= 2 && !p.overlap_param_gather) {  // ZeRO-3 gathers them layer by layer instead
       over_dp(Op::kAllGather, kWeightBytesPerParam, dense, expert, StreamKind::kCompute, "DP all-gather (ZeRO weights)", {});

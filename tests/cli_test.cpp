@@ -455,6 +455,11 @@ TEST_CASE("cli reliability reports the run keys with confidence intervals", "[cl
       run("run " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") + " --json -").out);
   CHECK(step["run"].contains("goodput"));
   CHECK(step["run"].contains("checkpoint_interval_s"));
+  // A plan only the event engine runs (gradients reduced once a step) gets its run too.
+  const Result fsdp = run("run " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") +
+                          " --set parallel.zero=2 --set parallel.grad_reduce=step --json -");
+  REQUIRE(fsdp.code == 0);
+  CHECK(nlohmann::json::parse(fsdp.out)["run"].contains("goodput"));
 }
 
 TEST_CASE("cli reliability on bad input exits 2 and names the key", "[cli][failures]") {

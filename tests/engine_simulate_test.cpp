@@ -446,6 +446,18 @@ TEST_CASE("engine::simulate step programs: data-parallel buckets hide behind the
   const Tiny z = tiny(2, "{dp: 2, zero: 1}", 2);
   const auto zr = simulate(step_program(*z.s.model, z.p), sw(2), timed(1e-3));
   CHECK(zr.makespan.value() == Approx(zr.compute[0].value() + ring_step(2 * tail) + ring_step(2 * all)).epsilon(1e-9));
+  // Gradients reduced in fp32 (Llama 3, torchtitan): 4 bytes a parameter in the last bucket
+  // and in the gradient memory; the composed step's exposed reduction grows too.
+  const Tiny f32 = tiny(2, "{dp: 2, grad_reduce_dtype: fp32}", 2);
+  const auto fr = simulate(step_program(*f32.s.model, f32.p), sw(2), timed(1e-3));
+  CHECK(fr.makespan.value() == Approx(fr.compute[0].value() + 2 * ring_step(4 * tail)).epsilon(1e-9));
+  CHECK(engine::memory_per_gpu(f32.s, f32.p).gradients.value() == Approx(4 * all));
+  CHECK(engine::memory_per_gpu(t.s, t.p).gradients.value() == Approx(2 * all));
+  const auto net = collectives::NetworkModel::build("analytic", "test");
+  auto composed = [&](const Tiny& x) {
+    return engine::simulate_step(x.s, x.p, topology::build_step_fabric(x.s.cluster), engine::step_options(net.get())).exposed_comm.value();
+  };
+  CHECK(composed(f32) > composed(t) * 1.5);
 }
 
 TEST_CASE("engine::simulate step programs: a failed cable costs the same under group 0 as under its mirror", "[engine]") {
