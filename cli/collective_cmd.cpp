@@ -96,6 +96,7 @@ void run(const CollectiveFlags& f) {
   const auto group = parse_group(f.group, t.num_endpoints());
   if (group.size() < 2) throw Error("--group", "a collective needs at least 2 endpoints");
   collectives::CostParams params;
+  params.flows_per_connection = t.info().flows_per_connection;  // a scenario's cluster.scale_out key
   params.overhead = parse<Seconds>(f.overhead, "--overhead");
   if (params.overhead.value() < 0.0 || params.overhead.value() > kMaxOverheadSeconds) {
     throw Error("--overhead", "'" + f.overhead + "' is outside 0 to 1 s per message");
@@ -108,7 +109,9 @@ void run(const CollectiveFlags& f) {
   std::ostringstream text, csv;
   char line[256];
   text << "# wallsim collective: " << to_string(op) << " on " << group.size() << " endpoints of "
-       << t.info().kind << ", network model " << model->name() << "\n";
+       << t.info().kind << ", network model " << model->name()
+       << (params.flows_per_connection > 1 ? ", " + std::to_string(params.flows_per_connection) + " flows per connection" : "")
+       << "\n";
   std::snprintf(line, sizeof line, "#%12s %13s %9s %7s %11s %9s %9s  %s\n", "size", "count", "type",
                 "redop", "time", "algbw", "busbw", "algo");
   text << line;
@@ -157,8 +160,8 @@ void run(const CollectiveFlags& f) {
   }
   PendingFiles files;
   if (!f.common.json.empty()) {
-    const nlohmann::json j = {{"op", to_string(op)}, {"ranks", group.size()},
-                              {"network", model->name()}, {"rows", rows}};
+    const nlohmann::json j = {{"op", to_string(op)}, {"ranks", group.size()}, {"network", model->name()},
+                              {"flows_per_connection", params.flows_per_connection}, {"rows", rows}};
     files.add(f.common.json, report::json_text(j));
   }
   if (!f.common.hdf5.empty()) {

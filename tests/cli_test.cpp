@@ -226,6 +226,27 @@ TEST_CASE("cli collective prints nccl-tests rows that equal the closed form", "[
   CHECK(std::count(table.begin(), table.end(), '\n') == 12);  // header + 11 rows
 }
 
+TEST_CASE("cli collective on a scenario opens its cluster's flows per connection", "[cli][collectives]") {
+  // 16 GPUs, one a node, two leaves of 8, 8 spines; each rank sends 1 GiB to the next of
+  // 0, 8, 1, 9, ...: 8 transfers each way between the leaves over 8 uplinks. One flow each,
+  // hashed by ECMP, two share an uplink somewhere: the step takes 2 S/B (as the engine's test).
+  // Cut into 256 flows each they spread over the spines: within 1.25 S/B.
+  const fs::path yaml = scratch() / "fpc.yaml";
+  std::ofstream(yaml) << "cluster: {gpu: h100-sxm, nodes: 16, gpus_per_node: 1, scale_out: {topology: clos, nodes_per_leaf: 8,"
+                         " spines: 8, bandwidth: 50 GB/s}}\nmodel: llama3-8b\ntraining: {global_batch: 16, seq_len: 8192}\n";
+  auto time = [&](int q) {
+    const Result r = run("collective '" + yaml.string() + "' --set cluster.scale_out.flows_per_connection=" + std::to_string(q) +
+                         " --op send_recv --group 0,8,1,9,2,10,3,11,4,12,5,13,6,14,7,15 --bytes '1 GiB' --json -");
+    REQUIRE(r.code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["flows_per_connection"] == q);
+    return j["rows"][0]["time_s"].get<double>();
+  };
+  const double sb = 1073741824.0 / 50e9;
+  CHECK(time(1) >= 2.0 * sb);
+  CHECK(time(256) <= 1.25 * sb);
+}
+
 TEST_CASE("cli flows replays flows and writes finish times and paths", "[cli][collectives]") {
   // Two flows out of ep0 share its 1 GB/s uplink: each moves 1 GB at 0.5 GB/s after 2 us of
   // latency; the third starts at 1 s alone on other links.

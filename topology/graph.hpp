@@ -94,6 +94,9 @@ struct FamilyInfo {
   double switch_reduction = 0.0;
   /// The endpoint split max-flow uses for bisection (1 = second half); empty = natural halves.
   std::vector<std::uint8_t> bisection_side;
+  /// Flows the collective library opens per GPU pair between scale-up domains, each hashed
+  /// onto its own route (a cluster's scale_out.flows_per_connection; 1 otherwise).
+  std::uint32_t flows_per_connection = 1;
 };
 
 class Topology {
@@ -218,6 +221,8 @@ class Topology {
   /// Builders with a taper set it after set_cost_levels: per level, every group's egress
   /// (every group of a level has the same).
   void set_level_egress(std::vector<Bandwidth> egress) { level_egress_ = std::move(egress); }
+  /// The cluster's collective library opens `q` flows per connection (FamilyInfo).
+  void set_flows_per_connection(std::uint32_t q) { info_.flows_per_connection = q; }
   /// Installs the family router (builders call this once link ids are final).
   void set_router(std::shared_ptr<const Router> r) { router_ = std::move(r); }
   /// Name of the family router ("ecmp-fat-tree", "dimension-order", ...).

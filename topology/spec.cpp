@@ -300,6 +300,7 @@ Topology build_healthy_cluster(const ClusterSpec& k, Part part) {
 
 Topology build_cluster(const ClusterSpec& k, Part part) {
   Topology t = build_healthy_cluster(k, part);
+  if (k.scale_out) t.set_flows_per_connection(static_cast<std::uint32_t>(k.scale_out->flows_per_connection));
   for (const auto& d : k.degraded_links) {
     const auto dash = d.link.find('-');
     const auto from = dash == std::string::npos ? std::nullopt : t.find_node(d.link.substr(0, dash));
