@@ -20,9 +20,11 @@ namespace {
 
 /// A rank that fails ends the whole job with its message (no other rank is left waiting).
 /// Bad input fails every rank alike: rank 0 says so once, and the others, which would say the
-/// same, give it a moment to end the job first; a rank that fails alone still speaks.
+/// same, give it time to end the job first (15 s: on a loaded machine rank 0 can reach the
+/// error seconds after the others, and 3 s once let another rank speak and end the job first);
+/// a rank that fails alone still speaks.
 int fail(const wallsim::engine::World& world, const std::string& what, int code, bool every_rank_alike = false) {
-  if (world.size() > 1 && every_rank_alike && !world.root()) std::this_thread::sleep_for(std::chrono::seconds(3));
+  if (world.size() > 1 && every_rank_alike && !world.root()) std::this_thread::sleep_for(std::chrono::seconds(15));
   std::cerr << "wallsim: " << (world.size() > 1 && !(every_rank_alike && world.root()) ? "rank " + std::to_string(world.rank()) + ": " : "")
             << what << "\n";
   if (world.size() > 1) world.abort(code);

@@ -362,7 +362,7 @@ ModelSpec parse_model(const Config& raw, const Presets& presets) {
                 "ffn", "vocab", "activation", "tied_embeddings", "seq_len", "experts",
                 "shared_experts", "top_k", "moe_ffn", "dense_layers", "q_lora_rank",
                 "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
-                "router_groups", "router_group_topk", "params"});
+                "router_groups", "router_group_topk", "mtp_layers", "params"});
   ModelSpec m;
   m.name = raw.is_scalar() ? raw.as_string()
                            : (raw.has("preset") ? raw.at("preset").as_string() : "custom");
@@ -385,6 +385,7 @@ ModelSpec parse_model(const Config& raw, const Presets& presets) {
   if (auto f = c.find("dense_layers")) m.dense_layers = static_cast<int>(f->as_int(0, limits::kMaxLayers, kLayersWhy));
   if (auto f = c.find("router_groups")) m.router_groups = positive_int(*f, limits::kMaxExperts, kExpertsWhy);
   if (auto f = c.find("router_group_topk")) m.router_group_topk = positive_int(*f, limits::kMaxExperts, kExpertsWhy);
+  if (auto f = c.find("mtp_layers")) m.mtp_layers = static_cast<int>(f->as_int(0, limits::kMaxLayers, kLayersWhy));
   for (auto [key, field] : {std::pair{"q_lora_rank", &m.q_lora_rank}, std::pair{"kv_lora_rank", &m.kv_lora_rank},
                             std::pair{"qk_nope_head_dim", &m.qk_nope_head_dim},
                             std::pair{"qk_rope_head_dim", &m.qk_rope_head_dim}, std::pair{"v_head_dim", &m.v_head_dim}}) {

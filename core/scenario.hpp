@@ -175,6 +175,10 @@ struct ModelSpec {
   /// `router_group_topk` of them. 0: any expert.
   int router_groups = 0;
   int router_group_topk = 0;
+  /// Multi-token prediction modules (DeepSeek-V3; HF's num_nextn_predict_layers, Megatron-Core's
+  /// --mtp-num-layers): each a transformer layer like the last, a projection of the previous
+  /// depth's hidden state and the next token's embedding, and the shared head and loss.
+  int mtp_layers = 0;
   // Multi-head latent attention (DeepSeek-V2/V3); all 0 for standard attention.
   long long q_lora_rank = 0;
   long long kv_lora_rank = 0;

@@ -541,11 +541,19 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
       for (int i = first; i < first + p.layers_of(at.layer_chunk, at.layer_stage); ++i) {
         chunk += parallelism::layer_activation_bytes(m, i, shard, p.recompute, dropout, p.recompute_modules).value();
       }
+      // Each multi-token-prediction module keeps its layer's activations (as the last layer)
+      // and its projection's: the two norms' inputs and outputs, 2 bytes each (tp is 1).
+      if (at.layer_stage == p.pp - 1 && m.mtp_layers > 0) {
+        const double tokens_h = static_cast<double>(p.micro_batch * p.seq_len) / p.cp * static_cast<double>(m.hidden);
+        chunk += m.mtp_layers * (parallelism::layer_activation_bytes(m, m.layers, shard, p.recompute, dropout, p.recompute_modules).value() +
+                                 2.0 * 4.0 * tokens_h);
+      }
       per_chunk = std::max(per_chunk, chunk);
     }
     double act = in_flight * per_chunk;
     const double tokens = static_cast<double>(p.micro_batch * p.seq_len) / p.cp;
-    if (head) act += 4.0 * tokens * static_cast<double>(m.vocab) / p.tp;  // fp32 logits
+    // fp32 logits, the head's and each multi-token-prediction module's
+    if (head) act += (1.0 + m.mtp_layers) * 4.0 * tokens * static_cast<double>(m.vocab) / p.tp;
     // One layer's full activations while it is recomputed, and the backward's working set.
     if (p.recompute == Recompute::kFull) {
       act += parallelism::layer_activation_bytes(m, std::max(0, m.layers - 1), shard, Recompute::kNone, dropout).value();

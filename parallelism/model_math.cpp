@@ -100,6 +100,13 @@ ParamCount count_params(const ModelSpec& m) {
   const int dense_layers = m.layers - moe_layers;
   p.total = p.embedding + p.lm_head + h + dense_layers * p.dense_layer + moe_layers * p.moe_layer;
   p.active = p.total - moe_layers * (m.experts - m.top_k) * expert;
+  if (m.mtp_layers > 0) {
+    // DeepSeek-V3 sec. 2.2: a layer, the projection of [norm(h); norm(embedding)] from 2h to
+    // h, and the two norms, plus the module's own final norm before the shared head.
+    const bool moe = is_moe_layer(m, m.layers);
+    p.mtp = (moe ? p.moe_layer : p.dense_layer) + 2.0 * h * h + 3.0 * h;
+    p.mtp_experts = moe ? p.moe_experts : 0.0;
+  }
   return p;
 }
 
@@ -386,6 +393,18 @@ std::vector<Kernel> head_forward(const ModelSpec& m, const Shard& s) {
   return k;
 }
 
+std::vector<Kernel> mtp_forward(const ModelSpec& m, const Shard& s) {
+  // The plan refuses tensor parallelism with MTP: whole tokens, whole hidden states here.
+  const double tokens = static_cast<double>(s.micro_batch * s.seq_len) / s.cp;
+  const double h = static_cast<double>(m.hidden), w = s.bytes_per_value;
+  std::vector<Kernel> k;
+  norm_kernels(k, m, s, "mtp hidden norm", tokens * h, tokens);
+  norm_kernels(k, m, s, "mtp embedding norm", tokens * h, tokens);
+  k.push_back({KernelKind::kGemm, "mtp projection", Flops::of(2.0 * tokens * 2.0 * h * h),
+               Bytes::of(w * (2.0 * h * h + tokens * 2.0 * h + tokens * h)), tokens, h, 2.0 * h});
+  return k;
+}
+
 Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len) {
   Shard s;
   s.seq_len = seq_len;
@@ -398,6 +417,8 @@ Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len) {
   for (const auto& k : head_forward(m, s)) {
     if (k.kind != KernelKind::kElementwise) f += k.flops.value();
   }
+  // Multi-token prediction is left out, as DeepSeek's 250 GFLOP a token (ISCA 2025, Table 2)
+  // and its MFU leave it out: its modules' FLOPs count as hardware FLOPs (HFU).
   return Flops::of(f);
 }
 

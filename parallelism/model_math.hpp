@@ -26,6 +26,10 @@ struct ParamCount {
   double moe_layer = 0;   ///< one MoE layer (all experts)
   double moe_experts = 0; ///< the routed experts of one MoE layer
   double active = 0;      ///< parameters one token passes through (MoE: top-k experts)
+  /// One multi-token-prediction module beside the embedding and head it shares: its layer (as
+  /// the model's last), projection and norms. Not in `total` (the published counts leave it out).
+  double mtp = 0;
+  double mtp_experts = 0;  ///< the routed experts of its layer
 };
 ParamCount count_params(const ModelSpec& m);
 
@@ -116,9 +120,13 @@ bool has_rotary(const ModelSpec& m);
 std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s);
 /// The forward kernels of the LM head and loss (last stage) on one GPU.
 std::vector<Kernel> head_forward(const ModelSpec& m, const Shard& s);
+/// One multi-token-prediction module's kernels before its layer (layer_forward(m, m.layers, s))
+/// and the shared head (head_forward): the norms of the previous depth's hidden state and of
+/// the next token's embedding, and the projection of the two, concatenated, back to h.
+std::vector<Kernel> mtp_forward(const ModelSpec& m, const Shard& s);
 
 /// Forward FLOPs of the whole model for one sequence of `seq_len` tokens (model FLOPs: no
-/// recompute), summed over every GPU that shares it.
+/// recompute, no multi-token prediction), summed over every GPU that shares it.
 Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len);
 
 enum class Recompute { kNone, kSelective, kFull };

@@ -101,6 +101,7 @@ std::string Plan::event_engine_only() const {
   if (hybrid()) return "parallel.dp_shard";
   if (dispatch_bytes != 2.0) return "training.moe_dispatch";
   if (deepep()) return "parallel.moe_token_dispatcher";
+  if (mtp) return "model.mtp_layers";
   if (recompute == Recompute::kSelective && recompute_modules != kCoreAttn) return "parallel.recompute_modules";
   return "";
 }
@@ -350,6 +351,11 @@ Plan make_plan(const Scenario& sc) {
     throw Error("parallel.order", quote_value(p.order) + " must order tp, cp, dp and pp (ep optional), e.g. tp-cp-ep-dp-pp");
   }
   std::copy(order.begin(), order.end(), plan.order.begin());
+  if (m.mtp_layers > 0) {
+    plan.mtp = true;
+    if (sc.cluster.gpu.cores > 0) throw Error("model.mtp_layers", "multi-token prediction applies to GPU clusters, not to the wafer step");
+    if (plan.tp > 1) throw Error("model.mtp_layers", "multi-token prediction with tensor parallelism (tp above 1) is not built yet");
+  }
   if (p.moe_token_dispatcher == "deepep") {
     const char* key = "parallel.moe_token_dispatcher";
     if (plan.ep < 2) throw Error(key, "deepep dispatches tokens over expert parallelism: set parallel.ep above 1");
@@ -394,7 +400,14 @@ std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int st
     }
   }
   if (stage == 0) dense += pc.embedding / p.tp;
-  if (stage == p.pp - 1) dense += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
+  if (stage == p.pp - 1) {
+    dense += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
+    // Multi-token prediction rides with the head; with pipelines (not DualPipe, whose last
+    // stage's rank holds the first stage too) the last stage keeps its own embedding copy.
+    dense += m.mtp_layers * (pc.mtp - pc.mtp_experts) / p.tp;
+    expert += m.mtp_layers * pc.mtp_experts / p.expert_shards();
+    if (m.mtp_layers > 0 && p.pp > 1 && !p.dual()) dense += pc.embedding / p.tp;
+  }
   return {dense, expert};
 }
 

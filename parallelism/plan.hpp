@@ -50,6 +50,7 @@ struct Plan {
   /// under the all-to-all dispatcher.
   double dispatch_rail_share = -1.0;
   [[nodiscard]] bool deepep() const { return dispatch_rail_share >= 0.0; }
+  bool mtp = false;  ///< the model has multi-token prediction modules (the event engine runs them)
   bool flash_attention = true;
   bool eager = false;    ///< training.kernels: eager PyTorch modules op by op, else fused kernels
   bool dropout = false;  ///< training.dropout, else the model's

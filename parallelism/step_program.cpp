@@ -433,6 +433,26 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
     };
 
+    // A layer's backward, after what recompute reruns of its forward: all of it (full), or the
+    // modules selective recompute names (Megatron-Core's --recompute-modules; the attention
+    // core alone by default), in order.
+    auto recompute_and_backward = [&](const std::vector<Kernel>& ks, const std::string& at) {
+      if (p.recompute == Recompute::kFull) {
+        forward_layer(ks, at + " (recompute)");
+      } else if (p.recompute == Recompute::kSelective) {
+        for (const auto& k : ks) {
+          Kernel again = k;
+          again.name += " (recompute)";
+          if (k.core_attention && (p.recompute_modules & kCoreAttn) != 0) {
+            attention(again, 1.0, kv_bytes, at + " (recompute)");
+          } else if ((k.module & p.recompute_modules) != 0 && k.pass != KernelPass::kBackward) {
+            b.compute(again);
+          }
+        }
+      }
+      backward_layer(ks, at);
+    };
+
     // Parameters of layer i on this GPU before ZeRO; the embedding goes with the stage's first
     // layer, the final norm and LM head with its last (their gathers and gradient buckets).
     // The layers this rank holds, by chunk (DualPipe: its model stage and its mirror's), and
@@ -452,13 +472,28 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       if (at.layer_stage == pp - 1) head_at = std::max(head_at, h.first + h.count - 1);
     }
     // Expert weights are sharded over ep x etp and replicated over the expert-data-parallel group.
-    auto expert_params_of = [&](int i) { return layer_params(m, pc, p, i).expert; };
+    // Multi-token prediction's modules ride with the head (and, with pipelines but not
+    // DualPipe, an embedding copy of the last stage's own), as in stage_params.
+    auto expert_params_of = [&](int i) {
+      return layer_params(m, pc, p, i).expert + (i == head_at ? m.mtp_layers * pc.mtp_experts / p.expert_shards() : 0.0);
+    };
     auto params_of = [&](int i) {
       double x = layer_params(m, pc, p, i).dense;
       if (i == embedding_at) x += pc.embedding / p.tp;
-      if (i == head_at) x += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
+      if (i == head_at) {
+        x += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp + m.mtp_layers * (pc.mtp - pc.mtp_experts) / p.tp;
+        if (m.mtp_layers > 0 && pp > 1 && !p.dual()) x += pc.embedding / p.tp;
+      }
       return x;
     };
+    // Each multi-token-prediction module's kernels, named as its: its projection, its layer
+    // (as the model's last) and the shared head again.
+    auto named = [](std::vector<Kernel> ks, const std::string& prefix) {
+      for (auto& k : ks) k.name = prefix + k.name;
+      return ks;
+    };
+    const auto mtp_front = named(mtp_forward(m, sh), ""), mtp_layer = named(layer_forward(m, m.layers, sh), "mtp ");
+    const auto mtp_head = named(head_forward(m, sh), "mtp ");
     // ZeRO-3 / FSDP: a layer's weights are gathered over the data-parallel group before its
     // forward and again before its backward, one layer ahead (the gather of layer i+1 starts
     // when layer i starts); ZeRO-2 and 3 reduce-scatter each layer's gradients after its
@@ -604,10 +639,17 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       if (po.pass == Pass::kWeight) {
         // Zero-bubble's W pass: the deferred weight gradients, no communication but the buckets.
         if (place.last) {
-          const auto head = head_forward(m, sh);
-          for (auto it = head.rbegin(); it != head.rend(); ++it) {
-            if (weight_grad_apart(*it)) b.compute(weight_gradient(*it));
+          auto weight_grads = [&](const std::vector<Kernel>& ks) {
+            for (auto it = ks.rbegin(); it != ks.rend(); ++it) {
+              if (weight_grad_apart(*it)) b.compute(weight_gradient(*it));
+            }
+          };
+          for (int d = 0; d < m.mtp_layers; ++d) {
+            weight_grads(mtp_head);
+            weight_grads(mtp_layer);
+            weight_grads(mtp_front);
           }
+          weight_grads(head_forward(m, sh));
         }
         for (int i = first + layers - 1; i >= first; --i) {
           const auto ks = layer_forward(m, i, sh);
@@ -641,12 +683,23 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         }
         if (place.last) {
           for (const auto& k : head_forward(m, sh)) b.compute(k);
+          for (int d = 0; d < m.mtp_layers; ++d) {
+            for (const auto& k : mtp_front) b.compute(k);
+            forward_layer(mtp_layer, "mtp " + std::to_string(d));
+            for (const auto& k : mtp_head) b.compute(k);
+          }
         }
       } else {
         // The head's backward needs the last layer's gather (it carries the head's weights).
         const bool head_first = place.last && gather_backward && layers > 0;
         if (head_first) gather(first + layers - 1, " (backward)");
         if (place.last) {
+          for (int d = m.mtp_layers - 1; d >= 0; --d) {
+            const std::string at = "mtp " + std::to_string(d);
+            for (auto it = mtp_head.rbegin(); it != mtp_head.rend(); ++it) backward_kernel(*it, at + " head");
+            recompute_and_backward(mtp_layer, at);
+            for (auto it = mtp_front.rbegin(); it != mtp_front.rend(); ++it) backward_kernel(*it, at);
+          }
           const auto head = head_forward(m, sh);
           for (auto it = head.rbegin(); it != head.rend(); ++it) backward_kernel(*it, "head");
         }
@@ -655,22 +708,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           const std::string at = "layer " + std::to_string(i);
           if (gather_backward && !(head_first && i == first + layers - 1)) gather(i, " (backward)");
           const auto start = static_cast<std::uint32_t>(rp.ops.size());
-          if (p.recompute == Recompute::kFull) {
-            forward_layer(ks, at + " (recompute)");
-          } else if (p.recompute == Recompute::kSelective) {
-            // The recomputed modules' forward kernels, in order (Megatron-Core's
-            // --recompute-modules; the attention core alone by default).
-            for (const auto& k : ks) {
-              Kernel again = k;
-              again.name += " (recompute)";
-              if (k.core_attention && (p.recompute_modules & kCoreAttn) != 0) {
-                attention(again, 1.0, kv_bytes, at + " (recompute)");
-              } else if ((k.module & p.recompute_modules) != 0 && k.pass != KernelPass::kBackward) {
-                b.compute(again);
-              }
-            }
-          }
-          backward_layer(ks, at);
+          recompute_and_backward(ks, at);
           layer_done[static_cast<std::size_t>(i)] = b.last();
           prefetch_after = start;
           if (scatter_each && !split) {

@@ -576,6 +576,47 @@ TEST_CASE("engine::simulate step programs: DeepEP's dispatch crosses the scale-o
   CHECK(deep.p.event_engine_only() == "parallel.moe_token_dispatcher");
 }
 
+TEST_CASE("engine::simulate step programs: a multi-token-prediction module runs on the last stage with its layer's exchanges",
+          "[engine]") {
+  // A 2-layer MoE (2 experts, top-1), EP 2 in DP 2, pp 1, one micro-batch: each MoE layer
+  // exchanges its tokens 4 times a step (dispatch and combine, forward and backward). One MTP
+  // module adds a MoE layer: 12 all-to-alls, not 8; its projection, norms and second head run
+  // forward and backward; it holds its layer's dense part whole and half the experts. Model
+  // FLOPs (MFU's) leave it out.
+  const std::string moe = "layers: 2, heads: 4, kv_heads: 4, experts: 2, top_k: 1, moe_ffn: 512";
+  const Tiny plain = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}", moe, "{dp: 2, ep: 2}", 2);
+  const Tiny mtp = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}", moe + ", mtp_layers: 1", "{dp: 2, ep: 2}", 2);
+  auto count = [](const Tiny& t, const std::string& name, bool whole) {
+    const Program prog = step_program(*t.s.model, t.p);
+    int n = 0;
+    for (const auto& op : prog.ops_of(0)) n += whole ? op.name == name : op.name.find(name) != std::string::npos;
+    return n;
+  };
+  CHECK(count(plain, "EP all-to-all", false) == 8);
+  CHECK(count(mtp, "EP all-to-all", false) == 12);
+  for (const char* k : {"mtp hidden norm", "mtp embedding norm", "mtp projection", "mtp lm head", "mtp cross entropy"}) {
+    INFO(k);
+    CHECK(count(plain, k, false) == 0);
+    CHECK(count(mtp, k, true) == 1);  // forward; the backward's carry their own names
+  }
+  const auto pc = count_params(*mtp.s.model);
+  const auto [d0, e0] = parallelism::rank_params(*plain.s.model, plain.p, 0);
+  const auto [d1, e1] = parallelism::rank_params(*mtp.s.model, mtp.p, 0);
+  CHECK(d1 - d0 == Approx(pc.mtp - pc.mtp_experts));
+  CHECK(e1 - e0 == Approx(pc.mtp_experts / 2));
+  CHECK(model_forward_flops_per_sequence(*mtp.s.model, 128).value() == model_forward_flops_per_sequence(*plain.s.model, 128).value());
+  // Its activations: its layer's (as layer 1's), the projection's inputs and outputs (4 x 128
+  // tokens x 256 x 2 bytes) and its fp32 logits (128 x 512 x 4 bytes), once in flight.
+  const double layer = parallelism::layer_activation_bytes(*plain.s.model, 1, shard_of(*plain.s.model, plain.p), plain.p.recompute,
+                                                           plain.p.dropout).value();
+  CHECK(engine::memory_per_gpu(mtp.s, mtp.p).activations.value() - engine::memory_per_gpu(plain.s, plain.p).activations.value() ==
+        Approx(layer + 8.0 * 128 * 256 + 4.0 * 128 * 512));
+  // The composed step, tensor parallelism and wafers refuse it, naming the key.
+  CHECK(mtp.p.event_engine_only() == "model.mtp_layers");
+  CHECK_THROWS_WITH(tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}", moe + ", mtp_layers: 1", "{tp: 2}", 2),
+                    Catch::Contains("model.mtp_layers: multi-token prediction with tensor parallelism"));
+}
+
 TEST_CASE("engine::simulate step programs: context parallelism's ring hides behind attention when attention is longer",
           "[engine]") {
   // CP 2 on 2 GPUs, alpha-beta; every kernel 1 ms but fused attention, which takes `a` per

@@ -51,6 +51,14 @@ TEST_CASE("parallelism::model_math parameter counts equal the published ones", "
       CHECK(count_params(m).total == Approx(m.published_params).epsilon(0.02));
     }
   }
+  SECTION("DeepSeek-V3's multi-token-prediction module: its layer, a 2h x h projection and 3 norms; 11.5B published") {
+    // The tt-metal README of DeepSeek-V3's weights: "11.5B unique parameters (excluding the
+    // shared 0.9B Embedding and 0.9B output Head)"; it is not in the 671B.
+    const auto pc = count_params(preset_model("deepseek-v3"));
+    CHECK(pc.mtp - pc.moe_layer == 2.0 * 7168 * 7168 + 3.0 * 7168);  // 102,781,952
+    CHECK(pc.mtp_experts == pc.moe_experts);
+    CHECK(pc.mtp == Approx(11.5e9).epsilon(0.01));
+  }
   SECTION("MoE active parameters: Mixtral 8x7B passes 2 of 8 experts, about 12.9B") {
     CHECK(count_params(preset_model("mixtral-8x7b")).active == Approx(12.9e9).epsilon(0.01));
   }
