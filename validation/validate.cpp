@@ -173,7 +173,10 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
   if (!engine::memory_per_gpu(s, plan).fits()) return std::nullopt;
   const auto t = topology::build_step_fabric(s.cluster);
   const auto net = collectives::NetworkModel::build(o.network, "--network");
-  const auto r = engine::simulate_step(s, plan, t, engine::step_options(net.get()));
+  // The composed step, as search ranks plans, unless the plan has a choice only the event
+  // engine runs (FSDP's reduce-once or keep-weights, DualPipe, ...).
+  const auto r = plan.event_engine_only().empty() ? engine::simulate_step(s, plan, t, engine::step_options(net.get()))
+                                                  : engine::simulate_step_events(s, plan, t, engine::step_options(net.get()));
   const double step = r.step_time.value();
   switch (c.metric) {
     case Metric::kStepTime: return Candidate{step, step};
