@@ -229,6 +229,10 @@ struct ParallelSpec {
   /// The distributed optimizer's parameter all-gathers overlapped with the next step's forward,
   /// bucket by bucket (Megatron-LM's --overlap-param-gather; default off, as there).
   bool overlap_param_gather = false;
+  /// Pipeline sends and receives overlapped with compute (Megatron-LM's --overlap-p2p-communication,
+  /// on by default and only honoured under the interleaved schedule; DualPipe's runtime overlaps
+  /// its own); otherwise batched and waited for before the next kernel. Unset: the schedule's.
+  std::optional<bool> overlap_p2p_comm;
   /// TP communication pipelined with the GEMMs beside it (Megatron-Core's --tp-comm-overlap,
   /// Transformer Engine's userbuffers; needs sequence parallelism). Megatron's default: off.
   bool tp_comm_overlap = false;

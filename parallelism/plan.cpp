@@ -184,6 +184,19 @@ Plan make_plan(const Scenario& sc) {
   if (plan.overlap_param_gather && !plan.overlap_grad_reduce) {
     throw Error("parallel.overlap_param_gather", "needs parallel.overlap_grad_reduce, as Megatron-LM's does");
   }
+  // Megatron-LM overlaps pipeline p2p only under the interleaved schedule (it turns the flag off
+  // for the others, and the zero-bubble runtime asserts it off); DualPipe always overlaps.
+  {
+    const bool overlapping = plan.schedule == PipeSchedule::kInterleaved || plan.schedule == PipeSchedule::kDualPipe;
+    plan.overlap_p2p_comm = p.overlap_p2p_comm.value_or(overlapping);
+    if (p.overlap_p2p_comm && *p.overlap_p2p_comm && !overlapping) {
+      throw Error("parallel.overlap_p2p_comm", "Megatron-LM overlaps pipeline sends only under the interleaved schedule, not " +
+                                                   to_string(plan.schedule));
+    }
+    if (p.overlap_p2p_comm && !*p.overlap_p2p_comm && plan.dual()) {
+      throw Error("parallel.overlap_p2p_comm", "DualPipe's runtime always overlaps its sends with compute");
+    }
+  }
   plan.tp_comm_overlap = p.tp_comm_overlap;
   // Megatron-LM refuses --tp-comm-overlap without --sequence-parallel (its userbuffers
   // overlap SP's all-gathers and reduce-scatters).

@@ -61,6 +61,8 @@ struct Plan {
   std::string optimizer = "adam";
   bool overlap_grad_reduce = true;  ///< DP gradient buckets start during the last backward
   bool overlap_param_gather = false;  ///< ZeRO-1/2's weight all-gathers overlap the next forward
+  /// Pipeline sends overlap compute (else the next kernel waits for them, as batched p2p does).
+  bool overlap_p2p_comm = false;
   bool tp_comm_overlap = false;     ///< SP's all-gathers and reduce-scatters pipelined with GEMMs
   bool wafer_pipelined = false;     ///< wafer-scale: layers resident in mesh regions (else streamed)
   /// Layers of each virtual stage, in model order: chunk c of stage s is entry c * pp + s.

@@ -592,8 +592,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         for (auto x : {pass_end[j], pass_end[k]}) {
           if (x != kNotYet && std::find(after.begin(), after.end(), x) == after.end()) after.push_back(x);
         }
-        b.p2p(true, peer(to), tag(q.pass, q.micro_batch, to), act_bytes / p.tp,
-              std::string(f ? "send activation" : "send gradient") + where_of(q), std::move(after));
+        const auto sent = b.p2p(true, peer(to), tag(q.pass, q.micro_batch, to), act_bytes / p.tp,
+                                std::string(f ? "send activation" : "send gradient") + where_of(q), std::move(after));
+        if (!p.overlap_p2p_comm) b.gate(sent);  // batched p2p: waited for before the next kernel
       }
     };
     // An overlapped pair (DualPipe's _forward_backward_chunk): the forward on the compute

@@ -617,6 +617,46 @@ TEST_CASE("engine::simulate step programs: a multi-token-prediction module runs 
                     Catch::Contains("model.mtp_layers: multi-token prediction with tensor parallelism"));
 }
 
+TEST_CASE("engine::simulate step programs: pipeline sends block the next kernel unless p2p overlaps (Megatron's interleaved)",
+          "[engine]") {
+  // 2 stages, 4 micro-batches, every kernel 1 ms; a send takes 2L + S/B (a few us). 1F1B
+  // batches its p2p and waits (Megatron turns the overlap off outside the interleaved
+  // schedule): every kernel after a send starts once the send is done. Interleaved overlaps
+  // them by default: some kernel after a send starts while it is still on the wire.
+  auto sends_block = [](const Tiny& t) {
+    const Program prog = step_program(*t.s.model, t.p);
+    SimulateOptions o = timed(1e-3);
+    o.flow = false;
+    const auto r = simulate(prog, sw(2), o);
+    const auto& ops = prog.ops_of(0);
+    int sends = 0;
+    bool blocked = true;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].kind != ProgramOp::Kind::kSend) continue;
+      ++sends;
+      for (std::size_t j = i + 1; j < ops.size(); ++j) {
+        if (ops[j].kind != ProgramOp::Kind::kCompute) continue;
+        blocked = blocked && r.ops[0][j].start.value() >= r.ops[0][i].end.value() - 1e-12;
+        break;
+      }
+    }
+    REQUIRE(sends > 0);
+    return blocked;
+  };
+  const std::string model = "layers: 4, heads: 4, kv_heads: 4";
+  const std::string cluster = "{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}";
+  const Tiny blocking = tiny_on(cluster, model, "{pp: 2}", 4);
+  const Tiny overlapping = tiny_on(cluster, model, "{pp: 2, vpp: 2, schedule: interleaved}", 4);
+  CHECK_FALSE(blocking.p.overlap_p2p_comm);
+  CHECK(overlapping.p.overlap_p2p_comm);
+  CHECK(sends_block(blocking));
+  CHECK_FALSE(sends_block(overlapping));
+  const Tiny forced = tiny_on(cluster, model, "{pp: 2, vpp: 2, schedule: interleaved, overlap_p2p_comm: false}", 4);
+  CHECK(sends_block(forced));
+  CHECK_THROWS_WITH(tiny_on(cluster, model, "{pp: 2, overlap_p2p_comm: true}", 4),
+                    Catch::Contains("parallel.overlap_p2p_comm: Megatron-LM overlaps pipeline sends only under the interleaved schedule"));
+}
+
 TEST_CASE("engine::simulate step programs: context parallelism's ring hides behind attention when attention is longer",
           "[engine]") {
   // CP 2 on 2 GPUs, alpha-beta; every kernel 1 ms but fused attention, which takes `a` per
