@@ -46,6 +46,15 @@ double domain_touch_chance(const ModelSpec& m, const Plan& plan, const Scenario&
   }
   std::sort(domains.begin(), domains.end());
   domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
+  // The dispatch sends to the same-index rank of each other domain: every domain holds as many.
+  if (ep.size() % domains.size() != 0 ||
+      std::any_of(domains.begin(), domains.end(), [&](long long d) {
+        return static_cast<std::size_t>(std::count_if(ep.begin(), ep.end(), [&](auto g) { return static_cast<long long>(g) / dom == d; })) !=
+               ep.size() / domains.size();
+      })) {
+    throw Error("parallel.moe_token_dispatcher", "deepep needs the EP group (ep " + std::to_string(plan.ep) +
+                                                     ") spread evenly over scale-up domains of " + std::to_string(dom) + " GPUs");
+  }
   const double experts = m.experts, per_rank = experts / plan.ep;
   auto domain_of_expert = [&](long long x) {
     const auto gpu = static_cast<long long>(ep[static_cast<std::size_t>(x / static_cast<long long>(per_rank))]);
@@ -374,6 +383,7 @@ Plan make_plan(const Scenario& sc) {
     if (plan.ep < 2) throw Error(key, "deepep dispatches tokens over expert parallelism: set parallel.ep above 1");
     if (sc.cluster.gpu.cores > 0) throw Error(key, "deepep runs on GPU clusters' scale-up domains, not on a wafer");
     if (plan.etp > 1) throw Error(key, "deepep with expert tensor parallelism (etp above 1) is not built yet");
+    if (sc.cluster.scale_up_domain < 2) throw Error(key, "deepep forwards tokens inside scale-up domains, and this cluster has none");
     plan.dispatch_rail_share = domain_touch_chance(m, plan, sc) / m.top_k;
   }
   return plan;

@@ -284,6 +284,15 @@ TEST_CASE("parallelism::plan DeepEP's share of a dispatch sent to each other dom
   CHECK_THROWS_WITH(share(4, 16, "experts: 48, top_k: 2, router_groups: 6, router_group_topk: 1"),
                     Contains("model.router_groups: 6 router groups straddle the 4 scale-up domains"));
   CHECK_THROWS_WITH(share(4, 1, "experts: 16, top_k: 2"), Contains("parallel.moe_token_dispatcher: deepep dispatches tokens over expert"));
+  // 1-GPU nodes: no domain to forward in. Domains of 12 GPUs (the last partial) split EP 16
+  // into 12 and 4: no same-index rank for most.
+  CHECK_THROWS_WITH(share(1, 16, "experts: 16, top_k: 2"), Contains("deepep forwards tokens inside scale-up domains"));
+  const std::string uneven = "cluster: {gpu: h100-sxm, nodes: 4, gpus_per_node: 4, scale_up: {preset: nvswitch-h100, domain: 12},"
+                             " scale_out: {topology: clos, bandwidth: 50 GB/s}}\n"
+                             "model: {layers: 2, hidden: 256, ffn: 1024, vocab: 512, heads: 4, moe_ffn: 512, experts: 16, top_k: 2}\n"
+                             "training: {seq_len: 128, global_batch: 16}\nparallel: {dp: 16, ep: 16, moe_token_dispatcher: deepep}\n";
+  CHECK_THROWS_WITH(make_plan(parse_scenario(uneven, "t.yaml", {}, test::presets())),
+                    Contains("parallel.moe_token_dispatcher: deepep needs the EP group (ep 16) spread evenly over scale-up domains of 12"));
   // The model's own limits.
   CHECK_THROWS_WITH(share(4, 16, "experts: 16, top_k: 2, router_groups: 4"), Contains("router_group_topk: missing"));
   CHECK_THROWS_WITH(share(4, 16, "experts: 16, top_k: 2, router_groups: 3, router_group_topk: 1"),
