@@ -411,6 +411,13 @@ LayerParams layer_params(const ModelSpec& m, const ParamCount& pc, const Plan& p
   return {(pc.moe_layer - pc.moe_experts) / p.tp, pc.moe_experts / p.expert_shards()};
 }
 
+LayerParams head_params(const ModelSpec& m, const ParamCount& pc, const Plan& p) {
+  LayerParams x{(pc.lm_head + static_cast<double>(m.hidden)) / p.tp + m.mtp_layers * (pc.mtp - pc.mtp_experts) / p.tp,
+                m.mtp_layers * pc.mtp_experts / p.expert_shards()};
+  if (m.mtp_layers > 0 && p.pp > 1 && !p.dual()) x.dense += pc.embedding / p.tp;
+  return x;
+}
+
 std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage) {
   const auto pc = count_params(m);
   double dense = 0, expert = 0;
@@ -424,12 +431,9 @@ std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int st
   }
   if (stage == 0) dense += pc.embedding / p.tp;
   if (stage == p.pp - 1) {
-    dense += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp;
-    // Multi-token prediction rides with the head; with pipelines (not DualPipe, whose last
-    // stage's rank holds the first stage too) the last stage keeps its own embedding copy.
-    dense += m.mtp_layers * (pc.mtp - pc.mtp_experts) / p.tp;
-    expert += m.mtp_layers * pc.mtp_experts / p.expert_shards();
-    if (m.mtp_layers > 0 && p.pp > 1 && !p.dual()) dense += pc.embedding / p.tp;
+    const auto head = head_params(m, pc, p);
+    dense += head.dense;
+    expert += head.expert;
   }
   return {dense, expert};
 }

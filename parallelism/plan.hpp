@@ -102,6 +102,10 @@ struct LayerParams {
   double dense = 0, expert = 0;
 };
 LayerParams layer_params(const ModelSpec& m, const ParamCount& pc, const Plan& p, int i);
+/// What rides with the last stage's head on one GPU before ZeRO: the LM head and final norm,
+/// and multi-token prediction's modules (with, under plain pipelines, the embedding copy the
+/// last stage then holds; DualPipe's last stage's rank holds the first stage's).
+LayerParams head_params(const ModelSpec& m, const ParamCount& pc, const Plan& p);
 
 /// Parameters of pipeline stage `stage` on one GPU before ZeRO: (dense, expert), its layers'
 /// shares plus the embedding (first stage) and the LM head and final norm (last).

@@ -454,7 +454,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     };
 
     // Parameters of layer i on this GPU before ZeRO; the embedding goes with the stage's first
-    // layer, the final norm and LM head with its last (their gathers and gradient buckets).
+    // layer, the final norm, LM head and MTP modules with its last (head_params; their gathers
+    // and gradient buckets).
     // The layers this rank holds, by chunk (DualPipe: its model stage and its mirror's), and
     // the first and last that the embedding and the head ride with (a chunk may be empty;
     // plan.cpp gives every stage one).
@@ -472,18 +473,12 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       if (at.layer_stage == pp - 1) head_at = std::max(head_at, h.first + h.count - 1);
     }
     // Expert weights are sharded over ep x etp and replicated over the expert-data-parallel group.
-    // Multi-token prediction's modules ride with the head (and, with pipelines but not
-    // DualPipe, an embedding copy of the last stage's own), as in stage_params.
-    auto expert_params_of = [&](int i) {
-      return layer_params(m, pc, p, i).expert + (i == head_at ? m.mtp_layers * pc.mtp_experts / p.expert_shards() : 0.0);
-    };
+    const LayerParams with_head = head_params(m, pc, p);
+    auto expert_params_of = [&](int i) { return layer_params(m, pc, p, i).expert + (i == head_at ? with_head.expert : 0.0); };
     auto params_of = [&](int i) {
       double x = layer_params(m, pc, p, i).dense;
       if (i == embedding_at) x += pc.embedding / p.tp;
-      if (i == head_at) {
-        x += (pc.lm_head + static_cast<double>(m.hidden)) / p.tp + m.mtp_layers * (pc.mtp - pc.mtp_experts) / p.tp;
-        if (m.mtp_layers > 0 && pp > 1 && !p.dual()) x += pc.embedding / p.tp;
-      }
+      if (i == head_at) x += with_head.dense;
       return x;
     };
     // Each multi-token-prediction module's kernels, named as its: its projection, its layer
@@ -492,8 +487,10 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       for (auto& k : ks) k.name = prefix + k.name;
       return ks;
     };
-    const auto mtp_front = named(mtp_forward(m, sh), ""), mtp_layer = named(layer_forward(m, m.layers, sh), "mtp ");
-    const auto mtp_head = named(head_forward(m, sh), "mtp ");
+    const bool mtp = m.mtp_layers > 0;
+    const auto mtp_front = mtp ? mtp_forward(m, sh) : std::vector<Kernel>{};
+    const auto mtp_layer = mtp ? named(layer_forward(m, m.layers, sh), "mtp ") : std::vector<Kernel>{};
+    const auto mtp_head = mtp ? named(head_forward(m, sh), "mtp ") : std::vector<Kernel>{};
     // ZeRO-3 / FSDP: a layer's weights are gathered over the data-parallel group before its
     // forward and again before its backward, one layer ahead (the gather of layer i+1 starts
     // when layer i starts); ZeRO-2 and 3 reduce-scatter each layer's gradients after its
