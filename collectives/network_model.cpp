@@ -48,8 +48,7 @@ void for_each_step(std::span<const Schedule> ss, Fn&& fn) {
 /// The flows a transfer is cut into: flows_per_connection when it leaves its scale-up domain
 /// (each on its own hashed route, flow_key), else one.
 std::uint32_t flows_of(const topology::Topology& t, const Transfer& x, std::uint32_t flows_per_connection) {
-  const std::size_t dom = t.info().domain_size;
-  return dom > 0 && x.src / dom == x.dst / dom ? 1 : std::max<std::uint32_t>(1, flows_per_connection);
+  return t.leaves_domain(x.src, x.dst) ? std::max<std::uint32_t>(1, flows_per_connection) : 1;
 }
 
 /// ECMP key of a transfer: its position in the step, so parallel messages spread.

@@ -518,8 +518,7 @@ class Engine {
   void share_ports(std::vector<Transfer>& tt, const std::vector<std::vector<std::uint32_t>>& out,
                    const std::vector<std::vector<std::uint32_t>>& in, std::size_t members) {
     if (o_.flow) return;
-    const std::size_t dom = t_.info().domain_size;
-    auto cross = [dom](const Transfer& x) { return dom > 0 && x.src / dom != x.dst / dom; };
+    auto cross = [this](const Transfer& x) { return t_.leaves_domain(x.src, x.dst); };
     for (std::size_t m = 0; m < members; ++m) {
       for (const auto* list : {&out[m], &in[m]}) {
         double n_cross = 0.0, n_local = 0.0;
@@ -562,8 +561,7 @@ class Engine {
     r.split = q;
     r.links.insert(r.links.end(), path_.begin(), path_.end());
     r.copies += 1;
-    const std::size_t dom = t_.info().domain_size;
-    const bool out = dom == 0 || src / dom != dst / dom;
+    const bool out = t_.leaves_domain(src, dst);
     if (out) r.copies_out += 1;
     for (std::uint32_t j = 1; j < q; ++j) {
       if (out) t_.route_into(src, dst, collectives::flow_key(key, j), path_);

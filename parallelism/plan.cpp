@@ -41,20 +41,19 @@ double domain_touch_chance(const ModelSpec& m, const Plan& plan, const Scenario&
   const auto ep = group_of(plan, Coords{}, GroupKind::kEp);
   // The domains of the EP group, each with its experts, and each router group's domains.
   std::vector<long long> domains;
-  for (auto gpu : ep) {
-    if (domains.empty() || domains.back() != static_cast<long long>(gpu) / dom) domains.push_back(static_cast<long long>(gpu) / dom);
-  }
+  for (auto gpu : ep) domains.push_back(static_cast<long long>(gpu) / dom);
   std::sort(domains.begin(), domains.end());
-  domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
-  // The dispatch sends to the same-index rank of each other domain: every domain holds as many.
-  if (ep.size() % domains.size() != 0 ||
-      std::any_of(domains.begin(), domains.end(), [&](long long d) {
-        return static_cast<std::size_t>(std::count_if(ep.begin(), ep.end(), [&](auto g) { return static_cast<long long>(g) / dom == d; })) !=
-               ep.size() / domains.size();
-      })) {
+  // The dispatch sends to the same-index rank of each other domain: every domain holds as many
+  // of the group's ranks (the sorted list in runs of equal length).
+  const auto per_domain = static_cast<std::size_t>(std::upper_bound(domains.begin(), domains.end(), domains.front()) - domains.begin());
+  bool even = domains.size() % per_domain == 0;
+  for (std::size_t i = 0; even && i < domains.size(); i += per_domain) even = domains[i] == domains[i + per_domain - 1];
+  for (std::size_t i = per_domain; even && i < domains.size(); i += per_domain) even = domains[i] != domains[i - 1];
+  if (!even) {
     throw Error("parallel.moe_token_dispatcher", "deepep needs the EP group (ep " + std::to_string(plan.ep) +
                                                      ") spread evenly over scale-up domains of " + std::to_string(dom) + " GPUs");
   }
+  domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
   const double experts = m.experts, per_rank = experts / plan.ep;
   auto domain_of_expert = [&](long long x) {
     const auto gpu = static_cast<long long>(ep[static_cast<std::size_t>(x / static_cast<long long>(per_rank))]);

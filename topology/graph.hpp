@@ -221,6 +221,12 @@ class Topology {
   /// Builders with a taper set it after set_cost_levels: per level, every group's egress
   /// (every group of a level has the same).
   void set_level_egress(std::vector<Bandwidth> egress) { level_egress_ = std::move(egress); }
+  /// Whether traffic from endpoint `a` to `b` leaves a's scale-up domain (always when the
+  /// fabric has no domains): the one home of that test.
+  [[nodiscard]] bool leaves_domain(NodeId a, NodeId b) const {
+    const std::size_t d = info_.domain_size;
+    return d == 0 || a / d != b / d;
+  }
   /// The cluster's collective library opens `q` flows per connection (FamilyInfo).
   void set_flows_per_connection(std::uint32_t q) { info_.flows_per_connection = q; }
   /// Installs the family router (builders call this once link ids are final).
