@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -87,6 +88,10 @@ struct Route {
   /// Flows per copy (SimulateOptions::flows_per_connection): the flow moves a transfer's bytes
   /// / split on each of its routes, every copy's routes named that many times over.
   double split = 1;
+  /// What the solver is given (flow model): one link of each part of `links` (Engine::
+  /// reduce_links), with its count.
+  topology::Path solver_links;
+  std::vector<std::uint32_t> solver_times;
 };
 
 /// A collective's transfers with their dependencies, by member position, built once per
@@ -143,8 +148,12 @@ class Engine {
   }
 
   ProgramResult run() {
+    if (o_.flow) {
+      plan_routes();
+      reduce_links();
+    }
     if (o_.flow && (o_.exchange == nullptr || o_.exchange->rank() == 0)) {  // rank 0 holds the background
-      for (const auto& f : o_.background) {
+      for (const auto& f : background_) {
         const auto id = solver_.add(f);
         if (seq_of_flow_.size() <= id) seq_of_flow_.resize(id + 1, kBackgroundSeq);
         seq_of_flow_[id] = kBackgroundSeq;
@@ -417,13 +426,12 @@ class Engine {
       }
       s->phases.assign(1, std::move(all));
     }
-    // One step with no dependencies: its transfers of one sender class, receiver class, size
-    // and route cost become one flow over all their routes (below).
-    const bool merge = s->phases.size() == 1 && s->phases.front().repeat == 1.0;
     Template tpl;
+    std::vector<std::uint32_t> step_of;  // by transfer: its step
     tpl.left.assign(g.size(), 0);
     auto& tt = tpl.transfers;
     std::vector<std::vector<std::uint32_t>> prev_in(g.size()), prev_out(g.size()), in(g.size()), out(g.size());
+    std::uint32_t steps = 0;
     for (const auto& ph : s->phases) {
       const double reps = ph.repeat;
       if (reps != std::floor(reps) || reps < 0.0) throw std::logic_error("simulate: a schedule step repeats a fractional count");
@@ -439,7 +447,7 @@ class Engine {
           tr.bytes = y.bytes.value();
           tr.src_member = member.at(y.src);
           tr.dst_member = member.at(y.dst);
-          tr.route = merge ? kNone : collective_route(group, tr.src_member, tr.dst_member);
+          step_of.push_back(steps);
           for (auto d : prev_in[tr.src_member]) tt[d].dependents.push_back(y_id);
           for (auto d : prev_out[tr.src_member]) tt[d].dependents.push_back(y_id);
           tr.deps_left = static_cast<std::uint32_t>(prev_in[tr.src_member].size() + prev_out[tr.src_member].size());
@@ -450,6 +458,7 @@ class Engine {
           if (tr.deps_left == 0) tpl.ready.push_back(y_id);
           tt.push_back(std::move(tr));
         });
+        ++steps;
         share_ports(tt, out, in, g.size());
         // A member with nothing to do in a step keeps what it had for the next one.
         for (std::size_t m = 0; m < g.size(); ++m) {
@@ -460,43 +469,51 @@ class Engine {
         }
       }
     }
-    if (merge) merge_transfers(tpl, group);
+    merge_transfers(tpl, group, step_of);
     return templates_.emplace(key, std::move(tpl)).first->second;
   }
 
-  /// The transfers of a one-step template with the same sender and receiver classes, bytes,
-  /// port share and route cost become one transfer whose route is all of theirs (in every
-  /// copy of the group): they would move at one rate as max-min gives equal shares to equal
-  /// flows, unless routes collide unevenly (then all move at the collided one's rate).
-  void merge_transfers(Template& tpl, std::uint32_t group) {
+  /// The transfers of one step of a template with the same sender and receiver classes,
+  /// bytes, port share and route cost become one transfer whose route is all of theirs (in
+  /// every copy of the group): they would move at one rate as max-min gives equal shares to
+  /// equal flows, unless routes collide unevenly (then all move at the collided one's rate).
+  /// It waits for every transfer its parts waited for: a ring's step already waits, through
+  /// each member's own previous send, for the slowest of the step before.
+  void merge_transfers(Template& tpl, std::uint32_t group, const std::vector<std::uint32_t>& step_of) {
     const auto& g = p_.groups[group];
-    std::map<std::tuple<std::uint32_t, std::uint32_t, double, double, double, double>, std::uint32_t> slot;
+    std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, double, double, double, double>, std::uint32_t> slot;
     std::vector<Transfer> merged;
     std::vector<std::vector<std::pair<std::uint32_t, std::uint32_t>>> pairs;
-    for (const auto& tr : tpl.transfers) {
+    std::vector<std::uint32_t> into(tpl.transfers.size());
+    for (std::size_t i = 0; i < tpl.transfers.size(); ++i) {
+      const Transfer& tr = tpl.transfers[i];
       t_.route_into(tr.src, tr.dst, route_key(group, tr.src, tr.dst), path_);
       const auto cost = t_.path_cost(path_);
-      const auto key = std::tuple{cls_.of[g[tr.src_member]], cls_.of[g[tr.dst_member]], cost.latency.value(),
+      const auto key = std::tuple{step_of[i], cls_.of[g[tr.src_member]], cls_.of[g[tr.dst_member]], cost.latency.value(),
                                   cost.bandwidth.value(), tr.share, tr.bytes};
       const auto [it, fresh] = slot.try_emplace(key, static_cast<std::uint32_t>(merged.size()));
       if (fresh) {
         merged.push_back(tr);
+        merged.back().dependents.clear();
+        merged.back().deps_left = 0;
         pairs.emplace_back();
       }
+      into[i] = it->second;
       pairs[it->second].emplace_back(tr.src_member, tr.dst_member);
+    }
+    for (std::size_t i = 0; i < tpl.transfers.size(); ++i) {
+      for (auto d : tpl.transfers[i].dependents) merged[into[i]].dependents.push_back(into[d]);
+    }
+    for (auto& m : merged) {
+      std::sort(m.dependents.begin(), m.dependents.end());
+      m.dependents.erase(std::unique(m.dependents.begin(), m.dependents.end()), m.dependents.end());
+      for (auto d : m.dependents) ++merged[d].deps_left;
     }
     tpl.left.assign(g.size(), 0);
     tpl.ready.clear();
     tpl.touches.assign(merged.size(), {});
     for (std::uint32_t j = 0; j < merged.size(); ++j) {
-      Route r;
       auto& touch = tpl.touches[j];
-      for (auto copy : cls_.copies[group]) {
-        for (const auto& [a, b] : pairs[j]) {
-          const auto src = p_.ranks[p_.groups[copy][a]].gpu, dst = p_.ranks[p_.groups[copy][b]].gpu;
-          add_copy(r, src, dst, route_key(copy, src, dst));
-        }
-      }
       for (const auto& [a, b] : pairs[j]) {
         touch.push_back(a);
         touch.push_back(b);
@@ -504,12 +521,26 @@ class Engine {
       std::sort(touch.begin(), touch.end());
       touch.erase(std::unique(touch.begin(), touch.end()), touch.end());
       for (auto m : touch) ++tpl.left[m];
-      merged[j].route = add_route(std::move(r));
-      merged[j].dependents.clear();
-      merged[j].deps_left = 0;
-      tpl.ready.push_back(j);
+      merged[j].route = merged_route(group, std::move(pairs[j]));
+      if (merged[j].deps_left == 0) tpl.ready.push_back(j);
     }
     tpl.transfers = std::move(merged);
+  }
+
+  /// The route of the transfers from member a to member b, for every (a, b) of `pairs`, in
+  /// every group of group class `group` (a ring's steps share theirs).
+  std::uint32_t merged_route(std::uint32_t group, std::vector<std::pair<std::uint32_t, std::uint32_t>>&& pairs) {
+    std::sort(pairs.begin(), pairs.end());
+    auto [it, fresh] = merged_routes_.try_emplace({group, std::move(pairs)}, static_cast<std::uint32_t>(routes_.size()));
+    if (!fresh) return it->second;
+    Route r;
+    for (auto copy : cls_.copies[group]) {
+      for (const auto& [a, b] : it->first.second) {
+        const auto src = p_.ranks[p_.groups[copy][a]].gpu, dst = p_.ranks[p_.groups[copy][b]].gpu;
+        add_copy(r, src, dst, route_key(copy, src, dst));
+      }
+    }
+    return add_route(std::move(r));
   }
 
   /// Under `analytic`, the transfers of one step that leave or enter one endpoint share its
@@ -533,21 +564,109 @@ class Engine {
 
   // ---- routes ----------------------------------------------------------------------------
 
+  /// `links` sorted, each once, and `times` (by position; empty: once each) summed to match.
+  static void count_links(topology::Path& links, std::vector<std::uint32_t>& times) {
+    std::vector<std::pair<topology::LinkId, std::uint32_t>> v;
+    v.reserve(links.size());
+    for (std::size_t j = 0; j < links.size(); ++j) v.emplace_back(links[j], times.empty() ? 1u : times[j]);
+    std::sort(v.begin(), v.end());
+    links.clear();
+    times.clear();
+    for (const auto& [l, k] : v) {
+      if (!links.empty() && links.back() == l) {
+        times.back() += k;
+      } else {
+        links.push_back(l);
+        times.push_back(k);
+      }
+    }
+  }
+
   /// Keeps route `r` (its links sorted, each once with its count); returns its index.
   std::uint32_t add_route(Route&& r) {
-    std::sort(r.links.begin(), r.links.end());
+    if (reduced_) throw std::logic_error("simulate: a route appeared after the links were partitioned");
     r.times.clear();
-    std::size_t n = 0;
-    for (std::size_t a = 0; a < r.links.size(); ++n) {
-      std::size_t b = a;
-      while (b < r.links.size() && r.links[b] == r.links[a]) ++b;
-      r.links[n] = r.links[a];
-      r.times.push_back(static_cast<std::uint32_t>(b - a));
-      a = b;
-    }
-    r.links.resize(n);
+    count_links(r.links, r.times);
     routes_.push_back(std::move(r));
     return static_cast<std::uint32_t>(routes_.size() - 1);
+  }
+
+  /// Flow model: every route the program will take, before the first flow moves (the same
+  /// memoized calls its launches and sends make later), so that reduce_links sees them all.
+  void plan_routes() {
+    for (std::uint32_t c = 0; c < ranks_.size(); ++c) {
+      const std::uint32_t r = cls_.rep[c];
+      const auto& ops = ops_of(c);
+      for (std::uint32_t i = 0; i < ops.size(); ++i) {
+        const ProgramOp& x = ops[i];
+        if (x.kind == ProgramOp::Kind::kCollective) {
+          // A bad group is reported where the op posts it, in program order.
+          const std::uint32_t g = p_.group_of(r, x);
+          if (g >= p_.groups.size()) continue;
+          const auto& members = p_.groups[g];
+          if (std::find(members.begin(), members.end(), r) == members.end()) continue;
+          template_of(cls_.group_rep[g], x);
+        } else if (x.kind == ProgramOp::Kind::kSend) {
+          const std::uint32_t peer = p_.peer_of(r, x);
+          if (peer < p_.ranks.size()) send_route(c, i, peer);
+        }
+      }
+    }
+  }
+
+  /// Flow model: the links split into parts, each of one bandwidth (and reserve) crossed by
+  /// the same routes (and background flows) the same number of times. The links of a part
+  /// carry the same load at every instant, so they fill to the same level in the same
+  /// operations and max-min needs one of them: each route hands the solver the first link of
+  /// each part it crosses. Rates and finishes are those of every link to the last bit; what
+  /// goes is the work of the copies of one transfer, whose private links (a GPU's port, its
+  /// NIC's) all look alike.
+  void reduce_links() {
+    const std::size_t n_links = t_.num_links();
+    std::vector<std::vector<std::uint64_t>> sig(n_links);
+    const auto note = [&](std::uint64_t who, const topology::Path& links, const std::vector<std::uint32_t>& times) {
+      for (std::size_t j = 0; j < links.size(); ++j) sig[links[j]].push_back(who << 32 | times[j]);
+    };
+    for (std::size_t r = 0; r < routes_.size(); ++r) note(r, routes_[r].links, routes_[r].times);
+    background_.assign(o_.background.begin(), o_.background.end());
+    for (std::size_t b = 0; b < background_.size(); ++b) {
+      collectives::Flow& f = background_[b];
+      if (!f.latency) f.latency = t_.path_latency(f.path);
+      count_links(f.path, f.times);
+      note(routes_.size() + b, f.path, f.times);
+    }
+    struct SigHash {
+      std::size_t operator()(const std::vector<std::uint64_t>& v) const noexcept {
+        std::uint64_t h = 1469598103934665603ULL;  // FNV-1a over the words
+        for (auto w : v) h = (h ^ w) * 1099511628211ULL;
+        return static_cast<std::size_t>(h);
+      }
+    };
+    std::unordered_map<std::vector<std::uint64_t>, topology::LinkId, SigHash> part;
+    std::vector<topology::LinkId> first(n_links);
+    for (topology::LinkId l = 0; l < n_links; ++l) {
+      first[l] = l;
+      if (sig[l].empty()) continue;
+      auto key = std::move(sig[l]);
+      key.push_back(std::bit_cast<std::uint64_t>(t_.link(l).bandwidth.value()));
+      key.push_back(std::bit_cast<std::uint64_t>(o_.reserved_Bps.empty() ? 0.0 : o_.reserved_Bps[l]));
+      first[l] = part.try_emplace(std::move(key), l).first->second;
+    }
+    const auto keep = [&](const topology::Path& links, const std::vector<std::uint32_t>& times, topology::Path& out_links,
+                          std::vector<std::uint32_t>& out_times) {
+      topology::Path kl;
+      std::vector<std::uint32_t> kt;
+      for (std::size_t j = 0; j < links.size(); ++j) {
+        if (first[links[j]] != links[j]) continue;
+        kl.push_back(links[j]);
+        kt.push_back(times[j]);
+      }
+      out_links = std::move(kl);
+      out_times = std::move(kt);
+    };
+    for (auto& r : routes_) keep(r.links, r.times, r.solver_links, r.solver_times);
+    for (auto& f : background_) keep(f.path, f.times, f.path, f.times);
+    reduced_ = true;
   }
 
   /// Adds the route from `src` to `dst` (route key `key`) as one copy of route `r`: as
@@ -567,19 +686,6 @@ class Engine {
       if (out) t_.route_into(src, dst, collectives::flow_key(key, j), path_);
       r.links.insert(r.links.end(), path_.begin(), path_.end());
     }
-  }
-
-  /// The routes of the transfer from member a to member b of every group of group class `g`.
-  std::uint32_t collective_route(std::uint32_t g, std::uint32_t a, std::uint32_t b) {
-    auto [it, fresh] = collective_routes_.try_emplace({g, a, b}, static_cast<std::uint32_t>(routes_.size()));
-    if (!fresh) return it->second;
-    Route r;
-    for (auto copy : cls_.copies[g]) {
-      const auto src = p_.ranks[p_.groups[copy][a]].gpu, dst = p_.ranks[p_.groups[copy][b]].gpu;
-      add_copy(r, src, dst, route_key(copy, src, dst));
-    }
-    add_route(std::move(r));
-    return it->second;
   }
 
   /// The routes of op `i`'s send from every rank of class `c` to its peer.
@@ -683,8 +789,8 @@ class Engine {
       if (o_.exchange == nullptr || seq % static_cast<std::uint64_t>(o_.exchange->ranks()) ==
                                         static_cast<std::uint64_t>(o_.exchange->rank())) {
         const auto id =
-            solver_.add({route.links, Bytes::of(tr.bytes / route.split), Seconds::of(now_) + o_.overhead, 1.0, route.first.latency,
-                         route.times});
+            solver_.add({route.solver_links, Bytes::of(tr.bytes / route.split), Seconds::of(now_) + o_.overhead, 1.0,
+                         route.first.latency, route.solver_times});
         if (seq_of_flow_.size() <= id) seq_of_flow_.resize(id + 1, kBackgroundSeq);
         seq_of_flow_[id] = seq;
       }
@@ -740,7 +846,9 @@ class Engine {
   std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::uint32_t> pair_of_;
   std::vector<Pair> pairs_;
   std::vector<Route> routes_;
-  std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::uint32_t> collective_routes_;
+  bool reduced_ = false;  // reduce_links has run: no route may appear
+  std::vector<collectives::Flow> background_;  // SimulateOptions::background, on the reduced links
+  std::map<std::pair<std::uint32_t, std::vector<std::pair<std::uint32_t, std::uint32_t>>>, std::uint32_t> merged_routes_;
   std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> send_routes_;
   static constexpr std::uint64_t kBackgroundSeq = ~std::uint64_t{0};
   std::uint64_t next_flow_ = 0;

@@ -125,6 +125,31 @@ TEST_CASE("engine::simulate a pipeline boundary is one send, one way: alpha + S/
   }
 }
 
+TEST_CASE("engine::simulate a send's narrowest link paces it, wherever it sits on the route", "[engine]") {
+  // The send from GPU 0 to GPU 1 is the only traffic on both its links, so the engine hands the
+  // solver one of them (links crossed by the same routes fill alike) unless their bandwidths
+  // differ. Halve either link, or reserve half of it for outside traffic: 2L + S/(B/2).
+  const double S = 1e9;
+  Program p;
+  p.ranks.push_back({0, {p2p(true, 1, S)}});
+  p.ranks.push_back({1, {p2p(false, 0, 0.0)}});
+  const auto healthy = sw(2);
+  const auto route = healthy.route(0, 1);
+  REQUIRE(route.size() == 2);
+  for (auto l : route) {
+    INFO("link " << l);
+    auto t = sw(2);
+    t.degrade_link(l, 0.5);
+    CHECK(simulate(p, t, model(true)).makespan.value() == Approx(2 * L + 2 * S / B).epsilon(1e-12));
+    std::vector<double> reserved(healthy.num_links(), 0.0);
+    reserved[l] = B / 2;
+    auto o = model(true);
+    o.reserved_Bps = reserved;
+    CHECK(simulate(p, healthy, o).makespan.value() == Approx(2 * L + 2 * S / B).epsilon(1e-12));
+  }
+  CHECK(simulate(p, healthy, model(true)).makespan.value() == Approx(2 * L + S / B).epsilon(1e-12));
+}
+
 TEST_CASE("engine::simulate a ring all-reduce is 2(n-1) steps of S/n, each waiting for the one before", "[engine]") {
   // 4 GPUs on a switch: every step sends S/4 from each GPU to the next on its own links:
   // 6 x (2L + S/(4B)), under both models.
