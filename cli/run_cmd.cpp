@@ -201,9 +201,9 @@ void run(const RunFlags& f) {
     o.search_trials = 200;
     o.seed = f.common.seed;
     o.blast_radius = false;
-    // The composed step (fast) for the run's steps, healthy and degraded alike, unless the plan
-    // has a choice only the event engine runs.
-    o.events = !plan.event_engine_only().empty();
+    // The run's steps (healthy, writing a checkpoint, with failed cables) on the step's engine,
+    // or on the event engine when the plan has a choice only it runs.
+    o.events = events || !plan.event_engine_only().empty();
     whole = failures::analyze_run(s, plan, t, o);
   }
   PendingFiles files;

@@ -79,10 +79,14 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
                   ps.schedule = schedule;
                   ps.zero = zero;
                   ps.recompute = rc;
-                  if (base.parallel) {  // the framework's settings the scenario gives
-                    ps.order = base.parallel->order;
-                    ps.overlap_grad_reduce = base.parallel->overlap_grad_reduce;
-                    ps.tp_comm_overlap = base.parallel->tp_comm_overlap && sh.tp > 1;
+                  if (base.parallel) {  // the framework's settings the scenario gives, where they apply
+                    const ParallelSpec& b = *base.parallel;
+                    ps.order = b.order;
+                    ps.overlap_grad_reduce = b.overlap_grad_reduce;
+                    ps.tp_comm_overlap = b.tp_comm_overlap && sh.tp > 1;
+                    ps.grad_reduce_dtype = b.grad_reduce_dtype;
+                    if (ps.recompute == "selective") ps.recompute_modules = b.recompute_modules;
+                    if (ep > 1 && etp == 1) ps.moe_token_dispatcher = b.moe_token_dispatcher;
                   }
                   out.push_back({ps, mbs});
                 }
@@ -129,7 +133,10 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
             ++dropped;
             continue;
           }
-          fits.emplace_back(i, pack(simulate_step(s, plan, t, opts)));
+          // A plan with a choice only the event engine runs (DeepEP's dispatch, FP8 dispatch,
+          // DualPipe, ...) is simulated there, under the same network.
+          const bool events = !plan.event_engine_only().empty();
+          fits.emplace_back(i, pack(events ? simulate_step_events(s, plan, t, opts) : simulate_step(s, plan, t, opts)));
         }
         out.put(static_cast<std::uint64_t>(specs.size())).put(valid).put(dropped).put(static_cast<std::uint64_t>(fits.size()));
         for (const auto& [i, step] : fits) out.put(i).put(step);

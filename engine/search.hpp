@@ -1,6 +1,9 @@
 // Plan search: every valid plan of a scenario's model on its cluster (tp, pp, dp, cp, ep,
 // vpp, micro_batch, zero, recompute, schedule), the ones that fit in memory simulated, ranked
-// by step time or by energy per token.
+// by step time or by energy per token. The scenario's framework settings go with each plan
+// where they apply (rank order, gradient-reduce overlap and dtype, TP overlap, the selective
+// recompute's modules, the MoE dispatcher for plans with expert parallelism); a plan with a
+// choice only the event engine runs is simulated there, the others on the composed step.
 #pragma once
 
 #include <functional>

@@ -145,6 +145,33 @@ TEST_CASE("engine search ranks valid plans and counts the ones that do not fit",
   }
 }
 
+TEST_CASE("engine search carries the scenario's MoE dispatcher and runs such plans on the event engine", "[engine]") {
+  // 2 nodes x 4 GPUs, 8 experts: the scenario asks for DeepEP's dispatch, which only the event
+  // engine runs. Every searched plan with expert parallelism (and whole experts) dispatches
+  // that way, and is ranked with the step `run` gives it; the others keep the all-to-all.
+  const Scenario s = parse_scenario(
+      "cluster: {gpu: h100-sxm, nodes: 2, gpus_per_node: 4, scale_up: {preset: nvswitch-h100},\n"
+      "          scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 1}}\n"
+      "model: {layers: 2, hidden: 512, heads: 8, kv_heads: 8, ffn: 2048, vocab: 1024, experts: 8, top_k: 2, moe_ffn: 512}\n"
+      "training: {seq_len: 256, global_batch: 16, micro_batch: 1}\n"
+      "parallel: {ep: 8, moe_token_dispatcher: deepep}\n",
+      "t.yaml", {}, test::presets());
+  const auto t = topology::build_cluster(s.cluster);
+  const auto net = collectives::NetworkModel::build("analytic", "n");
+  const auto res = engine::search_plans(s, t, engine::step_options(net.get()), false);
+  REQUIRE(!res.plans.empty());
+  std::size_t deepep = 0;
+  for (const auto& [plan, step] : res.plans) {
+    INFO("tp " << plan.tp << " pp " << plan.pp << " ep " << plan.ep << " etp " << plan.etp);
+    CHECK(plan.deepep() == (plan.ep > 1 && plan.etp == 1));
+    if (!plan.deepep()) continue;
+    ++deepep;
+    const auto direct = engine::simulate_step_events(s, plan, t, engine::step_options(net.get()));
+    CHECK(step.step_time.value() == direct.step_time.value());
+  }
+  CHECK(deepep > 0);
+}
+
 TEST_CASE("engine the A100 GEMM efficiency reproduces K22-6 (one 22B layer, TP 8 + SP)", "[engine][validation]") {
   // Korthikanti et al. Table 4: forward 7.2 ms, backward 13.1 ms with selective recompute and
   // SP (b = 4, s = 2048, h = 6144, a = 64, t = 8, no fused attention), re-added here from the
