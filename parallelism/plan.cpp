@@ -413,7 +413,7 @@ LayerParams layer_params(const ModelSpec& m, const ParamCount& pc, const Plan& p
 LayerParams head_params(const ModelSpec& m, const ParamCount& pc, const Plan& p) {
   LayerParams x{(pc.lm_head + static_cast<double>(m.hidden)) / p.tp + m.mtp_layers * (pc.mtp - pc.mtp_experts) / p.tp,
                 m.mtp_layers * pc.mtp_experts / p.expert_shards()};
-  if (m.mtp_layers > 0 && p.pp > 1 && !p.dual()) x.dense += pc.embedding / p.tp;
+  if ((m.mtp_layers > 0 || m.tied_embeddings) && p.pp > 1 && !p.dual()) x.dense += pc.embedding / p.tp;
   return x;
 }
 

@@ -103,8 +103,10 @@ struct LayerParams {
 };
 LayerParams layer_params(const ModelSpec& m, const ParamCount& pc, const Plan& p, int i);
 /// What rides with the last stage's head on one GPU before ZeRO: the LM head and final norm,
-/// and multi-token prediction's modules (with, under plain pipelines, the embedding copy the
-/// last stage then holds; DualPipe's last stage's rank holds the first stage's).
+/// and multi-token prediction's modules; under plain pipelines with MTP or tied embeddings,
+/// the copy of the word embedding the last stage then holds (Megatron-Core keeps one and
+/// all-reduces its gradients with the first stage's; DualPipe's last stage's rank holds the
+/// first stage's).
 LayerParams head_params(const ModelSpec& m, const ParamCount& pc, const Plan& p);
 
 /// Parameters of pipeline stage `stage` on one GPU before ZeRO: (dense, expert), its layers'

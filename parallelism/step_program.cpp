@@ -196,6 +196,18 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const std::uint32_t cp_group = kind(p.cp > 1, GroupKind::kCp);
     const std::uint32_t ep_group = kind(p.ep > 1, GroupKind::kEp);
     const std::uint32_t edp_group = kind_of(p.expert_copies() > 1, copies(GroupKind::kExpertDp));
+    // Plain pipelines keep a copy of the word embedding on the last stage when the output layer
+    // shares it or a multi-token-prediction module reads it (head_params); its gradients are
+    // all-reduced between the two stages after the data-parallel reduction, before the
+    // optimizer (Megatron-Core's finalize_model_grads, _allreduce_word_embedding_grads).
+    const bool embedding_sync =
+        pp > 1 && !p.dual() && (m.tied_embeddings || m.mtp_layers > 0) && (stage == 0 || stage == pp - 1);
+    Coords first_stage = c, last_stage = c;
+    first_stage.pp = 0;
+    last_stage.pp = pp - 1;
+    const std::uint32_t embedding_group =
+        kind_of(embedding_sync, {static_cast<topology::NodeId>(rank_of(p, first_stage)),
+                                 static_cast<topology::NodeId>(rank_of(p, last_stage))});
     auto peer = [&](int virtual_stage) {
       Coords o = c;
       o.pp = map.stage_of(virtual_stage);
@@ -737,6 +749,12 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           }
         }
       }
+    }
+    if (embedding_sync) {
+      std::vector<std::uint32_t> after = buckets;
+      after.push_back(last_backward);
+      buckets.push_back(b.collective(embedding_group, Op::kAllReduce, p.grad_bytes * pc.embedding / p.tp,
+                                     StreamKind::kDataParallel, "embedding all-reduce (first and last stage)", after));
     }
     // The optimizer over this rank's shard: reads gradients, master weights and moments,
     // writes weights and moments.

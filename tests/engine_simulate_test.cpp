@@ -642,6 +642,54 @@ TEST_CASE("engine::simulate step programs: a multi-token-prediction module runs 
                     Catch::Contains("model.mtp_layers: multi-token prediction with tensor parallelism"));
 }
 
+TEST_CASE("engine::simulate step programs: a plain pipeline all-reduces the embedding copy's gradients between first and last stage",
+          "[engine]") {
+  // 3 GPUs, PP 3, tied embeddings (or an MTP module): the last stage holds a copy of the word
+  // embedding (v h parameters), and after the backward its gradients are all-reduced with
+  // the first stage's, E = 2 v h bytes in bf16 over 2 GPUs: 2 ring steps of E/2, before the
+  // first stage's optimizer, which ends the step (1F1B's first stage finishes last). Compute
+  // 1 ms a kernel; the middle stage takes no part; an untied model without MTP has none.
+  const std::string cluster = "{gpu: h100-sxm, nodes: 1, gpus_per_node: 3}";
+  const Tiny tied = tiny_on(cluster, "layers: 3, heads: 4, kv_heads: 4, tied_embeddings: true", "{pp: 3}", 3);
+  const Tiny plain = tiny_on(cluster, "layers: 3, heads: 4, kv_heads: 4", "{pp: 3}", 3);
+  const double E = 2.0 * 512 * 256;
+  SimulateOptions o = timed(1e-3);
+  o.flow = false;
+  const auto prog = step_program(*tied.s.model, tied.p);
+  auto syncs = [&](std::uint32_t r) {
+    std::vector<const ProgramOp*> out;
+    for (const auto& op : prog.ops_of(r)) {
+      if (op.name.find("embedding all-reduce") != std::string::npos) out.push_back(&op);
+    }
+    return out;
+  };
+  for (std::uint32_t r : {0u, 2u}) {
+    INFO("rank " << r);
+    const auto x = syncs(r);
+    REQUIRE(x.size() == 1);
+    CHECK(x[0]->op == collectives::Op::kAllReduce);
+    CHECK(x[0]->bytes.value() == E);
+    CHECK(prog.groups[prog.group_of(r, *x[0])] == std::vector<std::uint32_t>{0, 2});
+  }
+  CHECK(syncs(1).empty());
+  const auto with = simulate(prog, sw(3), o), without = simulate(step_program(*plain.s.model, plain.p), sw(3), o);
+  CHECK(with.makespan.value() - without.makespan.value() == Approx(2 * (2 * L + E / (2 * B))).epsilon(1e-6));
+  // The last stage holds its layer, the final norm and the copy (the tied head has no weights of its own).
+  const auto pc = count_params(*tied.s.model);
+  CHECK(stage_params(*tied.s.model, tied.p, 2).first == Approx(pc.dense_layer + 256 + 512.0 * 256));
+  const Tiny mtp = tiny_on(cluster, "layers: 3, heads: 4, kv_heads: 4, mtp_layers: 1", "{pp: 3}", 3);
+  const auto mtp_prog = step_program(*mtp.s.model, mtp.p);
+  std::size_t mtp_syncs = 0;
+  for (std::uint32_t r = 0; r < 3; ++r) {
+    for (const auto& op : mtp_prog.ops_of(r)) mtp_syncs += op.name.find("embedding all-reduce") != std::string::npos;
+  }
+  CHECK(mtp_syncs == 2);
+  const auto plain_prog = step_program(*plain.s.model, plain.p);
+  for (std::uint32_t r = 0; r < 3; ++r) {
+    for (const auto& op : plain_prog.ops_of(r)) CHECK(op.name.find("embedding all-reduce") == std::string::npos);
+  }
+}
+
 TEST_CASE("engine::simulate step programs: pipeline sends block the next kernel unless p2p overlaps (Megatron's interleaved)",
           "[engine]") {
   // 2 stages, 4 micro-batches, every kernel 1 ms; a send takes 2L + S/B (a few us). 1F1B
