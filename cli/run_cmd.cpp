@@ -204,6 +204,8 @@ void run(const RunFlags& f) {
     // The run's steps (healthy, writing a checkpoint, with failed cables) on the step's engine,
     // or on the event engine when the plan has a choice only it runs.
     o.events = events || !plan.event_engine_only().empty();
+    o.power_cap = options.power_cap;
+    if (o.events == events) o.healthy = &r;  // the step above, on the same engine
     whole = failures::analyze_run(s, plan, t, o);
   }
   PendingFiles files;

@@ -101,7 +101,7 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
   auto step_of = [&](const topology::Topology& fabric, const engine::StepOptions& so) {
     return o.events ? engine::simulate_step_events(s, p, fabric, so) : engine::simulate_step(s, p, fabric, so);
   };
-  r.step = step_of(t, engine::step_options(o.network));
+  r.step = o.healthy != nullptr ? *o.healthy : step_of(t, engine::step_options(o.network, o.power_cap));
   RunModel& m = r.model;
   m.work = Seconds::of(run.tokens / r.step.tokens_per_s);
   m.causes = scale_causes(*run.failures, p.gpus(), s.cluster.gpus_per_node);
@@ -118,7 +118,7 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
   m.async = run.async_checkpoint;
   if (m.async) {
     m.snapshot = r.shards.per_writer / run.snapshot_bandwidth;
-    engine::StepOptions bg = engine::step_options(o.network);
+    engine::StepOptions bg = engine::step_options(o.network, o.power_cap);
     std::vector<double> load;
     if (o.events) {
       bg.background = writes;  // every write's flow beside the step's, from its start
@@ -137,7 +137,7 @@ ReliabilityResult analyze_run(const Scenario& s, const parallelism::Plan& p, con
     topology::Topology next = damaged;
     next.fail_link(cables[uniform_index(pick, cables.size())]);
     try {
-      const Seconds slow = step_of(next, engine::step_options(o.network)).step_time;
+      const Seconds slow = step_of(next, engine::step_options(o.network, o.power_cap)).step_time;
       m.degraded_rate.push_back(r.step.step_time / slow);
       damaged = std::move(next);
     } catch (const Error&) {  // disconnected

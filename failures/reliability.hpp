@@ -29,6 +29,10 @@ struct ReliabilityOptions {
   /// write's flows then run beside the step's on the shared fabric (joint max-min) instead of
   /// reserving their average bandwidth on each link through the step.
   bool events = false;
+  Watts power_cap;  ///< the steps' cap (--power-cap); 0 = the scenario's cluster.power_cap or TDP
+  /// The healthy step when the caller has it, simulated with the same engine, network and cap
+  /// (`run` passes its own); null = simulated here.
+  const engine::StepResult* healthy = nullptr;
 };
 
 struct ReliabilityResult {

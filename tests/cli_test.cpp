@@ -476,6 +476,12 @@ TEST_CASE("cli reliability reports the run keys with confidence intervals", "[cl
       run("run " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") + " --json -").out);
   CHECK(step["run"].contains("goodput"));
   CHECK(step["run"].contains("checkpoint_interval_s"));
+  // Its steps run under --power-cap too: a capped GPU's slower steps take more days (the same
+  // seed gives the same days when the cap is left out).
+  const auto capped = nlohmann::json::parse(
+      run("run " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") + " --power-cap 300W --json -").out);
+  CHECK(capped["step_time_s"].get<double>() > step["step_time_s"].get<double>());
+  CHECK(capped["run"]["days"].get<double>() > step["run"]["days"].get<double>());
   // A plan only the event engine runs (gradients reduced once a step) gets its run too.
   const Result fsdp = run("run " + wallsim::test::source_path("data/scenarios/reliability-64gpu.yaml") +
                           " --set parallel.zero=2 --set parallel.grad_reduce=step --json -");
