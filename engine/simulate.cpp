@@ -481,17 +481,25 @@ class Engine {
   /// each member's own previous send, for the slowest of the step before.
   void merge_transfers(Template& tpl, std::uint32_t group, const std::vector<std::uint32_t>& step_of) {
     const auto& g = p_.groups[group];
-    std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, double, double, double, double>, std::uint32_t> slot;
-    std::vector<Transfer> merged;
-    std::vector<std::vector<std::pair<std::uint32_t, std::uint32_t>>> pairs;
-    std::vector<std::uint32_t> into(tpl.transfers.size());
-    for (std::size_t i = 0; i < tpl.transfers.size(); ++i) {
+    const std::size_t n = tpl.transfers.size();
+    std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t, double, double, double, double>, std::uint32_t> like;
+    std::vector<std::uint32_t> like_of(n);
+    for (std::size_t i = 0; i < n; ++i) {
       const Transfer& tr = tpl.transfers[i];
       t_.route_into(tr.src, tr.dst, route_key(group, tr.src, tr.dst), path_);
       const auto cost = t_.path_cost(path_);
       const auto key = std::tuple{step_of[i], cls_.of[g[tr.src_member]], cls_.of[g[tr.dst_member]], cost.latency.value(),
                                   cost.bandwidth.value(), tr.share, tr.bytes};
-      const auto [it, fresh] = slot.try_emplace(key, static_cast<std::uint32_t>(merged.size()));
+      like_of[i] = like.try_emplace(key, static_cast<std::uint32_t>(like.size())).first->second;
+    }
+    const std::vector<std::uint32_t> crowd = crowding(tpl, group, like_of, static_cast<std::uint32_t>(like.size()));
+    std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> slot;
+    std::vector<Transfer> merged;
+    std::vector<std::vector<std::pair<std::uint32_t, std::uint32_t>>> pairs;
+    std::vector<std::uint32_t> into(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const Transfer& tr = tpl.transfers[i];
+      const auto [it, fresh] = slot.try_emplace({like_of[i], crowd[i]}, static_cast<std::uint32_t>(merged.size()));
       if (fresh) {
         merged.push_back(tr);
         merged.back().dependents.clear();
@@ -525,6 +533,42 @@ class Engine {
       if (merged[j].deps_left == 0) tpl.ready.push_back(j);
     }
     tpl.transfers = std::move(merged);
+  }
+
+  /// Under `flow`, by transfer of `tpl`: the most times the routes of the transfers alike to it
+  /// (`like_of`, in every copy of the group) cross one link of its own route (0 under
+  /// `analytic`). ECMP can hash two of them onto one link; those then move slower than the
+  /// rest, so they are merged apart from the ones that cross no such link.
+  std::vector<std::uint32_t> crowding(const Template& tpl, std::uint32_t group, const std::vector<std::uint32_t>& like_of,
+                                      std::uint32_t likes) {
+    const std::size_t n = tpl.transfers.size();
+    std::vector<std::uint32_t> out(n, 0);
+    if (!o_.flow) return out;
+    std::vector<topology::Path> routes(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      Route r;
+      for (auto copy : cls_.copies[group]) {
+        const auto src = p_.ranks[p_.groups[copy][tpl.transfers[i].src_member]].gpu;
+        const auto dst = p_.ranks[p_.groups[copy][tpl.transfers[i].dst_member]].gpu;
+        add_copy(r, src, dst, route_key(copy, src, dst));
+      }
+      routes[i] = std::move(r.links);
+    }
+    if (count_.size() < t_.num_links()) count_.assign(t_.num_links(), 0);
+    std::vector<std::vector<std::uint32_t>> members(likes);
+    for (std::size_t i = 0; i < n; ++i) members[like_of[i]].push_back(static_cast<std::uint32_t>(i));
+    for (const auto& m : members) {
+      for (auto i : m) {
+        for (auto l : routes[i]) ++count_[l];
+      }
+      for (auto i : m) {
+        for (auto l : routes[i]) out[i] = std::max(out[i], count_[l]);
+      }
+      for (auto i : m) {
+        for (auto l : routes[i]) count_[l] = 0;
+      }
+    }
+    return out;
   }
 
   /// The route of the transfers from member a to member b, for every (a, b) of `pairs`, in
@@ -846,6 +890,7 @@ class Engine {
   std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, std::uint32_t> pair_of_;
   std::vector<Pair> pairs_;
   std::vector<Route> routes_;
+  std::vector<std::uint32_t> count_;  // crowding's scratch: by link
   bool reduced_ = false;  // reduce_links has run: no route may appear
   std::vector<collectives::Flow> background_;  // SimulateOptions::background, on the reduced links
   std::map<std::pair<std::uint32_t, std::vector<std::pair<std::uint32_t, std::uint32_t>>>, std::uint32_t> merged_routes_;
