@@ -367,6 +367,9 @@ void search(const RunFlags& f) {
   text << "wallsim search: " << (s.name.empty() ? f.scenario : s.name) << ": " << res.evaluated
        << " plans enumerated, " << res.valid << " valid, " << res.dropped_memory
        << " dropped (do not fit in memory), network " << network->name() << "\n";
+  if (res.not_simulated > 0) {
+    text << res.not_simulated << " plans that fit were not simulated; the first: " << res.not_simulated_why << "\n";
+  }
   char line[512];
   std::snprintf(line, sizeof line, "%4s  %-78s %10s %7s %10s %12s\n", "rank", "plan", "step", "MFU", "memory", "energy/token");
   text << line;
@@ -400,7 +403,7 @@ void search(const RunFlags& f) {
   }
   if (!f.common.json.empty()) {
     const nlohmann::json j = {{"plans", plans}, {"evaluated", res.evaluated}, {"valid", res.valid},
-                              {"dropped_memory", res.dropped_memory}};
+                              {"dropped_memory", res.dropped_memory}, {"not_simulated", res.not_simulated}};
     files.add(f.common.json, report::json_text(j));
   }
   if (!f.csv.empty()) files.add(f.csv, csv.str());

@@ -115,7 +115,8 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
       shapes.size(),
       [&](std::size_t k) {
         Packer out;
-        std::uint64_t valid = 0, dropped = 0;
+        std::uint64_t valid = 0, dropped = 0, refused = 0;
+        std::string why;
         std::vector<std::pair<std::uint64_t, std::string>> fits;
         const auto specs = specs_of(shapes[k]);
         for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -135,10 +136,18 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
           }
           // A plan with a choice only the event engine runs (DeepEP's dispatch, FP8 dispatch,
           // DualPipe, ...) is simulated there, under the same network.
-          const bool events = !plan.event_engine_only().empty();
-          fits.emplace_back(i, pack(events ? simulate_step_events(s, plan, t, opts) : simulate_step(s, plan, t, opts)));
+          if (plan.event_engine_only().empty()) {
+            fits.emplace_back(i, pack(simulate_step(s, plan, t, opts)));
+            continue;
+          }
+          try {
+            fits.emplace_back(i, pack(simulate_step_events(s, plan, t, opts)));
+          } catch (const Error& e) {
+            if (refused++ == 0) why = e.what();
+          }
         }
-        out.put(static_cast<std::uint64_t>(specs.size())).put(valid).put(dropped).put(static_cast<std::uint64_t>(fits.size()));
+        out.put(static_cast<std::uint64_t>(specs.size())).put(valid).put(dropped).put(refused).put(why);
+        out.put(static_cast<std::uint64_t>(fits.size()));
         for (const auto& [i, step] : fits) out.put(i).put(step);
         return out.take();
       },
@@ -148,6 +157,10 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
     res.evaluated += in.get<std::uint64_t>();
     res.valid += in.get<std::uint64_t>();
     res.dropped_memory += in.get<std::uint64_t>();
+    const auto refused = in.get<std::uint64_t>();
+    const std::string why = in.get_string();
+    if (res.not_simulated == 0 && refused > 0) res.not_simulated_why = why;
+    res.not_simulated += refused;
     const auto n = in.get<std::uint64_t>();
     if (n == 0) continue;
     const auto specs = specs_of(shapes[k]);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -19,6 +20,10 @@ struct SearchResult {
   std::size_t evaluated = 0;       ///< plans enumerated
   std::size_t valid = 0;           ///< passed the plan rules
   std::size_t dropped_memory = 0;  ///< valid but do not fit in memory
+  /// Fit, but the event engine refused to simulate them (a step program over its op limit),
+  /// and the first such refusal.
+  std::size_t not_simulated = 0;
+  std::string not_simulated_why;
 };
 
 /// The plans of `s` (its parallel: section is ignored; training.global_batch is kept).
