@@ -492,7 +492,11 @@ class Engine {
                                   cost.bandwidth.value(), tr.share, tr.bytes};
       like_of[i] = like.try_emplace(key, static_cast<std::uint32_t>(like.size())).first->second;
     }
-    const std::vector<std::uint32_t> crowd = crowding(tpl, group, like_of, static_cast<std::uint32_t>(like.size()));
+    // A step that waits on others (a ring's, halving-doubling's) is merged apart by crowding; a
+    // template of one step (an all-to-all, NVLS) moves as one (its op ends with its slowest).
+    const bool one_step = std::all_of(step_of.begin(), step_of.end(), [](std::uint32_t k) { return k == 0; });
+    const std::vector<std::uint32_t> crowd =
+        one_step ? std::vector<std::uint32_t>(n, 0) : crowding(tpl, group, like_of, static_cast<std::uint32_t>(like.size()));
     std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> slot;
     std::vector<Transfer> merged;
     std::vector<std::vector<std::pair<std::uint32_t, std::uint32_t>>> pairs;
