@@ -551,11 +551,7 @@ class Engine {
     std::vector<topology::Path> routes(n);
     for (std::size_t i = 0; i < n; ++i) {
       Route r;
-      for (auto copy : cls_.copies[group]) {
-        const auto src = p_.ranks[p_.groups[copy][tpl.transfers[i].src_member]].gpu;
-        const auto dst = p_.ranks[p_.groups[copy][tpl.transfers[i].dst_member]].gpu;
-        add_copy(r, src, dst, route_key(copy, src, dst));
-      }
+      add_pair(r, group, tpl.transfers[i].src_member, tpl.transfers[i].dst_member);
       routes[i] = std::move(r.links);
     }
     if (count_.size() < t_.num_links()) count_.assign(t_.num_links(), 0);
@@ -582,13 +578,16 @@ class Engine {
     auto [it, fresh] = merged_routes_.try_emplace({group, std::move(pairs)}, static_cast<std::uint32_t>(routes_.size()));
     if (!fresh) return it->second;
     Route r;
-    for (auto copy : cls_.copies[group]) {
-      for (const auto& [a, b] : it->first.second) {
-        const auto src = p_.ranks[p_.groups[copy][a]].gpu, dst = p_.ranks[p_.groups[copy][b]].gpu;
-        add_copy(r, src, dst, route_key(copy, src, dst));
-      }
-    }
+    for (const auto& [a, b] : it->first.second) add_pair(r, group, a, b);
     return add_route(std::move(r));
+  }
+
+  /// Adds the transfer from member a to member b in every group of group class `group` to `r`.
+  void add_pair(Route& r, std::uint32_t group, std::uint32_t a, std::uint32_t b) {
+    for (auto copy : cls_.copies[group]) {
+      const auto src = p_.ranks[p_.groups[copy][a]].gpu, dst = p_.ranks[p_.groups[copy][b]].gpu;
+      add_copy(r, src, dst, route_key(copy, src, dst));
+    }
   }
 
   /// Under `analytic`, the transfers of one step that leave or enter one endpoint share its
