@@ -112,7 +112,7 @@ ParallelSpec parse_parallel(const Config& c) {
   p.dp_shard = optional_int(c, "dp_shard", 0, limits::kMaxGpus, kGpusWhy);
   if (auto f = c.find("sp")) p.sp = f->as_bool();
   if (auto f = c.find("schedule")) {
-    p.schedule = one_of(*f, {"gpipe", "1f1b", "interleaved", "zero-bubble", "dualpipe"});
+    p.schedule = one_of(*f, {"gpipe", "1f1b", "interleaved", "zero-bubble", "zero-bubble-v", "dualpipe"});
   }
   if (auto f = c.find("zero")) {
     const long long z = f->as_int();

@@ -536,14 +536,14 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     for (int c = 0; c < map.chunks(); ++c) {
       double chunk = 0.0;
       const parallelism::PipePlace at = map.at(c, s);
-      head = head || at.layer_stage == p.pp - 1;
+      head = head || at.last;
       const int first = p.first_layer(at.layer_chunk, at.layer_stage);
       for (int i = first; i < first + p.layers_of(at.layer_chunk, at.layer_stage); ++i) {
         chunk += parallelism::layer_activation_bytes(m, i, shard, p.recompute, dropout, p.recompute_modules).value();
       }
       // Each multi-token-prediction module keeps its layer's activations (as the last layer)
       // and its projection's: the two norms' inputs and outputs, 2 bytes each (tp is 1).
-      if (at.layer_stage == p.pp - 1 && m.mtp_layers > 0) {
+      if (at.last && m.mtp_layers > 0) {
         const double tokens_h = static_cast<double>(p.micro_batch * p.seq_len) / p.cp * static_cast<double>(m.hidden);
         chunk += m.mtp_layers * (parallelism::layer_activation_bytes(m, m.layers, shard, p.recompute, dropout, p.recompute_modules).value() +
                                  2.0 * 4.0 * tokens_h);

@@ -6,9 +6,16 @@
 namespace wallsim::parallelism {
 
 PipeMap::PipeMap(PipeSchedule s, int pp, int vpp)
-    : dual_(s == PipeSchedule::kDualPipe), pp_(pp), v_(s == PipeSchedule::kInterleaved ? vpp : 1) {}
+    : dual_(s == PipeSchedule::kDualPipe),
+      v_shape_(s == PipeSchedule::kZeroBubbleV),
+      pp_(pp),
+      v_(s == PipeSchedule::kInterleaved ? vpp : v_shape_ ? 2 : 1) {}
 
 PipePlace PipeMap::at(int chunk, int stage) const {
+  if (v_shape_) {  // down the ranks in chunk 0, back up in chunk 1
+    const int vs = chunk == 0 ? stage : 2 * pp_ - 1 - stage;
+    return {vs, vs / pp_, vs % pp_, vs == 0, vs == 2 * pp_ - 1};
+  }
   if (!dual_) {
     const int vs = chunk * pp_ + stage;
     return {vs, chunk, stage, vs == 0, vs == v_ * pp_ - 1};
@@ -20,6 +27,7 @@ PipePlace PipeMap::at(int chunk, int stage) const {
 }
 
 int PipeMap::stage_of(int vs) const {
+  if (v_shape_) return vs < pp_ ? vs : 2 * pp_ - 1 - vs;
   if (!dual_) return vs % pp_;
   const int direction = vs / pp_, model_stage = vs % pp_;
   return direction == 0 ? model_stage : pp_ - 1 - model_stage;
@@ -94,10 +102,56 @@ std::vector<PipeOp> dualpipe_order(int pp, int m, int stage) {
   while (!deferred.empty()) W();  // 8: nW
   return ops;
 }
+
+/// ZB-V's order for one rank (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR'24, sec. 6;
+/// as PyTorch's ScheduleZBVZeroBubble builds it): chunk 0 is virtual stage `stage`, chunk 1
+/// virtual stage 2·pp-1-stage. It is laid out for max(2·pp-1, m) micro-batches, the ones past
+/// m then dropped. Warm-up: 2(pp-stage)-1 forwards of chunk 0, `stage` pairs F1 F0, pp-stage
+/// triples F1 B1 W1; steady: F0 B0 W0 F1 B1 W1 until both chunks have every forward;
+/// cool-down: `stage` pairs B0 B1, pp-stage pairs B0 W0, then the W passes left (chunk 1's first).
+std::vector<PipeOp> zbv_order(int pp, int m, int stage) {
+  const int n = std::max(2 * pp - 1, m);
+  std::vector<PipeOp> ops;
+  int f[2] = {0, 0}, b[2] = {0, 0}, w[2] = {0, 0};
+  auto F = [&](int c) { ops.push_back({Pass::kForward, f[c]++, c}); };
+  auto B = [&](int c) { ops.push_back({Pass::kBackward, b[c]++, c}); };
+  auto W = [&](int c) { ops.push_back({Pass::kWeight, w[c]++, c}); };
+  for (int i = 0; i < 2 * (pp - stage) - 1; ++i) F(0);
+  for (int i = 0; i < stage; ++i) {
+    F(1);
+    F(0);
+  }
+  for (int i = 0; i < pp - stage; ++i) {
+    F(1);
+    B(1);
+    W(1);
+  }
+  while (f[1] < f[0] || f[0] < n) {
+    if (f[0] < n) F(0);
+    B(0);
+    W(0);
+    F(1);
+    B(1);
+    W(1);
+  }
+  for (int i = 0; i < stage; ++i) {
+    B(0);
+    B(1);
+  }
+  for (int i = 0; i < pp - stage; ++i) {
+    B(0);
+    W(0);
+  }
+  while (w[1] < b[1]) W(1);
+  while (w[0] < b[0]) W(0);
+  std::erase_if(ops, [m](const PipeOp& op) { return op.micro_batch >= m; });
+  return ops;
+}
 }  // namespace
 
 std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stage, int group) {
   if (s == PipeSchedule::kDualPipe) return dualpipe_order(pp, m, stage);
+  if (s == PipeSchedule::kZeroBubbleV) return zbv_order(pp, m, stage);
   std::vector<PipeOp> ops;
   const int v = s == PipeSchedule::kInterleaved ? vpp : 1;
   if (s == PipeSchedule::kGpipe) {
@@ -189,7 +243,7 @@ int peak_in_flight(PipeSchedule s, int pp, int vpp, int m, int stage, int group)
   for (const auto& op : stage_order(s, pp, vpp, m, stage, group)) {
     if (op.pass == Pass::kForward) peak = std::max(peak, ++live);
     // Zero-bubble and DualPipe free a micro-batch's activations after its W; the others after B.
-    const bool w = s == PipeSchedule::kZeroBubble || s == PipeSchedule::kDualPipe;
+    const bool w = s == PipeSchedule::kZeroBubble || s == PipeSchedule::kZeroBubbleV || s == PipeSchedule::kDualPipe;
     const bool frees = w ? op.pass == Pass::kWeight : op.pass == Pass::kBackward;
     if (frees) --live;
   }

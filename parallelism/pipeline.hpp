@@ -11,7 +11,10 @@
 // "phases"), half the micro-batches each way; DualPipe.step's eight steps, with some
 // backwards split into input and weight gradients (W deferred, zero-bubble style) and the
 // rest whole (a B followed at once by its W here). Its overlapped forward-backward pairs and
-// deferred sends are marked on the ops.
+// deferred sends are marked on the ops. ZB-V (Qi et al. sec. 6; PyTorch's
+// ScheduleZBVZeroBubble): two chunks a rank in a V, rank s holding virtual stages s and
+// 2·pp-1-s (so the first rank holds both the embedding and the head), backwards split into B
+// and W as zero-bubble's.
 #pragma once
 
 #include <vector>
@@ -34,7 +37,8 @@ struct PipeOp {
 };
 
 /// Where a chunk of a pipeline rank sits on the data's path. Virtual stages number the path's
-/// places (interleaved: chunk·pp + stage; DualPipe: direction·pp + model stage); the plan's
+/// places (interleaved: chunk·pp + stage; DualPipe: direction·pp + model stage; ZB-V: stage,
+/// then 2·pp-1-stage); the plan's
 /// layers of that place are Plan::layers_of(layer_chunk, layer_stage).
 struct PipePlace {
   int virtual_stage = 0;
@@ -54,7 +58,7 @@ class PipeMap {
   [[nodiscard]] int chunks() const { return dual_ ? 2 : v_; }
 
  private:
-  bool dual_;
+  bool dual_, v_shape_;
   int pp_, v_;
 };
 

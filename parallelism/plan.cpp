@@ -8,6 +8,7 @@
 #include "core/limits.hpp"
 #include "core/text.hpp"
 #include "parallelism/layout.hpp"
+#include "parallelism/pipeline.hpp"
 
 namespace wallsim::parallelism {
 namespace {
@@ -19,8 +20,10 @@ PipeSchedule parse_schedule(const std::string& s, int vpp) {
   if (s == "1f1b") return vpp > 1 ? PipeSchedule::kInterleaved : PipeSchedule::kOneFOneB;
   if (s == "interleaved") return PipeSchedule::kInterleaved;
   if (s == "zero-bubble") return PipeSchedule::kZeroBubble;
+  if (s == "zero-bubble-v") return PipeSchedule::kZeroBubbleV;
   if (s == "dualpipe") return PipeSchedule::kDualPipe;
-  throw Error("parallel.schedule", quote_value(s) + " is not one of gpipe, 1f1b, interleaved, zero-bubble, dualpipe");
+  throw Error("parallel.schedule",
+              quote_value(s) + " is not one of gpipe, 1f1b, interleaved, zero-bubble, zero-bubble-v, dualpipe");
 }
 
 /// prod_{i < k} (a - i) / (b - i): the chance that k draws without replacement from b items
@@ -97,13 +100,14 @@ std::string to_string(PipeSchedule s) {
     case PipeSchedule::kOneFOneB: return "1f1b";
     case PipeSchedule::kInterleaved: return "interleaved";
     case PipeSchedule::kZeroBubble: return "zero-bubble";
+    case PipeSchedule::kZeroBubbleV: return "zero-bubble-v";
     case PipeSchedule::kDualPipe: return "dualpipe";
   }
   return "?";
 }
 
 std::string Plan::event_engine_only() const {
-  if (dual()) return "parallel.schedule";
+  if (dual() || schedule == PipeSchedule::kZeroBubbleV) return "parallel.schedule";
   if (grad_reduce_per_step) return "parallel.grad_reduce";
   if (!reshard_after_forward) return "parallel.reshard_after_forward";
   if (hybrid()) return "parallel.dp_shard";
@@ -164,6 +168,13 @@ Plan make_plan(const Scenario& sc) {
     }
   }
   plan.schedule = parse_schedule(p.schedule, p.vpp);
+  const bool v_shape = plan.schedule == PipeSchedule::kZeroBubbleV;
+  if (v_shape) {
+    // ZB-V runs two chunks a rank, in a V (PyTorch's ScheduleZBVZeroBubble needs exactly two).
+    if (p.vpp > 2) throw Error("parallel.vpp", "zero-bubble-v runs two chunks a rank (a V), so vpp is 2, not " + str(p.vpp));
+    if (p.pp < 2) throw Error("parallel.pp", "zero-bubble-v needs pp of at least 2");
+    plan.vpp = 2;
+  }
   plan.micro_batch = t.micro_batch;
   plan.global_batch = t.global_batch;
   plan.dropout = t.dropout.value_or(has_dropout(m));
@@ -193,9 +204,11 @@ Plan make_plan(const Scenario& sc) {
     throw Error("parallel.overlap_param_gather", "needs parallel.overlap_grad_reduce, as Megatron-LM's does");
   }
   // Megatron-LM overlaps pipeline p2p only under the interleaved schedule (it turns the flag off
-  // for the others, and the zero-bubble runtime asserts it off); DualPipe always overlaps.
+  // for the others, and the zero-bubble runtime asserts it off); DualPipe always overlaps, and
+  // PyTorch's pipelining runtime (ZB-V) posts its sends and waits for them later.
   {
-    const bool overlapping = plan.schedule == PipeSchedule::kInterleaved || plan.schedule == PipeSchedule::kDualPipe;
+    const bool overlapping = plan.schedule == PipeSchedule::kInterleaved || plan.schedule == PipeSchedule::kDualPipe ||
+                             plan.schedule == PipeSchedule::kZeroBubbleV;
     plan.overlap_p2p_comm = p.overlap_p2p_comm.value_or(overlapping);
     if (p.overlap_p2p_comm && *p.overlap_p2p_comm && !overlapping) {
       throw Error("parallel.overlap_p2p_comm", "Megatron-LM overlaps pipeline sends only under the interleaved schedule, not " +
@@ -287,7 +300,7 @@ Plan make_plan(const Scenario& sc) {
   }
   plan.micro_batches = plan.global_batch / per_step;
   // The step programs hold a few ops per micro-batch, stage and chunk.
-  limits::checked_mul(plan.micro_batches, static_cast<long long>(p.pp) * p.vpp, limits::kMaxPipelinePasses,
+  limits::checked_mul(plan.micro_batches, static_cast<long long>(p.pp) * plan.vpp, limits::kMaxPipelinePasses,
                       "training.global_batch", "pipeline passes per step, micro-batches·pp·vpp");
   if (p.pp > m.layers) throw Error("parallel.pp", str(p.pp) + " exceeds model.layers " + str(m.layers));
   if (plan.schedule != PipeSchedule::kGpipe && p.pp > 1 && plan.micro_batches < p.pp) {
@@ -303,7 +316,11 @@ Plan make_plan(const Scenario& sc) {
                                                "number, at least 2·pp = " + str(2LL * p.pp) + " (half go each way)");
     }
   }
-  if (p.vpp > 1) {
+  if (v_shape) {
+    if (p.microbatch_group > 0) {
+      throw Error("parallel.microbatch_group", "groups micro-batches per chunk of the interleaved schedule, not zero-bubble-v");
+    }
+  } else if (p.vpp > 1) {
     if (plan.schedule != PipeSchedule::kInterleaved) {
       throw Error("parallel.vpp", "vpp " + str(p.vpp) + " needs schedule interleaved");
     }
@@ -332,7 +349,7 @@ Plan make_plan(const Scenario& sc) {
   } else if (p.microbatch_group > 0) {
     throw Error("parallel.microbatch_group", "groups micro-batches per chunk of the interleaved schedule (vpp > 1)");
   }
-  const int parts = p.pp * p.vpp;
+  const int parts = p.pp * plan.vpp;
   if (!p.stage_layers.empty()) {
     if (static_cast<int>(p.stage_layers.size()) != parts) {
       throw Error("parallel.stage_layers", "lists " + str(static_cast<long long>(p.stage_layers.size())) +
@@ -342,10 +359,17 @@ Plan make_plan(const Scenario& sc) {
     if (sum != m.layers) {
       throw Error("parallel.stage_layers", "sum to " + str(sum) + " but model.layers is " + str(m.layers));
     }
+    const PipeMap map(plan.schedule, p.pp, plan.vpp);
     for (int s = 0; s < p.pp; ++s) {
       int held = 0;
-      for (int c = 0; c < p.vpp; ++c) held += p.stage_layers[static_cast<std::size_t>(c * p.pp + s)];
-      if (held == 0) throw Error("parallel.stage_layers", "stage " + str(s) + " holds no layer (its chunks are entries s, s + pp, ...)");
+      for (int c = 0; c < map.chunks(); ++c) {
+        const PipePlace at = map.at(c, s);
+        held += p.stage_layers[static_cast<std::size_t>(at.layer_chunk * p.pp + at.layer_stage)];
+      }
+      if (held == 0) {
+        throw Error("parallel.stage_layers", "stage " + str(s) + " holds no layer (its chunks are entries " +
+                                                 (v_shape ? "s and 2·pp-1-s" : "s, s + pp, ...") + ")");
+      }
     }
     plan.chunk_layers = p.stage_layers;
   } else {
@@ -413,7 +437,7 @@ LayerParams layer_params(const ModelSpec& m, const ParamCount& pc, const Plan& p
 LayerParams head_params(const ModelSpec& m, const ParamCount& pc, const Plan& p) {
   LayerParams x{(pc.lm_head + static_cast<double>(m.hidden)) / p.tp + m.mtp_layers * (pc.mtp - pc.mtp_experts) / p.tp,
                 m.mtp_layers * pc.mtp_experts / p.expert_shards()};
-  if ((m.mtp_layers > 0 || m.tied_embeddings) && p.pp > 1 && !p.dual()) x.dense += pc.embedding / p.tp;
+  if ((m.mtp_layers > 0 || m.tied_embeddings) && p.pp > 1 && !p.ends_together()) x.dense += pc.embedding / p.tp;
   return x;
 }
 
@@ -438,11 +462,23 @@ std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int st
 }
 
 std::pair<double, double> rank_params(const ModelSpec& m, const Plan& p, int stage) {
-  auto [dense, expert] = stage_params(m, p, stage);
-  if (p.dual()) {
-    const auto [d2, e2] = stage_params(m, p, p.pp - 1 - stage);
-    dense += d2;
-    expert += e2;
+  const auto pc = count_params(m);
+  const PipeMap map(p.schedule, p.pp, p.vpp);
+  double dense = 0, expert = 0;
+  for (int c = 0; c < map.chunks(); ++c) {
+    const PipePlace at = map.at(c, stage);
+    const int first = p.first_layer(at.layer_chunk, at.layer_stage);
+    for (int i = first; i < first + p.layers_of(at.layer_chunk, at.layer_stage); ++i) {
+      const auto lp = layer_params(m, pc, p, i);
+      dense += lp.dense;
+      expert += lp.expert;
+    }
+    if (at.first) dense += pc.embedding / p.tp;
+    if (at.last) {
+      const auto head = head_params(m, pc, p);
+      dense += head.dense;
+      expert += head.expert;
+    }
   }
   return {dense, expert};
 }

@@ -13,7 +13,7 @@
 
 namespace wallsim::parallelism {
 
-enum class PipeSchedule { kGpipe, kOneFOneB, kInterleaved, kZeroBubble, kDualPipe };
+enum class PipeSchedule { kGpipe, kOneFOneB, kInterleaved, kZeroBubble, kZeroBubbleV, kDualPipe };
 std::string to_string(PipeSchedule s);
 
 struct Plan {
@@ -80,6 +80,9 @@ struct Plan {
   /// DualPipe (DeepSeek-V3): pipeline rank s holds model stage s of the forward direction and
   /// its mirror pp-1-s of the reverse one, two copies of every stage's weights in all.
   [[nodiscard]] bool dual() const { return schedule == PipeSchedule::kDualPipe; }
+  /// The first and the last virtual stage on one rank (DualPipe; ZB-V's V), so a tied or
+  /// MTP-read word embedding has no second copy to keep in sync.
+  [[nodiscard]] bool ends_together() const { return dual() || schedule == PipeSchedule::kZeroBubbleV; }
   /// The ranks that hold each copy of a weight: data x context parallel, twice under DualPipe.
   [[nodiscard]] int weight_copies() const { return dp * cp * (dual() ? 2 : 1); }
   /// The ranks ZeRO shards a weight's states over: all its copies, or under hybrid sharding
@@ -112,8 +115,8 @@ LayerParams head_params(const ModelSpec& m, const ParamCount& pc, const Plan& p)
 /// Parameters of pipeline stage `stage` on one GPU before ZeRO: (dense, expert), its layers'
 /// shares plus the embedding (first stage) and the LM head and final norm (last).
 std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage);
-/// Parameters one GPU of pipeline rank `stage` holds before ZeRO: its stage's, and under
-/// DualPipe its mirror stage's too.
+/// Parameters one GPU of pipeline rank `stage` holds before ZeRO: its chunks' (PipeMap: under
+/// DualPipe its mirror stage's too), with the embedding and the head where they sit.
 std::pair<double, double> rank_params(const ModelSpec& m, const Plan& p, int stage);
 
 /// How each layer of `p` is sharded and batched on one GPU.

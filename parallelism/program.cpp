@@ -54,6 +54,7 @@ Program pipeline_program(PipeSchedule schedule, int pp, int vpp, int micro_batch
         const bool fwd = po.pass == Pass::kForward;
         if (po.pass == Pass::kWeight || received[k] || (fwd ? place.first : place.last)) return;
         const int from = fwd ? map.prev(place.virtual_stage) : map.next(place.virtual_stage);
+        if (map.stage_of(from) == s) return;  // ZB-V's turn: on this rank, earlier on its stream
         ProgramOp r;
         r.kind = ProgramOp::Kind::kRecv;
         r.stream = StreamKind::kPipelineRecv;
@@ -91,6 +92,7 @@ Program pipeline_program(PipeSchedule schedule, int pp, int vpp, int micro_batch
           const bool fwd = out.pass == Pass::kForward;
           if (fwd ? place.last : place.first) continue;
           const int to = fwd ? map.next(place.virtual_stage) : map.prev(place.virtual_stage);
+          if (map.stage_of(to) == s) continue;
           ProgramOp snd;
           snd.kind = ProgramOp::Kind::kSend;
           snd.stream = StreamKind::kPipelineSend;

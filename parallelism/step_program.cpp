@@ -128,7 +128,7 @@ class RankBuilder {
 Program step_program(const ModelSpec& m, const Plan& p) {
   if (p.cp > 1 && !p.flash_attention) throw Error("parallel.cp", "the step program builds context parallelism with fused attention only");
   // Weight gradients in W passes of their own (zero-bubble; DualPipe's split backwards).
-  const bool split = p.schedule == PipeSchedule::kZeroBubble || p.dual();
+  const bool split = p.schedule == PipeSchedule::kZeroBubble || p.schedule == PipeSchedule::kZeroBubbleV || p.dual();
   const PipeMap map(p.schedule, p.pp, p.vpp);
   const Shard sh = shard_of(m, p);
   const auto pc = count_params(m);
@@ -201,7 +201,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // all-reduced between the two stages after the data-parallel reduction, before the
     // optimizer (Megatron-Core's finalize_model_grads, _allreduce_word_embedding_grads).
     const bool embedding_sync =
-        pp > 1 && !p.dual() && (m.tied_embeddings || m.mtp_layers > 0) && (stage == 0 || stage == pp - 1);
+        pp > 1 && !p.ends_together() && (m.tied_embeddings || m.mtp_layers > 0) && (stage == 0 || stage == pp - 1);
     Coords first_stage = c, last_stage = c;
     first_stage.pp = 0;
     last_stage.pp = pp - 1;
@@ -476,13 +476,18 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     };
     std::vector<Held> held;
     int embedding_at = -1, head_at = -1;
+    bool holds_first = false, holds_last = false;  // the path's first and last place (a chunk may be empty)
+    for (int ch = 0; ch < map.chunks(); ++ch) {
+      holds_first = holds_first || map.at(ch, stage).first;
+      holds_last = holds_last || map.at(ch, stage).last;
+    }
     for (int ch = 0; ch < map.chunks(); ++ch) {
       const PipePlace at = map.at(ch, stage);
       const Held h{p.first_layer(at.layer_chunk, at.layer_stage), p.layers_of(at.layer_chunk, at.layer_stage)};
       held.push_back(h);
       if (h.count == 0) continue;
-      if (at.layer_stage == 0 && (embedding_at < 0 || h.first < embedding_at)) embedding_at = h.first;
-      if (at.layer_stage == pp - 1) head_at = std::max(head_at, h.first + h.count - 1);
+      if (holds_first && at.layer_stage == 0 && (embedding_at < 0 || h.first < embedding_at)) embedding_at = h.first;
+      if (holds_last && at.layer_stage == pp - 1) head_at = std::max(head_at, h.first + h.count - 1);
     }
     // Expert weights are sharded over ep x etp and replicated over the expert-data-parallel group.
     const LayerParams with_head = head_params(m, pc, p);
@@ -580,6 +585,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       const bool f = q.pass == Pass::kForward;
       if (q.pass == Pass::kWeight || received[k] != kNotYet || (f ? at.first : at.last)) return;
       const int from = f ? map.prev(at.virtual_stage) : map.next(at.virtual_stage);
+      if (map.stage_of(from) == stage) return;  // ZB-V's turn: on this rank, earlier on its stream
       received[k] = b.p2p(false, peer(from), tag(q.pass, q.micro_batch, at.virtual_stage), 0.0,
                           std::string(f ? "recv activation" : "recv gradient") + where_of(q));
       b.gate(received[k]);
@@ -597,6 +603,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         const bool f = q.pass == Pass::kForward;
         if (f ? at.last : at.first) continue;
         const int to = f ? map.next(at.virtual_stage) : map.prev(at.virtual_stage);
+        if (map.stage_of(to) == stage) continue;
         std::vector<std::uint32_t> after;  // its own pass and the one it waits for
         for (auto x : {pass_end[j], pass_end[k]}) {
           if (x != kNotYet && std::find(after.begin(), after.end(), x) == after.end()) after.push_back(x);

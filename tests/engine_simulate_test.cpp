@@ -314,6 +314,37 @@ TEST_CASE("engine::simulate pipeline programs: 1F1B and GPipe take (m+p-1)(f+b),
   }
 }
 
+TEST_CASE("engine::simulate pipeline programs: ZB-V with equal F, B and W idles only while the first micro-batch comes down",
+          "[engine]") {
+  // ZB-V (pipeline.hpp), free sends, every pass of a chunk t. Rank pp-1 cannot start before
+  // the first micro-batch has crossed pp-1 chunks, (pp-1)t, and has 6m passes to run; with
+  // m >= 2pp-1 the order runs them back to back from there (the zero-bubble paper's claim for
+  // equal times): 6mt + (pp-1)t. 1F1B with the same work per stage (F 2t, B 4t) takes
+  // (m+pp-1)6t. The turn of the V is on one rank: nothing is sent there.
+  const double t = 1e-3;
+  for (int pp : {2, 4}) {
+    for (int m : {2 * pp - 1, 2 * pp, 4 * pp}) {
+      INFO("pp " << pp << ", m " << m);
+      const auto prog = pipeline_program(PipeSchedule::kZeroBubbleV, pp, 2, m, 1, first_gpus(pp),
+                                         {Seconds::of(t), Seconds::of(t), Seconds::of(t), Bytes::of(0), Bytes::of(0)});
+      CHECK(simulate(prog, instant(pp), model(true)).makespan.value() == Approx((6 * m + pp - 1) * t).epsilon(1e-12));
+      const auto one = pipeline_program(PipeSchedule::kOneFOneB, pp, 1, m, 1, first_gpus(pp),
+                                        {Seconds::of(2 * t), Seconds::of(4 * t), {}, Bytes::of(0), Bytes::of(0)});
+      CHECK(simulate(one, instant(pp), model(true)).makespan.value() == Approx((m + pp - 1) * 6 * t).epsilon(1e-12));
+      std::size_t sends = 0;
+      for (std::uint32_t r = 0; r < static_cast<std::uint32_t>(pp); ++r) {
+        for (const auto& op : prog.ops_of(r)) {
+          if (op.kind != ProgramOp::Kind::kSend && op.kind != ProgramOp::Kind::kRecv) continue;
+          CHECK(op.peer != r);
+          sends += op.kind == ProgramOp::Kind::kSend;
+        }
+      }
+      // 2pp-2 boundaries between ranks, each crossed by every micro-batch both ways.
+      CHECK(sends == static_cast<std::size_t>(2 * (2 * pp - 2) * m));
+    }
+  }
+}
+
 TEST_CASE("engine::simulate pipeline programs: DualPipe's bubble is (pp/2 - 1)(F&B + B - 3W), as its authors give it",
           "[engine]") {
   // DualPipe (deepseek-ai/DualPipe, README's table): each rank runs m forwards and m whole
@@ -1003,6 +1034,37 @@ TEST_CASE("engine::simulate step programs: DualPipe holds two stages and reduces
   const auto net = collectives::NetworkModel::build("analytic", "network");
   CHECK_THROWS_WITH(engine::simulate_step(t.s, t.p, topology::build_cluster(t.s.cluster), engine::step_options(net.get())),
                     Catch::Contains("parallel.schedule"));
+}
+
+TEST_CASE("engine::simulate step programs: ZB-V's rank 0 holds both ends, so a tied embedding is held once", "[engine]") {
+  // 4 layers on pp 2, ZB-V: rank 0 runs virtual stages 0 and 3 (layers 0 and 3, the
+  // embedding, the final norm and the head), rank 1 stages 1 and 2 (layers 1 and 2). With tied
+  // embeddings the head is the embedding: no copy and no embedding all-reduce, unlike a plain
+  // pipeline's; the fp32 logits are rank 0's. The composed step refuses the schedule.
+  const std::string cluster = "{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}";
+  const std::string model = "layers: 4, heads: 4, kv_heads: 4, tied_embeddings: true";
+  const Tiny t = tiny_on(cluster, model, "{pp: 2, schedule: zero-bubble-v}", 4);
+  CHECK(t.p.vpp == 2);
+  CHECK(t.p.overlap_p2p_comm);
+  const auto pc = count_params(*t.s.model);
+  CHECK(parallelism::rank_params(*t.s.model, t.p, 0).first == Approx(2 * pc.dense_layer + pc.embedding + 256).epsilon(1e-12));
+  CHECK(parallelism::rank_params(*t.s.model, t.p, 1).first == Approx(2 * pc.dense_layer).epsilon(1e-12));
+  const Program prog = step_program(*t.s.model, t.p);
+  for (std::uint32_t r = 0; r < 2; ++r) {
+    for (const auto& op : prog.ops_of(r)) CHECK(op.name.find("embedding all-reduce") == std::string::npos);
+  }
+  const auto mem = engine::memory_per_gpu(t.s, t.p);
+  const double logits = 4.0 * 128 * 512;
+  const auto act = [&](int s) { return mem.stages[static_cast<std::size_t>(s)].activations.value(); };
+  CHECK(act(0) - act(1) == Approx(logits).epsilon(1e-9));  // both hold 2pp = 4 chunks of one layer at peak
+  CHECK(simulate(prog, sw(2), timed(1e-4)).makespan.value() > 0.0);
+  const auto net = collectives::NetworkModel::build("analytic", "network");
+  CHECK_THROWS_WITH(engine::simulate_step(t.s, t.p, topology::build_cluster(t.s.cluster), engine::step_options(net.get())),
+                    Catch::Contains("parallel.schedule"));
+  CHECK_THROWS_WITH(tiny_on(cluster, model, "{pp: 2, vpp: 3, schedule: zero-bubble-v}", 4),
+                    Catch::Contains("parallel.vpp: zero-bubble-v runs two chunks a rank (a V), so vpp is 2, not 3"));
+  CHECK_THROWS_WITH(tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 1}", model, "{schedule: zero-bubble-v}", 4),
+                    Catch::Contains("parallel.pp: zero-bubble-v needs pp of at least 2"));
 }
 
 TEST_CASE("engine::simulate step programs: hybrid sharding gathers and scatters in its shard group, then all-reduces "

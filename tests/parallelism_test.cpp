@@ -467,6 +467,60 @@ TEST_CASE("parallelism::pipeline schedules run every pass once, 1F1B holds at mo
   CHECK(peak_in_flight(PipeSchedule::kInterleaved, 4, 2, 8, 0) == 3 * 2 + 4 + 1);
 }
 
+TEST_CASE("parallelism::stage_order: ZB-V runs two chunks a rank in a V, in PyTorch's ScheduleZBVZeroBubble order",
+          "[parallelism]") {
+  // The order written out by hand from the published rule (pp 2, m 4; Xc.j: pass X of chunk c
+  // for micro-batch j). Rank r: 2(pp-r)-1 F0, r pairs F1 F0, pp-r triples F1 B1 W1; then
+  // F0 B0 W0 F1 B1 W1 while forwards remain; then r pairs B0 B1, pp-r pairs B0 W0, the W1
+  // left, the W0 left.
+  auto text = [](int pp, int m, int stage) {
+    std::string out;
+    for (const auto& op : stage_order(PipeSchedule::kZeroBubbleV, pp, 2, m, stage)) {
+      out += std::string(op.pass == Pass::kForward ? "F" : op.pass == Pass::kBackward ? "B" : "W") + std::to_string(op.chunk) +
+             "." + std::to_string(op.micro_batch) + " ";
+    }
+    return out;
+  };
+  CHECK(text(2, 4, 0) == "F0.0 F0.1 F0.2 F1.0 B1.0 W1.0 F1.1 B1.1 W1.1 F0.3 B0.0 W0.0 F1.2 B1.2 W1.2 B0.1 W0.1 F1.3 B1.3 W1.3 "
+                         "B0.2 W0.2 B0.3 W0.3 ");
+  CHECK(text(2, 4, 1) == "F0.0 F1.0 F0.1 F1.1 B1.0 W1.0 F0.2 B0.0 W0.0 F1.2 B1.1 W1.1 F0.3 B0.1 W0.1 F1.3 B1.2 W1.2 "
+                         "B0.2 B1.3 B0.3 W0.2 W1.3 W0.3 ");
+  // Laid out for 2pp-1 micro-batches when there are fewer; those past m are left out.
+  CHECK(text(2, 2, 0) == "F0.0 F0.1 F1.0 B1.0 W1.0 F1.1 B1.1 W1.1 B0.0 W0.0 B0.1 W0.1 ");
+  // The V: rank s holds virtual stages s and 2pp-1-s; rank 0 both ends of the path.
+  const PipeMap map(PipeSchedule::kZeroBubbleV, 4, 2);
+  CHECK(map.chunks() == 2);
+  CHECK(map.count() == 8);
+  for (int s = 0; s < 4; ++s) {
+    INFO("stage " << s);
+    CHECK(map.at(0, s).virtual_stage == s);
+    CHECK(map.at(1, s).virtual_stage == 7 - s);
+    CHECK(map.stage_of(s) == s);
+    CHECK(map.stage_of(7 - s) == s);
+    // The plan's layers of virtual stage v are chunk v / pp, stage v % pp of its split.
+    CHECK(map.at(1, s).layer_chunk == 1);
+    CHECK(map.at(1, s).layer_stage == 3 - s);
+    CHECK(map.at(0, s).first == (s == 0));
+    CHECK(map.at(1, s).last == (s == 0));
+    CHECK_FALSE(map.at(0, s).last);
+    CHECK_FALSE(map.at(1, s).first);
+  }
+  // Every pass once per chunk; each rank holds at most 2pp chunk activations, 1F1B's first
+  // stage's pp micro-batches of a whole stage (the ZB-V paper's "same memory as 1F1B").
+  for (int m : {4, 7, 8, 16}) {
+    for (int s = 0; s < 4; ++s) {
+      INFO("m " << m << ", stage " << s);
+      int count[3][2] = {};
+      for (const auto& op : stage_order(PipeSchedule::kZeroBubbleV, 4, 2, m, s)) ++count[static_cast<int>(op.pass)][op.chunk];
+      for (auto& pass : count) {
+        CHECK(pass[0] == m);
+        CHECK(pass[1] == m);
+      }
+      if (m >= 7) CHECK(peak_in_flight(PipeSchedule::kZeroBubbleV, 4, 2, m, s) == 8);
+    }
+  }
+}
+
 TEST_CASE("parallelism::stage_order: DualPipe's order runs every micro-batch once each way, half from each end", "[parallelism]") {
   // Each rank: m forwards, m backwards and m weight passes; phase c's micro-batches are one
   // direction's (0 .. m/2-1 enter at rank 0, the rest at rank pp-1), each in order.
