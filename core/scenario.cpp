@@ -99,7 +99,7 @@ ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
                 "stage_layers", "order", "overlap_grad_reduce", "overlap_param_gather", "wafer_mode", "microbatch_group",
                 "tp_comm_overlap", "dp_shard", "reshard_after_forward", "grad_reduce", "recompute_modules",
-                "moe_token_dispatcher", "grad_reduce_dtype", "overlap_p2p_comm"});
+                "moe_token_dispatcher", "grad_reduce_dtype", "overlap_p2p_comm", "fsdp_float8_all_gather"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
   p.pp = optional_int(c, "pp", 1, limits::kMaxGpus, kGpusWhy);
@@ -154,6 +154,7 @@ ParallelSpec parse_parallel(const Config& c) {
     p.grad_reduce_set = true;
   }
   if (auto f = c.find("grad_reduce_dtype")) p.grad_reduce_dtype = one_of(*f, {"bf16", "fp32"});
+  if (auto f = c.find("fsdp_float8_all_gather")) p.fsdp_float8_all_gather = f->as_bool();
   if (auto f = c.find("wafer_mode")) {
     p.wafer_mode = f->as_string();
     if (p.wafer_mode != "streaming" && p.wafer_mode != "pipelined") {

@@ -258,6 +258,12 @@ struct ParallelSpec {
   /// (FSDP's MixedPrecisionPolicy reduce_dtype, torchtitan's training.mixed_precision_reduce,
   /// Megatron-LM's fp32 main grads unless --grad-reduce-in-bf16): "bf16" or "fp32".
   std::string grad_reduce_dtype = "bf16";
+  /// ZeRO-3 under FP8 training: all-gather the Float8 linears' weights cast to FP8, 1 byte a
+  /// parameter (torchao's WeightWithDynamicFloat8CastTensor, torchtitan's
+  /// float8.enable_fsdp_float8_all_gather), their scales computed once a step after the
+  /// optimizer by one all-reduce of every such weight's amax (float8.precompute_float8_
+  /// dynamic_scale_for_fsdp). Norms, the embedding and the output layer stay in bf16.
+  bool fsdp_float8_all_gather = false;
   /// Wafer-scale clusters: "streaming" (weights stream in from external memory layer by
   /// layer) or "pipelined" (every layer resident in its own region of the mesh).
   std::string wafer_mode = "streaming";

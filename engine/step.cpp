@@ -524,7 +524,16 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     mem.weights = Bytes::of(weight_bytes * (dense / wdiv_d + expert / wdiv_e));
     // ZeRO-3 keeping the gathered weights after the forward holds them whole besides the
     // shard; gradients reduced once per step accumulate whole until then.
-    if (p.zero >= 3 && !p.reshard_after_forward) mem.weights += Bytes::of(weight_bytes * (dense + expert));
+    // (In FP8 for the Float8 linears under the FSDP Float8 all-gather.)
+    double fp8_held = 0.0;
+    for (int c = 0; c < map.chunks(); ++c) {
+      const parallelism::PipePlace at = map.at(c, s);
+      const int first = p.first_layer(at.layer_chunk, at.layer_stage);
+      for (int i = first; i < first + p.layers_of(at.layer_chunk, at.layer_stage); ++i) {
+        fp8_held += parallelism::fp8_gathered_params(m, pc, p, i);
+      }
+    }
+    if (p.zero >= 3 && !p.reshard_after_forward) mem.weights += Bytes::of(weight_bytes * (dense + expert) - (weight_bytes - 1.0) * fp8_held);
     const bool whole_grads = p.zero >= 2 && p.grad_reduce_per_step;
     mem.gradients = Bytes::of(p.grad_bytes * (whole_grads ? dense + expert : dense / gdiv_d + expert / gdiv_e));
     mem.optimizer = Bytes::of(p.optimizer_bytes * (dense / odiv_d + expert / odiv_e));
@@ -563,7 +572,9 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     // prefetch); with bucketed gradient reduction one fp32 bucket staging copy of 40M
     // parameters (Megatron's default bucket); plus the runtime reserve.
     double buffers = kRuntimeReserveBytes + 4.0 * 40e6;
-    if (p.zero >= 3 && p.reshard_after_forward) buffers += 2.0 * kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp;
+    if (p.zero >= 3 && p.reshard_after_forward) {
+      buffers += 2.0 * (kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp - parallelism::fp8_gathered_params(m, pc, p, 0));
+    }
     mem.buffers = Bytes::of(buffers);
     stages.push_back({s, mem.weights, mem.gradients, mem.optimizer, mem.activations, mem.buffers});
     if (s == 0 || mem.total().value() > best.total().value()) best = mem;

@@ -30,9 +30,6 @@ double attention_params(const ModelSpec& m) {
   return h * (a + 2.0 * g) * d + a * d * h;
 }
 
-/// Matrices in one MLP of inner size f: SwiGLU has gate, up and down; GELU up and down.
-double mlp_matrices(const ModelSpec& m) { return m.activation == "swiglu" ? 3.0 : 2.0; }
-
 double attention_core_flops_per_token(const ModelSpec& m, double context) {
   // Scores (q.k) and values (p.v), causal: each query sees (context + 1) / 2 keys on average.
   const double a = m.heads;
@@ -84,6 +81,8 @@ bool is_moe_layer(const ModelSpec& m, int i) { return m.experts > 0 && i >= m.de
 bool has_dropout(const ModelSpec& m) { return m.activation == "gelu"; }
 bool has_rms_norm(const ModelSpec& m) { return m.activation == "swiglu"; }
 bool has_rotary(const ModelSpec& m) { return m.activation == "swiglu"; }
+
+double mlp_matrices(const ModelSpec& m) { return m.activation == "swiglu" ? 3.0 : 2.0; }
 
 ParamCount count_params(const ModelSpec& m) {
   ParamCount p;

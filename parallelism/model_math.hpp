@@ -32,6 +32,8 @@ struct ParamCount {
   double mtp_experts = 0;  ///< the routed experts of its layer
 };
 ParamCount count_params(const ModelSpec& m);
+/// Weight matrices in one MLP: SwiGLU has gate, up and down; GELU up and down.
+double mlp_matrices(const ModelSpec& m);
 
 /// Whether layer `i` (0-based) is a mixture-of-experts layer.
 bool is_moe_layer(const ModelSpec& m, int i);

@@ -109,6 +109,7 @@ std::string to_string(PipeSchedule s) {
 std::string Plan::event_engine_only() const {
   if (dual() || schedule == PipeSchedule::kZeroBubbleV) return "parallel.schedule";
   if (grad_reduce_per_step) return "parallel.grad_reduce";
+  if (fp8_gather) return "parallel.fsdp_float8_all_gather";
   if (!reshard_after_forward) return "parallel.reshard_after_forward";
   if (hybrid()) return "parallel.dp_shard";
   if (dispatch_bytes != 2.0) return "training.moe_dispatch";
@@ -263,6 +264,16 @@ Plan make_plan(const Scenario& sc) {
                                    " (expert layers fold the same ranks as the attention)");
   }
   plan.reshard_after_forward = p.reshard_after_forward;
+  if (p.fsdp_float8_all_gather) {
+    const char* key = "parallel.fsdp_float8_all_gather";
+    if (!plan.fp8()) throw Error(key, "gathers Float8 linears' weights: it needs training.precision fp8");
+    if (p.zero < 3) throw Error(key, "applies to ZeRO-3 (FSDP's sharded weights); zero is " + str(p.zero));
+    if (m.experts > 0 || m.kv_lora_rank > 0) {
+      throw Error(key, "is built for dense models with plain attention (torchtitan's Llama); this model's experts or latent attention are not");
+    }
+    if (sc.cluster.gpu.cores > 0) throw Error(key, "applies to GPU clusters, not to the wafer step");
+    plan.fp8_gather = true;
+  }
   plan.grad_reduce_per_step = p.grad_reduce == "step";
   plan.grad_bytes = p.grad_reduce_dtype == "fp32" ? 4.0 : 2.0;
   if (plan.grad_bytes != 2.0 && sc.cluster.gpu.cores > 0) {
@@ -439,6 +450,16 @@ LayerParams head_params(const ModelSpec& m, const ParamCount& pc, const Plan& p)
                 m.mtp_layers * pc.mtp_experts / p.expert_shards()};
   if ((m.mtp_layers > 0 || m.tied_embeddings) && p.pp > 1 && !p.ends_together()) x.dense += pc.embedding / p.tp;
   return x;
+}
+
+double fp8_gathered_params(const ModelSpec& m, const ParamCount& pc, const Plan& p, int i) {
+  if (!p.fp8_gather || is_moe_layer(m, i)) return 0.0;
+  return (pc.dense_layer - 2.0 * static_cast<double>(m.hidden)) / p.tp;  // all but its two norms
+}
+
+int fp8_linears(const ModelSpec& m, const Plan& p, int i) {
+  if (!p.fp8_gather || is_moe_layer(m, i)) return 0;
+  return 4 + static_cast<int>(mlp_matrices(m));  // q, k, v, o and the MLP's
 }
 
 std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage) {

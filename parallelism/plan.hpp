@@ -25,6 +25,8 @@ struct Plan {
   /// cp), replicated across dp / dp_shard groups; dp when not hybrid.
   int dp_shard = 1;
   bool reshard_after_forward = true;  ///< ZeRO-3: gather again for the backward (else keep)
+  /// ZeRO-3 gathers the linears' weights in FP8 (torchao's FSDP Float8 all-gather).
+  bool fp8_gather = false;
   bool grad_reduce_per_step = false;  ///< ZeRO-2/3: reduce-scatter once per step (else per micro-batch)
   /// Bytes per gradient value as they are accumulated, held and reduced (parallel.grad_reduce_dtype).
   double grad_bytes = 2.0;
@@ -111,6 +113,12 @@ LayerParams layer_params(const ModelSpec& m, const ParamCount& pc, const Plan& p
 /// all-reduces its gradients with the first stage's; DualPipe's last stage's rank holds the
 /// first stage's).
 LayerParams head_params(const ModelSpec& m, const ParamCount& pc, const Plan& p);
+
+/// Of layer `i`'s parameters on one GPU, those FSDP gathers in FP8 (Plan::fp8_gather: the
+/// Float8 linears, every weight matrix of a dense layer but its norms; else 0), and how many
+/// such linears the layer has (each one amax in the scales' all-reduce).
+double fp8_gathered_params(const ModelSpec& m, const ParamCount& pc, const Plan& p, int i);
+int fp8_linears(const ModelSpec& m, const Plan& p, int i);
 
 /// Parameters of pipeline stage `stage` on one GPU before ZeRO: (dense, expert), its layers'
 /// shares plus the embedding (first stage) and the LM head and final norm (last).

@@ -543,7 +543,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     auto gather = [&](int i, const std::string& what) {
       std::vector<std::uint32_t> deps;
       if (prefetch_after) deps.push_back(*prefetch_after);
-      for (auto id : over_dp(Op::kAllGather, kWeightBytesPerParam, params_of(i), expert_params_of(i), StreamKind::kParamGather,
+      // With the FSDP Float8 all-gather the linears' weights come as FP8, 1 byte each.
+      const double dense_bytes = kWeightBytesPerParam * params_of(i) - fp8_gathered_params(m, pc, p, i);
+      for (auto id : over_dp(Op::kAllGather, 1.0, dense_bytes, kWeightBytesPerParam * expert_params_of(i), StreamKind::kParamGather,
                              "ZeRO-3 all-gather layer " + std::to_string(i) + what, deps)) {
         b.gate(id);
       }
@@ -771,6 +773,15 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const auto adam = b.compute({KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard),
                                  Bytes::of(shard * (p.grad_bytes + 2.0 * p.optimizer_bytes + kWeightBytesPerParam))});
     rp.ops[adam].optimizer = true;
+    if (p.fp8_gather && p.weight_copies() > 1) {
+      // torchao's precompute_float8_dynamic_scale_for_fsdp after the optimizer: one all-reduce
+      // of every Float8 linear's amax (fp32) over the weights' shards.
+      int linears = 0;
+      for (const Held& h : held) {
+        for (int i = h.first; i < h.first + h.count; ++i) linears += fp8_linears(m, p, i);
+      }
+      if (linears > 0) b.collective(dp_group, Op::kAllReduce, 4.0 * linears, StreamKind::kCompute, "Float8 amax all-reduce (FSDP scales)", {adam});
+    }
     if (p.zero >= 1 && p.zero <= 2 && !p.overlap_param_gather) {  // ZeRO-3 gathers them layer by layer instead
       over_dp(Op::kAllGather, kWeightBytesPerParam, dense, expert, StreamKind::kCompute, "DP all-gather (ZeRO weights)", {});
     }
