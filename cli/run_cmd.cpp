@@ -73,6 +73,8 @@ nlohmann::json memory_json(const engine::Memory& m) {
                       {"total_bytes", s.total().value()}});
   }
   return {{"peak_bytes_per_gpu", m.total().value()},
+          {"allocator_reserve", m.reserve_fraction},
+          {"reserved_bytes_per_gpu", m.reserved().value()},
           {"capacity_bytes", m.capacity.value()},
           {"peak_stage", m.stage},
           {"fits", m.fits()},
@@ -86,7 +88,12 @@ std::string fit_text(const engine::Memory& m) {
   const double off = 100.0 * (m.total().value() / m.capacity.value() - 1.0);
   char s[96];
   std::snprintf(s, sizeof s, "borderline: %.1f %% %s the capacity", std::abs(off), off > 0 ? "over" : "under");
-  return s;
+  std::string out = s;
+  if (m.reserved().value() > m.capacity.value() && off <= 0) {
+    std::snprintf(s, sizeof s, ", %.1f %% over with the allocator's reserve", 100.0 * (m.reserved().value() / m.capacity.value() - 1.0));
+    out += s;
+  }
+  return out;
 }
 
 /// What the model cannot yet judge about a plan, said beside its numbers (README, "How far to
@@ -245,7 +252,10 @@ void run(const RunFlags& f) {
                                             " (" + fit_text(r.memory) + "): weights " +
                                             gib(r.memory.weights) + ", grads " + gib(r.memory.gradients) +
                                             ", optimizer " + gib(r.memory.optimizer) + ", activations " +
-                                            gib(r.memory.activations) + ", buffers " + gib(r.memory.buffers)},
+                                            gib(r.memory.activations) + ", buffers " + gib(r.memory.buffers) +
+                                            (r.memory.reserve_fraction > 0 ? "; allocator reserve +" + percent(r.memory.reserve_fraction) +
+                                                                                 ": " + gib(r.memory.reserved())
+                                                                           : std::string())},
                      {"energy", to_string(r.step_energy) + " per step, " +
                                     format_number(r.energy_per_token_j, 4) + " J per token"},
                      {"power", to_string(r.gpu_avg_power) + " per GPU, " + to_string(r.cluster_avg_power) +

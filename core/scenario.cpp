@@ -75,7 +75,8 @@ std::optional<YAML::Node> expand_for_set(const std::string& path, const std::str
 
 TrainingSpec parse_training(const Config& c) {
   c.allow_only({"seq_len", "global_batch", "micro_batch", "precision", "capacity_factor",
-                "flash_attention", "optimizer", "master_weights", "optimizer_states", "dropout", "kernels", "moe_dispatch"});
+                "flash_attention", "optimizer", "master_weights", "optimizer_states", "dropout", "kernels", "moe_dispatch",
+                "allocator_reserve"});
   TrainingSpec t;
   if (auto f = c.find("seq_len")) t.seq_len = positive(*f, limits::kMaxSeqLen, kSeqWhy);
   t.global_batch = positive(c.at("global_batch"), limits::kMaxBatch, kBatchWhy);
@@ -91,6 +92,11 @@ TrainingSpec parse_training(const Config& c) {
   if (auto f = c.find("capacity_factor")) {
     t.capacity_factor = f->as_double();
     if (!(t.capacity_factor >= 1.0)) throw Error(f->path(), "must be at least 1");
+  }
+  if (auto f = c.find("allocator_reserve")) {
+    const double x = f->as_double();
+    if (!(x >= 0.0 && x < 1.0)) throw Error(f->path(), "must be a fraction of the tensors' memory, from 0 to below 1, not " + quote_value(f->as_string()));
+    t.allocator_reserve = x;
   }
   return t;
 }

@@ -202,6 +202,10 @@ struct TrainingSpec {
   std::string master_weights = "fp32";    ///< the optimizer's copy of the weights: fp32 or bf16
   std::string optimizer_states = "fp32";  ///< its moments (momentum, variance): fp32 or bf16
   std::optional<bool> dropout;            ///< unset: the model's (GPT-style models have it)
+  /// What PyTorch's caching allocator holds beyond the tensors, as a fraction of them (unset:
+  /// engine::kAllocatorReserve, measured; 0 for an allocator that returns what it frees, e.g.
+  /// expandable segments).
+  std::optional<double> allocator_reserve;
   /// The kernels a layer runs: "fused" (Megatron-LM / Transformer Engine: fused norms, SwiGLU,
   /// RoPE, QKV and gate/up GEMMs) or "eager" (PyTorch eager modules, op by op).
   std::string kernels = "fused";

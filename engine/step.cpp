@@ -580,6 +580,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     if (s == 0 || mem.total().value() > best.total().value()) best = mem;
   }
   best.stages = std::move(stages);
+  best.reserve_fraction = sc.training && sc.training->allocator_reserve ? *sc.training->allocator_reserve : kAllocatorReserve;
   return best;
 }
 }  // namespace
