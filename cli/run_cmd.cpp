@@ -52,7 +52,13 @@ void check_network(const RunFlags& f, const Scenario& s) {
 
 std::string percent(double x) { return format_number(100.0 * x, 3) + " %"; }
 std::string recompute_name(parallelism::Recompute r) {
-  return r == parallelism::Recompute::kNone ? "none" : r == parallelism::Recompute::kSelective ? "selective" : "full";
+  switch (r) {
+    case parallelism::Recompute::kNone: return "none";
+    case parallelism::Recompute::kSelective: return "selective";
+    case parallelism::Recompute::kFull: return "full";
+    case parallelism::Recompute::kOp: return "op";
+  }
+  return "?";
 }
 
 std::string gib(Bytes b) { return format_number(b.value() / (1024.0 * 1024 * 1024), 4) + " GiB"; }

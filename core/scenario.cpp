@@ -125,7 +125,7 @@ ParallelSpec parse_parallel(const Config& c) {
     if (z < 0 || z > 3) throw Error(f->path(), "must be 0, 1, 2 or 3, not " + quote_value(f->as_string()));
     p.zero = static_cast<int>(z);
   }
-  if (auto f = c.find("recompute")) p.recompute = one_of(*f, {"none", "selective", "full"});
+  if (auto f = c.find("recompute")) p.recompute = one_of(*f, {"none", "selective", "full", "op"});
   if (auto f = c.find("recompute_modules")) {
     const auto list = f->elements();  // empty: Megatron's default, the attention core
     if (list.size() > 4) throw Error(f->path(), "names " + std::to_string(list.size()) + " modules; there are 4");

@@ -564,7 +564,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     // fp32 logits, the head's and each multi-token-prediction module's
     if (head) act += (1.0 + m.mtp_layers) * 4.0 * tokens * static_cast<double>(m.vocab) / p.tp;
     // One layer's full activations while it is recomputed, and the backward's working set.
-    if (p.recompute == Recompute::kFull) {
+    if (p.recompute == Recompute::kFull || p.recompute == Recompute::kOp) {
       act += parallelism::layer_activation_bytes(m, std::max(0, m.layers - 1), shard, Recompute::kNone, dropout).value();
     }
     mem.activations = Bytes::of(act);

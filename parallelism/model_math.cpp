@@ -113,7 +113,8 @@ Recompute parse_recompute(const std::string& s) {
   if (s == "none") return Recompute::kNone;
   if (s == "selective") return Recompute::kSelective;
   if (s == "full") return Recompute::kFull;
-  throw Error("parallel.recompute", quote_value(s) + " is not one of none, selective, full");
+  if (s == "op") return Recompute::kOp;
+  throw Error("parallel.recompute", quote_value(s) + " is not one of none, selective, full, op");
 }
 
 unsigned parse_recompute_modules(const std::vector<std::string>& names, const std::string& path) {
@@ -237,6 +238,15 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
       }
     }
   };
+  // What per-op checkpointing reruns of the last GEMM pushed (Kernel::op_rerun).
+  auto rerun_last_gemm = [&](double share) {
+    for (auto x = k.rbegin(); x != k.rend(); ++x) {
+      if (x->kind == KernelKind::kGemm) {
+        x->op_rerun = share;
+        return;
+      }
+    }
+  };
   // Names every kernel pushed since `first` as part of a recompute module.
   auto mark_since = [&](std::size_t first, unsigned module) {
     for (std::size_t x = first; x < k.size(); ++x) k[x].module = module;
@@ -275,10 +285,13 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     const double d = static_cast<double>(m.head_dim), g = m.kv_heads / tp;
     if (s.eager) {
       gemm("q projection", tokens, h, a * d, 1.0, 1.0, true);
+      rerun_last_gemm(0.0);  // matmul 1: saved
       gemm("k projection", tokens, h, g * d, 1.0, 1.0, true);
       gemm("v projection", tokens, h, g * d, 1.0, 1.0, true);
+      rerun_last_gemm(0.0);  // matmul 3: saved
     } else {
       gemm("qkv projection", tokens, h, (a + 2.0 * g) * d, 1.0, 1.0, true);
+      rerun_last_gemm(g / (a + 2.0 * g));  // its K part, matmul 2
     }
     if (has_rotary(m)) {
       rotary_kernels(k, s, "rotary q", tokens * a * d);
@@ -291,6 +304,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
                    1.0, true});
       k.back().keys = seq;  // under CP, each GPU's queries meet every key over the ring
       k.back().causal = true;
+      k.back().op_rerun = 0.0;  // its output (and statistics) saved
     } else {
       // Per (sequence, head): scores = q k^T (queries x keys, depth d), the scaled, masked
       // softmax and dropout over the square in HBM, then probabilities x v (depth = keys).
@@ -330,20 +344,26 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
                  double useful = 1.0, bool after_norm = true, unsigned act_module = 0) {
     const std::size_t first = k.size();
     std::size_t act = 0;
-    if (m.activation == "swiglu" && s.eager) {
+    // Per-op checkpointing counts the MLP's matmuls on from the attention's 4: SwiGLU's gate
+    // (w1, 5th) and down (w2, 7th) saved, its up (w3, 6th) rerun; GELU's up saved, down rerun.
+    const bool swiglu = m.activation == "swiglu";
+    if (swiglu && s.eager) {
       // transformers' LlamaMLP: down(silu(gate(x)) * up(x)), two GEMMs and two kernels.
       gemm(gate, rows, h, f, groups, useful, after_norm);
+      rerun_last_gemm(0.0);
       gemm(up, rows, h, f, groups, useful, after_norm);
       act = k.size();
       elementwise("silu", rows * f, rows * f);
       elementwise("silu x up", 2.0 * rows * f, rows * f);
     } else {
       gemm(up, rows, h, (mlp_matrices(m) - 1.0) * f, groups, useful, after_norm);
+      rerun_last_gemm(swiglu ? 0.5 : 0.0);
       act = k.size();
-      elementwise(m.activation == "swiglu" ? "swiglu" : "gelu", (mlp_matrices(m) - 1.0) * rows * f, rows * f);
+      elementwise(swiglu ? "swiglu" : "gelu", (mlp_matrices(m) - 1.0) * rows * f, rows * f);
     }
     const std::size_t down_first = k.size();
     gemm(down, rows, f, h, groups, useful);
+    rerun_last_gemm(swiglu ? 0.0 : 1.0);
     for (std::size_t x = act; x < k.size(); ++x) {
       if (x < down_first || k[x].pass == KernelPass::kForward) k[x].module = act_module;
     }
@@ -469,11 +489,23 @@ Bytes layer_activation_bytes(const ModelSpec& m, int i, const Shard& s, Recomput
   const double core = s.flash_attention ? sb * a * 4.0
                                         : sb * static_cast<double>(s.seq_len) * a * (2.0 + 3.0 * mask);
   const double rep_div = s.sp ? t : 1.0;
+  if (r == Recompute::kOp) {
+    // torchtitan's per-op checkpointing keeps the block's input and the outputs of its save
+    // list: q and v (matmuls 1 and 3), attention's output and fp32 statistics, the MLP's
+    // first matmul (and under SwiGLU its last, w2: the row-parallel GEMM's whole partial
+    // output on each TP rank), and under SP the two reduce-scatters' outputs. (The plan
+    // allows it for dense models with fused attention only.)
+    const double d = static_cast<double>(m.head_dim), g = m.kv_heads;
+    const double mlp_saved = 2.0 * static_cast<double>(m.ffn) / t + (m.activation == "swiglu" ? 2.0 * h : 0.0);
+    const double scatters = s.sp && t > 1 ? 2.0 * 2.0 * h / t : 0.0;
+    return Bytes::of(sb * (2.0 * h / rep_div + (2.0 * a * d + 2.0 * g * d + 2.0 * a * d + 4.0 * a) / t + mlp_saved + scatters));
+  }
   switch (r) {
     case Recompute::kFull: return Bytes::of(2.0 * sb * h / rep_div);
     case Recompute::kSelective:
       return Bytes::of(replicated / rep_div + (sharded + ((modules & kCoreAttn) != 0 ? 0.0 : core)) / t);
-    case Recompute::kNone: return Bytes::of(replicated / rep_div + (sharded + core) / t);
+    case Recompute::kNone:
+    case Recompute::kOp: return Bytes::of(replicated / rep_div + (sharded + core) / t);
   }
   return Bytes::of(0.0);
 }

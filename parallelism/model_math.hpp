@@ -71,6 +71,11 @@ struct Kernel {
   int sms_taken = 0;
   /// The module selective recompute names it by (RecomputeModule bits; 0 = none).
   unsigned module = 0;
+  /// The share of it torchtitan's per-op checkpointing (Recompute::kOp) reruns before the
+  /// backward: its save list keeps attention's output and every other matmul's (the 1st, 3rd,
+  /// ... of a block's forward in call order: q, v, then the MLP's first and last under SwiGLU),
+  /// so a fused QKV GEMM reruns its K part and a fused gate/up GEMM its up half.
+  double op_rerun = 1.0;
 };
 
 /// The backward GEMMs of a forward GEMM (rows x depth by depth x cols): the data gradient
@@ -131,7 +136,10 @@ std::vector<Kernel> mtp_forward(const ModelSpec& m, const Shard& s);
 /// recompute, no multi-token prediction), summed over every GPU that shares it.
 Flops model_forward_flops_per_sequence(const ModelSpec& m, long long seq_len);
 
-enum class Recompute { kNone, kSelective, kFull };
+/// kOp: torchtitan's per-op selective activation checkpointing (selective_ac_option "op"),
+/// which saves the outputs of its save list (matmuls, attention, TP reduce-scatters) and
+/// reruns the rest (Kernel::op_rerun).
+enum class Recompute { kNone, kSelective, kFull, kOp };
 Recompute parse_recompute(const std::string& s);
 
 /// What selective recompute redoes in backward, as Megatron-Core's --recompute-modules names

@@ -116,6 +116,7 @@ std::string Plan::event_engine_only() const {
   if (deepep()) return "parallel.moe_token_dispatcher";
   if (mtp) return "model.mtp_layers";
   if (recompute == Recompute::kSelective && recompute_modules != kCoreAttn) return "parallel.recompute_modules";
+  if (recompute == Recompute::kOp) return "parallel.recompute";
   return "";
 }
 
@@ -169,6 +170,15 @@ Plan make_plan(const Scenario& sc) {
     }
   }
   plan.schedule = parse_schedule(p.schedule, p.vpp);
+  if (plan.recompute == Recompute::kOp) {
+    // Per-op checkpointing's save list is written for torchtitan's Llama blocks.
+    const char* key = "parallel.recompute";
+    if (m.experts > 0 || m.kv_lora_rank > 0) {
+      throw Error(key, "op (torchtitan's per-op checkpointing) is built for dense models with plain attention; this model's experts or latent attention are not");
+    }
+    if (!t.flash_attention) throw Error(key, "op keeps fused attention's output: it needs training.flash_attention");
+    if (sc.cluster.gpu.cores > 0) throw Error(key, "op applies to GPU clusters; the wafer step recomputes whole layers or the attention core");
+  }
   const bool v_shape = plan.schedule == PipeSchedule::kZeroBubbleV;
   if (v_shape) {
     // ZB-V runs two chunks a rank, in a V (PyTorch's ScheduleZBVZeroBubble needs exactly two).

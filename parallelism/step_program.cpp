@@ -461,6 +461,21 @@ Program step_program(const ModelSpec& m, const Plan& p) {
             b.compute(again);
           }
         }
+      } else if (p.recompute == Recompute::kOp) {
+        // torchtitan's per-op checkpointing: what its save list does not keep, rerun (a share
+        // of a fused GEMM: its rows' columns that matmul wrote), with SP's all-gathers, whose
+        // outputs it does not keep either.
+        for (const auto& k : ks) {
+          if (k.pass != KernelPass::kBackward && k.op_rerun > 0.0) {
+            Kernel again = k;
+            again.name += " (recompute)";
+            again.flops = k.flops * k.op_rerun;
+            again.bytes = k.bytes * k.op_rerun;
+            again.cols = k.cols * k.op_rerun;
+            b.compute(again);
+          }
+          if (gathers_after(k)) tp_enter(at + " (recompute)");
+        }
       }
       backward_layer(ks, at);
     };

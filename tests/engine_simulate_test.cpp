@@ -1281,6 +1281,85 @@ TEST_CASE("engine::simulate flows per connection: a transfer's bytes on several 
   CHECK(spread <= 1.25 * (T + 4 * L));
 }
 
+TEST_CASE("engine::simulate step programs: torchtitan's per-op checkpointing keeps every other matmul and attention's output",
+          "[engine]") {
+  // A 2-layer Llama-like model (h 256, 4 heads of 64 and 4 KV heads, SwiGLU ffn 1024), 128
+  // tokens, one micro-batch. torchtitan's policy saves the 1st, 3rd, 5th and 7th matmuls of a
+  // block (q, v, w1, w2), attention's output and the TP reduce-scatters; it reruns k, o and w3
+  // and every element-wise kernel before the layer's backward (and, under SP, the all-gathers).
+  auto make = [](const std::string& kernels, const std::string& parallel, int gpus, const std::string& model = "") {
+    const std::string text = "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: " + std::to_string(gpus) +
+                             "}\nmodel: {layers: 2, hidden: 256, ffn: 1024, vocab: 512, heads: 4, kv_heads: 4" + model +
+                             "}\ntraining: {seq_len: 128, global_batch: 1, micro_batch: 1, kernels: " + kernels + "}\nparallel: " +
+                             parallel + "\n";
+    Tiny t{parse_scenario(text, "t.yaml", {}, test::presets()), {}, 0.0};
+    t.p = make_plan(t.s);
+    return t;
+  };
+  auto reruns = [](const Tiny& t) {
+    std::map<std::string, double> flops;  // GEMMs and attention by name, FLOPs rerun
+    int elementwise = 0, gathers = 0, scatters = 0;
+    const Program prog = step_program(*t.s.model, t.p);
+    for (const auto& op : prog.ops_of(0)) {
+      if (op.name.find("(recompute)") == std::string::npos) continue;
+      if (op.kind == ProgramOp::Kind::kCollective) {
+        gathers += op.op == collectives::Op::kAllGather;
+        scatters += op.op != collectives::Op::kAllGather;
+      } else if (op.kernel.kind == parallelism::KernelKind::kElementwise) {
+        ++elementwise;
+      } else {
+        flops[op.kernel.name] += op.kernel.flops.value();
+      }
+    }
+    return std::tuple{flops, elementwise, gathers, scatters};
+  };
+  const double T = 128, h = 256, f = 1024;
+  {
+    const auto [flops, elementwise, gathers, scatters] = reruns(make("eager", "{recompute: op}", 1));
+    // Per layer: k (h x 256), o (256 x h), w3 (h x f): twice, one per layer.
+    CHECK(flops.size() == 3);
+    CHECK(flops.count("k projection (recompute)") == 1);
+    CHECK(flops.at("k projection (recompute)") == Approx(2 * 2 * T * h * 256).epsilon(1e-12));
+    CHECK(flops.at("output projection (recompute)") == Approx(2 * 2 * T * 256 * h).epsilon(1e-12));
+    CHECK(flops.at("mlp up/gate (recompute)") == Approx(2 * 2 * T * h * f).epsilon(1e-12));  // w3, the up GEMM
+    int forward_elementwise = 0;
+    const Tiny plain = make("eager", "{}", 1);
+    for (const auto& k : parallelism::layer_forward(*plain.s.model, 0, shard_of(*plain.s.model, plain.p))) {
+      forward_elementwise += k.kind == parallelism::KernelKind::kElementwise && k.pass != parallelism::KernelPass::kBackward;
+    }
+    CHECK(elementwise == 2 * forward_elementwise);
+    CHECK(gathers + scatters == 0);
+  }
+  {
+    // Fused kernels: the QKV GEMM reruns its K part (a third here), gate/up its up half.
+    const auto [flops, elementwise, gathers, scatters] = reruns(make("fused", "{recompute: op}", 1));
+    CHECK(flops.at("qkv projection (recompute)") == Approx(2 * 2 * T * h * 256).epsilon(1e-12));
+    CHECK(flops.at("mlp up/gate (recompute)") == Approx(2 * 2 * T * h * f).epsilon(1e-12));
+    CHECK(flops.at("output projection (recompute)") == Approx(2 * 2 * T * 256 * h).epsilon(1e-12));
+    CHECK(flops.size() == 3);
+  }
+  {
+    // TP 2 with SP: each block's all-gather reruns, its reduce-scatter does not.
+    const auto [flops, elementwise, gathers, scatters] = reruns(make("fused", "{tp: 2, sp: true, recompute: op}", 2));
+    CHECK(gathers == 2 * 2);
+    CHECK(scatters == 0);
+  }
+  // Memory per layer, by hand: per token the block's input 2h, q 2·256, v 2·256, attention's
+  // output 2·256 and statistics 4·4, w1's output 2f, w2's 2h; with TP 2 and SP the input is
+  // halved, the TP-split ones halved, w2's whole partial output kept, and the two
+  // reduce-scatters' outputs (2h/2 each) added.
+  const Tiny one = make("fused", "{recompute: op}", 1), two = make("fused", "{tp: 2, sp: true, recompute: op}", 2);
+  auto layer = [](const Tiny& t) {
+    return parallelism::layer_activation_bytes(*t.s.model, 0, shard_of(*t.s.model, t.p), t.p.recompute, t.p.dropout).value();
+  };
+  CHECK(layer(one) == Approx(T * (2 * h + 3 * 512 + 16 + 2 * f + 2 * h)).epsilon(1e-12));
+  CHECK(layer(two) == Approx(T * (h + (3 * 512 + 16) / 2 + f + 2 * h + 2 * h)).epsilon(1e-12));
+  // The composed step refuses it; models it is not written for are refused, naming the key.
+  CHECK(one.p.event_engine_only() == "parallel.recompute");
+  CHECK_THROWS_WITH(make("fused", "{recompute: op}", 1, ", experts: 2, top_k: 1, moe_ffn: 512"),
+                    Catch::Contains("parallel.recompute: op (torchtitan's per-op checkpointing) is built for dense models"));
+}
+
 TEST_CASE("engine::simulate step programs: selective recompute reruns the modules it names before each layer's backward",
           "[engine]") {
   // A 2-layer MoE model with multi-head latent attention on 1 GPU, one micro-batch. Per layer the
