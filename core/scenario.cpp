@@ -105,7 +105,8 @@ ParallelSpec parse_parallel(const Config& c) {
   c.allow_only({"tp", "pp", "dp", "cp", "ep", "etp", "sp", "vpp", "schedule", "zero", "recompute",
                 "stage_layers", "order", "overlap_grad_reduce", "overlap_param_gather", "wafer_mode", "microbatch_group",
                 "tp_comm_overlap", "dp_shard", "reshard_after_forward", "grad_reduce", "recompute_modules",
-                "moe_token_dispatcher", "grad_reduce_dtype", "overlap_p2p_comm", "fsdp_float8_all_gather"});
+                "moe_token_dispatcher", "grad_reduce_dtype", "overlap_p2p_comm", "fsdp_float8_all_gather",
+                "prefetch_layers"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
   p.pp = optional_int(c, "pp", 1, limits::kMaxGpus, kGpusWhy);
@@ -116,6 +117,7 @@ ParallelSpec parse_parallel(const Config& c) {
   p.vpp = optional_int(c, "vpp", 1, limits::kMaxLayers, kLayersWhy);
   p.microbatch_group = optional_int(c, "microbatch_group", 0, limits::kMaxPipelinePasses, kPassesWhy);
   p.dp_shard = optional_int(c, "dp_shard", 0, limits::kMaxGpus, kGpusWhy);
+  p.prefetch_layers = optional_int(c, "prefetch_layers", 1, limits::kMaxLayers, kLayersWhy);
   if (auto f = c.find("sp")) p.sp = f->as_bool();
   if (auto f = c.find("schedule")) {
     p.schedule = one_of(*f, {"gpipe", "1f1b", "interleaved", "zero-bubble", "zero-bubble-v", "dualpipe"});

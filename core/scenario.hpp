@@ -253,6 +253,9 @@ struct ParallelSpec {
   /// reshard_after_forward=False; torchtitan's default under pipelines, where it also keeps
   /// them through every micro-batch: one gather per layer per step).
   bool reshard_after_forward = true;
+  /// ZeRO-3: how many layers ahead a layer's weights are gathered (FSDP2's implicit prefetch
+  /// is 1; its set_modules_to_forward_prefetch / _backward_prefetch name more).
+  int prefetch_layers = 1;
   /// ZeRO-2/3: reduce-scatter each layer's gradients after its backward in every micro-batch
   /// ("microbatch", DeepSpeed's) or once per step, accumulating them unsharded until then
   /// ("step": PyTorch pipelining's REDUCE_GRAD, as torchtitan runs FSDP with pipelines).

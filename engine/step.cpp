@@ -568,12 +568,12 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
       act += parallelism::layer_activation_bytes(m, std::max(0, m.layers - 1), shard, Recompute::kNone, dropout).value();
     }
     mem.activations = Bytes::of(act);
-    // Buffers: ZeRO-3 gathers one layer's weights at a time (two: the one in use and the
-    // prefetch); with bucketed gradient reduction one fp32 bucket staging copy of 40M
+    // Buffers: ZeRO-3 gathers one layer's weights at a time (1 + prefetch_layers: the one in
+    // use and those prefetched); with bucketed gradient reduction one fp32 bucket staging copy of 40M
     // parameters (Megatron's default bucket); plus the runtime reserve.
     double buffers = kRuntimeReserveBytes + 4.0 * 40e6;
     if (p.zero >= 3 && p.reshard_after_forward) {
-      buffers += 2.0 * (kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp - parallelism::fp8_gathered_params(m, pc, p, 0));
+      buffers += (1.0 + p.prefetch_layers) * (kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp - parallelism::fp8_gathered_params(m, pc, p, 0));
     }
     mem.buffers = Bytes::of(buffers);
     stages.push_back({s, mem.weights, mem.gradients, mem.optimizer, mem.activations, mem.buffers});

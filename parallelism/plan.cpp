@@ -110,6 +110,7 @@ std::string Plan::event_engine_only() const {
   if (dual() || schedule == PipeSchedule::kZeroBubbleV) return "parallel.schedule";
   if (grad_reduce_per_step) return "parallel.grad_reduce";
   if (fp8_gather) return "parallel.fsdp_float8_all_gather";
+  if (prefetch_layers != 1) return "parallel.prefetch_layers";
   if (!reshard_after_forward) return "parallel.reshard_after_forward";
   if (hybrid()) return "parallel.dp_shard";
   if (dispatch_bytes != 2.0) return "training.moe_dispatch";
@@ -274,6 +275,10 @@ Plan make_plan(const Scenario& sc) {
                                    " (expert layers fold the same ranks as the attention)");
   }
   plan.reshard_after_forward = p.reshard_after_forward;
+  plan.prefetch_layers = p.prefetch_layers;
+  if (p.prefetch_layers != 1 && p.zero < 3) {
+    throw Error("parallel.prefetch_layers", "applies to ZeRO-3 (FSDP's gathered weights); zero is " + str(p.zero));
+  }
   if (p.fsdp_float8_all_gather) {
     const char* key = "parallel.fsdp_float8_all_gather";
     if (!plan.fp8()) throw Error(key, "gathers Float8 linears' weights: it needs training.precision fp8");

@@ -554,10 +554,13 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
       return ids;
     };
-    std::optional<std::uint32_t> prefetch_after;  // the first op of the layer in hand
+    // The first op of each layer of the pass in hand so far: a gather starts with the layer
+    // prefetch_layers before its own (FSDP's prefetch), on the parameter stream in layer order.
+    std::vector<std::uint32_t> layer_starts;
     auto gather = [&](int i, const std::string& what) {
       std::vector<std::uint32_t> deps;
-      if (prefetch_after) deps.push_back(*prefetch_after);
+      const auto ahead = static_cast<std::size_t>(p.prefetch_layers);
+      if (layer_starts.size() >= ahead) deps.push_back(layer_starts[layer_starts.size() - ahead]);
       // With the FSDP Float8 all-gather the linears' weights come as FP8, 1 byte each.
       const double dense_bytes = kWeightBytesPerParam * params_of(i) - fp8_gathered_params(m, pc, p, i);
       for (auto id : over_dp(Op::kAllGather, 1.0, dense_bytes, kWeightBytesPerParam * expert_params_of(i), StreamKind::kParamGather,
@@ -704,7 +707,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
       receive(k);
       if (po.with_next && k + 1 < order.size()) receive(k + 1);
-      prefetch_after.reset();
+      layer_starts.clear();
       if (fwd) {
         for (int i = first; i < first + layers; ++i) {
           if (shard_weights && !(gather_once && gathered[static_cast<std::size_t>(i)] != 0)) gather(i, "");
@@ -713,7 +716,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           early_gathers[static_cast<std::size_t>(i)].clear();
           const auto start = static_cast<std::uint32_t>(rp.ops.size());
           forward_layer(layer_forward(m, i, sh), "layer " + std::to_string(i));
-          prefetch_after = start;
+          layer_starts.push_back(start);
         }
         if (place.last) {
           for (const auto& k : head_forward(m, sh)) b.compute(k);
@@ -744,7 +747,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           const auto start = static_cast<std::uint32_t>(rp.ops.size());
           recompute_and_backward(ks, at);
           layer_done[static_cast<std::size_t>(i)] = b.last();
-          prefetch_after = start;
+          layer_starts.push_back(start);
           if (scatter_each && !split) {
             for (auto id : over_dp(Op::kReduceScatter, p.grad_bytes, params_of(i), expert_params_of(i),
                                    StreamKind::kDataParallel, "ZeRO reduce-scatter " + at, {b.last()})) {

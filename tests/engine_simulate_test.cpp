@@ -1132,6 +1132,34 @@ TEST_CASE("engine::simulate step programs: FSDP's Float8 all-gather moves the li
                     Catch::Contains("parallel.fsdp_float8_all_gather: is built for dense models"));
 }
 
+TEST_CASE("engine::simulate step programs: ZeRO-3 gathers a layer's weights prefetch_layers layers ahead", "[engine]") {
+  // 4 layers, DP 2, ZeRO-3, every kernel 1 ms, gathers of microseconds. A gather waits for the
+  // first kernel of the layer prefetch_layers before its own. One ahead (FSDP's implicit
+  // prefetch), layer 2's waits for layer 1's first kernel, after all of layer 0's (10 here):
+  // past 11 ms; two ahead, for layer 0's first: 1 ms and a gather. Memory holds 1 +
+  // prefetch_layers layers.
+  const std::string cluster = "{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}", model = "layers: 4, heads: 4, kv_heads: 4";
+  auto gather_start = [&](const Tiny& t) {
+    const Program prog = step_program(*t.s.model, t.p);
+    const auto r = simulate(prog, sw(2), timed(1e-3));
+    const auto& ops = prog.ops_of(0);
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].name == "ZeRO-3 all-gather layer 2") return r.ops[0][i].start.value();
+    }
+    FAIL("no gather of layer 2");
+    return 0.0;
+  };
+  const Tiny one = tiny_on(cluster, model, "{dp: 2, zero: 3}", 2), two = tiny_on(cluster, model, "{dp: 2, zero: 3, prefetch_layers: 2}", 2);
+  CHECK(gather_start(one) > 11e-3);
+  CHECK(gather_start(two) < 2e-3);
+  const auto pc = count_params(*one.s.model);
+  CHECK(engine::memory_per_gpu(two.s, two.p).buffers.value() - engine::memory_per_gpu(one.s, one.p).buffers.value() ==
+        Approx(2.0 * pc.dense_layer).epsilon(1e-9));
+  CHECK(two.p.event_engine_only() == "parallel.prefetch_layers");
+  CHECK_THROWS_WITH(tiny_on(cluster, model, "{dp: 2, zero: 2, prefetch_layers: 2}", 2),
+                    Catch::Contains("parallel.prefetch_layers: applies to ZeRO-3"));
+}
+
 TEST_CASE("engine::simulate step programs: hybrid sharding gathers and scatters in its shard group, then all-reduces "
           "across replicas",
           "[engine]") {
