@@ -1044,6 +1044,34 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       }
     }
   }
+  // Plain pipelines with tied embeddings: the last stage's copy of the word embedding has its
+  // gradients all-reduced with the first stage's after the data-parallel reduction, before
+  // the optimizer (Megatron-Core's _allreduce_word_embedding_grads; the step program's
+  // "embedding all-reduce"): over the two ranks, two ring steps of half the bytes each way,
+  // starting once both stages have reduced and finished their backwards. (MTP, the other
+  // reader of the copy, runs on the event engine only.)
+  std::vector<int> embedding_sync(static_cast<std::size_t>(p.pp), -1);
+  if (p.pp > 1 && !p.ends_together() && m.tied_embeddings) {
+    const Bytes half = Bytes::of(p.grad_bytes * pc.embedding / p.tp / 2.0);
+    const double t_sync = comm.p2p(0, p.pp - 1, half, 2).value() * 2.0;
+    comm.p2p(p.pp - 1, 0, half, 2);  // the other direction's bytes, beside it on full-duplex links
+    std::vector<Dep> joint;
+    for (int s : {0, p.pp - 1}) {
+      if (!dp_tasks[static_cast<std::size_t>(s)].empty()) joint.push_back({dp_tasks[static_cast<std::size_t>(s)].back(), 1.0, 0.0, Wait::kComm});
+      for (int vs = s; vs < vstages; vs += p.pp) joint.push_back({last_backward[vs], 1.0, 0.0, Wait::kPipeline});
+    }
+    for (int s : {0, p.pp - 1}) {
+      Task k;
+      k.stream = 2 * s + 1;
+      k.comm = t_sync;
+      if (o.timeline) label(tasks.size(), "", "embedding all-reduce (first and last stage)");
+      const int id = static_cast<int>(tasks.size());
+      streams[k.stream].push_back(id);
+      tasks.push_back(std::move(k));
+      for (const Dep& d : joint) add_dep(id, d);
+      embedding_sync[static_cast<std::size_t>(s)] = id;
+    }
+  }
   // Optimizer (memory-bound Adam over this GPU's shard), then ZeRO's parameter all-gather.
   for (int s = 0; s < p.pp; ++s) {
     const auto [dense, expert] = stage_params(m, p, s);
@@ -1063,6 +1091,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
     tasks.push_back(std::move(opt));
     // The data-parallel stream runs its tasks in order, so its last one ends after all the others.
     if (!dp_tasks[s].empty()) add_dep(opt_id, {dp_tasks[s].back(), 1.0, 0.0, Wait::kComm});
+    if (embedding_sync[static_cast<std::size_t>(s)] >= 0) add_dep(opt_id, {embedding_sync[static_cast<std::size_t>(s)], 1.0, 0.0, Wait::kComm});
     for (int vs = s; vs < vstages; vs += p.pp) add_dep(opt_id, {last_backward[vs], 1.0, 0.0, Wait::kPipeline});
     if (gather_weights && !p.overlap_param_gather) {
       Task ag;

@@ -705,6 +705,19 @@ TEST_CASE("engine::simulate step programs: a plain pipeline all-reduces the embe
   CHECK(syncs(1).empty());
   const auto with = simulate(prog, sw(3), o), without = simulate(step_program(*plain.s.model, plain.p), sw(3), o);
   CHECK(with.makespan.value() - without.makespan.value() == Approx(2 * (2 * L + E / (2 * B))).epsilon(1e-6));
+  // The composed step has it too, as exposed, on the scenario's NVSwitch node: two steps of E/2
+  // each way, each one latency and E/2 at the link's achieved rate (within 1 %: after the sync
+  // both stages' optimizers start together, and the last stage's, with the final norm, is a
+  // few nanoseconds longer).
+  {
+    const auto net = collectives::NetworkModel::build("analytic", "network");
+    const auto composed = [&](const Tiny& t) {
+      return engine::simulate_step(t.s, t.p, topology::build_cluster(t.s.cluster), engine::step_options(net.get())).step_time.value();
+    };
+    const auto& link = tied.s.cluster.scale_up;
+    const double step = link.latency.value() + E / 2 / (link.bandwidth.value() * link.efficiency);
+    CHECK(composed(tied) - composed(plain) == Approx(2 * step).epsilon(0.01));
+  }
   // The last stage holds its layer, the final norm and the copy (the tied head has no weights of its own).
   const auto pc = count_params(*tied.s.model);
   CHECK(stage_params(*tied.s.model, tied.p, 2).first == Approx(pc.dense_layer + 256 + 512.0 * 256));
