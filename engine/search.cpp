@@ -87,6 +87,17 @@ SearchResult search_plans(const Scenario& base, const topology::Topology& t, con
                     ps.grad_reduce_dtype = b.grad_reduce_dtype;
                     if (ps.recompute == "selective") ps.recompute_modules = b.recompute_modules;
                     if (ep > 1 && etp == 1) ps.moe_token_dispatcher = b.moe_token_dispatcher;
+                    // FSDP's choices, on the plans that shard what they act on.
+                    if (zero >= 2) {
+                      ps.grad_reduce = b.grad_reduce;
+                      ps.grad_reduce_set = b.grad_reduce_set;
+                    }
+                    if (zero == 3) {
+                      ps.reshard_after_forward = b.reshard_after_forward;
+                      ps.reshard_set = b.reshard_set;
+                      ps.prefetch_layers = b.prefetch_layers;
+                      ps.fsdp_float8_all_gather = b.fsdp_float8_all_gather;
+                    }
                   }
                   out.push_back({ps, mbs});
                 }

@@ -172,6 +172,37 @@ TEST_CASE("engine search carries the scenario's MoE dispatcher and runs such pla
   CHECK(deepep > 0);
 }
 
+TEST_CASE("engine search carries the scenario's FSDP choices to the plans that shard what they act on", "[engine]") {
+  // The scenario runs FSDP as torchtitan does under pipelines: weights kept after the forward,
+  // gradients reduced once a step, two layers prefetched. Every searched ZeRO-3 plan takes all
+  // three, every ZeRO-2 plan the gradient reduction, the others none; those plans are ranked
+  // with the step the event engine gives them.
+  const Scenario s = parse_scenario(
+      "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, scale_up: {preset: nvswitch-h100}}\n"
+      "model: {layers: 4, hidden: 512, heads: 8, kv_heads: 8, ffn: 2048, vocab: 1024}\n"
+      "training: {seq_len: 256, global_batch: 8, micro_batch: 1}\n"
+      "parallel: {dp: 4, zero: 3, reshard_after_forward: false, grad_reduce: step, prefetch_layers: 2}\n",
+      "t.yaml", {}, test::presets());
+  const auto t = topology::build_cluster(s.cluster);
+  const auto net = collectives::NetworkModel::build("analytic", "n");
+  const auto res = engine::search_plans(s, t, engine::step_options(net.get()), false);
+  std::size_t zero3 = 0, zero2 = 0;
+  for (const auto& [plan, step] : res.plans) {
+    INFO("tp " << plan.tp << " pp " << plan.pp << " zero " << plan.zero);
+    const bool shards = plan.zero >= 2 && plan.dp * plan.cp > 1;
+    CHECK(plan.grad_reduce_per_step == (plan.zero >= 2));
+    CHECK(plan.reshard_after_forward == (plan.zero < 3));
+    CHECK(plan.prefetch_layers == (plan.zero == 3 ? 2 : 1));
+    zero3 += plan.zero == 3;
+    zero2 += plan.zero == 2;
+    if (!shards) continue;
+    const auto direct = engine::simulate_step_events(s, plan, t, engine::step_options(net.get()));
+    CHECK(step.step_time.value() == direct.step_time.value());
+  }
+  CHECK(zero3 > 0);
+  CHECK(zero2 > 0);
+}
+
 TEST_CASE("engine the A100 GEMM efficiency reproduces K22-6 (one 22B layer, TP 8 + SP)", "[engine][validation]") {
   // Korthikanti et al. Table 4: forward 7.2 ms, backward 13.1 ms with selective recompute and
   // SP (b = 4, s = 2048, h = 6144, a = 64, t = 8, no fused attention), re-added here from the
