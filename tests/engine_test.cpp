@@ -1,7 +1,7 @@
 // The step engine: pipeline bubbles, overlap, power cap, against closed forms.
-#include <functional>
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <set>
 
 #include "collectives/network_model.hpp"
