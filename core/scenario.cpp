@@ -106,7 +106,7 @@ ParallelSpec parse_parallel(const Config& c) {
                 "stage_layers", "order", "overlap_grad_reduce", "overlap_param_gather", "wafer_mode", "microbatch_group",
                 "tp_comm_overlap", "dp_shard", "reshard_after_forward", "grad_reduce", "recompute_modules",
                 "moe_token_dispatcher", "grad_reduce_dtype", "overlap_p2p_comm", "fsdp_float8_all_gather",
-                "prefetch_layers"});
+                "prefetch_layers", "overlap_moe_expert_parallel_comm"});
   ParallelSpec p;
   p.tp = optional_int(c, "tp", 1, limits::kMaxGpus, kGpusWhy);
   p.pp = optional_int(c, "pp", 1, limits::kMaxGpus, kGpusWhy);
@@ -152,6 +152,7 @@ ParallelSpec parse_parallel(const Config& c) {
   if (auto f = c.find("overlap_param_gather")) p.overlap_param_gather = f->as_bool();
   if (auto f = c.find("overlap_p2p_comm")) p.overlap_p2p_comm = f->as_bool();
   if (auto f = c.find("tp_comm_overlap")) p.tp_comm_overlap = f->as_bool();
+  if (auto f = c.find("overlap_moe_expert_parallel_comm")) p.overlap_moe_expert_parallel_comm = f->as_bool();
   if (auto f = c.find("moe_token_dispatcher")) p.moe_token_dispatcher = one_of(*f, {"alltoall", "deepep"});
   if (auto f = c.find("reshard_after_forward")) {
     p.reshard_after_forward = f->as_bool();

@@ -256,6 +256,10 @@ struct ParallelSpec {
   /// ZeRO-3: how many layers ahead a layer's weights are gathered (FSDP2's implicit prefetch
   /// is 1; its set_modules_to_forward_prefetch / _backward_prefetch name more).
   int prefetch_layers = 1;
+  /// MoE: each steady-state forward overlapped with the backward after it, so that one's
+  /// expert all-to-alls run beside the other's compute (Megatron-Core's
+  /// --overlap-moe-expert-parallel-comm, its combined 1F1B). Megatron's default: off.
+  bool overlap_moe_expert_parallel_comm = false;
   /// ZeRO-2/3: reduce-scatter each layer's gradients after its backward in every micro-batch
   /// ("microbatch", DeepSpeed's) or once per step, accumulating them unsharded until then
   /// ("step": PyTorch pipelining's REDUCE_GRAD, as torchtitan runs FSDP with pipelines).

@@ -539,7 +539,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     mem.optimizer = Bytes::of(p.optimizer_bytes * (dense / odiv_d + expert / odiv_e));
     // Activations: each micro-batch chunk in flight holds its layers' activations.
     const int in_flight = parallelism::peak_in_flight(p.schedule, p.pp, p.vpp, static_cast<int>(p.micro_batches), s,
-                                                            p.microbatch_group);
+                                                            p.microbatch_group, p.overlap_ep);
     double per_chunk = 0.0;
     bool head = false;  // holds the last stage (its logits)
     for (int c = 0; c < map.chunks(); ++c) {
@@ -574,6 +574,15 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     double buffers = kRuntimeReserveBytes + 4.0 * 40e6;
     if (p.zero >= 3 && p.reshard_after_forward) {
       buffers += (1.0 + p.prefetch_layers) * (kWeightBytes * std::max(pc.dense_layer, pc.moe_layer) / p.tp - parallelism::fp8_gathered_params(m, pc, p, 0));
+    }
+    // Pipeline receive buffers beyond the activations they become (Megatron-Core's
+    // p2p_communication allocates each received tensor, 2·b·s·h/(cp·tp) bytes as sent): the
+    // gradient received for the backward in hand, and with overlapped p2p an activation and a
+    // gradient posted ahead; DualPipe's two pipelines hold both directions' [A: the count of
+    // buffers alive at once is read from the schedules, not measured].
+    if (p.pp > 1) {
+      const double message = 2.0 * static_cast<double>(p.micro_batch * p.seq_len) / p.cp * static_cast<double>(m.hidden) / p.tp;
+      buffers += (p.overlap_p2p_comm ? 2.0 : 1.0) * (p.dual() ? 2.0 : 1.0) * message;
     }
     mem.buffers = Bytes::of(buffers);
     stages.push_back({s, mem.weights, mem.gradients, mem.optimizer, mem.activations, mem.buffers});

@@ -149,7 +149,7 @@ std::vector<PipeOp> zbv_order(int pp, int m, int stage) {
 }
 }  // namespace
 
-std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stage, int group) {
+std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stage, int group, bool pairs) {
   if (s == PipeSchedule::kDualPipe) return dualpipe_order(pp, m, stage);
   if (s == PipeSchedule::kZeroBubbleV) return zbv_order(pp, m, stage);
   std::vector<PipeOp> ops;
@@ -182,6 +182,9 @@ std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stag
     return PipeOp{Pass::kBackward, mb, v - 1 - c};
   };
   int warmup = v == 1 ? pp - stage - 1 : (pp - stage - 1) * 2 + (v - 1) * G;
+  // Combined 1F1B: one more warm-up forward, so that each steady-state forward and the
+  // backward after it are independent (Megatron-Core's get_pp_rank_microbatches).
+  if (pairs) ++warmup;
   warmup = std::min(warmup, total);
   const bool zb = s == PipeSchedule::kZeroBubble;
   int deferred = zb ? pp - stage - 1 : 0;
@@ -202,6 +205,7 @@ std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stag
   int next_b = 0;
   for (int k = warmup; k < total; ++k) {
     ops.push_back(fwd(k));
+    ops.back().with_next = pairs;
     backward(next_b++);
   }
   while (next_b < total) {
@@ -222,7 +226,12 @@ std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stag
 std::vector<std::size_t> output_after(PipeSchedule s, const std::vector<PipeOp>& ops) {
   std::vector<std::size_t> at(ops.size());
   for (std::size_t k = 0; k < ops.size(); ++k) at[k] = k;
-  if (s != PipeSchedule::kDualPipe) return at;
+  if (s != PipeSchedule::kDualPipe) {
+    for (std::size_t k = 0; k + 1 < ops.size(); ++k) {
+      if (ops[k].with_next) at[k] = k + 1;
+    }
+    return at;
+  }
   // The end of the chunk that starts at k: a backward with its W right behind it ends there.
   auto whole = [&](std::size_t k) {
     const bool w = k + 1 < ops.size() && ops[k].pass == Pass::kBackward && ops[k + 1].pass == Pass::kWeight &&
@@ -238,9 +247,9 @@ std::vector<std::size_t> output_after(PipeSchedule s, const std::vector<PipeOp>&
   return at;
 }
 
-int peak_in_flight(PipeSchedule s, int pp, int vpp, int m, int stage, int group) {
+int peak_in_flight(PipeSchedule s, int pp, int vpp, int m, int stage, int group, bool pairs) {
   int live = 0, peak = 0;
-  for (const auto& op : stage_order(s, pp, vpp, m, stage, group)) {
+  for (const auto& op : stage_order(s, pp, vpp, m, stage, group, pairs)) {
     if (op.pass == Pass::kForward) peak = std::max(peak, ++live);
     // Zero-bubble and DualPipe free a micro-batch's activations after its W; the others after B.
     const bool w = s == PipeSchedule::kZeroBubble || s == PipeSchedule::kZeroBubbleV || s == PipeSchedule::kDualPipe;

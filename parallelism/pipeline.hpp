@@ -65,15 +65,19 @@ class PipeMap {
 /// The ops of `stage`, in the order it runs them. Interleaved: micro-batches go through each
 /// chunk in groups of `group` (0: pp), the last group holding the rest (Megatron-Core's
 /// schedule table); plan.cpp refuses a last group smaller than pp, as Megatron-Core does.
-std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int micro_batches, int stage, int group = 0);
+/// `pairs` (1F1B without a pipeline, or interleaved): Megatron-Core's combined 1F1B
+/// (--overlap-moe-expert-parallel-comm): one more warm-up forward, then each steady-state
+/// forward runs overlapped with the backward after it (PipeOp::with_next).
+std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int micro_batches, int stage, int group = 0,
+                                bool pairs = false);
 
 /// For each op of `ops` (one stage's order), the op after which its output leaves: itself,
-/// but under DualPipe, where a whole backward (a B with its W right after) sends once its W is
+/// but an overlapped pair's forward sends once the pair is done, and under DualPipe, where a whole backward (a B with its W right after) sends once its W is
 /// done, an overlapped pair sends both outputs when its backward is whole, and a deferred send
 /// waits for the next chunk (whole) too.
 std::vector<std::size_t> output_after(PipeSchedule s, const std::vector<PipeOp>& ops);
 
 /// The most micro-batch chunks whose activations `stage` holds at once under the schedule.
-int peak_in_flight(PipeSchedule s, int pp, int vpp, int micro_batches, int stage, int group = 0);
+int peak_in_flight(PipeSchedule s, int pp, int vpp, int micro_batches, int stage, int group = 0, bool pairs = false);
 
 }  // namespace wallsim::parallelism

@@ -111,6 +111,7 @@ std::string Plan::event_engine_only() const {
   if (grad_reduce_per_step) return "parallel.grad_reduce";
   if (fp8_gather) return "parallel.fsdp_float8_all_gather";
   if (prefetch_layers != 1) return "parallel.prefetch_layers";
+  if (overlap_ep) return "parallel.overlap_moe_expert_parallel_comm";
   if (!reshard_after_forward) return "parallel.reshard_after_forward";
   if (hybrid()) return "parallel.dp_shard";
   if (dispatch_bytes != 2.0) return "training.moe_dispatch";
@@ -231,6 +232,18 @@ Plan make_plan(const Scenario& sc) {
     }
   }
   plan.tp_comm_overlap = p.tp_comm_overlap;
+  if (p.overlap_moe_expert_parallel_comm) {
+    // Megatron-Core's checks (transformer_config.py, core_v0.14.0).
+    const char* key = "parallel.overlap_moe_expert_parallel_comm";
+    if (p.ep < 2) throw Error(key, "overlaps expert parallelism's all-to-alls: it needs ep above 1");
+    if (p.pp > 1 && plan.schedule != PipeSchedule::kInterleaved) {
+      throw Error(key, "with pp above 1 needs the interleaved schedule (Megatron-Core: virtual_pipeline_model_parallel_size must be specified)");
+    }
+    if (plan.recompute == Recompute::kFull) throw Error(key, "does not run with full recompute (Megatron-Core asserts it off)");
+    if (m.mtp_layers > 1) throw Error(key, "runs with at most one multi-token-prediction layer, as Megatron-Core");
+    if (sc.cluster.gpu.cores > 0) throw Error(key, "applies to GPU clusters, not to the wafer step");
+    plan.overlap_ep = true;
+  }
   // Megatron-LM refuses --tp-comm-overlap without --sequence-parallel (its userbuffers
   // overlap SP's all-gathers and reduce-scatters).
   if (plan.tp_comm_overlap && !plan.sp) {

@@ -26,6 +26,7 @@ struct Plan {
   int dp_shard = 1;
   bool reshard_after_forward = true;  ///< ZeRO-3: gather again for the backward (else keep)
   int prefetch_layers = 1;  ///< ZeRO-3: a layer's gather starts with the layer this many before it
+  bool overlap_ep = false;  ///< Megatron-Core's combined 1F1B: forward and backward pairs overlapped
   /// ZeRO-3 gathers the linears' weights in FP8 (torchao's FSDP Float8 all-gather).
   bool fp8_gather = false;
   bool grad_reduce_per_step = false;  ///< ZeRO-2/3: reduce-scatter once per step (else per micro-batch)

@@ -584,7 +584,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     std::vector<std::uint32_t> grad_scatters;
     std::vector<std::uint32_t> layer_done(static_cast<std::size_t>(m.layers), 0);  // last backward op of each layer
     std::uint32_t last_backward = 0;
-    const auto order = stage_order(p.schedule, pp, p.vpp, static_cast<int>(p.micro_batches), stage, p.microbatch_group);
+    const auto order =
+        stage_order(p.schedule, pp, p.vpp, static_cast<int>(p.micro_batches), stage, p.microbatch_group, p.overlap_ep);
     const auto forwards = static_cast<std::size_t>(
         std::count_if(order.begin(), order.end(), [](const PipeOp& po) { return po.pass == Pass::kForward; }));
     bool projected = false;
@@ -637,7 +638,10 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // stream, its backward (and W) on the second one; their kernels share the SMs, each one's
     // communication runs beside the other's kernels, which leave the SMs DeepSeek-V3 gives its
     // all-to-all kernels (20 of the H800's 132: DeepSeek-V3 technical report, sec. 3.2.2) [S].
-    constexpr int kPairCommSms = 20;
+    // Megatron-Core's combined 1F1B leaves its all-to-all what its dispatcher takes: DeepEP's
+    // 20 SMs (moe_deepep_num_sms), or NCCL's, up to its 32 CTAs on Hopper (the max_ctas that
+    // parallel_state's communicator options give) [S].
+    const int kPairCommSms = p.dual() || p.deepep() ? 20 : 32;
     std::size_t pair_end = order.size();  // the last op of the pair in hand
     std::uint32_t before_pair = kNotYet;  // the compute stream's last op before it
     // A pass ends: its outputs leave; after a pair, the compute stream goes on once the pair's

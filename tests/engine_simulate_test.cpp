@@ -15,6 +15,7 @@
 #include "hardware/gpu_model.hpp"
 #include "topology/spec.hpp"
 #include "parallelism/model_math.hpp"
+#include "parallelism/pipeline.hpp"
 #include "parallelism/step_program.hpp"
 #include "test_support.hpp"
 #include "topology/families.hpp"
@@ -1263,6 +1264,55 @@ TEST_CASE("engine::simulate step programs: under DualPipe a chunk's backward fol
   }
   CHECK(losses == 8);  // ranks 0 and 3 each hold one direction's last stage: 4 micro-batches each
   CHECK(sends > 8);
+}
+
+TEST_CASE("engine::simulate step programs: Megatron's combined 1F1B overlaps a forward's all-to-alls with the backward "
+          "before it",
+          "[engine]") {
+  // A 2-layer MoE on 2 GPUs, EP 2 in DP 2, no pipeline, 4 micro-batches, alpha-beta, kernels
+  // free. Each micro-batch's forward has 4 all-to-alls (dispatch and combine, 2 layers) and
+  // its backward 4, each a = 2L + X/(2B). Plain 1F1B runs them one after another: 32a. The
+  // combined schedule runs F0 alone, then F1 with B0, F2 with B1, F3 with B2 (each pair's two
+  // chains of 4 side by side on the two compute streams), then B3 alone: 20a. The data-parallel
+  // tail after B3 is the same in both. The pairs' kernels leave NCCL's 32 SMs to the
+  // all-to-alls (DeepEP's 20 under deepep).
+  const std::string cluster = "{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}";
+  const std::string moe = "heads: 4, kv_heads: 4, experts: 2, top_k: 1, moe_ffn: 512";
+  const Tiny plain = tiny_on(cluster, moe, "{dp: 2, ep: 2}", 8);
+  const Tiny paired = tiny_on(cluster, moe, "{dp: 2, ep: 2, overlap_moe_expert_parallel_comm: true}", 8);
+  REQUIRE(plain.p.micro_batches == 4);
+  auto text = [](const Tiny& t) {
+    std::string out;
+    for (const auto& op : parallelism::stage_order(t.p.schedule, 1, 1, 4, 0, 0, t.p.overlap_ep)) {
+      out += std::string(op.pass == parallelism::Pass::kForward ? "F" : "B") + std::to_string(op.micro_batch) + (op.with_next ? "+" : "") + " ";
+    }
+    return out;
+  };
+  CHECK(text(plain) == "F0 B0 F1 B1 F2 B2 F3 B3 ");
+  CHECK(text(paired) == "F0 F1+ B0 F2+ B1 F3+ B2 B3 ");
+  const double X = 2.0 * 128 * 256, a = 2 * L + X / (2 * B);
+  SimulateOptions o = timed(0.0);
+  o.flow = false;
+  const Program with = step_program(*paired.s.model, paired.p);
+  const double t_plain = simulate(step_program(*plain.s.model, plain.p), sw(2), o).makespan.value();
+  const double t_paired = simulate(with, sw(2), o).makespan.value();
+  CHECK(t_plain - t_paired == Approx(12 * a).epsilon(1e-9));
+  std::set<int> second;
+  for (const auto& op : with.ops_of(0)) {
+    if (op.kind == ProgramOp::Kind::kCompute && op.stream == StreamKind::kCompute2) second.insert(op.kernel.sms_taken);
+  }
+  CHECK(second == std::set<int>{32});
+  // Megatron-Core's checks, each naming the key; the composed step refuses it.
+  CHECK(paired.p.event_engine_only() == "parallel.overlap_moe_expert_parallel_comm");
+  const std::string key = "parallel.overlap_moe_expert_parallel_comm: ";
+  CHECK_THROWS_WITH(tiny_on(cluster, "heads: 4, kv_heads: 4", "{dp: 2, overlap_moe_expert_parallel_comm: true}", 8),
+                    Catch::Contains(key + "overlaps expert parallelism's all-to-alls: it needs ep above 1"));
+  CHECK_THROWS_WITH(tiny_on(cluster, moe, "{pp: 2, ep: 1, overlap_moe_expert_parallel_comm: true}", 8),
+                    Catch::Contains(key + "overlaps expert parallelism's all-to-alls"));
+  CHECK_THROWS_WITH(tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 4}", moe, "{pp: 2, dp: 2, ep: 2, overlap_moe_expert_parallel_comm: true}", 8),
+                    Catch::Contains(key + "with pp above 1 needs the interleaved schedule"));
+  CHECK_THROWS_WITH(tiny_on(cluster, moe, "{dp: 2, ep: 2, recompute: full, overlap_moe_expert_parallel_comm: true}", 8),
+                    Catch::Contains(key + "does not run with full recompute"));
 }
 
 TEST_CASE("engine::simulate step programs: DualPipe's overlapped pairs leave 20 SMs to their all-to-alls", "[engine]") {
