@@ -1050,6 +1050,23 @@ TEST_CASE("engine::simulate step programs: DualPipe holds two stages and reduces
                     Catch::Contains("parallel.schedule"));
 }
 
+TEST_CASE("engine memory: pipeline receive buffers, one for the gradient in hand, two posted ahead when p2p overlaps",
+          "[engine]") {
+  // A received tensor is 2·b·s·h/(cp·tp) bytes (128 tokens of 256 here: 64 KiB). Beyond the
+  // activations received ones become, 1F1B holds the gradient for the backward in hand; the
+  // interleaved schedule (overlapped p2p) an activation and a gradient posted ahead; DualPipe
+  // both directions' pairs. Without a pipeline there are none.
+  const std::string model = "layers: 4, heads: 4, kv_heads: 4";
+  auto buffers = [&](int gpus, const std::string& parallel) {
+    const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: " + std::to_string(gpus) + "}", model, parallel, 8);
+    return engine::memory_per_gpu(t.s, t.p).buffers.value();
+  };
+  const double message = 2.0 * 128 * 256, none = buffers(1, "{}");
+  CHECK(buffers(2, "{pp: 2}") - none == Approx(message).epsilon(1e-12));
+  CHECK(buffers(2, "{pp: 2, vpp: 2, schedule: interleaved}") - none == Approx(2 * message).epsilon(1e-12));
+  CHECK(buffers(2, "{pp: 2, schedule: dualpipe}") - none == Approx(4 * message).epsilon(1e-12));
+}
+
 TEST_CASE("engine::simulate step programs: ZB-V's rank 0 holds both ends, so a tied embedding is held once", "[engine]") {
   // 4 layers on pp 2, ZB-V: rank 0 runs virtual stages 0 and 3 (layers 0 and 3, the
   // embedding, the final norm and the head), rank 1 stages 1 and 2 (layers 1 and 2). With tied
