@@ -508,7 +508,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
   const bool dropout = p.dropout;
   // The ranks that share each weight's copies (DualPipe keeps two, and shards over both).
   const double dp_dense = p.weight_shards();
-  const double dp_expert = p.expert_copies();
+  const double dp_expert = p.expert_weight_shards();
   const parallelism::PipeMap map(p.schedule, p.pp, p.vpp);
   const auto pc = parallelism::count_params(m);
   std::vector<StageMemory> stages;

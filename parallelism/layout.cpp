@@ -1,5 +1,6 @@
 #include "parallelism/layout.hpp"
 
+#include <algorithm>
 
 namespace wallsim::parallelism {
 namespace {
@@ -72,6 +73,17 @@ std::vector<topology::NodeId> group_of(const Plan& p, const Coords& c, GroupKind
     case GroupKind::kDpReplicate:
       for (x.dp = c.dp % p.dp_shard; x.dp < p.dp; x.dp += p.dp_shard) add(x);
       break;
+    case GroupKind::kExpertDpShard:
+    case GroupKind::kExpertDpReplicate: {
+      const auto all = group_of(p, c, GroupKind::kExpertDp);
+      const auto me = static_cast<std::size_t>(std::find(all.begin(), all.end(), static_cast<topology::NodeId>(rank_of(p, c))) - all.begin());
+      const std::size_t part = all.size() / static_cast<std::size_t>(p.dp / p.dp_shard);  // plan.cpp checks it divides
+      for (std::size_t k = 0; k < all.size(); ++k) {
+        const bool same = kind == GroupKind::kExpertDpShard ? k / part == me / part : k % part == me % part;
+        if (same) g.push_back(all[k]);
+      }
+      break;
+    }
     case GroupKind::kEp:
     case GroupKind::kExpertDp: {
       // MoE folding: the flattened index f = tp + tp_size (cp + cp_size dp) splits as

@@ -18,8 +18,10 @@ struct Coords {
 };
 
 /// kDpShard: the data x context ranks of one hybrid-sharding group (kDpCp when not hybrid);
-/// kDpReplicate: the ranks at the same place of every shard group.
-enum class GroupKind { kTp, kCp, kDp, kDpCp, kEp, kExpertDp, kDpShard, kDpReplicate };
+/// kDpReplicate: the ranks at the same place of every shard group. kExpertDpShard and
+/// kExpertDpReplicate split the expert-data-parallel group alike: into dp / dp_shard
+/// consecutive parts, and the members at the same place of each.
+enum class GroupKind { kTp, kCp, kDp, kDpCp, kEp, kExpertDp, kDpShard, kDpReplicate, kExpertDpShard, kExpertDpReplicate };
 
 long long rank_of(const Plan& p, const Coords& c);
 Coords coords_of(const Plan& p, long long rank);

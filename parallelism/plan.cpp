@@ -323,7 +323,10 @@ Plan make_plan(const Scenario& sc) {
     if (plan.dp_shard * p.cp == 1) {
       throw Error("parallel.dp_shard", "1 (with cp 1) shards nothing: that is plain data parallelism (parallel.zero 0)");
     }
-    if (m.experts > 0) throw Error("parallel.dp_shard", "hybrid sharding of a mixture-of-experts model is not built yet");
+    if (m.experts > 0 && (plan.tp * p.cp * plan.dp / (p.ep * plan.etp)) % (plan.dp / plan.dp_shard) != 0) {
+      throw Error("parallel.dp_shard", "the expert-data-parallel group of " + str(plan.tp * p.cp * plan.dp / (p.ep * plan.etp)) +
+                                           " ranks does not split into dp / dp_shard = " + str(plan.dp / plan.dp_shard) + " replicas");
+    }
     if (plan.dual()) throw Error("parallel.dp_shard", "hybrid sharding with dualpipe is not built yet");
   }
   if (plan.seq_len % (2LL * p.cp) != 0 && p.cp > 1) {

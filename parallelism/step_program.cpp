@@ -195,7 +195,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const std::uint32_t replicas = kind_of(p.hybrid(), group_of(p, c, GroupKind::kDpReplicate));
     const std::uint32_t cp_group = kind(p.cp > 1, GroupKind::kCp);
     const std::uint32_t ep_group = kind(p.ep > 1, GroupKind::kEp);
-    const std::uint32_t edp_group = kind_of(p.expert_copies() > 1, copies(GroupKind::kExpertDp));
+    const std::uint32_t edp_group =
+        kind_of(p.expert_copies() > 1, copies(p.hybrid() ? GroupKind::kExpertDpShard : GroupKind::kExpertDp));
+    const std::uint32_t expert_replicas = kind_of(p.hybrid() && p.expert_copies() > 1, group_of(p, c, GroupKind::kExpertDpReplicate));
     // Plain pipelines keep a copy of the word embedding on the last stage when the output layer
     // shares it or a multi-token-prediction module reads it (head_params); its gradients are
     // all-reduced between the two stages after the data-parallel reduction, before the
@@ -551,6 +553,10 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
       if (p.expert_copies() > 1 && expert_params > 0.0) {
         ids.push_back(b.collective(edp_group, op, bytes_per_param * expert_params, stream, name + " (experts)", deps));
+        if (p.hybrid() && op == Op::kReduceScatter && p.expert_weight_shards() < p.expert_copies()) {
+          ids.back() = b.collective(expert_replicas, Op::kAllReduce, bytes_per_param * expert_params / p.expert_weight_shards(),
+                                    stream, name + " (experts, across replicas)", {ids.back()});
+        }
       }
       return ids;
     };
@@ -789,7 +795,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     }
     // The optimizer over this rank's shard: reads gradients, master weights and moments,
     // writes weights and moments.
-    const double shard = p.zero >= 1 ? dense / p.weight_shards() + expert / p.expert_copies() : dense + expert;
+    const double shard = p.zero >= 1 ? dense / p.weight_shards() + expert / p.expert_weight_shards() : dense + expert;
     for (auto d : buckets) b.gate(d);
     b.gate(last_backward);
     const auto adam = b.compute({KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard),

@@ -1242,8 +1242,49 @@ TEST_CASE("engine::simulate step programs: hybrid sharding gathers and scatters 
   bad("{dp: 8, zero: 3, dp_shard: 3}", "parallel.dp_shard: 3 does not divide dp 8");
   bad("{dp: 8, dp_shard: 4}", "parallel.dp_shard: hybrid sharding shards ZeRO's states");
   bad("{dp: 8, zero: 3, dp_shard: 1}", "parallel.dp_shard: 1 (with cp 1) shards nothing");
-  CHECK_THROWS_WITH(tiny_on(cluster, "heads: 4, kv_heads: 4, experts: 2, top_k: 1, moe_ffn: 512", "{dp: 8, zero: 3, dp_shard: 4}", 8),
-                    Catch::Contains("parallel.dp_shard: hybrid sharding of a mixture-of-experts model is not built yet"));
+}
+
+TEST_CASE("engine::simulate step programs: hybrid sharding splits the expert-data-parallel group as the data-parallel one",
+          "[engine]") {
+  // 8 GPUs, dp 8, EP 2, ZeRO-3 in shard groups of 4 (2 replicas). Each expert weight is held by
+  // the expert-data-parallel group of 4 ranks ({0, 2, 4, 6} for rank 0); hybrid sharding splits
+  // it into 2 parts as Megatron-Core's distributed-optimizer instances do: expert states
+  // sharded over {0, 2} (2 ranks, not 4: twice the bytes), gathered and reduce-scattered there,
+  // each reduced shard (half of it) all-reduced over {0, 4}.
+  const std::string cluster = "{gpu: h100-sxm, nodes: 1, gpus_per_node: 8}";
+  const std::string moe = "heads: 4, kv_heads: 4, experts: 2, top_k: 1, moe_ffn: 512";
+  const Tiny full = tiny_on(cluster, moe, "{dp: 8, ep: 2, zero: 3}", 8);
+  const Tiny hsdp = tiny_on(cluster, moe, "{dp: 8, ep: 2, zero: 3, dp_shard: 4}", 8);
+  CHECK(hsdp.p.expert_weight_shards() == 2);
+  CHECK(full.p.expert_weight_shards() == 4);
+  const Program prog = step_program(*hsdp.s.model, hsdp.p);
+  const auto& ops = prog.ops_of(0);
+  int scatters = 0, gathers = 0;
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    const auto& op = ops[i];
+    if (op.kind != ProgramOp::Kind::kCollective || op.name.find("(experts)") == std::string::npos) continue;
+    CHECK(prog.groups[prog.group_of(0, op)] == std::vector<std::uint32_t>{0, 2});
+    gathers += op.op == collectives::Op::kAllGather;
+    if (op.op != collectives::Op::kReduceScatter) continue;
+    ++scatters;
+    REQUIRE(i + 1 < ops.size());
+    const auto& ar = ops[i + 1];
+    CHECK(ar.name.find("(experts, across replicas)") != std::string::npos);
+    CHECK(prog.groups[prog.group_of(0, ar)] == std::vector<std::uint32_t>{0, 4});
+    CHECK(ar.bytes.value() == Approx(op.bytes.value() / 2).epsilon(1e-12));
+  }
+  CHECK(scatters == 2);  // one per MoE layer
+  CHECK(gathers == 4);
+  CHECK(simulate(prog, sw(8), timed(1e-4)).makespan.value() > 0.0);
+  // Optimizer states: the dense ones over 4 ranks instead of 8, the experts' over 2 instead
+  // of 4; a group that does not split is refused.
+  const auto [dense, expert] = parallelism::rank_params(*hsdp.s.model, hsdp.p, 0);
+  const double K = hsdp.p.optimizer_bytes;
+  CHECK(engine::memory_per_gpu(hsdp.s, hsdp.p).optimizer.value() - engine::memory_per_gpu(full.s, full.p).optimizer.value() ==
+        Approx(K * (dense / 4 - dense / 8) + K * (expert / 2 - expert / 4)).epsilon(1e-12));
+  CHECK(expert > 0.0);
+  CHECK_THROWS_WITH(tiny_on(cluster, "heads: 4, kv_heads: 4, experts: 8, top_k: 1, moe_ffn: 512", "{dp: 8, ep: 8, zero: 3, dp_shard: 4}", 8),
+                    Catch::Contains("parallel.dp_shard: the expert-data-parallel group of 1 ranks does not split into dp / dp_shard = 2 replicas"));
 }
 
 TEST_CASE("engine::simulate step programs: under DualPipe a chunk's backward follows its forward, on every rank", "[engine]") {
