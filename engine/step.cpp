@@ -1253,7 +1253,8 @@ template <class IO, class R>
 void fields(IO& io, R& r) {
   io(r.step_time, r.tokens_per_s, r.mfu, r.hfu, r.model_flops_per_gpu, r.hardware_flops_per_gpu, r.compute,
      r.exposed_comm, r.bubble, r.other, r.memory.weights, r.memory.gradients, r.memory.optimizer,
-     r.memory.activations, r.memory.buffers, r.memory.capacity, r.memory.stage, r.memory.stages, r.step_energy,
+     r.memory.activations, r.memory.buffers, r.memory.capacity, r.memory.stage, r.memory.stages, r.memory.reserve_fraction,
+     r.step_energy,
      r.energy_per_token_j,
      r.gpu_avg_power, r.cluster_avg_power, r.clock, r.hbm_bytes, r.scale_up_bytes, r.scale_out_bytes, r.stage_busy,
      r.layer_forward, r.layer_backward, r.stages, r.link_bytes, r.stragglers);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
 
 #include "core/error.hpp"
 #include "core/limits.hpp"
@@ -236,6 +237,10 @@ Plan make_plan(const Scenario& sc) {
     // Megatron-Core's checks (transformer_config.py, core_v0.14.0).
     const char* key = "parallel.overlap_moe_expert_parallel_comm";
     if (p.ep < 2) throw Error(key, "overlaps expert parallelism's all-to-alls: it needs ep above 1");
+    if (plan.schedule != PipeSchedule::kOneFOneB && plan.schedule != PipeSchedule::kInterleaved) {
+      throw Error(key, "pairs 1F1B's forwards and backwards: it needs schedule 1f1b (without a pipeline) or interleaved, not " +
+                           to_string(plan.schedule));
+    }
     if (p.pp > 1 && plan.schedule != PipeSchedule::kInterleaved) {
       throw Error(key, "with pp above 1 needs the interleaved schedule (Megatron-Core: virtual_pipeline_model_parallel_size must be specified)");
     }
@@ -251,6 +256,9 @@ Plan make_plan(const Scenario& sc) {
                                                     : "needs tensor parallelism (tp above 1): there is no TP communication to overlap");
   }
   plan.wafer_pipelined = p.wafer_mode == "pipelined";
+  if (t.allocator_reserve && sc.cluster.gpu.cores > 0) {
+    throw Error("training.allocator_reserve", "applies to GPU clusters' caching allocator, not to the wafer");
+  }
   if (plan.seq_len <= 0) throw Error("training.seq_len", "missing, and the model gives none");
   if (plan.fp8() && sc.cluster.gpu.fp8_dense.value() <= 0.0 && sc.cluster.gpu.cores == 0) {
     throw Error("training.precision", "fp8 needs FP8 tensor cores, and " + sc.cluster.gpu.name +
@@ -323,11 +331,16 @@ Plan make_plan(const Scenario& sc) {
     if (plan.dp_shard * p.cp == 1) {
       throw Error("parallel.dp_shard", "1 (with cp 1) shards nothing: that is plain data parallelism (parallel.zero 0)");
     }
-    if (m.experts > 0 && (plan.tp * p.cp * plan.dp / (p.ep * plan.etp)) % (plan.dp / plan.dp_shard) != 0) {
-      throw Error("parallel.dp_shard", "the expert-data-parallel group of " + str(plan.tp * p.cp * plan.dp / (p.ep * plan.etp)) +
-                                           " ranks does not split into dp / dp_shard = " + str(plan.dp / plan.dp_shard) + " replicas");
+    const long long edp = static_cast<long long>(plan.tp) * p.cp * plan.dp / (static_cast<long long>(p.ep) * plan.etp);
+    const long long replicas = plan.dp / plan.dp_shard;
+    if (m.experts > 0 && edp % replicas != 0) {
+      throw Error("parallel.dp_shard", "the expert-data-parallel group of " + str(edp) + " ranks does not split into dp / dp_shard = " +
+                                           str(replicas) + " replicas");
     }
-    if (plan.dual()) throw Error("parallel.dp_shard", "hybrid sharding with dualpipe is not built yet");
+    if (m.experts > 0 && edp == replicas) {
+      throw Error("parallel.dp_shard", "the expert-data-parallel group of " + str(edp) + " ranks would split into " + str(replicas) +
+                                           " parts of one rank each (experts replicated, not sharded): that is not built yet; choose a larger dp_shard");
+    }
   }
   if (plan.seq_len % (2LL * p.cp) != 0 && p.cp > 1) {
     throw Error("parallel.cp", "2·cp = " + str(2LL * p.cp) + " does not divide training.seq_len " +
@@ -419,7 +432,20 @@ Plan make_plan(const Scenario& sc) {
       throw Error("parallel.vpp", "pp·vpp = " + str(parts) + " exceeds model.layers " + str(m.layers) +
                                       "; parallel.stage_layers can leave chunks empty (Llama 3: 126 layers in 128 chunks)");
     }
-    plan.chunk_layers = spread_layers(m.layers, parts);
+    if (v_shape) {
+      // By rank first (the extra layers to the middle ranks), then each rank's between its two
+      // chunks, the first taking the odd one: the V's turn puts virtual stages pp-1 and pp on
+      // one rank, so spreading by virtual stage would load it twice.
+      const auto by_rank = spread_layers(m.layers, p.pp);
+      plan.chunk_layers.assign(static_cast<std::size_t>(parts), 0);
+      for (int r = 0; r < p.pp; ++r) {
+        const int n = by_rank[static_cast<std::size_t>(r)];
+        plan.chunk_layers[static_cast<std::size_t>(r)] = n - n / 2;
+        plan.chunk_layers[static_cast<std::size_t>(2 * p.pp - 1 - r)] = n / 2;
+      }
+    } else {
+      plan.chunk_layers = spread_layers(m.layers, parts);
+    }
   }
   // Rank order: a permutation of tp, cp, dp, pp; "ep" may appear and is ignored (it lives in cp x dp).
   std::vector<std::string> order;
@@ -494,6 +520,9 @@ int fp8_linears(const ModelSpec& m, const Plan& p, int i) {
 }
 
 std::pair<double, double> stage_params(const ModelSpec& m, const Plan& p, int stage) {
+  // The composed step's view (a stage's chunks c·pp + stage); ZB-V places chunks otherwise and
+  // runs on the event engine only, which reads rank_params.
+  if (p.schedule == PipeSchedule::kZeroBubbleV) throw std::logic_error("stage_params: ZB-V's ranks hold other chunks (rank_params)");
   const auto pc = count_params(m);
   double dense = 0, expert = 0;
   for (int c = 0; c < p.vpp; ++c) {

@@ -100,7 +100,7 @@ struct Plan {
   /// The ranks ZeRO shards an expert weight's states over: all its copies, or under hybrid
   /// sharding the expert-data-parallel group's share in one of the dp / dp_shard replicas
   /// (Megatron-Core's distributed-optimizer instances split both groups alike).
-  [[nodiscard]] int expert_weight_shards() const { return hybrid() ? expert_dp() / (dp / dp_shard) : expert_copies(); }
+  [[nodiscard]] int expert_weight_shards() const { return hybrid() ? expert_copies() / (dp / dp_shard) : expert_copies(); }
 };
 
 /// The plan of a scenario (its parallel: and training: sections), checked against its model

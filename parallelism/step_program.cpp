@@ -506,6 +506,14 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       if (holds_first && at.layer_stage == 0 && (embedding_at < 0 || h.first < embedding_at)) embedding_at = h.first;
       if (holds_last && at.layer_stage == pp - 1) head_at = std::max(head_at, h.first + h.count - 1);
     }
+    // ZB-V's rank 0 holds one chunk of each end: if that chunk is empty, they ride with the
+    // rank's other layers.
+    const bool embedding_unplaced = holds_first && embedding_at < 0, head_unplaced = holds_last && head_at < 0;
+    for (const Held& h : held) {
+      if (h.count == 0) continue;
+      if (embedding_unplaced && (embedding_at < 0 || h.first < embedding_at)) embedding_at = h.first;
+      if (head_unplaced) head_at = std::max(head_at, h.first + h.count - 1);
+    }
     // Expert weights are sharded over ep x etp and replicated over the expert-data-parallel group.
     const LayerParams with_head = head_params(m, pc, p);
     auto expert_params_of = [&](int i) { return layer_params(m, pc, p, i).expert + (i == head_at ? with_head.expert : 0.0); };

@@ -1092,6 +1092,19 @@ TEST_CASE("engine::simulate step programs: ZB-V's rank 0 holds both ends, so a t
   const auto net = collectives::NetworkModel::build("analytic", "network");
   CHECK_THROWS_WITH(engine::simulate_step(t.s, t.p, topology::build_cluster(t.s.cluster), engine::step_options(net.get())),
                     Catch::Contains("parallel.schedule"));
+  // Every byte of a rank's parameters is in its gradient buckets, whichever of rank 0's two
+  // chunks (its ends) is empty: the embedding or the head then rides with its other layer.
+  for (const char* layers : {"[1, 2, 1, 0]", "[0, 2, 1, 1]", "[1, 1, 1, 1]"}) {
+    INFO(layers);
+    const Tiny z = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 4}", "layers: 4, heads: 4, kv_heads: 4",
+                           std::string("{pp: 2, dp: 2, zero: 1, schedule: zero-bubble-v, stage_layers: ") + layers + "}", 4);
+    const Program zp = step_program(*z.s.model, z.p);
+    double reduced = 0.0;
+    for (const auto& op : zp.ops_of(0)) {
+      if (op.kind == ProgramOp::Kind::kCollective && op.name.rfind("DP reduce-scatter", 0) == 0) reduced += op.bytes.value();
+    }
+    CHECK(reduced == Approx(z.p.grad_bytes * parallelism::rank_params(*z.s.model, z.p, 0).first).epsilon(1e-12));
+  }
   CHECK_THROWS_WITH(tiny_on(cluster, model, "{pp: 2, vpp: 3, schedule: zero-bubble-v}", 4),
                     Catch::Contains("parallel.vpp: zero-bubble-v runs two chunks a rank (a V), so vpp is 2, not 3"));
   CHECK_THROWS_WITH(tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 1}", model, "{schedule: zero-bubble-v}", 4),
@@ -1244,6 +1257,37 @@ TEST_CASE("engine::simulate step programs: hybrid sharding gathers and scatters 
   bad("{dp: 8, zero: 3, dp_shard: 1}", "parallel.dp_shard: 1 (with cp 1) shards nothing");
 }
 
+TEST_CASE("engine::simulate step programs: hybrid sharding under DualPipe shards over both copies in a shard group",
+          "[engine]") {
+  // 8 GPUs, pp 2 DualPipe, dp 4 in shard groups of 2, ZeRO-3 (rank = dp + 4 pp). Ranks 0 and 4
+  // hold the same two stages, so a weight's copies are {0, 1, 2, 3} and {4, 5, 6, 7}; rank 0's
+  // shard group is its shard group's ranks in both stages, {0, 1, 4, 5}, and each reduced
+  // shard (a quarter) is all-reduced with the rank at the same place of the other shard group,
+  // {0, 2}. States are sharded over 4 ranks.
+  const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 1, gpus_per_node: 8}", "heads: 4, kv_heads: 4",
+                         "{pp: 2, dp: 4, zero: 3, dp_shard: 2, schedule: dualpipe}", 16);
+  CHECK(t.p.weight_shards() == 4);
+  const Program prog = step_program(*t.s.model, t.p);
+  const auto& ops = prog.ops_of(0);
+  int scatters = 0;
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    const auto& op = ops[i];
+    if (op.kind != ProgramOp::Kind::kCollective || op.op != collectives::Op::kReduceScatter) continue;
+    ++scatters;
+    auto g = prog.groups[prog.group_of(0, op)];
+    std::sort(g.begin(), g.end());
+    CHECK(g == std::vector<std::uint32_t>{0, 1, 4, 5});
+    REQUIRE(i + 1 < ops.size());
+    CHECK(prog.groups[prog.group_of(0, ops[i + 1])] == std::vector<std::uint32_t>{0, 2});
+    CHECK(ops[i + 1].bytes.value() == Approx(op.bytes.value() / 4).epsilon(1e-12));
+  }
+  CHECK(scatters > 0);
+  CHECK(simulate(prog, sw(8), timed(1e-4)).makespan.value() > 0.0);
+  const auto [dense, expert] = parallelism::rank_params(*t.s.model, t.p, 0);
+  CHECK(engine::memory_per_gpu(t.s, t.p).optimizer.value() == Approx(t.p.optimizer_bytes * dense / 4).epsilon(1e-12));
+  CHECK(expert == 0.0);
+}
+
 TEST_CASE("engine::simulate step programs: hybrid sharding splits the expert-data-parallel group as the data-parallel one",
           "[engine]") {
   // 8 GPUs, dp 8, EP 2, ZeRO-3 in shard groups of 4 (2 replicas). Each expert weight is held by
@@ -1283,6 +1327,8 @@ TEST_CASE("engine::simulate step programs: hybrid sharding splits the expert-dat
   CHECK(engine::memory_per_gpu(hsdp.s, hsdp.p).optimizer.value() - engine::memory_per_gpu(full.s, full.p).optimizer.value() ==
         Approx(K * (dense / 4 - dense / 8) + K * (expert / 2 - expert / 4)).epsilon(1e-12));
   CHECK(expert > 0.0);
+  CHECK_THROWS_WITH(tiny_on(cluster, moe, "{dp: 8, ep: 2, zero: 3, dp_shard: 2}", 8),
+                    Catch::Contains("parallel.dp_shard: the expert-data-parallel group of 4 ranks would split into 4 parts of one rank"));
   CHECK_THROWS_WITH(tiny_on(cluster, "heads: 4, kv_heads: 4, experts: 8, top_k: 1, moe_ffn: 512", "{dp: 8, ep: 8, zero: 3, dp_shard: 4}", 8),
                     Catch::Contains("parallel.dp_shard: the expert-data-parallel group of 1 ranks does not split into dp / dp_shard = 2 replicas"));
 }
@@ -1371,6 +1417,8 @@ TEST_CASE("engine::simulate step programs: Megatron's combined 1F1B overlaps a f
                     Catch::Contains(key + "with pp above 1 needs the interleaved schedule"));
   CHECK_THROWS_WITH(tiny_on(cluster, moe, "{dp: 2, ep: 2, recompute: full, overlap_moe_expert_parallel_comm: true}", 8),
                     Catch::Contains(key + "does not run with full recompute"));
+  CHECK_THROWS_WITH(tiny_on(cluster, moe, "{dp: 2, ep: 2, schedule: gpipe, overlap_moe_expert_parallel_comm: true}", 8),
+                    Catch::Contains(key + "pairs 1F1B's forwards and backwards: it needs schedule 1f1b (without a pipeline) or interleaved, not gpipe"));
 }
 
 TEST_CASE("engine::simulate step programs: DualPipe's overlapped pairs leave 20 SMs to their all-to-alls", "[engine]") {

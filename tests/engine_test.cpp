@@ -755,6 +755,13 @@ TEST_CASE("engine memory: the caching allocator's reserve makes a plan that fits
   CHECK_FALSE(low.borderline());
   CHECK(high.borderline());
   CHECK_FALSE(high.over());
+  // search and sweep carry results packed: the reserve goes with them.
+  engine::StepResult packed;
+  packed.memory = high;
+  CHECK(engine::unpack_step(engine::pack(packed)).memory.borderline());
+  // The wafer has no caching allocator: the key is refused there.
+  const Scenario wafer = load_scenario(test::source_path("data/scenarios/llama3-8b-4xcs3.yaml"), {"training.allocator_reserve=0.1"}, test::presets());
+  CHECK_THROWS_WITH(parallelism::make_plan(wafer), Catch::Contains("training.allocator_reserve: applies to GPU clusters"));
   // Over the capacity by more than 2 % stays refused, whatever the reserve.
   const auto over = at("0", 1.05);
   CHECK(over.over());

@@ -505,6 +505,12 @@ TEST_CASE("parallelism::stage_order: ZB-V runs two chunks a rank in a V, in PyTo
     CHECK_FALSE(map.at(0, s).last);
     CHECK_FALSE(map.at(1, s).first);
   }
+  // Layers spread by rank first (the extra ones to the middle ranks), then each rank's
+  // between its two chunks: 32 layers on pp 3 are 11, 11, 10 a rank, not 12 on the turn's.
+  {
+    const Plan p = make_plan(scenario("parallel: {pp: 3, schedule: zero-bubble-v}", {"cluster.nodes=3", "model.layers=32", "training.global_batch=24", "parallel.tp=8"}));
+    CHECK(p.chunk_layers == std::vector<int>{6, 6, 5, 5, 5, 5});
+  }
   // Every pass once per chunk; each rank holds at most 2pp chunk activations, 1F1B's first
   // stage's pp micro-batches of a whole stage (the ZB-V paper's "same memory as 1F1B").
   for (int m : {4, 7, 8, 16}) {
