@@ -37,7 +37,13 @@ struct RankState {
   std::array<std::vector<std::uint32_t>, parallelism::kStreams> streams;  // op indices in order
   std::array<std::size_t, parallelism::kStreams> head{};
   bool sms_busy = false;  // a kernel of one of the two compute streams runs
+  int comm_on_sms = 0;    // collectives posted and not done on the compute or side streams
 };
+
+/// Streams whose collectives' kernels take SMs from the compute beside them.
+constexpr bool comm_takes_sms(parallelism::StreamKind s) {
+  return parallelism::holds_sms(s) || s == parallelism::StreamKind::kSide;
+}
 
 struct Transfer {
   topology::NodeId src = 0, dst = 0;
@@ -298,7 +304,10 @@ class Engine {
         timers_.push({end, seq_++, true, c, i, n});
         break;
       }
-      case ProgramOp::Kind::kCollective: post_collective(c, i, x); break;
+      case ProgramOp::Kind::kCollective:
+        if (comm_takes_sms(x.stream)) ++ranks_[c].comm_on_sms;
+        post_collective(c, i, x);
+        break;
       case ProgramOp::Kind::kSend:
       case ProgramOp::Kind::kRecv: post_p2p(c, i, x); break;
     }
@@ -310,7 +319,13 @@ class Engine {
     double d = x.duration.value();
     if (d <= 0.0) {
       if (!o_.compute_time) throw Error(where(c, i), "a compute op without a duration needs a compute-time model");
-      d = x.count * o_.compute_time(x, cls_.rep[c]).value();
+      if (x.kernel.sms_while_comm && x.kernel.sms_taken > 0 && ranks_[c].comm_on_sms == 0) {
+        ProgramOp whole = x;  // no all-to-all runs beside it now: every SM is its
+        whole.kernel.sms_taken = 0;
+        d = x.count * o_.compute_time(whole, cls_.rep[c]).value();
+      } else {
+        d = x.count * o_.compute_time(x, cls_.rep[c]).value();
+      }
     }
     if (!(d >= 0.0) || !std::isfinite(d)) throw Error(where(c, i), "compute time is not a finite, non-negative number");
     compute_[c] += d;
@@ -327,6 +342,7 @@ class Engine {
   void finish_run(std::uint32_t c, std::uint32_t i, std::uint32_t n) {
     RankState& rs = ranks_[c];
     const auto stream = static_cast<std::size_t>(op(c, i).stream);
+    if (op(c, i).kind == ProgramOp::Kind::kCollective && comm_takes_sms(op(c, i).stream)) --rs.comm_on_sms;
     if (posts_only(stream)) {  // already past its stream's head
       OpState& s = rs.ops[i];
       s.done = true;

@@ -69,6 +69,9 @@ struct Kernel {
   bool expert_out = false;    ///< the routed experts' last GEMM (tokens are combined after it)
   /// SMs a communication kernel beside it takes (TP overlap): it runs on the rest.
   int sms_taken = 0;
+  /// It gives up `sms_taken` only while a collective of its rank runs on a compute or side
+  /// stream (an overlapped pair's all-to-alls), not for its whole length (TP overlap's chunks).
+  bool sms_while_comm = false;
   /// The module selective recompute names it by (RecomputeModule bits; 0 = none).
   unsigned module = 0;
   /// The share of it torchtitan's per-op checkpointing (Recompute::kOp) reruns before the

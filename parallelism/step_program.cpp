@@ -33,7 +33,10 @@ class RankBuilder {
     op.kind = ProgramOp::Kind::kCompute;
     op.stream = StreamKind::kCompute;
     op.kernel = k;
-    op.kernel.sms_taken = std::max(op.kernel.sms_taken, sms_taken_);
+    if (sms_taken_ > op.kernel.sms_taken) {
+      op.kernel.sms_taken = sms_taken_;
+      op.kernel.sms_while_comm = true;  // a pair's: only while an all-to-all runs beside it
+    }
     op.count = count;
     op.name = k.name;
     return push(std::move(op));

@@ -1406,6 +1406,33 @@ TEST_CASE("engine::simulate step programs: Megatron's combined 1F1B overlaps a f
     if (op.kind == ProgramOp::Kind::kCompute && op.stream == StreamKind::kCompute2) second.insert(op.kernel.sms_taken);
   }
   CHECK(second == std::set<int>{32});
+  // A pair's kernel gives up those SMs only while a collective of its rank runs beside it:
+  // with every kernel 0.1 us on all 132 SMs (the all-to-alls far longer), a pair's kernel
+  // takes 132/100 of that if it starts while an all-to-all is in flight and 0.1 us if not
+  // (both happen).
+  SimulateOptions sm;
+  sm.flow = false;
+  sm.compute_time = [](const ProgramOp& op, std::uint32_t) { return Seconds::of(1e-7 * 132.0 / (132.0 - op.kernel.sms_taken)); };
+  const auto rs = simulate(with, sw(2), sm);
+  const auto& ops0 = with.ops_of(0);
+  int slowed = 0, whole = 0;
+  for (std::size_t k = 0; k < ops0.size(); ++k) {
+    if (ops0[k].kind != ProgramOp::Kind::kCompute || !ops0[k].kernel.sms_while_comm) continue;
+    const double start = rs.ops[0][k].start.value();
+    bool busy = false, edge = false;
+    for (std::size_t j = 0; j < ops0.size(); ++j) {
+      if (ops0[j].kind != ProgramOp::Kind::kCollective || ops0[j].stream == StreamKind::kDataParallel) continue;
+      const double a = rs.ops[0][j].start.value(), e = rs.ops[0][j].end.value();
+      edge = edge || std::abs(start - a) < 1e-12 || std::abs(start - e) < 1e-12;
+      busy = busy || (a < start && start < e);
+    }
+    if (edge) continue;
+    const double took = rs.ops[0][k].end.value() - start;
+    CHECK(took == Approx(busy ? 1.32e-7 : 1e-7).epsilon(1e-6));
+    (busy ? slowed : whole) += 1;
+  }
+  CHECK(slowed > 0);
+  CHECK(whole > 0);
   // Megatron-Core's checks, each naming the key; the composed step refuses it.
   CHECK(paired.p.event_engine_only() == "parallel.overlap_moe_expert_parallel_comm");
   const std::string key = "parallel.overlap_moe_expert_parallel_comm: ";
