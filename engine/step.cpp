@@ -524,23 +524,15 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
     mem.weights = Bytes::of(weight_bytes * (dense / wdiv_d + expert / wdiv_e));
     // ZeRO-3 keeping the gathered weights after the forward holds them whole besides the
     // shard; gradients reduced once per step accumulate whole until then.
-    // (In FP8 for the Float8 linears under the FSDP Float8 all-gather.)
-    double fp8_held = 0.0;
-    for (int c = 0; c < map.chunks(); ++c) {
-      const parallelism::PipePlace at = map.at(c, s);
-      const int first = p.first_layer(at.layer_chunk, at.layer_stage);
-      for (int i = first; i < first + p.layers_of(at.layer_chunk, at.layer_stage); ++i) {
-        fp8_held += parallelism::fp8_gathered_params(m, pc, p, i);
-      }
-    }
-    if (p.zero >= 3 && !p.reshard_after_forward) mem.weights += Bytes::of(weight_bytes * (dense + expert) - (weight_bytes - 1.0) * fp8_held);
+    // (In FP8 for the Float8 linears under the FSDP Float8 all-gather: counted with the
+    // activations below, over the same layers.)
     const bool whole_grads = p.zero >= 2 && p.grad_reduce_per_step;
     mem.gradients = Bytes::of(p.grad_bytes * (whole_grads ? dense + expert : dense / gdiv_d + expert / gdiv_e));
     mem.optimizer = Bytes::of(p.optimizer_bytes * (dense / odiv_d + expert / odiv_e));
     // Activations: each micro-batch chunk in flight holds its layers' activations.
     const int in_flight = parallelism::peak_in_flight(p.schedule, p.pp, p.vpp, static_cast<int>(p.micro_batches), s,
                                                             p.microbatch_group, p.overlap_ep);
-    double per_chunk = 0.0;
+    double per_chunk = 0.0, fp8_held = 0.0;
     bool head = false;  // holds the last stage (its logits)
     for (int c = 0; c < map.chunks(); ++c) {
       double chunk = 0.0;
@@ -549,6 +541,7 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
       const int first = p.first_layer(at.layer_chunk, at.layer_stage);
       for (int i = first; i < first + p.layers_of(at.layer_chunk, at.layer_stage); ++i) {
         chunk += parallelism::layer_activation_bytes(m, i, shard, p.recompute, dropout, p.recompute_modules).value();
+        fp8_held += parallelism::fp8_gathered_params(m, pc, p, i);
       }
       // Each multi-token-prediction module keeps its layer's activations (as the last layer)
       // and its projection's: the two norms' inputs and outputs, 2 bytes each (tp is 1).
@@ -558,6 +551,9 @@ Memory gpu_memory(const Scenario& sc, const Plan& p) {
                                  2.0 * 4.0 * tokens_h);
       }
       per_chunk = std::max(per_chunk, chunk);
+    }
+    if (p.zero >= 3 && !p.reshard_after_forward) {
+      mem.weights += Bytes::of(weight_bytes * (dense + expert) - (weight_bytes - 1.0) * fp8_held);
     }
     double act = in_flight * per_chunk;
     const double tokens = static_cast<double>(p.micro_batch * p.seq_len) / p.cp;
