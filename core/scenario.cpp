@@ -275,6 +275,9 @@ LinkSpec parse_link(const Config& raw, const Presets& presets) {
     l.switch_reduction = f->as_double();
     if (!(l.switch_reduction > 0.0 && l.switch_reduction <= 1.0)) throw Error(f->path(), "must be in (0, 1]");
   }
+  // NCCL caps channels at MAXCHANNELS: 32 up to 2.23, 64 since 2.25 (src/include/device.h);
+  // 0: collectives that hold no SMs (copy-engine collectives, NCCL_CTA_POLICY_ZERO).
+  if (auto f = c.find("nccl_channels")) l.nccl_channels = static_cast<int>(f->as_int(0, 64, "NCCL's MAXCHANNELS"));
   return l;
 }
 
@@ -495,7 +498,8 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
   k.scale_up_domain = k.gpus_per_node;
   if (auto su = c.find("scale_up")) {
     Config s = resolve(*su, PresetKind::kLinks, presets);
-    s.allow_only({"description", "notes", "bandwidth", "latency", "energy", "efficiency", "switch_reduction", "domain"});
+    s.allow_only({"description", "notes", "bandwidth", "latency", "energy", "efficiency", "switch_reduction", "domain",
+                  "nccl_channels"});
     k.scale_up = parse_link(*su, presets);
     if (auto d = s.find("domain")) k.scale_up_domain = positive_int(*d, limits::kMaxGpus, kGpusWhy);
     // A domain need not divide the job: a job on part of an NVL72 rack, or over racks of

@@ -27,6 +27,10 @@ struct LinkSpec {
   /// Scale-up switches that reduce in the network (NVLink SHARP) do so at this fraction of the
   /// payload rate; 0 = none.
   double switch_reduction = 0.0;
+  /// NCCL's channels for a large collective whose ring crosses this link (the scale-out link:
+  /// a group spanning nodes; the scale-up link: a group inside one domain): one CTA a channel,
+  /// each holding an SM that kernels running beside it lose (engine/simulate.hpp); 0 = unknown.
+  int nccl_channels = 0;
   [[nodiscard]] Bandwidth payload() const { return bandwidth * efficiency; }
 };
 

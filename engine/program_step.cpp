@@ -60,8 +60,9 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   so.background = o.background;
   so.exchange = so.flow ? o.partition : nullptr;  // under MPI: the flows split over the ranks
   if (sc.cluster.scale_out) so.flows_per_connection = static_cast<std::uint32_t>(sc.cluster.scale_out->flows_per_connection);
-  // One rank per class (classes.hpp): a slow GPU (cluster.slow_gpus) is a class of its own and
-  // runs its kernels at its speed; its peers wait for it where the program synchronizes them.
+  // NCCL's data-parallel kernels hold an SM a channel beside the compute (links.yaml's
+  // nccl_channels); a GPU without an SM count has no such split.
+  if (sc.cluster.gpu.sms > 0) so.dp_sms = [&sc, &prog, &t](std::uint32_t g) { return nccl_sms(sc.cluster, prog, t, g); };
   so.classes = true;
   for (const auto& rank : prog.ranks) so.speed.push_back(sc.cluster.speed_of(rank.gpu));
   so.compute_time = [&gpu, &so](const parallelism::ProgramOp& op, std::uint32_t rank) {
@@ -205,6 +206,19 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   return r;
 }
 }  // namespace
+
+std::uint32_t nccl_sms(const ClusterSpec& c, const parallelism::Program& prog, const topology::Topology& t, std::uint32_t g) {
+  const auto& m = prog.groups.at(g);
+  if (m.empty()) return 0;
+  const topology::NodeId first = prog.ranks.at(m.front()).gpu;
+  long long inside = 0;
+  for (auto r : m) inside += t.leaves_domain(first, prog.ranks.at(r).gpu) ? 0 : 1;
+  if (inside == static_cast<long long>(m.size())) return static_cast<std::uint32_t>(c.scale_up.nccl_channels);
+  if (!c.scale_out || c.gpus_per_node <= 0) return 0;
+  const long long per_node = std::min<long long>(inside, c.gpus_per_node);
+  const long long ch = c.scale_out->link.nccl_channels;
+  return static_cast<std::uint32_t>((ch * per_node + c.gpus_per_node - 1) / c.gpus_per_node);
+}
 
 StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
                                 const StepOptions& o) {

@@ -29,6 +29,7 @@ struct OpState {
   std::uint32_t deps_left = 0;
   std::vector<std::uint32_t> dependents;  // ops of the same rank waiting on this one
   bool started = false, done = false;
+  std::uint32_t sms = 0;  // a data-parallel collective's: the SMs its kernel holds while it runs
   double start = 0.0, end = 0.0;
 };
 
@@ -38,7 +39,14 @@ struct RankState {
   std::array<std::size_t, parallelism::kStreams> head{};
   bool sms_busy = false;  // a kernel of one of the two compute streams runs
   int comm_on_sms = 0;    // collectives posted and not done on the compute or side streams
+  std::uint32_t dp_sms = 0;  // SMs the data-parallel streams' collectives in flight hold
 };
+
+/// Streams of the data-parallel collectives (gradient buckets, ZeRO's gathers), whose NCCL
+/// kernels hold SimulateOptions::dp_sms_* SMs beside the compute.
+constexpr bool data_parallel(parallelism::StreamKind s) {
+  return s == parallelism::StreamKind::kDataParallel || s == parallelism::StreamKind::kParamGather;
+}
 
 /// Streams whose collectives' kernels take SMs from the compute beside them.
 constexpr bool comm_takes_sms(parallelism::StreamKind s) {
@@ -256,7 +264,14 @@ class Engine {
 
   void try_start(std::uint32_t c) {
     RankState& rs = ranks_[c];
-    for (std::size_t s = 0; s < rs.streams.size(); ++s) {
+    // The data-parallel streams first: a collective posted at the instant a kernel starts is
+    // beside that kernel (its SMs are taken when the kernel's blocks are placed).
+    using parallelism::StreamKind;
+    static constexpr std::array<StreamKind, parallelism::kStreams> kOrder = {
+        StreamKind::kDataParallel, StreamKind::kParamGather,  StreamKind::kCompute,     StreamKind::kSide,
+        StreamKind::kPipelineSend, StreamKind::kPipelineRecv, StreamKind::kCompute2};
+    for (const StreamKind sk : kOrder) {
+      const auto s = static_cast<std::size_t>(sk);
       while (rs.head[s] < rs.streams[s].size()) {
         const std::uint32_t i = rs.streams[s][rs.head[s]];
         if (rs.ops[i].started || rs.ops[i].deps_left != 0) break;
@@ -288,7 +303,9 @@ class Engine {
         const auto c1 = static_cast<std::size_t>(parallelism::StreamKind::kCompute);
         const auto c2 = static_cast<std::size_t>(parallelism::StreamKind::kCompute2);
         const std::size_t other = stream == c1 ? c2 : c1;
-        const bool alone = !parallelism::holds_sms(x.stream) || rs.head[other] >= rs.streams[other].size();
+        // A data-parallel collective in flight ends during the run: each kernel gets the SMs
+        // of its own start, so none is chained then.
+        const bool alone = (!parallelism::holds_sms(x.stream) || rs.head[other] >= rs.streams[other].size()) && rs.dp_sms == 0;
         std::uint32_t n = 1, last = i;
         for (std::size_t pos = rs.head[stream] + 1; alone && pos < rs.streams[stream].size() && rs.ops[last].dependents.empty(); ++pos) {
           const std::uint32_t k = rs.streams[stream][pos];
@@ -306,6 +323,10 @@ class Engine {
       }
       case ProgramOp::Kind::kCollective:
         if (comm_takes_sms(x.stream)) ++ranks_[c].comm_on_sms;
+        if (data_parallel(x.stream)) {
+          s.sms = sms_of(p_.group_of(cls_.rep[c], x));
+          ranks_[c].dp_sms += s.sms;
+        }
         post_collective(c, i, x);
         break;
       case ProgramOp::Kind::kSend:
@@ -319,10 +340,16 @@ class Engine {
     double d = x.duration.value();
     if (d <= 0.0) {
       if (!o_.compute_time) throw Error(where(c, i), "a compute op without a duration needs a compute-time model");
-      if (x.kernel.sms_while_comm && x.kernel.sms_taken > 0 && ranks_[c].comm_on_sms == 0) {
-        ProgramOp whole = x;  // no all-to-all runs beside it now: every SM is its
-        whole.kernel.sms_taken = 0;
-        d = x.count * o_.compute_time(whole, cls_.rep[c]).value();
+      const RankState& rs = ranks_[c];
+      // A pair's kernel with no all-to-all beside it has every SM (but what the data-parallel
+      // collectives in flight hold); a kernel beside those runs on what they leave.
+      const bool whole = x.kernel.sms_while_comm && x.kernel.sms_taken > 0 && rs.comm_on_sms == 0;
+      const std::uint32_t dp = parallelism::holds_sms(x.stream) ? rs.dp_sms : 0;
+      if (whole || dp > 0) {
+        scratch_ = x;
+        if (whole) scratch_.kernel.sms_taken = 0;
+        scratch_.kernel.sms_taken += static_cast<int>(dp);
+        d = x.count * o_.compute_time(scratch_, cls_.rep[c]).value();
       } else {
         d = x.count * o_.compute_time(x, cls_.rep[c]).value();
       }
@@ -343,6 +370,8 @@ class Engine {
     RankState& rs = ranks_[c];
     const auto stream = static_cast<std::size_t>(op(c, i).stream);
     if (op(c, i).kind == ProgramOp::Kind::kCollective && comm_takes_sms(op(c, i).stream)) --rs.comm_on_sms;
+    rs.dp_sms -= rs.ops[i].sms;
+    rs.ops[i].sms = 0;
     if (posts_only(stream)) {  // already past its stream's head
       OpState& s = rs.ops[i];
       s.done = true;
@@ -890,9 +919,20 @@ class Engine {
     }
   }
 
+  /// The SMs a data-parallel collective of group `g` holds (SimulateOptions::dp_sms), asked
+  /// once a group.
+  std::uint32_t sms_of(std::uint32_t g) {
+    if (!o_.dp_sms || g >= p_.groups.size()) return 0;  // post_collective reports a bad group
+    if (dp_sms_.empty()) dp_sms_.assign(p_.groups.size(), kNone);
+    if (dp_sms_[g] == kNone) dp_sms_[g] = o_.dp_sms(g);
+    return dp_sms_[g];
+  }
+
   const parallelism::Program& p_;
   const topology::Topology& t_;
   const SimulateOptions& o_;
+  std::vector<std::uint32_t> dp_sms_;  // by group: SimulateOptions::dp_sms's answer (kNone: not asked yet)
+  parallelism::ProgramOp scratch_;   // a compute op with the SMs left to it now
   collectives::FlowSolver solver_;
   RankClasses cls_;
   std::vector<std::vector<std::uint32_t>> members_;  // by class: its ranks

@@ -52,6 +52,12 @@ struct SimulateOptions {
   /// equal-cost path (NCCL's queue pairs per connection; Llama 3's collective library opens 16
   /// between two GPUs for E-ECMP to spread): each carries its share of the bytes.
   std::uint32_t flows_per_connection = 1;
+  /// SMs a collective of group g (the program's) on a data-parallel stream (gradient buckets,
+  /// ZeRO's gathers) holds while it is in flight, from its post to its end: NCCL's kernel, one
+  /// CTA a channel, none shared with other kernels (NVIDIA/nccl#689). A kernel that starts
+  /// beside such collectives runs on the SMs they leave (Kernel::sms_taken grows by theirs for
+  /// that kernel; it keeps that share to its end). Unset: they take none.
+  std::function<std::uint32_t(std::uint32_t g)> dp_sms;
   /// Under MPI (flow model): every rank runs the program, each holding some of the flows of
   /// one solver partitioned over the ranks; every rank gets the same result, bit for bit.
   const collectives::FlowExchange* exchange = nullptr;

@@ -265,8 +265,9 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   double share = 1.0;  // of the SMs: a communication kernel beside it takes some (TP overlap)
   if (k.sms_taken > 0) {
     if (spec_.sms <= k.sms_taken) {
-      throw Error("cluster.gpu.sms", "parallel.tp_comm_overlap needs the GPU's SM count, above the " + std::to_string(k.sms_taken) +
-                                         " its communication kernels take");
+      throw Error("cluster.gpu.sms", "kernel '" + k.name + "' is left no SMs: the communication kernels beside it (parallel.tp_comm_overlap's, "
+                                     "NCCL's channels: cluster.scale_up/scale_out.nccl_channels) take " + std::to_string(k.sms_taken) +
+                                     " of the GPU's " + std::to_string(spec_.sms));
     }
     share = static_cast<double>(spec_.sms - k.sms_taken) / spec_.sms;
   }

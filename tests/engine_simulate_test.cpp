@@ -262,6 +262,46 @@ TEST_CASE("engine::simulate a send and a collective on one link share it as max-
   CHECK(a.makespan.value() == Approx(2 * L + S / (2 * B)).epsilon(1e-12));
 }
 
+TEST_CASE("engine::simulate a data-parallel collective's NCCL kernel holds its SMs from the kernels that start beside it",
+          "[engine]") {
+  // Two ranks, each: an all-reduce of 10 MB on the data-parallel stream from 0 (a ring's two steps
+  // of S/2: 4L + S/B, 0.2 ms);
+  // kernels A1, A2 (1 ms each on 132 SMs, k/(1 - taken/132) on what is left); then, after A2, an
+  // all-gather on the ZeRO-gather stream and kernel D beside it. A1 starts with the all-reduce
+  // in flight: it runs on 132 - n SMs, 132/(132 - n) ms. A2 starts after the all-reduce is done:
+  // 1 ms. D starts as the all-gather is posted: 132/(132 - n) ms again. No SMs taken (n = 0):
+  // 3 ms in all.
+  const double k = 1e-3, S = 10e6;
+  auto kernel = [](std::vector<std::uint32_t> deps = {}) {
+    ProgramOp op;
+    op.kind = ProgramOp::Kind::kCompute;
+    op.deps = std::move(deps);  // no duration: compute_time gives it
+    return op;
+  };
+  Program p;
+  p.groups.push_back({0, 1});
+  std::vector<ProgramOp> ops{collective(0, collectives::Op::kAllReduce, S), kernel(), kernel(),
+                             collective(0, collectives::Op::kAllGather, S, {2}, StreamKind::kParamGather), kernel({2})};
+  ops[3].collective = 1;  // the group's second
+  p.ranks.push_back({0, ops});
+  p.ranks.push_back({1, ops});
+  for (const std::uint32_t n : {0U, 16U, 24U}) {
+    INFO("SMs held: " << n);
+    SimulateOptions o = model(false);
+    o.compute_time = [k](const ProgramOp& op, std::uint32_t) { return Seconds::of(k * 132.0 / (132.0 - op.kernel.sms_taken)); };
+    if (n > 0) o.dp_sms = [n](std::uint32_t g) { return g == 0 ? n : 0U; };
+    const auto r = simulate(p, sw(2), o);
+    const double slow = k * 132.0 / (132.0 - n);
+    auto took = [&](int i) { return r.ops[0][i].end.value() - r.ops[0][i].start.value(); };
+    CHECK(r.ops[0][0].end.value() == Approx(4 * L + S / B).epsilon(1e-12));
+    CHECK(took(1) == Approx(slow).epsilon(1e-12));
+    CHECK(took(2) == Approx(k).epsilon(1e-12));
+    CHECK(r.ops[0][4].start.value() == Approx(slow + k).epsilon(1e-12));
+    CHECK(took(4) == Approx(slow).epsilon(1e-12));
+    CHECK(r.makespan.value() == Approx(2 * slow + k).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("engine::simulate names what cannot run", "[engine]") {
   Program lonely;
   lonely.ranks.push_back({0, {p2p(true, 1, 1e6)}});

@@ -653,14 +653,15 @@ TEST_CASE("engine overlap_param_gather: ZeRO-1's weight all-gather runs under th
   // overlap the all-gather follows the optimizer on the critical path; with it, it runs first on
   // the data-parallel stream and the forward waits only for the first layer's quarter of it
   // (the forward is far longer than the gather), so the step is shorter by 3/4 of the gather.
+  // NCCL's kernels hold no SMs here (nccl_channels 0) unless a check says otherwise.
   const std::string base =
       "cluster: {gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_up: nvswitch-h100,\n"
       "  scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 1}}\n"
       "model: {layers: 4, hidden: 4096, heads: 32, ffn: 14336, vocab: 128, activation: swiglu, tied_embeddings: true}\n"
       "training: {seq_len: 8192, global_batch: 16}\n";
-  auto step = [&](bool overlap, bool events, double* gather = nullptr) {
+  auto step = [&](bool overlap, bool events, double* gather = nullptr, int channels = 0) {
     const Scenario s = parse_scenario(base + "parallel: {dp: 16, zero: 1, overlap_param_gather: " + (overlap ? "true" : "false") + "}\n",
-                                      "t.yaml", {}, test::presets());
+                                      "t.yaml", {"cluster.scale_out.nccl_channels=" + std::to_string(channels)}, test::presets());
     const auto plan = parallelism::make_plan(s);
     const auto t = topology::build_cluster(s.cluster);
     const auto net = collectives::NetworkModel::build("analytic", "network");
@@ -682,6 +683,11 @@ TEST_CASE("engine overlap_param_gather: ZeRO-1's weight all-gather runs under th
   const double ev_plain = step(false, true), ev_overlap = step(true, true);
   CHECK(ev_plain - ev_overlap == Approx(0.75 * t_gather).epsilon(0.05));
   CHECK(ev_plain - ev_overlap < 0.75 * t_gather);
+  // With NCCL's 16 channels (ib-ndr's), the gathers hold 16 SMs from the forward's kernels
+  // beside them: the overlap still saves, less (engine_simulate_test derives the share).
+  const double ev16_plain = step(false, true, nullptr, 16), ev16_overlap = step(true, true, nullptr, 16);
+  CHECK(ev16_plain - ev16_overlap > 0.0);
+  CHECK(ev16_plain - ev16_overlap < ev_plain - ev_overlap);
   // Refused where Megatron-LM refuses it.
   CHECK_THROWS_WITH(parallelism::make_plan(parse_scenario(base + "parallel: {dp: 16, zero: 0, overlap_param_gather: true}\n",
                                                           "t.yaml", {}, test::presets())),
@@ -788,4 +794,45 @@ TEST_CASE("engine memory: the published plans of Llama 3 405B and DeepSeek-V3 fi
   const Scenario none = load_scenario(test::source_path("data/scenarios/deepseek-v3-2048xh800.yaml"),
                                       {"parallel.recompute=none", "parallel.recompute_modules=[]"}, test::presets());
   CHECK(engine::memory_per_gpu(none, parallelism::make_plan(none)).over());
+}
+
+TEST_CASE("engine nccl_sms: NCCL's channels a data-parallel collective holds, by where its group lies", "[engine]") {
+  // 2 nodes x 8 H100, ib-ndr between them (16 channels for a node's 8 GPUs, a NIC each, two
+  // channels a NIC). A group of all 16 GPUs holds 16 SMs; one GPU a node drives one NIC: 2; four
+  // a node: 8. A group inside a node takes the scale-up link's: none given for nvswitch-h100,
+  // 24 when the scenario says so. Then a step: FSDP over both nodes runs longer with the
+  // channels held than with none (nccl_channels 0: copy-engine collectives).
+  const std::string cluster =
+      "cluster: {gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_up: nvswitch-h100,\n"
+      "  scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 1}}\n"
+      "model: {layers: 4, hidden: 4096, heads: 32, ffn: 14336, vocab: 128, activation: swiglu, tied_embeddings: true}\n"
+      "training: {seq_len: 8192, global_batch: 16}\n";
+  auto sms = [&](const std::vector<std::uint32_t>& group, const std::vector<std::string>& sets = {}) {
+    const Scenario s = parse_scenario(cluster, "t.yaml", sets, test::presets());
+    const auto t = topology::build_cluster(s.cluster);
+    parallelism::Program p;
+    for (std::uint32_t r = 0; r < 16; ++r) p.ranks.push_back({r, {}});
+    p.groups.push_back(group);
+    return engine::nccl_sms(s.cluster, p, t, 0);
+  };
+  std::vector<std::uint32_t> all(16);
+  for (std::uint32_t r = 0; r < 16; ++r) all[r] = r;
+  CHECK(sms(all) == 16);
+  CHECK(sms({0, 8}) == 2);
+  CHECK(sms({0, 1, 2, 3, 8, 9, 10, 11}) == 8);
+  CHECK(sms({0, 1, 2, 3, 4, 5, 6, 7}) == 0);
+  CHECK(sms({0, 1, 2, 3, 4, 5, 6, 7}, {"cluster.scale_up.nccl_channels=24"}) == 24);
+  CHECK(sms(all, {"cluster.scale_out.nccl_channels=0"}) == 0);
+  auto step = [&](int channels) {
+    const Scenario s = parse_scenario(cluster + "parallel: {dp: 16, zero: 3}\n", "t.yaml",
+                                      {"cluster.scale_out.nccl_channels=" + std::to_string(channels)}, test::presets());
+    const auto net = collectives::NetworkModel::build("analytic", "network");
+    return engine::simulate_step_events(s, parallelism::make_plan(s), topology::build_cluster(s.cluster),
+                                        engine::step_options(net.get())).step_time.value();
+  };
+  CHECK(step(16) > step(0));
+  for (const char* bad : {"-1", "65"}) {
+    CHECK_THROWS_WITH(parse_scenario(cluster, "t.yaml", {std::string("cluster.scale_out.nccl_channels=") + bad}, test::presets()),
+                      Catch::Matchers::Contains("cluster.scale_out.nccl_channels"));
+  }
 }

@@ -485,3 +485,19 @@ TEST_CASE("hardware a kernel beside a communication kernel runs on the SMs it le
   k.sms_taken = 132;
   CHECK_THROWS_WITH(gpu.time(k), Catch::StartsWith("cluster.gpu.sms"));
 }
+
+TEST_CASE("hardware torchtitan's 500 W H100 is the 700 W part's die under a 500 W limit", "[hardware]") {
+  // The H100 SXM 96 GB draws at full load what the 700 W H100 SXM does (idle 78.8 W, 621.2 W
+  // more at 1,830 MHz); its 500 W limit holds the cores to 421.2 W, so DVFS runs them at
+  // 1,830 x (421.2 / 621.2)^(1/3) MHz. The 700 W part runs at its boost clock.
+  auto spec = [](const char* name) {
+    return parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\n"
+                          "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
+                          "t.yaml", {}, test::presets())
+        .cluster.gpu;
+  };
+  const GpuModel meta(spec("h100-sxm-96gb"), Watts{}, false), sxm(spec("h100-sxm"), Watts{}, false);
+  CHECK(meta.clock().value() == Approx(1830e6 * std::cbrt((500.0 - 78.8) / (700.0 - 78.8))).epsilon(1e-9));
+  CHECK(meta.busy_power().value() == Approx(500.0).epsilon(1e-9));
+  CHECK(sxm.clock().value() == Approx(1830e6).epsilon(1e-12));
+}

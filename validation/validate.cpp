@@ -71,7 +71,7 @@ std::string scalar_text(const YAML::Node& n) {
 
 Case parse_case(const Config& c, const std::string& group, const std::string& file) {
   c.allow_only({"id", "group", "metric", "measured", "tolerance", "fit", "source", "assumptions", "scenario", "choose",
-                "collective", "flops", "gemm", "attention"});
+                "collective", "flops", "gemm", "attention", "engine"});
   Case k;
   k.id = c.at("id").as_string();
   k.group = c.find("group") ? c.at("group").as_string() : group;
@@ -83,6 +83,11 @@ Case parse_case(const Config& c, const std::string& group, const std::string& fi
   if (auto f = c.find("fit")) k.fit = f->as_bool();
   k.source = c.at("source").as_string();
   if (auto f = c.find("assumptions")) k.assumptions = f->as_string();
+  if (auto f = c.find("engine")) {
+    const std::string e = f->as_string();
+    if (e != "events" && e != "composed") throw Error(f->path(), "'" + e + "' is not an engine: events or composed");
+    k.events = e == "events";
+  }
   const Config sc = c.at("scenario");
   if (!sc.is_map()) throw Error(sc.path(), "expected a scenario mapping");
   k.scenario_yaml = scalar_text(sc.yaml());
@@ -173,10 +178,11 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
   if (!engine::memory_per_gpu(s, plan).fits()) return std::nullopt;
   const auto t = topology::build_step_fabric(s.cluster);
   const auto net = collectives::NetworkModel::build(o.network, "--network");
-  // The composed step, as search ranks plans, unless the plan has a choice only the event
-  // engine runs (FSDP's reduce-once or keep-weights, DualPipe, ...).
-  const auto r = plan.event_engine_only().empty() ? engine::simulate_step(s, plan, t, engine::step_options(net.get()))
-                                                  : engine::simulate_step_events(s, plan, t, engine::step_options(net.get()));
+  // The case's engine (Case::events); the event engine where only it runs the plan (FSDP's
+  // reduce-once or keep-weights, DualPipe, ...).
+  const auto r = !c.events && plan.event_engine_only().empty()
+                     ? engine::simulate_step(s, plan, t, engine::step_options(net.get()))
+                     : engine::simulate_step_events(s, plan, t, engine::step_options(net.get()));
   const double step = r.step_time.value();
   switch (c.metric) {
     case Metric::kStepTime: return Candidate{step, step};

@@ -51,6 +51,10 @@ struct Case {
   double tolerance = 0.0;  ///< fraction
   bool fit = false;
   std::string scenario_yaml;  ///< the merged scenario, as YAML text
+  /// Training cases: run on the event engine (`engine: events`, what `wallsim run` runs) or
+  /// on the composed step (`composed`, the default: what `search` ranks plans with). A plan
+  /// only the event engine runs goes there either way.
+  bool events = false;
   std::vector<std::pair<std::string, std::vector<std::string>>> choose;  ///< key -> candidates
   std::string flops;          ///< FLOP formula of tflops_per_gpu
   std::string op, bytes, algo;  ///< busbw cases
