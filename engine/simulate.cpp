@@ -40,6 +40,10 @@ struct RankState {
   bool sms_busy = false;  // a kernel of one of the two compute streams runs
   int comm_on_sms = 0;    // collectives posted and not done on the compute or side streams
   std::uint32_t dp_sms = 0;  // SMs the data-parallel streams' collectives in flight hold
+  // By stream: the compute run in flight (its first op heads the stream): its ops and the
+  // sequence number of its timer (an older timer of the stream is stale).
+  std::array<std::uint32_t, parallelism::kStreams> run_n{};
+  std::array<std::uint64_t, parallelism::kStreams> run_seq{};
 };
 
 /// Streams of the data-parallel collectives (gradient buckets, ZeRO's gathers), whose NCCL
@@ -184,6 +188,8 @@ class Engine {
           const Timer e = timers_.top();
           timers_.pop();
           if (e.is_op) {
+            const auto st = static_cast<std::size_t>(op(e.a, e.b).stream);
+            if (ranks_[e.a].run_seq[st] != e.seq) continue;  // a run retime() moved
             finish_run(e.a, e.b, e.n);
           } else {
             finish_transfer({e.a, e.b});
@@ -303,9 +309,7 @@ class Engine {
         const auto c1 = static_cast<std::size_t>(parallelism::StreamKind::kCompute);
         const auto c2 = static_cast<std::size_t>(parallelism::StreamKind::kCompute2);
         const std::size_t other = stream == c1 ? c2 : c1;
-        // A data-parallel collective in flight ends during the run: each kernel gets the SMs
-        // of its own start, so none is chained then.
-        const bool alone = (!parallelism::holds_sms(x.stream) || rs.head[other] >= rs.streams[other].size()) && rs.dp_sms == 0;
+        const bool alone = !parallelism::holds_sms(x.stream) || rs.head[other] >= rs.streams[other].size();
         std::uint32_t n = 1, last = i;
         for (std::size_t pos = rs.head[stream] + 1; alone && pos < rs.streams[stream].size() && rs.ops[last].dependents.empty(); ++pos) {
           const std::uint32_t k = rs.streams[stream][pos];
@@ -318,6 +322,8 @@ class Engine {
           last = k;
           ++n;
         }
+        rs.run_n[stream] = n;
+        rs.run_seq[stream] = seq_;
         timers_.push({end, seq_++, true, c, i, n});
         break;
       }
@@ -326,6 +332,7 @@ class Engine {
         if (data_parallel(x.stream)) {
           s.sms = sms_of(p_.group_of(cls_.rep[c], x));
           ranks_[c].dp_sms += s.sms;
+          if (s.sms > 0) retime(c);
         }
         post_collective(c, i, x);
         break;
@@ -359,6 +366,34 @@ class Engine {
     return d;
   }
 
+  /// The SMs the data-parallel collectives hold changed: the kernels of the compute runs in
+  /// flight that have not begun get the share of their start (the one running keeps its own),
+  /// and the run's timer moves to its new end.
+  void retime(std::uint32_t c) {
+    RankState& rs = ranks_[c];
+    for (const auto sk : {parallelism::StreamKind::kCompute, parallelism::StreamKind::kCompute2}) {
+      const auto st = static_cast<std::size_t>(sk);
+      const std::uint32_t n = rs.run_n[st];
+      if (n == 0 || rs.head[st] + n > rs.streams[st].size()) continue;
+      double end = 0.0;
+      bool moved = false;
+      for (std::uint32_t j = 0; j < n; ++j) {
+        const std::uint32_t k = rs.streams[st][rs.head[st] + j];
+        OpState& o = rs.ops[k];
+        if (!moved && o.start < now_) continue;
+        if (!moved) end = o.start;
+        moved = true;
+        compute_[c] -= o.end - o.start;
+        o.start = end;
+        end += compute_time(c, k);
+        o.end = end;
+      }
+      if (!moved) continue;
+      rs.run_seq[st] = seq_;
+      timers_.push({end, seq_++, true, c, rs.streams[st][rs.head[st]], n});
+    }
+  }
+
   void finish_op(std::uint32_t c, std::uint32_t i) {
     ranks_[c].ops[i].end = now_;
     finish_run(c, i, 1);
@@ -370,8 +405,11 @@ class Engine {
     RankState& rs = ranks_[c];
     const auto stream = static_cast<std::size_t>(op(c, i).stream);
     if (op(c, i).kind == ProgramOp::Kind::kCollective && comm_takes_sms(op(c, i).stream)) --rs.comm_on_sms;
-    rs.dp_sms -= rs.ops[i].sms;
-    rs.ops[i].sms = 0;
+    if (rs.ops[i].sms > 0) {
+      rs.dp_sms -= rs.ops[i].sms;
+      rs.ops[i].sms = 0;
+      retime(c);
+    }
     if (posts_only(stream)) {  // already past its stream's head
       OpState& s = rs.ops[i];
       s.done = true;
@@ -380,6 +418,7 @@ class Engine {
       return;
     }
     if (parallelism::holds_sms(op(c, i).stream) && op(c, i).kind == ProgramOp::Kind::kCompute) rs.sms_busy = false;
+    if (op(c, i).kind == ProgramOp::Kind::kCompute) rs.run_n[stream] = 0;
     for (std::uint32_t j = 0; j < n; ++j) {
       OpState& s = rs.ops[rs.streams[stream][rs.head[stream]]];
       s.done = true;
