@@ -36,6 +36,19 @@ double parse_count_or_fraction(const std::string& s) { return parse_count(s, "--
 
 std::string number(double x) { return format_number(x, 4); }
 
+/// `results` by precision (cases that have one), in first-seen order.
+std::pair<std::vector<std::string>, std::map<std::string, std::vector<validation::Result>>> by_precision_of(
+    const std::vector<validation::Result>& results) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<validation::Result>> by;
+  for (const auto& r : results) {
+    if (r.c->precision.empty()) continue;
+    if (!by.count(r.c->precision)) order.push_back(r.c->precision);
+    by[r.c->precision].push_back(r);
+  }
+  return {order, by};
+}
+
 std::string summary_line(const std::string& label, const validation::Summary& s, const std::string& worst_id) {
   char b[256];
   std::snprintf(b, sizeof b, "%s: %zu cases, median |error| %.1f %%, worst %.1f %%%s", label.c_str(), s.cases,
@@ -150,6 +163,8 @@ void validate(const ValidateFlags& f) {
        << " | " << pct(r.error) << " | " << (c.fit ? "fit" : "check") << " | " << c.source << " |\n";
   }
   md << "\n";
+  // Error by precision: over every case, and within each group that has more than one.
+  auto [precisions, by_precision] = by_precision_of(results);
   for (const auto& g : groups) {
     const auto& rs = by_group[g];
     const auto* w = worst_of(rs);
@@ -161,7 +176,19 @@ void validate(const ValidateFlags& f) {
       text << summary_line("  " + g + " checks only", validation::summarize(checks), wc ? wc->c->id : "") << "\n";
       md << "; checks only (not used in any fit): " << summary_line("", validation::summarize(checks), wc ? wc->c->id : "").substr(2);
     }
+    auto [seen, split] = by_precision_of(rs);
+    for (std::size_t k = 0; seen.size() > 1 && k < seen.size(); ++k) {
+      const auto* wq = worst_of(split[seen[k]]);
+      const std::string line = summary_line(seen[k], validation::summarize(split[seen[k]]), wq ? wq->c->id : "");
+      text << "  " << g << " " << line << "\n";
+      md << "; " << line;
+    }
     md << "\n";
+  }
+  for (const auto& q : precisions) {
+    const auto* wq = worst_of(by_precision[q]);
+    text << summary_line("all " + q, validation::summarize(by_precision[q]), wq ? wq->c->id : "") << "\n";
+    md << "- " << summary_line("**all " + q + "**", validation::summarize(by_precision[q]), wq ? wq->c->id : "") << "\n";
   }
   const auto* w = worst_of(results);
   text << summary_line("all", total, w ? w->c->id : "") << "\n";
@@ -180,6 +207,7 @@ void validate(const ValidateFlags& f) {
                     {"tolerance", r.c->tolerance},
                     {"fit", r.c->fit},
                     {"chosen", r.chosen},
+                    {"precision", r.c->precision},
                     {"source", r.c->source}});
     }
     nlohmann::json gs = nlohmann::json::object();
@@ -189,8 +217,14 @@ void validate(const ValidateFlags& f) {
       gs[g] = {{"cases", s.cases}, {"median_abs_error", s.median_abs}, {"max_abs_error", s.max_abs},
                {"check_cases", sc.cases}, {"check_median_abs_error", sc.median_abs}, {"check_max_abs_error", sc.max_abs}};
     }
+    nlohmann::json ps = nlohmann::json::object();
+    for (const auto& q : precisions) {
+      const auto s = validation::summarize(by_precision[q]);
+      ps[q] = {{"cases", s.cases}, {"median_abs_error", s.median_abs}, {"max_abs_error", s.max_abs}};
+    }
     const nlohmann::json j = {{"cases", cs},
                               {"groups", gs},
+                              {"precisions", ps},
                               {"median_abs_error", total.median_abs},
                               {"max_abs_error", total.max_abs}};
     files.add(f.common.json, report::json_text(j));

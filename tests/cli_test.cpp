@@ -436,8 +436,26 @@ TEST_CASE("cli validate meets the accuracy targets on the published cases", "[cl
     }
     CHECK(std::abs(c["predicted"].get<double>() / c["measured"].get<double>() - 1.0 - c["error"].get<double>()) < 1e-9);
   }
+  // Error by precision: each case's, and every precision's summary over its cases.
+  std::map<std::string, int> counted;
+  for (const auto& c : j["cases"]) counted[c["precision"].get<std::string>()] += 1;
+  const std::map<std::string, std::string> want = {
+      {"KH100-MAMF-FP8", "fp8"}, {"KH100-MAMF-BF16", "16-bit"}, {"NC-H100-RING", ""}, {"TT-8B-128-BF16", "16-bit"},
+      {"TT-8B-128-FP8", "fp8"},  {"E2E-NEMO-H100-LLAMA3-8B", "fp8"}, {"N21-1", "16-bit"}, {"N21-BW-CKPT-1T", ""}};
+  for (const auto& c : j["cases"]) {
+    if (const auto it = want.find(c["id"].get<std::string>()); it != want.end()) CHECK(c["precision"] == it->second);
+  }
+  REQUIRE(j["precisions"].size() == 2);
+  for (const char* q : {"16-bit", "fp8"}) CHECK(j["precisions"][q]["cases"].get<int>() == counted[q]);
+  CHECK(counted["fp8"] >= 10);
   check_bad_input("validate /nonexistent-dir", "/nonexistent-dir: is not a directory of validation cases", true);
   check_bad_input("validate --only NOPE", "--only: selects no case", true);
+  const fs::path dir = scratch() / "bad-engine";
+  fs::create_directories(dir);
+  std::ofstream(dir / "x.yaml") << "group: x\ncases:\n  - {id: X, metric: step_time_s, measured: 1, tolerance: 10%, source: s,\n"
+                                   "     engine: fast, scenario: {cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 8},\n"
+                                   "     model: llama3-8b, training: {global_batch: 8}}}\n";
+  check_bad_input("validate '" + dir.string() + "'", "x.yaml.cases[0].engine: 'fast' is not an engine: events or composed", true);
 }
 
 TEST_CASE("cli the README's validation table is the one wallsim validate generates", "[cli][validation]") {

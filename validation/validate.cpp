@@ -118,9 +118,17 @@ Case parse_case(const Config& c, const std::string& group, const std::string& fi
     if (precision != "bf16" && precision != "fp8") {
       throw Error(g.path() + ".precision", "'" + precision + "' is not one of bf16, fp8");
     }
+    k.precision = precision == "fp8" ? "fp8" : "16-bit";
     k.gemm_fp8 = precision == "fp8";
   }
+  if (k.metric == Metric::kStepTime || k.metric == Metric::kTflopsPerGpu || k.metric == Metric::kLayerForward ||
+      k.metric == Metric::kLayerBackward) {
+    const auto t = sc.find("training");
+    const auto p = t && t->is_map() ? t->find("precision") : std::nullopt;
+    k.precision = p && p->as_string() == "fp8" ? "fp8" : "16-bit";
+  }
   if (k.metric == Metric::kAttentionTflops) {
+    k.precision = "16-bit";  // FlashAttention's and cuDNN's tables: fp16 or bf16 inputs
     const Config a = c.at("attention");
     a.allow_only({"batch", "seq", "heads", "kv_heads", "head_dim", "causal", "pass"});
     auto dim = [&](const char* key) { return static_cast<double>(a.at(key).as_int(1, 1LL << 20, "attention dimensions")); };

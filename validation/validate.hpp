@@ -55,6 +55,10 @@ struct Case {
   /// on the composed step (`composed`, the default: what `search` ranks plans with). A plan
   /// only the event engine runs goes there either way.
   bool events = false;
+  /// The compute precision the case measures, "16-bit" (bf16 or fp16) or "fp8": a GEMM's
+  /// inputs, a training run's training.precision (bf16 when not given), attention's 16-bit
+  /// tables; empty for cases that measure no compute (bus bandwidth, bytes).
+  std::string precision;
   std::vector<std::pair<std::string, std::vector<std::string>>> choose;  ///< key -> candidates
   std::string flops;          ///< FLOP formula of tflops_per_gpu
   std::string op, bytes, algo;  ///< busbw cases
