@@ -25,8 +25,12 @@ namespace {
 /// a rank that fails alone still speaks.
 int fail(const wallsim::engine::World& world, const std::string& what, int code, bool every_rank_alike = false) {
   if (world.size() > 1 && every_rank_alike && !world.root()) std::this_thread::sleep_for(std::chrono::seconds(15));
-  std::cerr << "wallsim: " << (world.size() > 1 && !(every_rank_alike && world.root()) ? "rank " + std::to_string(world.rank()) + ": " : "")
-            << what << "\n";
+  // One write: std::cerr is unbuffered, and under mpirun another process's output could land
+  // between the pieces of a line written piece by piece.
+  const std::string line = "wallsim: " +
+                           (world.size() > 1 && !(every_rank_alike && world.root()) ? "rank " + std::to_string(world.rank()) + ": " : "") +
+                           what + "\n";
+  std::cerr << line << std::flush;
   if (world.size() > 1) world.abort(code);
   return code;
 }

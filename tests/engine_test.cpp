@@ -799,9 +799,9 @@ TEST_CASE("engine memory: the published plans of Llama 3 405B and DeepSeek-V3 fi
 TEST_CASE("engine nccl_sms: NCCL's channels a data-parallel collective holds, by where its group lies", "[engine]") {
   // 2 nodes x 8 H100, ib-ndr between them (16 channels for a node's 8 GPUs, a NIC each, two
   // channels a NIC). A group of all 16 GPUs holds 16 SMs; one GPU a node drives one NIC: 2; four
-  // a node: 8. A group inside a node takes the scale-up link's: none given for nvswitch-h100,
-  // 24 when the scenario says so. Then a step: FSDP over both nodes runs longer with the
-  // channels held than with none (nccl_channels 0: copy-engine collectives).
+  // a node: 8. A group inside a node takes the scale-up link's: nvswitch-h100's 24, or what the
+  // scenario says. Then a step: FSDP over both nodes runs longer with the channels held than
+  // with none (nccl_channels 0: copy-engine collectives).
   const std::string cluster =
       "cluster: {gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_up: nvswitch-h100,\n"
       "  scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 1}}\n"
@@ -820,8 +820,9 @@ TEST_CASE("engine nccl_sms: NCCL's channels a data-parallel collective holds, by
   CHECK(sms(all) == 16);
   CHECK(sms({0, 8}) == 2);
   CHECK(sms({0, 1, 2, 3, 8, 9, 10, 11}) == 8);
-  CHECK(sms({0, 1, 2, 3, 4, 5, 6, 7}) == 0);
-  CHECK(sms({0, 1, 2, 3, 4, 5, 6, 7}, {"cluster.scale_up.nccl_channels=24"}) == 24);
+  CHECK(sms({0, 1, 2, 3, 4, 5, 6, 7}) == 24);
+  CHECK(sms({8, 9}) == 24);
+  CHECK(sms({0, 1, 2, 3, 4, 5, 6, 7}, {"cluster.scale_up.nccl_channels=12"}) == 12);
   CHECK(sms(all, {"cluster.scale_out.nccl_channels=0"}) == 0);
   auto step = [&](int channels) {
     const Scenario s = parse_scenario(cluster + "parallel: {dp: 16, zero: 3}\n", "t.yaml",
