@@ -32,6 +32,7 @@ double run_once(const Presets& presets, const Scenario& s, bool flow) {
   o.classes = true;
   if (s.cluster.scale_out) o.flows_per_connection = static_cast<std::uint32_t>(s.cluster.scale_out->flows_per_connection);
   o.compute_time = [&gpu](const parallelism::ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
+  if (s.cluster.gpu.sms > 0) o.dp_sms = [&](std::uint32_t g) { return engine::nccl_sms(s.cluster, prog, t, g); };  // as `run`
   const auto r = engine::simulate(prog, t, o);
   const double wall = seconds_since(t0);
   std::size_t ops = 0;

@@ -278,6 +278,9 @@ LinkSpec parse_link(const Config& raw, const Presets& presets) {
   // NCCL caps channels at MAXCHANNELS: 32 up to 2.23, 64 since 2.25 (src/include/device.h);
   // 0: collectives that hold no SMs (copy-engine collectives, NCCL_CTA_POLICY_ZERO).
   if (auto f = c.find("nccl_channels")) l.nccl_channels = static_cast<int>(f->as_int(0, 64, "NCCL's MAXCHANNELS"));
+  if (auto f = c.find("nccl_channels_per_gpu")) {
+    l.nccl_channels_per_gpu = static_cast<int>(f->as_int(0, 64, "NCCL's MAXCHANNELS"));
+  }
   return l;
 }
 
@@ -499,7 +502,7 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
   if (auto su = c.find("scale_up")) {
     Config s = resolve(*su, PresetKind::kLinks, presets);
     s.allow_only({"description", "notes", "bandwidth", "latency", "energy", "efficiency", "switch_reduction", "domain",
-                  "nccl_channels"});
+                  "nccl_channels", "nccl_channels_per_gpu"});
     k.scale_up = parse_link(*su, presets);
     if (auto d = s.find("domain")) k.scale_up_domain = positive_int(*d, limits::kMaxGpus, kGpusWhy);
     // A domain need not divide the job: a job on part of an NVL72 rack, or over racks of
@@ -530,6 +533,18 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
     throw Error(c.path() + ".scale_out", "missing: " + std::to_string(k.gpus()) +
                                              " GPUs span more than one scale-up domain of " +
                                              std::to_string(k.scale_up_domain));
+  }
+  // NCCL's channels hold SMs beside the compute (engine/simulate.hpp): a gather and a scatter
+  // in flight at once must leave the kernels some.
+  const long long across = k.scale_out ? std::min<long long>(64, 1LL * k.scale_out->link.nccl_channels_per_gpu * k.gpus_per_node) : 0;
+  const bool out_more = across > k.scale_up.nccl_channels;
+  const std::string channels_key = c.path() + (out_more ? ".scale_out.nccl_channels_per_gpu" : ".scale_up.nccl_channels");
+  const long long held = std::max<long long>(across, k.scale_up.nccl_channels);
+  if (k.gpu.cores > 0 && held > 0) throw Error(channels_key, "applies to GPU clusters, not to a wafer (no NCCL kernels)");
+  if (k.gpu.sms > 0 && 2 * held >= k.gpu.sms) {
+    throw Error(channels_key, "gives " + std::to_string(held) + " SMs a collective; a gather and a scatter at once would hold " +
+                                  std::to_string(2 * held) + " of " + k.gpu.name + "'s " + std::to_string(k.gpu.sms) +
+                                  " SMs, leaving its kernels none");
   }
   if (auto st = c.find("storage")) {
     st->allow_only({"bandwidth", "nodes"});

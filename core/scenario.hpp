@@ -27,10 +27,10 @@ struct LinkSpec {
   /// Scale-up switches that reduce in the network (NVLink SHARP) do so at this fraction of the
   /// payload rate; 0 = none.
   double switch_reduction = 0.0;
-  /// NCCL's channels for a large collective whose ring crosses this link (the scale-out link:
-  /// a group spanning nodes; the scale-up link: a group inside one domain): one CTA a channel,
-  /// each holding an SM that kernels running beside it lose (engine/simulate.hpp); 0 = unknown.
+  /// NCCL's channels (a CTA, an SM each) for a large collective inside one scale-up domain.
   int nccl_channels = 0;
+  /// NCCL's channels across domains for each GPU the group holds in a node (its NIC's rings).
+  int nccl_channels_per_gpu = 0;
   [[nodiscard]] Bandwidth payload() const { return bandwidth * efficiency; }
 };
 

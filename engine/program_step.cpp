@@ -211,13 +211,13 @@ std::uint32_t nccl_sms(const ClusterSpec& c, const parallelism::Program& prog, c
   const auto& m = prog.groups.at(g);
   if (m.empty()) return 0;
   const topology::NodeId first = prog.ranks.at(m.front()).gpu;
-  long long inside = 0;
-  for (auto r : m) inside += t.leaves_domain(first, prog.ranks.at(r).gpu) ? 0 : 1;
-  if (inside == static_cast<long long>(m.size())) return static_cast<std::uint32_t>(c.scale_up.nccl_channels);
+  const bool inside = std::none_of(m.begin(), m.end(), [&](std::uint32_t r) { return t.leaves_domain(first, prog.ranks.at(r).gpu); });
+  if (inside) return static_cast<std::uint32_t>(c.scale_up.nccl_channels);
   if (!c.scale_out || c.gpus_per_node <= 0) return 0;
-  const long long per_node = std::min<long long>(inside, c.gpus_per_node);
-  const long long ch = c.scale_out->link.nccl_channels;
-  return static_cast<std::uint32_t>((ch * per_node + c.gpus_per_node - 1) / c.gpus_per_node);
+  // GPUs are numbered node by node (ClusterSpec::speed_of reads them so too).
+  const auto node = [&](std::uint32_t r) { return prog.ranks.at(r).gpu / static_cast<topology::NodeId>(c.gpus_per_node); };
+  const auto in_node = std::count_if(m.begin(), m.end(), [&](std::uint32_t r) { return node(r) == node(m.front()); });
+  return static_cast<std::uint32_t>(std::min<long long>(64, c.scale_out->link.nccl_channels_per_gpu * in_node));
 }
 
 StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,

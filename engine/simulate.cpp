@@ -47,7 +47,7 @@ struct RankState {
 };
 
 /// Streams of the data-parallel collectives (gradient buckets, ZeRO's gathers), whose NCCL
-/// kernels hold SimulateOptions::dp_sms_* SMs beside the compute.
+/// kernels hold SimulateOptions::dp_sms SMs beside the compute.
 constexpr bool data_parallel(parallelism::StreamKind s) {
   return s == parallelism::StreamKind::kDataParallel || s == parallelism::StreamKind::kParamGather;
 }
@@ -276,6 +276,16 @@ class Engine {
     static constexpr std::array<StreamKind, parallelism::kStreams> kOrder = {
         StreamKind::kDataParallel, StreamKind::kParamGather,  StreamKind::kCompute,     StreamKind::kSide,
         StreamKind::kPipelineSend, StreamKind::kPipelineRecv, StreamKind::kCompute2};
+    static_assert(
+        [] {
+          std::array<bool, parallelism::kStreams> seen{};
+          for (const StreamKind k : kOrder) seen[static_cast<std::size_t>(k)] = true;
+          for (const bool b : seen) {
+            if (!b) return false;
+          }
+          return true;
+        }(),
+        "kOrder visits every stream once");
     for (const StreamKind sk : kOrder) {
       const auto s = static_cast<std::size_t>(sk);
       while (rs.head[s] < rs.streams[s].size()) {

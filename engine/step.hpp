@@ -192,12 +192,10 @@ StepResult within_cap(const Scenario& sc, const parallelism::Plan& p, const Step
 StepResult simulate_step(const Scenario& s, const parallelism::Plan& p, const topology::Topology& t,
                          const StepOptions& o);
 
-/// The SMs NCCL's kernel holds for a collective of the program's group `g` (rank indices):
-/// one a channel. A group inside one scale-up domain takes the scale-up link's nccl_channels;
-/// a group across domains, NCCL's rings go one a NIC, each NIC (one a GPU) carrying two
-/// channels (src/graph/connect.cc doubles the search's rings), so it takes the scale-out
-/// link's nccl_channels (given for a node's every GPU) times the share of a node's GPUs the
-/// group holds in the first member's domain, rounded up. 0 where the link gives none.
+/// The SMs NCCL's kernel holds for a collective of program group `g`, one a channel: the
+/// scale-up link's nccl_channels inside one domain; across domains, the scale-out link's
+/// nccl_channels_per_gpu times the group's GPUs in its first member's node (NCCL runs a ring a
+/// NIC, one NIC a GPU, doubled: src/graph/connect.cc), at most 64. 0 where a link gives none.
 std::uint32_t nccl_sms(const ClusterSpec& c, const parallelism::Program& prog, const topology::Topology& t, std::uint32_t g);
 
 /// The same step run by the event engine (engine/simulate.hpp over the step program of

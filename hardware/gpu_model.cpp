@@ -264,6 +264,11 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   const double memory = k.bytes.value() / (spec_.memory_bandwidth.value() * spec_.memory_efficiency);
   double share = 1.0;  // of the SMs: a communication kernel beside it takes some (TP overlap)
   if (k.sms_taken > 0) {
+    if (spec_.sms <= 0) {
+      throw Error("cluster.gpu.sms", "missing: kernel '" + k.name + "' shares the GPU with communication kernels that take " +
+                                         std::to_string(k.sms_taken) + " SMs (parallel.tp_comm_overlap, an overlapped pair's all-to-all), "
+                                         "which needs the GPU's SM count");
+    }
     if (spec_.sms <= k.sms_taken) {
       throw Error("cluster.gpu.sms", "kernel '" + k.name + "' is left no SMs: the communication kernels beside it (parallel.tp_comm_overlap's, "
                                      "NCCL's channels: cluster.scale_up/scale_out.nccl_channels) take " + std::to_string(k.sms_taken) +

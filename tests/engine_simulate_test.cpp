@@ -302,6 +302,39 @@ TEST_CASE("engine::simulate a data-parallel collective's NCCL kernel holds its S
   }
 }
 
+TEST_CASE("engine::simulate a data-parallel collective posted during a run of kernels slows the ones not begun",
+          "[engine]") {
+  // Two ranks, each: a 0.5 ms kernel on the side stream, then an all-reduce of 1 GB on the
+  // data-parallel stream (4L + S/B, 20 ms); on the compute stream kernels A1, A2, A3 from 0
+  // (1 ms each on 132 SMs). A1 is running when the all-reduce is posted at 0.5 ms: it keeps its
+  // 1 ms. A2 and A3 begin beside the all-reduce: 132/116 ms each. The step ends with the
+  // all-reduce, at 0.5 ms + 20 ms + 4L.
+  const double k = 1e-3, S = 1e9, n = 16;
+  auto kernel = [] {
+    ProgramOp op;
+    op.kind = ProgramOp::Kind::kCompute;  // no duration: compute_time gives it
+    return op;
+  };
+  Program p;
+  p.groups.push_back({0, 1});
+  const std::vector<ProgramOp> ops{compute(0.5e-3, StreamKind::kSide), collective(0, collectives::Op::kAllReduce, S, {0}),
+                                   kernel(), kernel(), kernel()};
+  p.ranks.push_back({0, ops});
+  p.ranks.push_back({1, ops});
+  SimulateOptions o = model(false);
+  o.compute_time = [k](const ProgramOp& op, std::uint32_t) { return Seconds::of(k * 132.0 / (132.0 - op.kernel.sms_taken)); };
+  o.dp_sms = [n](std::uint32_t) { return static_cast<std::uint32_t>(n); };
+  const auto r = simulate(p, sw(2), o);
+  const double slow = k * 132.0 / (132.0 - n);
+  CHECK(r.ops[0][2].end.value() == Approx(k).epsilon(1e-12));
+  CHECK(r.ops[0][3].start.value() == Approx(k).epsilon(1e-12));
+  CHECK(r.ops[0][3].end.value() == Approx(k + slow).epsilon(1e-12));
+  CHECK(r.ops[0][4].end.value() == Approx(k + 2 * slow).epsilon(1e-12));
+  CHECK(r.ops[0][1].end.value() == Approx(0.5e-3 + 4 * L + S / B).epsilon(1e-12));
+  CHECK(r.makespan.value() == Approx(0.5e-3 + 4 * L + S / B).epsilon(1e-12));
+  CHECK(r.compute[0].value() == Approx(k + 2 * slow + 0.5e-3).epsilon(1e-12));
+}
+
 TEST_CASE("engine::simulate names what cannot run", "[engine]") {
   Program lonely;
   lonely.ranks.push_back({0, {p2p(true, 1, 1e6)}});

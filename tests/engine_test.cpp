@@ -653,7 +653,7 @@ TEST_CASE("engine overlap_param_gather: ZeRO-1's weight all-gather runs under th
   // overlap the all-gather follows the optimizer on the critical path; with it, it runs first on
   // the data-parallel stream and the forward waits only for the first layer's quarter of it
   // (the forward is far longer than the gather), so the step is shorter by 3/4 of the gather.
-  // NCCL's kernels hold no SMs here (nccl_channels 0) unless a check says otherwise.
+  // NCCL's kernels hold no SMs here (nccl_channels_per_gpu 0) unless a check says otherwise.
   const std::string base =
       "cluster: {gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_up: nvswitch-h100,\n"
       "  scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 1}}\n"
@@ -661,7 +661,7 @@ TEST_CASE("engine overlap_param_gather: ZeRO-1's weight all-gather runs under th
       "training: {seq_len: 8192, global_batch: 16}\n";
   auto step = [&](bool overlap, bool events, double* gather = nullptr, int channels = 0) {
     const Scenario s = parse_scenario(base + "parallel: {dp: 16, zero: 1, overlap_param_gather: " + (overlap ? "true" : "false") + "}\n",
-                                      "t.yaml", {"cluster.scale_out.nccl_channels=" + std::to_string(channels)}, test::presets());
+                                      "t.yaml", {"cluster.scale_out.nccl_channels_per_gpu=" + std::to_string(channels)}, test::presets());
     const auto plan = parallelism::make_plan(s);
     const auto t = topology::build_cluster(s.cluster);
     const auto net = collectives::NetworkModel::build("analytic", "network");
@@ -683,9 +683,10 @@ TEST_CASE("engine overlap_param_gather: ZeRO-1's weight all-gather runs under th
   const double ev_plain = step(false, true), ev_overlap = step(true, true);
   CHECK(ev_plain - ev_overlap == Approx(0.75 * t_gather).epsilon(0.05));
   CHECK(ev_plain - ev_overlap < 0.75 * t_gather);
-  // With NCCL's 16 channels (ib-ndr's), the gathers hold 16 SMs from the forward's kernels
-  // beside them: the overlap still saves, less (engine_simulate_test derives the share).
-  const double ev16_plain = step(false, true, nullptr, 16), ev16_overlap = step(true, true, nullptr, 16);
+  // With NCCL's 16 channels (ib-ndr's 2 for each of a node's GPUs), the gathers hold 16 SMs
+  // from the forward's kernels beside them: the overlap still saves, less (engine_simulate_test
+  // derives the share).
+  const double ev16_plain = step(false, true, nullptr, 2), ev16_overlap = step(true, true, nullptr, 2);
   CHECK(ev16_plain - ev16_overlap > 0.0);
   CHECK(ev16_plain - ev16_overlap < ev_plain - ev_overlap);
   // Refused where Megatron-LM refuses it.
@@ -797,11 +798,11 @@ TEST_CASE("engine memory: the published plans of Llama 3 405B and DeepSeek-V3 fi
 }
 
 TEST_CASE("engine nccl_sms: NCCL's channels a data-parallel collective holds, by where its group lies", "[engine]") {
-  // 2 nodes x 8 H100, ib-ndr between them (16 channels for a node's 8 GPUs, a NIC each, two
-  // channels a NIC). A group of all 16 GPUs holds 16 SMs; one GPU a node drives one NIC: 2; four
-  // a node: 8. A group inside a node takes the scale-up link's: nvswitch-h100's 24, or what the
-  // scenario says. Then a step: FSDP over both nodes runs longer with the channels held than
-  // with none (nccl_channels 0: copy-engine collectives).
+  // 2 nodes x 8 H100, ib-ndr between them (two channels for each GPU's NIC). A group of all 16
+  // GPUs holds 2 x 8 = 16 SMs; one GPU a node: 2; four a node: 8. A group inside a node takes the
+  // scale-up link's: nvswitch-h100's 24, or what the scenario says. On nodes of 4 GPUs a whole
+  // node's group holds 8. Then a step: FSDP over both nodes runs longer with the channels held
+  // than with none (0: copy-engine collectives). Bad values are refused, naming the key.
   const std::string cluster =
       "cluster: {gpu: h100-sxm, nodes: 2, gpus_per_node: 8, scale_up: nvswitch-h100,\n"
       "  scale_out: {preset: ib-ndr, topology: clos, nodes_per_leaf: 2, spines: 1}}\n"
@@ -811,7 +812,7 @@ TEST_CASE("engine nccl_sms: NCCL's channels a data-parallel collective holds, by
     const Scenario s = parse_scenario(cluster, "t.yaml", sets, test::presets());
     const auto t = topology::build_cluster(s.cluster);
     parallelism::Program p;
-    for (std::uint32_t r = 0; r < 16; ++r) p.ranks.push_back({r, {}});
+    for (std::uint32_t r = 0; r < s.cluster.gpus(); ++r) p.ranks.push_back({r, {}});
     p.groups.push_back(group);
     return engine::nccl_sms(s.cluster, p, t, 0);
   };
@@ -823,17 +824,28 @@ TEST_CASE("engine nccl_sms: NCCL's channels a data-parallel collective holds, by
   CHECK(sms({0, 1, 2, 3, 4, 5, 6, 7}) == 24);
   CHECK(sms({8, 9}) == 24);
   CHECK(sms({0, 1, 2, 3, 4, 5, 6, 7}, {"cluster.scale_up.nccl_channels=12"}) == 12);
-  CHECK(sms(all, {"cluster.scale_out.nccl_channels=0"}) == 0);
+  CHECK(sms(all, {"cluster.scale_out.nccl_channels_per_gpu=0"}) == 0);
+  const std::vector<std::string> fours = {"cluster.nodes=4", "cluster.gpus_per_node=4"};
+  CHECK(sms({0, 1, 2, 3, 4, 5, 6, 7}, fours) == 8);
+  CHECK(sms({0, 4, 8, 12}, fours) == 2);
   auto step = [&](int channels) {
     const Scenario s = parse_scenario(cluster + "parallel: {dp: 16, zero: 3}\n", "t.yaml",
-                                      {"cluster.scale_out.nccl_channels=" + std::to_string(channels)}, test::presets());
+                                      {"cluster.scale_out.nccl_channels_per_gpu=" + std::to_string(channels)}, test::presets());
     const auto net = collectives::NetworkModel::build("analytic", "network");
     return engine::simulate_step_events(s, parallelism::make_plan(s), topology::build_cluster(s.cluster),
                                         engine::step_options(net.get())).step_time.value();
   };
-  CHECK(step(16) > step(0));
+  CHECK(step(2) > step(0));
   for (const char* bad : {"-1", "65"}) {
-    CHECK_THROWS_WITH(parse_scenario(cluster, "t.yaml", {std::string("cluster.scale_out.nccl_channels=") + bad}, test::presets()),
-                      Catch::Matchers::Contains("cluster.scale_out.nccl_channels"));
+    CHECK_THROWS_WITH(parse_scenario(cluster, "t.yaml", {std::string("cluster.scale_out.nccl_channels_per_gpu=") + bad}, test::presets()),
+                      Catch::Matchers::Contains("cluster.scale_out.nccl_channels_per_gpu"));
   }
+  // On a GPU of 100 SMs, 7 channels a GPU x 8 = 56 a collective, 112 for a gather and a scatter
+  // at once: refused; 6 (96) is not. Inside a node: 50 of the scale-up link's, refused.
+  const std::string small = "cluster.gpu.sms=100";
+  CHECK_THROWS_WITH(parse_scenario(cluster, "t.yaml", {small, "cluster.scale_out.nccl_channels_per_gpu=7"}, test::presets()),
+                    Catch::Matchers::Contains("cluster.scale_out.nccl_channels_per_gpu: gives 56 SMs a collective"));
+  CHECK_NOTHROW(parse_scenario(cluster, "t.yaml", {small, "cluster.scale_out.nccl_channels_per_gpu=6"}, test::presets()));
+  CHECK_THROWS_WITH(parse_scenario(cluster, "t.yaml", {small, "cluster.scale_up.nccl_channels=50"}, test::presets()),
+                    Catch::Matchers::Contains("cluster.scale_up.nccl_channels: gives 50 SMs"));
 }

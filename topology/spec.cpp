@@ -227,7 +227,7 @@ Topology build_healthy_cluster(const ClusterSpec& k, Part part) {
       // Clos-only keys of a preset (nodes_per_leaf, spines) do not apply to other kinds: a
       // sweep over cluster.scale_out.topology starts from a Clos preset.
       if (key == "preset" || key == "description" || key == "notes" || key == "efficiency" ||
-          key == "flows_per_connection" || key == "nccl_channels" || other_kinds_key(kind, key) ||
+          key == "flows_per_connection" || key == "nccl_channels" || key == "nccl_channels_per_gpu" || other_kinds_key(kind, key) ||
           (kind == "torus" && key == "switch_latency")) {  // a torus has no switches
         continue;
       }
@@ -267,7 +267,7 @@ Topology build_healthy_cluster(const ClusterSpec& k, Part part) {
     const Config& c = k.scale_out->params;
     std::vector<std::string> allowed = {"topology", "preset",     "description", "notes",         "bandwidth", "latency",
                                         "energy",   "efficiency", "switch_latency", "nodes_per_leaf", "spines",
-                                        "flows_per_connection", "nccl_channels"};
+                                        "flows_per_connection", "nccl_channels", "nccl_channels_per_gpu"};
     for (const auto& key : c.keys()) {
       if (other_kinds_key("clos", key)) allowed.push_back(key);
     }
