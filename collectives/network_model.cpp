@@ -101,14 +101,6 @@ class AnalyticModel final : public NetworkModel {
     std::vector<double> level_bytes(t.num_cost_levels());  // per level: its most loaded port
     std::vector<double> level_taper(t.num_cost_levels());  // per level: its most loaded egress, in seconds
     topology::Path path;
-    // A step's transfers as the second pass reads them: their ports, cost level and index,
-    // found once in the first (the tuner costs ~10^6 transfers on 16k GPUs).
-    struct Seen {
-      Ports q;
-      NodeId src, dst;
-      std::size_t level, index;
-    };
-    std::vector<Seen> seen;
     for_each_step(ss, [&](const std::vector<const Phase*>& phases, double count) {
       const auto stamp = static_cast<std::uint32_t>(step_no + 1);
       auto add_to = [stamp](Load& l, double bytes) {
@@ -116,16 +108,12 @@ class AnalyticModel final : public NetworkModel {
         l.bytes += bytes;
       };
       const bool taper = !tapered.empty();
-      seen.clear();
-      std::size_t index = 0;
       for (const Phase* ph : phases) {
         ph->for_each([&](const Transfer& x) {
-          ++index;
           if (x.src == x.dst) return;
           const Ports q = ports_of(x);
           add_to(load[q.out], x.bytes.value());
           add_to(load[q.in], x.bytes.value());
-          seen.push_back({q, x.src, x.dst, t.cost_level(x.src, x.dst), index});
           if (!taper || !is_endpoint(x)) return;
           const std::size_t shared = shared_level(x);
           for (std::size_t j : tapered) {
@@ -152,18 +140,23 @@ class AnalyticModel final : public NetworkModel {
       // most loaded port per level matters (no routing, no division per transfer).
       std::fill(level_bytes.begin(), level_bytes.end(), -1.0);
       std::fill(level_taper.begin(), level_taper.end(), 0.0);
+      std::size_t index = 0;
       double slowest = 0.0;
-      for (const Seen& y : seen) {
-        const double bytes = std::max(load[y.q.out].bytes, load[y.q.in].bytes);
-        const Transfer x{y.src, y.dst, {}};
-        if (y.level != topology::Topology::kNoLevel) {
-          level_bytes[y.level] = std::max(level_bytes[y.level], bytes);
-          if (taper) level_taper[y.level] = std::max(level_taper[y.level], egress_time(x));
-          continue;
-        }
-        const auto cost = t.route_cost(x.src, x.dst, key_of(step_no, y.index), path);
-        slowest = std::max(slowest, p.overhead.value() + cost.latency.value() +
-                                        std::max(bytes / cost.bandwidth.value(), egress_time(x)));
+      for (const Phase* ph : phases) {
+        ph->for_each([&](const Transfer& x) {
+          ++index;
+          if (x.src == x.dst) return;
+          const Ports q = ports_of(x);
+          const double bytes = std::max(load[q.out].bytes, load[q.in].bytes);
+          if (const std::size_t level = t.cost_level(x.src, x.dst); level != topology::Topology::kNoLevel) {
+            level_bytes[level] = std::max(level_bytes[level], bytes);
+            if (taper) level_taper[level] = std::max(level_taper[level], egress_time(x));
+            return;
+          }
+          const auto cost = t.route_cost(x.src, x.dst, key_of(step_no, index), path);
+          slowest = std::max(slowest, p.overhead.value() + cost.latency.value() +
+                                          std::max(bytes / cost.bandwidth.value(), egress_time(x)));
+        });
       }
       for (std::size_t level = 0; level < level_bytes.size(); ++level) {
         if (level_bytes[level] < 0.0) continue;
