@@ -536,7 +536,7 @@ ClusterSpec parse_cluster(const Config& raw, const Presets& presets) {
   }
   // NCCL's channels hold SMs beside the compute (engine/simulate.hpp): a gather and a scatter
   // in flight at once must leave the kernels some.
-  const long long across = k.scale_out ? std::min<long long>(64, 1LL * k.scale_out->link.nccl_channels_per_gpu * k.gpus_per_node) : 0;
+  const long long across = k.nccl_sms_across(k.gpus_per_node);
   const bool out_more = across > k.scale_up.nccl_channels;
   const std::string channels_key = c.path() + (out_more ? ".scale_out.nccl_channels_per_gpu" : ".scale_up.nccl_channels");
   const long long held = std::max<long long>(across, k.scale_up.nccl_channels);

@@ -147,6 +147,10 @@ struct ClusterSpec {
   std::vector<DegradedLink> degraded_links;
   [[nodiscard]] long long gpus() const { return nodes * gpus_per_node; }
   /// GPU g's compute rate relative to its peers (1 unless it is a slow GPU).
+  /// SMs NCCL holds for a collective across domains whose group has `in_node` GPUs of a node.
+  [[nodiscard]] long long nccl_sms_across(long long in_node) const {
+    return scale_out ? std::min<long long>(64, 1LL * scale_out->link.nccl_channels_per_gpu * in_node) : 0;
+  }
   [[nodiscard]] double speed_of(long long g) const {
     if (!slow_gpus) return 1.0;
     return std::binary_search(slow_gpus->gpus.begin(), slow_gpus->gpus.end(), g) ? slow_gpus->speed : 1.0;

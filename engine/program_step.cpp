@@ -63,6 +63,8 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   // NCCL's data-parallel kernels hold an SM a channel beside the compute (links.yaml's
   // nccl_channels); a GPU without an SM count has no such split.
   if (sc.cluster.gpu.sms > 0) so.dp_sms = [&sc, &prog, &t](std::uint32_t g) { return nccl_sms(sc.cluster, prog, t, g); };
+  // One rank per class (classes.hpp): a slow GPU (cluster.slow_gpus) is a class of its own and
+  // runs its kernels at its speed; its peers wait for it where the program synchronizes them.
   so.classes = true;
   for (const auto& rank : prog.ranks) so.speed.push_back(sc.cluster.speed_of(rank.gpu));
   so.compute_time = [&gpu, &so](const parallelism::ProgramOp& op, std::uint32_t rank) {
@@ -217,7 +219,7 @@ std::uint32_t nccl_sms(const ClusterSpec& c, const parallelism::Program& prog, c
   // GPUs are numbered node by node (ClusterSpec::speed_of reads them so too).
   const auto node = [&](std::uint32_t r) { return prog.ranks.at(r).gpu / static_cast<topology::NodeId>(c.gpus_per_node); };
   const auto in_node = std::count_if(m.begin(), m.end(), [&](std::uint32_t r) { return node(r) == node(m.front()); });
-  return static_cast<std::uint32_t>(std::min<long long>(64, c.scale_out->link.nccl_channels_per_gpu * in_node));
+  return static_cast<std::uint32_t>(c.nccl_sms_across(in_node));
 }
 
 StepResult simulate_step_events(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
