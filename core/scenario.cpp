@@ -291,7 +291,7 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
                 "boost_clock", "sustained_clock", "memory_energy", "cores", "sram_per_core", "mesh",
                 "fabric_bandwidth", "gemm_efficiency", "fp8_efficiency_ratio", "gemm_depth_overhead", "attention_efficiency",
                 "attention_backward_efficiency", "attention_depth_overhead", "attention_backward_depth_overhead",
-                "memory_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile", "gemm_tile_intensity",
+                "memory_efficiency", "norm_backward_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile", "gemm_tile_intensity",
                 "attention_block", "sfu_per_sm_clock", "attention_softmax_overlap", "routing_entries", "core_power"});
   GpuSpec g;
   g.name = raw.is_scalar() ? raw.as_string()
@@ -317,7 +317,8 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   for (auto [key, field] : {std::pair{"gemm_efficiency", &g.gemm_efficiency},
                             std::pair{"attention_efficiency", &g.attention_efficiency},
                             std::pair{"attention_backward_efficiency", &g.attention_backward_efficiency},
-                            std::pair{"memory_efficiency", &g.memory_efficiency}}) {
+                            std::pair{"memory_efficiency", &g.memory_efficiency},
+                            std::pair{"norm_backward_efficiency", &g.norm_backward_efficiency}}) {
     if (auto f = c.find(key)) {
       *field = f->as_double();
       if (!(*field > 0.0 && *field <= 1.0)) throw Error(f->path(), "must be in (0, 1]");

@@ -73,6 +73,10 @@ struct GpuSpec {
   /// 0 = attention_depth_overhead.
   double attention_backward_depth_overhead = 0.0;
   double memory_efficiency = 0.0;     ///< streaming kernels, fraction of HBM bandwidth
+  /// A fused norm's backward, fraction of HBM bandwidth: besides each token's gradient it sums
+  /// the weight's gradient over the tokens (partial sums per thread block, then reduced), which
+  /// streams slower than an element-wise pass. 0 = memory_efficiency.
+  double norm_backward_efficiency = 0.0;
   Seconds kernel_overhead;            ///< fixed cost per kernel (launch, tail)
   // Shape effects (tile and wave quantization); 0 = not modelled.
   int sms = 0;                        ///< streaming multiprocessors: thread blocks run in waves of this many

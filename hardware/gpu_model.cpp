@@ -261,7 +261,9 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
     compute = std::max(compute, softmax) + (1.0 - o) * std::min(compute, softmax);
   }
   if (compute > 0.0) compute /= fill(k) * ratio_;
-  const double memory = k.bytes.value() / (spec_.memory_bandwidth.value() * spec_.memory_efficiency);
+  const double stream = k.norm && k.backward && spec_.norm_backward_efficiency > 0.0 ? spec_.norm_backward_efficiency
+                                                                                    : spec_.memory_efficiency;
+  const double memory = k.bytes.value() / (spec_.memory_bandwidth.value() * stream);
   double share = 1.0;  // of the SMs: a communication kernel beside it takes some (TP overlap)
   if (k.sms_taken > 0) {
     if (spec_.sms <= 0) {

@@ -70,6 +70,7 @@ Kernel attention_backward(const Kernel& f) {
 Kernel elementwise_backward(const Kernel& f) {
   Kernel k = f;
   k.name += " (backward)";
+  k.backward = true;
   const double w = f.written.value(), r = f.bytes.value() - w;
   k.bytes = Bytes::of(2.0 * r + w);
   k.written = Bytes::of(r);
@@ -161,6 +162,7 @@ void norm_kernels(std::vector<Kernel>& k, const ModelSpec& m, const Shard& s, co
   const double w = s.bytes_per_value, f32 = 4.0;
   if (!s.eager || !has_rms_norm(m)) {
     k.push_back(elementwise_kernel(name, w * (values + extra_read), w * values, w));
+    k.back().norm = true;
     return;
   }
   k.push_back(elementwise_kernel(name + ": to fp32", w * values, f32 * values, w));

@@ -61,6 +61,9 @@ struct Kernel {
   double keys = 0;
   bool causal = false;
   bool backward = false;
+  /// A fused norm over each token's values (RMSNorm, LayerNorm): its backward also sums the
+  /// weight's gradient over the tokens.
+  bool norm = false;
   KernelPass pass = KernelPass::kBoth;
   // Where a layer's parallel communication sits (layer_forward marks it; the step program reads it):
   bool opens_block = false;   ///< a norm whose output feeds a block (SP gathers the sequence after it)

@@ -391,6 +391,44 @@ TEST_CASE("hardware the A100 GEMM model reproduces cuBLAS timed back to back, an
   CHECK(checked == 13);
 }
 
+TEST_CASE("hardware a fused norm's backward streams at norm_backward_efficiency, every other element-wise pass at the triad's",
+          "[hardware]") {
+  GpuSpec g = gpu();  // 4 TB/s of HBM, memory_efficiency 0.5, 1 us per kernel
+  g.norm_backward_efficiency = 0.25;
+  const GpuModel m(g, Watts{}, false);
+  const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
+                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
+                                    "t.yaml", {}, test::presets());
+  parallelism::Shard sh;
+  sh.seq_len = 4096;
+  int norms = 0, others = 0;
+  for (const auto& k : parallelism::layer_forward(*s.model, 0, sh)) {
+    if (k.kind != KernelKind::kElementwise) continue;
+    const Kernel b = parallelism::elementwise_backward(k);
+    const double bw = 4e12;
+    // Forward: the triad's 0.5; backward of a norm 0.25; of anything else 0.5.
+    CHECK(m.time(k).value() == Approx(k.bytes.value() / (bw * 0.5) + 1e-6));
+    CHECK(m.time(b).value() == Approx(b.bytes.value() / (bw * (k.norm ? 0.25 : 0.5)) + 1e-6));
+    (k.norm ? norms : others) += 1;
+  }
+  CHECK(norms == 2);  // the input norm and the residual + post-attention norm (Megatron's fused add)
+  CHECK(others >= 2);
+  // Unset: the triad's.
+  g.norm_backward_efficiency = 0.0;
+  const GpuModel plain(g, Watts{}, false);
+  Kernel n{KernelKind::kElementwise, "norm", Flops::of(1.0), Bytes::of(3e9)};
+  n.norm = true;
+  n.backward = true;
+  CHECK(plain.time(n).value() == Approx(3e9 / (4e12 * 0.5) + 1e-6));
+  // The H100 preset's figure is the median of Liger-Kernel's three measured norm backwards: it
+  // gives liger's LayerNorm backward row (fp32, 4096 x 16384: 805.3 MB in 0.5776 ms) within 1 %.
+  const GpuModel h100(s.cluster.gpu, Watts{}, false);
+  Kernel ln{KernelKind::kElementwise, "layernorm (backward)", Flops::of(4096.0 * 16384), Bytes::of(3 * 4 * 4096.0 * 16384)};
+  ln.norm = true;
+  ln.backward = true;
+  CHECK(h100.time(ln).value() == Approx(0.5776e-3).epsilon(0.01));
+}
+
 TEST_CASE("hardware fused attention: the causal diagonal, a fixed cost per query block, FlashAttention's backward",
           "[hardware]") {
   GpuSpec g = gpu();
