@@ -357,11 +357,10 @@ TEST_CASE("hardware the H100 GEMM model reproduces XLA's measured sm_90 table an
 
 TEST_CASE("hardware the A100 GEMM model reproduces cuBLAS timed back to back, and LLMCompass's single calls check it",
           "[hardware]") {
-  // data/gpus.yaml a100-sxm-80gb: gemm_efficiency, gemm_depth_overhead, kernel_overhead and
-  // gemm_tile_intensity fitted on GEMMs timed back to back: the rows of
-  // data/kernels/a100-fp16-gemm.csv with a 64 x 64 tile per SM (20 of 24) and MAMF's best
-  // (271.2 TFLOP/s at 1024 x 10240 x 5120): rms 7.2 % over the 20, worst +21.5 %, as its source
-  // field states. The square shapes barely fix the depth overhead (it says so too).
+  // data/gpus.yaml a100-sxm-80gb: gemm_efficiency, kernel_overhead and gemm_tile_intensity
+  // fitted (gemm_depth_overhead held at 128) on GEMMs timed while the GPU runs call after call:
+  // the rows of data/kernels/a100-fp16-gemm.csv with a 64 x 64 tile per SM (20 of 24) and MAMF's
+  // best (271.2 TFLOP/s at 1024 x 10240 x 5120): worst +22.6 %, as its source field states.
   const Scenario s = parse_scenario("cluster: {gpu: a100-sxm-80gb, nodes: 1, gpus_per_node: 1}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
@@ -370,21 +369,22 @@ TEST_CASE("hardware the A100 GEMM model reproduces cuBLAS timed back to back, an
   REQUIRE(curve.size() == 24);
   const auto e = fit_error(gpu, curve, 108, 0, 2.0);
   CHECK(e.rows == 20);
-  CHECK(e.rms < 0.072);
-  CHECK(e.worst < 0.20);  // in log: +21.5 %
+  CHECK(e.rms < 0.073);
+  CHECK(e.worst < 0.21);  // in log: +22.6 %
   auto tflops = [&](double m, double n, double k) {
     const Kernel g{KernelKind::kGemm, "g", Flops::of(2 * m * n * k), Bytes::of(2 * (m * k + k * n + m * n)), m, n, k};
     return 2 * m * n * k / gpu.time(g).value() / 1e12;
   };
   CHECK(tflops(1024, 10240, 5120) == Approx(271.2).epsilon(0.01));
-  // Not fitted: LLMCompass's BF16 sweeps, each call timed alone (the GPU idle between calls), at
-  // the shapes where a call lasts a millisecond or more (m of 256 or more at n = k = 12288; m =
-  // 8192 and n = k of 2048 or more): within 5 %.
+  // Not fitted: LLMCompass's BF16 sweeps, each call timed alone from the host (launch and sync
+  // included; the GPU idle between calls), at the shapes whose calls last 0.28 ms or more (m of
+  // 256 or more at n = k = 12288; m = 8192 and n = k of 2048 or more), where that fixed host
+  // cost stays a few percent: within 3 %.
   int checked = 0;
   for (const auto& r : gemm_table("data/kernels/a100-bf16-gemm.csv")) {
     if ((r.n == 12288 && r.k == 12288 && r.m >= 256) || (r.m == 8192 && r.n == r.k && r.n >= 2048)) {
       INFO(r.m << " x " << r.n << " x " << r.k);
-      CHECK(tflops(r.m, r.n, r.k) == Approx(r.tflops.at(0)).epsilon(0.05));
+      CHECK(tflops(r.m, r.n, r.k) == Approx(r.tflops.at(0)).epsilon(0.03));
       ++checked;
     }
   }

@@ -159,6 +159,20 @@ TEST_CASE("parallelism::model_math eager PyTorch runs transformers' Llama ops on
   const ModelSpec gpt = preset_model("gpt3-175b");
   CHECK(std::get<0>(total(layer_forward(gpt, 0, s), "input norm", K::kElementwise)) == 1);
   CHECK(std::get<0>(total(layer_forward(gpt, 0, s), "rotary", K::kElementwise)) == 0);
+  // The norm flag (a norm's backward also sums the weight's gradient over the tokens): every
+  // fused norm and GPT's one-kernel LayerNorm carry it, none of eager RMSNorm's eight ops.
+  auto norms = [](const std::vector<Kernel>& ks) {
+    int n = 0;
+    for (const auto& k : ks) n += k.norm;
+    return n;
+  };
+  CHECK(norms(fused) == 2);  // input norm; residual + post-attention norm
+  CHECK(norms(eager) == 0);
+  CHECK(norms(layer_forward(gpt, 0, s)) == 2);
+  s.eager = false;
+  CHECK(norms(head_forward(m, s)) == 1);  // the final norm
+  CHECK(norms(mtp_forward(preset_model("deepseek-v3"), s)) == 2);
+  for (const auto& k : fused) CHECK(elementwise_backward(k).backward);
 }
 
 TEST_CASE("parallelism::model_math FP8 casts each linear layer's input and output gradient, as Transformer Engine does",

@@ -80,7 +80,15 @@ Case parse_case(const Config& c, const std::string& group, const std::string& fi
   k.measured = c.at("measured").as_double();
   if (!(k.measured > 0.0)) throw Error(c.path() + ".measured", "must be positive");
   k.tolerance = parse_fraction(c.at("tolerance"));
-  if (auto f = c.find("fit")) k.fit = f->as_bool();
+  if (auto f = c.find("fit")) {
+    k.fit = f->as_bool();
+    // Physical parameters are fitted on kernel- and component-level measurements; step and layer
+    // times check them and fit nothing.
+    if (k.fit && (k.metric == Metric::kStepTime || k.metric == Metric::kTflopsPerGpu || k.metric == Metric::kLayerForward ||
+                  k.metric == Metric::kLayerBackward)) {
+      throw Error(f->path(), "a step or layer time checks the calibrated parameters and cannot be a fit case");
+    }
+  }
   k.source = c.at("source").as_string();
   if (auto f = c.find("assumptions")) k.assumptions = f->as_string();
   if (auto f = c.find("engine")) {
