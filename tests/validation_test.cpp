@@ -122,12 +122,21 @@ TEST_CASE("validation a gemm_tflops case is the roofline of one GEMM (closed for
       "             nodes: 1, gpus_per_node: 1}}\n"
       "cases:\n"
       "  - {id: BF16, measured: 400, gemm: {m: 2048, n: 2048, k: 4096}}\n"
-      "  - {id: FP8, measured: 800, gemm: {m: 2048, n: 2048, k: 4096, precision: fp8}}\n";
+      "  - {id: FP8, measured: 800, gemm: {m: 2048, n: 2048, k: 4096, precision: fp8}}\n"
+      "  - {id: SMS, measured: 300, gemm: {m: 2048, n: 2048, k: 4096, sms_taken: 20}}\n";
   const auto cases = validation::load_cases(case_dir("gemm", yaml).string());
-  REQUIRE(cases.size() == 2);
+  REQUIRE(cases.size() == 3);
   CHECK(validation::run_case(cases[0], test::presets(), {}).predicted == Approx(989.4 * 0.5 * 128 / 132).epsilon(1e-9));
   CHECK(validation::run_case(cases[1], test::presets(), {}).predicted ==
         Approx(1978.9 * 0.5 * 0.8826 * 128 / 132).epsilon(1e-9));
+  // 20 SMs held beside it (DeepEP's): the same GEMM on the 112 left.
+  CHECK(validation::run_case(cases[2], test::presets(), {}).predicted == Approx(989.4 * 0.5 * 128 / 132 * 112 / 132).epsilon(1e-9));
+  const auto all_taken =
+      validation::load_cases(case_dir("gemm-sms", std::string(yaml).replace(yaml.find("sms_taken: 20"), 13, "sms_taken: 132")).string());
+  CHECK_THROWS_WITH(validation::run_case(all_taken[2], test::presets(), {}),
+                    Contains("SMS.gemm.sms_taken: 132 SMs taken leave 'h100-sxm' (132 SMs) none for the GEMM"));
+  CHECK_THAT(error_of("gemm-sms-neg", std::string(yaml).replace(yaml.find("sms_taken: 20"), 13, "sms_taken: -1")),
+             Contains("gemm.sms_taken"));
   CHECK_THAT(error_of("gemm-precision", std::string(yaml).replace(yaml.find("precision: fp8"), 14, "precision: fp16")),
              Contains("cases.yaml.cases[1].gemm.precision: 'fp16' is not one of bf16, fp8"));
   CHECK_THAT(error_of("gemm-dim", std::string(yaml).replace(yaml.find("m: 2048"), 7, "m: 0")), Contains("gemm.m"));

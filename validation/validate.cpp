@@ -116,12 +116,13 @@ Case parse_case(const Config& c, const std::string& group, const std::string& fi
   }
   if (k.metric == Metric::kGemmTflops) {
     const Config g = c.at("gemm");
-    g.allow_only({"b", "m", "n", "k", "precision"});
+    g.allow_only({"b", "m", "n", "k", "precision", "sms_taken"});
     auto dim = [&](const char* key) { return static_cast<double>(g.at(key).as_int(1, 1LL << 20, "GEMM dimensions")); };
     k.gemm_b = g.find("b") ? dim("b") : 1.0;
     k.gemm_m = dim("m");
     k.gemm_n = dim("n");
     k.gemm_k = dim("k");
+    if (auto f = g.find("sms_taken")) k.gemm_sms_taken = static_cast<int>(f->as_int(0, 1'000'000, "SMs"));
     const std::string precision = g.find("precision") ? g.at("precision").as_string() : "bf16";
     if (precision != "bf16" && precision != "fp8") {
       throw Error(g.path() + ".precision", "'" + precision + "' is not one of bf16, fp8");
@@ -218,9 +219,14 @@ double predict_gemm(const Case& c, const Scenario& s) {
   if (c.gemm_fp8 && s.cluster.gpu.fp8_dense.value() <= 0.0) {
     throw Error(c.id + ".gemm.precision", "fp8: '" + s.cluster.gpu.name + "' has no fp8_dense peak");
   }
+  if (c.gemm_sms_taken > 0 && c.gemm_sms_taken >= s.cluster.gpu.sms) {
+    throw Error(c.id + ".gemm.sms_taken", std::to_string(c.gemm_sms_taken) + " SMs taken leave '" + s.cluster.gpu.name + "' (" +
+                                              std::to_string(s.cluster.gpu.sms) + " SMs) none for the GEMM");
+  }
   const double b = c.gemm_b, m = c.gemm_m, n = c.gemm_n, k = c.gemm_k, in = c.gemm_fp8 ? 1.0 : 2.0;
-  const parallelism::Kernel g{parallelism::KernelKind::kGemm, "gemm", Flops::of(2 * b * m * n * k),
-                              Bytes::of(b * (in * (m * k + k * n) + 2.0 * m * n)), m, n, k, b};
+  parallelism::Kernel g{parallelism::KernelKind::kGemm, "gemm", Flops::of(2 * b * m * n * k),
+                        Bytes::of(b * (in * (m * k + k * n) + 2.0 * m * n)), m, n, k, b};
+  g.sms_taken = c.gemm_sms_taken;
   return 2 * b * m * n * k / gpu.time(g).value() / 1e12;
 }
 

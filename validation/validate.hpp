@@ -66,6 +66,8 @@ struct Case {
   /// gemm_tflops: b GEMMs of m x k by k x n, in bf16 or fp8 (inputs; bf16 output)
   double gemm_b = 1, gemm_m = 0, gemm_n = 0, gemm_k = 0;
   bool gemm_fp8 = false;
+  /// SMs another kernel holds beside it (DeepEP's in DeepSeek's training): it runs on the rest.
+  int gemm_sms_taken = 0;
   /// attention_tflops: `batch` sequences of `seq` tokens, `heads` query heads (kv_heads of
   /// keys and values) of `head_dim`, causal or not; pass forward, backward or both (their sum
   /// of FLOPs over their sum of times, as FlashAttention's benchmarks report).
