@@ -75,13 +75,17 @@ std::optional<YAML::Node> expand_for_set(const std::string& path, const std::str
 
 TrainingSpec parse_training(const Config& c) {
   c.allow_only({"seq_len", "global_batch", "micro_batch", "precision", "capacity_factor",
-                "flash_attention", "optimizer", "master_weights", "optimizer_states", "dropout", "kernels", "moe_dispatch",
+                "flash_attention", "optimizer", "master_weights", "optimizer_states", "dropout", "kernels", "moe_dispatch", "fp8_recipe",
                 "allocator_reserve"});
   TrainingSpec t;
   if (auto f = c.find("seq_len")) t.seq_len = positive(*f, limits::kMaxSeqLen, kSeqWhy);
   t.global_batch = positive(c.at("global_batch"), limits::kMaxBatch, kBatchWhy);
   t.micro_batch = optional_ll(c, "micro_batch", 1, limits::kMaxBatch, kBatchWhy);
   if (auto f = c.find("precision")) t.precision = one_of(*f, {"bf16", "fp16", "fp8"});
+  if (auto f = c.find("fp8_recipe")) {
+    t.fp8_recipe = one_of(*f, {"tensorwise", "blockwise"});
+    if (t.precision != "fp8") throw Error(f->path(), "scales FP8 GEMMs: it needs training.precision: fp8");
+  }
   if (auto f = c.find("flash_attention")) t.flash_attention = f->as_bool();
   if (auto f = c.find("optimizer")) t.optimizer = one_of(*f, {"adam", "adamw", "lamb", "sgd"});
   if (auto f = c.find("master_weights")) t.master_weights = one_of(*f, {"fp32", "bf16"});
@@ -289,7 +293,8 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
   c.allow_only({"description", "notes", "kind", "bf16_dense", "fp8_dense", "memory",
                 "memory_bandwidth", "scale_up_bandwidth", "tdp", "idle_power", "min_power_limit", "base_clock",
                 "boost_clock", "sustained_clock", "memory_energy", "cores", "sram_per_core", "mesh",
-                "fabric_bandwidth", "gemm_efficiency", "fp8_efficiency_ratio", "gemm_depth_overhead", "attention_efficiency",
+                "fabric_bandwidth", "gemm_efficiency", "fp8_efficiency_ratio", "fp8_blockwise_ratio", "fp8_blockwise_wgrad_ratio",
+                "gemm_depth_overhead", "attention_efficiency",
                 "attention_backward_efficiency", "attention_depth_overhead", "attention_backward_depth_overhead",
                 "memory_efficiency", "norm_backward_efficiency", "kernel_overhead", "dynamic_power", "sms", "gemm_tile", "gemm_tile_intensity",
                 "attention_block", "sfu_per_sm_clock", "attention_softmax_overlap", "routing_entries", "core_power"});
@@ -324,9 +329,13 @@ GpuSpec parse_gpu(const Config& raw, const Presets& presets) {
       if (!(*field > 0.0 && *field <= 1.0)) throw Error(f->path(), "must be in (0, 1]");
     }
   }
-  if (auto f = c.find("fp8_efficiency_ratio")) {
-    g.fp8_efficiency_ratio = f->as_double();
-    if (!(g.fp8_efficiency_ratio > 0.0 && g.fp8_efficiency_ratio <= 2.0)) throw Error(f->path(), "must be in (0, 2]");
+  for (auto [key, field] : {std::pair{"fp8_efficiency_ratio", &g.fp8_efficiency_ratio},
+                            std::pair{"fp8_blockwise_ratio", &g.fp8_blockwise_ratio},
+                            std::pair{"fp8_blockwise_wgrad_ratio", &g.fp8_blockwise_wgrad_ratio}}) {
+    if (auto f = c.find(key)) {
+      *field = f->as_double();
+      if (!(*field > 0.0 && *field <= 2.0)) throw Error(f->path(), "must be in (0, 2]");
+    }
   }
   if (auto f = c.find("gemm_depth_overhead")) {
     g.gemm_depth_overhead = f->as_double();

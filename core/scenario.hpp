@@ -56,6 +56,12 @@ struct GpuSpec {
   /// Large FP8 GEMMs reach this times the efficiency large BF16 ones reach, each against its own
   /// dense peak (a measured FP8 over BF16 speed-up, not the peaks' 2x). 1 when not measured.
   double fp8_efficiency_ratio = 1.0;
+  /// The same for FP8 GEMMs of the blockwise recipe (training.fp8_recipe: blockwise, DeepSeek-V3's:
+  /// activations scaled per 1 x 128 tile, weights per 128 x 128 block, the FP32 partial sums
+  /// rescaled every 128 of depth): forward and data-gradient GEMMs, then weight-gradient ones
+  /// (both operands scaled per 128 tokens, accumulated into the FP32 gradient). 0 = not measured.
+  double fp8_blockwise_ratio = 0.0;
+  double fp8_blockwise_wgrad_ratio = 0.0;
   /// Per output tile, the prologue and epilogue cost as much as this much reduction depth: a
   /// GEMM of depth k runs at gemm_efficiency x k / (k + gemm_depth_overhead). 0 = none.
   double gemm_depth_overhead = 0.0;
@@ -205,6 +211,10 @@ struct TrainingSpec {
   long long global_batch = 0;  ///< sequences per step
   long long micro_batch = 1;
   std::string precision = "bf16";
+  /// FP8 scaling: "tensorwise" (Transformer Engine's delayed or current scaling, one factor per
+  /// tensor) or "blockwise" (DeepSeek-V3's 1 x 128 and 128 x 128 tiles; Megatron-Core's
+  /// --fp8-recipe blockwise).
+  std::string fp8_recipe = "tensorwise";
   double capacity_factor = 1.0;  ///< MoE: expert capacity over the even share of tokens
   /// MoE: the forward dispatch's precision; "fp8" as DeepSeek-V3 dispatches (the combine and
   /// every backward exchange stay bf16).

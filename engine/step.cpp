@@ -595,7 +595,7 @@ namespace {
 StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o,
                          Watts reserve) {
   const ModelSpec& m = *sc.model;
-  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8(), reserve);
+  const hardware::GpuModel gpu(sc.cluster.gpu, o.power_cap, p.fp8(), reserve, p.fp8_blockwise);
   const auto shard = shard_of(m, p);
   const auto pc = parallelism::count_params(m);
   const std::size_t domain = static_cast<std::size_t>(sc.cluster.scale_up_domain);
@@ -1224,7 +1224,7 @@ StepResult within_cap(const Scenario& sc, const Plan& p, const StepOptions& o,
   const StepOptions& q = own ? *own : o;
   StepResult r = finite(once(q, Watts{}), sc.cluster.gpu);
   if (sc.cluster.gpu.boost_clock.value() <= 0.0) return r;  // no clocks: no DVFS to hold a cap with
-  const hardware::GpuModel gpu(sc.cluster.gpu, q.power_cap, p.fp8());
+  const hardware::GpuModel gpu(sc.cluster.gpu, q.power_cap, p.fp8(), {}, p.fp8_blockwise);
   const double gpus = static_cast<double>(p.gpus());
   const Watts reserve = gpu.reserve_for(r.step_time, r.compute + r.other, r.step_energy / gpus);
   return reserve.value() > 0.0 ? finite(once(q, reserve), sc.cluster.gpu) : r;

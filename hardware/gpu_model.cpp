@@ -31,14 +31,25 @@ std::vector<std::string> missing_fields(const GpuSpec& spec) {
   return out;
 }
 
-GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve)
-    : spec_(spec), fp8_(fp8 && spec.fp8_dense.value() > 0.0), idle_(spec.idle_power) {
+GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve, bool fp8_blockwise)
+    : spec_(spec), fp8_(fp8 && spec.fp8_dense.value() > 0.0), blockwise_(fp8_ && fp8_blockwise), idle_(spec.idle_power) {
   // Every field the roofline and power models read, all the missing ones named at once.
   std::string missing;
   for (const auto& key : missing_fields(spec)) missing += (missing.empty() ? "cluster.gpu." : ", cluster.gpu.") + key;
   if (!missing.empty()) {
     throw Error("cluster.gpu", "'" + spec.name + "' is incomplete for the roofline and power models: missing " + missing +
                                    " (see data/gpus.yaml)");
+  }
+  if (blockwise_) {
+    std::string lack;
+    for (auto [key, v] : {std::pair{"fp8_blockwise_ratio", spec.fp8_blockwise_ratio},
+                          std::pair{"fp8_blockwise_wgrad_ratio", spec.fp8_blockwise_wgrad_ratio}}) {
+      if (v <= 0.0) lack += (lack.empty() ? "cluster.gpu." : ", cluster.gpu.") + std::string(key);
+    }
+    if (!lack.empty()) {
+      throw Error("training.fp8_recipe", "blockwise: '" + spec.name + "' has no measured rate for the blockwise recipe's FP8 GEMMs (" +
+                                             lack + "; data/gpus.yaml gives them where measured)");
+    }
   }
   // The GEMM tiles cuBLAS picks among: the largest either way round, and with
   // gemm_tile_intensity the smaller ones (64 to 256 a side, no larger in area) at their rate.
@@ -237,7 +248,7 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
     if (k.depth > 0.0) eff *= k.depth / (k.depth + spec_.gemm_depth_overhead);
     if (fp8_) {
       peak = spec_.fp8_dense.value();
-      eff *= spec_.fp8_efficiency_ratio;
+      eff *= !blockwise_ ? spec_.fp8_efficiency_ratio : k.wgrad ? spec_.fp8_blockwise_wgrad_ratio : spec_.fp8_blockwise_ratio;
     }
   }
   double work = k.flops.value();

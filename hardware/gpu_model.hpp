@@ -47,7 +47,9 @@ class GpuModel {
   /// `reserve`: board power the cap keeps for memory and link traffic while computing. An
   /// Error when the cap is out of range (check_power_cap) or the reserve leaves the cores less
   /// than the lowest limit's share.
-  GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve = {});
+  /// `fp8_blockwise`: FP8 GEMMs of the blockwise recipe, at the GPU's fp8_blockwise ratios (an
+  /// Error naming them when it has none).
+  GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve = {}, bool fp8_blockwise = false);
 
   /// Time of one kernel at the sustained clock.
   [[nodiscard]] Seconds time(const parallelism::Kernel& k) const;
@@ -81,6 +83,7 @@ class GpuModel {
  private:
   GpuSpec spec_;
   bool fp8_;
+  bool blockwise_;  ///< FP8 GEMMs of the blockwise recipe
   Watts idle_, dynamic_, cap_;
   Frequency clock_;
   struct Tile {

@@ -64,6 +64,7 @@ struct Kernel {
   /// A fused norm over each token's values (RMSNorm, LayerNorm): its backward also sums the
   /// weight's gradient over the tokens.
   bool norm = false;
+  bool wgrad = false;  ///< a weight-gradient GEMM (its depth the tokens, its output a weight's shape)
   KernelPass pass = KernelPass::kBoth;
   // Where a layer's parallel communication sits (layer_forward marks it; the step program reads it):
   bool opens_block = false;   ///< a norm whose output feeds a block (SP gathers the sequence after it)

@@ -202,6 +202,7 @@ Plan make_plan(const Scenario& sc) {
   plan.optimizer_flops = t.optimizer == "sgd" ? 4.0 : t.optimizer == "lamb" ? 13.0 : 10.0;
   plan.seq_len = t.seq_len > 0 ? t.seq_len : m.seq_len;
   plan.precision = t.precision;
+  plan.fp8_blockwise = t.fp8_recipe == "blockwise";
   plan.capacity_factor = t.capacity_factor;
   plan.dispatch_bytes = t.moe_dispatch == "fp8" ? 1.0 + 4.0 / 128.0 : 2.0;
   plan.flash_attention = t.flash_attention;

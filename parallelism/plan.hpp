@@ -44,6 +44,8 @@ struct Plan {
   int microbatch_group = 0;
   std::string precision = "bf16";
   [[nodiscard]] bool fp8() const { return precision == "fp8"; }
+  /// FP8 GEMMs scaled per 1 x 128 and 128 x 128 tile (training.fp8_recipe: blockwise).
+  bool fp8_blockwise = false;
   double capacity_factor = 1.0;
   /// MoE: bytes per value of the forward dispatch (2, or fp8's 1 plus a 4-byte scale per 128
   /// values: DeepSeek-V3's 1x128 activation tiles, technical report sec. 3.3.2).

@@ -220,6 +220,35 @@ TEST_CASE("engine fp8 adds an fp8 copy of the weights and shrinks the kept activ
   CHECK(fp8.activations.value() < bf16.activations.value());
 }
 
+TEST_CASE("engine training.fp8_recipe reaches the GPU model: blockwise GEMMs at the GPU's blockwise ratios", "[engine]") {
+  for (const bool events : {false, true}) {
+    INFO((events ? "event engine" : "composed"));
+    auto step = [events](const std::vector<std::string>& sets) {
+      std::vector<std::string> all = {"training.precision=fp8"};
+      all.insert(all.end(), sets.begin(), sets.end());
+      const Scenario s = parse_scenario(pipe_scenario("parallel: {tp: 4, sp: true, recompute: selective}", 4), "t.yaml", all, test::presets());
+      const auto net = collectives::NetworkModel::build("analytic", "network");
+      const auto plan = parallelism::make_plan(s);
+      const auto o = engine::step_options(net.get());
+      return (events ? engine::simulate_step_events(s, plan, topology::build_step_fabric(s.cluster), o)
+                     : engine::simulate_step(s, plan, topology::build_cluster(s.cluster), o))
+          .step_time.value();
+    };
+    const double tensorwise = step({});
+    // Ratios equal to the tensorwise one: the same step, to the last bit.
+    CHECK(step({"training.fp8_recipe=blockwise", "cluster.gpu.fp8_blockwise_ratio=0.8826", "cluster.gpu.fp8_blockwise_wgrad_ratio=0.8826"}) ==
+          tensorwise);
+    // Slower weight gradients only: a longer step; slower everything: longer still.
+    const double wgrad = step({"training.fp8_recipe=blockwise", "cluster.gpu.fp8_blockwise_ratio=0.8826", "cluster.gpu.fp8_blockwise_wgrad_ratio=0.44"});
+    CHECK(wgrad > tensorwise * 1.02);
+    CHECK(step({"training.fp8_recipe=blockwise", "cluster.gpu.fp8_blockwise_ratio=0.44", "cluster.gpu.fp8_blockwise_wgrad_ratio=0.44"}) > wgrad * 1.02);
+  }
+  // The recipe scales FP8 GEMMs: without FP8 it is bad input naming the key.
+  CHECK_THROWS_WITH(parse_scenario(pipe_scenario("parallel: {tp: 4, sp: true}", 4), "t.yaml", {"training.fp8_recipe=blockwise"},
+                                   test::presets()),
+                    Catch::Matchers::Contains("training.fp8_recipe: scales FP8 GEMMs: it needs training.precision: fp8"));
+}
+
 TEST_CASE("engine bytes moved count every pass of every micro-batch, and links and stages add up", "[engine]") {
   // tp 4 with sequence parallelism, 4 micro-batches, nothing else communicating: each layer's
   // forward runs 2 all-gathers and 2 reduce-scatters of s·b·h bf16 activations, the backward

@@ -281,6 +281,33 @@ TEST_CASE("hardware a step's average GPU power never exceeds the cap (HBM and li
   }
 }
 
+TEST_CASE("hardware the blockwise FP8 recipe runs GEMMs at its own measured ratios, weight gradients at theirs", "[hardware]") {
+  GpuSpec g = gpu();  // 2,000 TFLOP/s FP8, GEMMs at 0.8, 1 us per kernel, no tiles (fill 1)
+  g.fp8_efficiency_ratio = 0.9;
+  g.fp8_blockwise_ratio = 0.75;
+  g.fp8_blockwise_wgrad_ratio = 0.5;
+  const GpuModel tensorwise(g, Watts{}, true), blockwise(g, Watts{}, true, Watts{}, true), bf16(g, Watts{}, false, Watts{}, true);
+  const Kernel f{KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9)};
+  const Kernel w = parallelism::weight_gradient(f), d = parallelism::data_gradient(f);
+  CHECK(w.wgrad);
+  CHECK(!d.wgrad);
+  CHECK(!f.wgrad);
+  CHECK(tensorwise.time(f).value() == Approx(8e12 / (2000e12 * 0.8 * 0.9) + 1e-6));
+  CHECK(tensorwise.time(w).value() == Approx(8e12 / (2000e12 * 0.8 * 0.9) + 1e-6));
+  CHECK(blockwise.time(f).value() == Approx(8e12 / (2000e12 * 0.8 * 0.75) + 1e-6));
+  CHECK(blockwise.time(d).value() == Approx(8e12 / (2000e12 * 0.8 * 0.75) + 1e-6));
+  CHECK(blockwise.time(w).value() == Approx(8e12 / (2000e12 * 0.8 * 0.5) + 1e-6));
+  // BF16 GEMMs take no FP8 ratio, whatever the recipe.
+  CHECK(bf16.time(w).value() == Approx(8e12 / (1000e12 * 0.8) + 1e-6));
+  // A GPU without the recipe's measured ratios: bad input naming the key and both fields.
+  g.fp8_blockwise_wgrad_ratio = 0.0;
+  CHECK_THROWS_WITH(GpuModel(g, Watts{}, true, Watts{}, true),
+                    Catch::Matchers::Contains("training.fp8_recipe: blockwise: 'test' has no measured rate") &&
+                        Catch::Matchers::Contains("cluster.gpu.fp8_blockwise_wgrad_ratio") &&
+                        !Catch::Matchers::Contains("cluster.gpu.fp8_blockwise_ratio,"));
+  CHECK_NOTHROW(GpuModel(g, Watts{}, false, Watts{}, true));  // not FP8: the recipe is moot
+}
+
 TEST_CASE("hardware the B200 model reproduces XLA's measured B200 table, BF16 and FP8 for the same shapes, and GB200 takes it",
           "[hardware]") {
   // data/gpus.yaml b200: gemm_efficiency, gemm_depth_overhead, kernel_overhead and

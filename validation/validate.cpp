@@ -116,7 +116,7 @@ Case parse_case(const Config& c, const std::string& group, const std::string& fi
   }
   if (k.metric == Metric::kGemmTflops) {
     const Config g = c.at("gemm");
-    g.allow_only({"b", "m", "n", "k", "precision", "sms_taken"});
+    g.allow_only({"b", "m", "n", "k", "precision", "sms_taken", "recipe", "pass"});
     auto dim = [&](const char* key) { return static_cast<double>(g.at(key).as_int(1, 1LL << 20, "GEMM dimensions")); };
     k.gemm_b = g.find("b") ? dim("b") : 1.0;
     k.gemm_m = dim("m");
@@ -129,6 +129,19 @@ Case parse_case(const Config& c, const std::string& group, const std::string& fi
     }
     k.precision = precision == "fp8" ? "fp8" : "16-bit";
     k.gemm_fp8 = precision == "fp8";
+    if (auto f = g.find("recipe")) {
+      const std::string r = f->as_string();
+      if (r != "tensorwise" && r != "blockwise") throw Error(f->path(), "'" + r + "' is not one of tensorwise, blockwise");
+      if (!k.gemm_fp8) throw Error(f->path(), "scales FP8 GEMMs: it needs precision: fp8");
+      k.gemm_blockwise = r == "blockwise";
+    }
+    if (auto f = g.find("pass")) {
+      const std::string p = f->as_string();
+      if (p != "forward" && p != "data_gradient" && p != "weight_gradient") {
+        throw Error(f->path(), "'" + p + "' is not one of forward, data_gradient, weight_gradient");
+      }
+      k.gemm_wgrad = p == "weight_gradient";
+    }
   }
   if (k.metric == Metric::kStepTime || k.metric == Metric::kTflopsPerGpu || k.metric == Metric::kLayerForward ||
       k.metric == Metric::kLayerBackward) {
@@ -215,7 +228,7 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
 /// One GEMM on one of the scenario's GPUs, by the roofline (tile and wave fill, depth
 /// overhead, kernel overhead, HBM traffic: inputs at the precision's width, a bf16 output).
 double predict_gemm(const Case& c, const Scenario& s) {
-  const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, c.gemm_fp8);
+  const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, c.gemm_fp8, Watts{}, c.gemm_blockwise);
   if (c.gemm_fp8 && s.cluster.gpu.fp8_dense.value() <= 0.0) {
     throw Error(c.id + ".gemm.precision", "fp8: '" + s.cluster.gpu.name + "' has no fp8_dense peak");
   }
@@ -227,6 +240,7 @@ double predict_gemm(const Case& c, const Scenario& s) {
   parallelism::Kernel g{parallelism::KernelKind::kGemm, "gemm", Flops::of(2 * b * m * n * k),
                         Bytes::of(b * (in * (m * k + k * n) + 2.0 * m * n)), m, n, k, b};
   g.sms_taken = c.gemm_sms_taken;
+  g.wgrad = c.gemm_wgrad;
   return 2 * b * m * n * k / gpu.time(g).value() / 1e12;
 }
 

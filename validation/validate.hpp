@@ -68,6 +68,9 @@ struct Case {
   bool gemm_fp8 = false;
   /// SMs another kernel holds beside it (DeepEP's in DeepSeek's training): it runs on the rest.
   int gemm_sms_taken = 0;
+  /// FP8 of the blockwise recipe (gemm.recipe: blockwise), and a weight-gradient GEMM (gemm.pass:
+  /// weight_gradient; forward and data_gradient run alike).
+  bool gemm_blockwise = false, gemm_wgrad = false;
   /// attention_tflops: `batch` sequences of `seq` tokens, `heads` query heads (kv_heads of
   /// keys and values) of `head_dim`, causal or not; pass forward, backward or both (their sum
   /// of FLOPs over their sum of times, as FlashAttention's benchmarks report).
