@@ -52,7 +52,7 @@ Kernel data_gradient(const Kernel& f) {
 Kernel weight_gradient(const Kernel& f) {
   Kernel k = f;
   k.name += " (weight gradient)";
-  k.wgrad = true;
+  k.wgrad = !f.core_attention;  // attention's batched GEMMs have two activation operands
   k.rows = f.depth;
   k.cols = f.cols;
   k.depth = f.rows;

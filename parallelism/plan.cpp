@@ -261,6 +261,12 @@ Plan make_plan(const Scenario& sc) {
     throw Error("training.allocator_reserve", "applies to GPU clusters' caching allocator, not to the wafer");
   }
   if (plan.seq_len <= 0) throw Error("training.seq_len", "missing, and the model gives none");
+  if (plan.fp8_blockwise && !plan.fp8()) {
+    throw Error("training.fp8_recipe", "blockwise scales FP8 GEMMs: it needs training.precision: fp8 (or training.fp8_recipe: tensorwise)");
+  }
+  if (plan.fp8_blockwise && sc.cluster.gpu.cores > 0) {
+    throw Error("training.fp8_recipe", "blockwise: the wafer's model has no FP8 recipes; leave it out on a wafer");
+  }
   if (plan.fp8() && sc.cluster.gpu.fp8_dense.value() <= 0.0 && sc.cluster.gpu.cores == 0) {
     throw Error("training.precision", "fp8 needs FP8 tensor cores, and " + sc.cluster.gpu.name +
                                           " has none (no fp8_dense)");

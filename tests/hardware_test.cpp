@@ -292,6 +292,10 @@ TEST_CASE("hardware the blockwise FP8 recipe runs GEMMs at its own measured rati
   CHECK(w.wgrad);
   CHECK(!d.wgrad);
   CHECK(!f.wgrad);
+  // Unfused attention's batched GEMMs have two activation operands: no weight gradient among them.
+  Kernel scores = f;
+  scores.core_attention = true;
+  CHECK(!parallelism::weight_gradient(scores).wgrad);
   CHECK(tensorwise.time(f).value() == Approx(8e12 / (2000e12 * 0.8 * 0.9) + 1e-6));
   CHECK(tensorwise.time(w).value() == Approx(8e12 / (2000e12 * 0.8 * 0.9) + 1e-6));
   CHECK(blockwise.time(f).value() == Approx(8e12 / (2000e12 * 0.8 * 0.75) + 1e-6));

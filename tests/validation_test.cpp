@@ -123,12 +123,30 @@ TEST_CASE("validation a gemm_tflops case is the roofline of one GEMM (closed for
       "cases:\n"
       "  - {id: BF16, measured: 400, gemm: {m: 2048, n: 2048, k: 4096}}\n"
       "  - {id: FP8, measured: 800, gemm: {m: 2048, n: 2048, k: 4096, precision: fp8}}\n"
-      "  - {id: SMS, measured: 300, gemm: {m: 2048, n: 2048, k: 4096, sms_taken: 20}}\n";
+      "  - {id: SMS, measured: 300, gemm: {m: 2048, n: 2048, k: 4096, sms_taken: 20}}\n"
+      "  - {id: BW, measured: 600, gemm: {m: 2048, n: 2048, k: 4096, precision: fp8, recipe: blockwise, pass: data_gradient}}\n"
+      "  - {id: BWW, measured: 400, gemm: {m: 2048, n: 2048, k: 4096, precision: fp8, recipe: blockwise, pass: weight_gradient}}\n";
   const auto cases = validation::load_cases(case_dir("gemm", yaml).string());
-  REQUIRE(cases.size() == 3);
+  REQUIRE(cases.size() == 5);
   CHECK(validation::run_case(cases[0], test::presets(), {}).predicted == Approx(989.4 * 0.5 * 128 / 132).epsilon(1e-9));
   CHECK(validation::run_case(cases[1], test::presets(), {}).predicted ==
         Approx(1978.9 * 0.5 * 0.8826 * 128 / 132).epsilon(1e-9));
+  // The blockwise recipe: the H100's fp8_blockwise_ratio (0.7671) for a data gradient, its
+  // fp8_blockwise_wgrad_ratio (0.5257) for a weight gradient.
+  CHECK(validation::run_case(cases[3], test::presets(), {}).predicted == Approx(1978.9 * 0.5 * 0.7671 * 128 / 132).epsilon(1e-9));
+  CHECK(validation::run_case(cases[4], test::presets(), {}).predicted == Approx(1978.9 * 0.5 * 0.5257 * 128 / 132).epsilon(1e-9));
+  CHECK_THAT(error_of("gemm-recipe", std::string(yaml).replace(yaml.find("recipe: blockwise"), 17, "recipe: rowwise__")),
+             Contains("gemm.recipe: 'rowwise__' is not one of tensorwise, blockwise"));
+  CHECK_THAT(error_of("gemm-recipe-bf16", std::string(yaml).replace(yaml.find("precision: fp8, recipe"), 14, "precision: bf16")),
+             Contains("gemm.recipe: scales FP8 GEMMs: it needs precision: fp8"));
+  CHECK_THAT(error_of("gemm-pass", std::string(yaml).replace(yaml.find("pass: data_gradient"), 19, "pass: backward_____")),
+             Contains("gemm.pass: 'backward_____' is not one of forward, data_gradient, weight_gradient"));
+  // A GPU without the recipe's measured ratios: the case's key, not a scenario's.
+  std::string on_b200 = yaml;
+  on_b200.replace(on_b200.find("preset: h100-sxm"), 16, "preset: b200");
+  const auto b200 = validation::load_cases(case_dir("gemm-b200", on_b200).string());
+  CHECK_THROWS_WITH(validation::run_case(b200[3], test::presets(), {}),
+                    Contains("BW.gemm.recipe: blockwise: 'b200' has no measured rate for it"));
   // 20 SMs held beside it (DeepEP's): the same GEMM on the 112 left.
   CHECK(validation::run_case(cases[2], test::presets(), {}).predicted == Approx(989.4 * 0.5 * 128 / 132 * 112 / 132).epsilon(1e-9));
   const auto all_taken =

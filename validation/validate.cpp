@@ -228,6 +228,10 @@ std::optional<Candidate> predict_training(const Case& c, const Scenario& s, cons
 /// One GEMM on one of the scenario's GPUs, by the roofline (tile and wave fill, depth
 /// overhead, kernel overhead, HBM traffic: inputs at the precision's width, a bf16 output).
 double predict_gemm(const Case& c, const Scenario& s) {
+  if (c.gemm_blockwise && (s.cluster.gpu.fp8_blockwise_ratio <= 0.0 || s.cluster.gpu.fp8_blockwise_wgrad_ratio <= 0.0)) {
+    throw Error(c.id + ".gemm.recipe", "blockwise: '" + s.cluster.gpu.name +
+                                           "' has no measured rate for it (cluster.gpu.fp8_blockwise_ratio and fp8_blockwise_wgrad_ratio)");
+  }
   const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, c.gemm_fp8, Watts{}, c.gemm_blockwise);
   if (c.gemm_fp8 && s.cluster.gpu.fp8_dense.value() <= 0.0) {
     throw Error(c.id + ".gemm.precision", "fp8: '" + s.cluster.gpu.name + "' has no fp8_dense peak");
