@@ -44,7 +44,7 @@ std::uint64_t ops_hash(const std::vector<ProgramOp>& ops) {
       h = mix(h, static_cast<std::uint64_t>(k.kind) | static_cast<std::uint64_t>(k.causal) << 8 |
                      static_cast<std::uint64_t>(k.backward) << 9 | static_cast<std::uint64_t>(k.pass) << 10 |
                      static_cast<std::uint64_t>(k.sms_while_comm) << 12 | static_cast<std::uint64_t>(k.norm) << 13 |
-                     static_cast<std::uint64_t>(k.wgrad) << 14);
+                     static_cast<std::uint64_t>(k.wgrad) << 14 | static_cast<std::uint64_t>(k.bf16_only) << 15);
     }
   }
   return h;

@@ -246,7 +246,7 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   if (k.kind == KernelKind::kGemm) {
     eff = spec_.gemm_efficiency;
     if (k.depth > 0.0) eff *= k.depth / (k.depth + spec_.gemm_depth_overhead);
-    if (fp8_) {
+    if (fp8_ && !k.bf16_only) {
       peak = spec_.fp8_dense.value();
       eff *= !blockwise_ ? spec_.fp8_efficiency_ratio : k.wgrad ? spec_.fp8_blockwise_wgrad_ratio : spec_.fp8_blockwise_ratio;
     }

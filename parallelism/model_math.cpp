@@ -226,6 +226,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
   auto router = [&](double rows, double in, double out) {
     k.push_back({KernelKind::kGemm, "router", Flops::of(2.0 * rows * in * out), Bytes::of(w * (in * out + rows * in + rows * out)),
                  rows, out, in, 1.0, 1.0});
+    k.back().bf16_only = true;
   };
   // Fused attention runs one thread block per query block of each (sequence, head).
   const double queries = seq / s.cp, sequence_heads = b * m.heads / tp;
@@ -316,6 +317,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
       k.push_back({KernelKind::kGemm, "attention scores", Flops::of(2.0 * square * d),
                    Bytes::of(w * (sequence_heads * (queries + keys) * d + square)), queries, keys, d,
                    sequence_heads, causal, true});
+      k.back().bf16_only = true;  // core attention stays out of FP8
       k.push_back({KernelKind::kElementwise, "softmax", Flops::of(square), Bytes::of(2.0 * w * square), 0, 0, 0,
                    1.0, 1.0, true, Bytes::of(w * square)});
       if (s.dropout) {  // writes the output and a 1-byte mask
@@ -325,6 +327,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
       k.push_back({KernelKind::kGemm, "attention values", Flops::of(2.0 * square * d),
                    Bytes::of(w * (square + sequence_heads * keys * d + sequence_heads * queries * d)), queries, d,
                    keys, sequence_heads, causal, true});
+      k.back().bf16_only = true;
     }
     gemm("output projection", tokens, a * d, h);
   }
@@ -407,6 +410,7 @@ std::vector<Kernel> head_forward(const ModelSpec& m, const Shard& s) {
   norm_kernels(k, m, s, "final norm", tokens * h, tokens);
   k.push_back({KernelKind::kGemm, "lm head", Flops::of(2.0 * tokens * h * v), Bytes::of(w * (h * v + tokens * h + tokens * v)),
                tokens, v, h});
+  k.back().bf16_only = true;  // bf16 inputs, no FP8 casts: the output layer stays out of FP8
   // Eager: the bf16 logits cast to fp32 first (transformers' logits.float()).
   if (s.eager) k.push_back(elementwise_kernel("logits to fp32", w * tokens * v, 4.0 * tokens * v, w));
   // The loss reads the fp32 logits and writes fp32 probabilities for the backward.

@@ -65,6 +65,9 @@ struct Kernel {
   /// weight's gradient over the tokens.
   bool norm = false;
   bool wgrad = false;  ///< a weight-gradient GEMM (its depth the tokens, its output a weight's shape)
+  /// A GEMM that stays in bf16 when the layers' run in FP8 (the router, the LM head: Transformer
+  /// Engine's FP8 covers the layers' linears, and torchtitan's Float8 leaves out the output).
+  bool bf16_only = false;
   KernelPass pass = KernelPass::kBoth;
   // Where a layer's parallel communication sits (layer_forward marks it; the step program reads it):
   bool opens_block = false;   ///< a norm whose output feeds a block (SP gathers the sequence after it)

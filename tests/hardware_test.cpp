@@ -292,6 +292,12 @@ TEST_CASE("hardware the blockwise FP8 recipe runs GEMMs at its own measured rati
   CHECK(w.wgrad);
   CHECK(!d.wgrad);
   CHECK(!f.wgrad);
+  // A GEMM that stays in bf16 (router, LM head, unfused core attention) takes the BF16 peak and
+  // efficiency under any FP8 recipe.
+  Kernel head = f;
+  head.bf16_only = true;
+  CHECK(tensorwise.time(head).value() == Approx(8e12 / (1000e12 * 0.8) + 1e-6));
+  CHECK(blockwise.time(parallelism::weight_gradient(head)).value() == Approx(8e12 / (1000e12 * 0.8) + 1e-6));
   // Unfused attention's batched GEMMs have two activation operands: no weight gradient among them.
   Kernel scores = f;
   scores.core_attention = true;

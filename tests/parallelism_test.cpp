@@ -171,6 +171,12 @@ TEST_CASE("parallelism::model_math eager PyTorch runs transformers' Llama ops on
   CHECK(norms(layer_forward(gpt, 0, s)) == 2);
   s.eager = false;
   CHECK(norms(head_forward(m, s)) == 1);  // the final norm
+  // The LM head and the router stay in bf16 under FP8; the layers' linears do not.
+  s.gemm_input_bytes = 1.0;
+  for (const auto& k : head_forward(m, s)) CHECK(k.bf16_only == (k.name == "lm head"));
+  const auto moe = layer_forward(preset_model("mixtral-8x22b"), 0, s);
+  for (const auto& k : moe) CHECK(k.bf16_only == (k.name == "router"));
+  s.gemm_input_bytes = 2.0;
   CHECK(norms(mtp_forward(preset_model("deepseek-v3"), s)) == 2);
   for (const auto& k : fused) CHECK(elementwise_backward(k).backward);
 }
