@@ -4,9 +4,11 @@
 #include "engine/wafer_step.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <optional>
+#include <span>
 #include <tuple>
 #include <unordered_map>
 
@@ -44,11 +46,29 @@ struct CommEntry {
   std::shared_ptr<const std::vector<std::pair<topology::LinkId, double>>> links;
 };
 
+/// A set of groups (each a list of ranks) with its hash, the shared cache's key.
+struct Groups {
+  std::vector<std::vector<topology::NodeId>> groups;
+  std::size_t hash;
+};
+
+/// What places ranks into groups: the plan's sizes and the order of its dimensions (the rest
+/// of a plan does not move a rank). Plans of one layout share their groups.
+using LayoutKey = std::array<int, 11>;
+LayoutKey layout_key(const Plan& p) {
+  LayoutKey k{p.tp, p.cp, p.dp, p.pp, p.ep, p.etp, p.dp_shard, 0, 0, 0, 0};
+  for (std::size_t i = 0; i < p.order.size(); ++i) k[7 + i] = p.order[i].empty() ? 0 : p.order[i].front();
+  return k;
+}
+
 }  // namespace
 
 class CommCache {
  public:
   std::map<std::tuple<int, std::size_t, std::size_t, double>, CommEntry> entries;
+  /// By layout, stage (or sending stage) and kind (or -1 - receiving stage for a stage's
+  /// point-to-point pairs): the groups, built once for every plan of that layout.
+  std::map<std::tuple<LayoutKey, int, int>, Groups> groups;
 };
 
 std::shared_ptr<CommCache> make_comm_cache() { return std::make_shared<CommCache>(); }
@@ -82,7 +102,7 @@ class CommCost {
            CommCache& cache, bool link_bytes)
       : scale_up_bytes(static_cast<std::size_t>(p.pp)),
         scale_out_bytes(static_cast<std::size_t>(p.pp)),
-        t_(t), p_(p), net_(net), domain_(domain == 0 ? 1 : domain), cache_(cache) {
+        t_(t), p_(p), net_(net), domain_(domain == 0 ? 1 : domain), cache_(cache), layout_(layout_key(p)) {
     if (link_bytes) link_bytes_.assign(t.num_links(), 0.0);
   }
   collectives::CostParams params;  ///< passed to every network-model call
@@ -108,26 +128,24 @@ class CommCost {
     for (int i = 1; i < count; ++i) account(it->second, from);
     return account(it->second, from);
   }
-  CommEntry p2p_cost(int from, int to, Bytes bytes) {
-    std::vector<topology::NodeId> flat;  // sender, receiver, sender, ...
-    for (const auto& g : groups(from, GroupKind::kTp).groups) {
-      for (auto r : g) {
-        auto c = parallelism::coords_of(p_, r);
-        c.pp = to;
-        flat.push_back(r);
-        flat.push_back(static_cast<topology::NodeId>(parallelism::rank_of(p_, c)));
+  CommEntry p2p_cost(int from, int to, Bytes bytes) { return cost(Op::kSendRecv, pairs(from, to), bytes); }
+  /// Every rank of stage `from` with its peer in stage `to`, as groups of two.
+  const Groups& pairs(int from, int to) {
+    const auto key = std::make_tuple(layout_, from, -1 - to);
+    auto it = cache_.groups.find(key);
+    if (it == cache_.groups.end()) {
+      Groups set{{}, 0};
+      for (const auto& g : groups(from, GroupKind::kTp).groups) {
+        for (auto r : g) {
+          auto c = parallelism::coords_of(p_, r);
+          c.pp = to;
+          set.groups.push_back({r, static_cast<topology::NodeId>(parallelism::rank_of(p_, c))});
+        }
       }
+      set.hash = hash_groups(set.groups);
+      it = cache_.groups.emplace(key, std::move(set)).first;
     }
-    GroupsHash h(flat.size() / 2);
-    for (std::size_t i = 0; i < flat.size(); i += 2) {
-      h.rank(flat[i]);
-      h.rank(flat[i + 1]);
-      h.end_group(2);
-    }
-    if (const CommEntry* e = cached(Op::kSendRecv, h.value(), flat.front(), bytes)) return *e;
-    Groups pairs{{}, h.value()};
-    for (std::size_t i = 0; i < flat.size(); i += 2) pairs.groups.push_back({flat[i], flat[i + 1]});
-    return cost(Op::kSendRecv, pairs, bytes);
+    return it->second;
   }
 
   /// The bytes of a set of calls, to count again each time they run.
@@ -174,16 +192,13 @@ class CommCost {
     return it->second;
   }
   /// The groups of one kind in one stage, with their hash (the shared cache's key).
-  struct Groups {
-    std::vector<std::vector<topology::NodeId>> groups;
-    std::size_t hash;
-  };
   const Groups& groups(int stage, GroupKind kind) {
-    auto it = groups_.find({stage, static_cast<int>(kind)});
-    if (it == groups_.end()) {
+    const auto key = std::make_tuple(layout_, stage, static_cast<int>(kind));
+    auto it = cache_.groups.find(key);
+    if (it == cache_.groups.end()) {
       auto g = parallelism::groups_in_stage(p_, stage, kind);
       const std::size_t h = hash_groups(g);
-      it = groups_.emplace(std::make_pair(stage, static_cast<int>(kind)), Groups{std::move(g), h}).first;
+      it = cache_.groups.emplace(key, Groups{std::move(g), h}).first;
     }
     return it->second;
   }
@@ -383,12 +398,12 @@ class CommCost {
   std::size_t domain_;
   CommCache& cache_;
   std::map<std::tuple<int, int, int, double>, CommEntry> local_;
-  std::map<std::pair<int, int>, Groups> groups_;
+  LayoutKey layout_;
 };
 
 // ---------------------------------------------------------------- the task graph
 
-enum class Wait { kPipeline, kComm };
+enum class Wait : std::uint8_t { kPipeline, kComm };
 
 struct Dep {
   int task;
@@ -404,8 +419,24 @@ struct Task {
   int first_dep = -1, last_dep = -1;  ///< its dependencies, a list in Deps
   double start = 0, end = 0;
   bool done = false;
+  int chain = -1;  ///< a chain of transfers instead of `comm` (an index into the chains)
   [[nodiscard]] double duration() const { return compute + comm; }
 };
+
+/// Transfers that run one after another on a stream, the i-th of n released at (i + 1)/n of
+/// the task `pass` (a pass sweeping through its layers, each layer's gradients
+/// reduce-scattered as it finishes): one task for a pass's n reduce-scatters, run as n tasks
+/// with those dependencies would run.
+struct Chain {
+  int pass;
+  std::span<const double> durations;
+};
+
+/// When link i of a chain is released: (i + 1)/n of the way through its pass.
+double chain_release(const Task& pass, std::size_t i, std::size_t n) {
+  const double frac = static_cast<double>(i + 1) / static_cast<double>(n);
+  return pass.start + frac * (pass.end - pass.start) + 0.0;
+}
 
 /// Every task's dependencies, each task's a linked list in the order they were added (so a
 /// step's hundreds of thousands of tasks allocate nothing each).
@@ -431,7 +462,7 @@ struct StreamStats {
 /// Runs the tasks: each stream executes its tasks in order, each as soon as the stream is free
 /// and its dependencies are ready. Durations are known, so the event order is fixed by the
 /// dependencies; the loop advances any stream whose head is ready until all are done.
-std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const Deps& deps,
+std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const Deps& deps, const std::vector<Chain>& chains,
                                    const std::vector<std::vector<int>>& streams) {
   std::vector<std::size_t> head(streams.size(), 0);
   std::vector<StreamStats> stats(streams.size());
@@ -458,6 +489,27 @@ std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const Deps& deps,
           }
         }
         if (!ok) break;
+        if (k.chain >= 0) {  // its links in order, each when the stream is free and it is released
+          const Chain& c = chains[static_cast<std::size_t>(k.chain)];
+          const Task& pass = tasks[static_cast<std::size_t>(c.pass)];
+          if (!pass.done) break;
+          double free = stats[s].end;
+          const std::size_t n = c.durations.size();
+          for (std::size_t i = 0; i < n; ++i) {
+            const double at = std::max(free, chain_release(pass, i, n));
+            if (i == 0) k.start = at;
+            stats[s].comm += at - free;
+            stats[s].comm += c.durations[i];
+            free = at + c.durations[i];
+          }
+          k.end = free;
+          k.done = true;
+          stats[s].end = free;
+          ++head[s];
+          --remaining;
+          progress = true;
+          continue;
+        }
         const double gap = ready - stats[s].end;
         (why == Wait::kComm ? stats[s].comm : stats[s].bubble) += gap;
         k.start = ready;
@@ -858,6 +910,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   // Build the tasks: per stage a compute stream (2s) and a data-parallel stream (2s + 1).
   // Task names, kept apart from the tasks and only for a timeline (search runs without).
   std::vector<std::pair<std::string, std::string>> labels;  // by task id: compute, comm
+  std::map<std::size_t, std::vector<std::string>> chain_labels;  // by chain task id: each link's
   auto label = [&](std::size_t id, std::string name, std::string comm) {
     if (labels.size() <= id) labels.resize(id + 1);
     labels[id] = {std::move(name), std::move(comm)};
@@ -873,13 +926,14 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   }();
   std::vector<Task> tasks;
   Deps deps;
+  std::vector<Chain> chains;
   auto add_dep = [&](int task, const Dep& d) { deps.add(tasks, task, d); };
   std::vector<std::vector<int>> streams(2 * p.pp);
   const int m_count = static_cast<int>(p.micro_batches);
   const int v = p.vpp;
-  {  // Room for every task and dependency (passes, a scatter per layer and pass, buckets).
+  {  // Room for every task and dependency (passes, a chain of scatters per pass, buckets).
     const std::size_t passes = static_cast<std::size_t>(p.pp) * v * m_count * 3;
-    const std::size_t per_pass = p.zero >= 2 ? static_cast<std::size_t>(m.layers) / p.pp + 2 : 1;
+    const std::size_t per_pass = p.zero >= 2 ? 2 : 1;
     tasks.reserve(passes * per_pass + 2 * static_cast<std::size_t>(m.layers + 2 * p.pp));
     deps.links.reserve(tasks.capacity() + passes);
   }
@@ -949,19 +1003,21 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       tasks.push_back(std::move(k));
       // ZeRO-2/3: each layer's gradients are reduce-scattered as the pass reaches it.
       const std::size_t n = cc.scatters.size();
-      for (std::size_t li = 0; grads && li < n; ++li) {
+      if (grads && n > 0) {
         Task x;
         x.stream = 2 * s + 1;
-        x.comm = cc.scatters[li];
+        x.chain = static_cast<int>(chains.size());
+        chains.push_back({pass_id, cc.scatters});
         if (o.timeline) {
-          label(tasks.size(), "", "ZeRO reduce-scatter layer " + std::to_string(p.first_layer(op.chunk, s) + static_cast<int>(n - 1 - li)) +
-                                       " mb " + std::to_string(op.micro_batch));
+          auto& names = chain_labels[tasks.size()];
+          for (std::size_t li = 0; li < n; ++li) {
+            names.push_back("ZeRO reduce-scatter layer " + std::to_string(p.first_layer(op.chunk, s) + static_cast<int>(n - 1 - li)) +
+                            " mb " + std::to_string(op.micro_batch));
+          }
         }
         dp_tasks[s].push_back(static_cast<int>(tasks.size()));
         streams[x.stream].push_back(static_cast<int>(tasks.size()));
         tasks.push_back(std::move(x));
-        add_dep(static_cast<int>(tasks.size()) - 1,
-                {pass_id, static_cast<double>(li + 1) / static_cast<double>(n), 0.0, Wait::kComm});
       }
     }
   }
@@ -1108,13 +1164,25 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       add_dep(static_cast<int>(tasks.size()) - 1, {opt_id, 1.0, 0.0, Wait::kComm});
     }
   }
-  const auto stats = run_tasks(tasks, deps, streams);
+  const auto stats = run_tasks(tasks, deps, chains, streams);
   if (o.timeline) {
     labels.resize(tasks.size());
     for (std::size_t id = 0; id < tasks.size(); ++id) {
       const Task& k = tasks[id];
       const int stage = k.stream / 2;
       const bool dp_stream = k.stream % 2 == 1;
+      if (k.chain >= 0) {  // each link again, as run_tasks ran them
+        const Chain& c = chains[static_cast<std::size_t>(k.chain)];
+        const Task& pass = tasks[static_cast<std::size_t>(c.pass)];
+        const auto& names = chain_labels.at(id);
+        double free = k.start;
+        for (std::size_t i = 0; i < c.durations.size(); ++i) {
+          const double at = std::max(free, chain_release(pass, i, c.durations.size()));
+          free = at + c.durations[i];
+          if (c.durations[i] > 0.0) r.timeline.push_back({stage, 2, names[i], Seconds::of(at), Seconds::of(free)});
+        }
+        continue;
+      }
       if (k.compute > 0.0) {
         r.timeline.push_back({stage, 0, labels[id].first, Seconds::of(k.start), Seconds::of(k.start + k.compute)});
       }

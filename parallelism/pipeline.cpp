@@ -149,6 +149,18 @@ std::vector<PipeOp> zbv_order(int pp, int m, int stage) {
 }
 }  // namespace
 
+namespace {
+/// Forwards a 1F1B-family stage runs before its first backward: pp - stage - 1 (interleaved:
+/// twice that, plus a group for every chunk but the last), one more for combined 1F1B (so
+/// that each steady-state forward and the backward after it are independent, Megatron-Core's
+/// get_pp_rank_microbatches), at most every forward.
+int warmup_forwards(int v, int pp, int group, int total, int stage, bool pairs) {
+  int warmup = v == 1 ? pp - stage - 1 : (pp - stage - 1) * 2 + (v - 1) * group;
+  if (pairs) ++warmup;
+  return std::min(warmup, total);
+}
+}  // namespace
+
 std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stage, int group, bool pairs) {
   if (s == PipeSchedule::kDualPipe) return dualpipe_order(pp, m, stage);
   if (s == PipeSchedule::kZeroBubbleV) return zbv_order(pp, m, stage);
@@ -165,6 +177,8 @@ std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stag
   // run (Llama 3, section 3.3.2) when every group has at least pp (plan.cpp checks).
   const int G = v > 1 && group > 0 ? group : pp;
   const int total = m * v;
+  const bool zb = s == PipeSchedule::kZeroBubble;
+  ops.reserve(static_cast<std::size_t>(total) * (zb ? 3 : 2));
   std::vector<std::pair<int, int>> order;  // (micro-batch, position of its chunk) per k
   order.reserve(static_cast<std::size_t>(total));
   for (int g = 0; g < m; g += G) {
@@ -181,14 +195,11 @@ std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stag
     const auto [mb, c] = order[static_cast<std::size_t>(k)];
     return PipeOp{Pass::kBackward, mb, v - 1 - c};
   };
-  int warmup = v == 1 ? pp - stage - 1 : (pp - stage - 1) * 2 + (v - 1) * G;
-  // Combined 1F1B: one more warm-up forward, so that each steady-state forward and the
-  // backward after it are independent (Megatron-Core's get_pp_rank_microbatches).
-  if (pairs) ++warmup;
-  warmup = std::min(warmup, total);
-  const bool zb = s == PipeSchedule::kZeroBubble;
+  const int warmup = warmup_forwards(v, pp, G, total, stage, pairs);
   int deferred = zb ? pp - stage - 1 : 0;
-  std::deque<PipeOp> pending_w;
+  std::vector<PipeOp> pending_w;  // deferred W passes, the first not yet run at `next_w`
+  std::size_t next_w = 0;
+  auto run_w = [&] { ops.push_back(pending_w[next_w++]); };
   auto backward = [&](int k) {
     PipeOp b = bwd(k);
     ops.push_back(b);
@@ -197,8 +208,7 @@ std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stag
     if (deferred > 0) {
       --deferred;
     } else {
-      ops.push_back(pending_w.front());
-      pending_w.pop_front();
+      run_w();
     }
   };
   for (int k = 0; k < warmup; ++k) ops.push_back(fwd(k));
@@ -210,16 +220,10 @@ std::vector<PipeOp> stage_order(PipeSchedule s, int pp, int vpp, int m, int stag
   }
   while (next_b < total) {
     // Cool-down: a deferred W fills the wait for the next B from downstream.
-    if (!pending_w.empty()) {
-      ops.push_back(pending_w.front());
-      pending_w.pop_front();
-    }
+    if (next_w < pending_w.size()) run_w();
     backward(next_b++);
   }
-  while (!pending_w.empty()) {
-    ops.push_back(pending_w.front());
-    pending_w.pop_front();
-  }
+  while (next_w < pending_w.size()) run_w();
   return ops;
 }
 
@@ -248,6 +252,15 @@ std::vector<std::size_t> output_after(PipeSchedule s, const std::vector<PipeOp>&
 }
 
 int peak_in_flight(PipeSchedule s, int pp, int vpp, int m, int stage, int group, bool pairs) {
+  // GPipe holds every micro-batch; 1F1B and interleaved hold their warm-up forwards and the
+  // steady state's next one (each forward there runs before the backward that frees one).
+  if (s == PipeSchedule::kGpipe) return m;
+  if (s == PipeSchedule::kOneFOneB || s == PipeSchedule::kInterleaved) {
+    const int v = s == PipeSchedule::kInterleaved ? vpp : 1;
+    const int total = m * v;
+    const int warmup = warmup_forwards(v, pp, v > 1 && group > 0 ? group : pp, total, stage, pairs);
+    return warmup < total ? warmup + 1 : total;
+  }
   int live = 0, peak = 0;
   for (const auto& op : stage_order(s, pp, vpp, m, stage, group, pairs)) {
     if (op.pass == Pass::kForward) peak = std::max(peak, ++live);

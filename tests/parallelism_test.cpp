@@ -485,6 +485,33 @@ TEST_CASE("parallelism::pipeline schedules run every pass once, 1F1B holds at mo
   CHECK(peak_in_flight(PipeSchedule::kGpipe, 4, 1, 8, 0) == 8);
   // Interleaved (Megatron): (p - s - 1) * 2 + (v - 1) * p warm-up forwards, plus one.
   CHECK(peak_in_flight(PipeSchedule::kInterleaved, 4, 2, 8, 0) == 3 * 2 + 4 + 1);
+  // The peak is counted from the order itself, forwards up and the passes that free down, for
+  // every schedule: 1F1B, interleaved and GPipe take a closed form; it must agree.
+  for (auto sched : {PipeSchedule::kGpipe, PipeSchedule::kOneFOneB, PipeSchedule::kInterleaved, PipeSchedule::kZeroBubble}) {
+    for (int pp : {1, 2, 3, 4, 8}) {
+      for (int v : {1, 2, 3}) {
+        if (v > 1 && sched != PipeSchedule::kInterleaved) continue;
+        for (int m : {1, 2, 3, 5, 8, 9, 16, 17}) {
+          for (int group : {0, pp + 1}) {
+            if (sched == PipeSchedule::kInterleaved && (m < pp || (group > 0 && m % group != 0 && m % group < pp))) continue;
+            for (bool pairs : {false, true}) {
+              if (pairs && sched != PipeSchedule::kOneFOneB && sched != PipeSchedule::kInterleaved) continue;
+              for (int s = 0; s < pp; ++s) {
+                int live = 0, peak = 0;
+                for (const auto& op : stage_order(sched, pp, v, m, s, group, pairs)) {
+                  if (op.pass == Pass::kForward) peak = std::max(peak, ++live);
+                  if (op.pass == (sched == PipeSchedule::kZeroBubble ? Pass::kWeight : Pass::kBackward)) --live;
+                }
+                INFO("schedule " << static_cast<int>(sched) << " pp " << pp << " v " << v << " m " << m << " group " << group
+                                 << " pairs " << pairs << " stage " << s);
+                CHECK(peak_in_flight(sched, pp, v, m, s, group, pairs) == peak);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST_CASE("parallelism::stage_order: ZB-V runs two chunks a rank in a V, in PyTorch's ScheduleZBVZeroBubble order",
