@@ -156,7 +156,11 @@ class Engine {
       rs.ops.resize(ops.size());
       for (std::uint32_t i = 0; i < ops.size(); ++i) {
         for (auto d : ops[i].deps) {
-          if (d >= i) throw Error(where(c, i), "depends on op " + std::to_string(d) + ", which is not an earlier op");
+          // A dependency on a later op of another stream is kept (an overlapped pair's two
+          // streams are ordered after both are built); on its own stream it could never run.
+          if (d >= ops.size() || d == i || (d > i && ops[d].stream == ops[i].stream)) {
+            throw Error(where(c, i), "depends on op " + std::to_string(d) + ", which does not come before it on its stream");
+          }
           rs.ops[d].dependents.push_back(i);
         }
         rs.ops[i].deps_left = static_cast<std::uint32_t>(ops[i].deps.size());

@@ -253,8 +253,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // factor, sequence-sharded under SP) go to their experts' GPUs before the expert GEMMs and
     // come back after them: an all-to-all each way, on the compute stream.
     const double routed = act_bytes / (p.sp ? p.tp : 1) * m.top_k * p.capacity_factor;
-    auto ep_exchange = [&](const std::string& what, double bytes_per_value = 2.0) {
-      if (p.ep == 1) return;
+    auto ep_exchange = [&](const std::string& what, double bytes_per_value = 2.0) -> std::uint32_t {
+      if (p.ep == 1) return RankBuilder::kNoOp;
       const auto x = b.collective(ep_group, Op::kAllToAll, routed * bytes_per_value / 2.0, StreamKind::kCompute, "EP all-to-all " + what);
       if (p.deepep()) {
         // DeepEP: once to each domain the token's experts touch, forwarded inside it.
@@ -263,7 +263,32 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         o.tuned = false;
         o.rail_share = p.dispatch_rail_share;
       }
+      return x;
     };
+    // An overlapped pair's passes as Megatron-Core's combined 1F1B issues them
+    // (TransformerLayerSchedulePlan.run and TransformerModelChunkSchedulePlan.run in
+    // megatron/core/models/common/model_chunk_schedule_plan.py): per layer, on its one compute
+    // stream the forward's attention, the backward's MLP, the forward's MLP, the backward's
+    // attention; on its one communication stream the backward's combine, the forward's
+    // dispatch, the backward's dispatch, the forward's combine. Forward layer j goes with the
+    // backward's j-th (from the last); the layers either has left then run alone, the
+    // backward's first. The pair's two streams keep their kernels and all-to-alls; what is
+    // recorded here (where each part starts, each all-to-all) orders them across the streams.
+    struct PassMarks {
+      struct Layer {
+        // Forward: the attention part's start, the MLP's (after the dispatch); the dispatch,
+        // the combine. Backward: the MLP's start (after the combine), the attention's (after
+        // the dispatch); the combine, the dispatch.
+        std::uint32_t first = RankBuilder::kNoOp, second = RankBuilder::kNoOp;
+        std::uint32_t comm1 = RankBuilder::kNoOp, comm2 = RankBuilder::kNoOp;
+      };
+      std::uint32_t begin = RankBuilder::kNoOp, epilogue = RankBuilder::kNoOp;
+      std::vector<Layer> layers;
+    };
+    PassMarks fwd_marks, bwd_marks;
+    PassMarks* marking = nullptr;  // the pair's pass being built, if its order is kept
+    bool marking_layer = false;    // a forward layer of it (not a recompute) is being built
+    auto next_op = [&] { return static_cast<std::uint32_t>(rp.ops.size()); };
     // Context parallelism (ring attention, as Transformer Engine runs it): fused attention in
     // cp pieces, one per K/V block; the cp - 1 ring steps run on the side stream from the
     // moment the layer's K/V exist, piece j waiting for step j, so a step overlaps the piece
@@ -362,7 +387,13 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           for (auto id : scatters) b.gate(id);
           scatters.clear();
         }
-        if (k.expert_in) ep_exchange("dispatch " + at, p.dispatch_bytes);  // forward and recompute
+        if (k.expert_in) {  // forward and recompute
+          const auto id = ep_exchange("dispatch " + at, p.dispatch_bytes);
+          if (marking_layer) {
+            marking->layers.back().comm1 = id;
+            marking->layers.back().second = next_op();
+          }
+        }
         if (k.kind == KernelKind::kAttention) {
           attention(k, 1.0, kv_bytes, at);
         } else if (in_block(x, true)) {
@@ -378,7 +409,10 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         } else if (k.pass != KernelPass::kBackward) {
           b.compute(k);
         }
-        if (k.expert_out) ep_exchange("combine " + at);
+        if (k.expert_out) {
+          const auto id = ep_exchange("combine " + at);
+          if (marking_layer) marking->layers.back().comm2 = id;
+        }
         if (gathers_after(k) && std::none_of(blocks.begin(), blocks.end(), [x](const Block& bl) { return bl.norm == x; })) {
           tp_enter(at);
         }
@@ -403,6 +437,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
     };
     auto backward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
+      if (marking == &bwd_marks) bwd_marks.layers.emplace_back();
       const auto blocks = overlap_blocks(ks);
       constexpr std::uint32_t kNoScatter = ~std::uint32_t{0};
       std::uint32_t input_scatter = kNoScatter;  // the overlapped reduce-scatter the norm's backward waits for
@@ -420,7 +455,13 @@ Program step_program(const ModelSpec& m, const Plan& p) {
                          std::string(p.sp ? "TP reduce-scatter " : "TP all-reduce ") + at + " (backward)");
           }
         }
-        if (k.expert_out) ep_exchange("combine " + at + " (backward)");
+        if (k.expert_out) {
+          const auto id = ep_exchange("combine " + at + " (backward)");
+          if (marking == &bwd_marks) {
+            bwd_marks.layers.back().comm1 = id;
+            bwd_marks.layers.back().first = next_op();
+          }
+        }
         const auto first = std::find_if(blocks.begin(), blocks.end(), [&](const Block& bl) { return bl.first == x; });
         const auto last = std::find_if(blocks.begin(), blocks.end(), [&](const Block& bl) { return bl.last == x; });
         if (last != blocks.end() && gather_pending && k.pass == KernelPass::kBoth) {
@@ -439,7 +480,13 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         } else {
           backward_kernel(k, at);
         }
-        if (k.expert_in) ep_exchange("dispatch " + at + " (backward)");
+        if (k.expert_in) {
+          const auto id = ep_exchange("dispatch " + at + " (backward)");
+          if (marking == &bwd_marks) {
+            bwd_marks.layers.back().comm2 = id;
+            bwd_marks.layers.back().second = next_op();
+          }
+        }
         if (reduces_before(k) && p.tp > 1 && p.sp) {
           if (std::any_of(blocks.begin(), blocks.end(), [x](const Block& bl) { return bl.add == x; })) {
             gather_pending = true;
@@ -663,12 +710,81 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     std::uint32_t before_pair = kNotYet;  // the compute stream's last op before it
     // A pass ends: its outputs leave; after a pair, the compute stream goes on once the pair's
     // backward is done too.
+    // The pair's order kept (see PassMarks): each part's first kernel waits for the kernels of
+    // the part before it on the other compute stream, each all-to-all for the one before it.
+    const bool keep_pair_order = p.ep > 1;
+    auto order_pair = [&] {
+      const std::uint32_t end = next_op();
+      struct Part {
+        StreamKind stream;
+        std::uint32_t first = RankBuilder::kNoOp, last = RankBuilder::kNoOp;  // its kernels
+      };
+      // A pass's parts, each from its mark to the next one's (a mark where the next one is
+      // too marks an empty part): its prologue, each layer's two, its epilogue.
+      struct Parts {
+        Part pro, epi;
+        std::vector<std::array<Part, 2>> layers;
+      };
+      auto parts_of = [&](const PassMarks& pm, StreamKind stream) {
+        std::vector<std::pair<std::uint32_t, Part*>> at;
+        Parts out{{stream}, {stream}, std::vector<std::array<Part, 2>>(pm.layers.size(), {Part{stream}, Part{stream}})};
+        at.emplace_back(pm.begin, &out.pro);
+        for (std::size_t j = 0; j < pm.layers.size(); ++j) {
+          if (pm.layers[j].first != RankBuilder::kNoOp) at.emplace_back(pm.layers[j].first, &out.layers[j][0]);
+          if (pm.layers[j].second != RankBuilder::kNoOp) at.emplace_back(pm.layers[j].second, &out.layers[j][1]);
+        }
+        if (pm.epilogue != RankBuilder::kNoOp) at.emplace_back(pm.epilogue, &out.epi);
+        for (std::size_t i = 0; i < at.size(); ++i) {
+          Part& part = *at[i].second;
+          for (std::uint32_t x = at[i].first; x < (i + 1 < at.size() ? at[i + 1].first : end); ++x) {
+            if (rp.ops[x].kind != ProgramOp::Kind::kCompute || rp.ops[x].stream != stream) continue;
+            if (part.first == RankBuilder::kNoOp) part.first = x;
+            part.last = x;
+          }
+        }
+        return out;
+      };
+      const Parts f = parts_of(fwd_marks, StreamKind::kCompute), bw = parts_of(bwd_marks, StreamKind::kCompute2);
+      std::vector<const Part*> chain;
+      std::vector<std::uint32_t> comms;
+      auto part = [&](const Part& x) {
+        if (x.first != RankBuilder::kNoOp) chain.push_back(&x);
+      };
+      auto comm = [&](std::uint32_t id) {
+        if (id != RankBuilder::kNoOp) comms.push_back(id);
+      };
+      part(f.pro);
+      part(bw.pro);
+      const std::size_t nf = fwd_marks.layers.size(), nb = bwd_marks.layers.size(), both = std::min(nf, nb);
+      for (std::size_t j = 0; j < both; ++j) {
+        const auto &fl = fwd_marks.layers[j], &bl = bwd_marks.layers[j];
+        part(f.layers[j][0]), part(bw.layers[j][0]), part(f.layers[j][1]), part(bw.layers[j][1]);
+        comm(bl.comm1), comm(fl.comm1), comm(bl.comm2), comm(fl.comm2);
+      }
+      for (std::size_t j = both; j < nb; ++j) {
+        part(bw.layers[j][0]), part(bw.layers[j][1]);
+        comm(bwd_marks.layers[j].comm1), comm(bwd_marks.layers[j].comm2);
+      }
+      for (std::size_t j = both; j < nf; ++j) {
+        part(f.layers[j][0]), part(f.layers[j][1]);
+        comm(fwd_marks.layers[j].comm1), comm(fwd_marks.layers[j].comm2);
+      }
+      part(f.epi);
+      for (std::size_t i = 1; i < chain.size(); ++i) {
+        if (chain[i]->stream != chain[i - 1]->stream) rp.ops[chain[i]->first].deps.push_back(chain[i - 1]->last);
+      }
+      for (std::size_t i = 1; i < comms.size(); ++i) {
+        if (rp.ops[comms[i]].stream != rp.ops[comms[i - 1]].stream) rp.ops[comms[i]].deps.push_back(comms[i - 1]);
+      }
+      marking = nullptr;
+    };
     auto finish_pass = [&](std::size_t k) {
       const std::uint32_t last = b.last_on(b.stream());
       pass_end[k] = last != pass_mark ? last : received[k];
       send_outputs(k);
       if (k != pair_end) return;
       pair_end = order.size();
+      if (marking == &bwd_marks) order_pair();
       b.compute_on(StreamKind::kCompute, 0);
       if (pass_end[k] != kNotYet) b.gate(pass_end[k]);
     };
@@ -678,10 +794,18 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         pair_end = leaves[k];
         before_pair = b.last_on(StreamKind::kCompute);
         b.compute_on(StreamKind::kCompute, p.ep > 1 ? kPairCommSms : 0);
+        if (keep_pair_order) {
+          fwd_marks = {next_op(), RankBuilder::kNoOp, {}};
+          marking = &fwd_marks;
+        }
       } else if (k > 0 && order[k - 1].with_next) {
         // The backward starts after what preceded the pair and once its input is in (received
         // before the pair began).
         b.compute_on(StreamKind::kCompute2, p.ep > 1 ? kPairCommSms : 0);
+        if (keep_pair_order) {
+          bwd_marks = {next_op(), RankBuilder::kNoOp, {}};
+          marking = &bwd_marks;
+        }
         if (before_pair != kNotYet) b.gate(before_pair);
         if (received[k] != kNotYet) b.gate(received[k]);
       }
@@ -736,9 +860,15 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           for (auto id : early_gathers[static_cast<std::size_t>(i)]) b.gate(id);
           early_gathers[static_cast<std::size_t>(i)].clear();
           const auto start = static_cast<std::uint32_t>(rp.ops.size());
+          if (marking == &fwd_marks) {
+            fwd_marks.layers.push_back({start});
+            marking_layer = true;
+          }
           forward_layer(layer_forward(m, i, sh), "layer " + std::to_string(i));
+          marking_layer = false;
           layer_starts.push_back(start);
         }
+        if (marking == &fwd_marks) fwd_marks.epilogue = next_op();
         if (place.last) {
           for (const auto& k : head_forward(m, sh)) b.compute(k);
           for (int d = 0; d < m.mtp_layers; ++d) {
