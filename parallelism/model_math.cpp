@@ -385,11 +385,26 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     const double etp = s.etp > 0 ? s.etp : tp;
     const double routed = tokens * m.top_k * s.capacity_factor * etp / tp;
     // The experts' input is the dispatched tokens, not a norm's output.
-    const std::size_t first = mlp("expert up/gate", "expert gate", "expert down", routed,
-                                  static_cast<double>(m.moe_ffn) / etp, static_cast<double>(m.experts) / s.ep,
-                                  1.0 / s.capacity_factor, false, kMoeAct);
-    k[first].expert_in = true;  // tokens are dispatched before the first expert GEMM
-    k.back().expert_out = true;
+    // The token dispatcher moves the routed rows in memory on each side of the experts
+    // (Megatron-Core's moe_utils permute and unpermute, as its dispatchers call them): the rows
+    // dispatched to this GPU are gathered into its experts' order, and after the combine each
+    // token's top_k rows come back and are summed, weighted by the router's probabilities.
+    // Each is a pass over HBM; its backward moves the same rows back (a scatter, a broadcast).
+    const double returned = norm_tokens * m.top_k;
+    auto moved = [&](const char* name, double from_rows, double to_rows) {
+      k.push_back(elementwise_kernel(name, w * from_rows * h, w * to_rows * h, w));
+      k.back().pass = KernelPass::kForward;
+      k.push_back(elementwise_kernel(std::string(name) + " (backward)", w * to_rows * h, w * from_rows * h, w));
+      k.back().pass = KernelPass::kBackward;
+      k.back().backward = true;
+    };
+    const std::size_t dispatched = k.size();
+    moved("token permute", routed, routed);
+    k[dispatched].expert_in = true;  // tokens are dispatched before they are permuted
+    mlp("expert up/gate", "expert gate", "expert down", routed, static_cast<double>(m.moe_ffn) / etp,
+        static_cast<double>(m.experts) / s.ep, 1.0 / s.capacity_factor, false, kMoeAct);
+    k.back().expert_out = true;  // and combined after the experts' last GEMM
+    moved("token unpermute", returned, norm_tokens);
     if (m.shared_experts > 0) {
       mlp("shared expert up/gate", "shared expert gate", "shared expert down", tokens,
           static_cast<double>(m.moe_ffn) * m.shared_experts / tp);

@@ -1,4 +1,5 @@
 // Model math, plan rules and pipeline schedules against published counts and closed forms.
+#include <map>
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -101,6 +102,47 @@ TEST_CASE("parallelism::model_math MoE experts: capacity padding is hardware wor
   CHECK(model_one == Approx(2.0 * 8192 * 3 * 6144 * 16384.0));
   CHECK(expert_flops(1.25, true) == Approx(model_one));
   CHECK(expert_flops(1.25, false) == Approx(1.25 * model_one));
+}
+
+TEST_CASE("parallelism::model_math MoE token permute and unpermute: HBM passes over the routed rows, each way", "[parallelism]") {
+  // Mixtral 8x22B (h 6144, top 2), EP 4, TP 2 with SP (expert TP 2), 4,096 tokens, capacity
+  // 1.25, bf16. A GPU's experts get the TP group's 4096 x 2 x 1.25 = 10,240 rows (each EP rank
+  // sends its share, each GPU of the TP group runs its half of every expert on all of them):
+  // the permute reads and writes them; after the combine its 2,048 tokens (SP) get their 2
+  // rows each back, 4,096 rows read and 2,048 written. The backwards move the same bytes back. The
+  // dispatch comes before the permute, the combine before the unpermute.
+  const ModelSpec m = preset_model("mixtral-8x22b");
+  Shard s;
+  s.micro_batch = 1;
+  s.seq_len = 4096;
+  s.ep = 4;
+  s.tp = 2;
+  s.sp = true;
+  s.capacity_factor = 1.25;
+  const auto ks = layer_forward(m, 0, s);
+  const double row = 2.0 * 6144;  // bytes
+  std::map<std::string, std::size_t> at;
+  for (std::size_t x = 0; x < ks.size(); ++x) at[ks[x].name] = x;
+  for (const char* name : {"token permute", "token permute (backward)", "token unpermute", "token unpermute (backward)"}) {
+    REQUIRE(at.count(name) == 1);
+  }
+  const Kernel &p = ks[at["token permute"]], &pb = ks[at["token permute (backward)"]];
+  const Kernel &u = ks[at["token unpermute"]], &ub = ks[at["token unpermute (backward)"]];
+  CHECK(p.bytes.value() == Approx(2.0 * 10240 * row));
+  CHECK(p.written.value() == Approx(10240 * row));
+  CHECK(pb.bytes.value() == Approx(2.0 * 10240 * row));
+  CHECK(u.bytes.value() == Approx((4096 + 2048) * row));
+  CHECK(u.written.value() == Approx(2048 * row));
+  CHECK(ub.bytes.value() == Approx((4096 + 2048) * row));
+  CHECK(ub.written.value() == Approx(4096 * row));
+  CHECK((p.pass == KernelPass::kForward && u.pass == KernelPass::kForward));
+  CHECK((pb.pass == KernelPass::kBackward && ub.pass == KernelPass::kBackward && pb.backward && ub.backward));
+  // The dispatch is before the permute (it carries expert_in), the combine after the experts'
+  // last GEMM, before the unpermute; both sit around the expert GEMMs.
+  CHECK(p.expert_in);
+  CHECK(at["token permute"] < at["expert up/gate"]);
+  CHECK(ks[at["token unpermute"] - 1].expert_out);
+  CHECK(at["expert down"] < at["token unpermute"]);
 }
 
 TEST_CASE("parallelism::model_math eager PyTorch runs transformers' Llama ops one by one, fused runs Megatron's kernels",
