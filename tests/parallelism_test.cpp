@@ -77,14 +77,22 @@ TEST_CASE("parallelism::model_math 6NT within the margin the attention and embed
   CHECK(3.0 * fwd / (6.0 * n) == Approx(1.0).margin(0.07));  // stated margin: within 7% of 6N
 }
 
-TEST_CASE("parallelism::model_math MoE experts: capacity padding is hardware work, not model FLOPs", "[parallelism]") {
-  // Mixtral 8x22B (8 experts, top 2, SwiGLU moe_ffn 16384, h 6144), EP 4: each GPU runs a
-  // grouped GEMM over its 2 experts on tokens x top_k x capacity_factor rows.
-  const ModelSpec m = preset_model("mixtral-8x22b");
+namespace {
+/// One sequence of 4,096 tokens, EP 4 (Mixtral's experts over 4 GPUs).
+Shard ep4_shard() {
   Shard s;
   s.micro_batch = 1;
   s.seq_len = 4096;
   s.ep = 4;
+  return s;
+}
+}  // namespace
+
+TEST_CASE("parallelism::model_math MoE experts: capacity padding is hardware work, not model FLOPs", "[parallelism]") {
+  // Mixtral 8x22B (8 experts, top 2, SwiGLU moe_ffn 16384, h 6144), EP 4: each GPU runs a
+  // grouped GEMM over its 2 experts on tokens x top_k x capacity_factor rows.
+  const ModelSpec m = preset_model("mixtral-8x22b");
+  Shard s = ep4_shard();
   auto expert_flops = [&](double cf, bool model) {
     s.capacity_factor = cf;
     double f = 0;
@@ -112,10 +120,7 @@ TEST_CASE("parallelism::model_math MoE token permute and unpermute: HBM passes o
   // rows each back, 4,096 rows read and 2,048 written. The backwards move the same bytes back. The
   // dispatch comes before the permute, the combine before the unpermute.
   const ModelSpec m = preset_model("mixtral-8x22b");
-  Shard s;
-  s.micro_batch = 1;
-  s.seq_len = 4096;
-  s.ep = 4;
+  Shard s = ep4_shard();
   s.tp = 2;
   s.sp = true;
   s.capacity_factor = 1.25;
