@@ -1102,6 +1102,34 @@ TEST_CASE("engine::simulate rank classes: one rank per class gives what simulati
   }
 }
 
+TEST_CASE("engine::simulate rank classes: on a Clos with several spines one rank per class gives every rank's step",
+          "[engine]") {
+  // 4 nodes x 4 GPUs, a leaf per node, 2 or 3 spines (the test above has one): the transfers
+  // between nodes take their spine by the fabric's ECMP, the copies of a group run their alike
+  // transfers as one merged transfer over all their routes. Data parallel, TP with DP (four
+  // DP groups across the nodes at once) and ZeRO-3: one rank per class must give what
+  // simulating every rank gives.
+  auto fabric = [](int spines) {
+    return topology::build_clos({.nodes = 4, .gpus_per_node = 4, .nodes_per_leaf = 1, .spines = spines,
+                                 .scale_up = {units::gbyte_per_s(450), units::us(1), {}},
+                                 .scale_out = {units::gbyte_per_s(50), units::us(2), {}}});
+  };
+  const std::string cluster = "{gpu: h100-sxm, nodes: 4, gpus_per_node: 4, scale_out: {topology: clos, bandwidth: 50 GB/s}}";
+  for (const std::string parallel : {"{dp: 16}", "{tp: 4, dp: 4}", "{dp: 16, zero: 3}"}) {
+    const Tiny t = tiny_on(cluster, "heads: 4, kv_heads: 4, layers: 2", parallel, 16);
+    const Program prog = step_program(*t.s.model, t.p);
+    for (int spines : {2, 3}) {
+      INFO(parallel << ", " << spines << " spines");
+      const auto f = fabric(spines);
+      SimulateOptions o = timed(1e-5);
+      const auto every = simulate(prog, f, o);
+      o.classes = true;
+      const auto one = simulate(prog, f, o);
+      CHECK(one.makespan.value() == Approx(every.makespan.value()).epsilon(1e-9));
+    }
+  }
+}
+
 TEST_CASE("engine::simulate step programs: DualPipe holds two stages and reduces their gradients over both copies",
           "[engine]") {
   // 4 layers on pp 4 (one each), DualPipe, 8 micro-batches, ZeRO-0. Rank s holds stage s and
