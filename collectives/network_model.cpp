@@ -108,12 +108,18 @@ class AnalyticModel final : public NetworkModel {
         l.bytes += bytes;
       };
       const bool taper = !tapered.empty();
+      // A step of one pairing (each endpoint sends one transfer and receives one, of one size)
+      // loads each port with its one transfer: no need to add them up.
+      const bool paired = phases.size() == 1 && phases.front()->ring && phases.front()->transfers.empty();
       for (const Phase* ph : phases) {
+        if (paired && !taper) break;
         ph->for_each([&](const Transfer& x) {
           if (x.src == x.dst) return;
-          const Ports q = ports_of(x);
-          add_to(load[q.out], x.bytes.value());
-          add_to(load[q.in], x.bytes.value());
+          if (!paired) {
+            const Ports q = ports_of(x);
+            add_to(load[q.out], x.bytes.value());
+            add_to(load[q.in], x.bytes.value());
+          }
           if (!taper || !is_endpoint(x)) return;
           const std::size_t shared = shared_level(x);
           for (std::size_t j : tapered) {
@@ -142,12 +148,45 @@ class AnalyticModel final : public NetworkModel {
       std::fill(level_taper.begin(), level_taper.end(), 0.0);
       std::size_t index = 0;
       double slowest = 0.0;
+      if (paired && !taper && t.num_cost_levels() > 0 && !t.has_failures()) {
+        // Every transfer of the step has its level's cost and the step's one size: what the
+        // step takes is its slowest level's (the loop below, without its per-transfer work).
+        const Phase& ph = *phases.front();
+        const auto& r = *ph.ring;
+        const std::size_t n = r.size(), levels = t.num_cost_levels();
+        std::size_t seen = 0;
+        for (std::size_t i = 0; i < n && seen < levels; ++i) {
+          const std::size_t j = ph.pairing == Phase::Pairing::kExchange ? i ^ ph.shift : (i + ph.shift) % n;
+          if (r[i] == r[j]) continue;
+          const std::size_t level = t.cost_level(r[i], r[j]);
+          if (level == topology::Topology::kNoLevel) {  // not an endpoint: the loop below routes it
+            seen = levels + 1;
+            break;
+          }
+          if (level_bytes[level] < 0.0) ++seen;
+          level_bytes[level] = ph.each.value();
+        }
+        if (seen <= levels) {
+          for (std::size_t level = 0; level < levels; ++level) {
+            if (level_bytes[level] < 0.0) continue;
+            const auto cost = t.level_cost(level);
+            slowest = std::max(slowest, p.overhead.value() + cost.latency.value() + level_bytes[level] / cost.bandwidth.value());
+          }
+          total += count * slowest;
+          ++step_no;
+          return;
+        }
+        std::fill(level_bytes.begin(), level_bytes.end(), -1.0);
+      }
       for (const Phase* ph : phases) {
         ph->for_each([&](const Transfer& x) {
           ++index;
           if (x.src == x.dst) return;
-          const Ports q = ports_of(x);
-          const double bytes = std::max(load[q.out].bytes, load[q.in].bytes);
+          double bytes = x.bytes.value();
+          if (!paired) {
+            const Ports q = ports_of(x);
+            bytes = std::max(load[q.out].bytes, load[q.in].bytes);
+          }
           if (const std::size_t level = t.cost_level(x.src, x.dst); level != topology::Topology::kNoLevel) {
             level_bytes[level] = std::max(level_bytes[level], bytes);
             if (taper) level_taper[level] = std::max(level_taper[level], egress_time(x));
@@ -237,7 +276,7 @@ class PairClasses {
                                  const FlowExchange* exchange) {
     double ok = 1.0, lo = kInf, hi = 0.0;  // lo, hi: the crossing transfers' sizes
     for (const Phase* ph : phases) {
-      if (!ph->ring || !ph->transfers.empty()) ok = 0.0;
+      if (!ph->rotation_only()) ok = 0.0;
     }
     if (++stamp_ == 0) {  // the stamps wrapped: start afresh
       std::fill(sent_.begin(), sent_.end(), 0);
@@ -475,7 +514,7 @@ class FlowLevelModel final : public NetworkModel {
       // Only a rotation's steps go by class; every rank holds copies of one collective, so all
       // see the same kind of step and the other steps cost no exchange here.
       const bool rotations = std::all_of(phases.begin(), phases.end(), [](const Phase* ph) {
-        return ph->ring != nullptr && ph->transfers.empty();
+        return ph->rotation_only();
       });
       if (classes && rotations) {
         // Every rank gets the same answer: the exchange's schedules are copies of one

@@ -221,10 +221,13 @@ std::optional<Schedule> build_schedule(const topology::Topology& t, Op op, Algo 
       if (op != Op::kAllReduce && op != Op::kReduceScatter && op != Op::kAllGather) {
         return fail("halving_doubling runs all_reduce, reduce_scatter and all_gather");
       }
+      const auto members = std::make_shared<const Group>(group);
       auto exchange = [&](std::size_t distance, Bytes bytes) {
         Phase p;
-        p.transfers.reserve(n);
-        for (std::size_t r = 0; r < n; ++r) p.transfers.push_back({group[r], group[r ^ distance], bytes});
+        p.ring = members;
+        p.pairing = Phase::Pairing::kExchange;
+        p.shift = distance;
+        p.each = bytes;
         s.phases.push_back(std::move(p));
       };
       if (op != Op::kAllGather) {  // recursive halving: distances n/2 ... 1, halves n/2 ... 1

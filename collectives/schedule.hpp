@@ -35,22 +35,33 @@ struct Transfer {
 struct Phase {
   std::vector<Transfer> transfers;
   double repeat = 1.0;
-  /// A rotation, as the direct all-to-all's steps are: when `ring` is set, the phase also
-  /// holds ring[r] -> ring[(r + shift) % n] of `each` bytes for every r. Listed one by one,
-  /// 16,384 GPUs' 16,383 steps would be 268 million transfers (4 GB); a rotation is one line.
+  /// A pairing of distinct members, each sending `each` bytes to one and receiving from one,
+  /// held as one line instead of n transfers: when `ring` is set, the phase also holds
+  /// ring[r] -> ring[partner(r)] for every r, the partner by `pairing`. Listed one by one, the
+  /// direct all-to-all's 16,383 steps on 16,384 GPUs would be 268 million transfers (4 GB).
   std::shared_ptr<const std::vector<topology::NodeId>> ring;
   std::size_t shift = 0;
   Bytes each;
+  /// kRotation: partner(r) = (r + shift) % n (the direct all-to-all's steps); kExchange:
+  /// partner(r) = r xor shift, n a power of two (halving-doubling's exchange at distance shift).
+  enum class Pairing : std::uint8_t { kRotation, kExchange };
+  Pairing pairing = Pairing::kRotation;
 
-  /// Number of transfers, listed and rotated.
+  /// Number of transfers, listed and paired.
   [[nodiscard]] std::size_t size() const { return transfers.size() + (ring ? ring->size() : 0); }
-  /// Calls fn(const Transfer&) on every transfer: the listed ones, then the rotation's in ring order.
+  /// A rotation and nothing else (what the flow model's pair classes take).
+  [[nodiscard]] bool rotation_only() const { return ring && pairing == Pairing::kRotation && transfers.empty(); }
+  /// Calls fn(const Transfer&) on every transfer: the listed ones, then the pairing's in ring order.
   template <class Fn>
   void for_each(Fn&& fn) const {
     for (const auto& x : transfers) fn(x);
     if (!ring) return;
     const auto& r = *ring;
     const std::size_t n = r.size();
+    if (pairing == Pairing::kExchange) {
+      for (std::size_t i = 0; i < n; ++i) fn(Transfer{r[i], r[i ^ shift], each});
+      return;
+    }
     std::size_t j = n == 0 ? 0 : shift % n;
     for (std::size_t i = 0; i < n; ++i) {
       fn(Transfer{r[i], r[j], each});

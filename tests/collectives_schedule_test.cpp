@@ -108,6 +108,25 @@ TEST_CASE("collectives each algorithm's own closed form", "[collectives]") {
     CHECK(analytic->time(c, sched(c, Op::kAllReduce, Algo::kHierarchical, 16, S), kNoOverhead).value() ==
           Approx(want).epsilon(1e-9));
   }
+  SECTION("halving-doubling on a rail Clos: distances 8 and 4 cross a spine, 2 and 1 stay in the node") {
+    // The fabric has cost levels, so each step goes by its levels (every transfer of a pairing
+    // alone on its ports): halving S/2, S/4 across nodes, S/8, S/16 inside; doubling back.
+    const Topology c = build_clos({.nodes = 4, .gpus_per_node = 4, .nodes_per_leaf = 1, .spines = 1,
+                                   .scale_up = test::link(450), .scale_out = test::link(50)});
+    const double Bu = 450e9;
+    const double want = 2 * ((4 * l + S / 2 / B) + (4 * l + S / 4 / B) + (2 * l + S / 8 / Bu) + (2 * l + S / 16 / Bu));
+    const Schedule hd = sched(c, Op::kAllReduce, Algo::kHalvingDoubling, 16, S);
+    CHECK(analytic->time(c, hd, kNoOverhead).value() == Approx(want).epsilon(1e-9));
+    // The same transfers listed one by one take the same time.
+    Schedule listed = hd;
+    for (auto& ph : listed.phases) {
+      std::vector<Transfer> xs;
+      ph.for_each([&](const Transfer& x) { xs.push_back(x); });
+      ph.ring.reset();
+      ph.transfers = std::move(xs);
+    }
+    CHECK(analytic->time(c, listed, kNoOverhead).value() == Approx(want).epsilon(1e-9));
+  }
 }
 
 TEST_CASE("collectives hierarchical all_to_all is DeepEP's dispatch: once to each other domain's rail peer, forwarded inside the domain",
@@ -203,6 +222,30 @@ TEST_CASE("collectives per-message overhead adds to every step", "[collectives]"
   const double want = 6 * (o + alpha + S / 4 / B);
   CHECK(analytic->time(t, s, p).value() == Approx(want));
   CHECK(flow->time(t, s, p).value() == Approx(want));
+}
+
+TEST_CASE("collectives halving-doubling pairs rank r with rank r xor d, in the group's order", "[collectives]") {
+  // 8 ranks on endpoints {5, 3, 9, 0, 12, 7, 1, 14}, all_reduce of S: recursive halving at
+  // distances 4, 2, 1 (S/2, S/4, S/8 each way), then recursive doubling at 1, 2, 4 (S/8, S/4,
+  // S/2): in step k, rank r sends to rank r xor d_k, every rank once.
+  const Topology t = star(16);
+  const std::vector<NodeId> g{5, 3, 9, 0, 12, 7, 1, 14};
+  const double S = 8e6;
+  const auto s = build_schedule(t, Op::kAllReduce, Algo::kHalvingDoubling, g, Bytes::of(S), {}, nullptr);
+  REQUIRE(s);
+  REQUIRE(s->phases.size() == 6);
+  const std::size_t d[6] = {4, 2, 1, 1, 2, 4};
+  const double part[6] = {S / 2, S / 4, S / 8, S / 8, S / 4, S / 2};
+  for (std::size_t k = 0; k < 6; ++k) {
+    std::set<std::pair<NodeId, NodeId>> got, want;
+    s->phases[k].for_each([&](const Transfer& x) {
+      got.insert({x.src, x.dst});
+      CHECK(x.bytes.value() == Approx(part[k]));
+    });
+    for (std::size_t r = 0; r < 8; ++r) want.insert({g[r], g[r ^ d[k]]});
+    CHECK(s->phases[k].size() == 8);
+    CHECK(got == want);
+  }
 }
 
 TEST_CASE("collectives bad input", "[collectives]") {
