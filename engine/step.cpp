@@ -66,9 +66,10 @@ LayoutKey layout_key(const Plan& p) {
 class CommCache {
  public:
   std::map<std::tuple<int, std::size_t, std::size_t, double>, CommEntry> entries;
-  /// By layout, stage (or sending stage) and kind (or -1 - receiving stage for a stage's
-  /// point-to-point pairs): the groups, built once for every plan of that layout.
+  /// By layout, stage and kind: the groups, built once for every plan of that layout.
   std::map<std::tuple<LayoutKey, int, int>, Groups> groups;
+  /// By layout, sending and receiving stage: the hash and first rank of the stages' pairs.
+  std::map<std::tuple<LayoutKey, int, int>, std::pair<std::size_t, topology::NodeId>> pair_keys;
 };
 
 std::shared_ptr<CommCache> make_comm_cache() { return std::make_shared<CommCache>(); }
@@ -128,24 +129,31 @@ class CommCost {
     for (int i = 1; i < count; ++i) account(it->second, from);
     return account(it->second, from);
   }
-  CommEntry p2p_cost(int from, int to, Bytes bytes) { return cost(Op::kSendRecv, pairs(from, to), bytes); }
-  /// Every rank of stage `from` with its peer in stage `to`, as groups of two.
-  const Groups& pairs(int from, int to) {
-    const auto key = std::make_tuple(layout_, from, -1 - to);
-    auto it = cache_.groups.find(key);
-    if (it == cache_.groups.end()) {
-      Groups set{{}, 0};
-      for (const auto& g : groups(from, GroupKind::kTp).groups) {
-        for (auto r : g) {
-          auto c = parallelism::coords_of(p_, r);
-          c.pp = to;
-          set.groups.push_back({r, static_cast<topology::NodeId>(parallelism::rank_of(p_, c))});
-        }
-      }
-      set.hash = hash_groups(set.groups);
-      it = cache_.groups.emplace(key, std::move(set)).first;
+  CommEntry p2p_cost(int from, int to, Bytes bytes) {
+    // The pairs' hash and first rank are kept for the layout (the shared cache's key); the
+    // pairs themselves are built only to cost them.
+    const auto key = std::make_tuple(layout_, from, to);
+    auto it = cache_.pair_keys.find(key);
+    if (it == cache_.pair_keys.end()) {
+      const Groups set = pairs(from, to);
+      it = cache_.pair_keys.emplace(key, std::make_pair(set.hash, set.groups.front().front())).first;
+      return cost(Op::kSendRecv, set, bytes);
     }
-    return it->second;
+    if (const CommEntry* e = cached(Op::kSendRecv, it->second.first, it->second.second, bytes)) return *e;
+    return cost(Op::kSendRecv, pairs(from, to), bytes);
+  }
+  /// Every rank of stage `from` with its peer in stage `to`, as groups of two.
+  Groups pairs(int from, int to) {
+    Groups set{{}, 0};
+    for (const auto& g : groups(from, GroupKind::kTp).groups) {
+      for (auto r : g) {
+        auto c = parallelism::coords_of(p_, r);
+        c.pp = to;
+        set.groups.push_back({r, static_cast<topology::NodeId>(parallelism::rank_of(p_, c))});
+      }
+    }
+    set.hash = hash_groups(set.groups);
+    return set;
   }
 
   /// The bytes of a set of calls, to count again each time they run.
