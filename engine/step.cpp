@@ -438,9 +438,11 @@ struct Task {
 struct Chain {
   int pass;
   std::span<const double> durations;
+  double free = 0;  ///< when its stream was free for it (run_tasks sets it; the timeline replays from it)
 };
 
-/// When link i of a chain is released: (i + 1)/n of the way through its pass.
+/// When link i of a chain is released: (i + 1)/n of the way through its pass (the lag, 0,
+/// added as run_tasks adds a dependency's, so the sum rounds as it would).
 double chain_release(const Task& pass, std::size_t i, std::size_t n) {
   const double frac = static_cast<double>(i + 1) / static_cast<double>(n);
   return pass.start + frac * (pass.end - pass.start) + 0.0;
@@ -470,7 +472,7 @@ struct StreamStats {
 /// Runs the tasks: each stream executes its tasks in order, each as soon as the stream is free
 /// and its dependencies are ready. Durations are known, so the event order is fixed by the
 /// dependencies; the loop advances any stream whose head is ready until all are done.
-std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const Deps& deps, const std::vector<Chain>& chains,
+std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const Deps& deps, std::vector<Chain>& chains,
                                    const std::vector<std::vector<int>>& streams) {
   std::vector<std::size_t> head(streams.size(), 0);
   std::vector<StreamStats> stats(streams.size());
@@ -498,14 +500,15 @@ std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const Deps& deps, c
         }
         if (!ok) break;
         if (k.chain >= 0) {  // its links in order, each when the stream is free and it is released
-          const Chain& c = chains[static_cast<std::size_t>(k.chain)];
+          Chain& c = chains[static_cast<std::size_t>(k.chain)];
           const Task& pass = tasks[static_cast<std::size_t>(c.pass)];
           if (!pass.done) break;
           double free = stats[s].end;
+          c.free = free;
           const std::size_t n = c.durations.size();
           for (std::size_t i = 0; i < n; ++i) {
             const double at = std::max(free, chain_release(pass, i, n));
-            if (i == 0) k.start = at;
+            k.start = at;  // the last link's: what waits for the chain waits for it, as for n tasks
             stats[s].comm += at - free;
             stats[s].comm += c.durations[i];
             free = at + c.durations[i];
@@ -679,14 +682,17 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
   // Per-layer pass costs on one GPU (dense and MoE layers differ).
   struct PassCost {
     double fwd = 0, fwd_attention = 0, bwd_input = 0, bwd_weight = 0;  // compute
-    double flops = 0, model_flops = 0, attention_flops = 0, hbm = 0;  // hardware and model FLOPs
+    double flops = 0, model_flops = 0, attention_flops = 0;  // hardware and model FLOPs
+    // HBM bytes: of the kernels that run forward and (about twice) backward, and of the ones
+    // that run in one pass only (FP8's casts, MoE's token permutations).
+    double hbm = 0, hbm_forward = 0, hbm_backward = 0;
   };
   auto pass_cost = [&](const std::vector<Kernel>& ks) {
     PassCost c;
     for (const auto& k : ks) {
-      if (k.pass == parallelism::KernelPass::kBackward) {  // FP8's output-gradient casts
+      if (k.pass == parallelism::KernelPass::kBackward) {  // FP8's output-gradient casts, ...
         c.bwd_input += gpu.time(k).value();
-        c.hbm += k.bytes.value();
+        c.hbm_backward += k.bytes.value();
         continue;
       }
       const double dt = gpu.time(k).value();
@@ -695,7 +701,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       const double counted = k.kind == KernelKind::kElementwise ? 0.0 : k.flops.value();
       c.flops += counted;
       c.model_flops += counted * k.useful;
-      c.hbm += k.bytes.value();
+      (k.pass == parallelism::KernelPass::kForward ? c.hbm_forward : c.hbm) += k.bytes.value();
       if (k.core_attention) {
         c.fwd_attention += dt;
         c.attention_flops += counted;
@@ -866,7 +872,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       }
       cc.flops_model += 3.0 * lc.model_flops;
       cc.flops_hw += 3.0 * lc.flops + recompute_flops;
-      cc.hbm += 3.0 * lc.hbm + (recompute_flops > 0 ? lc.hbm : 0.0);
+      cc.hbm += 3.0 * lc.hbm + lc.hbm_forward + lc.hbm_backward + (recompute_flops > 0 ? lc.hbm + lc.hbm_forward : 0.0);
     }
     // ZeRO-3 gathers each layer's weights before its forward and again before its backward,
     // prefetched layer by layer, so only the first layer's share and whatever exceeds the
@@ -910,7 +916,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
       cc.bwd += head.bwd_input + head.bwd_weight;
       cc.flops_model += 3.0 * head.model_flops;
       cc.flops_hw += 3.0 * head.flops;
-      cc.hbm += 3.0 * head.hbm;
+      cc.hbm += 3.0 * head.hbm + head.hbm_forward + head.hbm_backward;
     }
     return chunk_costs[{c, s}] = std::move(cc);
   };
@@ -1183,7 +1189,7 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
         const Chain& c = chains[static_cast<std::size_t>(k.chain)];
         const Task& pass = tasks[static_cast<std::size_t>(c.pass)];
         const auto& names = chain_labels.at(id);
-        double free = k.start;
+        double free = c.free;
         for (std::size_t i = 0; i < c.durations.size(); ++i) {
           const double at = std::max(free, chain_release(pass, i, c.durations.size()));
           free = at + c.durations[i];

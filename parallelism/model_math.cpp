@@ -386,7 +386,7 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     const double routed = tokens * m.top_k * s.capacity_factor * etp / tp;
     // The experts' input is the dispatched tokens, not a norm's output.
     // The token dispatcher moves the routed rows in memory on each side of the experts
-    // (Megatron-Core's moe_utils permute and unpermute, as its dispatchers call them): the rows
+    // (Megatron-Core's moe_utils permute and unpermute, where its flex dispatcher calls them): the rows
     // dispatched to this GPU are gathered into its experts' order, and after the combine each
     // token's top_k rows come back and are summed, weighted by the router's probabilities.
     // Each is a pass over HBM; its backward moves the same rows back (a scatter, a broadcast).

@@ -287,7 +287,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     };
     PassMarks fwd_marks, bwd_marks;
     PassMarks* marking = nullptr;  // the pair's pass being built, if its order is kept
-    bool marking_layer = false;    // a forward layer of it (not a recompute) is being built
+    bool marking_layer = false;    // a layer of it (not a recompute, not MTP) is being built
     auto next_op = [&] { return static_cast<std::uint32_t>(rp.ops.size()); };
     // Context parallelism (ring attention, as Transformer Engine runs it): fused attention in
     // cp pieces, one per K/V block; the cp - 1 ring steps run on the side stream from the
@@ -389,9 +389,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         }
         if (k.expert_in) {  // forward and recompute
           const auto id = ep_exchange("dispatch " + at, p.dispatch_bytes);
-          if (marking_layer) {
-            marking->layers.back().comm1 = id;
-            marking->layers.back().second = next_op();
+          if (marking_layer && marking == &fwd_marks) {
+            fwd_marks.layers.back().comm1 = id;
+            fwd_marks.layers.back().second = next_op();
           }
         }
         if (k.kind == KernelKind::kAttention) {
@@ -411,7 +411,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         }
         if (k.expert_out) {
           const auto id = ep_exchange("combine " + at);
-          if (marking_layer) marking->layers.back().comm2 = id;
+          if (marking_layer && marking == &fwd_marks) fwd_marks.layers.back().comm2 = id;
         }
         if (gathers_after(k) && std::none_of(blocks.begin(), blocks.end(), [x](const Block& bl) { return bl.norm == x; })) {
           tp_enter(at);
@@ -437,7 +437,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       }
     };
     auto backward_layer = [&](const std::vector<Kernel>& ks, const std::string& at) {
-      if (marking == &bwd_marks) bwd_marks.layers.emplace_back();
+      const bool marked = marking_layer && marking == &bwd_marks;
+      if (marked) bwd_marks.layers.emplace_back();
       const auto blocks = overlap_blocks(ks);
       constexpr std::uint32_t kNoScatter = ~std::uint32_t{0};
       std::uint32_t input_scatter = kNoScatter;  // the overlapped reduce-scatter the norm's backward waits for
@@ -457,7 +458,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         }
         if (k.expert_out) {
           const auto id = ep_exchange("combine " + at + " (backward)");
-          if (marking == &bwd_marks) {
+          if (marked) {
             bwd_marks.layers.back().comm1 = id;
             bwd_marks.layers.back().first = next_op();
           }
@@ -482,7 +483,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
         }
         if (k.expert_in) {
           const auto id = ep_exchange("dispatch " + at + " (backward)");
-          if (marking == &bwd_marks) {
+          if (marked) {
             bwd_marks.layers.back().comm2 = id;
             bwd_marks.layers.back().second = next_op();
           }
@@ -712,7 +713,11 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     // backward is done too.
     // The pair's order kept (see PassMarks): each part's first kernel waits for the kernels of
     // the part before it on the other compute stream, each all-to-all for the one before it.
-    const bool keep_pair_order = p.ep > 1;
+    // Kept where the pair's two passes share no in-order stream but their compute streams:
+    // CP's ring steps and TP overlap's chunks (side stream) and ZeRO-3's gathers (parameter
+    // stream) of the forward, all queued before the backward's, would wait on the order's
+    // later parts. There the two streams take the SMs as they are ready, as before.
+    const bool keep_pair_order = p.ep > 1 && p.cp == 1 && !tp_overlap && !shard_weights;
     auto order_pair = [&] {
       const std::uint32_t end = next_op();
       struct Part {
@@ -819,6 +824,8 @@ Program step_program(const ModelSpec& m, const Plan& p) {
       const int first = held[static_cast<std::size_t>(po.chunk)].first;
       const int layers = held[static_cast<std::size_t>(po.chunk)].count;
       if (po.pass == Pass::kWeight) {
+        // A pair's W pass (DualPipe's, after its backward) stays out of the pair's order.
+        if (marking == &bwd_marks && bwd_marks.epilogue == RankBuilder::kNoOp) bwd_marks.epilogue = next_op();
         // Zero-bubble's W pass: the deferred weight gradients, no communication but the buckets.
         if (place.last) {
           auto weight_grads = [&](const std::vector<Kernel>& ks) {
@@ -896,7 +903,9 @@ Program step_program(const ModelSpec& m, const Plan& p) {
           const std::string at = "layer " + std::to_string(i);
           if (gather_backward && !(head_first && i == first + layers - 1)) gather(i, " (backward)");
           const auto start = static_cast<std::uint32_t>(rp.ops.size());
+          marking_layer = marking == &bwd_marks;
           recompute_and_backward(ks, at);
+          marking_layer = false;
           layer_done[static_cast<std::size_t>(i)] = b.last();
           layer_starts.push_back(start);
           if (scatter_each && !split) {

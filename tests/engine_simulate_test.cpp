@@ -1591,6 +1591,22 @@ TEST_CASE("engine::simulate step programs: Megatron's combined 1F1B overlaps a f
   CHECK(slowed > 0);
   CHECK(whole > 0);
   // Megatron-Core's checks, each naming the key; the composed step refuses it.
+  // The pair with CP (ring steps on the side stream), ZeRO-3 (gathers on the parameter
+  // stream), TP overlap (chunks on the side stream) and an MTP layer: each runs to its end
+  // (these streams are shared by the pair's two passes, so the order is not imposed there).
+  const std::string four = "{gpu: h100-sxm, nodes: 1, gpus_per_node: 4}";
+  for (const std::string& par : {std::string("{cp: 2, dp: 2, ep: 2, overlap_moe_expert_parallel_comm: true}"),
+                                 std::string("{dp: 4, ep: 2, zero: 3, overlap_moe_expert_parallel_comm: true}"),
+                                 std::string("{tp: 2, dp: 2, ep: 2, sp: true, tp_comm_overlap: true, overlap_moe_expert_parallel_comm: true}"),
+                                 std::string("{dp: 4, ep: 2, overlap_moe_expert_parallel_comm: true}")}) {
+    for (const char* extra : {"", ", layers: 2, mtp_layers: 1"}) {
+      if (*extra != '\0' && par.find("tp:") != std::string::npos) continue;  // MTP is not built with TP
+      INFO(par << extra);
+      const Tiny x = tiny_on(four, moe + extra, par, 16);
+      const auto rx = simulate(step_program(*x.s.model, x.p), sw(4), timed(1e-6));
+      CHECK(rx.makespan.value() > 0.0);
+    }
+  }
   CHECK(paired.p.event_engine_only() == "parallel.overlap_moe_expert_parallel_comm");
   const std::string key = "parallel.overlap_moe_expert_parallel_comm: ";
   CHECK_THROWS_WITH(tiny_on(cluster, "heads: 4, kv_heads: 4", "{dp: 2, overlap_moe_expert_parallel_comm: true}", 8),
