@@ -441,11 +441,19 @@ struct Chain {
   double free = 0;  ///< when its stream was free for it (run_tasks sets it; the timeline replays from it)
 };
 
-/// When link i of a chain is released: (i + 1)/n of the way through its pass (the lag, 0,
-/// added as run_tasks adds a dependency's, so the sum rounds as it would).
-double chain_release(const Task& pass, std::size_t i, std::size_t n) {
-  const double frac = static_cast<double>(i + 1) / static_cast<double>(n);
-  return pass.start + frac * (pass.end - pass.start) + 0.0;
+/// Runs a chain's links on a stream free from `free`: link i of n starts once the stream is
+/// free and (i + 1)/n of its pass is done (the lag, 0, added as run_tasks adds a dependency's,
+/// so the sum rounds as it would); on_link(i, start, end) hears of each. Returns the last end.
+template <class Fn>
+double run_links(const Chain& c, const Task& pass, double free, Fn&& on_link) {
+  const std::size_t n = c.durations.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const double frac = static_cast<double>(i + 1) / static_cast<double>(n);
+    const double at = std::max(free, pass.start + frac * (pass.end - pass.start) + 0.0);
+    on_link(i, at, at + c.durations[i]);
+    free = at + c.durations[i];
+  }
+  return free;
 }
 
 /// Every task's dependencies, each task's a linked list in the order they were added (so a
@@ -503,19 +511,14 @@ std::vector<StreamStats> run_tasks(std::vector<Task>& tasks, const Deps& deps, s
           Chain& c = chains[static_cast<std::size_t>(k.chain)];
           const Task& pass = tasks[static_cast<std::size_t>(c.pass)];
           if (!pass.done) break;
-          double free = stats[s].end;
-          c.free = free;
-          const std::size_t n = c.durations.size();
-          for (std::size_t i = 0; i < n; ++i) {
-            const double at = std::max(free, chain_release(pass, i, n));
+          c.free = stats[s].end;
+          k.end = run_links(c, pass, c.free, [&](std::size_t i, double at, double) {
             k.start = at;  // the last link's: what waits for the chain waits for it, as for n tasks
-            stats[s].comm += at - free;
+            stats[s].comm += at - stats[s].end;
             stats[s].comm += c.durations[i];
-            free = at + c.durations[i];
-          }
-          k.end = free;
+            stats[s].end = at + c.durations[i];
+          });
           k.done = true;
-          stats[s].end = free;
           ++head[s];
           --remaining;
           progress = true;
@@ -1189,12 +1192,9 @@ StepResult composed_step(const Scenario& sc, const Plan& p, const topology::Topo
         const Chain& c = chains[static_cast<std::size_t>(k.chain)];
         const Task& pass = tasks[static_cast<std::size_t>(c.pass)];
         const auto& names = chain_labels.at(id);
-        double free = c.free;
-        for (std::size_t i = 0; i < c.durations.size(); ++i) {
-          const double at = std::max(free, chain_release(pass, i, c.durations.size()));
-          free = at + c.durations[i];
-          if (c.durations[i] > 0.0) r.timeline.push_back({stage, 2, names[i], Seconds::of(at), Seconds::of(free)});
-        }
+        run_links(c, pass, c.free, [&](std::size_t i, double at, double end) {
+          if (c.durations[i] > 0.0) r.timeline.push_back({stage, 2, names[i], Seconds::of(at), Seconds::of(end)});
+        });
         continue;
       }
       if (k.compute > 0.0) {
