@@ -1,6 +1,7 @@
 // The step engine: pipeline bubbles, overlap, power cap, against closed forms.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <set>
 
@@ -842,4 +843,57 @@ TEST_CASE("engine nccl_sms: NCCL's channels a data-parallel collective holds, by
   CHECK_NOTHROW(parse_scenario(cluster, "t.yaml", {small, "cluster.scale_out.nccl_channels_per_gpu=6"}, test::presets()));
   CHECK_THROWS_WITH(parse_scenario(cluster, "t.yaml", {small, "cluster.scale_up.nccl_channels=50"}, test::presets()),
                     Catch::Matchers::Contains("cluster.scale_up.nccl_channels: gives 50 SMs"));
+}
+
+TEST_CASE("engine composed ZeRO-2: each layer's gradients are reduce-scattered as the backward reaches them, one at a time",
+          "[engine]") {
+  // 1 node x 4 H100, DP 4, ZeRO-2, 8 equal layers, one micro-batch per GPU. The backward of
+  // length B sweeps the n = 8 layers; layer i's reduce-scatter (time r, alone on the
+  // data-parallel stream) may leave once (i + 1)/n of it is done. Where r > B/n (a slow
+  // switch) they queue behind the first: the k-th (k = 1..n) ends at B0 + B/n + k r. Where r <
+  // B/n (a fast one) each waits for its layer: B0 + k B/n + r.
+  auto check = [](const std::string& switch_spec, bool queued) {
+    const std::string text = "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 4, scale_up: " + switch_spec + "}\n"
+                             "model: {layers: 8, hidden: 2048, heads: 16, kv_heads: 8, ffn: 8192, vocab: 8}\n"
+                             "training: {seq_len: 4096, global_batch: 4}\nparallel: {dp: 4, zero: 2}\n";
+    const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+    const auto plan = parallelism::make_plan(s);
+    REQUIRE(plan.micro_batches == 1);
+    const auto t = topology::build_cluster(s.cluster);
+    const auto net = collectives::NetworkModel::build("analytic", "network");
+    auto o = engine::step_options(net.get());
+    o.timeline = true;
+    const auto res = engine::simulate_step(s, plan, t, o);
+    const double layer_grads = plan.grad_bytes * parallelism::count_params(*s.model).dense_layer;
+    const std::vector<topology::NodeId> g{0, 1, 2, 3};
+    const double r =
+        collectives::choose_schedule(t, collectives::Op::kReduceScatter, g, Bytes::of(layer_grads), {}, {}, std::nullopt, *net).time.value();
+    double b0 = -1, b1 = -1;
+    std::vector<std::pair<double, double>> links;  // each reduce-scatter's start and end, in time order
+    for (const auto& e : res.timeline) {
+      if (e.name == "backward mb 0") b0 = e.start.value(), b1 = e.end.value();
+      if (e.name.find("ZeRO reduce-scatter layer") != std::string::npos) links.emplace_back(e.start.value(), e.end.value());
+    }
+    REQUIRE(b0 >= 0);
+    REQUIRE(links.size() == 8);
+    std::sort(links.begin(), links.end());
+    const double B = b1 - b0;
+    INFO("B/n " << B / 8 << " s, r " << r << " s");
+    CHECK((queued ? r > B / 8 : r < B / 8));
+    for (int k = 1; k <= 8; ++k) {
+      INFO("reduce-scatter " << k);
+      CHECK(links[k - 1].second - links[k - 1].first == Approx(r).epsilon(1e-9));
+      CHECK(links[k - 1].second == Approx(queued ? b0 + B / 8 + k * r : b0 + k * B / 8 + r).epsilon(1e-9));
+    }
+    // The optimizer waits for the last of them: nothing of it starts before.
+    int optimizers = 0;
+    for (const auto& e : res.timeline) {
+      if (e.name.find("optimizer") == std::string::npos) continue;
+      ++optimizers;
+      CHECK(e.start.value() >= links.back().second - 1e-12);
+    }
+    CHECK(optimizers == 1);
+  };
+  check("{bandwidth: 20 GB/s, latency: 1 us}", true);
+  check("{bandwidth: 1 PB/s, latency: 1 us}", false);
 }
