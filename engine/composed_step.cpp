@@ -609,8 +609,9 @@ class ComposedStep {
     double fwd = 0, fwd_attention = 0, bwd_input = 0, bwd_weight = 0;  // compute
     double flops = 0, model_flops = 0, attention_flops = 0;  // hardware and model FLOPs
     // HBM bytes: of the kernels that run forward and (about twice) backward, and of the ones
-    // that run in one pass only (FP8's casts, MoE's token permutations).
-    double hbm = 0, hbm_forward = 0, hbm_backward = 0;
+    // that run in one pass only (FP8's casts, MoE's token permutations); of core attention
+    // (what selective recompute runs again).
+    double hbm = 0, hbm_forward = 0, hbm_backward = 0, hbm_attention = 0;
   };
   /// One pass over chunk c of stage s.
   struct ChunkCost {
@@ -643,6 +644,7 @@ class ComposedStep {
       if (k.core_attention) {
         c.fwd_attention += dt;
         c.attention_flops += counted;
+        c.hbm_attention += k.bytes.value();
       }
       if (k.kind == KernelKind::kGemm) {
         // Both operands of attention's batched GEMMs are activations: both gradients are
@@ -787,14 +789,16 @@ class ComposedStep {
     }
     cc.fwd += lc.fwd;
     cc.fwd_comm += fc + cp_exposed;
-    double recompute = 0.0, recompute_comm = 0.0, recompute_flops = 0.0;
+    double recompute = 0.0, recompute_comm = 0.0, recompute_flops = 0.0, recompute_hbm = 0.0;
     if (p_.recompute == Recompute::kSelective) {
       recompute = lc.fwd_attention;
       recompute_flops = lc.attention_flops;
+      recompute_hbm = lc.hbm_attention;
     } else if (p_.recompute == Recompute::kFull) {
       recompute = lc.fwd;
       recompute_comm = fc + cp_exposed;
       recompute_flops = lc.flops;
+      recompute_hbm = lc.hbm + lc.hbm_forward;
     }
     const bool split = p_.schedule == parallelism::PipeSchedule::kZeroBubble;
     cc.bwd += recompute + lc.bwd_input + (split ? 0.0 : lc.bwd_weight);
@@ -806,7 +810,7 @@ class ComposedStep {
     }
     cc.flops_model += 3.0 * lc.model_flops;
     cc.flops_hw += 3.0 * lc.flops + recompute_flops;
-    cc.hbm += 3.0 * lc.hbm + lc.hbm_forward + lc.hbm_backward + (recompute_flops > 0 ? lc.hbm + lc.hbm_forward : 0.0);
+    cc.hbm += 3.0 * lc.hbm + lc.hbm_forward + lc.hbm_backward + recompute_hbm;
   }
 
   /// ZeRO-3 gathers each layer's weights before its forward and again before its backward,

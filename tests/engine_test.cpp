@@ -897,3 +897,47 @@ TEST_CASE("engine composed ZeRO-2: each layer's gradients are reduce-scattered a
   check("{bandwidth: 20 GB/s, latency: 1 us}", true);
   check("{bandwidth: 1 PB/s, latency: 1 us}", false);
 }
+
+TEST_CASE("engine composed HBM bytes: two-pass kernels three times, one-pass kernels once, recompute's again", "[engine]") {
+  // One H100, two micro-batches, FP8 (its casts run in one pass: forward-only and
+  // backward-only kernels). A kernel that runs forward and backward moves its bytes once
+  // forward and about twice backward (its data and weight gradients); a one-pass kernel once.
+  // Recompute runs the forward again before the backward: selective only core attention, full
+  // every forward kernel. The optimizer reads gradients, master weights and moments and writes
+  // weights and moments: params x (grad + 2 x optimizer + 2 weight) bytes.
+  for (const char* recompute : {"none", "selective", "full"}) {
+    INFO("recompute " << recompute);
+    const std::string text =
+        "cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
+        "model: {layers: 2, hidden: 4096, heads: 32, kv_heads: 8, ffn: 14336, vocab: 32000}\n"
+        "training: {seq_len: 4096, global_batch: 2, precision: fp8}\nparallel: {recompute: " + std::string(recompute) + "}\n";
+    const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+    const auto plan = parallelism::make_plan(s);
+    REQUIRE(plan.micro_batches == 2);
+    const auto shard = parallelism::shard_of(*s.model, plan);
+    struct Sums {
+      double both = 0, forward = 0, backward = 0, attention = 0;
+    };
+    auto sums = [](const std::vector<parallelism::Kernel>& ks) {
+      Sums x;
+      for (const auto& k : ks) {
+        (k.pass == parallelism::KernelPass::kBoth ? x.both : k.pass == parallelism::KernelPass::kForward ? x.forward : x.backward) +=
+            k.bytes.value();
+        if (k.core_attention) x.attention += k.bytes.value();
+      }
+      return x;
+    };
+    const Sums layer = sums(parallelism::layer_forward(*s.model, 0, shard)), head = sums(parallelism::head_forward(*s.model, shard));
+    REQUIRE(layer.forward > 0.0);
+    REQUIRE(layer.backward > 0.0);
+    REQUIRE(layer.attention > 0.0);
+    const double again = recompute == std::string("none") ? 0.0
+                         : recompute == std::string("selective") ? layer.attention
+                                                                 : layer.both + layer.forward;
+    const double per_micro_batch = 2 * (3 * layer.both + layer.forward + layer.backward + again) +
+                                   3 * head.both + head.forward + head.backward;
+    const double params = parallelism::count_params(*s.model).total;
+    const double adam = params * (plan.grad_bytes + 2 * plan.optimizer_bytes + 2);
+    CHECK(run(text).hbm_bytes.value() == Approx(2 * per_micro_batch + adam).epsilon(1e-12));
+  }
+}
