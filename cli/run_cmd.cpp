@@ -121,7 +121,7 @@ nlohmann::json stragglers_json(const engine::StepResult& r) {
 }
 
 nlohmann::json step_summary_json(const engine::StepResult& r) {
-  return {{"step_time_s", r.step_time.value()},
+  nlohmann::json j = {{"step_time_s", r.step_time.value()},
           {"tokens_per_s", r.tokens_per_s},
           {"mfu", r.mfu},
           {"hfu", r.hfu},
@@ -137,6 +137,10 @@ nlohmann::json step_summary_json(const engine::StepResult& r) {
           {"bytes_moved",
            {{"hbm", r.hbm_bytes.value()}, {"scale_up", r.scale_up_bytes.value()},
             {"scale_out", r.scale_out_bytes.value()}}}};
+  // The event engine's rank classes (classes.hpp): how many, and whether they took in the
+  // links the ranks' connections share.
+  if (r.rank_classes > 0) j["rank_classes"] = {{"count", r.rank_classes}, {"exact", r.classes_exact}};
+  return j;
 }
 
 namespace {
@@ -279,6 +283,12 @@ void run(const RunFlags& f) {
                 << format_number(100.0 * r.stragglers.front().speed, 3) << " % speed (gpu " << r.stragglers.front().gpu
                 << (many ? ", ..." : "") << "; stage" << (stages.size() > 1 ? "s " : " ") << list << "): "
                 << (many ? "their stages' peers and the pipeline wait for them\n" : "its stage's peers and the pipeline wait for it\n");
+    }
+    if (r.rank_classes > 0) {
+      std::cout << "rank classes       " << r.rank_classes << " of " << plan.gpus() << " ranks simulated"
+                << (r.classes_exact ? "\n"
+                                    : " (by route costs only: split by the links ECMP shares unevenly, they were over "
+                                      "the engine's budget; a class's copies of a transfer move at one rate)\n");
     }
     for (const auto& c : plan_caveats(plan)) std::cout << "caveat             " << c.substr(c.find(": ") + 2) << "\n";
     if (whole) {

@@ -5,6 +5,7 @@
 #include <map>
 #include <numeric>
 
+#include "collectives/network_model.hpp"
 #include "core/hash.hpp"
 
 namespace wallsim::engine {
@@ -63,6 +64,18 @@ class Ids {
   std::map<Key, std::uint32_t> map_;
 };
 
+/// The pairs of a group of k whose costs and links the classes compare, as offsets in ring
+/// order: every pair for groups of up to 64 (every pair an all-to-all or a tree can use), the
+/// ring neighbours and the member half-way round for larger ones (rings, halving-doubling).
+void pair_offsets(std::size_t k, std::vector<std::size_t>& out) {
+  out.clear();
+  if (k <= 64) {
+    for (std::size_t j = 1; j < k; ++j) out.push_back(j);
+  } else {
+    out = {1, k - 1, k / 2};
+  }
+}
+
 }  // namespace
 
 std::uint64_t route_key(std::uint32_t group, topology::NodeId src, topology::NodeId dst) {
@@ -82,7 +95,30 @@ RankClasses every_rank(const Program& p) {
   return c;
 }
 
-RankClasses classify(const Program& p, const topology::Topology& t, std::span<const double> speed) {
+namespace {
+
+constexpr std::uint32_t kNoRank = ~std::uint32_t{0};
+
+/// The connections between scale-up domains of a program (each group's member pairs whose
+/// costs the classes compare, each rank's point-to-point peers, the background flows) and the
+/// links they share, as flat lists (see Contention). A link only one GPU sends on, or only one
+/// receives on (its ports; a domain's switch links, which carry only their GPU's own traffic),
+/// tells nothing the GPU's colour does not, and is left out.
+struct Shared {
+  std::vector<std::uint64_t> kind;         ///< by connection: what it is, ends aside
+  std::vector<std::uint32_t> src, dst;     ///< by connection: its ranks (kNoRank: background)
+  std::vector<std::uint32_t> route_at{0};  ///< by connection: its shared links' range in `route`
+  std::vector<std::uint32_t> route;        ///< shared links (indices into `base`), with repeats
+  std::vector<std::uint64_t> base;         ///< by shared link: its bandwidth less the reserve
+  std::vector<std::uint32_t> link_at;      ///< by shared link: its range in `crossing`
+  std::vector<std::uint32_t> crossing;     ///< connections crossing each shared link, with repeats
+  std::vector<std::vector<std::uint32_t>> sends, receives;  ///< by rank: its connections
+};
+
+}  // namespace
+
+RankClasses classify(const Program& p, const topology::Topology& t, std::span<const double> speed,
+                     const Contention& contention) {
   const auto n = static_cast<std::uint32_t>(p.ranks.size());
   topology::Path scratch;
   auto cost = [&](std::uint32_t group, std::uint32_t a, std::uint32_t b, std::vector<std::uint64_t>& out) {
@@ -96,6 +132,7 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
   // it), and each member's own: its costs to and from the other members.
   std::vector<std::uint32_t> group_cost(p.groups.size());
   std::vector<std::vector<std::uint32_t>> member_cost(p.groups.size());
+  std::vector<bool> symmetric_group(p.groups.size(), false);  // every member sees the same costs
   {
     Ids<std::vector<std::uint64_t>> ids, rows;
     std::vector<std::uint64_t> sig, row;
@@ -103,12 +140,7 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
     for (std::uint32_t g = 0; g < p.groups.size(); ++g) {
       const auto& m = p.groups[g];
       const std::size_t k = m.size();
-      offsets.clear();
-      if (k <= 64) {
-        for (std::size_t j = 1; j < k; ++j) offsets.push_back(j);
-      } else {
-        offsets = {1, k - 1, k / 2};
-      }
+      pair_offsets(k, offsets);
       // to[a]: the costs from member a to the members `offsets` after it, in ring order
       std::vector<std::vector<std::uint64_t>> to(k);
       sig.clear();
@@ -141,6 +173,7 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
       // meets the odd member at another time for each.
       const bool symmetric = std::all_of(sorted.begin(), sorted.end(), [&](const auto& x) { return x == sorted[0]; });
       for (std::size_t a = 0; a < k; ++a) member_cost[g].push_back(rows(symmetric ? sorted[a] : ordered[a]));
+      symmetric_group[g] = symmetric;
     }
   }
 
@@ -170,6 +203,100 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
   auto groups_of = [&](std::uint32_t r, std::vector<std::uint32_t>& out) { renamed(r, true, out); };
   auto peers_of = [&](std::uint32_t r, std::vector<std::uint32_t>& out) { renamed(r, false, out); };
 
+  std::vector<std::uint32_t> gs, ps;
+  // Under contention, the connections between domains and the links they share.
+  Shared sh;
+  if (contention.on) {
+    std::vector<std::vector<topology::LinkId>> routes;
+    topology::Path path;
+    auto connect = [&](std::uint64_t kind, std::uint32_t a, std::uint32_t b, std::uint64_t key) {
+      const auto src = p.ranks[a].gpu, dst = p.ranks[b].gpu;
+      if (src == dst || !t.leaves_domain(src, dst)) return;
+      std::vector<topology::LinkId> links;
+      const std::uint32_t q = std::max<std::uint32_t>(1, contention.flows_per_connection);
+      for (std::uint32_t j = 0; j < q; ++j) {
+        t.route_into(src, dst, j == 0 ? key : collectives::flow_key(key, j), path);
+        links.insert(links.end(), path.begin(), path.end());
+      }
+      sh.kind.push_back(kind);
+      sh.src.push_back(a);
+      sh.dst.push_back(b);
+      routes.push_back(std::move(links));
+    };
+    std::vector<std::size_t> offsets;
+    for (std::uint32_t g = 0; g < p.groups.size(); ++g) {
+      const auto& m = p.groups[g];
+      const std::size_t k = m.size();
+      pair_offsets(k, offsets);
+      for (std::size_t a = 0; a < k; ++a) {
+        if (m[a] >= n) continue;
+        groups_of(m[a], gs);  // the group's place among its member's groups: its role
+        const auto role = static_cast<std::uint64_t>(std::find(gs.begin(), gs.end(), g) - gs.begin());
+        for (std::size_t q = 0; q < offsets.size(); ++q) {
+          const std::uint32_t b = m[(a + offsets[q]) % k];
+          if (b >= n) continue;
+          // In a symmetric group (see member_cost) a member's place does not matter, nor which
+          // of its pairs a connection is: they are told apart by where they go.
+          const std::uint64_t place = symmetric_group[g] ? 0 : q + 1;
+          connect(mix(mix(mix(mix(1, k), place), role), group_cost[g]), m[a], b, route_key(g, p.ranks[m[a]].gpu, p.ranks[b].gpu));
+        }
+      }
+    }
+    for (std::uint32_t r = 0; r < n; ++r) {
+      peers_of(r, ps);
+      for (std::size_t i = 0; i < ps.size(); ++i) {
+        if (ps[i] < n) connect(mix(2, i), r, ps[i], route_key(kP2pKey, p.ranks[r].gpu, p.ranks[ps[i]].gpu));
+      }
+    }
+    for (const auto& f : contention.background) {
+      sh.kind.push_back(mix(mix(3, bits(f.bytes.value())), bits(f.start.value())));
+      sh.src.push_back(kNoRank);
+      sh.dst.push_back(kNoRank);
+      routes.emplace_back(f.path.begin(), f.path.end());
+    }
+    // The links more than one GPU sends on and more than one receives on (or a background
+    // flow crosses).
+    constexpr topology::NodeId kNone = ~topology::NodeId{0}, kMany = kNone - 1;
+    std::vector<std::pair<topology::NodeId, topology::NodeId>> ends(t.num_links(), {kNone, kNone});
+    for (std::size_t c = 0; c < routes.size(); ++c) {
+      const bool bg = sh.src[c] == kNoRank;
+      const topology::NodeId a = bg ? kMany : p.ranks[sh.src[c]].gpu, b = bg ? kMany : p.ranks[sh.dst[c]].gpu;
+      for (auto l : routes[c]) {
+        auto& [x, y] = ends[l];
+        x = x == kNone || x == a ? a : kMany;
+        y = y == kNone || y == b ? b : kMany;
+      }
+    }
+    std::vector<std::uint32_t> index(t.num_links(), kNoRank);
+    for (std::size_t l = 0; l < ends.size(); ++l) {
+      if (ends[l].first != kMany || ends[l].second != kMany) continue;
+      index[l] = static_cast<std::uint32_t>(sh.base.size());
+      const double reserved = l < contention.reserved_Bps.size() ? contention.reserved_Bps[l] : 0.0;
+      sh.base.push_back(bits(t.link(static_cast<topology::LinkId>(l)).bandwidth.value() - reserved));
+    }
+    std::vector<std::vector<std::uint32_t>> crossing(sh.base.size());
+    sh.sends.resize(n);
+    sh.receives.resize(n);
+    for (std::size_t c = 0; c < routes.size(); ++c) {
+      for (auto l : routes[c]) {
+        if (index[l] == kNoRank) continue;
+        sh.route.push_back(index[l]);
+        crossing[index[l]].push_back(static_cast<std::uint32_t>(c));
+      }
+      sh.route_at.push_back(static_cast<std::uint32_t>(sh.route.size()));
+      if (sh.src[c] != kNoRank) {
+        sh.sends[sh.src[c]].push_back(static_cast<std::uint32_t>(c));
+        sh.receives[sh.dst[c]].push_back(static_cast<std::uint32_t>(c));
+      }
+    }
+    sh.link_at.push_back(0);
+    for (const auto& x : crossing) {
+      sh.crossing.insert(sh.crossing.end(), x.begin(), x.end());
+      sh.link_at.push_back(static_cast<std::uint32_t>(sh.crossing.size()));
+    }
+  }
+  std::vector<std::uint64_t> conn_colour(sh.kind.size()), link_colour(sh.base.size()), scratch_colours, rank_links;
+
   std::vector<std::uint32_t> colour(n);
   std::size_t colours = 0;
   {
@@ -179,9 +306,48 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
     }
     colours = ids.size();
   }
-  std::vector<std::uint32_t> gs, ps;
   std::vector<std::uint64_t> sig;
+  // Ops the ranks of one rank per class hold: what simulating them costs.
+  auto simulated_ops = [&](const std::vector<std::uint32_t>& of, std::size_t count) {
+    std::vector<bool> seen(count, false);
+    std::size_t ops = 0;
+    for (std::uint32_t r = 0; r < n; ++r) {
+      if (seen[of[r]]) continue;
+      seen[of[r]] = true;
+      ops += p.ranks[p.source_of(r)].ops.size();
+    }
+    return ops;
+  };
+  // Refines `colour` until no class splits: by costs alone, then (under contention) by the
+  // links too, unless that leaves more than the budget's ops to simulate.
+  bool with_links = false;
+  std::vector<std::uint32_t> by_costs;
+  std::size_t by_costs_count = 0, budget = 0;
+  bool exact = true;
   while (true) {
+    // Each connection's colour (its kind and its ends'), then each shared link's (its free
+    // bandwidth and the colours of the connections crossing it).
+    for (std::size_t c = 0; with_links && c < sh.kind.size(); ++c) {
+      conn_colour[c] = mix(mix(sh.kind[c], sh.src[c] == kNoRank ? ~std::uint64_t{0} : colour[sh.src[c]]),
+                           sh.dst[c] == kNoRank ? ~std::uint64_t{0} : colour[sh.dst[c]]);
+    }
+    for (std::size_t l = 0; with_links && l < sh.base.size(); ++l) {
+      scratch_colours.clear();
+      for (std::uint32_t x = sh.link_at[l]; x < sh.link_at[l + 1]; ++x) scratch_colours.push_back(conn_colour[sh.crossing[x]]);
+      std::sort(scratch_colours.begin(), scratch_colours.end());
+      std::uint64_t h = sh.base[l];
+      for (auto x : scratch_colours) h = mix(h, x);
+      link_colour[l] = h;
+    }
+    // A connection's view of the fabric: its kind and its shared links' colours.
+    auto route_colour = [&](std::uint32_t c) {
+      scratch_colours.clear();
+      for (std::uint32_t x = sh.route_at[c]; x < sh.route_at[c + 1]; ++x) scratch_colours.push_back(link_colour[sh.route[x]]);
+      std::sort(scratch_colours.begin(), scratch_colours.end());
+      std::uint64_t h = sh.kind[c];
+      for (auto x : scratch_colours) h = mix(h, x);
+      return h;
+    };
     Ids<std::vector<std::uint64_t>> ids;
     std::vector<std::uint32_t> next(n);
     for (std::uint32_t r = 0; r < n; ++r) {
@@ -203,14 +369,36 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
           cost(kP2pKey, q, r, sig);
         }
       }
+      if (with_links) {  // the links its sends and its receives cross, as multisets
+        for (const auto* list : {&sh.sends[r], &sh.receives[r]}) {
+          rank_links.clear();
+          for (auto c : *list) rank_links.push_back(route_colour(c));
+          std::sort(rank_links.begin(), rank_links.end());
+          sig.push_back(rank_links.size());
+          sig.insert(sig.end(), rank_links.begin(), rank_links.end());
+        }
+      }
       next[r] = ids(sig);
     }
     colour.swap(next);
-    if (ids.size() == colours) break;  // refinement only splits: no split, stable
+    const bool stable = ids.size() == colours;  // refinement only splits: no split, stable
     colours = ids.size();
+    if (with_links && simulated_ops(colour, colours) > budget) {
+      colour = std::move(by_costs);
+      colours = by_costs_count;
+      exact = false;
+      break;
+    }
+    if (!stable) continue;
+    if (with_links || !contention.on || sh.kind.empty()) break;
+    with_links = true;
+    by_costs = colour;
+    by_costs_count = colours;
+    budget = std::max<std::size_t>(contention.max_ops, 4 * simulated_ops(colour, colours));
   }
 
   RankClasses c;
+  c.exact = exact;
   c.of = colour;
   c.rep.assign(colours, parallelism::kOwnOps);
   c.size.assign(colours, 0);

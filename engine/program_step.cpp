@@ -79,6 +79,8 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   r.memory = memory_per_gpu(sc, p);
   r.clock = gpu.clock();
   r.stragglers = stragglers(sc, p);
+  r.rank_classes = cls.count();
+  r.classes_exact = cls.exact;
   // Per class (its simulated rank, weighed by its ranks): the compute stream's kernels (the
   // optimizer apart) and its communication ops; the other streams' tail past the compute
   // stream's end is exposed communication too; the rest of the step is bubble.

@@ -136,7 +136,7 @@ class Engine {
  public:
   Engine(const parallelism::Program& p, const topology::Topology& t, const SimulateOptions& o)
       : p_(p), t_(t), o_(o), solver_(t, o.reserved_Bps, o.exchange),
-        cls_(o.classes ? classify(p, t, o.speed) : every_rank(p)) {
+        cls_(o.classes ? classify(p, t, o.speed, {o.flow, o.flows_per_connection, o.reserved_Bps, o.background, o.classes_max_ops}) : every_rank(p)) {
     const std::size_t n = cls_.count();
     ranks_.resize(n);
     compute_.assign(n, 0.0);

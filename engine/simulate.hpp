@@ -48,6 +48,9 @@ struct SimulateOptions {
   /// apart for the classes.
   bool classes = false;
   std::vector<double> speed;
+  /// With `classes` under `flow`: the ops the ranks left to simulate may hold for the classes to
+  /// take in the links the connections share (Contention::max_ops).
+  std::size_t classes_max_ops = Contention{}.max_ops;
   /// Flows each transfer between scale-up domains is cut into, each hashed onto its own
   /// equal-cost path (NCCL's queue pairs per connection; Llama 3's collective library opens 16
   /// between two GPUs for E-ECMP to spread): each carries its share of the bytes.

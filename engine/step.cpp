@@ -93,7 +93,7 @@ void fields(IO& io, R& r) {
      r.step_energy,
      r.energy_per_token_j,
      r.gpu_avg_power, r.cluster_avg_power, r.clock, r.hbm_bytes, r.scale_up_bytes, r.scale_out_bytes, r.stage_busy,
-     r.layer_forward, r.layer_backward, r.stages, r.link_bytes, r.stragglers);
+     r.layer_forward, r.layer_backward, r.stages, r.link_bytes, r.stragglers, r.rank_classes, r.classes_exact);
 }
 
 }  // namespace

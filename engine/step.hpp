@@ -95,6 +95,10 @@ struct StepResult {
   /// With StepOptions::link_bytes: bytes each directed link (by id) carries in the step, every
   /// collective of every group routed as the flow model routes it.
   std::vector<double> link_bytes;
+  /// The event engine: the rank classes it simulated one rank of (0: the composed step), and
+  /// whether they took in the links the ranks' connections share (classes.hpp, Contention).
+  std::uint64_t rank_classes = 0;
+  bool classes_exact = true;
 };
 
 /// A result as bytes and back, exactly (results cross MPI ranks this way).

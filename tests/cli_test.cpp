@@ -305,6 +305,9 @@ TEST_CASE("cli run prints the summary and writes the SPEC JSON keys", "[cli][eng
         Approx(j["step_time_s"].get<double>()).epsilon(1e-9));
   CHECK(j["memory"]["fits"] == true);
   CHECK(j["mfu"].get<double>() <= j["hfu"].get<double>());
+  // The event engine's rank classes: the 8 GPUs of one node run one program, one class.
+  CHECK(j["rank_classes"]["count"] == 1);
+  CHECK(j["rank_classes"]["exact"] == true);
   const Result text = run("run " + scenario + " --network analytic");
   CHECK_THAT(text.out, Contains("step time") && Contains("MFU / HFU") && Contains("memory per GPU"));
   // Selective recompute names its modules when they are not the default.
