@@ -1092,9 +1092,7 @@ class ComposedStep {
     Task opt;
     opt.stream = 2 * s;
     opt.optimizer = true;
-    // Reads gradients, master weights and moments, writes weights and moments.
-    const Kernel adam{KernelKind::kElementwise, p_.optimizer, Flops::of(p_.optimizer_flops * shard_params),
-                      Bytes::of(shard_params * (p_.grad_bytes + 2.0 * p_.optimizer_bytes + kWeightBytes))};
+    const Kernel adam = parallelism::optimizer_kernel(p_, shard_params);
     opt.compute = gpu_.time(adam).value() / speed_[si];
     if (o_.timeline && s == 0) r_.ops.push_back({adam.name, adam.flops, adam.bytes, Seconds::of(opt.compute)});
     hbm_[si] += adam.bytes.value();

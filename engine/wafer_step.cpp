@@ -107,9 +107,10 @@ class WaferKernels {
   std::map<std::tuple<long long, long long, long long>, wafer::GemmResult> cache_;
 };
 
-double layer_params(const ModelSpec& m, int i) {
-  const auto pc = parallelism::count_params(m);
-  return parallelism::is_moe_layer(m, i) ? pc.moe_layer : pc.dense_layer;
+/// Layer i's parameters on a wafer: all of them (a wafer's plan splits no layer, tp and ep 1).
+double layer_params(const ModelSpec& m, const parallelism::Plan& p, int i) {
+  const auto lp = parallelism::layer_params(m, parallelism::count_params(m), p, i);
+  return lp.dense + lp.expert;
 }
 
 }  // namespace
@@ -142,7 +143,7 @@ Memory wafer_memory(const Scenario& sc, const parallelism::Plan& p, const Memory
     }
   }
   double largest = 0.0;
-  for (int i = 0; i < m.layers; ++i) largest = std::max(largest, layer_params(m, i));
+  for (int i = 0; i < m.layers; ++i) largest = std::max(largest, layer_params(m, p, i));
   Memory mem;
   mem.capacity = sc.cluster.gpu.memory;
   mem.weights = Bytes::of(2.0 * kWeightBytes * largest);
@@ -198,7 +199,7 @@ StepResult pipelined_step(const Scenario& sc, const parallelism::Plan& p, const 
     flops_hw += t.hw_flops;
     mesh_bytes += t.mesh_bytes;
     // SRAM per core: the stage's weights, gradients and optimizer state, and its in-flight activations.
-    const double params = i < m.layers ? layer_params(m, i) : pc.total - static_cast<double>(m.layers) * pc.dense_layer;
+    const double params = i < m.layers ? layer_params(m, p, i) : pc.total - static_cast<double>(m.layers) * pc.dense_layer;
     const double in_flight = stages - i;
     const double sram = ((kWeightBytes + kGradBytes + p.optimizer_bytes) * std::max(0.0, params) +
                          act_per_stage_mb * in_flight) / (static_cast<double>(region.x) * region.y);
@@ -216,7 +217,7 @@ StepResult pipelined_step(const Scenario& sc, const parallelism::Plan& p, const 
   const double micro = static_cast<double>(p.micro_batches);
   const double pipeline = (micro + stages - 1) * slowest;
   // Adam on the wafer (SRAM-bound), then the gradients all-reduced across wafers over the I/O.
-  const double optimizer = pc.total * (kGradBytes + 2.0 * p.optimizer_bytes + kWeightBytes) / sc.cluster.gpu.memory_bandwidth.value();
+  const double optimizer = parallelism::optimizer_kernel(p, pc.total).bytes.value() / sc.cluster.gpu.memory_bandwidth.value();
   const double wafers = static_cast<double>(p.gpus());
   const double io = sc.cluster.scale_out->link.payload().value();
   const double reduce = wafers > 1 ? 2.0 * (wafers - 1) / wafers * kGradBytes * pc.total / io : 0.0;
@@ -248,14 +249,14 @@ StepResult streaming_step(const Scenario& sc, const parallelism::Plan& p, const 
     auto it = by_kind.find(kind);
     if (it == by_kind.end()) it = by_kind.emplace(kind, kernels.pass(parallelism::layer_forward(m, i, shard), p.recompute)).first;
     const PassTimes& t = it->second;
-    const double stream = kWeightBytes * layer_params(m, i) / io;
+    const double stream = kWeightBytes * layer_params(m, p, i) / io;
     per_pass += std::max(t.forward, stream) + std::max(t.backward, stream);
     compute += t.forward + t.backward;
     flops_model += t.model_flops;
     flops_hw += t.hw_flops;
     mesh_bytes += t.mesh_bytes;
-    streamed += 2.0 * kWeightBytes * layer_params(m, i);  // weights in twice (forward, backward)
-    streamed += kGradBytes * layer_params(m, i);          // gradients out
+    streamed += 2.0 * kWeightBytes * layer_params(m, p, i);  // weights in twice (forward, backward)
+    streamed += kGradBytes * layer_params(m, p, i);          // gradients out
     if (i == 0) {
       r.layer_forward = Seconds::of(std::max(t.forward, stream));
       r.layer_backward = Seconds::of(std::max(t.backward, stream));

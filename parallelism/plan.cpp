@@ -487,6 +487,11 @@ Plan make_plan(const Scenario& sc) {
   return plan;
 }
 
+Kernel optimizer_kernel(const Plan& p, double params) {
+  return {KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * params),
+          Bytes::of(params * (p.grad_bytes + 2.0 * p.optimizer_bytes + kWeightBytesPerParam))};
+}
+
 Shard shard_of(const ModelSpec&, const Plan& p) {
   Shard s;
   s.dropout = p.dropout;

@@ -13,6 +13,11 @@
 
 namespace wallsim::parallelism {
 
+/// Mixed precision's bytes per parameter (ZeRO, Rajbhandari et al. SC'20, sec. 3.1): bf16
+/// weights and gradients; the optimizer's master weights and moments follow the plan
+/// (Plan::optimizer_bytes: K = 12 for Adam with fp32 ones).
+inline constexpr double kWeightBytesPerParam = 2.0, kGradBytesPerParam = 2.0;
+
 enum class PipeSchedule { kGpipe, kOneFOneB, kInterleaved, kZeroBubble, kZeroBubbleV, kDualPipe };
 std::string to_string(PipeSchedule s);
 
@@ -137,6 +142,10 @@ std::pair<double, double> rank_params(const ModelSpec& m, const Plan& p, int sta
 
 /// How each layer of `p` is sharded and batched on one GPU.
 Shard shard_of(const ModelSpec& m, const Plan& p);
+
+/// The optimizer's step over `params` parameters on one GPU (memory-bound; Plan::optimizer):
+/// it reads the gradients, master weights and moments and writes the weights and moments.
+Kernel optimizer_kernel(const Plan& p, double params);
 
 /// Layers spread over `parts` as evenly as possible, the extra ones on the middle stages
 /// (Megatron's lighter first and last stages carry the embedding and the head).

@@ -948,8 +948,7 @@ Program step_program(const ModelSpec& m, const Plan& p) {
     const double shard = p.zero >= 1 ? dense / p.weight_shards() + expert / p.expert_weight_shards() : dense + expert;
     for (auto d : buckets) b.gate(d);
     b.gate(last_backward);
-    const auto adam = b.compute({KernelKind::kElementwise, p.optimizer, Flops::of(p.optimizer_flops * shard),
-                                 Bytes::of(shard * (p.grad_bytes + 2.0 * p.optimizer_bytes + kWeightBytesPerParam))});
+    const auto adam = b.compute(optimizer_kernel(p, shard));
     rp.ops[adam].optimizer = true;
     if (p.fp8_gather && p.weight_copies() > 1) {
       // torchao's precompute_float8_dynamic_scale_for_fsdp after the optimizer: one all-reduce

@@ -41,11 +41,6 @@
 
 namespace wallsim::parallelism {
 
-/// Mixed precision's bytes per parameter (ZeRO, Rajbhandari et al. SC'20, sec. 3.1): bf16
-/// weights and gradients; the optimizer's master weights and moments follow the plan
-/// (Plan::optimizer_bytes: K = 12 for Adam with fp32 ones).
-inline constexpr double kWeightBytesPerParam = 2.0, kGradBytesPerParam = 2.0;
-
 /// The most ops a step program holds (one program per pipeline stage: the other ranks of a
 /// stage run it renamed, RankProgram::like): the event engine keeps each op of every rank class
 /// it simulates and its state, about 550 bytes (Llama 3 70B at pp 4: 45K ops).
