@@ -172,20 +172,22 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
   r.hbm_bytes = Bytes::of(hbm);
   r.link_bytes = res.link_bytes;
   if (o.timeline) {
-    // Each stage as its first rank runs it: every op by its stream (lane 0 its kernels, 1 the
-    // communication on the compute and side streams, 2 the data-parallel and parameter-gather
-    // streams, 3 the pipeline sends and receives), named as the program names it; and each
-    // kernel of the step once (its first run), for the roofline.
-    std::vector<bool> seen_kernel;
+    // Each rank class as its simulated rank runs it (the stage's first rank for the class that
+    // holds it): every op by its stream (lane 0 its kernels, 1 the communication on the compute
+    // and side streams, 2 the data-parallel and parameter-gather streams, 3 the pipeline sends
+    // and receives), named as the program names it; and each kernel of the step once (its
+    // first run on rank 0), for the roofline.
     std::map<std::string, bool> kernels;
-    for (int s = 0; s < p.pp; ++s) {
-      parallelism::Coords c;
-      c.pp = s;
-      const auto rk = static_cast<std::uint32_t>(parallelism::rank_of(p, c));
-      const auto& ops = prog.ops_of(cls.rep[cls.of[rk]]);
+    for (std::uint32_t k = 0; k < cls.count(); ++k) {
+      const int s = parallelism::coords_of(p, static_cast<int>(cls.rep[k])).pp;
+      parallelism::Coords first;
+      first.pp = s;
+      const auto first_rank = static_cast<std::uint32_t>(parallelism::rank_of(p, first));
+      const int rk = static_cast<int>(cls.of[first_rank] == k ? first_rank : cls.rep[k]);
+      const auto& ops = prog.ops_of(cls.rep[k]);
       for (std::size_t i = 0; i < ops.size(); ++i) {
         const auto& op = ops[i];
-        const OpSpan& span = res.ops[cls.of[rk]][i];
+        const OpSpan& span = res.ops[k][i];
         if (!(span.end.value() > span.start.value())) continue;
         const bool kernel = op.kind == parallelism::ProgramOp::Kind::kCompute;
         int lane = 1;  // communication on the compute streams
@@ -196,8 +198,8 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
         } else if (op.stream == parallelism::StreamKind::kPipelineSend || op.stream == parallelism::StreamKind::kPipelineRecv) {
           lane = 3;
         }
-        r.timeline.push_back({s, lane, op.name.empty() ? (kernel ? op.kernel.name : "communication") : op.name, span.start, span.end});
-        if (kernel && s == 0 && kernels.emplace(op.kernel.name, true).second) {
+        r.timeline.push_back({s, lane, op.name.empty() ? (kernel ? op.kernel.name : "communication") : op.name, span.start, span.end, rk});
+        if (kernel && k == cls.of[0] && kernels.emplace(op.kernel.name, true).second) {
           r.ops.push_back({op.kernel.name, op.kernel.flops, op.kernel.bytes, (span.end - span.start) / op.count});
         }
       }

@@ -103,7 +103,7 @@ std::string pack(const StepResult& r) {
   auto put = [&p](const auto&... x) { (p.put(x), ...); };
   fields(put, r);
   p.put(static_cast<std::uint64_t>(r.timeline.size()));
-  for (const auto& e : r.timeline) p.put(e.stage).put(e.lane).put(e.name).put(e.start).put(e.end);
+  for (const auto& e : r.timeline) p.put(e.stage).put(e.lane).put(e.rank).put(e.name).put(e.start).put(e.end);
   p.put(static_cast<std::uint64_t>(r.ops.size()));
   for (const auto& o : r.ops) p.put(o.name).put(o.flops).put(o.bytes).put(o.time);
   return p.take();
@@ -115,7 +115,7 @@ StepResult unpack_step(const std::string& bytes) {
   auto get = [&u](auto&... x) { (u.get(x), ...); };
   fields(get, r);
   r.timeline.resize(u.get<std::uint64_t>());
-  for (auto& e : r.timeline) get(e.stage, e.lane, e.name, e.start, e.end);
+  for (auto& e : r.timeline) get(e.stage, e.lane, e.rank, e.name, e.start, e.end);
   r.ops.resize(u.get<std::uint64_t>());
   for (auto& o : r.ops) get(o.name, o.flops, o.bytes, o.time);
   return r;

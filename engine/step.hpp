@@ -53,6 +53,7 @@ struct TimelineEvent {
   int lane = 0;
   std::string name;
   Seconds start, end;
+  int rank = -1;  ///< the rank it shows (the event engine: one rank of each class); -1: the stage's first
 };
 
 /// One kernel of the step on one GPU, for the roofline chart: what it computes and moves, and

@@ -7,6 +7,7 @@
 #include "report/svg.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -25,6 +26,19 @@ void require_finite(const nlohmann::json& j, const std::string& where) {
     for (std::size_t i = 0; i < j.size(); ++i) require_finite(j[i], where + "/" + std::to_string(i));
   }
 }
+
+/// The stage's first rank.
+int first_rank(const parallelism::Plan& p, int stage) {
+  parallelism::Coords c;
+  c.pp = stage;
+  return parallelism::rank_of(p, c);
+}
+
+/// The rank an event shows: its own, else its stage's first.
+int shown_rank(const engine::TimelineEvent& e, const parallelism::Plan& p) {
+  return e.rank >= 0 ? e.rank : first_rank(p, e.stage);
+}
+
 }  // namespace
 
 std::string json_text(const nlohmann::json& j, int indent) {
@@ -39,20 +53,24 @@ const char* lane_name(int lane) {
 }
 
 std::string stage_label(const parallelism::Plan& p, int stage) {
-  parallelism::Coords c;
-  c.pp = stage;
-  return "stage " + std::to_string(stage) + " (rank " + std::to_string(parallelism::rank_of(p, c)) + ")";
+  return "stage " + std::to_string(stage) + " (rank " + std::to_string(first_rank(p, stage)) + ")";
 }
 
 std::string trace_json(const engine::StepResult& r, const parallelism::Plan& p) {
   nlohmann::json events = nlohmann::json::array();
   const int lanes = std::any_of(r.timeline.begin(), r.timeline.end(), [](const auto& e) { return e.lane == 3; }) ? 4 : 3;
-  for (int s = 0; s < p.pp; ++s) {
-    const std::string name = stage_label(p, s);
-    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"name", name}}}});
-    events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", s}, {"tid", 0}, {"args", {{"sort_index", s}}}});
+  // One process a rank shown (each stage's first rank; under the event engine one rank of each
+  // rank class), by rank.
+  std::map<int, int> stage_of;
+  for (int s = 0; s < p.pp; ++s) stage_of[first_rank(p, s)] = s;
+  for (const auto& e : r.timeline) stage_of[shown_rank(e, p)] = e.stage;
+  int order = 0;
+  for (const auto& [rank, stage] : stage_of) {
+    const std::string name = "stage " + std::to_string(stage) + " (rank " + std::to_string(rank) + ")";
+    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", rank}, {"tid", 0}, {"args", {{"name", name}}}});
+    events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", rank}, {"tid", 0}, {"args", {{"sort_index", order++}}}});
     for (int l = 0; l < lanes; ++l) {
-      events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", s}, {"tid", l}, {"args", {{"name", lane_name(l)}}}});
+      events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", l}, {"args", {{"name", lane_name(l)}}}});
     }
   }
   for (const auto& e : r.timeline) {
@@ -61,7 +79,7 @@ std::string trace_json(const engine::StepResult& r, const parallelism::Plan& p) 
                       {"ph", "X"},
                       {"ts", e.start.value() * 1e6},
                       {"dur", (e.end - e.start).value() * 1e6},
-                      {"pid", e.stage},
+                      {"pid", shown_rank(e, p)},
                       {"tid", e.lane}});
   }
   return json_text(nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}, -1);
@@ -125,9 +143,7 @@ Table timeline_table(const engine::StepResult& r, const parallelism::Plan& p) {
   std::vector<std::string> kind, name;
   std::vector<double> start, end;
   for (const auto& e : r.timeline) {
-    parallelism::Coords c;
-    c.pp = e.stage;
-    rank.push_back(parallelism::rank_of(p, c));
+    rank.push_back(shown_rank(e, p));
     kind.emplace_back(lane_name(e.lane));
     name.push_back(e.name);
     start.push_back(e.start.value());
@@ -174,7 +190,9 @@ std::string step_svg(const engine::StepResult& r, const parallelism::Plan& p, co
     tl.kinds.emplace_back(lane_name(3));
   }
   for (int s = 0; s < p.pp; ++s) tl.rows.push_back(stage_label(p, s));
-  for (const auto& e : r.timeline) tl.bars.push_back({e.stage, e.lane, e.start.value(), e.end.value()});
+  for (const auto& e : r.timeline) {  // each stage's first rank (the trace has every rank class)
+    if (shown_rank(e, p) == first_rank(p, e.stage)) tl.bars.push_back({e.stage, e.lane, e.start.value(), e.end.value()});
+  }
 
   LinePlot roof;
   roof.title = title + ": forward kernels on the " + gpu.name + " roofline (bf16 peak, HBM)";

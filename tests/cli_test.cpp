@@ -882,13 +882,19 @@ TEST_CASE("cli run --engine events: the event engine gives the composed step whe
   std::set<std::string> lanes;
   std::map<int, int> per_lane;
   bool recv0 = false, send0 = false, tp = false;
+  std::map<int, std::string> process;  // by pid (the rank shown): "stage S (rank R)"
+  for (const auto& e : events) {
+    if (e["ph"] == "M" && e["name"] == "process_name") process[e["pid"].get<int>()] = e["args"]["name"].get<std::string>();
+  }
   for (const auto& e : events) {
     if (e["ph"] == "M" && e["name"] == "thread_name") lanes.insert(e["args"]["name"].get<std::string>());
     if (e["ph"] != "X") continue;
     ++per_lane[e["tid"].get<int>()];
     const auto name = e["name"].get<std::string>();
-    recv0 = recv0 || (e["pid"] == 1 && name == "recv activation mb 0");
-    send0 = send0 || (e["pid"] == 0 && name.rfind("send activation mb 0", 0) == 0);
+    const std::string& where = process.at(e["pid"].get<int>());
+    CHECK(where == "stage " + std::string(where.rfind("stage 1", 0) == 0 ? "1" : "0") + " (rank " + std::to_string(e["pid"].get<int>()) + ")");
+    recv0 = recv0 || (where.rfind("stage 1 ", 0) == 0 && name == "recv activation mb 0");
+    send0 = send0 || (where.rfind("stage 0 ", 0) == 0 && name.rfind("send activation mb 0", 0) == 0);
     tp = tp || name.rfind("TP ", 0) == 0;
   }
   CHECK(lanes.count("pipeline sends and receives") == 1);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <set>
 
 #include "collectives/network_model.hpp"
@@ -436,6 +437,25 @@ TEST_CASE("engine a slow GPU sets its stage's pace and the event engine agrees",
   CHECK(r2.stages[1].compute.value() == Approx(2.0 * h2.stages[1].compute.value()).epsilon(1e-9));
   CHECK(r2.stages[0].compute.value() == Approx(h2.stages[0].compute.value()).epsilon(1e-9));
   CHECK(step(pp, {slow3}, true).step_time.value() == Approx(r2.step_time.value()).epsilon(0.005));
+  SECTION("the event engine's timeline shows one rank of each rank class: the slow GPU's own") {
+    // TP 4 on one stage, GPU 3 slow: GPU 3 is a class of its own (its rank shown), the other
+    // three one class (shown by rank 0, the stage's first); GPU 3's kernels take twice as long.
+    const Scenario s = parse_scenario(base, "t.yaml", {slow3, "cluster.gpu.dynamic_power=100 W"}, test::presets());
+    const auto plan = parallelism::make_plan(s);
+    const auto t = topology::build_cluster(s.cluster);
+    auto o = engine::step_options(net.get());
+    o.timeline = true;
+    const auto ev = engine::simulate_step_events(s, plan, t, o);
+    CHECK(ev.rank_classes == 2);
+    std::map<int, double> kernel_time;  // by rank shown: its kernels' time
+    for (const auto& e : ev.timeline) {
+      if (e.lane == 0) kernel_time[e.rank] += (e.end - e.start).value();
+    }
+    REQUIRE(kernel_time.size() == 2);
+    REQUIRE(kernel_time.count(0) == 1);
+    REQUIRE(kernel_time.count(3) == 1);
+    CHECK(kernel_time[3] == Approx(2.0 * kernel_time[0]).epsilon(1e-9));
+  }
 }
 
 TEST_CASE("engine symmetry is decided: a failed cable costs the same under any group, and one group per class equals every group", "[engine]") {
