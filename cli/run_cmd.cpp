@@ -287,8 +287,8 @@ void run(const RunFlags& f) {
     if (r.rank_classes > 0) {
       std::cout << "rank classes       " << r.rank_classes << " of " << plan.gpus() << " ranks simulated"
                 << (r.classes_exact ? "\n"
-                                    : " (by route costs only: split by the links ECMP shares unevenly, they were over "
-                                      "the engine's budget; a class's copies of a transfer move at one rate)\n");
+                                    : " (by route costs only: split by the links their connections share, they were "
+                                      "over the engine's budget; a class's copies of a transfer move at one rate)\n");
     }
     for (const auto& c : plan_caveats(plan)) std::cout << "caveat             " << c.substr(c.find(": ") + 2) << "\n";
     if (whole) {

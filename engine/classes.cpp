@@ -98,6 +98,9 @@ RankClasses every_rank(const Program& p) {
 namespace {
 
 constexpr std::uint32_t kNoRank = ~std::uint32_t{0};
+/// Routes (a connection's flows each) the refinement by links builds at most; past it the
+/// classes by costs stand (RankClasses::exact false).
+constexpr std::size_t kMaxRoutes = 4'000'000;
 
 /// The connections between scale-up domains of a program (each group's member pairs whose
 /// costs the classes compare, each rank's point-to-point peers, the background flows) and the
@@ -206,16 +209,27 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
   std::vector<std::uint32_t> gs, ps;
   // Under contention, the connections between domains and the links they share.
   Shared sh;
+  bool too_many = false;  // more routes than the refinement by links may build: classes by costs
   if (contention.on) {
     std::vector<std::vector<topology::LinkId>> routes;
     topology::Path path;
+    // With bandwidth reserved on some links, connections inside a domain too (the reserve may
+    // sit on a GPU's own port, which only the link's colour then tells apart).
+    const bool reserves = std::any_of(contention.reserved_Bps.begin(), contention.reserved_Bps.end(), [](double x) { return x > 0.0; });
+    std::size_t built = 0;
     auto connect = [&](std::uint64_t kind, std::uint32_t a, std::uint32_t b, std::uint64_t key) {
       const auto src = p.ranks[a].gpu, dst = p.ranks[b].gpu;
-      if (src == dst || !t.leaves_domain(src, dst)) return;
+      const bool out = t.leaves_domain(src, dst);
+      if (too_many || src == dst || (!out && !reserves)) return;
       std::vector<topology::LinkId> links;
       const std::uint32_t q = std::max<std::uint32_t>(1, contention.flows_per_connection);
-      for (std::uint32_t j = 0; j < q; ++j) {
-        t.route_into(src, dst, j == 0 ? key : collectives::flow_key(key, j), path);
+      if (built + q > kMaxRoutes) {
+        too_many = true;
+        return;
+      }
+      built += q;
+      for (std::uint32_t j = 0; j < q; ++j) {  // as the engine routes a connection's flows
+        if (j == 0 || out) t.route_into(src, dst, j == 0 ? key : collectives::flow_key(key, j), path);
         links.insert(links.end(), path.begin(), path.end());
       }
       sh.kind.push_back(kind);
@@ -249,13 +263,18 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
       }
     }
     for (const auto& f : contention.background) {
-      sh.kind.push_back(mix(mix(3, bits(f.bytes.value())), bits(f.start.value())));
+      sh.kind.push_back(mix(mix(mix(mix(3, bits(f.bytes.value())), bits(f.start.value())), bits(f.multiplicity)),
+                            f.latency ? bits(f.latency->value()) : ~std::uint64_t{0}));
       sh.src.push_back(kNoRank);
       sh.dst.push_back(kNoRank);
       routes.emplace_back(f.path.begin(), f.path.end());
     }
+    if (too_many) {
+      routes.clear();
+      sh = Shared{};
+    }
     // The links more than one GPU sends on and more than one receives on (or a background
-    // flow crosses).
+    // flow crosses, or a reserve sits on).
     constexpr topology::NodeId kNone = ~topology::NodeId{0}, kMany = kNone - 1;
     std::vector<std::pair<topology::NodeId, topology::NodeId>> ends(t.num_links(), {kNone, kNone});
     for (std::size_t c = 0; c < routes.size(); ++c) {
@@ -269,9 +288,10 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
     }
     std::vector<std::uint32_t> index(t.num_links(), kNoRank);
     for (std::size_t l = 0; l < ends.size(); ++l) {
-      if (ends[l].first != kMany || ends[l].second != kMany) continue;
-      index[l] = static_cast<std::uint32_t>(sh.base.size());
       const double reserved = l < contention.reserved_Bps.size() ? contention.reserved_Bps[l] : 0.0;
+      const bool shared = ends[l].first == kMany && ends[l].second == kMany;
+      if (!shared && !(reserved > 0.0 && ends[l].first != kNone)) continue;  // a reserve's link is told apart
+      index[l] = static_cast<std::uint32_t>(sh.base.size());
       sh.base.push_back(bits(t.link(static_cast<topology::LinkId>(l)).bandwidth.value() - reserved));
     }
     std::vector<std::vector<std::uint32_t>> crossing(sh.base.size());
@@ -323,7 +343,7 @@ RankClasses classify(const Program& p, const topology::Topology& t, std::span<co
   bool with_links = false;
   std::vector<std::uint32_t> by_costs;
   std::size_t by_costs_count = 0, budget = 0;
-  bool exact = true;
+  bool exact = !too_many;
   while (true) {
     // Each connection's colour (its kind and its ends'), then each shared link's (its free
     // bandwidth and the colours of the connections crossing it).

@@ -58,11 +58,13 @@ struct Contention {
 
 /// The classes of `p` on `t`; `speed` (by rank, optional) is each rank's compute speed (a slow
 /// GPU's below 1). Under `contention.on` the refinement also takes in the links the ranks'
-/// connections between domains share: a link's colour is its free bandwidth and the colours of
-/// the connections that cross it, a connection's its kind and its ends' colours, a rank's its
-/// connections' links' colours; so two ranks whose transfers ECMP hashed onto links shared
-/// differently are told apart, and the classes are an equitable partition of ranks, connections
-/// and links, over which max-min gives every connection of a class one rate.
+/// connections between domains share (and, with a reserve, inside them): a link's colour is its
+/// free bandwidth and the colours of the connections that cross it, a connection's its kind and
+/// its ends' colours, a rank's its connections' links' colours; so two ranks whose transfers
+/// ECMP hashed onto links shared differently are told apart. The connections are the pairs the
+/// route costs compare (above) and the pipeline peers: the classes are equitable over those,
+/// and so exact wherever a collective's transfers are among them (every pair of a group of up
+/// to 64; above, each member's ring neighbours and the member half-way round).
 RankClasses classify(const parallelism::Program& p, const topology::Topology& t, std::span<const double> speed = {},
                      const Contention& contention = {});
 

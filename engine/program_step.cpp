@@ -178,7 +178,27 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
     // and receives), named as the program names it; and each kernel of the step once (its
     // first run on rank 0), for the roofline.
     std::map<std::string, bool> kernels;
+    // At most kShownClasses classes (a trace of every class of a large step would hold millions
+    // of events): those of the stages' first ranks, then those of slow GPUs, then the others
+    // in rank order.
+    std::vector<bool> shown(cls.count(), false);
+    std::size_t count = 0;
+    auto show = [&](std::uint32_t k, bool always) {
+      if (shown[k] || (!always && count >= kShownClasses)) return;
+      shown[k] = true;
+      ++count;
+    };
+    for (int s = 0; s < p.pp; ++s) {
+      parallelism::Coords c;
+      c.pp = s;
+      show(cls.of[static_cast<std::uint32_t>(parallelism::rank_of(p, c))], true);
+    }
+    for (std::uint32_t r = 0; r < so.speed.size(); ++r) {
+      if (so.speed[r] < 1.0) show(cls.of[r], false);
+    }
+    for (std::uint32_t k = 0; k < cls.count(); ++k) show(k, false);
     for (std::uint32_t k = 0; k < cls.count(); ++k) {
+      if (!shown[k]) continue;
       const int s = parallelism::coords_of(p, static_cast<int>(cls.rep[k])).pp;
       parallelism::Coords first;
       first.pp = s;

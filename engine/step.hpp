@@ -56,6 +56,9 @@ struct TimelineEvent {
   int rank = -1;  ///< the rank it shows (the event engine: one rank of each class); -1: the stage's first
 };
 
+/// The most rank classes the event engine's timeline shows (see StepResult::timeline).
+inline constexpr std::size_t kShownClasses = 64;
+
 /// One kernel of the step on one GPU, for the roofline chart: what it computes and moves, and
 /// how long it takes (forward kernels of one layer, the LM head, the optimizer).
 struct OpPoint {
@@ -89,7 +92,9 @@ struct StepResult {
   /// One micro-batch through the first layer of stage 0, as Megatron's per-layer timers see it:
   /// compute plus the exposed TP/CP/EP communication; backward includes recompute.
   Seconds layer_forward, layer_backward;
-  std::vector<TimelineEvent> timeline;  ///< with StepOptions::timeline: every task of one rank per stage
+  /// With StepOptions::timeline: every task of one rank per stage (the event engine: of one
+  /// rank of each rank class, at most kShownClasses of them, each stage's first rank's first).
+  std::vector<TimelineEvent> timeline;
   std::vector<Straggler> stragglers;    ///< the slow GPUs the step waited for
   std::vector<StageTimes> stages;       ///< per pipeline stage, one GPU's
   std::vector<OpPoint> ops;             ///< with StepOptions::timeline: kernels for the roofline

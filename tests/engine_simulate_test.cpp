@@ -1154,19 +1154,59 @@ TEST_CASE("engine::simulate rank classes: on an ECMP fat-tree the links the copi
                                 std::to_string(c.levels) + ", bandwidth: 50 GB/s, latency: 2 us}}";
     return tiny_on(cluster, "heads: 4, kv_heads: 4", c.parallel, 2 * c.nodes * c.gpus_per_node);
   };
+  // The step of every rank and of one rank per class (with `max_ops` for the links), and the
+  // classes by costs alone.
+  struct Both {
+    engine::ProgramResult every, one;
+    std::size_t by_costs;
+  };
+  auto both = [](const Tiny& t, const topology::Topology& f, const std::vector<double>& reserved = {},
+                 std::size_t max_ops = SimulateOptions{}.classes_max_ops) {
+    const Program prog = step_program(*t.s.model, t.p);
+    SimulateOptions o = timed(1e-5);
+    o.reserved_Bps = reserved;
+    o.classes_max_ops = max_ops;
+    Both x{simulate(prog, f, o), {}, engine::classify(prog, f).count()};
+    o.classes = true;
+    x.one = simulate(prog, f, o);
+    return x;
+  };
   for (const auto& c : cases) {
     INFO(c.parallel << " on " << c.nodes << " x " << c.gpus_per_node << " GPUs, fat-tree k " << c.k << ", " << c.levels << " levels");
     const Tiny t = scenario(c);
-    const Program prog = step_program(*t.s.model, t.p);
+    const auto x = both(t, topology::build_cluster(t.s.cluster));
+    CHECK(x.one.classes.exact);
+    CHECK(x.one.makespan.value() == Approx(x.every.makespan.value()).epsilon(1e-9));
+    CHECK(x.by_costs < x.one.classes.count());  // the links split the classes by costs
+  }
+  SECTION("where the fabric is symmetric the links keep classes together") {
+    // A 4 x 4 wrapped torus of 16 GPUs, dimension-order routes: its symmetry maps ranks onto
+    // ranks with their links, so the classes stay fewer than the ranks, and one rank per class
+    // still gives every rank's step.
+    for (const std::string parallel : {"{pp: 2, dp: 8}", "{tp: 2, dp: 8}"}) {
+      INFO(parallel << " on a 4 x 4 torus");
+      const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 16, gpus_per_node: 1, scale_out: {topology: torus, dims: 4x4, bandwidth: 50 GB/s}}",
+                             "heads: 4, kv_heads: 4", parallel, 32);
+      const auto x = both(t, topology::build_cluster(t.s.cluster));
+      CHECK(x.one.classes.exact);
+      CHECK(x.one.classes.count() < 16);
+      CHECK(x.one.makespan.value() == Approx(x.every.makespan.value()).epsilon(1e-9));
+    }
+  }
+  SECTION("a link with bandwidth reserved on it is told apart, even a GPU's own") {
+    // 16 GPUs on a Clos of one spine, 4 to a leaf, PP 2 and DP 8: 90 % of GPU 0's uplink taken
+    // by outside traffic. Only GPU 0 sends on that link, so its route costs do not show it; the
+    // reserve's colour splits GPU 0's class (and its peers'), and one rank per class gives every
+    // rank's step (0.3 % off when the link was left out).
+    const Tiny t = tiny_on("{gpu: h100-sxm, nodes: 16, gpus_per_node: 1, scale_out: {topology: clos, nodes_per_leaf: 4, spines: 1, bandwidth: 50 GB/s}}",
+                           "heads: 4, kv_heads: 4", "{pp: 2, dp: 8}", 32);
     const auto f = topology::build_cluster(t.s.cluster);
-    SimulateOptions o = timed(1e-5);
-    const auto every = simulate(prog, f, o);
-    o.classes = true;
-    const auto one = simulate(prog, f, o);
-    CHECK(one.classes.exact);
-    CHECK(one.makespan.value() == Approx(every.makespan.value()).epsilon(1e-9));
-    // The classes by costs alone are fewer: the links split them.
-    CHECK(engine::classify(prog, f).count() < one.classes.count());
+    std::vector<double> reserved(f.num_links(), 0.0);
+    const auto uplink = f.route(0, 15).front();
+    reserved[uplink] = 0.9 * f.link(uplink).bandwidth.value();
+    const auto x = both(t, f, reserved);
+    CHECK(x.one.classes.exact);
+    CHECK(x.one.makespan.value() == Approx(x.every.makespan.value()).epsilon(1e-9));
   }
   SECTION("past the budget the classes by costs stand, and the collided transfers are merged apart") {
     // 16 GPUs, ZeRO-3: with no ops to spare (classes_max_ops 0, and 4x the classes by costs
@@ -1174,17 +1214,11 @@ TEST_CASE("engine::simulate rank classes: on an ECMP fat-tree the links the copi
     // exact; merging apart the transfers ECMP collided keeps it within 2 % of every rank (0.9 %;
     // 6.5 % merged together).
     const Tiny t = scenario(cases[1]);
-    const Program prog = step_program(*t.s.model, t.p);
-    const auto f = topology::build_cluster(t.s.cluster);
-    SimulateOptions o = timed(1e-5);
-    const auto every = simulate(prog, f, o);
-    o.classes = true;
-    o.classes_max_ops = 0;
-    const auto one = simulate(prog, f, o);
-    CHECK_FALSE(one.classes.exact);
-    CHECK(one.classes.count() == engine::classify(prog, f).count());
-    CHECK(one.makespan.value() > every.makespan.value());
-    CHECK(one.makespan.value() < 1.02 * every.makespan.value());
+    const auto x = both(t, topology::build_cluster(t.s.cluster), {}, 0);
+    CHECK_FALSE(x.one.classes.exact);
+    CHECK(x.one.classes.count() == x.by_costs);
+    CHECK(x.one.makespan.value() > x.every.makespan.value());
+    CHECK(x.one.makespan.value() < 1.02 * x.every.makespan.value());
   }
 }
 

@@ -961,3 +961,25 @@ TEST_CASE("engine composed HBM bytes: two-pass kernels three times, one-pass ker
     CHECK(run(text).hbm_bytes.value() == Approx(2 * per_micro_batch + adam).epsilon(1e-12));
   }
 }
+
+TEST_CASE("engine the event engine's timeline shows at most 64 rank classes, each stage's first rank's among them", "[engine]") {
+  // 128 GPUs on an ECMP fat-tree, DP 128 under `flow`: the links the rings share split the
+  // ranks into more than 64 classes; the timeline (what --trace and /timeline write) shows 64
+  // of them, rank 0's (the stage's first) included.
+  const std::string text =
+      "cluster: {gpu: h100-sxm, nodes: 128, gpus_per_node: 1, scale_out: {topology: fat-tree, k: 8, levels: 3, bandwidth: 50 GB/s}}\n"
+      "model: {layers: 2, hidden: 256, ffn: 1024, vocab: 512, heads: 4, kv_heads: 4}\n"
+      "training: {seq_len: 128, global_batch: 128, micro_batch: 1}\nparallel: {dp: 128}\n";
+  const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
+  const auto plan = parallelism::make_plan(s);
+  const auto t = topology::build_cluster(s.cluster);
+  const auto net = collectives::NetworkModel::build("flow", "network");
+  auto o = engine::step_options(net.get());
+  o.timeline = true;
+  const auto r = engine::simulate_step_events(s, plan, t, o);
+  REQUIRE(r.rank_classes > engine::kShownClasses);
+  std::set<int> shown;
+  for (const auto& e : r.timeline) shown.insert(e.rank);
+  CHECK(shown.size() == engine::kShownClasses);
+  CHECK(shown.count(0) == 1);
+}
