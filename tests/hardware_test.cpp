@@ -85,6 +85,14 @@ FitError fit_error(const GpuModel& gpu, const std::vector<GemmRow>& table, int s
   e.rest_rms = std::sqrt(rest / std::max(1, others));
   return e;
 }
+/// The clock of preset `gpu` under a power cap of `cap` watts, over its clock at the TDP.
+double capped_clock_ratio(const std::string& gpu, double cap) {
+  const Scenario s = parse_scenario("cluster: {gpu: " + gpu + ", nodes: 1, gpus_per_node: 1}\n"
+                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
+                                    "t.yaml", {}, test::presets());
+  return GpuModel(s.cluster.gpu, Watts::of(cap), false).clock().value() / GpuModel(s.cluster.gpu, Watts{}, false).clock().value();
+}
+
 }  // namespace
 
 TEST_CASE("hardware roofline: compute-bound, memory-bound, per-kind efficiency", "[hardware]") {
@@ -179,11 +187,7 @@ TEST_CASE("hardware a power cap on the A100: the cube law against NVIDIA's MLPer
   // its throughput goes as the clock. The model (P = idle + dynamic x (f/f_boost)^3, the preset's
   // 50 W idle [A]) gives 0.894 and 0.863: within 1 % at 300 W, 6.4 % optimistic at 275 W (a
   // check, nothing fitted; docs/calibration-sources-power-caps.md, fourth pass).
-  const Scenario s = parse_scenario("cluster: {gpu: a100-sxm-80gb, nodes: 1, gpus_per_node: 1}\n"
-                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                                    "t.yaml", {}, test::presets());
-  const double full = GpuModel(s.cluster.gpu, Watts{}, false).clock().value();
-  auto ratio = [&](double cap) { return GpuModel(s.cluster.gpu, Watts::of(cap), false).clock().value() / full; };
+  auto ratio = [](double cap) { return capped_clock_ratio("a100-sxm-80gb", cap); };
   CHECK(ratio(300) == Approx(0.886).margin(0.01));
   CHECK(ratio(275) == Approx(0.811).margin(0.06));
   CHECK(ratio(275) > 0.811);  // the side it errs on
@@ -199,11 +203,7 @@ TEST_CASE("hardware a power cap on the H100: the cube law against NVIDIA's MLPer
   // 239.895 samples/s (0.746). The cube law with the preset's idle power gives 0.842 and 0.759:
   // 4.6 % and 1.7 % optimistic, the side it errs on for the A100 too (a check, nothing fitted;
   // docs/calibration-sources-power-caps.md, fifth pass).
-  const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
-                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                                    "t.yaml", {}, test::presets());
-  const double full = GpuModel(s.cluster.gpu, Watts{}, false).clock().value();
-  auto ratio = [&](double cap) { return GpuModel(s.cluster.gpu, Watts::of(cap), false).clock().value() / full; };
+  auto ratio = [](double cap) { return capped_clock_ratio("h100-sxm", cap); };
   CHECK(ratio(450) == Approx(0.805).margin(0.05));
   CHECK(ratio(350) == Approx(0.746).margin(0.03));
   CHECK(ratio(450) > 0.805);
