@@ -188,10 +188,12 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
       shown[k] = true;
       ++count;
     };
+    std::vector<std::uint32_t> first_rank(static_cast<std::size_t>(p.pp));  // by stage
     for (int s = 0; s < p.pp; ++s) {
       parallelism::Coords c;
       c.pp = s;
-      show(cls.of[static_cast<std::uint32_t>(parallelism::rank_of(p, c))], true);
+      first_rank[static_cast<std::size_t>(s)] = static_cast<std::uint32_t>(parallelism::rank_of(p, c));
+      show(cls.of[first_rank[static_cast<std::size_t>(s)]], true);
     }
     for (std::uint32_t r = 0; r < so.speed.size(); ++r) {
       if (so.speed[r] < 1.0) show(cls.of[r], false);
@@ -200,10 +202,8 @@ StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const top
     for (std::uint32_t k = 0; k < cls.count(); ++k) {
       if (!shown[k]) continue;
       const int s = parallelism::coords_of(p, static_cast<int>(cls.rep[k])).pp;
-      parallelism::Coords first;
-      first.pp = s;
-      const auto first_rank = static_cast<std::uint32_t>(parallelism::rank_of(p, first));
-      const int rk = static_cast<int>(cls.of[first_rank] == k ? first_rank : cls.rep[k]);
+      const std::uint32_t first = first_rank[static_cast<std::size_t>(s)];
+      const int rk = static_cast<int>(cls.of[first] == k ? first : cls.rep[k]);
       const auto& ops = prog.ops_of(cls.rep[k]);
       for (std::size_t i = 0; i < ops.size(); ++i) {
         const auto& op = ops[i];
