@@ -384,13 +384,20 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     // through whole-er experts (moe_ffn / etp): the same FLOPs, other shapes.
     const double etp = s.etp > 0 ? s.etp : tp;
     const double routed = tokens * m.top_k * s.capacity_factor * etp / tp;
-    // The experts' input is the dispatched tokens, not a norm's output.
-    // The token dispatcher moves the routed rows in memory on each side of the experts
-    // (Megatron-Core's moe_utils permute and unpermute, where its flex dispatcher calls them): the rows
-    // dispatched to this GPU are gathered into its experts' order, and after the combine each
-    // token's top_k rows come back and are summed, weighted by the router's probabilities.
-    // Each is a pass over HBM; its backward moves the same rows back (a scatter, a broadcast).
-    const double returned = norm_tokens * m.top_k;
+    // The rows this GPU's tokens send: top_k each, padded to the capacity factor (Megatron-Core
+    // pads the permuted rows to the capacity; the unpermute reads them all, padding included).
+    const double sent = norm_tokens * m.top_k * s.capacity_factor;
+    // The token dispatcher moves the rows in memory on each side of the experts (Megatron-Core's
+    // moe_utils permute, sort_chunks_by_idxs and unpermute), each a pass over HBM whose backward
+    // moves the same bytes the other way (a scatter, a broadcast):
+    //  - DeepEP (the flex dispatcher): the rows dispatched to this GPU are gathered into its
+    //    experts' order after the dispatch;
+    //  - all-to-all: each token is copied to its top_k rows in expert order before the dispatch;
+    //    after it (and the expert-TP all-gather) the received chunks are sorted by local expert
+    //    when the GPU holds more than one, and sorted back before the combine.
+    // After the combine each token's rows come back and are summed, weighted by the router's
+    // probabilities (the unpermute). The experts' input is the dispatched tokens, not a norm's
+    // output.
     auto moved = [&](const char* name, double from_rows, double to_rows) {
       k.push_back(elementwise_kernel(name, w * from_rows * h, w * to_rows * h, w));
       k.back().pass = KernelPass::kForward;
@@ -398,13 +405,17 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
       k.back().pass = KernelPass::kBackward;
       k.back().backward = true;
     };
-    const std::size_t dispatched = k.size();
-    moved("token permute", routed, routed);
-    k[dispatched].expert_in = true;  // tokens are dispatched before they are permuted
+    const bool sorted = !s.deepep && m.experts > s.ep;  // more than one local expert
+    if (!s.deepep) moved("token permute", norm_tokens, sent);
+    const std::size_t dispatched = k.size();  // tokens are dispatched before this kernel
+    if (s.deepep) moved("token permute", routed, routed);
+    if (sorted) moved("sort chunks", routed, routed);
     mlp("expert up/gate", "expert gate", "expert down", routed, static_cast<double>(m.moe_ffn) / etp,
         static_cast<double>(m.experts) / s.ep, 1.0 / s.capacity_factor, false, kMoeAct);
-    k.back().expert_out = true;  // and combined after the experts' last GEMM
-    moved("token unpermute", returned, norm_tokens);
+    k[dispatched].expert_in = true;
+    if (sorted) moved("sort chunks back", routed, routed);
+    k.back().expert_out = true;  // the tokens are combined after it
+    moved("token unpermute", sent, norm_tokens);
     if (m.shared_experts > 0) {
       mlp("shared expert up/gate", "shared expert gate", "shared expert down", tokens,
           static_cast<double>(m.moe_ffn) * m.shared_experts / tp);

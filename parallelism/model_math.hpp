@@ -72,8 +72,8 @@ struct Kernel {
   // Where a layer's parallel communication sits (layer_forward marks it; the step program reads it):
   bool opens_block = false;   ///< a norm whose output feeds a block (SP gathers the sequence after it)
   bool closes_block = false;  ///< a residual add: the block's output is reduced over TP before it
-  bool expert_in = false;     ///< the routed experts' first GEMM (tokens are dispatched before it)
-  bool expert_out = false;    ///< the routed experts' last GEMM (tokens are combined after it)
+  bool expert_in = false;     ///< the first kernel after the MoE dispatch (tokens are dispatched before it)
+  bool expert_out = false;    ///< the last kernel before the MoE combine (tokens are combined after it)
   /// SMs a communication kernel beside it takes (TP overlap): it runs on the rest.
   int sms_taken = 0;
   /// It gives up `sms_taken` only while a collective of its rank runs on a compute or side
@@ -115,6 +115,10 @@ struct Shard {
   /// activation ones: 1 with fp8 (Transformer Engine's recipe), else bytes_per_value.
   double gemm_input_bytes = 2.0;
   double capacity_factor = 1.0;
+  /// MoE tokens dispatched as DeepEP does (parallel.moe_token_dispatcher: deepep, Megatron-Core's
+  /// flex dispatcher): permuted into expert order after the dispatch. Else Megatron-Core's
+  /// all-to-all dispatcher: permuted before it, the received chunks sorted by expert after it.
+  bool deepep = false;
   /// Fused attention (FlashAttention): the scores never reach HBM. Unfused (Megatron-LM before
   /// 2023): two batched GEMMs over the whole s x s square (masking happens in the softmax)
   /// with the scores, probabilities and dropout through HBM in between.

@@ -503,6 +503,7 @@ Shard shard_of(const ModelSpec&, const Plan& p) {
   s.etp = p.etp;
   s.sp = p.sp;
   s.capacity_factor = p.capacity_factor;
+  s.deepep = p.deepep();
   s.flash_attention = p.flash_attention;
   s.eager = p.eager;
   s.gemm_input_bytes = p.fp8() ? 1.0 : s.bytes_per_value;

@@ -255,6 +255,17 @@ TEST_CASE("hardware a power cap out of the GPU's range is bad input naming the f
     CHECK_THROWS_WITH(check_power_cap(s.cluster.gpu, Watts::of(199), "--power-cap"), Contains("200 W"));
     CHECK_NOTHROW(check_power_cap(s.cluster.gpu, Watts::of(200), "--power-cap"));
   }
+  SECTION("B200 and GB200 hold caps down to the 200 W nvidia-smi reports on their nodes, up to 1,000 and 1,200 W") {
+    for (auto [name, tdp] : {std::pair{"b200", 1000.0}, std::pair{"gb200", 1200.0}}) {
+      const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 4}\nmodel: llama3-8b\n"
+                                        "training: {seq_len: 8192, global_batch: 4}\n",
+                                        "t.yaml", {}, test::presets());
+      CHECK_THROWS_WITH(check_power_cap(s.cluster.gpu, Watts::of(199), "--power-cap"), Contains("200 W") && Contains("min_power_limit"));
+      CHECK_NOTHROW(check_power_cap(s.cluster.gpu, Watts::of(200), "--power-cap"));
+      CHECK_NOTHROW(check_power_cap(s.cluster.gpu, Watts::of(tdp), "--power-cap"));
+      CHECK_THROWS_WITH(check_power_cap(s.cluster.gpu, Watts::of(tdp + 1.0), "--power-cap"), Contains("TDP"));
+    }
+  }
 }
 
 TEST_CASE("hardware the traffic's reserve keeps a GPU's average draw within its cap", "[hardware]") {

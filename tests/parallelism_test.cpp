@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <tuple>
 
 #include "core/error.hpp"
@@ -113,41 +114,76 @@ TEST_CASE("parallelism::model_math MoE experts: capacity padding is hardware wor
 }
 
 TEST_CASE("parallelism::model_math MoE token permute and unpermute: HBM passes over the routed rows, each way", "[parallelism]") {
-  // Mixtral 8x22B (h 6144, top 2), EP 4, TP 2 with SP (expert TP 2), 4,096 tokens, capacity
-  // 1.25, bf16. A GPU's experts get the TP group's 4096 x 2 x 1.25 = 10,240 rows (each EP rank
-  // sends its share, each GPU of the TP group runs its half of every expert on all of them):
-  // the permute reads and writes them; after the combine its 2,048 tokens (SP) get their 2
-  // rows each back, 4,096 rows read and 2,048 written. The backwards move the same bytes back. The
-  // dispatch comes before the permute, the combine before the unpermute.
+  // Mixtral 8x22B (h 6144, top 2, 8 experts), EP 4 (2 experts a GPU), TP 2 with SP (expert TP
+  // 2), 4,096 tokens, capacity 1.25, bf16. A GPU's 2,048 tokens (SP) send 2,048 x 2 x 1.25 =
+  // 5,120 rows; its experts get the TP group's 4,096 x 2 x 1.25 = 10,240 rows (each EP rank
+  // sends its share, each GPU of the TP group runs its half of every expert on all of them).
   const ModelSpec m = preset_model("mixtral-8x22b");
   Shard s = ep4_shard();
   s.tp = 2;
   s.sp = true;
   s.capacity_factor = 1.25;
-  const auto ks = layer_forward(m, 0, s);
   const double row = 2.0 * 6144;  // bytes
-  std::map<std::string, std::size_t> at;
-  for (std::size_t x = 0; x < ks.size(); ++x) at[ks[x].name] = x;
-  for (const char* name : {"token permute", "token permute (backward)", "token unpermute", "token unpermute (backward)"}) {
+  auto layer = [&](std::map<std::string, std::size_t>& at) {
+    const auto ks = layer_forward(m, 0, s);
+    for (std::size_t x = 0; x < ks.size(); ++x) at[ks[x].name] = x;
+    return ks;
+  };
+  // Reads and writes of a kernel and of its backward, in rows.
+  auto rows = [&](const std::vector<Kernel>& ks, std::map<std::string, std::size_t>& at, const std::string& name) {
     REQUIRE(at.count(name) == 1);
+    REQUIRE(at.count(name + " (backward)") == 1);
+    const Kernel &f = ks[at[name]], &b = ks[at[name + " (backward)"]];
+    CHECK((f.pass == KernelPass::kForward && b.pass == KernelPass::kBackward && b.backward && !f.backward));
+    return std::array<double, 4>{(f.bytes - f.written).value() / row, f.written.value() / row,
+                                 (b.bytes - b.written).value() / row, b.written.value() / row};
+  };
+  // After the combine, each of the 2,048 tokens gets its rows back, padding included: 5,120
+  // rows read, 2,048 written; the backward broadcasts the 2,048 back to the 5,120.
+  const std::array<double, 4> unpermute{5120, 2048, 2048, 5120};
+
+  SECTION("DeepEP (the flex dispatcher): the dispatch, then the permute of the 10,240 rows received") {
+    s.deepep = true;
+    std::map<std::string, std::size_t> at;
+    const auto ks = layer(at);
+    CHECK(rows(ks, at, "token permute") == std::array<double, 4>{10240, 10240, 10240, 10240});
+    CHECK(rows(ks, at, "token unpermute") == unpermute);
+    CHECK(at.count("sort chunks") == 0);
+    CHECK(ks[at["token permute"]].expert_in);  // the dispatch is before the permute
+    CHECK(at["token permute"] < at["expert up/gate"]);
+    CHECK(ks[at["token unpermute"] - 1].expert_out);  // the combine after the experts, before the unpermute
+    CHECK(at["expert down"] < at["token unpermute"]);
   }
-  const Kernel &p = ks[at["token permute"]], &pb = ks[at["token permute (backward)"]];
-  const Kernel &u = ks[at["token unpermute"]], &ub = ks[at["token unpermute (backward)"]];
-  CHECK(p.bytes.value() == Approx(2.0 * 10240 * row));
-  CHECK(p.written.value() == Approx(10240 * row));
-  CHECK(pb.bytes.value() == Approx(2.0 * 10240 * row));
-  CHECK(u.bytes.value() == Approx((4096 + 2048) * row));
-  CHECK(u.written.value() == Approx(2048 * row));
-  CHECK(ub.bytes.value() == Approx((4096 + 2048) * row));
-  CHECK(ub.written.value() == Approx(4096 * row));
-  CHECK((p.pass == KernelPass::kForward && u.pass == KernelPass::kForward));
-  CHECK((pb.pass == KernelPass::kBackward && ub.pass == KernelPass::kBackward && pb.backward && ub.backward));
-  // The dispatch is before the permute (it carries expert_in), the combine after the experts'
-  // last GEMM, before the unpermute; both sit around the expert GEMMs.
-  CHECK(p.expert_in);
-  CHECK(at["token permute"] < at["expert up/gate"]);
-  CHECK(ks[at["token unpermute"] - 1].expert_out);
-  CHECK(at["expert down"] < at["token unpermute"]);
+  SECTION("all-to-all: the permute of the 5,120 rows sent, the dispatch, the received chunks sorted by expert") {
+    std::map<std::string, std::size_t> at;
+    const auto ks = layer(at);
+    CHECK(rows(ks, at, "token permute") == std::array<double, 4>{2048, 5120, 5120, 2048});
+    CHECK(rows(ks, at, "sort chunks") == std::array<double, 4>{10240, 10240, 10240, 10240});
+    CHECK(rows(ks, at, "sort chunks back") == std::array<double, 4>{10240, 10240, 10240, 10240});
+    CHECK(rows(ks, at, "token unpermute") == unpermute);
+    CHECK(!ks[at["token permute"]].expert_in);
+    CHECK(ks[at["sort chunks"]].expert_in);  // the dispatch is after the permute, before the sort
+    CHECK(at["token permute"] < at["sort chunks"]);
+    CHECK(at["sort chunks"] < at["expert up/gate"]);
+    CHECK(at["expert down"] < at["sort chunks back"]);
+    CHECK(ks[at["sort chunks back (backward)"]].expert_out);  // sorted back, then combined
+    CHECK(at["sort chunks back (backward)"] + 1 == at["token unpermute"]);
+    std::size_t dispatches = 0, combines = 0;
+    for (const auto& k : ks) dispatches += k.expert_in, combines += k.expert_out;
+    CHECK((dispatches == 1 && combines == 1));
+  }
+  SECTION("all-to-all with one expert a GPU (EP 8): nothing to sort, the dispatch straight into the experts") {
+    s.ep = 8;
+    std::map<std::string, std::size_t> at;
+    const auto ks = layer(at);
+    CHECK(at.count("sort chunks") == 0);
+    CHECK(at.count("sort chunks back") == 0);
+    // What a GPU sends does not depend on EP.
+    CHECK(rows(ks, at, "token permute") == std::array<double, 4>{2048, 5120, 5120, 2048});
+    CHECK(ks[at["token permute"] + 2].expert_in);
+    CHECK(at["token permute"] + 2 == at["expert up/gate"]);
+    CHECK(ks[at["token unpermute"] - 1].expert_out);
+  }
 }
 
 TEST_CASE("parallelism::model_math eager PyTorch runs transformers' Llama ops one by one, fused runs Megatron's kernels",
