@@ -31,14 +31,23 @@ std::vector<std::string> missing_fields(const GpuSpec& spec) {
   return out;
 }
 
-GpuModel::GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve, bool fp8_blockwise)
-    : spec_(spec), fp8_(fp8 && spec.fp8_dense.value() > 0.0), blockwise_(fp8_ && fp8_blockwise), idle_(spec.idle_power) {
+GpuModel::GpuModel(const GpuSpec& spec) : GpuModel(spec, Options{}) {}
+
+GpuModel::GpuModel(const GpuSpec& spec, const Options& o)
+    : spec_(spec),
+      fp8_(o.precision != GemmPrecision::kBf16),
+      blockwise_(o.precision == GemmPrecision::kFp8Blockwise),
+      idle_(spec.idle_power) {
+  const Watts power_cap = o.power_cap, reserve = o.reserve;
   // Every field the roofline and power models read, all the missing ones named at once.
   std::string missing;
   for (const auto& key : missing_fields(spec)) missing += (missing.empty() ? "cluster.gpu." : ", cluster.gpu.") + key;
   if (!missing.empty()) {
     throw Error("cluster.gpu", "'" + spec.name + "' is incomplete for the roofline and power models: missing " + missing +
                                    " (see data/gpus.yaml)");
+  }
+  if (fp8_ && !(spec.fp8_dense.value() > 0.0)) {
+    throw Error("training.precision", "fp8: '" + spec.name + "' has no FP8 peak (cluster.gpu.fp8_dense)");
   }
   if (blockwise_) {
     std::string lack;

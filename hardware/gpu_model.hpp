@@ -41,15 +41,27 @@ namespace wallsim::hardware {
 /// a wafer, which has its own model): such a preset is incomplete, and `run` on it names them all.
 std::vector<std::string> missing_fields(const GpuSpec& spec);
 
+/// How a step's GEMMs run (training.precision, training.fp8_recipe).
+enum class GemmPrecision {
+  kBf16,           ///< at the bf16 peak
+  kFp8Tensorwise,  ///< at the FP8 peak, one scale a tensor (Transformer Engine; fp8_efficiency_ratio)
+  kFp8Blockwise,   ///< at the FP8 peak, 1x128 and 128x128 tiles scaled (DeepSeek-V3; fp8_blockwise ratios)
+};
+
 class GpuModel {
  public:
-  /// `power_cap` 0 = the GPU's TDP. `fp8` runs GEMMs at the FP8 peak where the GPU has one.
-  /// `reserve`: board power the cap keeps for memory and link traffic while computing. An
-  /// Error when the cap is out of range (check_power_cap) or the reserve leaves the cores less
-  /// than the lowest limit's share.
-  /// `fp8_blockwise`: FP8 GEMMs of the blockwise recipe, at the GPU's fp8_blockwise ratios (an
-  /// Error naming them when it has none).
-  GpuModel(const GpuSpec& spec, Watts power_cap, bool fp8, Watts reserve = {}, bool fp8_blockwise = false);
+  struct Options {
+    Watts power_cap{};  ///< 0 = the GPU's TDP
+    /// Board power the cap keeps for memory and link traffic while computing.
+    Watts reserve{};
+    GemmPrecision precision = GemmPrecision::kBf16;
+  };
+  /// At the TDP, bf16 GEMMs.
+  explicit GpuModel(const GpuSpec& spec);
+  /// An Error when the cap is out of range (check_power_cap), the reserve leaves the cores less
+  /// than the lowest limit's share, or the GPU has no FP8 peak (fp8_dense) or, for the
+  /// blockwise recipe, no measured ratios for it.
+  GpuModel(const GpuSpec& spec, const Options& o);
 
   /// Time of one kernel at the sustained clock.
   [[nodiscard]] Seconds time(const parallelism::Kernel& k) const;

@@ -918,7 +918,7 @@ TEST_CASE("engine::simulate step programs of bundled scenarios come within 0.5 %
     const Scenario s = load_scenario(test::source_path(std::string("data/scenarios/") + file + ".yaml"), {set}, test::presets());
     const Plan p = make_plan(s);
     const auto t = topology::build_cluster(s.cluster);
-    const hardware::GpuModel gpu(s.cluster.gpu, {}, p.fp8());
+    const hardware::GpuModel gpu = engine::gpu_model(s, p, Watts{});
     SimulateOptions o;
     o.flow = false;
     o.compute_time = [&gpu](const ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
@@ -954,7 +954,7 @@ TEST_CASE("engine::simulate step programs: interleaved chunks may be empty as Ll
   CHECK(parallelism::stage_params(*empty.model, pe, 0).first == Approx((pc.embedding + 16 * pc.dense_layer) / 2).epsilon(1e-12));
   CHECK(parallelism::stage_params(*empty.model, pe, 1).first ==
         Approx((pc.lm_head + static_cast<double>(empty.model->hidden) + 16 * pc.dense_layer) / 2).epsilon(1e-12));
-  const hardware::GpuModel gpu(empty.cluster.gpu, {}, pe.fp8());
+  const hardware::GpuModel gpu = engine::gpu_model(empty, pe, Watts{});
   SimulateOptions o;
   o.flow = false;
   o.compute_time = [&gpu](const ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
@@ -1011,7 +1011,7 @@ TEST_CASE("engine::simulate step programs: ZeRO-2 and 3 with pipelines reduce-sc
   // event engine, as on the bundled scenarios.
   const auto t = topology::build_cluster(z2.s.cluster);
   const auto net = collectives::NetworkModel::build("analytic", "network");
-  const hardware::GpuModel gpu(z2.s.cluster.gpu, {}, false);
+  const hardware::GpuModel gpu(z2.s.cluster.gpu);
   SimulateOptions o;
   o.flow = false;
   o.compute_time = [&gpu](const ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };

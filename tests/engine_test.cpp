@@ -566,7 +566,7 @@ TEST_CASE("engine parallel.tp_comm_overlap pipelines SP's collectives with their
   // The inputs, from the GPU and collective models on their own.
   const Scenario s = parse_scenario(text, "t.yaml", {}, test::presets());
   const auto t = topology::build_cluster(s.cluster);
-  const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, false);
+  const hardware::GpuModel gpu(s.cluster.gpu);
   const parallelism::Shard sh = sp_shard(1, 4096, 4);
   const auto ks = parallelism::layer_forward(*s.model, 0, sh);
   auto gemm_named = [&](const std::string& name) -> const parallelism::Kernel& {

@@ -18,6 +18,8 @@ using parallelism::Kernel;
 using parallelism::KernelKind;
 
 namespace {
+const GpuModel::Options kFp8{.precision = GemmPrecision::kFp8Tensorwise};
+
 GpuSpec gpu() {
   GpuSpec g;
   g.name = "test";
@@ -90,13 +92,13 @@ double capped_clock_ratio(const std::string& gpu, double cap) {
   const Scenario s = parse_scenario("cluster: {gpu: " + gpu + ", nodes: 1, gpus_per_node: 1}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
-  return GpuModel(s.cluster.gpu, Watts::of(cap), false).clock().value() / GpuModel(s.cluster.gpu, Watts{}, false).clock().value();
+  return GpuModel(s.cluster.gpu, {.power_cap = Watts::of(cap)}).clock().value() / GpuModel(s.cluster.gpu).clock().value();
 }
 
 }  // namespace
 
 TEST_CASE("hardware roofline: compute-bound, memory-bound, per-kind efficiency", "[hardware]") {
-  const GpuModel m(gpu(), Watts{}, false);
+  const GpuModel m(gpu());
   // 8e12 FLOPs at 0.8 x 1000 TFLOP/s = 10 ms (+1 us); its 1 GB at 2 TB/s effective is 0.5 ms.
   CHECK(m.time({KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9)}).value() == Approx(10e-3 + 1e-6));
   // Attention at 0.5 x peak: 5e12 FLOPs -> 10 ms.
@@ -104,7 +106,7 @@ TEST_CASE("hardware roofline: compute-bound, memory-bound, per-kind efficiency",
   // Element-wise is memory-bound: 4 GB at 0.5 x 4 TB/s = 2 ms.
   CHECK(m.time({KernelKind::kElementwise, "e", Flops::of(1e9), Bytes::of(4e9)}).value() == Approx(2e-3 + 1e-6));
   // FP8 doubles the GEMM roof.
-  const GpuModel f8(gpu(), Watts{}, true);
+  const GpuModel f8(gpu(), kFp8);
   CHECK(f8.time({KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9)}).value() == Approx(5e-3 + 1e-6));
 }
 
@@ -114,7 +116,7 @@ TEST_CASE("hardware tile and wave quantization by shape", "[hardware]") {
   g.gemm_tile_rows = 256;
   g.gemm_tile_cols = 128;
   g.attention_block = 128;
-  const GpuModel m(g, Watts{}, false);
+  const GpuModel m(g);
   auto gemm = [](double rows, double cols, double batch = 1.0) {
     return Kernel{KernelKind::kGemm, "g", Flops::of(2.0 * rows * cols * 4096 * batch), Bytes::of(1.0), rows, cols, 4096, batch};
   };
@@ -134,14 +136,14 @@ TEST_CASE("hardware tile and wave quantization by shape", "[hardware]") {
   const Kernel a2{KernelKind::kAttention, "a", Flops::of(1e12), Bytes::of(1.0), 4096, 128, 128, 28};
   CHECK(m.fill(a2) == Approx(28.0 * 32 / (9.0 * 108)));
   // No SM count: no quantization.
-  CHECK(GpuModel(gpu(), Watts{}, false).fill(gemm(257, 128)) == 1.0);
+  CHECK(GpuModel(gpu()).fill(gemm(257, 128)) == 1.0);
   // Smaller tiles: 1024 x 1024 is 32 tiles of 256 x 128 (32/108 of one wave). With a tile
   // intensity of 40, a tile of r x c runs at (1 + 40/85.33) / (1 + 40 / (r c / (r + c))) of the
   // largest's rate: 128 x 128 (64 tiles, one wave of 64/108, at 1.46875/1.625) beats 64 x 64
   // (256 tiles in 3 waves, 256/324, at 1.46875/2.25), 128 x 64 and 256 x 64.
   CHECK(m.fill(gemm(1024, 1024)) == Approx(32.0 / 108.0));
   g.gemm_tile_intensity = 40;
-  const GpuModel small(g, Watts{}, false);
+  const GpuModel small(g);
   const double top = 256.0 * 128 / 384;
   CHECK(small.fill(gemm(1024, 1024)) == Approx(64.0 / 108.0 * (1 + 40 / top) / (1 + 40 / 64.0)));
   // A shape the largest tile fills best keeps it.
@@ -158,23 +160,23 @@ TEST_CASE("hardware tile and wave quantization by shape", "[hardware]") {
 }
 
 TEST_CASE("hardware power cap lowers the clock as the cube root of the dynamic headroom", "[hardware]") {
-  const GpuModel free(gpu(), Watts{}, false);
+  const GpuModel free(gpu());
   CHECK(free.clock().value() == Approx(2e9));
   CHECK(free.busy_power().value() == Approx(700));
   // Cap 400 W: dynamic budget 300 W of 600 W -> f = 2 GHz x cbrt(0.5) = 1.587 GHz.
-  const GpuModel capped(gpu(), Watts::of(400), false);
+  const GpuModel capped(gpu(), {.power_cap = Watts::of(400)});
   CHECK(capped.clock().value() == Approx(2e9 * std::cbrt(0.5)));
   CHECK(capped.busy_power().value() == Approx(400));
   const Kernel g{KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e6)};
   CHECK(capped.time(g).value() == Approx(10e-3 / std::cbrt(0.5) + 1e-6));
   // At the lowest cap it can hold, 100 + 600 x (1/2)^3 = 175 W, the clock is the base clock.
-  CHECK(GpuModel(gpu(), Watts::of(175), false).clock().value() == Approx(1e9));
+  CHECK(GpuModel(gpu(), {.power_cap = Watts::of(175)}).clock().value() == Approx(1e9));
   // A reserve for traffic comes off the cores' share: 400 W less 50 W leaves 250 W of 600 W.
-  const GpuModel reserved(gpu(), Watts::of(400), false, Watts::of(50));
+  const GpuModel reserved(gpu(), {.power_cap = Watts::of(400), .reserve = Watts::of(50)});
   CHECK(reserved.clock().value() == Approx(2e9 * std::cbrt(250.0 / 600.0)));
   CHECK(reserved.busy_power().value() == Approx(350));
   // ... and where it would leave the cores below the base clock's 175 W, the cap cannot be held.
-  CHECK_THROWS_WITH(GpuModel(gpu(), Watts::of(200), false, Watts::of(30)), Catch::Matchers::Contains("--power-cap") &&
+  CHECK_THROWS_WITH(GpuModel(gpu(), {.power_cap = Watts::of(200), .reserve = Watts::of(30)}), Catch::Matchers::Contains("--power-cap") &&
                                                                               Catch::Matchers::Contains("base clock"));
 }
 
@@ -219,7 +221,7 @@ TEST_CASE("hardware a power cap out of the GPU's range is bad input naming the f
     for (double w : {0.0, 10.0, 100.0}) {
       INFO(w);
       CHECK_THROWS_WITH(check_power_cap(g, Watts::of(w), "--power-cap"), Contains("--power-cap") && Contains("idle power 100 W"));
-      CHECK_THROWS_AS(GpuModel(g, Watts::of(w == 0.0 ? -1.0 : w), false), Error);
+      CHECK_THROWS_AS(GpuModel(g, {.power_cap = Watts::of(w == 0.0 ? -1.0 : w)}), Error);
     }
   }
   SECTION("below the base clock's draw, naming it") {
@@ -269,7 +271,7 @@ TEST_CASE("hardware a power cap out of the GPU's range is bad input naming the f
 }
 
 TEST_CASE("hardware the traffic's reserve keeps a GPU's average draw within its cap", "[hardware]") {
-  const GpuModel m(gpu(), Watts::of(400), false);  // busy 400 W, idle 100 W
+  const GpuModel m(gpu(), {.power_cap = Watts::of(400)});  // busy 400 W, idle 100 W
   // 10 s step, 8 s computing, 80 J of traffic: 1000 + 300 x 8 + 80 = 3480 J, 348 W: fits.
   CHECK(m.reserve_for(Seconds::of(10), Seconds::of(8), Joules::of(3480)).value() == 0.0);
   // Computing throughout with 200 J of traffic: 4200 J over 10 s is 420 W > 400 W: the traffic
@@ -278,18 +280,18 @@ TEST_CASE("hardware the traffic's reserve keeps a GPU's average draw within its 
   CHECK(r.value() == Approx(20));
   // With it the cores get 400 - 20 - 100 = 280 W of 600; the same 200 J over a longer time
   // computing averages at most the cap: 100 + 280 + 200 / 10 = 400 W at the old busy time.
-  const GpuModel held(gpu(), Watts::of(400), false, r);
+  const GpuModel held(gpu(), {.power_cap = Watts::of(400), .reserve = r});
   CHECK(held.busy_power().value() + r.value() == Approx(400));
 }
 
 TEST_CASE("hardware missing efficiencies are bad input naming the key", "[hardware]") {
   GpuSpec g = gpu();
   g.gemm_efficiency = 0;
-  CHECK_THROWS_WITH(GpuModel(g, Watts{}, false), Catch::Matchers::Contains("cluster.gpu.gemm_efficiency"));
+  CHECK_THROWS_WITH(GpuModel(g), Catch::Matchers::Contains("cluster.gpu.gemm_efficiency"));
   // Every missing field in one error, idle power among them (not silently 0 W).
   g.memory_efficiency = 0;
   g.idle_power = Watts{};
-  CHECK_THROWS_WITH(GpuModel(g, Watts{}, false), Catch::Matchers::Contains("cluster.gpu.gemm_efficiency") &&
+  CHECK_THROWS_WITH(GpuModel(g), Catch::Matchers::Contains("cluster.gpu.gemm_efficiency") &&
                                                      Catch::Matchers::Contains("cluster.gpu.memory_efficiency") &&
                                                      Catch::Matchers::Contains("cluster.gpu.idle_power"));
 }
@@ -303,14 +305,14 @@ TEST_CASE("hardware an FP8 GEMM's speed-up over BF16 is the measured one, not th
     const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 8}\n"
                                       "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                       "t.yaml", {}, test::presets());
-    const GpuModel bf16(s.cluster.gpu, Watts{}, false), fp8(s.cluster.gpu, Watts{}, true);
+    const GpuModel bf16(s.cluster.gpu), fp8(s.cluster.gpu, kFp8);
     const double n = 8192;
     const Kernel big{KernelKind::kGemm, "g", Flops::of(2 * n * n * n), Bytes::of(3 * 2 * n * n), n, n, n};
     const double speedup = (bf16.time(big) - s.cluster.gpu.kernel_overhead).value() / (fp8.time(big) - s.cluster.gpu.kernel_overhead).value();
     CHECK(speedup == Approx(fp8_mamf / 794.5).epsilon(1e-4));
   }
   // Without a measured ratio, FP8 keeps BF16's efficiency: twice as fast on twice the peak.
-  const GpuModel b(gpu(), Watts{}, false), f(gpu(), Watts{}, true);
+  const GpuModel b(gpu()), f(gpu(), kFp8);
   const Kernel k{KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9)};
   CHECK((b.time(k).value() - 1e-6) / (f.time(k).value() - 1e-6) == Approx(2.0));
 }
@@ -337,7 +339,7 @@ TEST_CASE("hardware the blockwise FP8 recipe runs GEMMs at its own measured rati
   g.fp8_efficiency_ratio = 0.9;
   g.fp8_blockwise_ratio = 0.75;
   g.fp8_blockwise_wgrad_ratio = 0.5;
-  const GpuModel tensorwise(g, Watts{}, true), blockwise(g, Watts{}, true, Watts{}, true), bf16(g, Watts{}, false, Watts{}, true);
+  const GpuModel tensorwise(g, kFp8), blockwise(g, {.precision = GemmPrecision::kFp8Blockwise}), bf16(g);
   const Kernel f{KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9)};
   const Kernel w = parallelism::weight_gradient(f), d = parallelism::data_gradient(f);
   CHECK(w.wgrad);
@@ -362,11 +364,15 @@ TEST_CASE("hardware the blockwise FP8 recipe runs GEMMs at its own measured rati
   CHECK(bf16.time(w).value() == Approx(8e12 / (1000e12 * 0.8) + 1e-6));
   // A GPU without the recipe's measured ratios: bad input naming the key and both fields.
   g.fp8_blockwise_wgrad_ratio = 0.0;
-  CHECK_THROWS_WITH(GpuModel(g, Watts{}, true, Watts{}, true),
+  CHECK_THROWS_WITH(GpuModel(g, {.precision = GemmPrecision::kFp8Blockwise}),
                     Catch::Matchers::Contains("training.fp8_recipe: blockwise: 'test' has no measured rate") &&
                         Catch::Matchers::Contains("cluster.gpu.fp8_blockwise_wgrad_ratio") &&
                         !Catch::Matchers::Contains("cluster.gpu.fp8_blockwise_ratio,"));
-  CHECK_NOTHROW(GpuModel(g, Watts{}, false, Watts{}, true));  // not FP8: the recipe is moot
+  CHECK_NOTHROW(GpuModel(g, kFp8));  // the tensorwise recipe needs no blockwise ratios
+  // FP8 on a GPU with no FP8 peak: bad input naming the key, not bf16 rates in silence.
+  g.fp8_dense = FlopRate{};
+  CHECK_THROWS_WITH(GpuModel(g, kFp8), Catch::Matchers::Contains("training.precision") && Catch::Matchers::Contains("fp8_dense"));
+  CHECK_NOTHROW(GpuModel(g));
 }
 
 TEST_CASE("hardware the B200 model reproduces XLA's measured B200 table, BF16 and FP8 for the same shapes, and GB200 takes it",
@@ -378,7 +384,7 @@ TEST_CASE("hardware the B200 model reproduces XLA's measured B200 table, BF16 an
   const Scenario s = parse_scenario("cluster: {gpu: b200, nodes: 1, gpus_per_node: 1}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
-  const GpuModel bf16(s.cluster.gpu, Watts{}, false), fp8(s.cluster.gpu, Watts{}, true);
+  const GpuModel bf16(s.cluster.gpu), fp8(s.cluster.gpu, kFp8);
   const auto table = gemm_table("data/kernels/b200-gemm.csv");
   REQUIRE(table.size() == 375);
   const auto b = fit_error(bf16, table, 148, 0, 2.0);
@@ -400,7 +406,7 @@ TEST_CASE("hardware the B200 model reproduces XLA's measured B200 table, BF16 an
   const Scenario g = parse_scenario("cluster: {gpu: gb200, nodes: 1, gpus_per_node: 1}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
-  const GpuModel gb(g.cluster.gpu, Watts{}, false);
+  const GpuModel gb(g.cluster.gpu);
   const Kernel big{KernelKind::kGemm, "g", Flops::of(2 * 8192.0 * 8192 * 8192), Bytes::of(3 * 2 * 8192.0 * 8192), 8192, 8192, 8192};
   CHECK((bf16.time(big) - s.cluster.gpu.kernel_overhead).value() / (gb.time(big) - g.cluster.gpu.kernel_overhead).value() ==
         Approx(2500.0 / 2250.0));
@@ -414,7 +420,7 @@ TEST_CASE("hardware the H100 PCIe streams at its measured STREAM triad rate", "[
   const Scenario s = parse_scenario("cluster: {gpu: h100-pcie, nodes: 1, gpus_per_node: 2, scale_up: {bandwidth: 300 GB/s, latency: 1 us}}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
-  const GpuModel g(s.cluster.gpu, Watts{}, false);
+  const GpuModel g(s.cluster.gpu);
   const double bytes = 4.0 * (1 << 30);
   const Kernel triad{KernelKind::kElementwise, "triad", Flops::of(2.0 * (1 << 30) / 8), Bytes::of(bytes)};
   CHECK(bytes / (g.time(triad) - s.cluster.gpu.kernel_overhead).value() / 1e9 == Approx(1832.0).epsilon(0.005));
@@ -429,7 +435,7 @@ TEST_CASE("hardware the H100 GEMM model reproduces XLA's measured sm_90 table an
   const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
-  const GpuModel gpu(s.cluster.gpu, Watts{}, false);
+  const GpuModel gpu(s.cluster.gpu);
   const auto table = gemm_table("data/kernels/h100-sxm-bf16-gemm.csv");
   REQUIRE(table.size() == 375);
   const auto e = fit_error(gpu, table, 132, 0, 2.0);
@@ -452,7 +458,7 @@ TEST_CASE("hardware the A100 GEMM model reproduces cuBLAS timed back to back, an
   const Scenario s = parse_scenario("cluster: {gpu: a100-sxm-80gb, nodes: 1, gpus_per_node: 1}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
-  const GpuModel gpu(s.cluster.gpu, Watts{}, false);
+  const GpuModel gpu(s.cluster.gpu);
   const auto curve = gemm_table("data/kernels/a100-fp16-gemm.csv");
   REQUIRE(curve.size() == 24);
   const auto e = fit_error(gpu, curve, 108, 0, 2.0);
@@ -483,7 +489,7 @@ TEST_CASE("hardware a fused norm's backward streams at norm_backward_efficiency,
           "[hardware]") {
   GpuSpec g = gpu();  // 4 TB/s of HBM, memory_efficiency 0.5, 1 us per kernel
   g.norm_backward_efficiency = 0.25;
-  const GpuModel m(g, Watts{}, false);
+  const GpuModel m(g);
   const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
@@ -503,14 +509,14 @@ TEST_CASE("hardware a fused norm's backward streams at norm_backward_efficiency,
   CHECK(others >= 2);
   // Unset: the triad's.
   g.norm_backward_efficiency = 0.0;
-  const GpuModel plain(g, Watts{}, false);
+  const GpuModel plain(g);
   Kernel n{KernelKind::kElementwise, "norm", Flops::of(1.0), Bytes::of(3e9)};
   n.norm = true;
   n.backward = true;
   CHECK(plain.time(n).value() == Approx(3e9 / (4e12 * 0.5) + 1e-6));
   // The H100 preset's figure is the median of Liger-Kernel's three measured norm backwards: it
   // gives liger's LayerNorm backward row (fp32, 4096 x 16384: 805.3 MB in 0.5776 ms) within 1 %.
-  const GpuModel h100(s.cluster.gpu, Watts{}, false);
+  const GpuModel h100(s.cluster.gpu);
   Kernel ln{KernelKind::kElementwise, "layernorm (backward)", Flops::of(4096.0 * 16384), Bytes::of(3 * 4 * 4096.0 * 16384)};
   ln.norm = true;
   ln.backward = true;
@@ -525,7 +531,7 @@ TEST_CASE("hardware fused attention: the causal diagonal, a fixed cost per query
   g.attention_depth_overhead = 64;
   g.attention_backward_depth_overhead = 128;
   g.attention_backward_efficiency = 0.4;
-  const GpuModel m(g, Watts{}, false);
+  const GpuModel m(g);
   // 27 sequence-heads of 512 queries and keys: 4 query blocks each, 108 blocks, one full wave.
   const double flops = 1e12;
   parallelism::Kernel a{KernelKind::kAttention, "a", Flops::of(flops), Bytes::of(1.0), 512, 128, 128, 27};
@@ -549,7 +555,7 @@ TEST_CASE("hardware fused attention: the causal diagonal, a fixed cost per query
   // Without a backward efficiency or overhead of its own, the backward takes the forward's.
   g.attention_backward_efficiency = 0.0;
   g.attention_backward_depth_overhead = 0.0;
-  const GpuModel same(g, Watts{}, false);
+  const GpuModel same(g);
   CHECK(same.time(b).value() == Approx(1.25 * 2.0 * flops / (1000e12 * 0.5 * 16.0 / 18.0) + 1e-6));
 }
 
@@ -560,14 +566,14 @@ TEST_CASE("hardware fused attention's softmax: one exponential per score on the 
   // Head dim 64: 2.56e12 FLOPs are 2.56e12 / (2 x (64 + 64)) = 1e10 scores.
   parallelism::Kernel a{KernelKind::kAttention, "a", Flops::of(2.56e12), Bytes::of(1e6), 512, 64, 64, 27};
   const double matmul = 2.56e12 / (1000e12 * 0.5), softmax = 1e10 / 3.2e12;  // 5.12 ms, 3.125 ms
-  CHECK(GpuModel(g, Watts{}, false).time(a).value() == Approx(matmul + softmax + 1e-6));
+  CHECK(GpuModel(g).time(a).value() == Approx(matmul + softmax + 1e-6));
   // Beside the matmuls (FlashAttention-4's overlap): the longer one; half overlapped: half hidden.
   g.attention_softmax_overlap = 1.0;
-  CHECK(GpuModel(g, Watts{}, false).time(a).value() == Approx(matmul + 1e-6));
+  CHECK(GpuModel(g).time(a).value() == Approx(matmul + 1e-6));
   g.attention_softmax_overlap = 0.5;
-  CHECK(GpuModel(g, Watts{}, false).time(a).value() == Approx(matmul + 0.5 * softmax + 1e-6));
+  CHECK(GpuModel(g).time(a).value() == Approx(matmul + 0.5 * softmax + 1e-6));
   g.attention_softmax_overlap = 0.0;
-  const GpuModel m(g, Watts{}, false);
+  const GpuModel m(g);
   // The backward recomputes each score's exponential once: its FLOPs count twice the forward's,
   // its matmuls do 1.25x that, and the scores are the forward's 1e10.
   const parallelism::Kernel b = parallelism::attention_backward(a);
@@ -582,12 +588,12 @@ TEST_CASE("hardware fused attention's softmax: one exponential per score on the 
   // At half the clock (a sustained clock of half the boost) both the matmuls and the
   // exponentials take twice as long.
   g.sustained_clock = Frequency::of(1e9);
-  CHECK(GpuModel(g, Watts{}, false).time(a).value() == Approx(2.0 * (matmul + softmax) + 1e-6));
+  CHECK(GpuModel(g).time(a).value() == Approx(2.0 * (matmul + softmax) + 1e-6));
   g.sustained_clock = Frequency{};
   // The rate needs the SM count and the clock.
   g.boost_clock = Frequency{};
   g.base_clock = Frequency{};
-  CHECK_THROWS_WITH(GpuModel(g, Watts{}, false), Catch::Contains("cluster.gpu.sfu_per_sm_clock"));
+  CHECK_THROWS_WITH(GpuModel(g), Catch::Contains("cluster.gpu.sfu_per_sm_clock"));
 }
 
 TEST_CASE("hardware the MI300X and MI325X: one die at 750 W and 1,000 W, AMD's measured clocks and GEMMs",
@@ -608,13 +614,13 @@ TEST_CASE("hardware the MI300X and MI325X: one die at 750 W and 1,000 W, AMD's m
     const Kernel gemm{KernelKind::kGemm, "g", Flops::of(2 * m * n * k), Bytes::of(in * (m * k + k * n) + 2 * m * n), m, n, k};
     return 2 * m * n * k / g.time(gemm).value() / 1e12;
   };
-  const GpuModel a(mi300x, Watts{}, false), b(mi325x, Watts{}, false);
+  const GpuModel a(mi300x), b(mi325x);
   CHECK(a.clock().value() == Approx(1207e6));
   CHECK(b.clock().value() == Approx(1447e6));
   CHECK(tflops(a, false) == Approx(708).epsilon(0.01));  // fitted here
   CHECK(tflops(b, false) == Approx(843).epsilon(0.02));  // the MI300X's efficiency at the MI325X's clock
   // FP8 over BF16 on the MI325X: the measured 1,519 / 843 per clock (1,464 against 1,447 MHz).
-  const GpuModel b8(mi325x, Watts{}, true);
+  const GpuModel b8(mi325x, kFp8);
   CHECK(tflops(b8, true) / tflops(b, false) == Approx(1519.0 / 843.0 * 1447.0 / 1464.0).epsilon(0.01));
   // A power cap lowers the clock as the sources say: the MI325X held to the MI300X's 750 W runs
   // the MI300X's measured 1,207 MHz within 8 % (the cube law gives 1,291: a die that draws
@@ -622,12 +628,12 @@ TEST_CASE("hardware the MI300X and MI325X: one die at 750 W and 1,000 W, AMD's m
   // published; the test lets this one through.
   GpuSpec capped = mi325x;
   capped.min_power_limit = Watts::of(400);
-  const GpuModel c(capped, Watts::of(750), false);
+  const GpuModel c(capped, {.power_cap = Watts::of(750)});
   CHECK(c.clock().value() == Approx(1207e6).epsilon(0.08));
   CHECK(c.clock().value() < b.clock().value());
   CHECK(c.busy_power().value() == Approx(750));
   // Without a floor, a cap below the full-load draw is refused with its reason.
-  CHECK_THROWS_WITH(GpuModel(mi325x, Watts::of(750), false), Catch::Matchers::Contains("how far DVFS can lower its clock is unknown"));
+  CHECK_THROWS_WITH(GpuModel(mi325x, {.power_cap = Watts::of(750)}), Catch::Matchers::Contains("how far DVFS can lower its clock is unknown"));
 }
 
 TEST_CASE("hardware a kernel beside a communication kernel runs on the SMs it leaves", "[hardware]") {
@@ -637,7 +643,7 @@ TEST_CASE("hardware a kernel beside a communication kernel runs on the SMs it le
   const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
-  const GpuModel gpu(s.cluster.gpu, Watts{}, false);
+  const GpuModel gpu(s.cluster.gpu);
   parallelism::Kernel k{parallelism::KernelKind::kGemm, "g", Flops::of(2.0 * 8192 * 8192 * 8192),
                         Bytes::of(3.0 * 2 * 8192 * 8192), 8192, 8192, 8192};
   const double whole = gpu.time(k).value(), o = s.cluster.gpu.kernel_overhead.value();
@@ -658,7 +664,7 @@ TEST_CASE("hardware torchtitan's 500 W H100 is the 700 W part's die under a 500 
                           "t.yaml", {}, test::presets())
         .cluster.gpu;
   };
-  const GpuModel meta(spec("h100-sxm-96gb"), Watts{}, false), sxm(spec("h100-sxm"), Watts{}, false);
+  const GpuModel meta(spec("h100-sxm-96gb")), sxm(spec("h100-sxm"));
   CHECK(meta.clock().value() == Approx(1830e6 * std::cbrt((500.0 - 78.8) / (700.0 - 78.8))).epsilon(1e-9));
   CHECK(meta.busy_power().value() == Approx(500.0).epsilon(1e-9));
   CHECK(sxm.clock().value() == Approx(1830e6).epsilon(1e-12));

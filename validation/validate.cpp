@@ -232,10 +232,13 @@ double predict_gemm(const Case& c, const Scenario& s) {
     throw Error(c.id + ".gemm.recipe", "blockwise: '" + s.cluster.gpu.name +
                                            "' has no measured rate for it (cluster.gpu.fp8_blockwise_ratio and fp8_blockwise_wgrad_ratio)");
   }
-  const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, c.gemm_fp8, Watts{}, c.gemm_blockwise);
   if (c.gemm_fp8 && s.cluster.gpu.fp8_dense.value() <= 0.0) {
     throw Error(c.id + ".gemm.precision", "fp8: '" + s.cluster.gpu.name + "' has no fp8_dense peak");
   }
+  using hardware::GemmPrecision;
+  const hardware::GpuModel gpu(s.cluster.gpu, {.precision = !c.gemm_fp8        ? GemmPrecision::kBf16
+                                                            : c.gemm_blockwise ? GemmPrecision::kFp8Blockwise
+                                                                               : GemmPrecision::kFp8Tensorwise});
   if (c.gemm_sms_taken > 0 && c.gemm_sms_taken >= s.cluster.gpu.sms) {
     throw Error(c.id + ".gemm.sms_taken", std::to_string(c.gemm_sms_taken) + " SMs taken leave '" + s.cluster.gpu.name + "' (" +
                                               std::to_string(s.cluster.gpu.sms) + " SMs) none for the GEMM");
@@ -251,7 +254,7 @@ double predict_gemm(const Case& c, const Scenario& s) {
 /// Fused attention on one of the scenario's GPUs, in bf16, as FlashAttention's benchmarks count
 /// it: forward 4 x batch x heads x seq^2 x head_dim FLOPs (half when causal), backward 2.5x that.
 double predict_attention(const Case& c, const Scenario& s) {
-  const hardware::GpuModel gpu(s.cluster.gpu, Watts{}, false);
+  const hardware::GpuModel gpu(s.cluster.gpu);
   const double b = c.att_batch, q = c.att_seq, a = c.att_heads, g = c.att_kv_heads, d = c.att_head_dim;
   const double forward = 4.0 * b * a * q * q * d * (c.att_causal ? 0.5 : 1.0);
   parallelism::Kernel k{parallelism::KernelKind::kAttention, "attention", Flops::of(forward),
