@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 #include <fstream>
 #include <sstream>
 
@@ -668,4 +669,60 @@ TEST_CASE("hardware torchtitan's 500 W H100 is the 700 W part's die under a 500 
   CHECK(meta.clock().value() == Approx(1830e6 * std::cbrt((500.0 - 78.8) / (700.0 - 78.8))).epsilon(1e-9));
   CHECK(meta.busy_power().value() == Approx(500.0).epsilon(1e-9));
   CHECK(sxm.clock().value() == Approx(1830e6).epsilon(1e-12));
+}
+
+TEST_CASE("hardware GEMMs by shape in BF16 and FP8 on H100, H200, B200 and GB200 check against NVIDIA's TensorRT-LLM sweeps",
+          "[hardware]") {
+  // data/kernels/<gpu>-trtllm-gemm.csv: 320 training-sized shapes a GPU (m 1024-16384, n and k
+  // 1024-16384), BF16 and FP8 per tensor (the GEMM alone), from NVIDIA's aiconfigurator. None is
+  // fitted: H100 is fitted on XLA's sm_90 table (up to 4096 a side) and MAMF's FP8 best, H200
+  // takes the H100's fit, B200 is fitted on XLA's sm_100 table, GB200 takes the B200's against its
+  // own peaks. The bounds are the errors as they stand (docs: data/gpus.yaml), in log rate: the
+  // median (the model's bias) and the rms over the shapes.
+  struct Expect {
+    const char* gpu;
+    int sms;
+    double bf16_median, bf16_rms, fp8_median, fp8_rms, speedup_bias;
+  };
+  for (const Expect& x : {Expect{"h100-sxm", 132, -0.031, 0.075, -0.063, 0.111, 0.974}, Expect{"h200-sxm", 132, -0.040, 0.085, -0.033, 0.089, 1.014},
+                          Expect{"b200", 148, -0.065, 0.161, -0.054, 0.111, 1.053}, Expect{"gb200", 148, -0.026, 0.166, 0.044, 0.122, 1.099}}) {
+    INFO(x.gpu);
+    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + x.gpu + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\n"
+                                      "training: {seq_len: 8192, global_batch: 8}\n",
+                                      "t.yaml", {}, test::presets());
+    const GpuModel bf16(s.cluster.gpu), fp8(s.cluster.gpu, kFp8);
+    const auto table = gemm_table(std::string("data/kernels/") + x.gpu + "-trtllm-gemm.csv");
+    REQUIRE(table.size() == 320);
+    std::vector<double> e16, e8, speedup_model, speedup_measured;
+    for (const auto& r : table) {
+      const double flops = 2 * r.m * r.n * r.k;
+      Kernel g{KernelKind::kGemm, "g", Flops::of(flops), Bytes::of(2 * (r.m * r.k + r.k * r.n) + 2 * r.m * r.n), r.m, r.n, r.k};
+      const double t16 = bf16.time(g).value();
+      g.bytes = Bytes::of(r.m * r.k + r.k * r.n + 2 * r.m * r.n);
+      const double t8 = fp8.time(g).value();
+      e16.push_back(std::log(flops / t16 / 1e12 / r.tflops.at(0)));
+      e8.push_back(std::log(flops / t8 / 1e12 / r.tflops.at(1)));
+      speedup_model.push_back(t16 / t8);
+      speedup_measured.push_back(r.tflops.at(1) / r.tflops.at(0));
+    }
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return 0.5 * (v[(v.size() - 1) / 2] + v[v.size() / 2]);
+    };
+    auto rms = [](const std::vector<double>& v) {
+      double ss = 0;
+      for (double e : v) ss += e * e;
+      return std::sqrt(ss / static_cast<double>(v.size()));
+    };
+    CHECK(median(e16) == Approx(x.bf16_median).margin(0.005));
+    CHECK(rms(e16) == Approx(x.bf16_rms).margin(0.005));
+    CHECK(median(e8) == Approx(x.fp8_median).margin(0.005));
+    CHECK(rms(e8) == Approx(x.fp8_rms).margin(0.005));
+    // The FP8 speed-up over BF16, shape for shape: measured 1.71-1.79 in the median, not 2x. The
+    // model's median is within 3 % of it on the Hopper parts (MAMF's FP8 best over its BF16
+    // best), 5 and 10 % high on the Blackwell ones, whose ratio comes from XLA's sm_100 table (1.95
+    // at 4096 cubed, where this sweep's BF16 is noisy).
+    CHECK(median(speedup_measured) < 1.8);
+    CHECK(median(speedup_model) / median(speedup_measured) == Approx(x.speedup_bias).margin(0.005));
+  }
 }
