@@ -726,3 +726,24 @@ TEST_CASE("hardware GEMMs by shape in BF16 and FP8 on H100, H200, B200 and GB200
     CHECK(median(speedup_model) / median(speedup_measured) == Approx(x.speedup_bias).margin(0.005));
   }
 }
+
+TEST_CASE("hardware a GPU under sustained GEMMs draws its power limit, as the model's full load does (H200, B200, GB200)", "[hardware]") {
+  // data/gpus.yaml aic-power: NVIDIA's aiconfigurator sweeps record each GEMM's mean board power
+  // (NVML, 100 ms samples) at the default limit. Over the BF16 GEMMs with m >= 16,384 and n, k >=
+  // 4,096 the median draw is H200 690.8 W of 700, B200 991.9 of 1,000, GB200 1,175.1 of 1,200
+  // (FP8 1,152.2): each GPU sits at its limit, its clock held below the boost clock by it. The
+  // model's full load draws its TDP at its sustained clock: within 2.5 % of these, so a step's
+  // compute energy is as the sources report. (The clocks themselves are not in the sweeps.)
+  for (auto [name, measured] : {std::pair{"h200-sxm", 690.8}, std::pair{"b200", 991.9}, std::pair{"gb200", 1175.1}}) {
+    INFO(name);
+    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\n"
+                                      "training: {seq_len: 8192, global_batch: 8}\n",
+                                      "t.yaml", {}, test::presets());
+    const GpuModel gpu(s.cluster.gpu);
+    CHECK(gpu.busy_power().value() == Approx(measured).epsilon(0.025));
+    CHECK(gpu.busy_power().value() >= measured);  // the limit, never below what it draws
+    // A second of full load: idle power throughout, the cores' dynamic power on top.
+    const Joules e = gpu.energy({Seconds::of(1), Seconds::of(1), Bytes{}, Bytes{}, Bytes{}}, EnergyPerBit{}, EnergyPerBit{});
+    CHECK(e.value() == Approx(measured).epsilon(0.025));
+  }
+}
