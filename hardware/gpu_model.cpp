@@ -254,11 +254,16 @@ Seconds GpuModel::time(const parallelism::Kernel& k) const {
   double eff = spec_.memory_efficiency;
   if (k.kind == KernelKind::kGemm) {
     eff = spec_.gemm_efficiency;
-    if (k.depth > 0.0) eff *= k.depth / (k.depth + spec_.gemm_depth_overhead);
+    // A tile's prologue and epilogue take a fixed time, gemm_depth_overhead steps of reduction
+    // at the bf16 rate; FP8 steps through the reduction fp8_dense / bf16_dense times as fast, so
+    // the same time is worth that many more steps.
+    double overhead = spec_.gemm_depth_overhead;
     if (fp8_ && !k.bf16_only) {
       peak = spec_.fp8_dense.value();
+      overhead *= peak / spec_.bf16_dense.value();
       eff *= !blockwise_ ? spec_.fp8_efficiency_ratio : k.wgrad ? spec_.fp8_blockwise_wgrad_ratio : spec_.fp8_blockwise_ratio;
     }
+    if (k.depth > 0.0) eff *= k.depth / (k.depth + overhead);
   }
   double work = k.flops.value();
   if (k.kind == KernelKind::kAttention) {

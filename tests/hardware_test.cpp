@@ -298,10 +298,24 @@ TEST_CASE("hardware missing efficiencies are bad input naming the key", "[hardwa
 }
 
 TEST_CASE("hardware an FP8 GEMM's speed-up over BF16 is the measured one, not the peaks' 2x", "[hardware]") {
-  // MAMF (data/gpus.yaml, mamf): best FP8 matmul 1402.6 TFLOP/s on H100 SXM against 794.5 BF16,
-  // 1453.4 on H200 against the same BF16; a large compute-bound GEMM (8192 cubed) takes their
-  // ratio less time in FP8, within the 4-digit rounding of the stored ratio.
-  for (const auto& [name, fp8_mamf] : {std::pair{"h100-sxm", 1402.6}, std::pair{"h200-sxm", 1453.4}}) {
+  // A tile's fixed prologue and epilogue are gemm_depth_overhead steps of reduction at the bf16
+  // rate, twice as many at FP8's twice the peak: with a 100-step overhead, a depth-100 GEMM runs
+  // at 100 / 200 of its rate in BF16 and 100 / 300 in FP8, so FP8 is 2 x (1/3) / (1/2) = 1.333x
+  // as fast (no FP8 ratio in the test GPU), not 2x.
+  GpuSpec g = gpu();
+  g.gemm_depth_overhead = 100;
+  const Kernel shallow{KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9), 0.0, 0.0, 100.0};
+  CHECK((GpuModel(g).time(shallow).value() - 1e-6) / (GpuModel(g, kFp8).time(shallow).value() - 1e-6) == Approx(4.0 / 3.0));
+  // Without a depth or a measured ratio, FP8 keeps BF16's efficiency: twice as fast on twice the peak.
+  const GpuModel b(gpu()), f(gpu(), kFp8);
+  const Kernel k{KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9)};
+  CHECK((b.time(k).value() - 1e-6) / (f.time(k).value() - 1e-6) == Approx(2.0));
+  // The presets: 8192 cubed runs 2 x fp8_efficiency_ratio x (8192 + 128.4) / (8192 + 256.8) as
+  // fast in FP8 (1.858 on the H100, 1.841 on the H200); NVIDIA's TensorRT-LLM sweeps measure
+  // 1552.8 / 782.7 = 1.984 and 1510.4 / 806.2 = 1.873 at that shape (data/kernels/*-trtllm-gemm.csv):
+  // the ratio is fitted on the median of all 320 shapes, where the small ones gain less.
+  for (const auto& [name, ratio, measured, bias] :
+       {std::tuple{"h100-sxm", 0.9434, 1552.8 / 782.7, 0.936}, std::tuple{"h200-sxm", 0.9347, 1510.4 / 806.2, 0.983}}) {
     INFO(name);
     const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 8}\n"
                                       "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
@@ -310,12 +324,9 @@ TEST_CASE("hardware an FP8 GEMM's speed-up over BF16 is the measured one, not th
     const double n = 8192;
     const Kernel big{KernelKind::kGemm, "g", Flops::of(2 * n * n * n), Bytes::of(3 * 2 * n * n), n, n, n};
     const double speedup = (bf16.time(big) - s.cluster.gpu.kernel_overhead).value() / (fp8.time(big) - s.cluster.gpu.kernel_overhead).value();
-    CHECK(speedup == Approx(fp8_mamf / 794.5).epsilon(1e-4));
+    CHECK(speedup == Approx(2 * ratio * (n + 128.4) / (n + 2 * 128.4)).epsilon(1e-4));
+    CHECK(speedup / measured == Approx(bias).margin(0.005));
   }
-  // Without a measured ratio, FP8 keeps BF16's efficiency: twice as fast on twice the peak.
-  const GpuModel b(gpu()), f(gpu(), kFp8);
-  const Kernel k{KernelKind::kGemm, "g", Flops::of(8e12), Bytes::of(1e9)};
-  CHECK((b.time(k).value() - 1e-6) / (f.time(k).value() - 1e-6) == Approx(2.0));
 }
 
 TEST_CASE("hardware a step's average GPU power never exceeds the cap (HBM and link traffic included)",
@@ -380,8 +391,8 @@ TEST_CASE("hardware the B200 model reproduces XLA's measured B200 table, BF16 an
           "[hardware]") {
   // data/gpus.yaml b200: gemm_efficiency, gemm_depth_overhead, kernel_overhead and
   // gemm_tile_intensity fitted on the BF16 rows of data/kernels/b200-gemm.csv with a 64 x 64
-  // tile per SM (280 of 375): rms 4.8 %, worst +26 %; fp8_efficiency_ratio on the FP8 rows of the
-  // large shapes (a wave of 256 x 128 tiles).
+  // tile per SM (280 of 375): rms 4.8 %, worst +26 %. fp8_efficiency_ratio is fitted on NVIDIA's
+  // TensorRT-LLM sweep (below); the table's same-shape FP8 rows check it.
   const Scenario s = parse_scenario("cluster: {gpu: b200, nodes: 1, gpus_per_node: 1}\n"
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
@@ -393,14 +404,16 @@ TEST_CASE("hardware the B200 model reproduces XLA's measured B200 table, BF16 an
   CHECK(b.rms < 0.049);
   CHECK(b.worst < 0.24);  // in log: +26 %
   const auto f = fit_error(fp8, table, 148, 1, 1.0);
-  CHECK(f.rms < 0.10);
-  // A large GEMM's FP8 speed-up is the measured one for the same shape within 3 % (4096 cubed,
-  // 1,670.5 BF16 and 3,279.7 FP8 at b = 4), not 2x.
+  CAPTURE(f.rms);
+  CHECK(f.rms < 0.085);
+  // A large GEMM's FP8 speed-up: the table measures 3,279.7 / 1,670.5 = 1.963 at 4096 cubed, b = 4;
+  // the model gives 2 x 0.9751 x (4096 + 156.1) / (4096 + 312.2) = 1.881 of the compute, 1.857 with
+  // the memory and overheads: 5.4 % low (TensorRT-LLM's sweep measures 2.07 at that shape, b = 1).
   const double n = 4096;
   const Kernel g16{KernelKind::kGemm, "g", Flops::of(8 * n * n * n), Bytes::of(4 * 3 * 2 * n * n), n, n, n, 4};
   Kernel g8 = g16;
   g8.bytes = Bytes::of(4 * (2 * n * n + 2 * n * n));
-  CHECK(bf16.time(g16).value() / fp8.time(g8).value() == Approx(3279.7 / 1670.5).epsilon(0.03));
+  CHECK(bf16.time(g16).value() / fp8.time(g8).value() / (3279.7 / 1670.5) == Approx(0.946).margin(0.003));
   CHECK(hardware::missing_fields(s.cluster.gpu).empty());
   // GB200 takes the B200's fit at its sustained clock: the B200's 1,856 MHz times the cube root
   // of their dynamic power at their limits, (1,200 - 164) / (1,000 - 138) W: 1.063x the B200's
@@ -692,17 +705,17 @@ TEST_CASE("hardware GEMMs by shape in BF16 and FP8 on H100, H200, B200 and GB200
           "[hardware]") {
   // data/kernels/<gpu>-trtllm-gemm.csv: 320 training-sized shapes a GPU (m 1024-16384, n and k
   // 1024-16384), BF16 and FP8 per tensor (the GEMM alone), from NVIDIA's aiconfigurator. None is
-  // fitted: H100 is fitted on XLA's sm_90 table (up to 4096 a side) and MAMF's FP8 best, H200
-  // takes the H100's fit, B200 is fitted on XLA's sm_100 table, GB200 takes the B200's against its
-  // own peaks. The bounds are the errors as they stand (docs: data/gpus.yaml), in log rate: the
+  // fitted but each GPU's fp8_efficiency_ratio (below): H100 is fitted on XLA's sm_90 table (up
+  // to 4096 a side), H200 takes the H100's fit, B200 is fitted on XLA's sm_100 table, GB200 takes
+  // the B200's at its sustained clock. The bounds are the errors as they stand (docs: data/gpus.yaml), in log rate: the
   // median (the model's bias) and the rms over the shapes.
   struct Expect {
     const char* gpu;
     int sms;
     double bf16_median, bf16_rms, fp8_median, fp8_rms, speedup_bias;
   };
-  for (const Expect& x : {Expect{"h100-sxm", 132, -0.031, 0.075, -0.063, 0.111, 0.974}, Expect{"h200-sxm", 132, -0.040, 0.085, -0.033, 0.089, 1.014},
-                          Expect{"b200", 148, -0.065, 0.161, -0.054, 0.111, 1.053}, Expect{"gb200", 148, -0.070, 0.176, 0.004, 0.111, 1.099}}) {
+  for (const Expect& x : {Expect{"h100-sxm", 132, -0.031, 0.075, -0.026, 0.092, 1.007}, Expect{"h200-sxm", 132, -0.040, 0.085, -0.036, 0.081, 1.004},
+                          Expect{"b200", 148, -0.065, 0.161, -0.087, 0.131, 1.013}, Expect{"gb200", 148, -0.070, 0.176, -0.081, 0.134, 1.005}}) {
     INFO(x.gpu);
     const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + x.gpu + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\n"
                                       "training: {seq_len: 8192, global_batch: 8}\n",
@@ -735,10 +748,9 @@ TEST_CASE("hardware GEMMs by shape in BF16 and FP8 on H100, H200, B200 and GB200
     CHECK(rms(e16) == Approx(x.bf16_rms).margin(0.005));
     CHECK(median(e8) == Approx(x.fp8_median).margin(0.005));
     CHECK(rms(e8) == Approx(x.fp8_rms).margin(0.005));
-    // The FP8 speed-up over BF16, shape for shape: measured 1.71-1.79 in the median, not 2x. The
-    // model's median is within 3 % of it on the Hopper parts (MAMF's FP8 best over its BF16
-    // best), 5 and 10 % high on the Blackwell ones, whose ratio comes from XLA's sm_100 table (1.95
-    // at 4096 cubed, where this sweep's BF16 is noisy).
+    // The FP8 speed-up over BF16, shape for shape: measured 1.71-1.79 in the median, not 2x, and
+    // fp8_efficiency_ratio fitted so that the model's speed-up is the measured one in the median
+    // of the shapes' ratios (the median of the speed-ups themselves, here, within 1.3 %).
     CHECK(median(speedup_measured) < 1.8);
     CHECK(median(speedup_model) / median(speedup_measured) == Approx(x.speedup_bias).margin(0.005));
   }
@@ -762,5 +774,60 @@ TEST_CASE("hardware a GPU under sustained GEMMs draws its power limit, as the mo
     // A second of full load: idle power throughout, the cores' dynamic power on top.
     const Joules e = gpu.energy({Seconds::of(1), Seconds::of(1), Bytes{}, Bytes{}, Bytes{}}, EnergyPerBit{}, EnergyPerBit{});
     CHECK(e.value() == Approx(measured).epsilon(0.025));
+  }
+}
+
+TEST_CASE("TMP fitratio", "[.tmp]") {
+  for (auto name : {"h100-sxm", "h200-sxm", "b200", "gb200"}) {
+    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n", "t.yaml", {}, test::presets());
+    const auto table = gemm_table(std::string("data/kernels/") + name + "-trtllm-gemm.csv");
+    auto bias = [&](double ratio) {
+      GpuSpec g = s.cluster.gpu;
+      g.fp8_efficiency_ratio = ratio;
+      const GpuModel b16(g), fp8(g, kFp8);
+      std::vector<double> all;
+      for (const auto& r : table) {
+        const double flops = 2 * r.m * r.n * r.k;
+        Kernel k{KernelKind::kGemm, "g", Flops::of(flops), Bytes::of(2 * (r.m * r.k + r.k * r.n) + 2 * r.m * r.n), r.m, r.n, r.k};
+        const double t16 = b16.time(k).value();
+        k.bytes = Bytes::of(r.m * r.k + r.k * r.n + 2 * r.m * r.n);
+        all.push_back(std::log((t16 / fp8.time(k).value()) / (r.tflops.at(1) / r.tflops.at(0))));
+      }
+      std::sort(all.begin(), all.end());
+      return 0.5 * (all[all.size() / 2 - 1] + all[all.size() / 2]);
+    };
+    double lo = 0.5, hi = 1.2;
+    for (int it = 0; it < 60; ++it) {
+      const double mid = 0.5 * (lo + hi);
+      (bias(mid) > 0 ? hi : lo) = mid;
+    }
+    std::printf("%-9s ratio %.4f (was %.4f: bias %+.2f%%)\n", name, lo, s.cluster.gpu.fp8_efficiency_ratio, 100 * bias(s.cluster.gpu.fp8_efficiency_ratio));
+  }
+}
+
+TEST_CASE("TMP speedup", "[.tmp]") {
+  for (auto name : {"h100-sxm", "h200-sxm", "b200", "gb200"}) {
+    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n", "t.yaml", {}, test::presets());
+    const GpuModel b16(s.cluster.gpu), fp8(s.cluster.gpu, kFp8);
+    const auto table = gemm_table(std::string("data/kernels/") + name + "-trtllm-gemm.csv");
+    std::vector<double> all, big, abs8;
+    std::map<double, std::pair<double, int>> byk;
+    for (const auto& r : table) {
+      const double flops = 2 * r.m * r.n * r.k;
+      Kernel g{KernelKind::kGemm, "g", Flops::of(flops), Bytes::of(2 * (r.m * r.k + r.k * r.n) + 2 * r.m * r.n), r.m, r.n, r.k};
+      const double t16 = b16.time(g).value();
+      g.bytes = Bytes::of(r.m * r.k + r.k * r.n + 2 * r.m * r.n);
+      const double t8 = fp8.time(g).value();
+      const double e = std::log((t16 / t8) / (r.tflops.at(1) / r.tflops.at(0)));
+      all.push_back(e);
+      abs8.push_back(std::log(flops / t8 / 1e12 / r.tflops.at(1)));
+      if (r.m >= 4096 && r.n >= 4096 && r.k >= 4096) big.push_back(e);
+      byk[r.k].first += e; byk[r.k].second++;
+    }
+    auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
+    auto sd = [](const std::vector<double>& v) { double m = 0, q = 0; for (double x : v) m += x; m /= v.size(); for (double x : v) q += (x - m) * (x - m); return std::sqrt(q / v.size()); };
+    std::printf("%-9s speedup err median %+.1f%% sd %.1f%% | big(75) median %+.1f%% | fp8 abs median %+.1f%% sd %.1f%% | k:", name, 100 * med(all), 100 * sd(all), 100 * med(big), 100 * med(abs8), 100 * sd(abs8));
+    for (auto& [key, v] : byk) std::printf(" %g:%+.0f", key, 100 * (v.first / v.second));
+    std::printf("\n");
   }
 }

@@ -111,7 +111,7 @@ TEST_CASE("validation a choice no candidate of which is valid is an error naming
 TEST_CASE("validation a gemm_tflops case is the roofline of one GEMM (closed form)", "[validation]") {
   // 2048 x 2048 outputs in 256 x 128 tiles: 128 tiles on 132 SMs, one wave, 128/132 filled.
   // No depth or kernel overhead: BF16 at 989.4 x 0.5 x 128/132 TFLOP/s; FP8 at 1978.9 x 0.5 x
-  // the FP8 ratio (0.8826) x 128/132. Both compute-bound (HBM: 42 MB in 16 us against 72 us).
+  // the FP8 ratio (0.9434) x 128/132. Both compute-bound (HBM: 42 MB in 16 us against 72 us).
   const std::string yaml =
       "group: g\n"
       "defaults:\n"
@@ -130,11 +130,11 @@ TEST_CASE("validation a gemm_tflops case is the roofline of one GEMM (closed for
   REQUIRE(cases.size() == 5);
   CHECK(validation::run_case(cases[0], test::presets(), {}).predicted == Approx(989.4 * 0.5 * 128 / 132).epsilon(1e-9));
   CHECK(validation::run_case(cases[1], test::presets(), {}).predicted ==
-        Approx(1978.9 * 0.5 * 0.8826 * 128 / 132).epsilon(1e-9));
-  // The blockwise recipe: the H100's fp8_blockwise_ratio (0.7671) for a data gradient, its
-  // fp8_blockwise_wgrad_ratio (0.5257) for a weight gradient.
-  CHECK(validation::run_case(cases[3], test::presets(), {}).predicted == Approx(1978.9 * 0.5 * 0.7671 * 128 / 132).epsilon(1e-9));
-  CHECK(validation::run_case(cases[4], test::presets(), {}).predicted == Approx(1978.9 * 0.5 * 0.5257 * 128 / 132).epsilon(1e-9));
+        Approx(1978.9 * 0.5 * 0.9434 * 128 / 132).epsilon(1e-9));
+  // The blockwise recipe: the H100's fp8_blockwise_ratio (0.7866) for a data gradient, its
+  // fp8_blockwise_wgrad_ratio (0.5364) for a weight gradient.
+  CHECK(validation::run_case(cases[3], test::presets(), {}).predicted == Approx(1978.9 * 0.5 * 0.7866 * 128 / 132).epsilon(1e-9));
+  CHECK(validation::run_case(cases[4], test::presets(), {}).predicted == Approx(1978.9 * 0.5 * 0.5364 * 128 / 132).epsilon(1e-9));
   CHECK_THAT(error_of("gemm-recipe", std::string(yaml).replace(yaml.find("recipe: blockwise"), 17, "recipe: rowwise__")),
              Contains("gemm.recipe: 'rowwise__' is not one of tensorwise, blockwise"));
   CHECK_THAT(error_of("gemm-recipe-bf16", std::string(yaml).replace(yaml.find("precision: fp8, recipe"), 14, "precision: bf16")),
