@@ -26,7 +26,7 @@ double run_once(const Presets& presets, const Scenario& s, bool flow) {
   const auto plan = parallelism::make_plan(s);
   const auto t = topology::build_cluster(s.cluster);
   const auto prog = parallelism::step_program(*s.model, plan);
-  const hardware::GpuModel gpu = engine::gpu_model(s, plan, Watts{});
+  const hardware::GpuModel gpu(s.cluster.gpu, {.precision = hardware::gemm_precision(plan.fp8(), plan.fp8_blockwise)});
   engine::SimulateOptions o;
   o.flow = flow;
   o.classes = true;

@@ -551,7 +551,7 @@ class ComposedStep {
  public:
   ComposedStep(const Scenario& sc, const Plan& p, const topology::Topology& t, const StepOptions& o, Watts reserve)
       : sc_(sc), p_(p), m_(*sc.model), o_(o),
-        gpu_(gpu_model(sc, p, o.power_cap, reserve)),
+        gpu_(sc.cluster.gpu, {.power_cap = o.power_cap, .reserve = reserve, .precision = hardware::gemm_precision(p.fp8(), p.fp8_blockwise)}),
         shard_(shard_of(m_, p)), pc_(parallelism::count_params(m_)),
         cache_(o.cache ? o.cache : make_comm_cache()),
         comm_(t, p, *o.network, static_cast<std::size_t>(sc.cluster.scale_up_domain), *cache_, o.link_bytes),

@@ -51,7 +51,8 @@ double exposed_time(std::vector<std::pair<double, double>> waits, std::vector<st
 StepResult events_step(const Scenario& sc, const parallelism::Plan& p, const topology::Topology& t,
                        const StepOptions& o, Watts reserve) {
   const ModelSpec& m = *sc.model;
-  const hardware::GpuModel gpu = gpu_model(sc, p, o.power_cap, reserve);
+  const hardware::GpuModel gpu(sc.cluster.gpu,
+                               {.power_cap = o.power_cap, .reserve = reserve, .precision = hardware::gemm_precision(p.fp8(), p.fp8_blockwise)});
   const parallelism::Program prog = parallelism::step_program(m, p);
   SimulateOptions so;
   so.flow = o.network->name() == "flow";

@@ -42,14 +42,6 @@ StepResult finite(StepResult r, const GpuSpec& gpu) {
 }
 }  // namespace
 
-hardware::GpuModel gpu_model(const Scenario& sc, const parallelism::Plan& p, Watts power_cap, Watts reserve) {
-  using hardware::GemmPrecision;
-  const GemmPrecision precision = !p.fp8() ? GemmPrecision::kBf16
-                                  : p.fp8_blockwise ? GemmPrecision::kFp8Blockwise
-                                                    : GemmPrecision::kFp8Tensorwise;
-  return hardware::GpuModel(sc.cluster.gpu, {.power_cap = power_cap, .reserve = reserve, .precision = precision});
-}
-
 Watts power_cap_of(const Scenario& sc, const StepOptions& o) {
   if (o.power_cap.value() != 0.0 || !sc.cluster.power_cap) return o.power_cap;
   hardware::check_power_cap(sc.cluster.gpu, *sc.cluster.power_cap, "cluster.power_cap");
@@ -72,7 +64,7 @@ StepResult within_cap(const Scenario& sc, const Plan& p, const StepOptions& o,
   const StepOptions& q = own ? *own : o;
   StepResult r = finite(once(q, Watts{}), sc.cluster.gpu);
   if (sc.cluster.gpu.boost_clock.value() <= 0.0) return r;  // no clocks: no DVFS to hold a cap with
-  const hardware::GpuModel gpu = gpu_model(sc, p, q.power_cap);
+  const hardware::GpuModel gpu(sc.cluster.gpu, {.power_cap = q.power_cap, .precision = hardware::gemm_precision(p.fp8(), p.fp8_blockwise)});
   const double gpus = static_cast<double>(p.gpus());
   const Watts reserve = gpu.reserve_for(r.step_time, r.compute + r.other, r.step_energy / gpus);
   return reserve.value() > 0.0 ? finite(once(q, reserve), sc.cluster.gpu) : r;

@@ -144,10 +144,6 @@ struct StepOptions {
 /// naming that key; 0 = the TDP.
 Watts power_cap_of(const Scenario& sc, const StepOptions& o);
 
-/// The GPU model a step of `p` runs on: `p`'s GEMM precision and recipe, under `power_cap` (0
-/// = the TDP) with `reserve` held back for memory and link traffic.
-hardware::GpuModel gpu_model(const Scenario& sc, const parallelism::Plan& p, Watts power_cap, Watts reserve = {});
-
 /// Options with a network model and a power cap, the rest default.
 inline StepOptions step_options(const collectives::NetworkModel* network, Watts power_cap = {}) {
   StepOptions o;

@@ -31,6 +31,10 @@ std::vector<std::string> missing_fields(const GpuSpec& spec) {
   return out;
 }
 
+GemmPrecision gemm_precision(bool fp8, bool fp8_blockwise) {
+  return !fp8 ? GemmPrecision::kBf16 : fp8_blockwise ? GemmPrecision::kFp8Blockwise : GemmPrecision::kFp8Tensorwise;
+}
+
 GpuModel::GpuModel(const GpuSpec& spec) : GpuModel(spec, Options{}) {}
 
 GpuModel::GpuModel(const GpuSpec& spec, const Options& o)

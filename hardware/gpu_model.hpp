@@ -48,6 +48,9 @@ enum class GemmPrecision {
   kFp8Blockwise,   ///< at the FP8 peak, 1x128 and 128x128 tiles scaled (DeepSeek-V3; fp8_blockwise ratios)
 };
 
+/// The precision of a run's GEMMs: bf16, or FP8 scaled per tensor or per block.
+GemmPrecision gemm_precision(bool fp8, bool fp8_blockwise);
+
 class GpuModel {
  public:
   struct Options {

@@ -391,13 +391,13 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
     // moe_utils permute, sort_chunks_by_idxs and unpermute), each a pass over HBM whose backward
     // moves the same bytes the other way (a scatter, a broadcast):
     //  - DeepEP (the flex dispatcher): the rows dispatched to this GPU are gathered into its
-    //    experts' order after the dispatch;
+    //    experts' order after the dispatch, and put back in the order received before the
+    //    combine (its combine_preprocess), whose kernel sums each token's rows across GPUs;
     //  - all-to-all: each token is copied to its top_k rows in expert order before the dispatch;
     //    after it (and the expert-TP all-gather) the received chunks are sorted by local expert
-    //    when the GPU holds more than one, and sorted back before the combine.
-    // After the combine each token's rows come back and are summed, weighted by the router's
-    // probabilities (the unpermute). The experts' input is the dispatched tokens, not a norm's
-    // output.
+    //    when the GPU holds more than one, and sorted back before the combine, after which each
+    //    token's rows are summed into it, weighted by the router's probabilities (the unpermute).
+    // The experts' input is the dispatched tokens, not a norm's output.
     auto moved = [&](const char* name, double from_rows, double to_rows) {
       k.push_back(elementwise_kernel(name, w * from_rows * h, w * to_rows * h, w));
       k.back().pass = KernelPass::kForward;
@@ -414,8 +414,9 @@ std::vector<Kernel> layer_forward(const ModelSpec& m, int i, const Shard& s) {
         static_cast<double>(m.experts) / s.ep, 1.0 / s.capacity_factor, false, kMoeAct);
     k[dispatched].expert_in = true;
     if (sorted) moved("sort chunks back", routed, routed);
+    if (s.deepep) moved("token unpermute", routed, routed);
     k.back().expert_out = true;  // the tokens are combined after it
-    moved("token unpermute", sent, norm_tokens);
+    if (!s.deepep) moved("token unpermute", sent, norm_tokens);
     if (m.shared_experts > 0) {
       mlp("shared expert up/gate", "shared expert gate", "shared expert down", tokens,
           static_cast<double>(m.moe_ffn) * m.shared_experts / tp);

