@@ -40,6 +40,13 @@ GpuSpec gpu() {
   return g;
 }
 
+/// A one-GPU scenario on preset `gpu` (its cluster.gpu is the preset as data/gpus.yaml gives it).
+Scenario one_gpu(const std::string& gpu) {
+  return parse_scenario("cluster: {gpu: " + gpu + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\n"
+                        "training: {seq_len: 8192, global_batch: 8}\n",
+                        "t.yaml", {}, test::presets());
+}
+
 /// A measured GEMM table (data/kernels/*.csv): b, m, n, k and one TFLOP/s column per precision.
 struct GemmRow {
   double b, m, n, k;
@@ -92,9 +99,7 @@ FitError fit_error(const GpuModel& gpu, const std::vector<GemmRow>& table, int s
 }
 /// The clock of preset `gpu` under a power cap of `cap` watts, over its clock at the TDP.
 double capped_clock_ratio(const std::string& gpu, double cap) {
-  const Scenario s = parse_scenario("cluster: {gpu: " + gpu + ", nodes: 1, gpus_per_node: 1}\n"
-                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                                    "t.yaml", {}, test::presets());
+  const Scenario s = one_gpu(gpu);
   return GpuModel(s.cluster.gpu, {.power_cap = Watts::of(cap)}).clock().value() / GpuModel(s.cluster.gpu).clock().value();
 }
 
@@ -395,9 +400,7 @@ TEST_CASE("hardware the B200 model reproduces XLA's measured B200 table, BF16 an
   // gemm_tile_intensity fitted on the BF16 rows of data/kernels/b200-gemm.csv with a 64 x 64
   // tile per SM (280 of 375): rms 4.8 %, worst +26 %. fp8_efficiency_ratio is fitted on NVIDIA's
   // TensorRT-LLM sweep (below); the table's same-shape FP8 rows check it.
-  const Scenario s = parse_scenario("cluster: {gpu: b200, nodes: 1, gpus_per_node: 1}\n"
-                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                                    "t.yaml", {}, test::presets());
+  const Scenario s = one_gpu("b200");
   const GpuModel bf16(s.cluster.gpu), fp8(s.cluster.gpu, kFp8);
   const auto table = gemm_table("data/kernels/b200-gemm.csv");
   REQUIRE(table.size() == 375);
@@ -421,9 +424,7 @@ TEST_CASE("hardware the B200 model reproduces XLA's measured B200 table, BF16 an
   // of their dynamic power at their limits, (1,200 - 164) / (1,000 - 138) W: 1.063x the B200's
   // rate, shape for shape, not the peaks' 2500/2250. NVIDIA's sweeps measure 1.066x for BF16 in
   // the median (below).
-  const Scenario g = parse_scenario("cluster: {gpu: gb200, nodes: 1, gpus_per_node: 1}\n"
-                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                                    "t.yaml", {}, test::presets());
+  const Scenario g = one_gpu("gb200");
   const GpuModel gb(g.cluster.gpu);
   const GpuSpec &bs = s.cluster.gpu, &gs = g.cluster.gpu;
   const double cube = std::cbrt((gs.tdp - gs.idle_power).value() / (bs.tdp - bs.idle_power).value());
@@ -467,9 +468,7 @@ TEST_CASE("hardware the H100 GEMM model reproduces XLA's measured sm_90 table an
   // gemm_tile_intensity fitted on the rows of data/kernels/h100-sxm-bf16-gemm.csv with a 64 x 64
   // tile per SM (280 of 375): rms 6.3 %, worst -19.9 %, as its source field states. The smaller
   // ones (split-K territory, not modelled) stay within 10 % rms.
-  const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
-                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                                    "t.yaml", {}, test::presets());
+  const Scenario s = one_gpu("h100-sxm");
   const GpuModel gpu(s.cluster.gpu);
   const auto table = gemm_table("data/kernels/h100-sxm-bf16-gemm.csv");
   REQUIRE(table.size() == 375);
@@ -490,9 +489,7 @@ TEST_CASE("hardware the A100 GEMM model reproduces cuBLAS timed back to back, an
   // fitted (gemm_depth_overhead held at 128) on GEMMs timed while the GPU runs call after call:
   // the rows of data/kernels/a100-fp16-gemm.csv with a 64 x 64 tile per SM (20 of 24) and MAMF's
   // best (271.2 TFLOP/s at 1024 x 10240 x 5120): worst +22.6 %, as its source field states.
-  const Scenario s = parse_scenario("cluster: {gpu: a100-sxm-80gb, nodes: 1, gpus_per_node: 1}\n"
-                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                                    "t.yaml", {}, test::presets());
+  const Scenario s = one_gpu("a100-sxm-80gb");
   const GpuModel gpu(s.cluster.gpu);
   const auto curve = gemm_table("data/kernels/a100-fp16-gemm.csv");
   REQUIRE(curve.size() == 24);
@@ -525,9 +522,7 @@ TEST_CASE("hardware a fused norm's backward streams at norm_backward_efficiency,
   GpuSpec g = gpu();  // 4 TB/s of HBM, memory_efficiency 0.5, 1 us per kernel
   g.norm_backward_efficiency = 0.25;
   const GpuModel m(g);
-  const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
-                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                                    "t.yaml", {}, test::presets());
+  const Scenario s = one_gpu("h100-sxm");
   parallelism::Shard sh;
   sh.seq_len = 4096;
   int norms = 0, others = 0;
@@ -636,12 +631,7 @@ TEST_CASE("hardware the MI300X and MI325X: one die at 750 W and 1,000 W, AMD's m
   // AMD's 'Measuring Max-Achievable FLOPs, Part 2' (data/gpus.yaml, amd-maf2): a BF16 GEMM of
   // 4096 x 4864 x 32896 runs at 708 TFLOP/s with the MI300X's clock at 1,207 MHz (750 W) and at
   // 843 TFLOP/s with the MI325X's at 1,447 MHz (1,000 W); FP8 at 1,519 on the MI325X.
-  auto spec = [](const char* name) {
-    return parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\n"
-                          "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                          "t.yaml", {}, test::presets())
-        .cluster.gpu;
-  };
+  auto spec = [](const char* name) { return one_gpu(name).cluster.gpu; };
   const GpuSpec mi300x = spec("mi300x"), mi325x = spec("mi325x");
   const double m = 4096, n = 4864, k = 32896;
   auto tflops = [&](const GpuModel& g, bool fp8) {
@@ -675,9 +665,7 @@ TEST_CASE("hardware a kernel beside a communication kernel runs on the SMs it le
   // TP overlap (Kernel::sms_taken): a GEMM launched with an SM margin of k on a GPU of S SMs
   // takes (t - o) S / (S - k) + o, t its time on the whole GPU and o the launch overhead
   // (H100 SXM: 132 SMs; 24 taken by a reduce-scatter as NeMo's userbuffers configuration has it).
-  const Scenario s = parse_scenario("cluster: {gpu: h100-sxm, nodes: 1, gpus_per_node: 1}\n"
-                                    "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                                    "t.yaml", {}, test::presets());
+  const Scenario s = one_gpu("h100-sxm");
   const GpuModel gpu(s.cluster.gpu);
   parallelism::Kernel k{parallelism::KernelKind::kGemm, "g", Flops::of(2.0 * 8192 * 8192 * 8192),
                         Bytes::of(3.0 * 2 * 8192 * 8192), 8192, 8192, 8192};
@@ -693,12 +681,7 @@ TEST_CASE("hardware torchtitan's 500 W H100 is the 700 W part's die under a 500 
   // The H100 SXM 96 GB draws at full load what the 700 W H100 SXM does (idle 78.8 W, 621.2 W
   // more at 1,830 MHz); its 500 W limit holds the cores to 421.2 W, so DVFS runs them at
   // 1,830 x (421.2 / 621.2)^(1/3) MHz. The 700 W part runs at its boost clock.
-  auto spec = [](const char* name) {
-    return parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\n"
-                          "model: llama3-8b\ntraining: {seq_len: 8192, global_batch: 8}\n",
-                          "t.yaml", {}, test::presets())
-        .cluster.gpu;
-  };
+  auto spec = [](const char* name) { return one_gpu(name).cluster.gpu; };
   const GpuModel meta(spec("h100-sxm-96gb")), sxm(spec("h100-sxm"));
   CHECK(meta.clock().value() == Approx(1830e6 * std::cbrt((500.0 - 78.8) / (700.0 - 78.8))).epsilon(1e-9));
   CHECK(meta.busy_power().value() == Approx(500.0).epsilon(1e-9));
@@ -717,9 +700,7 @@ TEST_CASE("hardware GEMMs by shape in BF16 and FP8 on H100, H200, B200 and GB200
   // -6.5 / 16.1, -8.7 / 13.1; GB200 -7.0 / 17.6, -8.1 / 13.4.
   for (const char* gpu : {"h100-sxm", "h200-sxm", "b200", "gb200"}) {
     INFO(gpu);
-    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + gpu + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\n"
-                                      "training: {seq_len: 8192, global_batch: 8}\n",
-                                      "t.yaml", {}, test::presets());
+    const Scenario s = one_gpu(gpu);
     const GpuModel bf16(s.cluster.gpu), fp8(s.cluster.gpu, kFp8);
     const auto table = gemm_table(std::string("data/kernels/") + gpu + "-trtllm-gemm.csv");
     REQUIRE(table.size() == 320);
@@ -766,9 +747,7 @@ TEST_CASE("hardware a GPU under sustained GEMMs draws its power limit: the prese
   std::map<std::string, GpuSpec> spec;
   for (auto [name, measured] : {std::pair{"h200-sxm", 690.8}, std::pair{"b200", 991.9}, std::pair{"gb200", 1175.1}}) {
     INFO(name);
-    const Scenario s = parse_scenario(std::string("cluster: {gpu: ") + name + ", nodes: 1, gpus_per_node: 1}\nmodel: llama3-8b\n"
-                                      "training: {seq_len: 8192, global_batch: 8}\n",
-                                      "t.yaml", {}, test::presets());
+    const Scenario s = one_gpu(name);
     spec[name] = s.cluster.gpu;
     const GpuModel gpu(s.cluster.gpu);
     CHECK(gpu.busy_power().value() == Approx(measured).epsilon(0.025));
